@@ -1,0 +1,112 @@
+//! Who is calling: the owner (session token) — apps come with OAuth.
+//!
+//! Data endpoints take [`Access`], which checks the lock state first (the
+//! same answer for every caller) and then the caller's credentials.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, Method};
+
+use super::problem::Problem;
+use super::AppState;
+use crate::lock::OpenStore;
+
+pub const SESSION_COOKIE: &str = "hearth_session";
+
+/// The authenticated caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    Owner,
+}
+
+impl Caller {
+    /// The source recorded on samples this caller writes.
+    pub fn source(&self) -> &str {
+        match self {
+            Caller::Owner => "owner",
+        }
+    }
+
+    /// Apps may delete only what they wrote.
+    pub fn deletes_only_own(&self) -> bool {
+        !matches!(self, Caller::Owner)
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn session_cookie(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))
+}
+
+/// A cookie rides along on cross-site requests from the same host (another
+/// port is the same site): state-changing requests authenticated by cookie
+/// must come from our own origin.
+fn same_origin(parts: &Parts) -> bool {
+    if let Some(site) = parts.headers.get("sec-fetch-site") {
+        if site != "same-origin" && site != "none" {
+            return false;
+        }
+    }
+    match (
+        parts.headers.get(header::ORIGIN),
+        parts.headers.get(header::HOST),
+    ) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => {
+            let origin = origin.to_str().unwrap_or("");
+            let host = host.to_str().unwrap_or("");
+            origin == format!("http://{host}") || origin == format!("https://{host}")
+        }
+        (Some(_), None) => false,
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        if let Some(token) = bearer(parts) {
+            return if state.store.is_owner_session(token) {
+                Ok(Caller::Owner)
+            } else {
+                Err(Problem::unauthenticated())
+            };
+        }
+        if let Some(token) = session_cookie(parts) {
+            let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+            if state.store.is_owner_session(token) && (safe || same_origin(parts)) {
+                return Ok(Caller::Owner);
+            }
+        }
+        Err(Problem::unauthenticated())
+    }
+}
+
+/// An authenticated caller of an unlocked store.
+pub struct Access {
+    pub open: Arc<OpenStore>,
+    pub caller: Caller,
+}
+
+impl FromRequestParts<AppState> for Access {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let open = state.store.open_store()?;
+        let caller = Caller::from_request_parts(parts, state).await?;
+        Ok(Access { open, caller })
+    }
+}

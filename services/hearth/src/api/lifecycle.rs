@@ -1,0 +1,187 @@
+//! Health checks and the lock lifecycle: setup, unlock, lock.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use parking_lot::Mutex;
+use serde::Deserialize;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use super::auth::{Caller, SESSION_COOKIE};
+use super::problem::{ApiJson, Problem};
+use super::AppState;
+use crate::lock::{LockError, LockStateName, SessionToken};
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready means unlocked; the body names the state either way.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let lock_state = state.store.state();
+    let status = if lock_state == LockStateName::Unlocked {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(json!({ "state": lock_state }))).into_response()
+}
+
+/// A token bucket shared by the endpoints that take passphrases and codes.
+pub struct RateLimiter {
+    inner: Mutex<(f64, Instant)>,
+    per_second: f64,
+    burst: f64,
+}
+
+impl RateLimiter {
+    pub fn new(per_minute: u32, burst: u32) -> RateLimiter {
+        RateLimiter {
+            inner: Mutex::new((burst as f64, Instant::now())),
+            per_second: per_minute as f64 / 60.0,
+            burst: burst as f64,
+        }
+    }
+
+    fn take(&self) -> Result<(), Problem> {
+        let mut guard = self.inner.lock();
+        let (tokens, last) = &mut *guard;
+        let now = Instant::now();
+        *tokens =
+            (*tokens + now.duration_since(*last).as_secs_f64() * self.per_second).min(self.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = ((1.0 - *tokens) / self.per_second).ceil() as u64;
+            Err(too_many(Duration::from_secs(wait)))
+        }
+    }
+}
+
+fn too_many(retry_after: Duration) -> Problem {
+    Problem {
+        retry_after_secs: Some(retry_after.as_secs().max(1)),
+        ..Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            "too many attempts; wait before trying again",
+        )
+    }
+}
+
+fn lock_problem(e: LockError) -> Problem {
+    match e {
+        LockError::WrongPassphrase => Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong_passphrase",
+            "wrong passphrase",
+        ),
+        LockError::WrongSetupCode => Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong_setup_code",
+            "wrong setup code",
+        ),
+        LockError::BackOff { retry_after } => too_many(retry_after),
+        LockError::AlreadyInitialised => Problem::new(
+            StatusCode::CONFLICT,
+            "already_initialised",
+            "the store is already initialised",
+        ),
+        LockError::NotInitialised => Problem::new(
+            StatusCode::CONFLICT,
+            "store_uninitialised",
+            "the store is not initialised yet",
+        ),
+        e @ LockError::WeakPassphrase => Problem::invalid(None, "passphrase", e.to_string()),
+        e @ LockError::Tampered { .. } => {
+            tracing::error!(error = %e, "unlock refused");
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "log_tampered",
+                e.to_string(),
+            )
+        }
+        LockError::Storage(e) => {
+            tracing::error!(error = %e, "unlock failed");
+            Problem::internal()
+        }
+    }
+}
+
+fn session_response(token: SessionToken) -> Response {
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200",
+        token.0.as_str()
+    );
+    let mut response =
+        Json(json!({ "token": token.0.as_str(), "state": "unlocked" })).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupBody {
+    setup_code: Zeroizing<String>,
+    passphrase: Zeroizing<String>,
+}
+
+pub async fn setup(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SetupBody>,
+) -> Result<Response, Problem> {
+    state.passphrase_limiter.take()?;
+    let token = state
+        .store
+        .setup(&body.setup_code, &body.passphrase)
+        .await
+        .map_err(lock_problem)?;
+    Ok(session_response(token))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnlockBody {
+    passphrase: Zeroizing<String>,
+}
+
+pub async fn unlock(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<UnlockBody>,
+) -> Result<Response, Problem> {
+    state.passphrase_limiter.take()?;
+    let token = state
+        .store
+        .unlock(&body.passphrase)
+        .await
+        .map_err(lock_problem)?;
+    Ok(session_response(token))
+}
+
+pub async fn lock(State(state): State<AppState>, _owner: Caller) -> StatusCode {
+    state.store.lock().await;
+    StatusCode::NO_CONTENT
+}
+
+const UNLOCK_PAGE: &str = include_str!("unlock.html");
+const UNLOCK_SCRIPT: &str = include_str!("unlock.js");
+
+pub async fn unlock_page() -> Html<&'static str> {
+    Html(UNLOCK_PAGE)
+}
+
+pub async fn unlock_script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        UNLOCK_SCRIPT,
+    )
+        .into_response()
+}

@@ -1,0 +1,216 @@
+//! `application/problem+json` errors (RFC 9457) with a stable `code`, and the
+//! JSON extractor that turns every malformed body into one.
+
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::lock::Unavailable;
+
+#[derive(Debug, Serialize)]
+pub struct FieldError {
+    /// Index of the sample at fault, for batch requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+    pub retry_after_secs: Option<u64>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Problem {
+        Problem {
+            status,
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn with_code(self, code: &'static str) -> Problem {
+        Problem { code, ..self }
+    }
+
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    pub fn invalid(index: Option<usize>, field: &str, message: impl Into<String>) -> Problem {
+        let message = message.into();
+        let at = match index {
+            Some(i) => format!("sample {i}, field `{field}`: "),
+            None => format!("field `{field}`: "),
+        };
+        Problem {
+            errors: vec![FieldError {
+                index,
+                field: field.to_string(),
+                message: message.clone(),
+            }],
+            ..Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                format!("{at}{message}"),
+            )
+        }
+    }
+
+    pub fn not_found() -> Problem {
+        Problem::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
+    }
+
+    pub fn unauthenticated() -> Problem {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "a valid bearer token or owner session is required",
+        )
+    }
+
+    pub fn internal() -> Problem {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the server could not complete the request",
+        )
+    }
+}
+
+impl From<Unavailable> for Problem {
+    fn from(u: Unavailable) -> Problem {
+        let (code, detail) = match u {
+            Unavailable::Uninitialised => (
+                "store_uninitialised",
+                "the store has not been set up; use the setup code printed on the server console",
+            ),
+            Unavailable::Sealed => (
+                "store_sealed",
+                "the store is sealed until the owner unlocks it",
+            ),
+            Unavailable::Locked => ("store_locked", "the store is locked"),
+        };
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    code: &'a str,
+    detail: &'a str,
+    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    errors: &'a [FieldError],
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = Body {
+            kind: format!("https://hearth.invalid/problems/{}", self.code),
+            title: self.status.canonical_reason().unwrap_or("Error"),
+            status: self.status.as_u16(),
+            code: self.code,
+            detail: &self.detail,
+            errors: &self.errors,
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// JSON body extractor whose every failure is a problem naming the field.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // Requiring the JSON media type also keeps cross-site HTML forms out.
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as application/json",
+            ));
+        }
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is larger than the server accepts",
+                ))
+            }
+            Err(rejection) => {
+                return Err(Problem::bad_request(
+                    "unreadable_body",
+                    rejection.body_text(),
+                ))
+            }
+        };
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let malformed = |e: serde_json::Error| {
+        Problem::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(value) => {
+            de.end().map_err(malformed)?;
+            Ok(value)
+        }
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                Err(malformed(inner))
+            } else {
+                // `samples[3].value` names sample 3's `value`.
+                let (index, field) = match path
+                    .split_once('[')
+                    .and_then(|(_, rest)| rest.split_once("]."))
+                {
+                    Some((i, field)) => (i.parse().ok(), field.to_string()),
+                    None => (None, path),
+                };
+                Err(Problem::invalid(index, &field, inner.to_string()))
+            }
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Building and running the server: storage, lock model, router, listener.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::api::{self, Limits};
+use crate::config::ServeArgs;
+use crate::lock::{self, Store};
+use crate::storage;
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    pub store: Arc<Store>,
+}
+
+/// Reads a secret from a file (`-`: standard input), without its trailing newline.
+pub fn read_secret(path: &Path) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    let mut text = if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+        s
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    while text.ends_with('\n') || text.ends_with('\r') {
+        text.pop();
+    }
+    Ok(zeroize::Zeroizing::new(text))
+}
+
+fn check_key_file_permissions(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        anyhow::ensure!(
+            mode & 0o077 == 0,
+            "{} is readable by group or others (mode {:o}); chmod 600 it",
+            path.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
+}
+
+impl Application {
+    pub async fn build(args: &ServeArgs) -> anyhow::Result<Application> {
+        let url = args.storage.database_url()?;
+        let storage = storage::connect(&url).await?;
+        let kdf = args.kdf.params();
+        if kdf.is_weaker_than_recommended() {
+            tracing::warn!(
+                memory_kib = kdf.memory_kib,
+                iterations = kdf.iterations,
+                "key derivation is weaker than recommended; use this only for tests"
+            );
+        }
+        let store = Arc::new(Store::open(storage, kdf).await?);
+        if let Some(code) = store.setup_code() {
+            // The console is the one channel only the operator sees.
+            eprintln!("hearth: this store is new. Setup code: {code}");
+            eprintln!(
+                "hearth: open the server's page or POST /v1/setup with this code and a passphrase."
+            );
+        }
+        let mut unattended = false;
+        if let Some(path) = &args.unlock_key_file {
+            check_key_file_permissions(path)?;
+            let secret = read_secret(path)?;
+            store
+                .unlock(&secret)
+                .await
+                .context("unlocking with the key file")?;
+            unattended = true;
+        }
+        if args.idle_lock_secs > 0 && !unattended {
+            lock::spawn_idle_lock(store.clone(), Duration::from_secs(args.idle_lock_secs));
+        }
+        let router = api::router(
+            store.clone(),
+            Limits {
+                max_body_bytes: args.max_body_bytes,
+                request_timeout: Duration::from_secs(args.request_timeout_secs),
+            },
+        );
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        Ok(Application {
+            listener,
+            router,
+            store,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub async fn run(self) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.listener.local_addr()?, "listening");
+        let store = self.store.clone();
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        store.lock().await;
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

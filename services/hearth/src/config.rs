@@ -1,0 +1,126 @@
+//! Configuration: every setting is a flag and a `HEARTH_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::crypto::KdfParams;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hearth",
+    version,
+    about = "Hearth: a self-hosted, encrypted personal health data store",
+    long_about = "Hearth keeps one person's health data (steps, heart rate, sleep, glucose, ...) \
+                  in an encrypted, append-only log on their own machine. Every option can also \
+                  be set through the environment variable shown beside it."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (the default when no command is given).
+    Serve(ServeArgs),
+    /// Initialise a new store from a script instead of the setup page.
+    Init {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[command(flatten)]
+        kdf: KdfArgs,
+        /// File holding the passphrase; `-` reads standard input.
+        #[arg(long)]
+        passphrase_file: PathBuf,
+    },
+    /// Check the log's hash chain; with a passphrase, also open every record.
+    Verify {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// File holding the passphrase; `-` reads standard input.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StorageArgs {
+    /// Directory for the SQLite database (created with owner-only permissions).
+    #[arg(long, env = "HEARTH_DATA_DIR", default_value = "./hearth-data")]
+    pub data_dir: PathBuf,
+    /// Database URL: `postgres://…` for Postgres, `sqlite://…` for a SQLite
+    /// file elsewhere. Default: `hearth.db` inside the data directory.
+    #[arg(long, env = "HEARTH_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KdfArgs {
+    /// Argon2id memory cost in KiB for a new store. Lower values are for tests only.
+    #[arg(long, env = "HEARTH_KDF_MEMORY_KIB", default_value_t = KdfParams::RECOMMENDED.memory_kib)]
+    pub kdf_memory_kib: u32,
+    /// Argon2id iterations for a new store. Lower values are for tests only.
+    #[arg(long, env = "HEARTH_KDF_ITERATIONS", default_value_t = KdfParams::RECOMMENDED.iterations)]
+    pub kdf_iterations: u32,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on. Loopback by default; expose it deliberately.
+    #[arg(long, env = "HEARTH_LISTEN", default_value = "127.0.0.1:7380")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+    /// Unlock at start with the passphrase in this file, for unattended
+    /// servers. The file must not be readable by group or others.
+    #[arg(long, env = "HEARTH_UNLOCK_KEY_FILE")]
+    pub unlock_key_file: Option<PathBuf>,
+    /// Lock after this many seconds without requests (0: never). Not applied
+    /// when unlocked by the key file.
+    #[arg(long, env = "HEARTH_IDLE_LOCK_SECS", default_value_t = 900)]
+    pub idle_lock_secs: u64,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "HEARTH_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Requests taking longer than this many seconds are cut off.
+    #[arg(long, env = "HEARTH_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "HEARTH_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl KdfArgs {
+    pub fn params(&self) -> KdfParams {
+        KdfParams {
+            memory_kib: self.kdf_memory_kib,
+            iterations: self.kdf_iterations,
+            parallelism: 1,
+        }
+    }
+}
+
+impl StorageArgs {
+    /// The database URL, creating the data directory for the SQLite default.
+    pub fn database_url(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.database_url {
+            return Ok(url.clone());
+        }
+        std::fs::create_dir_all(&self.data_dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&self.data_dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(format!(
+            "sqlite://{}",
+            self.data_dir.join("hearth.db").display()
+        ))
+    }
+}

@@ -1,0 +1,229 @@
+//! Key derivation, key wrapping and record sealing.
+//!
+//! Key hierarchy: passphrase --Argon2id--> key-encryption key (KEK) which wraps
+//! the random data key and the store id. The data key seals every log record
+//! with AES-256-GCM-SIV; the additional data binds store id, sequence number and
+//! key id so a record cannot be moved to another place or store undetected.
+
+use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
+use aes_gcm_siv::{Aes256GcmSiv, Nonce};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+pub const KEY_LEN: usize = 32;
+pub const NONCE_LEN: usize = 12;
+pub const SALT_LEN: usize = 16;
+pub const STORE_ID_LEN: usize = 16;
+
+/// The one data key id in use; key rotation adds new ids.
+pub const FIRST_KEY_ID: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("authentication failed")]
+    Authentication,
+    #[error("key derivation failed: {0}")]
+    Kdf(String),
+    #[error("malformed key material")]
+    Malformed,
+}
+
+/// Argon2id cost parameters; stored in the clear beside the salt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KdfParams {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl KdfParams {
+    /// OWASP's first recommended Argon2id configuration, one lane.
+    pub const RECOMMENDED: KdfParams = KdfParams {
+        memory_kib: 64 * 1024,
+        iterations: 3,
+        parallelism: 1,
+    };
+
+    pub fn is_weaker_than_recommended(&self) -> bool {
+        self.memory_kib < Self::RECOMMENDED.memory_kib
+            || self.iterations < Self::RECOMMENDED.iterations
+    }
+}
+
+pub type SecretKey = Zeroizing<[u8; KEY_LEN]>;
+
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    rand::rngs::OsRng.fill_bytes(&mut out);
+    out
+}
+
+pub fn random_key() -> SecretKey {
+    Zeroizing::new(random_bytes::<KEY_LEN>())
+}
+
+pub fn derive_kek(
+    passphrase: &[u8],
+    salt: &[u8],
+    params: KdfParams,
+) -> Result<SecretKey, CryptoError> {
+    let argon_params = argon2::Params::new(
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        Some(KEY_LEN),
+    )
+    .map_err(|e| CryptoError::Kdf(e.to_string()))?;
+    let argon = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon_params,
+    );
+    let mut out = Zeroizing::new([0u8; KEY_LEN]);
+    argon
+        .hash_password_into(passphrase, salt, out.as_mut())
+        .map_err(|e| CryptoError::Kdf(e.to_string()))?;
+    Ok(out)
+}
+
+/// Encrypts `plaintext`; the output is `nonce || ciphertext+tag`.
+pub fn seal(key: &[u8; KEY_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    let cipher = Aes256GcmSiv::new(key.into());
+    let nonce = random_bytes::<NONCE_LEN>();
+    let ciphertext = cipher
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .expect("AES-GCM-SIV encryption of an in-memory buffer cannot fail");
+    let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ciphertext);
+    out
+}
+
+pub fn open(
+    key: &[u8; KEY_LEN],
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    if sealed.len() < NONCE_LEN + 16 {
+        return Err(CryptoError::Authentication);
+    }
+    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+    let cipher = Aes256GcmSiv::new(key.into());
+    cipher
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| CryptoError::Authentication)
+}
+
+/// What the KEK protects: the data key and the store id, wrapped together.
+pub struct DataKey {
+    pub key_id: u32,
+    pub key: SecretKey,
+    pub store_id: [u8; STORE_ID_LEN],
+}
+
+fn wrap_aad(key_id: u32) -> Vec<u8> {
+    let mut aad = b"hearth-keyring-v1".to_vec();
+    aad.extend_from_slice(&key_id.to_be_bytes());
+    aad
+}
+
+impl DataKey {
+    pub fn generate() -> DataKey {
+        DataKey {
+            key_id: FIRST_KEY_ID,
+            key: random_key(),
+            store_id: random_bytes(),
+        }
+    }
+
+    pub fn wrap(&self, kek: &[u8; KEY_LEN]) -> Vec<u8> {
+        let mut plain = Zeroizing::new(Vec::with_capacity(KEY_LEN + STORE_ID_LEN));
+        plain.extend_from_slice(self.key.as_ref());
+        plain.extend_from_slice(&self.store_id);
+        seal(kek, &wrap_aad(self.key_id), &plain)
+    }
+
+    pub fn unwrap(
+        kek: &[u8; KEY_LEN],
+        key_id: u32,
+        wrapped: &[u8],
+    ) -> Result<DataKey, CryptoError> {
+        let plain = open(kek, &wrap_aad(key_id), wrapped)?;
+        if plain.len() != KEY_LEN + STORE_ID_LEN {
+            return Err(CryptoError::Malformed);
+        }
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        key.copy_from_slice(&plain[..KEY_LEN]);
+        let mut store_id = [0u8; STORE_ID_LEN];
+        store_id.copy_from_slice(&plain[KEY_LEN..]);
+        Ok(DataKey {
+            key_id,
+            key,
+            store_id,
+        })
+    }
+
+    /// Additional data for the record at `seq`.
+    pub fn record_aad(&self, seq: u64) -> [u8; 15 + STORE_ID_LEN + 8 + 4] {
+        let mut aad = [0u8; 15 + STORE_ID_LEN + 8 + 4];
+        aad[..15].copy_from_slice(b"hearth-event-v1");
+        aad[15..31].copy_from_slice(&self.store_id);
+        aad[31..39].copy_from_slice(&seq.to_be_bytes());
+        aad[39..].copy_from_slice(&self.key_id.to_be_bytes());
+        aad
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAST: KdfParams = KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    #[test]
+    fn wrapped_key_opens_only_with_the_right_passphrase() {
+        let salt = random_bytes::<SALT_LEN>();
+        let kek = derive_kek(b"correct horse", &salt, FAST).unwrap();
+        let dk = DataKey::generate();
+        let wrapped = dk.wrap(&kek);
+        let back = DataKey::unwrap(&kek, dk.key_id, &wrapped).unwrap();
+        assert_eq!(back.key.as_ref(), dk.key.as_ref());
+        assert_eq!(back.store_id, dk.store_id);
+        let wrong = derive_kek(b"battery staple", &salt, FAST).unwrap();
+        assert!(DataKey::unwrap(&wrong, dk.key_id, &wrapped).is_err());
+        assert!(DataKey::unwrap(&kek, dk.key_id + 1, &wrapped).is_err());
+    }
+
+    #[test]
+    fn record_aad_binds_sequence_number() {
+        let dk = DataKey::generate();
+        let sealed = seal(&dk.key, &dk.record_aad(7), b"payload");
+        assert_eq!(
+            &open(&dk.key, &dk.record_aad(7), &sealed).unwrap()[..],
+            b"payload"
+        );
+        assert!(open(&dk.key, &dk.record_aad(8), &sealed).is_err());
+        let mut flipped = sealed.clone();
+        flipped[NONCE_LEN + 2] ^= 1;
+        assert!(open(&dk.key, &dk.record_aad(7), &flipped).is_err());
+        assert!(open(&dk.key, &dk.record_aad(7), &sealed[..10]).is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! Hearth: a self-hosted, encrypted personal health data store.
+//!
+//! Where things live:
+//! - [`lock`]: the lock model (uninitialised, sealed, unlocked, locked);
+//! - [`log`]: the encrypted append-only log, its single writer, replay, verify;
+//! - [`projection`]: the in-memory columns every query reads;
+//! - [`policy`]: what each caller may read and write;
+//! - [`storage`]: SQLite and Postgres behind one trait;
+//! - [`api`]: the HTTP surface; [`catalogue`]: sample types and units.
+
+pub mod api;
+pub mod app;
+pub mod catalogue;
+pub mod config;
+pub mod crypto;
+pub mod lock;
+pub mod log;
+pub mod policy;
+pub mod projection;
+pub mod storage;

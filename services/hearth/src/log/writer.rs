@@ -1,0 +1,384 @@
+//! The single writer: the only code that appends to the log.
+//!
+//! Requests queue on a channel; the writer takes everything queued, checks
+//! each request against the projection (and against earlier requests of the
+//! same group), gives each a gap-free sequence number, seals it, commits the
+//! whole group in one transaction (one sync for many apps), applies it to the
+//! projection, and only then answers. An answer therefore means durable.
+
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use tokio::sync::{mpsc, oneshot};
+
+use super::chain::{LogHead, LogRecord};
+use super::event::{Envelope, Event, StoredSample, TypeBatch};
+use crate::catalogue::{self, TypeIndex};
+use crate::crypto::{self, DataKey};
+use crate::projection::Projection;
+use crate::storage::Storage;
+
+/// Most requests folded into one commit.
+const MAX_GROUP_REQUESTS: usize = 256;
+/// Most samples folded into one commit, to bound a commit's latency.
+const MAX_GROUP_SAMPLES: usize = 64_000;
+
+/// A validated sample, in canonical units, ready for the log.
+#[derive(Clone, Debug)]
+pub struct NewSample {
+    pub type_index: TypeIndex,
+    pub sample: StoredSample,
+}
+
+#[derive(Debug)]
+pub enum Write {
+    AddSamples {
+        source: String,
+        samples: Vec<NewSample>,
+    },
+    Delete {
+        source: String,
+        id: u128,
+        /// Apps delete only what they wrote; the owner deletes anything.
+        only_own: bool,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Added { added: usize, unchanged: usize },
+    Deleted,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WriteError {
+    #[error("sample {index} reuses an existing id with different content")]
+    Conflict { index: usize },
+    #[error("sample {index} reuses the id of a deleted sample")]
+    Deleted { index: usize },
+    #[error("no such sample")]
+    NotFound,
+    #[error("the database did not accept the write")]
+    Storage,
+    #[error("the store is not accepting writes")]
+    Unavailable,
+}
+
+type Reply = oneshot::Sender<Result<WriteOutcome, WriteError>>;
+
+enum Command {
+    Write(Write, Reply),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A handle to the writer task.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Writer {
+    pub fn spawn(
+        storage: Arc<dyn Storage>,
+        key: DataKey,
+        head: LogHead,
+        projection: Arc<Projection>,
+    ) -> Writer {
+        let (tx, rx) = mpsc::channel(1024);
+        let task = WriterTask {
+            storage,
+            key,
+            head,
+            projection,
+            poisoned: false,
+        };
+        tokio::spawn(task.run(rx));
+        Writer { tx }
+    }
+
+    pub async fn write(&self, write: Write) -> Result<WriteOutcome, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Write(write, reply))
+            .await
+            .map_err(|_| WriteError::Unavailable)?;
+        answer.await.map_err(|_| WriteError::Unavailable)?
+    }
+
+    /// Finishes what is queued, then stops and drops the data key.
+    pub async fn shutdown(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Command::Shutdown(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+/// The state of an id as seen by a group in progress.
+enum Pending {
+    Added(TypeIndex, StoredSample, Arc<str>),
+    Deleted,
+}
+
+struct WriterTask {
+    storage: Arc<dyn Storage>,
+    key: DataKey,
+    head: LogHead,
+    projection: Arc<Projection>,
+    /// Set when the database's state is unknown after a failed commit.
+    poisoned: bool,
+}
+
+fn sample_count(cmd: &Command) -> usize {
+    match cmd {
+        Command::Write(Write::AddSamples { samples, .. }, _) => samples.len(),
+        _ => 1,
+    }
+}
+
+impl WriterTask {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        while let Some(first) = rx.recv().await {
+            let mut group = Vec::new();
+            let mut samples = sample_count(&first);
+            let mut shutdown = None;
+            let mut next = Some(first);
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Command::Write(w, reply) => group.push((w, reply)),
+                    Command::Shutdown(done) => {
+                        shutdown = Some(done);
+                        break;
+                    }
+                }
+                if group.len() >= MAX_GROUP_REQUESTS || samples >= MAX_GROUP_SAMPLES {
+                    break;
+                }
+                if let Ok(cmd) = rx.try_recv() {
+                    samples += sample_count(&cmd);
+                    next = Some(cmd);
+                }
+            }
+            if let Some(cmd) = next {
+                // Over the group limits: it leads the next group.
+                self.commit_group(group).await;
+                group = Vec::new();
+                match cmd {
+                    Command::Write(w, reply) => group.push((w, reply)),
+                    Command::Shutdown(done) => shutdown = Some(done),
+                }
+            }
+            self.commit_group(group).await;
+            if let Some(done) = shutdown {
+                rx.close();
+                while let Ok(cmd) = rx.try_recv() {
+                    if let Command::Write(_, reply) = cmd {
+                        let _ = reply.send(Err(WriteError::Unavailable));
+                    }
+                }
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+
+    async fn commit_group(&mut self, group: Vec<(Write, Reply)>) {
+        if group.is_empty() {
+            return;
+        }
+        if self.poisoned {
+            for (_, reply) in group {
+                let _ = reply.send(Err(WriteError::Unavailable));
+            }
+            return;
+        }
+        let at_us = chrono::Utc::now().timestamp_micros();
+        let mut pending: HashMap<u128, Pending> = HashMap::new();
+        let mut records = Vec::new();
+        let mut envelopes = Vec::new();
+        let mut answers = Vec::new();
+        let mut head = self.head;
+        for (write, reply) in group {
+            match self.prepare(write, &mut pending) {
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+                Ok((outcome, None)) => answers.push((reply, outcome)),
+                Ok((outcome, Some(event))) => {
+                    let envelope = Envelope { at_us, event };
+                    let seq = head.seq + 1;
+                    let body =
+                        crypto::seal(&self.key.key, &self.key.record_aad(seq), &envelope.encode());
+                    let record = LogRecord::new(seq, self.key.key_id, head.hash, body);
+                    head = LogHead {
+                        seq,
+                        hash: record.hash,
+                    };
+                    records.push(record);
+                    envelopes.push(envelope);
+                    answers.push((reply, outcome));
+                }
+            }
+        }
+        let committed = match self.storage.append(self.head, &records).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "log commit failed");
+                // The commit may have landed even though we saw an error.
+                match self.storage.head().await {
+                    Ok(now) if now == head => true,
+                    Ok(now) if now == self.head => false,
+                    _ => {
+                        tracing::error!("log head unknown after a failed commit; refusing writes");
+                        self.poisoned = true;
+                        false
+                    }
+                }
+            }
+        };
+        if !committed {
+            for (reply, _) in answers {
+                let _ = reply.send(Err(WriteError::Storage));
+            }
+            return;
+        }
+        self.head = head;
+        for envelope in &envelopes {
+            if let Err(e) = self.projection.apply(envelope) {
+                tracing::error!(error = %e, "committed event could not be projected");
+            }
+        }
+        for (reply, outcome) in answers {
+            let _ = reply.send(Ok(outcome));
+        }
+    }
+
+    /// Checks one request; returns its outcome and the event to log, if any.
+    fn prepare(
+        &self,
+        write: Write,
+        pending: &mut HashMap<u128, Pending>,
+    ) -> Result<(WriteOutcome, Option<Event>), WriteError> {
+        match write {
+            Write::AddSamples { source, samples } => {
+                let mut fresh: Vec<(usize, NewSample)> = Vec::new();
+                let mut in_request: HashMap<u128, usize> = HashMap::new();
+                let mut unchanged = 0;
+                for (index, new) in samples.into_iter().enumerate() {
+                    let id = u128::from_be_bytes(new.sample.id);
+                    if let Some(&earlier) = in_request.get(&id) {
+                        let (_, first) = &fresh[earlier];
+                        if same_content(first.type_index, &first.sample, &new) {
+                            unchanged += 1;
+                            continue;
+                        }
+                        return Err(WriteError::Conflict { index });
+                    }
+                    match self.existing(id, pending) {
+                        Existing::Deleted => return Err(WriteError::Deleted { index }),
+                        Existing::Live(ty, sample, src) => {
+                            if *src == *source && same_content(ty, &sample, &new) {
+                                unchanged += 1;
+                                continue;
+                            }
+                            return Err(WriteError::Conflict { index });
+                        }
+                        Existing::None => {}
+                    }
+                    in_request.insert(id, fresh.len());
+                    fresh.push((index, new));
+                }
+                let outcome = WriteOutcome::Added {
+                    added: fresh.len(),
+                    unchanged,
+                };
+                if fresh.is_empty() {
+                    return Ok((outcome, None));
+                }
+                let mut by_type: Vec<(TypeIndex, Vec<StoredSample>)> = Vec::new();
+                for (_, new) in fresh {
+                    pending.insert(
+                        u128::from_be_bytes(new.sample.id),
+                        Pending::Added(new.type_index, new.sample.clone(), source.as_str().into()),
+                    );
+                    match by_type.iter_mut().find(|(t, _)| *t == new.type_index) {
+                        Some((_, v)) => v.push(new.sample),
+                        None => by_type.push((new.type_index, vec![new.sample])),
+                    }
+                }
+                let batches = by_type
+                    .into_iter()
+                    .map(|(t, samples)| TypeBatch {
+                        type_id: catalogue::get(t).id.to_string(),
+                        samples,
+                    })
+                    .collect();
+                Ok((outcome, Some(Event::SamplesAdded { source, batches })))
+            }
+            Write::Delete {
+                source,
+                id,
+                only_own,
+            } => {
+                match self.existing(id, pending) {
+                    Existing::Live(_, _, src) if !only_own || *src == *source => {}
+                    _ => return Err(WriteError::NotFound),
+                }
+                pending.insert(id, Pending::Deleted);
+                Ok((
+                    WriteOutcome::Deleted,
+                    Some(Event::SamplesDeleted {
+                        source,
+                        ids: vec![id.to_be_bytes()],
+                    }),
+                ))
+            }
+        }
+    }
+
+    fn existing(&self, id: u128, pending: &HashMap<u128, Pending>) -> Existing {
+        match pending.get(&id) {
+            Some(Pending::Deleted) => return Existing::Deleted,
+            Some(Pending::Added(ty, s, src)) => return Existing::Live(*ty, s.clone(), src.clone()),
+            None => {}
+        }
+        if self.projection.is_tombstoned(id) {
+            return Existing::Deleted;
+        }
+        match self.projection.find(id) {
+            Some((ty, row)) => Existing::Live(
+                ty,
+                StoredSample {
+                    id: row.id.to_be_bytes(),
+                    start_us: row.start_us,
+                    start_offset_min: row.start_offset_min,
+                    end_us: row.end_us,
+                    end_offset_min: row.end_offset_min,
+                    value: row.value,
+                    metadata: row.metadata.map(String::from),
+                },
+                self.projection.source_name(row.source),
+            ),
+            None => Existing::None,
+        }
+    }
+}
+
+enum Existing {
+    None,
+    Deleted,
+    /// Type, content and the source that wrote it.
+    Live(TypeIndex, StoredSample, Arc<str>),
+}
+
+fn same_content(ty: TypeIndex, existing: &StoredSample, new: &NewSample) -> bool {
+    let a = existing;
+    let b = &new.sample;
+    ty == new.type_index
+        && a.start_us == b.start_us
+        && a.start_offset_min == b.start_offset_min
+        && a.end_us == b.end_us
+        && a.end_offset_min == b.end_offset_min
+        && a.value.to_bits() == b.value.to_bits()
+        && a.metadata == b.metadata
+}

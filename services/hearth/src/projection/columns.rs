@@ -1,0 +1,389 @@
+//! One type's samples in memory: parallel columns sorted by `(start, id)`.
+//!
+//! Layout per sample: start, end, value (8 bytes each), id (16), source (4),
+//! two UTC offsets (2 each), a deleted bit, and about 6–10 bytes of id index:
+//! under 64 bytes. Metadata is rare and kept in a side map keyed by id.
+
+use std::collections::HashMap;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
+use std::hash::BuildHasher;
+use zeroize::Zeroize;
+
+/// One sample, as handed to and from the columns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub id: u128,
+    pub start_us: i64,
+    pub start_offset_min: i16,
+    pub end_us: i64,
+    pub end_offset_min: i16,
+    pub value: f64,
+    pub source: u32,
+    pub metadata: Option<Box<str>>,
+}
+
+impl Row {
+    fn key(&self) -> (i64, u128) {
+        (self.start_us, self.id)
+    }
+}
+
+/// Which samples a reader may see: all of them, or only those one source wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Visibility {
+    All,
+    OnlySource(u32),
+}
+
+#[derive(Default)]
+pub struct TypeColumns {
+    start: Vec<i64>,
+    end: Vec<i64>,
+    value: Vec<f64>,
+    id: Vec<u128>,
+    source: Vec<u32>,
+    start_offset: Vec<i16>,
+    end_offset: Vec<i16>,
+    deleted: Vec<u64>,
+    deleted_count: usize,
+    /// Row numbers, hashed by the row's id.
+    index: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+    metadata: HashMap<u128, Box<str>>,
+}
+
+impl TypeColumns {
+    pub fn len(&self) -> usize {
+        self.start.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start.is_empty()
+    }
+
+    pub fn live_len(&self) -> usize {
+        self.len() - self.deleted_count
+    }
+
+    pub fn is_deleted(&self, row: usize) -> bool {
+        self.deleted[row / 64] & (1 << (row % 64)) != 0
+    }
+
+    pub fn source_of(&self, row: usize) -> u32 {
+        self.source[row]
+    }
+
+    pub fn row(&self, row: usize) -> Row {
+        Row {
+            id: self.id[row],
+            start_us: self.start[row],
+            start_offset_min: self.start_offset[row],
+            end_us: self.end[row],
+            end_offset_min: self.end_offset[row],
+            value: self.value[row],
+            source: self.source[row],
+            metadata: self.metadata.get(&self.id[row]).cloned(),
+        }
+    }
+
+    /// The row holding `id`, deleted or not.
+    pub fn find(&self, id: u128) -> Option<usize> {
+        let hash = self.hasher.hash_one(id);
+        self.index
+            .find(hash, |&r| self.id[r as usize] == id)
+            .map(|&r| r as usize)
+    }
+
+    /// Adds rows whose ids are not present yet.
+    pub fn insert(&mut self, mut rows: Vec<Row>) {
+        if rows.is_empty() {
+            return;
+        }
+        rows.sort_unstable_by_key(Row::key);
+        let appends = match (self.start.last(), self.id.last()) {
+            (Some(&s), Some(&i)) => rows[0].key() > (s, i),
+            _ => true,
+        };
+        if appends {
+            let first = self.len();
+            for row in rows {
+                self.push(row);
+            }
+            for r in first..self.len() {
+                self.index_row(r);
+            }
+        } else {
+            // Out-of-order arrival (a back-fill): merge, then re-index.
+            let old = std::mem::take(self);
+            let mut merged = TypeColumns {
+                hasher: old.hasher,
+                ..TypeColumns::default()
+            };
+            let (mut i, mut new) = (0, rows.into_iter().peekable());
+            let mut old = old;
+            let mut old_meta = std::mem::take(&mut old.metadata);
+            loop {
+                let take_old = match (i < old.len(), new.peek()) {
+                    (true, Some(n)) => (old.start[i], old.id[i]) < n.key(),
+                    (true, None) => true,
+                    (false, Some(_)) => false,
+                    (false, None) => break,
+                };
+                if take_old {
+                    let mut row = old.row_without_metadata(i);
+                    row.metadata = old_meta.remove(&row.id);
+                    let deleted = old.is_deleted(i);
+                    merged.push(row);
+                    if deleted {
+                        merged.mark_deleted(merged.len() - 1);
+                    }
+                    i += 1;
+                } else if let Some(n) = new.next() {
+                    merged.push(n);
+                }
+            }
+            old.wipe();
+            merged.rebuild_index();
+            *self = merged;
+        }
+    }
+
+    /// Marks the row holding `id` deleted; false if absent or already deleted.
+    pub fn delete(&mut self, id: u128) -> bool {
+        match self.find(id) {
+            Some(r) if !self.is_deleted(r) => {
+                self.mark_deleted(r);
+                if let Some(mut m) = self.metadata.remove(&id) {
+                    m.zeroize();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Rows with `start` in `[from, to)`, as a row-number range.
+    pub fn start_range(&self, from: i64, to: i64) -> std::ops::Range<usize> {
+        let lo = self.start.partition_point(|&s| s < from);
+        let hi = self.start.partition_point(|&s| s < to);
+        lo..hi.max(lo)
+    }
+
+    /// The first row strictly after `(start, id)` in sort order.
+    pub fn after(&self, start: i64, id: u128) -> usize {
+        let lo = self.start.partition_point(|&s| s < start);
+        let hi = self.start.partition_point(|&s| s <= start);
+        lo + self.id[lo..hi].partition_point(|&i| i <= id)
+    }
+
+    pub fn visible(&self, row: usize, visibility: Visibility) -> bool {
+        !self.is_deleted(row)
+            && match visibility {
+                Visibility::All => true,
+                Visibility::OnlySource(s) => self.source[row] == s,
+            }
+    }
+
+    /// Values of the visible rows in `rows`.
+    pub fn values(
+        &self,
+        rows: std::ops::Range<usize>,
+        visibility: Visibility,
+    ) -> impl Iterator<Item = f64> + '_ {
+        let fast = self.deleted_count == 0 && visibility == Visibility::All;
+        let slice = &self.value[rows.clone()];
+        slice
+            .iter()
+            .zip(rows)
+            .filter(move |&(_, r)| fast || self.visible(r, visibility))
+            .map(|(&v, _)| v)
+    }
+
+    /// Bytes held, counting allocated capacity.
+    pub fn memory_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.start.capacity() * size_of::<i64>()
+            + self.end.capacity() * size_of::<i64>()
+            + self.value.capacity() * size_of::<f64>()
+            + self.id.capacity() * size_of::<u128>()
+            + self.source.capacity() * size_of::<u32>()
+            + self.start_offset.capacity() * size_of::<i16>()
+            + self.end_offset.capacity() * size_of::<i16>()
+            + self.deleted.capacity() * size_of::<u64>()
+            // hashbrown: one control byte per bucket beside each slot.
+            + self.index.capacity() * 8 / 7 * (size_of::<u32>() + 1)
+            + self
+                .metadata
+                .values()
+                .map(|m| m.len() + size_of::<u128>() + size_of::<Box<str>>())
+                .sum::<usize>()
+    }
+
+    pub fn shrink_to_fit(&mut self) {
+        self.start.shrink_to_fit();
+        self.end.shrink_to_fit();
+        self.value.shrink_to_fit();
+        self.id.shrink_to_fit();
+        self.source.shrink_to_fit();
+        self.start_offset.shrink_to_fit();
+        self.end_offset.shrink_to_fit();
+        self.deleted.shrink_to_fit();
+        let hasher = &self.hasher;
+        let ids = &self.id;
+        self.index
+            .shrink_to_fit(|&r| hasher.hash_one(ids[r as usize]));
+    }
+
+    /// Builds sorted, indexed columns from rows in any order, dropping the
+    /// ids in `dropped` (deleted samples, at replay).
+    pub fn from_rows(mut rows: Vec<Row>, dropped: &hashbrown::HashSet<u128>) -> TypeColumns {
+        if !dropped.is_empty() {
+            rows.retain(|r| !dropped.contains(&r.id));
+        }
+        if !rows.is_sorted_by_key(Row::key) {
+            rows.sort_unstable_by_key(Row::key);
+        }
+        let mut cols = TypeColumns::default();
+        cols.reserve_exact(rows.len());
+        for row in rows {
+            cols.push(row);
+        }
+        cols.rebuild_index();
+        cols
+    }
+
+    /// Overwrites every column with zeros, then frees it.
+    pub fn wipe(&mut self) {
+        self.start.zeroize();
+        self.end.zeroize();
+        self.value.zeroize();
+        self.id.zeroize();
+        self.source.zeroize();
+        self.start_offset.zeroize();
+        self.end_offset.zeroize();
+        self.deleted.zeroize();
+        for (_, mut m) in self.metadata.drain() {
+            m.zeroize();
+        }
+        *self = TypeColumns::default();
+    }
+
+    fn reserve_exact(&mut self, n: usize) {
+        self.start.reserve_exact(n);
+        self.end.reserve_exact(n);
+        self.value.reserve_exact(n);
+        self.id.reserve_exact(n);
+        self.source.reserve_exact(n);
+        self.start_offset.reserve_exact(n);
+        self.end_offset.reserve_exact(n);
+        self.deleted.reserve_exact(n.div_ceil(64));
+    }
+
+    fn row_without_metadata(&self, row: usize) -> Row {
+        Row {
+            id: self.id[row],
+            start_us: self.start[row],
+            start_offset_min: self.start_offset[row],
+            end_us: self.end[row],
+            end_offset_min: self.end_offset[row],
+            value: self.value[row],
+            source: self.source[row],
+            metadata: None,
+        }
+    }
+
+    fn push(&mut self, row: Row) {
+        let r = self.len();
+        self.start.push(row.start_us);
+        self.end.push(row.end_us);
+        self.value.push(row.value);
+        self.id.push(row.id);
+        self.source.push(row.source);
+        self.start_offset.push(row.start_offset_min);
+        self.end_offset.push(row.end_offset_min);
+        if r.is_multiple_of(64) {
+            self.deleted.push(0);
+        }
+        if let Some(m) = row.metadata {
+            self.metadata.insert(row.id, m);
+        }
+    }
+
+    fn mark_deleted(&mut self, row: usize) {
+        self.deleted[row / 64] |= 1 << (row % 64);
+        self.deleted_count += 1;
+    }
+
+    fn index_row(&mut self, row: usize) {
+        let hasher = &self.hasher;
+        let ids = &self.id;
+        self.index
+            .insert_unique(hasher.hash_one(ids[row]), row as u32, |&r| {
+                hasher.hash_one(ids[r as usize])
+            });
+    }
+
+    fn rebuild_index(&mut self) {
+        self.index = HashTable::with_capacity(self.len());
+        for r in 0..self.len() {
+            self.index_row(r);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: u128, start: i64) -> Row {
+        Row {
+            id,
+            start_us: start,
+            start_offset_min: 0,
+            end_us: start + 10,
+            end_offset_min: 0,
+            value: id as f64,
+            source: 0,
+            metadata: id.is_multiple_of(3).then(|| format!("{{\"n\":{id}}}").into()),
+        }
+    }
+
+    fn starts(c: &TypeColumns) -> Vec<(i64, u128)> {
+        (0..c.len()).map(|r| (c.start[r], c.id[r])).collect()
+    }
+
+    #[test]
+    fn out_of_order_inserts_stay_sorted_and_indexed() {
+        let mut c = TypeColumns::default();
+        c.insert(vec![row(1, 100), row(2, 200)]);
+        c.insert(vec![row(3, 300)]);
+        assert!(c.delete(2));
+        c.insert(vec![row(4, 150), row(5, 50), row(6, 200)]);
+        assert_eq!(
+            starts(&c),
+            vec![(50, 5), (100, 1), (150, 4), (200, 2), (200, 6), (300, 3)]
+        );
+        for id in 1..=6u128 {
+            let r = c.find(id).unwrap();
+            assert_eq!(c.row(r).id, id);
+            assert_eq!(c.row(r).metadata.is_some(), id.is_multiple_of(3) && id != 2);
+        }
+        assert!(c.is_deleted(c.find(2).unwrap()));
+        assert_eq!(c.live_len(), 5);
+        assert!(c.find(99).is_none());
+        assert_eq!(c.after(200, 2), 4);
+        assert_eq!(c.after(200, 6), 5);
+        assert_eq!(c.start_range(100, 201), 1..5);
+        let vals: Vec<f64> = c.values(0..c.len(), Visibility::All).collect();
+        assert_eq!(vals, vec![5.0, 1.0, 4.0, 6.0, 3.0]);
+    }
+
+    #[test]
+    fn from_rows_sorts_and_drops() {
+        let dropped: hashbrown::HashSet<u128> = [2u128].into_iter().collect();
+        let c = TypeColumns::from_rows(vec![row(3, 30), row(2, 20), row(1, 10)], &dropped);
+        assert_eq!(starts(&c), vec![(10, 1), (30, 3)]);
+        assert_eq!(c.find(3), Some(1));
+    }
+}

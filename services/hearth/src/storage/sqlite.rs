@@ -1,0 +1,195 @@
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use super::{hash_from, to_u64, Keyring, Migration, Storage, StorageError};
+use crate::crypto::KdfParams;
+use crate::log::{LogHead, LogRecord};
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sql: include_str!("../../../../migrations/sqlite/0001_log.sql"),
+}];
+
+pub struct SqliteStorage {
+    pool: SqlitePool,
+}
+
+impl SqliteStorage {
+    pub async fn connect(url: &str) -> Result<SqliteStorage, StorageError> {
+        // WAL with synchronous=FULL: a commit is on disk before it returns.
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        let storage = SqliteStorage { pool };
+        storage.migrate().await?;
+        Ok(storage)
+    }
+
+    async fn migrate(&self) -> Result<(), StorageError> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::raw_sql("CREATE TABLE IF NOT EXISTS hearth_schema (version INTEGER PRIMARY KEY)")
+            .execute(&mut *conn)
+            .await?;
+        for m in MIGRATIONS {
+            let mut tx = self.pool.begin().await?;
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM hearth_schema WHERE version = ?")
+                    .bind(m.version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if done.is_none() {
+                sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO hearth_schema (version) VALUES (?)")
+                    .bind(m.version)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Storage for SqliteStorage {
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn keyring(&self) -> Result<Option<Keyring>, StorageError> {
+        let Some(meta) = sqlx::query(
+            "SELECT kdf_memory_kib, kdf_iterations, kdf_parallelism, salt FROM store_meta",
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let keys = sqlx::query("SELECT key_id, wrapped_key FROM keyring ORDER BY key_id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(Some(Keyring {
+            kdf: KdfParams {
+                memory_kib: meta.get::<i64, _>(0) as u32,
+                iterations: meta.get::<i64, _>(1) as u32,
+                parallelism: meta.get::<i64, _>(2) as u32,
+            },
+            salt: meta.get(3),
+            wrapped_keys: keys
+                .into_iter()
+                .map(|r| (r.get::<i64, _>(0) as u32, r.get(1)))
+                .collect(),
+        }))
+    }
+
+    async fn initialise(&self, keyring: &Keyring) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT singleton FROM store_meta")
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_some() {
+            return Err(StorageError::AlreadyInitialised);
+        }
+        sqlx::query(
+            "INSERT INTO store_meta (singleton, kdf_memory_kib, kdf_iterations, kdf_parallelism, \
+             salt, head_seq, head_hash) VALUES (1, ?, ?, ?, ?, 0, ?)",
+        )
+        .bind(keyring.kdf.memory_kib as i64)
+        .bind(keyring.kdf.iterations as i64)
+        .bind(keyring.kdf.parallelism as i64)
+        .bind(&keyring.salt)
+        .bind(&LogHead::EMPTY.hash[..])
+        .execute(&mut *tx)
+        .await?;
+        for (key_id, wrapped) in &keyring.wrapped_keys {
+            sqlx::query("INSERT INTO keyring (key_id, wrapped_key) VALUES (?, ?)")
+                .bind(*key_id as i64)
+                .bind(wrapped)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn head(&self) -> Result<LogHead, StorageError> {
+        let row = sqlx::query("SELECT head_seq, head_hash FROM store_meta")
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StorageError::NotInitialised)?;
+        Ok(LogHead {
+            seq: to_u64(row.get(0), "head_seq")?,
+            hash: hash_from(row.get(1), "head_hash")?,
+        })
+    }
+
+    async fn append(&self, expected: LogHead, records: &[LogRecord]) -> Result<(), StorageError> {
+        let Some(last) = records.last() else {
+            return Ok(());
+        };
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query(
+            "UPDATE store_meta SET head_seq = ?, head_hash = ? WHERE head_seq = ? AND head_hash = ?",
+        )
+        .bind(last.seq as i64)
+        .bind(&last.hash[..])
+        .bind(expected.seq as i64)
+        .bind(&expected.hash[..])
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() != 1 {
+            let found: i64 = sqlx::query_scalar("SELECT head_seq FROM store_meta")
+                .fetch_one(&mut *tx)
+                .await?;
+            return Err(StorageError::HeadMoved {
+                expected: expected.seq,
+                found: found as u64,
+            });
+        }
+        for r in records {
+            sqlx::query(
+                "INSERT INTO events (seq, key_id, prev_hash, hash, body) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(r.seq as i64)
+            .bind(r.key_id as i64)
+            .bind(&r.prev_hash[..])
+            .bind(&r.hash[..])
+            .bind(&r.body)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn records_after(&self, after: u64, limit: u32) -> Result<Vec<LogRecord>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT seq, key_id, prev_hash, hash, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(LogRecord {
+                    seq: to_u64(r.get(0), "seq")?,
+                    key_id: r.get::<i64, _>(1) as u32,
+                    prev_hash: hash_from(r.get(2), "prev_hash")?,
+                    hash: hash_from(r.get(3), "hash")?,
+                    body: r.get(4),
+                })
+            })
+            .collect()
+    }
+}
