@@ -207,6 +207,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
                     .and_then(|(_, rest)| rest.split_once("]."))
                 {
                     Some((i, field)) => (i.parse().ok(), field.to_string()),
+                    None if path == "." => (None, "body".to_string()),
                     None => (None, path),
                 };
                 Err(Problem::invalid(index, &field, inner.to_string()))

@@ -1,0 +1,300 @@
+//! Test harness: every test runs the real server on port 0 against its own
+//! fresh database, SQLite or Postgres.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hearth::app::Application;
+use hearth::config::{KdfArgs, ServeArgs, StorageArgs};
+use hearth::lock::Store;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named `async fn(Backend)` once against SQLite and once against Postgres.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// The server URL of the throwaway cluster; never skipped.
+pub fn postgres_admin_url() -> String {
+    std::env::var("HEARTH_TEST_DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "HEARTH_TEST_DATABASE_URL is not set: run the tests with scripts/test.sh, \
+             which starts a throwaway Postgres cluster"
+        )
+    })
+}
+
+/// A new, empty Postgres database; returns its URL.
+pub async fn fresh_postgres_database() -> String {
+    let admin = postgres_admin_url();
+    let name = format!("hearth_test_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::PgPool::connect(&admin)
+        .await
+        .expect("connect to Postgres");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .expect("create test database");
+    pool.close().await;
+    let (base, _) = admin.rsplit_once('/').expect("URL with a database name");
+    format!("{base}/{name}")
+}
+
+/// A fresh database of the given kind, and the directory that holds SQLite's.
+pub struct TestDatabase {
+    pub backend: Backend,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDatabase {
+    pub async fn new(backend: Backend) -> TestDatabase {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("hearth.db").display()),
+            Backend::Postgres => fresh_postgres_database().await,
+        };
+        TestDatabase { backend, url, dir }
+    }
+
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.dir.path().join("hearth.db")
+    }
+
+    pub fn serve_args(&self) -> ServeArgs {
+        ServeArgs {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            storage: StorageArgs {
+                data_dir: self.dir.path().to_path_buf(),
+                database_url: Some(self.url.clone()),
+            },
+            kdf: fast_kdf(),
+            unlock_key_file: None,
+            idle_lock_secs: 0,
+            max_body_bytes: 16 * 1024 * 1024,
+            request_timeout_secs: 30,
+            log_format: "text".into(),
+        }
+    }
+}
+
+pub fn fast_kdf() -> KdfArgs {
+    KdfArgs {
+        kdf_memory_kib: 256,
+        kdf_iterations: 1,
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Arc<Store>,
+    /// The owner session, once set up or unlocked.
+    pub token: Option<String>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    /// Starts a server on `db` as it is (new: uninitialised; else sealed).
+    pub async fn start(db: &TestDatabase) -> TestApp {
+        Self::start_with(db.serve_args()).await
+    }
+
+    pub async fn start_with(args: ServeArgs) -> TestApp {
+        let app = Application::build(&args).await.expect("build app");
+        let port = app.port();
+        let store = app.store.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            app.run_until(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server run");
+        });
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            store,
+            token: None,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// A new store, set up and unlocked.
+    pub async fn unlocked(db: &TestDatabase) -> TestApp {
+        let mut app = Self::start(db).await;
+        app.setup().await;
+        app
+    }
+
+    pub async fn setup(&mut self) {
+        let code = self.store.setup_code().expect("store is new");
+        let r = self
+            .post_json(
+                "/v1/setup",
+                &json!({ "setup_code": code, "passphrase": PASSPHRASE }),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "setup: {}", r.text().await.unwrap());
+        let body: Value = r.json().await.unwrap();
+        self.token = Some(body["token"].as_str().unwrap().to_string());
+    }
+
+    pub async fn unlock(&mut self) -> reqwest::Response {
+        let r = self
+            .post_json("/v1/unlock", &json!({ "passphrase": PASSPHRASE }))
+            .await;
+        if r.status() == 200 {
+            let body: Value = r.json().await.unwrap();
+            self.token = Some(body["token"].as_str().unwrap().to_string());
+            return self.get("/readyz").await;
+        }
+        r
+    }
+
+    /// Stops the server gracefully (locking the store).
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn auth(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.auth(self.client.get(self.url(path)))
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.auth(self.client.delete(self.url(path)))
+            .send()
+            .await
+            .expect("DELETE")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.auth(self.client.post(self.url(path)))
+            .json(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        self.auth(self.client.post(self.url(path)))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn write(&self, samples: Vec<Value>) -> reqwest::Response {
+        self.post_json("/v1/samples", &json!({ "samples": samples }))
+            .await
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = self.get(path).await;
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// The JSON body, whatever the status.
+    pub async fn get_json_any(&self, path: &str) -> Value {
+        self.get(path).await.json().await.unwrap()
+    }
+
+    /// Every sample of `ty`, following cursors.
+    pub async fn list_all(&self, ty: &str, page: usize) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/samples?type={ty}&limit={page}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let body = self.get_json(&path).await;
+            out.extend(body["samples"].as_array().unwrap().iter().cloned());
+            match body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return out,
+            }
+        }
+    }
+}
+
+/// A step-count sample at minute `minute` after 2026-01-01T00:00Z, in +01:00.
+pub fn steps(minute: i64, value: f64) -> Value {
+    sample("step_count", minute, value, "count")
+}
+
+pub fn sample(ty: &str, minute: i64, value: f64, unit: &str) -> Value {
+    let start = chrono::DateTime::from_timestamp(1_767_225_600 + minute * 60, 0)
+        .unwrap()
+        .with_timezone(&chrono::FixedOffset::east_opt(3600).unwrap());
+    let end = start + chrono::Duration::seconds(60);
+    json!({
+        "id": uuid::Uuid::new_v4(),
+        "type": ty,
+        "start": start.to_rfc3339(),
+        "end": end.to_rfc3339(),
+        "value": value,
+        "unit": unit,
+    })
+}

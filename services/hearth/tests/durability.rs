@@ -1,0 +1,516 @@
+//! What survives restarts and crashes, what an attacker with the database
+//! sees, and what tampering `hearth verify` and unlock catch.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{sample, steps, Backend, TestApp, TestDatabase, PASSPHRASE};
+use serde_json::{json, Value};
+
+both_backends!(
+    restart_comes_back_sealed_with_data_intact,
+    unattended_key_file_unlocks_at_start,
+    nothing_readable_at_rest,
+    kill_9_loses_no_acknowledged_write,
+    flipped_byte_is_named,
+    deleted_record_is_named,
+    swapped_records_are_named,
+    cut_tail_is_named,
+    log_refuses_edits_through_the_schema,
+);
+
+fn hearth_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_hearth")
+}
+
+fn passphrase_file(dir: &Path) -> PathBuf {
+    let path = dir.join("passphrase");
+    std::fs::write(&path, format!("{PASSPHRASE}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+async fn restart_comes_back_sealed_with_data_intact(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let batch: Vec<Value> = (0..500).map(|m| steps(m, 2.0)).collect();
+    assert_eq!(app.write(batch).await.status(), 201);
+    app.stop().await;
+
+    let mut app = TestApp::start(&db).await;
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.json::<Value>().await.unwrap()["state"], "sealed");
+    let r = app.get("/v1/statistics?type=step_count").await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "store_sealed");
+    let r = app
+        .post_json("/v1/unlock", &json!({"passphrase": "not the passphrase"}))
+        .await;
+    assert_eq!(r.status(), 401);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(app.unlock().await.status(), 200);
+    let s = app.get_json("/v1/statistics?type=step_count").await;
+    assert_eq!(
+        (s["count"].as_u64(), s["sum"].as_f64()),
+        (Some(500), Some(1000.0))
+    );
+    assert_eq!(app.list_all("step_count", 1000).await.len(), 500);
+}
+
+async fn unattended_key_file_unlocks_at_start(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    assert_eq!(app.write(vec![steps(0, 7.0)]).await.status(), 201);
+    app.stop().await;
+
+    let key_file = passphrase_file(db.dir.path());
+    let mut args = db.serve_args();
+    args.unlock_key_file = Some(key_file.clone());
+    let app = TestApp::start_with(args.clone()).await;
+    assert_eq!(app.store.state(), hearth::lock::LockStateName::Unlocked);
+    app.stop().await;
+
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = hearth::app::Application::build(&args).await;
+    assert!(refused.is_err(), "a key file readable by others is refused");
+}
+
+const MARKER_TEXT: &str = "MARKER-q7Zt9wXv";
+const MARKER_VALUE: f64 = 8675.309;
+const MARKER_GLUCOSE: f64 = 123.4567;
+
+/// Every encoding in which a marker could leak.
+fn needles(id: uuid::Uuid) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = vec![
+        ("metadata text".into(), MARKER_TEXT.as_bytes().to_vec()),
+        ("value text".into(), b"8675.309".to_vec()),
+        ("glucose text".into(), b"123.4567".to_vec()),
+        ("value LE".into(), MARKER_VALUE.to_le_bytes().to_vec()),
+        ("value BE".into(), MARKER_VALUE.to_be_bytes().to_vec()),
+        ("glucose LE".into(), MARKER_GLUCOSE.to_le_bytes().to_vec()),
+        ("type name".into(), b"blood_glucose".to_vec()),
+        ("other type name".into(), b"step_count".to_vec()),
+        ("sample id".into(), id.to_string().into_bytes()),
+        ("sample id bytes".into(), id.as_bytes().to_vec()),
+        ("passphrase".into(), PASSPHRASE.as_bytes().to_vec()),
+        ("metadata key".into(), b"clinic_note".to_vec()),
+    ];
+    // pg_dump writes bytea as hex.
+    let hex: Vec<(String, Vec<u8>)> = out
+        .iter()
+        .map(|(n, b)| (format!("{n} (hex)"), hex::encode(b).into_bytes()))
+        .collect();
+    out.extend(hex);
+    out
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+async fn nothing_readable_at_rest(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let id = uuid::Uuid::new_v4();
+    let mut marked = steps(5, MARKER_VALUE);
+    marked["id"] = json!(id);
+    marked["metadata"] = json!({ "clinic_note": MARKER_TEXT });
+    let glucose = sample("blood_glucose", 6, MARKER_GLUCOSE, "mg/dL");
+    assert_eq!(app.write(vec![marked, glucose]).await.status(), 201);
+    assert_eq!(app.delete(&format!("/v1/samples/{id}")).await.status(), 204);
+
+    let haystack: Vec<u8> = match backend {
+        Backend::Sqlite => {
+            // The database, its write-ahead log and shared memory, while the server runs.
+            let mut all = Vec::new();
+            for suffix in ["", "-wal", "-shm"] {
+                let path = format!("{}{suffix}", db.sqlite_path().display());
+                if let Ok(bytes) = std::fs::read(&path) {
+                    all.extend(bytes);
+                }
+            }
+            assert!(all.len() > 4096, "the database files were read");
+            all
+        }
+        Backend::Postgres => {
+            let bindir = std::env::var("HEARTH_PG_BINDIR")
+                .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
+            let out = Command::new(format!("{bindir}/pg_dump"))
+                .arg(&db.url)
+                .output()
+                .expect("run pg_dump");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                find(&out.stdout, b"COPY public.events"),
+                "dump holds the log"
+            );
+            out.stdout
+        }
+    };
+    for (name, needle) in needles(id) {
+        assert!(
+            !find(&haystack, &needle),
+            "{name} found in the raw database"
+        );
+    }
+    // The markers are really in the store (the search is not vacuous).
+    let s = app.get_json("/v1/statistics?type=blood_glucose").await;
+    assert_eq!(s["max"], MARKER_GLUCOSE);
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+/// Runs the `hearth` binary, unlocked by its key file, and waits until it listens.
+fn spawn_server(db: &TestDatabase, key_file: &Path) -> Server {
+    let mut child = Command::new(hearth_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .arg("--database-url")
+        .arg(&db.url)
+        .arg("--unlock-key-file")
+        .arg(key_file)
+        .env("HEARTH_IDLE_LOCK_SECS", "0")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn hearth");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
+        if let Ok(v) = serde_json::from_str::<Value>(&line) {
+            if let Some(addr) = v["fields"]["addr"].as_str() {
+                break addr.to_string();
+            }
+        }
+    };
+    // Keep draining so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+async fn owner_token(base: &str) -> String {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/v1/unlock"))
+        .json(&json!({ "passphrase": PASSPHRASE }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn init_store(db: &TestDatabase, key_file: &Path) {
+    let status = Command::new(hearth_bin())
+        .args(["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"])
+        .arg("--database-url")
+        .arg(&db.url)
+        .arg("--passphrase-file")
+        .arg(key_file)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn verify(db: &TestDatabase, key_file: Option<&Path>) -> (i32, String) {
+    let mut cmd = Command::new(hearth_bin());
+    cmd.arg("verify").arg("--database-url").arg(&db.url);
+    if let Some(f) = key_file {
+        cmd.arg("--passphrase-file").arg(f);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+async fn kill_9_loses_no_acknowledged_write(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let key_file = passphrase_file(db.dir.path());
+    init_store(&db, &key_file);
+    let mut server = spawn_server(&db, &key_file);
+    let token = owner_token(&server.base).await;
+
+    let acked: Arc<Mutex<Vec<Vec<Value>>>> = Arc::default();
+    let attempted: Arc<Mutex<Vec<Vec<Value>>>> = Arc::default();
+    let mut writers = Vec::new();
+    for w in 0..4i64 {
+        let (acked, attempted) = (acked.clone(), attempted.clone());
+        let (base, token) = (server.base.clone(), token.clone());
+        writers.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for round in 0.. {
+                let batch: Vec<Value> = (0..50)
+                    .map(|i| steps(w * 1_000_000 + round * 50 + i, 1.0))
+                    .collect();
+                attempted.lock().unwrap().push(batch.clone());
+                let sent = client
+                    .post(format!("{base}/v1/samples"))
+                    .bearer_auth(&token)
+                    .json(&json!({ "samples": batch }))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status().is_success() => acked.lock().unwrap().push(batch),
+                    _ => return,
+                }
+            }
+        }));
+    }
+    // Kill in the middle of the load, once a good number of writes landed.
+    while acked.lock().unwrap().len() < 40 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let attempted = attempted.lock().unwrap().clone();
+
+    let mut server = spawn_server(&db, &key_file);
+    let token = owner_token(&server.base).await;
+    let client = reqwest::Client::new();
+    let mut stored = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page: Value = client
+            .get(format!(
+                "{}/v1/samples?type=step_count&limit=1000{cursor}",
+                server.base
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for s in page["samples"].as_array().unwrap() {
+            stored.push(s["id"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    let unique: HashSet<&String> = stored.iter().collect();
+    assert_eq!(unique.len(), stored.len(), "no sample stored twice");
+    for batch in &acked {
+        for s in batch {
+            assert!(
+                unique.contains(&s["id"].as_str().unwrap().to_string()),
+                "an acknowledged write was lost"
+            );
+        }
+    }
+    // Unacknowledged batches landed whole or not at all.
+    for batch in &attempted {
+        let present = batch
+            .iter()
+            .filter(|s| unique.contains(&s["id"].as_str().unwrap().to_string()))
+            .count();
+        assert!(
+            present == 0 || present == batch.len(),
+            "partial batch: {present}"
+        );
+    }
+    // Retrying an acknowledged batch changes nothing.
+    let r = client
+        .post(format!("{}/v1/samples", server.base))
+        .bearer_auth(&token)
+        .json(&json!({ "samples": acked[0] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["added"], 0);
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    let (code, out) = verify(&db, Some(&key_file));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("result: ok"));
+}
+
+/// Direct access to the database, as an attacker with the file or a dump has.
+enum RawDb {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl RawDb {
+    async fn open(db: &TestDatabase) -> RawDb {
+        match db.backend {
+            Backend::Sqlite => RawDb::Sqlite(sqlx::SqlitePool::connect(&db.url).await.unwrap()),
+            Backend::Postgres => RawDb::Postgres(sqlx::PgPool::connect(&db.url).await.unwrap()),
+        }
+    }
+
+    async fn exec(&self, sql: &str) -> Result<(), sqlx::Error> {
+        match self {
+            RawDb::Sqlite(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+            RawDb::Postgres(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+        }
+    }
+
+    async fn drop_guards(&self) {
+        let sql = match self {
+            RawDb::Sqlite(_) => "DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;",
+            RawDb::Postgres(_) => "DROP TRIGGER events_append_only ON events;",
+        };
+        self.exec(sql).await.unwrap();
+    }
+
+    fn bytes(&self, b: &[u8]) -> String {
+        match self {
+            RawDb::Sqlite(_) => format!("X'{}'", hex::encode(b)),
+            RawDb::Postgres(_) => format!("'\\x{}'::bytea", hex::encode(b)),
+        }
+    }
+
+    /// `(key_id, prev_hash, hash, body)` of record `seq`.
+    async fn record(&self, seq: i64) -> (i64, Vec<u8>, Vec<u8>, Vec<u8>) {
+        let sql = format!("SELECT key_id, prev_hash, hash, body FROM events WHERE seq = {seq}");
+        match self {
+            RawDb::Sqlite(p) => sqlx::query_as(&sql).fetch_one(p).await.unwrap(),
+            RawDb::Postgres(p) => {
+                let (k, a, b, c): (i32, Vec<u8>, Vec<u8>, Vec<u8>) =
+                    sqlx::query_as(&sql).fetch_one(p).await.unwrap();
+                (k as i64, a, b, c)
+            }
+        }
+    }
+
+    async fn set_record(&self, seq: i64, rec: &(i64, Vec<u8>, Vec<u8>, Vec<u8>)) {
+        let sql = format!(
+            "UPDATE events SET key_id = {}, prev_hash = {}, hash = {}, body = {} WHERE seq = {seq}",
+            rec.0,
+            self.bytes(&rec.1),
+            self.bytes(&rec.2),
+            self.bytes(&rec.3)
+        );
+        self.exec(&sql).await.unwrap();
+    }
+}
+
+/// A stopped store with six records, one per write.
+async fn store_with_six_records(backend: Backend) -> TestDatabase {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    for i in 0..6 {
+        assert_eq!(
+            app.write(vec![steps(i, 1.0), steps(i + 100, 2.0)])
+                .await
+                .status(),
+            201
+        );
+    }
+    app.stop().await;
+    let (code, out) = verify(&db, None);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("records checked: 6"), "{out}");
+    db
+}
+
+/// `verify` (with and without the key) and unlock both name `seq`.
+async fn assert_tamper_named(db: &TestDatabase, seq: u64) {
+    let key_file = passphrase_file(db.dir.path());
+    for key in [None, Some(key_file.as_path())] {
+        let (code, out) = verify(db, key);
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains(&format!("first bad sequence number: {seq}\n")),
+            "{out}"
+        );
+    }
+    let app = TestApp::start(db).await;
+    let r = app
+        .post_json("/v1/unlock", &json!({ "passphrase": PASSPHRASE }))
+        .await;
+    assert_eq!(r.status(), 500);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "log_tampered");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("record {seq}")),
+        "{body}"
+    );
+    assert_ne!(app.store.state(), hearth::lock::LockStateName::Unlocked);
+}
+
+async fn flipped_byte_is_named(backend: Backend) {
+    let db = store_with_six_records(backend).await;
+    let raw = RawDb::open(&db).await;
+    raw.drop_guards().await;
+    let mut rec = raw.record(3).await;
+    rec.3[20] ^= 0x01;
+    raw.set_record(3, &rec).await;
+    assert_tamper_named(&db, 3).await;
+}
+
+async fn deleted_record_is_named(backend: Backend) {
+    let db = store_with_six_records(backend).await;
+    let raw = RawDb::open(&db).await;
+    raw.drop_guards().await;
+    raw.exec("DELETE FROM events WHERE seq = 4").await.unwrap();
+    assert_tamper_named(&db, 4).await;
+}
+
+async fn swapped_records_are_named(backend: Backend) {
+    let db = store_with_six_records(backend).await;
+    let raw = RawDb::open(&db).await;
+    raw.drop_guards().await;
+    let (two, three) = (raw.record(2).await, raw.record(3).await);
+    raw.set_record(2, &three).await;
+    raw.set_record(3, &two).await;
+    assert_tamper_named(&db, 2).await;
+}
+
+async fn cut_tail_is_named(backend: Backend) {
+    let db = store_with_six_records(backend).await;
+    let raw = RawDb::open(&db).await;
+    raw.drop_guards().await;
+    raw.exec("DELETE FROM events WHERE seq >= 5").await.unwrap();
+    assert_tamper_named(&db, 5).await;
+}
+
+async fn log_refuses_edits_through_the_schema(backend: Backend) {
+    let db = store_with_six_records(backend).await;
+    let raw = RawDb::open(&db).await;
+    assert!(raw.exec("DELETE FROM events WHERE seq = 2").await.is_err());
+    assert!(raw
+        .exec("UPDATE events SET key_id = 9 WHERE seq = 2")
+        .await
+        .is_err());
+    let (code, out) = verify(&db, None);
+    assert_eq!(code, 0, "{out}");
+}
