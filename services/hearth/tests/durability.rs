@@ -23,6 +23,7 @@ both_backends!(
     deleted_record_is_named,
     swapped_records_are_named,
     cut_tail_is_named,
+    forged_chain_fails_authentication,
     log_refuses_edits_through_the_schema,
 );
 
@@ -513,4 +514,53 @@ async fn log_refuses_edits_through_the_schema(backend: Backend) {
         .is_err());
     let (code, out) = verify(&db, None);
     assert_eq!(code, 0, "{out}");
+}
+
+/// An attacker who edits a record and recomputes every hash (no key needed)
+/// passes the chain check, but the record no longer authenticates.
+async fn forged_chain_fails_authentication(backend: Backend) {
+    let db = store_with_six_records(backend).await;
+    let raw = RawDb::open(&db).await;
+    raw.drop_guards().await;
+    let mut prev = raw.record(2).await.2;
+    for seq in 3..=6 {
+        let mut rec = raw.record(seq).await;
+        if seq == 3 {
+            rec.3[30] ^= 0x80;
+        }
+        rec.1 = prev.clone();
+        rec.2 = hearth::log::chain::record_hash(
+            seq as u64,
+            rec.0 as u32,
+            &rec.1.clone().try_into().unwrap(),
+            &rec.3,
+        )
+        .to_vec();
+        raw.set_record(seq, &rec).await;
+        prev = rec.2.clone();
+    }
+    raw.exec(&format!(
+        "UPDATE store_meta SET head_hash = {}",
+        raw.bytes(&prev)
+    ))
+    .await
+    .unwrap();
+
+    let (code, out) = verify(&db, None);
+    assert_eq!(code, 0, "the forged chain is consistent: {out}");
+    let key_file = passphrase_file(db.dir.path());
+    let (code, out) = verify(&db, Some(&key_file));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("first bad sequence number: 3\n"), "{out}");
+    assert!(out.contains("failed authentication"), "{out}");
+    let app = TestApp::start(&db).await;
+    let r = app
+        .post_json("/v1/unlock", &json!({ "passphrase": PASSPHRASE }))
+        .await;
+    assert_eq!(r.status(), 500);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("record 3"),
+        "{body}"
+    );
 }

@@ -5,6 +5,7 @@
 
 mod columns;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use hashbrown::{HashMap, HashSet};
@@ -41,6 +42,8 @@ impl Sources {
 
 pub struct Projection {
     types: Vec<RwLock<TypeColumns>>,
+    /// Which types hold any row: lookups by id skip the rest without locking.
+    populated: Vec<AtomicBool>,
     sources: RwLock<Sources>,
     /// Ids of deleted samples: an id is never reused.
     tombstones: RwLock<HashSet<u128>>,
@@ -52,6 +55,10 @@ impl Default for Projection {
             types: catalogue::all()
                 .iter()
                 .map(|_| RwLock::new(TypeColumns::default()))
+                .collect(),
+            populated: catalogue::all()
+                .iter()
+                .map(|_| AtomicBool::new(false))
                 .collect(),
             sources: RwLock::default(),
             tombstones: RwLock::default(),
@@ -99,6 +106,9 @@ impl Projection {
     /// The live sample with `id`, with its type.
     pub fn find(&self, id: u128) -> Option<(TypeIndex, Row)> {
         self.types.iter().enumerate().find_map(|(t, cols)| {
+            if !self.populated[t].load(Ordering::Acquire) {
+                return None;
+            }
             let cols = cols.read();
             let r = cols.find(id)?;
             (!cols.is_deleted(r)).then(|| (TypeIndex(t as u16), cols.row(r)))
@@ -114,6 +124,7 @@ impl Projection {
                     let ty = catalogue::lookup(&batch.type_id).ok_or(UnknownType)?;
                     let rows = batch.samples.iter().map(|s| row_from(s, source)).collect();
                     self.types[ty.0 as usize].write().insert(rows);
+                    self.populated[ty.0 as usize].store(true, Ordering::Release);
                 }
             }
             Event::SamplesDeleted { ids, .. } => {
@@ -121,11 +132,12 @@ impl Projection {
                 for id in ids {
                     let id = u128::from_be_bytes(*id);
                     tombstones.insert(id);
-                    for cols in &self.types {
-                        if cols.write().delete(id) {
-                            break;
-                        }
-                    }
+                    let mut populated = self
+                        .types
+                        .iter()
+                        .enumerate()
+                        .filter(|(t, _)| self.populated[*t].load(Ordering::Acquire));
+                    populated.any(|(_, cols)| cols.write().delete(id));
                 }
             }
         }
@@ -146,8 +158,9 @@ impl Projection {
 
     /// Zeroises every column and forgets the tombstones.
     pub fn wipe(&self) {
-        for cols in &self.types {
+        for (cols, populated) in self.types.iter().zip(&self.populated) {
             cols.write().wipe();
+            populated.store(false, Ordering::Release);
         }
         let mut tombstones = self.tombstones.write();
         tombstones.clear();
@@ -198,6 +211,11 @@ impl ProjectionBuilder {
 
     pub fn finish(self) -> Projection {
         let tombstones = self.tombstones;
+        let populated = self
+            .rows
+            .iter()
+            .map(|r| AtomicBool::new(!r.is_empty()))
+            .collect();
         let types = self
             .rows
             .into_iter()
@@ -209,6 +227,7 @@ impl ProjectionBuilder {
             .collect();
         Projection {
             types,
+            populated,
             sources: RwLock::new(self.sources),
             tombstones: RwLock::new(tombstones),
         }

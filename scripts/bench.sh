@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs the benchmark (release build) against a throwaway Postgres cluster,
+# or the server in HEARTH_BENCH_DATABASE_URL. Arguments go to hearth-bench,
+# e.g. `scripts/bench.sh --only query --runs 3`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cargo build --release --locked -p hearth-bench
+if [ -n "${HEARTH_BENCH_DATABASE_URL:-}" ]; then
+  exec target/release/hearth-bench "$@"
+fi
+exec scripts/with-postgres.sh target/release/hearth-bench "$@"

@@ -1,0 +1,516 @@
+//! Hearth's benchmark: each figure printed beside its baseline, as medians.
+//!
+//! - ingest: samples/s through `POST /v1/samples` (1,000-sample batches, 4
+//!   clients) on Postgres and SQLite, against plaintext multi-row INSERTs of
+//!   100 rows per transaction into Postgres;
+//! - query: `GET /v1/statistics` over a year of minute samples against
+//!   `SELECT sum(value)` on an index over `(type, start)`;
+//! - unlock: seconds to unlock a large store, and projection bytes per sample.
+//!
+//! Needs a Postgres server: `HEARTH_BENCH_DATABASE_URL`, or the
+//! `HEARTH_TEST_DATABASE_URL` that `scripts/with-postgres.sh` provides.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use hearth::app::Application;
+use hearth::catalogue;
+use hearth::config::{KdfArgs, ServeArgs, StorageArgs};
+use hearth::crypto::KdfParams;
+use hearth::lock::Store;
+use hearth::log::event::StoredSample;
+use hearth::log::writer::{NewSample, Write};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+const PASSPHRASE: &str = "benchmark passphrase, long enough";
+const MINUTE_US: i64 = 60_000_000;
+/// 2025-01-01T00:00:00Z.
+const YEAR_START_US: i64 = 1_735_689_600_000_000;
+
+#[derive(Parser)]
+#[command(about = "Hearth benchmark: prints each figure beside its baseline")]
+struct Args {
+    /// Which parts to run.
+    #[arg(long, value_delimiter = ',', default_value = "ingest,query,unlock")]
+    only: Vec<String>,
+    /// Repetitions per figure (the median is printed).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// 1,000-sample batches each ingest client sends per run.
+    #[arg(long, default_value_t = 50)]
+    batches_per_client: usize,
+    /// Samples in the store for the unlock figure.
+    #[arg(long, default_value_t = 10_000_000)]
+    unlock_samples: usize,
+    /// Postgres server URL (a database per run is created in it).
+    #[arg(long, env = "HEARTH_BENCH_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+const CLIENTS: usize = 4;
+const BATCH: usize = 1000;
+const BASELINE_ROWS_PER_TXN: usize = 100;
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+fn admin_url(args: &Args) -> anyhow::Result<String> {
+    args.database_url
+        .clone()
+        .or_else(|| std::env::var("HEARTH_TEST_DATABASE_URL").ok())
+        .context("set HEARTH_BENCH_DATABASE_URL, or run through scripts/bench.sh")
+}
+
+async fn fresh_database(admin: &str) -> anyhow::Result<String> {
+    let name = format!("hearth_bench_{}", uuid::Uuid::new_v4().simple());
+    let pool = PgPool::connect(admin).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    let (base, _) = admin.rsplit_once('/').context("URL with a database")?;
+    Ok(format!("{base}/{name}"))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running Hearth with a fresh store, set up and unlocked.
+struct Server {
+    base: String,
+    token: String,
+    store: Arc<Store>,
+    _dir: tempfile::TempDir,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(backend: Backend, admin: &str, kdf: KdfParams) -> anyhow::Result<Server> {
+        let dir = tempfile::tempdir()?;
+        let url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("hearth.db").display()),
+            Backend::Postgres => fresh_database(admin).await?,
+        };
+        let args = ServeArgs {
+            listen: "127.0.0.1:0".parse()?,
+            storage: StorageArgs {
+                data_dir: dir.path().to_path_buf(),
+                database_url: Some(url),
+            },
+            kdf: KdfArgs {
+                kdf_memory_kib: kdf.memory_kib,
+                kdf_iterations: kdf.iterations,
+            },
+            unlock_key_file: None,
+            idle_lock_secs: 0,
+            max_body_bytes: 16 * 1024 * 1024,
+            request_timeout_secs: 120,
+            log_format: "text".into(),
+        };
+        let app = Application::build(&args).await?;
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let store = app.store.clone();
+        let code = store.setup_code().context("new store")?;
+        let token = store.setup(&code, PASSPHRASE).await?.0.to_string();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = app
+                .run_until(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(Server {
+            base,
+            token,
+            store,
+            _dir: dir,
+            stop,
+            task,
+        })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+
+    /// Writes samples straight to the writer, skipping HTTP (for setting up data).
+    async fn load(&self, samples: impl Iterator<Item = NewSample>) -> anyhow::Result<()> {
+        let open = self
+            .store
+            .open_store()
+            .map_err(|_| anyhow::anyhow!("not unlocked"))?;
+        let mut chunk = Vec::with_capacity(10_000);
+        for s in samples {
+            chunk.push(s);
+            if chunk.len() == 10_000 {
+                open.writer
+                    .write(Write::AddSamples {
+                        source: "owner".into(),
+                        samples: std::mem::take(&mut chunk),
+                    })
+                    .await?;
+            }
+        }
+        if !chunk.is_empty() {
+            open.writer
+                .write(Write::AddSamples {
+                    source: "owner".into(),
+                    samples: chunk,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn minute_sample(minute: i64, value: f64) -> NewSample {
+    NewSample {
+        type_index: catalogue::lookup("step_count").unwrap(),
+        sample: StoredSample {
+            id: uuid::Uuid::new_v4().into_bytes(),
+            start_us: YEAR_START_US + minute * MINUTE_US,
+            start_offset_min: 60,
+            end_us: YEAR_START_US + (minute + 1) * MINUTE_US,
+            end_offset_min: 60,
+            value,
+            metadata: None,
+        },
+    }
+}
+
+fn rfc3339(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// One client's batches: distinct minutes, JSON prepared before timing.
+fn ingest_batches(client: usize, batches: usize, run: usize) -> Vec<(Vec<u8>, Vec<BaselineRow>)> {
+    (0..batches)
+        .map(|b| {
+            let mut rows = Vec::with_capacity(BATCH);
+            let samples: Vec<Value> = (0..BATCH)
+                .map(|i| {
+                    let minute =
+                        ((run * CLIENTS + client) * batches * BATCH + b * BATCH + i) as i64;
+                    let start = YEAR_START_US + minute * MINUTE_US;
+                    let id = uuid::Uuid::new_v4();
+                    let value = (minute % 97) as f64;
+                    rows.push(BaselineRow { id, start, value });
+                    json!({
+                        "id": id,
+                        "type": "step_count",
+                        "start": rfc3339(start),
+                        "end": rfc3339(start + MINUTE_US),
+                        "value": value,
+                        "unit": "count",
+                    })
+                })
+                .collect();
+            (
+                serde_json::to_vec(&json!({ "samples": samples })).unwrap(),
+                rows,
+            )
+        })
+        .collect()
+}
+
+struct BaselineRow {
+    id: uuid::Uuid,
+    start: i64,
+    value: f64,
+}
+
+async fn hearth_ingest(server: &Server, work: Vec<Vec<Vec<u8>>>) -> anyhow::Result<f64> {
+    let total: usize = work.iter().map(|w| w.len() * BATCH).sum();
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for bodies in work {
+        let url = format!("{}/v1/samples", server.base);
+        let token = server.token.clone();
+        clients.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for body in bodies {
+                let r = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status().is_success(), "ingest answered {}", r.status());
+            }
+            Ok(())
+        }));
+    }
+    for c in clients {
+        c.await??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+const BASELINE_SCHEMA: &str = "CREATE TABLE samples (
+    id uuid PRIMARY KEY, type text NOT NULL, start timestamptz NOT NULL,
+    end_time timestamptz NOT NULL, value double precision NOT NULL, unit text NOT NULL,
+    source text NOT NULL);
+    CREATE INDEX samples_type_start ON samples (type, start);";
+
+async fn baseline_pool(admin: &str) -> anyhow::Result<PgPool> {
+    let url = fresh_database(admin).await?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(CLIENTS as u32 + 1)
+        .connect(&url)
+        .await?;
+    sqlx::raw_sql(BASELINE_SCHEMA).execute(&pool).await?;
+    Ok(pool)
+}
+
+/// Plaintext rows, multi-row INSERT of 100 rows per transaction, 4 clients.
+async fn baseline_ingest(pool: &PgPool, work: Vec<Vec<BaselineRow>>) -> anyhow::Result<f64> {
+    let total: usize = work.iter().map(|w| w.len()).sum();
+    let mut insert = String::from(
+        "INSERT INTO samples (id, type, start, end_time, value, unit, source) VALUES ",
+    );
+    for i in 0..BASELINE_ROWS_PER_TXN {
+        let p = i * 5;
+        if i > 0 {
+            insert.push(',');
+        }
+        insert.push_str(&format!(
+            "(${}::uuid, 'step_count', to_timestamp(${}::float8 / 1e6), to_timestamp(${}::float8 / 1e6), ${}, 'count', ${})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5
+        ));
+    }
+    let insert = Arc::new(insert);
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for rows in work {
+        let pool = pool.clone();
+        let insert = insert.clone();
+        clients.push(tokio::spawn(async move {
+            let mut conn = pool.acquire().await?;
+            for chunk in rows.chunks(BASELINE_ROWS_PER_TXN) {
+                let mut q = sqlx::query(&insert);
+                for r in chunk {
+                    q = q
+                        .bind(r.id.to_string())
+                        .bind(r.start as f64)
+                        .bind((r.start + MINUTE_US) as f64)
+                        .bind(r.value)
+                        .bind("owner");
+                }
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                q.execute(&mut *tx).await?;
+                tx.commit().await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for c in clients {
+        c.await??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn bench_ingest(args: &Args, admin: &str) -> anyhow::Result<()> {
+    println!("== ingest: POST /v1/samples, {BATCH}-sample batches, {CLIENTS} clients ==");
+    let mut pg = Vec::new();
+    let mut lite = Vec::new();
+    let mut base = Vec::new();
+    for run in 0..args.runs {
+        let prepared: Vec<Vec<(Vec<u8>, Vec<BaselineRow>)>> = (0..CLIENTS)
+            .map(|c| ingest_batches(c, args.batches_per_client, run))
+            .collect();
+        let mut bodies = Vec::new();
+        let mut rows = Vec::new();
+        for client in prepared {
+            let (b, r): (Vec<Vec<u8>>, Vec<Vec<BaselineRow>>) = client.into_iter().unzip();
+            bodies.push(b);
+            rows.push(r.into_iter().flatten().collect::<Vec<_>>());
+        }
+        for (backend, out) in [(Backend::Postgres, &mut pg), (Backend::Sqlite, &mut lite)] {
+            let server = Server::start(backend, admin, KdfParams::RECOMMENDED).await?;
+            out.push(hearth_ingest(&server, bodies.clone()).await?);
+            server.stop().await;
+        }
+        let pool = baseline_pool(admin).await?;
+        base.push(baseline_ingest(&pool, rows).await?);
+        pool.close().await;
+        eprintln!(
+            "  run {}: hearth/postgres {:.0}/s, hearth/sqlite {:.0}/s, baseline {:.0}/s",
+            run + 1,
+            pg.last().unwrap(),
+            lite.last().unwrap(),
+            base.last().unwrap()
+        );
+    }
+    let (pg, lite, base) = (median(pg), median(lite), median(base));
+    println!("  baseline (plaintext INSERT, 100 rows/txn)  {base:>12.0} samples/s");
+    println!(
+        "  hearth on postgres                         {pg:>12.0} samples/s   {:.2}x baseline (target >= 3x)",
+        pg / base
+    );
+    println!(
+        "  hearth on sqlite                           {lite:>12.0} samples/s   {:.2}x baseline",
+        lite / base
+    );
+    Ok(())
+}
+
+async fn bench_query(args: &Args, admin: &str) -> anyhow::Result<()> {
+    const YEAR_MINUTES: i64 = 365 * 24 * 60;
+    println!("== query: statistics over one year of minute samples ({YEAR_MINUTES} samples) ==");
+    let value = |m: i64| ((m * 7919) % 113) as f64;
+    let server = Server::start(Backend::Postgres, admin, KdfParams::RECOMMENDED).await?;
+    server
+        .load((0..YEAR_MINUTES).map(|m| minute_sample(m, value(m))))
+        .await?;
+    let pool = baseline_pool(admin).await?;
+    sqlx::query(
+        "INSERT INTO samples (id, type, start, end_time, value, unit, source) \
+         SELECT gen_random_uuid(), 'step_count', to_timestamp($1::float8 / 1e6) + m * interval '1 minute', \
+         to_timestamp($1::float8 / 1e6) + (m + 1) * interval '1 minute', ((m * 7919) % 113)::float8, 'count', 'owner' \
+         FROM generate_series(0, $2 - 1) AS m",
+    )
+    .bind(YEAR_START_US as f64)
+    .bind(YEAR_MINUTES)
+    .execute(&pool)
+    .await?;
+    sqlx::query("ANALYZE samples").execute(&pool).await?;
+
+    let (from, to) = (YEAR_START_US, YEAR_START_US + YEAR_MINUTES * MINUTE_US);
+    let expected: f64 = (0..YEAR_MINUTES).map(value).sum();
+    let http = reqwest::Client::new();
+    let url = format!(
+        "{}/v1/statistics?type=step_count&start={}&end={}",
+        server.base,
+        rfc3339(from),
+        rfc3339(to)
+    );
+    let reps = (args.runs * 10).max(20);
+    let mut hearth_ms = Vec::new();
+    let mut base_ms = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        let body: Value = http
+            .get(&url)
+            .bearer_auth(&server.token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        hearth_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        anyhow::ensure!(body["sum"].as_f64() == Some(expected), "hearth sum {body}");
+
+        let t = Instant::now();
+        let sum: f64 = sqlx::query_scalar(
+            "SELECT sum(value) FROM samples WHERE type = $1 AND start >= to_timestamp($2::float8 / 1e6) \
+             AND start < to_timestamp($3::float8 / 1e6)",
+        )
+        .bind("step_count")
+        .bind(from as f64)
+        .bind(to as f64)
+        .fetch_one(&pool)
+        .await?;
+        base_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        anyhow::ensure!(sum == expected, "baseline sum {sum}");
+    }
+    let (h, b) = (median(hearth_ms), median(base_ms));
+    println!("  baseline (SELECT sum(value), index on (type, start))  {b:>9.3} ms");
+    println!(
+        "  hearth GET /v1/statistics                             {h:>9.3} ms   {:.1}x faster (target >= 10x)",
+        b / h
+    );
+    pool.close().await;
+    server.stop().await;
+    Ok(())
+}
+
+async fn bench_unlock(args: &Args, admin: &str) -> anyhow::Result<()> {
+    let n = args.unlock_samples;
+    println!("== unlock: a store of {n} samples (Argon2id at the recommended cost) ==");
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let name = if backend == Backend::Sqlite {
+            "sqlite"
+        } else {
+            "postgres"
+        };
+        let server = Server::start(backend, admin, KdfParams::RECOMMENDED).await?;
+        let loading = Instant::now();
+        server
+            .load((0..n as i64).map(|m| minute_sample(m, (m % 50) as f64)))
+            .await?;
+        eprintln!(
+            "  loaded {n} samples into {name} in {:.1}s",
+            loading.elapsed().as_secs_f64()
+        );
+        let mut secs = Vec::new();
+        let mut bytes_per_sample = 0.0;
+        for _ in 0..args.runs.min(3) {
+            server.store.lock().await;
+            let t = Instant::now();
+            server.store.unlock(PASSPHRASE).await?;
+            secs.push(t.elapsed().as_secs_f64());
+            let open = server
+                .store
+                .open_store()
+                .map_err(|_| anyhow::anyhow!("not unlocked"))?;
+            anyhow::ensure!(open.projection.sample_count() == n, "sample count");
+            bytes_per_sample = open.projection.memory_bytes() as f64 / n as f64;
+        }
+        let kdf_only = {
+            let t = Instant::now();
+            hearth::lock::open_data_key(&**server.store.storage(), PASSPHRASE).await?;
+            t.elapsed().as_secs_f64()
+        };
+        println!(
+            "  {name:<8} unlock {:>6.2} s (target <= 15 s; of which key derivation {:.2} s)   projection {:>5.1} bytes/sample (target <= 64)",
+            median(secs),
+            kdf_only,
+            bytes_per_sample
+        );
+        server.stop().await;
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let admin = admin_url(&args)?;
+    let started = Instant::now();
+    if args.only.iter().any(|o| o == "ingest") {
+        bench_ingest(&args, &admin).await?;
+    }
+    if args.only.iter().any(|o| o == "query") {
+        bench_query(&args, &admin).await?;
+    }
+    if args.only.iter().any(|o| o == "unlock") {
+        bench_unlock(&args, &admin).await?;
+    }
+    eprintln!(
+        "benchmark finished in {:.0?}",
+        Duration::from_secs(started.elapsed().as_secs())
+    );
+    Ok(())
+}
