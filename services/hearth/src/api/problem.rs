@@ -140,14 +140,11 @@ impl IntoResponse for Problem {
     }
 }
 
-/// JSON body extractor whose every failure is a problem naming the field.
-pub struct ApiJson<T>(pub T);
+/// The raw body of a JSON request: the media type is checked and the size
+/// limit applied, parsing is left to the handler (which may borrow from it).
+pub struct JsonBody(pub axum::body::Bytes);
 
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    S: Send + Sync,
-    T: DeserializeOwned,
-{
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -165,27 +162,40 @@ where
                 "send the body as application/json",
             ));
         }
-        let bytes = match axum::body::Bytes::from_request(req, state).await {
-            Ok(b) => b,
+        match axum::body::Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(JsonBody(bytes)),
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(Problem::new(
+                Err(Problem::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "payload_too_large",
                     "the request body is larger than the server accepts",
                 ))
             }
-            Err(rejection) => {
-                return Err(Problem::bad_request(
-                    "unreadable_body",
-                    rejection.body_text(),
-                ))
-            }
-        };
+            Err(rejection) => Err(Problem::bad_request(
+                "unreadable_body",
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
+/// A JSON body parsed into `T`; every failure is a problem naming the field.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let JsonBody(bytes) = JsonBody::from_request(req, state).await?;
         parse_json(&bytes).map(ApiJson)
     }
 }
 
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+pub fn parse_json<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, Problem> {
     let malformed = |e: serde_json::Error| {
         Problem::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
     };

@@ -1,13 +1,19 @@
-//! One type's samples in memory: parallel columns sorted by `(start, id)`.
+//! One type's samples in memory, as parallel columns.
 //!
-//! Layout per sample: start, end, value (8 bytes each), id (16), source (4),
-//! two UTC offsets (2 each), a deleted bit, and about 6–10 bytes of id index:
-//! under 64 bytes. Metadata is rare and kept in a side map keyed by id.
+//! Samples sit in *slots* in arrival order and never move, so the id index
+//! (id → slot) never needs rewriting. A separate permutation `order` lists
+//! slots sorted by `(start, id)`: a back-filled batch only shifts 4-byte
+//! entries of `order`, never the columns. Public positions (`pos`) are
+//! indices into that sorted order.
+//!
+//! Per sample: start, end, value (8 bytes each), id (16), source (2), two UTC
+//! offsets (2 each), a deleted bit, 4 bytes of order and 5–11 bytes of id
+//! index: under 64 bytes. Metadata is rare and kept in a side map.
 
-use std::collections::HashMap;
-
-use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
+use std::ops::Range;
+
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use zeroize::Zeroize;
 
 /// One sample, as handed to and from the columns.
@@ -24,7 +30,8 @@ pub struct Row {
 }
 
 impl Row {
-    fn key(&self) -> (i64, u128) {
+    /// The sort order of samples within a type.
+    pub fn sort_key(&self) -> (i64, u128) {
         (self.start_us, self.id)
     }
 }
@@ -38,123 +45,146 @@ pub enum Visibility {
 
 #[derive(Default)]
 pub struct TypeColumns {
+    // Indexed by slot (arrival order).
     start: Vec<i64>,
     end: Vec<i64>,
     value: Vec<f64>,
     id: Vec<u128>,
-    source: Vec<u32>,
+    source: Vec<u16>,
     start_offset: Vec<i16>,
     end_offset: Vec<i16>,
     deleted: Vec<u64>,
     deleted_count: usize,
-    /// Row numbers, hashed by the row's id.
+    /// Slots sorted by `(start, id)`.
+    order: Vec<u32>,
+    /// Slots, hashed by their id.
     index: HashTable<u32>,
     hasher: DefaultHashBuilder,
-    metadata: HashMap<u128, Box<str>>,
+    metadata: HashMap<u32, Box<str>>,
 }
 
 impl TypeColumns {
+    /// Samples held, deleted ones included.
     pub fn len(&self) -> usize {
-        self.start.len()
+        self.order.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.start.is_empty()
+        self.order.is_empty()
     }
 
     pub fn live_len(&self) -> usize {
         self.len() - self.deleted_count
     }
 
-    pub fn is_deleted(&self, row: usize) -> bool {
-        self.deleted[row / 64] & (1 << (row % 64)) != 0
+    fn slot(&self, pos: usize) -> usize {
+        self.order[pos] as usize
     }
 
-    pub fn source_of(&self, row: usize) -> u32 {
-        self.source[row]
+    fn slot_deleted(&self, slot: usize) -> bool {
+        self.deleted[slot / 64] & (1 << (slot % 64)) != 0
     }
 
-    pub fn row(&self, row: usize) -> Row {
+    fn key(&self, slot: usize) -> (i64, u128) {
+        (self.start[slot], self.id[slot])
+    }
+
+    pub fn is_deleted(&self, pos: usize) -> bool {
+        self.slot_deleted(self.slot(pos))
+    }
+
+    pub fn start_at(&self, pos: usize) -> i64 {
+        self.start[self.slot(pos)]
+    }
+
+    pub fn source_of(&self, pos: usize) -> u32 {
+        self.source[self.slot(pos)] as u32
+    }
+
+    /// The sample at sorted position `pos`.
+    pub fn row(&self, pos: usize) -> Row {
+        self.slot_row(self.slot(pos))
+    }
+
+    fn slot_row(&self, slot: usize) -> Row {
         Row {
-            id: self.id[row],
-            start_us: self.start[row],
-            start_offset_min: self.start_offset[row],
-            end_us: self.end[row],
-            end_offset_min: self.end_offset[row],
-            value: self.value[row],
-            source: self.source[row],
-            metadata: self.metadata.get(&self.id[row]).cloned(),
+            id: self.id[slot],
+            start_us: self.start[slot],
+            start_offset_min: self.start_offset[slot],
+            end_us: self.end[slot],
+            end_offset_min: self.end_offset[slot],
+            value: self.value[slot],
+            source: self.source[slot] as u32,
+            metadata: self.metadata.get(&(slot as u32)).cloned(),
         }
     }
 
-    /// The row holding `id`, deleted or not.
-    pub fn find(&self, id: u128) -> Option<usize> {
+    fn find_slot(&self, id: u128) -> Option<usize> {
         let hash = self.hasher.hash_one(id);
         self.index
-            .find(hash, |&r| self.id[r as usize] == id)
-            .map(|&r| r as usize)
+            .find(hash, |&s| self.id[s as usize] == id)
+            .map(|&s| s as usize)
+    }
+
+    /// The sample with `id` and whether it is deleted.
+    pub fn find(&self, id: u128) -> Option<(Row, bool)> {
+        let slot = self.find_slot(id)?;
+        Some((self.slot_row(slot), self.slot_deleted(slot)))
     }
 
     /// Adds rows whose ids are not present yet.
-    pub fn insert(&mut self, mut rows: Vec<Row>) {
+    pub fn insert(&mut self, rows: Vec<Row>) {
         if rows.is_empty() {
             return;
         }
-        rows.sort_unstable_by_key(Row::key);
-        let appends = match (self.start.last(), self.id.last()) {
-            (Some(&s), Some(&i)) => rows[0].key() > (s, i),
-            _ => true,
+        let first = self.start.len();
+        for row in rows {
+            self.push(row);
+        }
+        let mut fresh: Vec<u32> = (first as u32..self.start.len() as u32).collect();
+        fresh.sort_by_key(|&s| self.key(s as usize));
+        for &s in &fresh {
+            self.index_slot(s as usize);
+        }
+        let appends = match self.order.last() {
+            None => true,
+            Some(&last) => self.key(fresh[0] as usize) > self.key(last as usize),
         };
         if appends {
-            let first = self.len();
-            for row in rows {
-                self.push(row);
-            }
-            for r in first..self.len() {
-                self.index_row(r);
-            }
+            self.order.extend_from_slice(&fresh);
         } else {
-            // Out-of-order arrival (a back-fill): merge, then re-index.
-            let old = std::mem::take(self);
-            let mut merged = TypeColumns {
-                hasher: old.hasher,
-                ..TypeColumns::default()
-            };
-            let (mut i, mut new) = (0, rows.into_iter().peekable());
-            let mut old = old;
-            let mut old_meta = std::mem::take(&mut old.metadata);
-            loop {
-                let take_old = match (i < old.len(), new.peek()) {
-                    (true, Some(n)) => (old.start[i], old.id[i]) < n.key(),
-                    (true, None) => true,
-                    (false, Some(_)) => false,
-                    (false, None) => break,
-                };
-                if take_old {
-                    let mut row = old.row_without_metadata(i);
-                    row.metadata = old_meta.remove(&row.id);
-                    let deleted = old.is_deleted(i);
-                    merged.push(row);
-                    if deleted {
-                        merged.mark_deleted(merged.len() - 1);
-                    }
-                    i += 1;
-                } else if let Some(n) = new.next() {
-                    merged.push(n);
-                }
-            }
-            old.wipe();
-            merged.rebuild_index();
-            *self = merged;
+            self.merge_into_order(&fresh);
         }
     }
 
-    /// Marks the row holding `id` deleted; false if absent or already deleted.
+    /// Back-fill: places sorted `fresh` slots into `order`, moving only the
+    /// entries after each insertion point, from the back so each moves once.
+    fn merge_into_order(&mut self, fresh: &[u32]) {
+        let positions: Vec<usize> = fresh
+            .iter()
+            .map(|&s| {
+                let key = self.key(s as usize);
+                self.order.partition_point(|&o| self.key(o as usize) < key)
+            })
+            .collect();
+        let old_len = self.order.len();
+        self.order.resize(old_len + fresh.len(), 0);
+        let mut end = old_len;
+        for j in (0..fresh.len()).rev() {
+            let p = positions[j];
+            self.order.copy_within(p..end, p + j + 1);
+            self.order[p + j] = fresh[j];
+            end = p;
+        }
+    }
+
+    /// Marks the sample with `id` deleted; false if absent or already deleted.
     pub fn delete(&mut self, id: u128) -> bool {
-        match self.find(id) {
-            Some(r) if !self.is_deleted(r) => {
-                self.mark_deleted(r);
-                if let Some(mut m) = self.metadata.remove(&id) {
+        match self.find_slot(id) {
+            Some(slot) if !self.slot_deleted(slot) => {
+                self.deleted[slot / 64] |= 1 << (slot % 64);
+                self.deleted_count += 1;
+                if let Some(mut m) = self.metadata.remove(&(slot as u32)) {
                     m.zeroize();
                 }
                 true
@@ -163,41 +193,45 @@ impl TypeColumns {
         }
     }
 
-    /// Rows with `start` in `[from, to)`, as a row-number range.
-    pub fn start_range(&self, from: i64, to: i64) -> std::ops::Range<usize> {
-        let lo = self.start.partition_point(|&s| s < from);
-        let hi = self.start.partition_point(|&s| s < to);
+    /// Positions of samples with `start` in `[from, to)`.
+    pub fn start_range(&self, from: i64, to: i64) -> Range<usize> {
+        let lo = self
+            .order
+            .partition_point(|&s| self.start[s as usize] < from);
+        let hi = self.order.partition_point(|&s| self.start[s as usize] < to);
         lo..hi.max(lo)
     }
 
-    /// The first row strictly after `(start, id)` in sort order.
+    /// The first position strictly after `(start, id)`.
     pub fn after(&self, start: i64, id: u128) -> usize {
-        let lo = self.start.partition_point(|&s| s < start);
-        let hi = self.start.partition_point(|&s| s <= start);
-        lo + self.id[lo..hi].partition_point(|&i| i <= id)
+        self.order
+            .partition_point(|&s| self.key(s as usize) <= (start, id))
     }
 
-    pub fn visible(&self, row: usize, visibility: Visibility) -> bool {
-        !self.is_deleted(row)
+    pub fn visible(&self, pos: usize, visibility: Visibility) -> bool {
+        self.slot_visible(self.slot(pos), visibility)
+    }
+
+    fn slot_visible(&self, slot: usize, visibility: Visibility) -> bool {
+        !self.slot_deleted(slot)
             && match visibility {
                 Visibility::All => true,
-                Visibility::OnlySource(s) => self.source[row] == s,
+                Visibility::OnlySource(s) => self.source[slot] as u32 == s,
             }
     }
 
-    /// Values of the visible rows in `rows`.
+    /// Values of the visible samples at positions `range`.
     pub fn values(
         &self,
-        rows: std::ops::Range<usize>,
+        range: Range<usize>,
         visibility: Visibility,
     ) -> impl Iterator<Item = f64> + '_ {
-        let fast = self.deleted_count == 0 && visibility == Visibility::All;
-        let slice = &self.value[rows.clone()];
-        slice
+        let everything = self.deleted_count == 0 && visibility == Visibility::All;
+        self.order[range]
             .iter()
-            .zip(rows)
-            .filter(move |&(_, r)| fast || self.visible(r, visibility))
-            .map(|(&v, _)| v)
+            .map(|&s| s as usize)
+            .filter(move |&s| everything || self.slot_visible(s, visibility))
+            .map(|s| self.value[s])
     }
 
     /// Bytes held, counting allocated capacity.
@@ -207,16 +241,17 @@ impl TypeColumns {
             + self.end.capacity() * size_of::<i64>()
             + self.value.capacity() * size_of::<f64>()
             + self.id.capacity() * size_of::<u128>()
-            + self.source.capacity() * size_of::<u32>()
+            + self.source.capacity() * size_of::<u16>()
             + self.start_offset.capacity() * size_of::<i16>()
             + self.end_offset.capacity() * size_of::<i16>()
             + self.deleted.capacity() * size_of::<u64>()
-            // hashbrown: one control byte per bucket beside each slot.
+            + self.order.capacity() * size_of::<u32>()
+            // hashbrown: one control byte beside each slot, buckets = capacity * 8 / 7.
             + self.index.capacity() * 8 / 7 * (size_of::<u32>() + 1)
             + self
                 .metadata
                 .values()
-                .map(|m| m.len() + size_of::<u128>() + size_of::<Box<str>>())
+                .map(|m| m.len() + size_of::<u32>() + size_of::<Box<str>>())
                 .sum::<usize>()
     }
 
@@ -229,27 +264,31 @@ impl TypeColumns {
         self.start_offset.shrink_to_fit();
         self.end_offset.shrink_to_fit();
         self.deleted.shrink_to_fit();
-        let hasher = &self.hasher;
-        let ids = &self.id;
+        self.order.shrink_to_fit();
+        let (hasher, ids) = (&self.hasher, &self.id);
         self.index
-            .shrink_to_fit(|&r| hasher.hash_one(ids[r as usize]));
+            .shrink_to_fit(|&s| hasher.hash_one(ids[s as usize]));
     }
 
-    /// Builds sorted, indexed columns from rows in any order, dropping the
-    /// ids in `dropped` (deleted samples, at replay).
-    pub fn from_rows(mut rows: Vec<Row>, dropped: &hashbrown::HashSet<u128>) -> TypeColumns {
-        if !dropped.is_empty() {
-            rows.retain(|r| !dropped.contains(&r.id));
-        }
-        if !rows.is_sorted_by_key(Row::key) {
-            rows.sort_unstable_by_key(Row::key);
-        }
+    /// Builds indexed columns from rows in log order, leaving out the ids in
+    /// `dropped` (deleted samples, at replay).
+    pub fn from_rows(rows: Vec<Row>, dropped: &hashbrown::HashSet<u128>) -> TypeColumns {
         let mut cols = TypeColumns::default();
-        cols.reserve_exact(rows.len());
+        let kept = rows.len() - rows.iter().filter(|r| dropped.contains(&r.id)).count();
+        cols.reserve_exact(kept);
         for row in rows {
-            cols.push(row);
+            if !dropped.contains(&row.id) {
+                cols.push(row);
+            }
         }
-        cols.rebuild_index();
+        cols.index = HashTable::with_capacity(kept);
+        for slot in 0..kept {
+            cols.index_slot(slot);
+        }
+        let mut order: Vec<u32> = (0..kept as u32).collect();
+        // Stable sort: runs already in order (the usual case) cost one pass.
+        order.sort_by_key(|&s| cols.key(s as usize));
+        cols.order = order;
         cols
     }
 
@@ -263,6 +302,7 @@ impl TypeColumns {
         self.start_offset.zeroize();
         self.end_offset.zeroize();
         self.deleted.zeroize();
+        self.order.zeroize();
         for (_, mut m) in self.metadata.drain() {
             m.zeroize();
         }
@@ -278,57 +318,33 @@ impl TypeColumns {
         self.start_offset.reserve_exact(n);
         self.end_offset.reserve_exact(n);
         self.deleted.reserve_exact(n.div_ceil(64));
-    }
-
-    fn row_without_metadata(&self, row: usize) -> Row {
-        Row {
-            id: self.id[row],
-            start_us: self.start[row],
-            start_offset_min: self.start_offset[row],
-            end_us: self.end[row],
-            end_offset_min: self.end_offset[row],
-            value: self.value[row],
-            source: self.source[row],
-            metadata: None,
-        }
+        self.order.reserve_exact(n);
     }
 
     fn push(&mut self, row: Row) {
-        let r = self.len();
+        let slot = self.start.len();
         self.start.push(row.start_us);
         self.end.push(row.end_us);
         self.value.push(row.value);
         self.id.push(row.id);
-        self.source.push(row.source);
+        self.source
+            .push(u16::try_from(row.source).expect("at most 65,536 distinct sources"));
         self.start_offset.push(row.start_offset_min);
         self.end_offset.push(row.end_offset_min);
-        if r.is_multiple_of(64) {
+        if slot.is_multiple_of(64) {
             self.deleted.push(0);
         }
         if let Some(m) = row.metadata {
-            self.metadata.insert(row.id, m);
+            self.metadata.insert(slot as u32, m);
         }
     }
 
-    fn mark_deleted(&mut self, row: usize) {
-        self.deleted[row / 64] |= 1 << (row % 64);
-        self.deleted_count += 1;
-    }
-
-    fn index_row(&mut self, row: usize) {
-        let hasher = &self.hasher;
-        let ids = &self.id;
+    fn index_slot(&mut self, slot: usize) {
+        let (hasher, ids) = (&self.hasher, &self.id);
         self.index
-            .insert_unique(hasher.hash_one(ids[row]), row as u32, |&r| {
-                hasher.hash_one(ids[r as usize])
+            .insert_unique(hasher.hash_one(ids[slot]), slot as u32, |&s| {
+                hasher.hash_one(ids[s as usize])
             });
-    }
-
-    fn rebuild_index(&mut self) {
-        self.index = HashTable::with_capacity(self.len());
-        for r in 0..self.len() {
-            self.index_row(r);
-        }
     }
 }
 
@@ -351,41 +367,73 @@ mod tests {
         }
     }
 
-    fn starts(c: &TypeColumns) -> Vec<(i64, u128)> {
-        (0..c.len()).map(|r| (c.start[r], c.id[r])).collect()
+    fn keys(c: &TypeColumns) -> Vec<(i64, u128)> {
+        (0..c.len()).map(|p| c.row(p).sort_key()).collect()
     }
 
     #[test]
-    fn out_of_order_inserts_stay_sorted_and_indexed() {
+    fn back_fills_stay_sorted_and_indexed() {
         let mut c = TypeColumns::default();
         c.insert(vec![row(1, 100), row(2, 200)]);
         c.insert(vec![row(3, 300)]);
         assert!(c.delete(2));
-        c.insert(vec![row(4, 150), row(5, 50), row(6, 200)]);
+        assert!(!c.delete(2));
+        c.insert(vec![row(4, 150), row(5, 50), row(6, 200), row(7, 400)]);
         assert_eq!(
-            starts(&c),
-            vec![(50, 5), (100, 1), (150, 4), (200, 2), (200, 6), (300, 3)]
+            keys(&c),
+            vec![
+                (50, 5),
+                (100, 1),
+                (150, 4),
+                (200, 2),
+                (200, 6),
+                (300, 3),
+                (400, 7)
+            ]
         );
-        for id in 1..=6u128 {
-            let r = c.find(id).unwrap();
-            assert_eq!(c.row(r).id, id);
-            assert_eq!(c.row(r).metadata.is_some(), id.is_multiple_of(3) && id != 2);
+        for id in 1..=7u128 {
+            let (r, deleted) = c.find(id).unwrap();
+            assert_eq!(r.id, id);
+            assert_eq!(deleted, id == 2);
+            assert_eq!(r.metadata.is_some(), id.is_multiple_of(3) && id != 2);
         }
-        assert!(c.is_deleted(c.find(2).unwrap()));
-        assert_eq!(c.live_len(), 5);
+        assert_eq!(c.live_len(), 6);
         assert!(c.find(99).is_none());
+        assert!(c.is_deleted(3));
         assert_eq!(c.after(200, 2), 4);
         assert_eq!(c.after(200, 6), 5);
         assert_eq!(c.start_range(100, 201), 1..5);
         let vals: Vec<f64> = c.values(0..c.len(), Visibility::All).collect();
-        assert_eq!(vals, vec![5.0, 1.0, 4.0, 6.0, 3.0]);
+        assert_eq!(vals, vec![5.0, 1.0, 4.0, 6.0, 3.0, 7.0]);
+    }
+
+    #[test]
+    fn random_back_fills_match_a_sorted_reference() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut c = TypeColumns::default();
+        let mut reference = Vec::new();
+        let mut next_id = 1u128;
+        for _ in 0..60 {
+            let batch: Vec<Row> = (0..rng.gen_range(1..40))
+                .map(|_| {
+                    next_id += 1;
+                    row(next_id, rng.gen_range(0..500))
+                })
+                .collect();
+            reference.extend(batch.iter().map(Row::sort_key));
+            c.insert(batch);
+        }
+        reference.sort();
+        assert_eq!(keys(&c), reference);
     }
 
     #[test]
     fn from_rows_sorts_and_drops() {
         let dropped: hashbrown::HashSet<u128> = [2u128].into_iter().collect();
         let c = TypeColumns::from_rows(vec![row(3, 30), row(2, 20), row(1, 10)], &dropped);
-        assert_eq!(starts(&c), vec![(10, 1), (30, 3)]);
-        assert_eq!(c.find(3), Some(1));
+        assert_eq!(keys(&c), vec![(10, 1), (30, 3)]);
+        assert_eq!(c.find(3).unwrap().0.start_us, 30);
+        assert!(c.find(2).is_none());
     }
 }

@@ -109,9 +109,8 @@ impl Projection {
             if !self.populated[t].load(Ordering::Acquire) {
                 return None;
             }
-            let cols = cols.read();
-            let r = cols.find(id)?;
-            (!cols.is_deleted(r)).then(|| (TypeIndex(t as u16), cols.row(r)))
+            let (row, deleted) = cols.read().find(id)?;
+            (!deleted).then_some((TypeIndex(t as u16), row))
         })
     }
 
@@ -221,6 +220,7 @@ impl ProjectionBuilder {
             .into_iter()
             .map(|rows| {
                 let mut cols = TypeColumns::from_rows(rows, &tombstones);
+                // from_rows reserves exactly; this trims the id index.
                 cols.shrink_to_fit();
                 RwLock::new(cols)
             })
