@@ -16,6 +16,7 @@ both_backends!(
     lock_unlock_and_passphrase_back_off,
     setup_needs_the_console_code,
     requests_need_an_owner_session,
+    idle_store_locks_itself,
 );
 
 async fn round_trip_keeps_offsets_units_and_metadata(backend: Backend) {
@@ -511,4 +512,21 @@ async fn requests_need_an_owner_session(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+}
+
+async fn idle_store_locks_itself(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let mut args = db.serve_args();
+    args.idle_lock_secs = 1;
+    let mut app = TestApp::start_with(args).await;
+    app.setup().await;
+    assert_eq!(app.write(vec![steps(0, 1.0)]).await.status(), 201);
+    tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
+    assert_eq!(app.store.state(), hearth::lock::LockStateName::Locked);
+    assert_problem(
+        app.get("/v1/statistics?type=step_count").await,
+        503,
+        "store_locked",
+    )
+    .await;
 }
