@@ -11,6 +11,7 @@ use crate::api::{self, Limits};
 use crate::config::ServeArgs;
 use crate::lock::{self, Store};
 use crate::storage;
+use crate::telemetry;
 
 pub struct Application {
     listener: TcpListener,
@@ -61,6 +62,7 @@ impl Application {
             );
         }
         let store = Arc::new(Store::open(storage, kdf).await?);
+        telemetry::observe_store(store.clone());
         if let Some(code) = store.setup_code() {
             // The console is the one channel only the operator sees.
             eprintln!("hearth: this store is new. Setup code: {code}");

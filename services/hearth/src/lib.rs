@@ -6,7 +6,8 @@
 //! - [`projection`]: the in-memory columns every query reads;
 //! - [`policy`]: what each caller may read and write;
 //! - [`storage`]: SQLite and Postgres behind one trait;
-//! - [`api`]: the HTTP surface; [`catalogue`]: sample types and units.
+//! - [`api`]: the HTTP surface; [`catalogue`]: sample types and units;
+//! - [`telemetry`]: logs, traces and metrics that carry no health data.
 
 pub mod api;
 pub mod app;
@@ -18,3 +19,4 @@ pub mod log;
 pub mod policy;
 pub mod projection;
 pub mod storage;
+pub mod telemetry;

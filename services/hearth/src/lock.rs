@@ -12,6 +12,7 @@ use base64::Engine;
 use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tracing::Instrument;
 use zeroize::Zeroizing;
 
 use crate::crypto::{self, DataKey, KdfParams};
@@ -277,6 +278,7 @@ impl Store {
         if !matches!(&*self.state.read(), LockState::Unlocked(_)) {
             let started = Instant::now();
             let projection = replay(&*self.storage, &key)
+                .instrument(tracing::info_span!("replay"))
                 .await
                 .map_err(ReplayError::into_lock_error)?;
             let head = self.storage.head().await?;
@@ -334,6 +336,14 @@ impl Store {
     fn touch(&self) {
         self.last_activity_ms
             .store(self.started.elapsed().as_millis() as i64, Ordering::Relaxed);
+    }
+
+    /// Samples in the projection; 0 unless unlocked.
+    pub fn projection_samples(&self) -> usize {
+        match &*self.state.read() {
+            LockState::Unlocked(open) => open.projection.sample_count(),
+            _ => 0,
+        }
     }
 
     /// How long since the last request that used the open store.

@@ -7,20 +7,6 @@ use hearth::lock;
 use hearth::log::replay::walk;
 use hearth::storage;
 
-fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -47,7 +33,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: hearth::config::ServeArgs) -> anyhow::Result<()> {
-    init_tracing(&args.log_format);
+    let _telemetry = hearth::telemetry::init(&args.log_format);
     Application::build(&args).await?.run().await
 }
 

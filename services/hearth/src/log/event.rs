@@ -53,6 +53,14 @@ pub struct Envelope {
 pub struct DecodeError(String);
 
 impl Envelope {
+    /// Samples this event adds.
+    pub fn sample_count(&self) -> usize {
+        match &self.event {
+            Event::SamplesAdded { batches, .. } => batches.iter().map(|b| b.samples.len()).sum(),
+            _ => 0,
+        }
+    }
+
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
         let mut out = Zeroizing::new(vec![FORMAT_VERSION]);
         let body = Zeroizing::new(postcard::to_stdvec(self).expect("events always serialise"));

@@ -9,7 +9,9 @@
 use std::sync::Arc;
 
 use hashbrown::HashMap;
+use opentelemetry::KeyValue;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use super::chain::{LogHead, LogRecord};
 use super::event::{Envelope, Event, StoredSample, TypeBatch};
@@ -17,6 +19,7 @@ use crate::catalogue::{self, TypeIndex};
 use crate::crypto::{self, DataKey};
 use crate::projection::Projection;
 use crate::storage::Storage;
+use crate::telemetry;
 
 /// Most requests folded into one commit.
 const MAX_GROUP_REQUESTS: usize = 256;
@@ -220,7 +223,29 @@ impl WriterTask {
                 }
             }
         }
-        let committed = match self.storage.append(self.head, &records).await {
+        let started = std::time::Instant::now();
+        let samples: usize = envelopes.iter().map(Envelope::sample_count).sum();
+        let appended = self
+            .storage
+            .append(self.head, &records)
+            .instrument(tracing::info_span!(
+                "commit",
+                records = records.len(),
+                samples
+            ))
+            .await;
+        let m = telemetry::metrics();
+        m.commit_duration
+            .record(started.elapsed().as_secs_f64(), &[]);
+        m.commit_samples.record(samples as u64, &[]);
+        m.commits.add(
+            1,
+            &[KeyValue::new(
+                "outcome",
+                if appended.is_ok() { "ok" } else { "error" },
+            )],
+        );
+        let committed = match appended {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(error = %e, "log commit failed");
