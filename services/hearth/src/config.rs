@@ -37,6 +37,8 @@ pub enum Command {
         #[arg(long)]
         passphrase_file: PathBuf,
     },
+    /// Print the OpenAPI description of the HTTP API (as committed in openapi/hearth.yaml).
+    Openapi,
     /// Check the log's hash chain; with a passphrase, also open every record.
     Verify {
         #[command(flatten)]

@@ -18,6 +18,10 @@ async fn main() -> ExitCode {
             kdf,
             passphrase_file,
         }) => init(storage, kdf, &passphrase_file).await,
+        Some(Command::Openapi) => {
+            print!("{}", hearth::api::openapi::spec_yaml());
+            Ok(())
+        }
         Some(Command::Verify {
             storage,
             passphrase_file,

@@ -13,14 +13,20 @@ use zeroize::Zeroizing;
 
 use super::auth::{Caller, SESSION_COOKIE};
 use super::problem::{ApiJson, Problem};
-use super::AppState;
+use super::{openapi, AppState};
 use crate::lock::{LockError, LockStateName, SessionToken};
 
+/// Liveness: answers whenever the process runs.
+#[utoipa::path(get, path = "/healthz", tag = "lifecycle", responses((status = 200, body = openapi::Health)))]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// Ready means unlocked; the body names the state either way.
+#[utoipa::path(get, path = "/readyz", tag = "lifecycle", responses(
+    (status = 200, description = "Unlocked", body = openapi::Readiness),
+    (status = 503, description = "Uninitialised, sealed or locked", body = openapi::Readiness),
+))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let lock_state = state.store.state();
     let status = if lock_state == LockStateName::Unlocked {
@@ -134,6 +140,16 @@ pub struct SetupBody {
     passphrase: Zeroizing<String>,
 }
 
+/// First-run setup with the code printed on the server console.
+#[utoipa::path(post, path = "/v1/setup", tag = "lifecycle", request_body = openapi::SetupRequest,
+    responses(
+        (status = 200, description = "Initialised and unlocked", body = openapi::Session),
+        (status = 400, body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong setup code", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Already initialised", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "Back-off after failures", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        openapi::BodyErrors,
+    ))]
 pub async fn setup(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SetupBody>,
@@ -153,6 +169,17 @@ pub struct UnlockBody {
     passphrase: Zeroizing<String>,
 }
 
+/// Unlocks with the passphrase and opens an owner session.
+#[utoipa::path(post, path = "/v1/unlock", tag = "lifecycle", request_body = openapi::UnlockRequest,
+    responses(
+        (status = 200, description = "Unlocked", body = openapi::Session),
+        (status = 400, body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong passphrase", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Not initialised", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "Back-off after failures", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 500, description = "The log failed verification", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        openapi::BodyErrors,
+    ))]
 pub async fn unlock(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<UnlockBody>,
@@ -166,6 +193,13 @@ pub async fn unlock(
     Ok(session_response(token))
 }
 
+/// Locks: keys and projection are wiped; every owner session ends.
+#[utoipa::path(post, path = "/v1/lock", tag = "lifecycle",
+    responses(
+        (status = 204, description = "Locked"),
+        (status = 401, body = openapi::ProblemDetails, content_type = "application/problem+json"),
+    ),
+    security(("owner" = [])))]
 pub async fn lock(State(state): State<AppState>, _owner: Caller) -> StatusCode {
     state.store.lock().await;
     StatusCode::NO_CONTENT

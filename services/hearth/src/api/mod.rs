@@ -2,6 +2,7 @@
 
 pub mod auth;
 mod lifecycle;
+pub mod openapi;
 pub mod problem;
 mod samples;
 
@@ -43,6 +44,7 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         .route("/static/unlock.js", get(lifecycle::unlock_script))
         .route("/healthz", get(lifecycle::healthz))
         .route("/readyz", get(lifecycle::readyz))
+        .route("/openapi.yaml", get(openapi::serve_spec))
         .route("/v1/setup", post(lifecycle::setup))
         .route("/v1/unlock", post(lifecycle::unlock))
         .route("/v1/lock", post(lifecycle::lock))

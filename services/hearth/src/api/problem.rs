@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::lock::Unavailable;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// Index of the sample at fault, for batch requests.
     #[serde(skip_serializing_if = "Option::is_none")]

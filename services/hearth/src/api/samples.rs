@@ -15,7 +15,10 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use utoipa::IntoParams;
+
 use super::auth::Access;
+use super::openapi;
 use super::problem::{parse_json, JsonBody, Problem};
 use crate::catalogue::{self, units, Aggregation, Kind, SampleType, TypeIndex};
 use crate::log::event::StoredSample;
@@ -234,6 +237,17 @@ fn write_problem(e: WriteError) -> Problem {
     }
 }
 
+/// Writes a batch of samples, all or nothing.
+#[utoipa::path(post, path = "/v1/samples", tag = "samples",
+    request_body = openapi::SampleBatch,
+    responses(
+        (status = 201, description = "At least one sample was added", body = openapi::WriteOutcome),
+        (status = 200, description = "Every sample was already stored", body = openapi::WriteOutcome),
+        (status = 403, description = "No write permission for a type", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "An id is taken by other content or a deleted sample", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        openapi::CommonErrors, openapi::BodyErrors,
+    ),
+    security(("owner" = []), ("apps" = [])))]
 pub async fn add(access: Access, JsonBody(bytes): JsonBody) -> Result<Response, Problem> {
     let body: AddSamples<'_> = parse_json(&bytes)?;
     if body.samples.is_empty() {
@@ -330,14 +344,22 @@ fn check_unit(ty: &SampleType, unit: Option<&str>) -> Result<(), Problem> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// A type id from `GET /v1/types`.
     #[serde(rename = "type")]
+    #[param(rename = "type")]
     type_id: String,
+    /// RFC 3339; samples starting at or after it.
     start: Option<String>,
+    /// RFC 3339; samples starting before it.
     end: Option<String>,
+    /// 1 to 1000; default 100.
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// A unit compatible with the type; default its canonical unit.
     unit: Option<String>,
 }
 
@@ -376,6 +398,10 @@ fn decode_cursor(s: &str) -> Result<(i64, u128), Problem> {
     ))
 }
 
+/// Samples of one type in `(start, id)` order, a page at a time.
+#[utoipa::path(get, path = "/v1/samples", tag = "samples", params(ListQuery),
+    responses((status = 200, body = openapi::SamplePage), openapi::CommonErrors),
+    security(("owner" = []), ("apps" = [])))]
 pub async fn list(
     access: Access,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -431,11 +457,22 @@ fn parse_id(id: &str) -> Result<u128, Problem> {
         .map_err(|_| Problem::invalid(None, "id", "not a UUID"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UnitQuery {
+    /// A unit compatible with the type; default its canonical unit.
     unit: Option<String>,
 }
 
+/// One sample; `404` for unknown ids and for samples the caller cannot see alike.
+#[utoipa::path(get, path = "/v1/samples/{id}", tag = "samples",
+    params(("id" = uuid::Uuid, Path, description = "The sample's UUID"), UnitQuery),
+    responses(
+        (status = 200, body = openapi::Sample),
+        (status = 404, body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        openapi::CommonErrors,
+    ),
+    security(("owner" = []), ("apps" = [])))]
 pub async fn get_one(
     access: Access,
     Path(id): Path<String>,
@@ -459,6 +496,16 @@ fn visible_to(access: &Access, ti: TypeIndex, row: &Row) -> bool {
     }
 }
 
+/// Deletes a sample (a tombstone event; the id is never reused).
+#[utoipa::path(delete, path = "/v1/samples/{id}", tag = "samples",
+    params(("id" = uuid::Uuid, Path, description = "The sample's UUID")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        openapi::CommonErrors,
+    ),
+    security(("owner" = []), ("apps" = [])))]
 pub async fn delete(access: Access, Path(id): Path<String>) -> Result<StatusCode, Problem> {
     let id = parse_id(&id)?;
     let (ti, row) = access
@@ -490,16 +537,25 @@ pub async fn delete(access: Access, Path(id): Path<String>) -> Result<StatusCode
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatisticsQuery {
+    /// A type id from `GET /v1/types`.
     #[serde(rename = "type")]
+    #[param(rename = "type")]
     type_id: String,
+    /// RFC 3339; samples starting at or after it.
     start: Option<String>,
+    /// RFC 3339; samples starting before it.
     end: Option<String>,
+    /// A unit compatible with the type; default its canonical unit.
     unit: Option<String>,
 }
 
 /// Statistics over samples whose start lies in `[start, end)`.
+#[utoipa::path(get, path = "/v1/statistics", tag = "samples", params(StatisticsQuery),
+    responses((status = 200, body = openapi::Statistics), openapi::CommonErrors),
+    security(("owner" = []), ("apps" = [])))]
 pub async fn statistics(
     access: Access,
     ApiQuery(q): ApiQuery<StatisticsQuery>,
@@ -578,6 +634,9 @@ impl Summary {
     }
 }
 
+/// The catalogue of sample types, units and aggregation styles.
+#[utoipa::path(get, path = "/v1/types", tag = "samples",
+    responses((status = 200, body = openapi::TypeList)))]
 pub async fn types() -> Json<Value> {
     Json(json!({ "types": catalogue::describe() }))
 }
