@@ -345,7 +345,9 @@ mod tests {
             end_offset_min: 0,
             value: id as f64,
             source: 0,
-            metadata: id.is_multiple_of(3).then(|| format!("{{\"n\":{id}}}").into()),
+            metadata: id
+                .is_multiple_of(3)
+                .then(|| format!("{{\"n\":{id}}}").into()),
         }
     }
 
