@@ -95,6 +95,19 @@ if problems:
 print("compose: structure ok")
 PY
 
+# The manual-unlock overlay removes the key file and nothing else.
+compose -f deploy/compose.manual-unlock.yml config --format json >"$tmp/manual.json"
+"$tools/bin/python" - "$tmp/manual.json" <<'PY'
+import json, sys
+
+hearth = json.load(open(sys.argv[1]))["services"]["hearth"]
+if "HEARTH_UNLOCK_KEY_FILE" in hearth["environment"] or hearth.get("secrets"):
+    sys.exit("check-deploy: deploy/compose.manual-unlock.yml leaves the key file in place")
+if "HEARTH_DATABASE_URL" not in hearth["environment"]:
+    sys.exit("check-deploy: deploy/compose.manual-unlock.yml lost HEARTH_DATABASE_URL")
+print("compose manual-unlock overlay: ok")
+PY
+
 "$tools/bin/python" - <<'PY'
 import sys, yaml
 
