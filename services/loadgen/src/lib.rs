@@ -56,9 +56,11 @@ async fn run_against(opts: &Options, server: Option<&spawn::Server>) -> anyhow::
         None => target::check(&opts.url, opts.allow_remote)?,
     };
     let client = client(opts.request_timeout)?;
-    let token = match (&opts.token, server, &opts.passphrase) {
-        (Some(t), _, _) => t.clone(),
-        (None, Some(s), _) => unlock(&client, &base, &s.passphrase).await?,
+    // A spawned server has its own passphrase; --token and --passphrase are
+    // for servers that were already running.
+    let token = match (server, &opts.token, &opts.passphrase) {
+        (Some(s), _, _) => unlock(&client, &base, &s.passphrase).await?,
+        (None, Some(t), _) => t.clone(),
         (None, None, Some(p)) => unlock(&client, &base, p).await?,
         (None, None, None) => {
             anyhow::bail!("give --token or --passphrase (or --spawn a server of our own)")

@@ -297,10 +297,9 @@ impl Worker {
                 let added = answer.json()["added"].as_u64().unwrap_or(0);
                 if added != 0 {
                     let op = self.op("write-retry");
-                    self.stats.record(
+                    self.stats.flag(
                         &op,
-                        Duration::ZERO,
-                        &Outcome::Failed("duplicated"),
+                        "duplicated",
                         &format!("a retried batch added {added} samples"),
                     );
                 }

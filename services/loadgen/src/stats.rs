@@ -90,6 +90,21 @@ impl Stats {
         *self.outcomes.entry(label).or_default() += 1;
     }
 
+    /// Counts an error found in a successful answer (a retried batch that
+    /// stored samples twice, say) under `op`, without counting a request.
+    pub fn flag(&mut self, op: &str, label: &str, detail: &str) {
+        if let Some(entry) = self.ops.get_mut(op) {
+            entry.errors += 1;
+        }
+        *self
+            .errors
+            .entry((op.to_string(), label.to_string()))
+            .or_default() += 1;
+        if self.first_errors.len() < KEPT_ERRORS {
+            self.first_errors.push(format!("{op}: {label}: {detail}"));
+        }
+    }
+
     pub fn merge(&mut self, other: Stats) {
         for (op, s) in other.ops {
             match self.ops.get_mut(&op) {
@@ -344,6 +359,12 @@ mod tests {
         a.merge(b);
         assert_eq!(a.requests(), 102);
         assert_eq!(a.error_count(), 2);
+        a.flag("list", "duplicated", "stored twice");
+        assert_eq!(a.requests(), 102);
+        assert_eq!(a.error_count(), 3);
+        assert_eq!(a.ops["list"].errors, 2);
+        a.flag("list", "duplicated", "stored twice");
+        a.flag("list", "duplicated", "stored twice");
         let r = Report::build(
             "mixed",
             "http://127.0.0.1:1",
@@ -364,6 +385,8 @@ mod tests {
         assert!((499.0..=501.0).contains(&list.max_ms), "{}", list.max_ms);
         assert_eq!(r.status_counts["503"], 1);
         assert_eq!(r.status_counts["timeout"], 1);
+        assert_eq!(r.errors, 5);
+        assert_eq!(r.first_errors.len(), 5);
         assert!(r.table().contains("errors by operation and status"));
     }
 }
