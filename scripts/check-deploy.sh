@@ -138,4 +138,5 @@ for f in loadtest/*.js; do
     exit 1
   }
 done
-echo "loadtest: $(ls loadtest/*.js | wc -l) scripts parse"
+for f in loadtest/shim/*.mjs; do node --check "$f"; done
+echo "loadtest: $(ls loadtest/*.js | wc -l) scripts and the shim parse"
