@@ -72,6 +72,8 @@ env = hearth["environment"]
 need(env.get("HEARTH_DATABASE_URL", "").startswith("postgres://") and marker in env["HEARTH_DATABASE_URL"]
      and env["HEARTH_DATABASE_URL"].endswith("@postgres:5432/hearth"), "HEARTH_DATABASE_URL is not built from .env")
 need(env.get("HEARTH_UNLOCK_KEY_FILE") == "/run/secrets/hearth_unlock_key", "HEARTH_UNLOCK_KEY_FILE")
+need(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") != "",
+     "OTEL_EXPORTER_OTLP_ENDPOINT must be unset, not empty, by default (empty switches export on)")
 need(any(s["source"] == "hearth_unlock_key" for s in hearth.get("secrets", [])), "the key file is not a secret")
 need("file" in config["secrets"]["hearth_unlock_key"], "the key file secret must come from a file")
 ports = hearth.get("ports", [])
