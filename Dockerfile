@@ -4,21 +4,29 @@
 # The toolchain matches the one the project is developed and tested with.
 ARG RUST_VERSION=1.95
 
+# The workspace's manifests and lock file with empty sources: the input of
+# the dependency layer below. It changes only when a manifest or the lock
+# file does, so Docker's cache keeps the dependency build across code edits.
+FROM rust:${RUST_VERSION}-bookworm AS skeleton
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY services services
+RUN mkdir /skeleton \
+    && cp Cargo.toml Cargo.lock /skeleton/ \
+    && for manifest in services/*/Cargo.toml; do \
+        dir=$(dirname "$manifest"); \
+        mkdir -p "/skeleton/$dir/src"; \
+        cp "$manifest" "/skeleton/$dir/"; \
+        echo 'fn main() {}' > "/skeleton/$dir/src/main.rs"; \
+        touch "/skeleton/$dir/src/lib.rs"; \
+    done
+
 FROM rust:${RUST_VERSION}-bookworm AS builder
 WORKDIR /src
 
-# Dependencies first, in their own layer: the manifests with empty sources,
-# so editing Hearth's code does not rebuild every dependency.
-COPY Cargo.toml Cargo.lock ./
-COPY services/hearth/Cargo.toml services/hearth/Cargo.toml
-COPY services/loadgen/Cargo.toml services/loadgen/Cargo.toml
-RUN mkdir -p services/hearth/src services/loadgen/src \
-    && echo 'fn main() {}' > services/hearth/src/main.rs \
-    && touch services/hearth/src/lib.rs \
-    && echo 'fn main() {}' > services/loadgen/src/main.rs \
-    && touch services/loadgen/src/lib.rs \
-    && cargo build --release --locked -p hearth \
-    && rm -rf services/hearth/src services/loadgen/src
+# Dependencies first, in their own layer.
+COPY --from=skeleton /skeleton ./
+RUN cargo build --release --locked -p hearth
 
 # Then the server itself (migrations are compiled into the binary).
 COPY migrations migrations
