@@ -24,10 +24,11 @@ pub struct Options {
     /// Base URL of a running Hearth server (ignored with --spawn).
     #[arg(long, env = "HEARTH_URL", default_value = "http://127.0.0.1:7380")]
     pub url: String,
-    /// Owner bearer token.
+    /// Owner bearer token (prefer the environment variable).
     #[arg(long, env = "HEARTH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Store passphrase, used to unlock and obtain an owner token.
+    /// Store passphrase, used to unlock and obtain an owner token. Prefer
+    /// the environment variable: command lines are visible to other users.
     #[arg(long, env = "HEARTH_PASSPHRASE", hide_env_values = true)]
     pub passphrase: Option<String>,
     /// How long to apply load: `30s`, `2m`, `1m30s`, `500ms` (plain number: seconds).
