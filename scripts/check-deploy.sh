@@ -140,11 +140,13 @@ echo "hadolint: $("$tools/bin/hadolint" --version)"
 "$tools/bin/hadolint" Dockerfile
 echo "Dockerfile: ok"
 
+scripts=0
 for f in loadtest/*.js; do
+  scripts=$((scripts + 1))
   node --input-type=module --check <"$f" || {
     echo "check-deploy: $f does not parse" >&2
     exit 1
   }
 done
 for f in loadtest/shim/*.mjs; do node --check "$f"; done
-echo "loadtest: $(ls loadtest/*.js | wc -l) scripts and the shim parse"
+echo "loadtest: $scripts scripts and the shim parse"
