@@ -54,7 +54,7 @@ pub fn init(log_format: &str) -> Telemetry {
     } else {
         fmt.boxed()
     };
-    let exporting = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some();
+    let exporting = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some_and(|v| !v.is_empty());
     let resource = Resource::builder().with_service_name("hearth").build();
     let (tracer, meter) = if exporting {
         match build_exporters(resource) {
