@@ -86,6 +86,7 @@ impl Application {
             Limits {
                 max_body_bytes: args.max_body_bytes,
                 request_timeout: Duration::from_secs(args.request_timeout_secs),
+                public_url: args.public_url.clone(),
             },
         );
         let listener = TcpListener::bind(args.listen)

@@ -32,6 +32,7 @@ async fn main() -> ExitCode {
             kdf,
             passphrase_file,
         }) => init(storage, kdf, &passphrase_file).await,
+        Some(Command::App { server, command }) => hearth::cli::run(server, command).await,
         Some(Command::Verify {
             storage,
             passphrase_file,

@@ -47,7 +47,7 @@ impl RateLimiter {
         }
     }
 
-    fn take(&self) -> Result<(), Problem> {
+    pub(crate) fn take(&self) -> Result<(), Problem> {
         let mut guard = self.inner.lock();
         let (tokens, last) = &mut *guard;
         let now = Instant::now();
@@ -166,9 +166,12 @@ pub async fn unlock(
     Ok(session_response(token))
 }
 
-pub async fn lock(State(state): State<AppState>, _owner: Caller) -> StatusCode {
+pub async fn lock(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, Problem> {
+    if !caller.is_owner() {
+        return Err(Problem::owner_only());
+    }
     state.store.lock().await;
-    StatusCode::NO_CONTENT
+    Ok(StatusCode::NO_CONTENT)
 }
 
 const UNLOCK_PAGE: &str = include_str!("unlock.html");

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::chain::{LogHead, LogRecord};
 use super::event::{Envelope, Event, StoredSample, TypeBatch};
+use crate::apps::Apps;
 use crate::catalogue::{self, TypeIndex};
 use crate::crypto::{self, DataKey};
 use crate::projection::Projection;
@@ -42,12 +43,15 @@ pub enum Write {
         /// Apps delete only what they wrote; the owner deletes anything.
         only_own: bool,
     },
+    /// A registry event (apps, grants, tokens), checked by its caller.
+    Registry(Event),
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum WriteOutcome {
     Added { added: usize, unchanged: usize },
     Deleted,
+    Logged,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -83,6 +87,7 @@ impl Writer {
         key: DataKey,
         head: LogHead,
         projection: Arc<Projection>,
+        apps: Arc<Apps>,
     ) -> Writer {
         let (tx, rx) = mpsc::channel(1024);
         let task = WriterTask {
@@ -90,6 +95,7 @@ impl Writer {
             key,
             head,
             projection,
+            apps,
             poisoned: false,
         };
         tokio::spawn(task.run(rx));
@@ -125,6 +131,7 @@ struct WriterTask {
     key: DataKey,
     head: LogHead,
     projection: Arc<Projection>,
+    apps: Arc<Apps>,
     /// Set when the database's state is unknown after a failed commit.
     poisoned: bool,
 }
@@ -244,6 +251,9 @@ impl WriterTask {
         }
         self.head = head;
         for envelope in &envelopes {
+            if self.apps.apply(envelope) {
+                continue;
+            }
             if let Err(e) = self.projection.apply(envelope) {
                 tracing::error!(error = %e, "committed event could not be projected");
             }
@@ -333,6 +343,7 @@ impl WriterTask {
                     }),
                 ))
             }
+            Write::Registry(event) => Ok((WriteOutcome::Logged, Some(event))),
         }
     }
 

@@ -128,6 +128,8 @@ impl Projection {
                     }
                 }
             }
+            // App, grant and token events belong to the registry.
+            _ => {}
         }
         Ok(())
     }
@@ -192,6 +194,7 @@ impl ProjectionBuilder {
                 self.tombstones
                     .extend(ids.iter().map(|id| u128::from_be_bytes(*id)));
             }
+            _ => {}
         }
         Ok(())
     }
