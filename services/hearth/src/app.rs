@@ -115,7 +115,11 @@ impl Application {
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
         let store = self.store.clone();
-        axum::serve(self.listener, self.router)
+        // Peer addresses feed the per-client rate limits.
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
             .await?;
         store.lock().await;

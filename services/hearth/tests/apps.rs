@@ -19,7 +19,74 @@ both_backends!(
     revoked_credential_dies,
     silent_deny_is_indistinguishable,
     revoking_read_takes_effect_on_the_next_request,
+    cli_registers_apps_and_mints_credentials,
 );
+
+/// Runs `hearth app …` against the test server; returns its JSON output.
+async fn cli(app: &TestApp, pass: &std::path::Path, args: &[&str]) -> Value {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("app")
+        .arg("--server")
+        .arg(&app.base)
+        .arg("--passphrase-file")
+        .arg(pass)
+        .args(args)
+        .output()
+        .await
+        .expect("run hearth app");
+    assert!(
+        out.status.success(),
+        "hearth app {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+async fn cli_registers_apps_and_mints_credentials(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let pass = db.dir.path().join("pass");
+    std::fs::write(&pass, format!("{}\n", common::PASSPHRASE)).unwrap();
+    let reg = cli(
+        &app,
+        &pass,
+        &[
+            "add",
+            "--name",
+            "Scale",
+            "--purpose",
+            "Records your weight",
+            "--privacy-policy-url",
+            "https://scale.example/privacy",
+            "--redirect-uri",
+            "https://scale.example/cb",
+            "--confidential",
+        ],
+    )
+    .await;
+    let id = reg["id"].as_str().unwrap();
+    assert!(reg["client_secret"].as_str().is_some());
+    let listed = cli(&app, &pass, &["list"]).await;
+    assert_eq!(listed["apps"][0]["name"], "Scale");
+    let cred = cli(
+        &app,
+        &pass,
+        &["token", id, "--name", "bathroom", "--write", "body_mass"],
+    )
+    .await;
+    let token = cred["token"].as_str().unwrap();
+    let r = app
+        .as_token(token)
+        .write(vec![common::sample("body_mass", 0, 70.0, "kg")])
+        .await;
+    assert_eq!(r.status(), 201);
+    cli(&app, &pass, &["remove", id]).await;
+    let r = app
+        .as_token(token)
+        .write(vec![common::sample("body_mass", 1, 70.0, "kg")])
+        .await;
+    assert_eq!(r.status(), 401);
+}
 
 async fn owner_registers_lists_changes_and_removes_apps(backend: Backend) {
     let db = TestDatabase::new(backend).await;

@@ -43,6 +43,9 @@ both_backends!(
     token_from_another_store,
     token_string_exp_nbf,
     token_endpoint_is_rate_limited,
+    consent_works_while_locked_and_refuses_when_sealed,
+    consent_login_is_throttled,
+    research_apps_may_ask_for_export,
 );
 
 const LOOPBACK: &str = "http://127.0.0.1/callback";
@@ -1180,4 +1183,104 @@ async fn token_endpoint_is_rate_limited(backend: Backend) {
         assert_eq!(r.status(), 401);
     }
     assert!(limited, "guessing is throttled");
+}
+
+/// Opens the consent page without a session; returns its HTML.
+async fn anonymous_page(app: &TestApp, path: &str) -> (u16, String) {
+    let r = TestApp::no_redirect_client()
+        .get(app.url(path))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+async fn post_passphrase(app: &TestApp, html: &str, pass: &str) -> reqwest::Response {
+    TestApp::no_redirect_client()
+        .post(app.url("/oauth/authorize"))
+        .form(&[
+            ("request_id", hidden_field(html, "request_id").unwrap()),
+            ("csrf_token", hidden_field(html, "csrf_token").unwrap()),
+            ("decision", "allow".to_string()),
+            ("read:step_count", "on".to_string()),
+            ("passphrase", pass.to_string()),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn consent_works_while_locked_and_refuses_when_sealed(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let reg = app.register_app("L", LOOPBACK, false).await;
+    let id = reg["id"].as_str().unwrap().to_string();
+    let pkce = Pkce::new();
+    let path = authorize_url(&id, LOOPBACK, "read:step_count", &pkce.challenge, "s");
+    assert_eq!(app.post_json("/v1/lock", &json!({})).await.status(), 204);
+    // Locked: the registry is still there, so the page shows; the
+    // passphrase on it unlocks the store.
+    let (status, html) = anonymous_page(&app, &path).await;
+    assert_eq!(status, 200);
+    let r = post_passphrase(&app, &html, common::PASSPHRASE).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(app.store.state(), hearth::lock::LockStateName::Unlocked);
+    app.stop().await;
+    // Sealed (after a restart): nothing about apps is known yet.
+    let app = TestApp::start(&db).await;
+    let (status, html) = anonymous_page(&app, &path).await;
+    assert_eq!(status, 503);
+    assert!(!html.contains("csrf_token"));
+}
+
+async fn consent_login_is_throttled(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let reg = app.register_app("T", LOOPBACK, false).await;
+    let id = reg["id"].as_str().unwrap();
+    let pkce = Pkce::new();
+    let (_, html) = anonymous_page(
+        &app,
+        &authorize_url(id, LOOPBACK, "read:step_count", &pkce.challenge, "s"),
+    )
+    .await;
+    let first = post_passphrase(&app, &html, "guess number one").await;
+    assert_eq!(first.status(), 401);
+    // Right after a failure even the right passphrase waits.
+    let second = post_passphrase(&app, &html, common::PASSPHRASE).await;
+    assert_eq!(second.status(), 429);
+    assert!(second.headers().get("location").is_none());
+}
+
+async fn research_apps_may_ask_for_export(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let r = app
+        .post_json(
+            "/v1/apps",
+            &json!({
+                "name": "Sleep Study", "purpose": "A study of sleep and steps",
+                "privacy_policy_url": "https://study.example/privacy",
+                "redirect_uris": [LOOPBACK], "client_type": "public", "kind": "research",
+            }),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let reg: Value = r.json().await.unwrap();
+    assert_eq!(reg["kind"], "research");
+    let id = reg["id"].as_str().unwrap();
+    let pkce = Pkce::new();
+    let (status, html, _) = consent_page(
+        &app,
+        &authorize_url(
+            id,
+            LOOPBACK,
+            "research:export read:step_count",
+            &pkce.challenge,
+            "s",
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(html.contains("research app"));
 }

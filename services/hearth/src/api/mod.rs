@@ -21,15 +21,15 @@ use crate::apps::http as apps;
 use crate::lock::Store;
 use crate::oauth::http as oauth;
 use crate::oauth::OAuthState;
-use lifecycle::RateLimiter;
+use lifecycle::{PerClientLimiter, RateLimiter};
 use problem::Problem;
 
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<Store>,
     pub(crate) passphrase_limiter: Arc<RateLimiter>,
-    pub(crate) token_limiter: Arc<RateLimiter>,
-    pub(crate) authorize_limiter: Arc<RateLimiter>,
+    pub(crate) token_limiter: Arc<PerClientLimiter>,
+    pub(crate) authorize_limiter: Arc<PerClientLimiter>,
     pub(crate) oauth: Arc<OAuthState>,
     /// The URL apps reach this store by; the OAuth issuer.
     pub(crate) public_url: Option<String>,
@@ -48,9 +48,9 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         // how much CPU anyone on the network can make us burn.
         passphrase_limiter: Arc::new(RateLimiter::new(30, 10)),
         // Token requests are cheap, but each may append to the log.
-        token_limiter: Arc::new(RateLimiter::new(600, 120)),
+        token_limiter: Arc::new(PerClientLimiter::new(300, 60)),
         // Each consent page holds a pending request in memory.
-        authorize_limiter: Arc::new(RateLimiter::new(120, 30)),
+        authorize_limiter: Arc::new(PerClientLimiter::new(60, 30)),
         oauth: Arc::new(OAuthState::default()),
         public_url: limits.public_url.clone(),
     };

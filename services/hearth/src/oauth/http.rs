@@ -2,7 +2,9 @@
 //! page and its decision, the token endpoint and revocation (RFC 7009).
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -292,10 +294,11 @@ fn consent_page(
 /// `GET /oauth/authorize`: validates the request and shows the consent page.
 pub async fn authorize(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(p) = state.authorize_limiter.take() {
+    if let Err(p) = state.authorize_limiter.take(peer.ip()) {
         return p.into_response();
     }
     if !state.store.registry_loaded() {
@@ -728,8 +731,13 @@ async fn revoke_families(state: &AppState, families: Vec<[u8; 16]>) {
 }
 
 /// `POST /oauth/token`.
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(p) = state.token_limiter.take() {
+pub async fn token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(p) = state.token_limiter.take(peer.ip()) {
         return p.into_response();
     }
     if let Err(u) = state.store.open_store() {
@@ -836,8 +844,13 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
 }
 
 /// `POST /oauth/revoke` (RFC 7009): always `200` for an authenticated client.
-pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(p) = state.token_limiter.take() {
+pub async fn revoke(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(p) = state.token_limiter.take(peer.ip()) {
         return p.into_response();
     }
     if let Err(u) = state.store.open_store() {
