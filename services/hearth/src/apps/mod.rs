@@ -71,8 +71,9 @@ impl AppCaller {
 pub struct Registry {
     apps: BTreeMap<String, App>,
     tokens: HashMap<[u8; 32], TokenRecord>,
-    /// Refresh tokens already rotated: presenting one again is theft.
-    spent: HashMap<[u8; 32], [u8; 16]>,
+    /// Refresh tokens already rotated, with their family and expiry:
+    /// presenting one again before it would have expired is theft.
+    spent: HashMap<[u8; 32], ([u8; 16], Option<i64>)>,
     revoked_families: HashSet<[u8; 16]>,
     inserts: u32,
 }
@@ -126,7 +127,7 @@ impl Registry {
             Event::TokensIssued { tokens, spent } => {
                 if let Some(hash) = spent {
                     if let Some(t) = self.tokens.remove(hash) {
-                        self.spent.insert(*hash, t.family);
+                        self.spent.insert(*hash, (t.family, t.expires_us));
                     }
                 }
                 for t in tokens {
@@ -143,6 +144,8 @@ impl Registry {
                     self.inserts = 0;
                     self.tokens
                         .retain(|_, t| t.expires_us.is_none_or(|e| e > now_us));
+                    self.spent
+                        .retain(|_, (_, expires)| expires.is_none_or(|e| e > now_us));
                 }
             }
             Event::TokensRevoked { hashes, families } => {
@@ -183,7 +186,7 @@ impl Registry {
 
     /// The family of a refresh token that was already rotated.
     pub fn spent_family(&self, hash: &[u8; 32]) -> Option<[u8; 16]> {
-        self.spent.get(hash).copied()
+        self.spent.get(hash).map(|(family, _)| *family)
     }
 
     pub fn credentials(&self, app_id: &str) -> Vec<&TokenRecord> {
