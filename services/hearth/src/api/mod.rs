@@ -121,6 +121,13 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
 /// no framing, no referrers, and a strict content policy for the page.
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the body is never read: tell the client not to reuse
+        // this connection, or its next request races the close.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(

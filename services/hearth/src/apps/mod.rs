@@ -247,3 +247,132 @@ impl Apps {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::event::{AppKind, GrantChange};
+
+    fn env(event: Event) -> Envelope {
+        Envelope { at_us: 0, event }
+    }
+
+    fn app(id: &str) -> Event {
+        Event::AppRegistered(AppRecord {
+            app_id: id.into(),
+            name: "n".into(),
+            description: String::new(),
+            purpose: "p".into(),
+            privacy_policy_url: "https://x.example/p".into(),
+            redirect_uris: vec!["https://x.example/cb".into()],
+            kind: AppKind::App,
+            secret_hash: None,
+            created_us: 0,
+        })
+    }
+
+    fn token(
+        app: &str,
+        secret: &str,
+        kind: TokenKind,
+        family: u8,
+        expires: Option<i64>,
+    ) -> TokenRecord {
+        TokenRecord {
+            hash: digest(secret),
+            id: [family; 16],
+            app_id: app.into(),
+            kind,
+            family: [family; 16],
+            scope: vec!["read:step_count".into()],
+            name: None,
+            issued_us: 0,
+            expires_us: expires,
+        }
+    }
+
+    #[test]
+    fn grants_tokens_rotation_and_revocation() {
+        let mut r = Registry::default();
+        assert!(!r.apply(
+            &env(Event::SamplesDeleted {
+                source: "owner".into(),
+                ids: vec![]
+            }),
+            0
+        ));
+        r.apply(&env(app("a")), 0);
+        r.apply(
+            &env(Event::GrantsChanged {
+                app_id: "a".into(),
+                changes: vec![GrantChange {
+                    type_id: "step_count".into(),
+                    write: false,
+                    allowed: true,
+                }],
+            }),
+            0,
+        );
+        assert_eq!(
+            r.grant("a", "step_count"),
+            Grant {
+                read: Some(true),
+                write: None
+            }
+        );
+        assert_eq!(r.grant("b", "step_count"), Grant::default());
+
+        let issued = |tokens| {
+            env(Event::TokensIssued {
+                tokens,
+                spent: None,
+            })
+        };
+        r.apply(
+            &issued(vec![token("a", "r1", TokenKind::Refresh, 1, Some(100))]),
+            0,
+        );
+        r.apply(
+            &issued(vec![token("a", "c1", TokenKind::Credential, 2, None)]),
+            0,
+        );
+        assert!(r.token(&digest("r1"), 50).is_some());
+        assert!(r.token(&digest("r1"), 100).is_none(), "expired");
+        // Tokens of unknown apps are ignored.
+        r.apply(
+            &issued(vec![token("ghost", "g", TokenKind::Access, 3, None)]),
+            0,
+        );
+        assert!(r.token(&digest("g"), 0).is_none());
+
+        r.apply(
+            &env(Event::TokensIssued {
+                tokens: vec![token("a", "r2", TokenKind::Refresh, 1, Some(100))],
+                spent: Some(digest("r1")),
+            }),
+            0,
+        );
+        assert!(r.token(&digest("r1"), 0).is_none());
+        assert_eq!(r.spent_family(&digest("r1")), Some([1; 16]));
+
+        r.apply(
+            &env(Event::TokensRevoked {
+                hashes: vec![],
+                families: vec![[1; 16]],
+            }),
+            0,
+        );
+        assert!(r.token(&digest("r2"), 0).is_none());
+        // A late token of a revoked family never comes alive.
+        r.apply(
+            &issued(vec![token("a", "r3", TokenKind::Refresh, 1, None)]),
+            0,
+        );
+        assert!(r.token(&digest("r3"), 0).is_none());
+        assert!(r.token(&digest("c1"), 0).is_some());
+
+        r.apply(&env(Event::AppRemoved { app_id: "a".into() }), 0);
+        assert!(r.token(&digest("c1"), 0).is_none());
+        assert!(r.app("a").is_none());
+    }
+}
