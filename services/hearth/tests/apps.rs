@@ -522,8 +522,14 @@ async fn observe(r: reqwest::Response, ids: &[(String, String)]) -> Seen {
 }
 
 /// Store A holds step samples by X and by Y; store B only Y's. Y may write
-/// but not read step_count: everything Y can ask must look the same.
+/// but not read step_count (never asked, or explicitly denied): everything
+/// Y can ask must look the same.
 async fn silent_deny_is_indistinguishable(backend: Backend) {
+    silent_deny_with(backend, false).await;
+    silent_deny_with(backend, true).await;
+}
+
+async fn silent_deny_with(backend: Backend, read_denied: bool) {
     // The same samples for Y in both stores: same ids, times and values.
     let y_samples: Vec<Value> = (0..7).map(|m| steps(m * 10, m as f64 + 1.0)).collect();
     let x_samples: Vec<Value> = (0..9).map(|m| steps(m * 10 + 5, 100.0)).collect();
@@ -533,7 +539,13 @@ async fn silent_deny_is_indistinguishable(backend: Backend) {
         let app = TestApp::unlocked(&db).await;
         let y = app.register_app("Y", "https://y.example/cb", false).await;
         let y_id = y["id"].as_str().unwrap().to_string();
-        let y_token = app.mint(&y_id, &[], &["step_count"]).await;
+        // Denied: the token asks for read, the owner's grant says no.
+        let read: &[&str] = if read_denied { &["step_count"] } else { &[] };
+        let y_token = app.mint(&y_id, read, &["step_count"]).await;
+        if read_denied {
+            app.set_grants(&y_id, json!({ "read": { "step_count": false } }))
+                .await;
+        }
         if with_x {
             let x = app.register_app("X", "https://x.example/cb", false).await;
             let x_token = app
