@@ -504,7 +504,7 @@ async fn observe(r: reqwest::Response, ids: &[(String, String)]) -> Seen {
     let mut headers: Vec<(String, String)> = r
         .headers()
         .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "date" | "content-length"))
+        .filter(|(k, _)| k.as_str() != "date")
         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
     headers.sort();
