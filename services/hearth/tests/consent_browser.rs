@@ -28,8 +28,32 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // On a failed assertion the session is still open: end it first, or
+        // killing chromedriver would leave the browser running.
+        if let Some(session) = self.session.take() {
+            delete_session_blocking(&self.base, &session);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `DELETE /session/{id}` without an async runtime (we may be unwinding).
+fn delete_session_blocking(base: &str, session: &str) {
+    use std::io::{Read, Write};
+    let Some(addr) = base.strip_prefix("http://") else {
+        return;
+    };
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!(
+        "DELETE /session/{session} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    if stream.write_all(request.as_bytes()).is_ok() {
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
     }
 }
 
