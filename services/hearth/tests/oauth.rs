@@ -576,10 +576,6 @@ async fn attack_no_pkce(backend: Backend) {
 }
 
 fn urlencode(s: &str) -> String {
-    url_escape(s)
-}
-
-fn url_escape(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {

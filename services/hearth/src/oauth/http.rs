@@ -69,11 +69,12 @@ pub async fn metadata(State(state): State<AppState>, headers: HeaderMap) -> Json
 struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn parse(bytes: &[u8]) -> Result<Params, &'static str> {
-        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(bytes)
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        Ok(Params(pairs))
+    fn parse(bytes: &[u8]) -> Params {
+        Params(
+            url::form_urlencoded::parse(bytes)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
     }
 
     /// The single value of `name`; `Err` if it is repeated.
@@ -307,9 +308,7 @@ pub async fn authorize(
             "The store is sealed. Unlock it on its home page, then try again.",
         );
     }
-    let Ok(q) = Params::parse(query.unwrap_or_default().as_bytes()) else {
-        return error_page(StatusCode::BAD_REQUEST, "malformed request");
-    };
+    let q = Params::parse(query.unwrap_or_default().as_bytes());
     let invalid_client = || {
         // Unknown client and unregistered redirect URI look the same: no
         // way to probe which client ids exist.
@@ -417,9 +416,7 @@ pub async fn decide(State(state): State<AppState>, headers: HeaderMap, body: Byt
     if !form_ok(&headers) {
         return error_page(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send a form");
     }
-    let Ok(form) = Params::parse(&body) else {
-        return error_page(StatusCode::BAD_REQUEST, "malformed form");
-    };
+    let form = Params::parse(&body);
     let now = state.store.apps().clock.now_us();
     let Some(request_id) = form.one("request_id") else {
         return error_page(StatusCode::BAD_REQUEST, "missing request id");
@@ -746,9 +743,7 @@ pub async fn token(
     if !form_ok(&headers) {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "send a form");
     }
-    let Ok(form) = Params::parse(&body) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "malformed form");
-    };
+    let form = Params::parse(&body);
     for name in [
         "grant_type",
         "code",
@@ -859,9 +854,7 @@ pub async fn revoke(
     if !form_ok(&headers) {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "send a form");
     }
-    let Ok(form) = Params::parse(&body) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "malformed form");
-    };
+    let form = Params::parse(&body);
     let Some(app) = authenticate_client(&state, &headers, &form) else {
         return invalid_client();
     };
