@@ -119,6 +119,7 @@ impl Server {
             idle_lock_secs: 0,
             max_body_bytes: 16 * 1024 * 1024,
             request_timeout_secs: 120,
+            public_url: None,
             log_format: "text".into(),
         };
         let app = Application::build(&args).await?;

@@ -88,6 +88,7 @@ impl Application {
             Limits {
                 max_body_bytes: args.max_body_bytes,
                 request_timeout: Duration::from_secs(args.request_timeout_secs),
+                public_url: args.public_url.clone(),
             },
         );
         let listener = TcpListener::bind(args.listen)
@@ -116,7 +117,11 @@ impl Application {
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
         let store = self.store.clone();
-        axum::serve(self.listener, self.router)
+        // Peer addresses feed the per-client rate limits.
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
             .await?;
         store.lock().await;

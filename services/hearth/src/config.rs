@@ -39,6 +39,13 @@ pub enum Command {
     },
     /// Print the OpenAPI description of the HTTP API (as committed in openapi/hearth.yaml).
     Openapi,
+    /// Manage apps through the running server's owner API.
+    App {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: AppCommand,
+    },
     /// Check the log's hash chain; with a passphrase, also open every record.
     Verify {
         #[command(flatten)]
@@ -47,6 +54,59 @@ pub enum Command {
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
     },
+}
+
+/// How the CLI reaches the running server as its owner.
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// The server's URL.
+    #[arg(long, env = "HEARTH_SERVER", default_value = "http://127.0.0.1:7380")]
+    pub server: String,
+    /// File holding the store passphrase (`-`: standard input); it opens an
+    /// owner session (and unlocks the store if it is locked).
+    #[arg(long)]
+    pub passphrase_file: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AppCommand {
+    /// Register an app; prints its client id (and secret, once, if confidential).
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Shown to the owner on the consent page.
+        #[arg(long)]
+        purpose: String,
+        #[arg(long)]
+        privacy_policy_url: String,
+        /// Exact redirect URI; repeat for several.
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// A client that can keep a secret (a server), not a phone or desktop app.
+        #[arg(long)]
+        confidential: bool,
+        /// A research app (may ask for `research:export`).
+        #[arg(long)]
+        research: bool,
+    },
+    /// List apps with their grants.
+    List,
+    /// Mint a named, long-lived credential for a script or device.
+    Token {
+        app_id: String,
+        #[arg(long)]
+        name: String,
+        /// A type the credential may read; repeat for several.
+        #[arg(long)]
+        read: Vec<String>,
+        /// A type the credential may write; repeat for several.
+        #[arg(long)]
+        write: Vec<String>,
+    },
+    /// Revoke an app entirely: every grant and token of it dies at once.
+    Remove { app_id: String },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -93,6 +153,10 @@ pub struct ServeArgs {
     /// Requests taking longer than this many seconds are cut off.
     #[arg(long, env = "HEARTH_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+    /// The URL apps reach this store by (e.g. `https://hearth.home.example`):
+    /// the OAuth issuer. Default: `http://` plus the request's Host header.
+    #[arg(long, env = "HEARTH_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "HEARTH_LOG_FORMAT", default_value = "text")]
     pub log_format: String,

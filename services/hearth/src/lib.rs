@@ -5,17 +5,22 @@
 //! - [`log`]: the encrypted append-only log, its single writer, replay, verify;
 //! - [`projection`]: the in-memory columns every query reads;
 //! - [`policy`]: what each caller may read and write;
+//! - [`apps`]: the app registry, grants and token state (kept across lock);
+//! - [`oauth`]: the authorization server: consent, codes, tokens;
 //! - [`storage`]: SQLite and Postgres behind one trait;
 //! - [`api`]: the HTTP surface; [`catalogue`]: sample types and units;
 //! - [`telemetry`]: logs, traces and metrics that carry no health data.
 
 pub mod api;
 pub mod app;
+pub mod apps;
 pub mod catalogue;
+pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod lock;
 pub mod log;
+pub mod oauth;
 pub mod policy;
 pub mod projection;
 pub mod storage;

@@ -15,6 +15,7 @@ use subtle::ConstantTimeEq;
 use tracing::Instrument;
 use zeroize::Zeroizing;
 
+use crate::apps::Apps;
 use crate::crypto::{self, DataKey, KdfParams};
 use crate::log::replay::{replay, ReplayError};
 use crate::log::writer::Writer;
@@ -125,6 +126,8 @@ pub struct Store {
     sessions: Mutex<Vec<([u8; 32], Instant)>>,
     last_activity_ms: AtomicI64,
     started: Instant,
+    /// Apps, grants and token state: kept across lock, rebuilt at unlock.
+    apps: Arc<Apps>,
 }
 
 /// An owner session token, handed out once.
@@ -204,11 +207,25 @@ impl Store {
             sessions: Mutex::new(Vec::new()),
             last_activity_ms: AtomicI64::new(0),
             started: Instant::now(),
+            apps: Arc::new(Apps::default()),
         })
     }
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+
+    /// The app registry; empty until the first unlock since process start.
+    pub fn apps(&self) -> &Arc<Apps> {
+        &self.apps
+    }
+
+    /// Whether the registry has been loaded (the store was unlocked once).
+    pub fn registry_loaded(&self) -> bool {
+        matches!(
+            &*self.state.read(),
+            LockState::Unlocked(_) | LockState::Locked
+        )
     }
 
     /// The setup code to print on the console, while uninitialised.
@@ -277,10 +294,11 @@ impl Store {
         *self.backoff.lock() = Backoff::default();
         if !matches!(&*self.state.read(), LockState::Unlocked(_)) {
             let started = Instant::now();
-            let projection = replay(&*self.storage, &key)
+            let (projection, registry) = replay(&*self.storage, &key, self.apps.clock.now_us())
                 .instrument(tracing::info_span!("replay"))
                 .await
                 .map_err(ReplayError::into_lock_error)?;
+            self.apps.replace(registry);
             let head = self.storage.head().await?;
             tracing::info!(
                 records = head.seq,
@@ -289,7 +307,13 @@ impl Store {
                 "store unlocked"
             );
             let projection = Arc::new(projection);
-            let writer = Writer::spawn(self.storage.clone(), key, head, projection.clone());
+            let writer = Writer::spawn(
+                self.storage.clone(),
+                key,
+                head,
+                projection.clone(),
+                self.apps.clone(),
+            );
             *self.state.write() = LockState::Unlocked(Arc::new(OpenStore { projection, writer }));
         }
         self.touch();

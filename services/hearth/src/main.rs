@@ -22,6 +22,7 @@ async fn main() -> ExitCode {
             print!("{}", hearth::api::openapi::spec_yaml());
             Ok(())
         }
+        Some(Command::App { server, command }) => hearth::cli::run(server, command).await,
         Some(Command::Verify {
             storage,
             passphrase_file,

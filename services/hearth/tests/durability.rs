@@ -87,6 +87,10 @@ async fn unattended_key_file_unlocks_at_start(backend: Backend) {
 const MARKER_TEXT: &str = "MARKER-q7Zt9wXv";
 const MARKER_VALUE: f64 = 8675.309;
 const MARKER_GLUCOSE: f64 = 123.4567;
+const MARKER_APP_NAME: &str = "AppName-Kx83Qp";
+const MARKER_PURPOSE: &str = "Purpose-Wd72Lm charts your steps";
+const MARKER_REDIRECT: &str = "https://redirect-zr41tn.example/cb";
+const MARKER_CREDENTIAL: &str = "Credential-Hy65Vb";
 
 /// Every encoding in which a marker could leak.
 fn needles(id: uuid::Uuid) -> Vec<(String, Vec<u8>)> {
@@ -103,6 +107,13 @@ fn needles(id: uuid::Uuid) -> Vec<(String, Vec<u8>)> {
         ("sample id bytes".into(), id.as_bytes().to_vec()),
         ("passphrase".into(), PASSPHRASE.as_bytes().to_vec()),
         ("metadata key".into(), b"clinic_note".to_vec()),
+        ("app name".into(), MARKER_APP_NAME.as_bytes().to_vec()),
+        ("app purpose".into(), MARKER_PURPOSE.as_bytes().to_vec()),
+        ("redirect URI".into(), MARKER_REDIRECT.as_bytes().to_vec()),
+        (
+            "credential name".into(),
+            MARKER_CREDENTIAL.as_bytes().to_vec(),
+        ),
     ];
     // pg_dump writes bytea as hex.
     let hex: Vec<(String, Vec<u8>)> = out
@@ -127,6 +138,30 @@ async fn nothing_readable_at_rest(backend: Backend) {
     let glucose = sample("blood_glucose", 6, MARKER_GLUCOSE, "mg/dL");
     assert_eq!(app.write(vec![marked, glucose]).await.status(), 201);
     assert_eq!(app.delete(&format!("/v1/samples/{id}")).await.status(), 204);
+    // An app registration, grants and a credential are encrypted too.
+    let r = app
+        .post_json(
+            "/v1/apps",
+            &json!({
+                "name": MARKER_APP_NAME, "purpose": MARKER_PURPOSE,
+                "privacy_policy_url": "https://app.example/privacy",
+                "redirect_uris": [MARKER_REDIRECT], "client_type": "confidential",
+            }),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let reg: Value = r.json().await.unwrap();
+    let app_id = reg["id"].as_str().unwrap().to_string();
+    let secret = reg["client_secret"].as_str().unwrap().to_string();
+    let r = app
+        .post_json(
+            &format!("/v1/apps/{app_id}/credentials"),
+            &json!({ "name": MARKER_CREDENTIAL, "read": ["blood_glucose"] }),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let token: Value = r.json().await.unwrap();
+    let token = token["token"].as_str().unwrap().to_string();
 
     let haystack: Vec<u8> = match backend {
         Backend::Sqlite => {
@@ -160,7 +195,16 @@ async fn nothing_readable_at_rest(backend: Backend) {
             out.stdout
         }
     };
-    for (name, needle) in needles(id) {
+    let mut all = needles(id);
+    for (name, value) in [
+        ("app id", &app_id),
+        ("client secret", &secret),
+        ("credential", &token),
+    ] {
+        all.push((name.into(), value.as_bytes().to_vec()));
+        all.push((format!("{name} (hex)"), hex::encode(value).into_bytes()));
+    }
+    for (name, needle) in all {
         assert!(
             !find(&haystack, &needle),
             "{name} found in the raw database"
@@ -168,6 +212,13 @@ async fn nothing_readable_at_rest(backend: Backend) {
     }
     // The markers are really in the store (the search is not vacuous).
     let s = app.get_json("/v1/statistics?type=blood_glucose").await;
+    assert_eq!(s["max"], MARKER_GLUCOSE);
+    let got = app.get_json(&format!("/v1/apps/{app_id}")).await;
+    assert_eq!(got["purpose"], MARKER_PURPOSE);
+    let s = app
+        .as_token(&token)
+        .get_json("/v1/statistics?type=blood_glucose")
+        .await;
     assert_eq!(s["max"], MARKER_GLUCOSE);
 }
 

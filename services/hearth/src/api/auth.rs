@@ -1,4 +1,5 @@
-//! Who is calling: the owner (session token) — apps come with OAuth.
+//! Who is calling: the owner (session token) or an app (an OAuth access
+//! token or a credential the owner minted).
 //!
 //! Data endpoints take [`Access`], which checks the lock state first (the
 //! same answer for every caller) and then the caller's credentials.
@@ -7,10 +8,11 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, Method};
+use axum::http::{header, HeaderMap, Method};
 
 use super::problem::Problem;
 use super::AppState;
+use crate::apps::{AppCaller, Apps};
 use crate::lock::OpenStore;
 
 pub const SESSION_COOKIE: &str = "hearth_session";
@@ -19,19 +21,21 @@ pub const SESSION_COOKIE: &str = "hearth_session";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Caller {
     Owner,
+    App(AppCaller),
 }
 
 impl Caller {
-    /// The source recorded on samples this caller writes.
+    /// The source recorded on samples this caller writes: for an app, its
+    /// id, taken from the token and never from the request body.
     pub fn source(&self) -> &str {
         match self {
             Caller::Owner => "owner",
+            Caller::App(app) => &app.app_id,
         }
     }
 
-    /// Apps may delete only what they wrote.
-    pub fn deletes_only_own(&self) -> bool {
-        !matches!(self, Caller::Owner)
+    pub fn is_owner(&self) -> bool {
+        matches!(self, Caller::Owner)
     }
 }
 
@@ -41,9 +45,8 @@ fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn session_cookie(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -54,16 +57,13 @@ fn session_cookie(parts: &Parts) -> Option<&str> {
 /// A cookie rides along on cross-site requests from the same host (another
 /// port is the same site): state-changing requests authenticated by cookie
 /// must come from our own origin.
-fn same_origin(parts: &Parts) -> bool {
-    if let Some(site) = parts.headers.get("sec-fetch-site") {
+pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
         if site != "same-origin" && site != "none" {
             return false;
         }
     }
-    match (
-        parts.headers.get(header::ORIGIN),
-        parts.headers.get(header::HOST),
-    ) {
+    match (headers.get(header::ORIGIN), headers.get(header::HOST)) {
         (None, _) => true,
         (Some(origin), Some(host)) => {
             let origin = origin.to_str().unwrap_or("");
@@ -79,15 +79,19 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         if let Some(token) = bearer(parts) {
-            return if state.store.is_owner_session(token) {
-                Ok(Caller::Owner)
-            } else {
-                Err(Problem::unauthenticated())
-            };
+            if state.store.is_owner_session(token) {
+                return Ok(Caller::Owner);
+            }
+            if state.store.registry_loaded() {
+                if let Some(app) = state.store.apps().authenticate(token) {
+                    return Ok(Caller::App(app));
+                }
+            }
+            return Err(Problem::unauthenticated());
         }
-        if let Some(token) = session_cookie(parts) {
+        if let Some(token) = session_cookie(&parts.headers) {
             let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-            if state.store.is_owner_session(token) && (safe || same_origin(parts)) {
+            if state.store.is_owner_session(token) && (safe || same_origin(&parts.headers)) {
                 return Ok(Caller::Owner);
             }
         }
@@ -99,6 +103,7 @@ impl FromRequestParts<AppState> for Caller {
 pub struct Access {
     pub open: Arc<OpenStore>,
     pub caller: Caller,
+    pub apps: Arc<Apps>,
 }
 
 impl FromRequestParts<AppState> for Access {
@@ -107,6 +112,25 @@ impl FromRequestParts<AppState> for Access {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         let open = state.store.open_store()?;
         let caller = Caller::from_request_parts(parts, state).await?;
-        Ok(Access { open, caller })
+        Ok(Access {
+            open,
+            caller,
+            apps: state.store.apps().clone(),
+        })
+    }
+}
+
+/// The owner, and only the owner, of an unlocked store.
+pub struct OwnerAccess(pub Access);
+
+impl FromRequestParts<AppState> for OwnerAccess {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let access = Access::from_request_parts(parts, state).await?;
+        if !access.caller.is_owner() {
+            return Err(Problem::owner_only());
+        }
+        Ok(OwnerAccess(access))
     }
 }

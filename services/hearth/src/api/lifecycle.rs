@@ -1,5 +1,7 @@
 //! Health checks and the lock lifecycle: setup, unlock, lock.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -53,10 +55,52 @@ impl RateLimiter {
         }
     }
 
-    fn take(&self) -> Result<(), Problem> {
+    pub(crate) fn take(&self) -> Result<(), Problem> {
         let mut guard = self.inner.lock();
         let (tokens, last) = &mut *guard;
         let now = Instant::now();
+        *tokens =
+            (*tokens + now.duration_since(*last).as_secs_f64() * self.per_second).min(self.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = ((1.0 - *tokens) / self.per_second).ceil() as u64;
+            Err(too_many(Duration::from_secs(wait)))
+        }
+    }
+}
+
+/// Token buckets per client address: one noisy host on the network cannot
+/// starve the others' token requests.
+pub struct PerClientLimiter {
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    per_second: f64,
+    burst: f64,
+}
+
+/// Most addresses tracked; full buckets are forgotten beyond this.
+const MAX_TRACKED_CLIENTS: usize = 4096;
+
+impl PerClientLimiter {
+    pub fn new(per_minute: u32, burst: u32) -> PerClientLimiter {
+        PerClientLimiter {
+            buckets: Mutex::new(HashMap::new()),
+            per_second: per_minute as f64 / 60.0,
+            burst: burst as f64,
+        }
+    }
+
+    pub(crate) fn take(&self, client: IpAddr) -> Result<(), Problem> {
+        let mut buckets = self.buckets.lock();
+        let now = Instant::now();
+        if buckets.len() >= MAX_TRACKED_CLIENTS {
+            let (rate, burst) = (self.per_second, self.burst);
+            buckets
+                .retain(|_, (t, last)| *t + now.duration_since(*last).as_secs_f64() * rate < burst);
+        }
+        let (tokens, last) = buckets.entry(client).or_insert((self.burst, now));
         *tokens =
             (*tokens + now.duration_since(*last).as_secs_f64() * self.per_second).min(self.burst);
         *last = now;
@@ -198,11 +242,15 @@ pub async fn unlock(
     responses(
         (status = 204, description = "Locked"),
         (status = 401, body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Only the owner may lock", body = openapi::ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("owner" = [])))]
-pub async fn lock(State(state): State<AppState>, _owner: Caller) -> StatusCode {
+pub async fn lock(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, Problem> {
+    if !caller.is_owner() {
+        return Err(Problem::owner_only());
+    }
     state.store.lock().await;
-    StatusCode::NO_CONTENT
+    Ok(StatusCode::NO_CONTENT)
 }
 
 const UNLOCK_PAGE: &str = include_str!("unlock.html");

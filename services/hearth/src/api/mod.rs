@@ -4,7 +4,8 @@ pub mod auth;
 mod lifecycle;
 pub mod openapi;
 pub mod problem;
-mod samples;
+pub(crate) mod samples;
+mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,23 +14,32 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::apps::http as apps;
 use crate::lock::Store;
-use lifecycle::RateLimiter;
+use crate::oauth::http as oauth;
+use crate::oauth::OAuthState;
+use lifecycle::{PerClientLimiter, RateLimiter};
 use problem::Problem;
 
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<Store>,
-    passphrase_limiter: Arc<RateLimiter>,
+    pub(crate) passphrase_limiter: Arc<RateLimiter>,
+    pub(crate) token_limiter: Arc<PerClientLimiter>,
+    pub(crate) authorize_limiter: Arc<PerClientLimiter>,
+    pub(crate) oauth: Arc<OAuthState>,
+    /// The URL apps reach this store by; the OAuth issuer.
+    pub(crate) public_url: Option<String>,
 }
 
 pub struct Limits {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    pub public_url: Option<String>,
 }
 
 pub fn router(store: Arc<Store>, limits: Limits) -> Router {
@@ -38,6 +48,12 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         // Argon2id per attempt already makes guessing slow; this also caps
         // how much CPU anyone on the network can make us burn.
         passphrase_limiter: Arc::new(RateLimiter::new(30, 10)),
+        // Token requests are cheap, but each may append to the log.
+        token_limiter: Arc::new(PerClientLimiter::new(300, 60)),
+        // Each consent page holds a pending request in memory.
+        authorize_limiter: Arc::new(PerClientLimiter::new(60, 30)),
+        oauth: Arc::new(OAuthState::default()),
+        public_url: limits.public_url.clone(),
     };
     Router::new()
         .route("/", get(lifecycle::unlock_page))
@@ -55,6 +71,37 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
             get(samples::get_one).merge(delete(samples::delete)),
         )
         .route("/v1/statistics", get(samples::statistics))
+        .route("/v1/authorization/status", get(status::write_status))
+        .route(
+            "/v1/authorization/request-status",
+            get(status::request_status),
+        )
+        .route("/v1/apps", post(apps::create).get(apps::list))
+        .route(
+            "/v1/apps/{id}",
+            get(apps::get_one).patch(apps::update).delete(apps::remove),
+        )
+        .route("/v1/apps/{id}/grants", patch(apps::set_grants))
+        .route(
+            "/v1/apps/{id}/credentials",
+            post(apps::mint_credential).get(apps::list_credentials),
+        )
+        .route(
+            "/v1/apps/{id}/credentials/{credential}",
+            delete(apps::revoke_credential),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(oauth::metadata),
+        )
+        .route(
+            "/oauth/authorize",
+            get(oauth::authorize).post(oauth::decide),
+        )
+        .route("/oauth/token", post(oauth::token))
+        .route("/oauth/revoke", post(oauth::revoke))
+        .route("/static/consent.js", get(oauth::consent_script))
+        .route("/static/consent.css", get(oauth::consent_style))
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -77,6 +124,13 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
 /// no framing, no referrers, and a strict content policy for the page.
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the body is never read: tell the client not to reuse
+        // this connection, or its next request races the close.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
@@ -84,17 +138,14 @@ async fn security_headers(request: Request, next: Next) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
+    h.entry(header::REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("no-referrer"));
+    // A page may bring its own, stricter-tailored policy (the consent page).
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
             "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; \
              form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+        ));
     response
 }
 

@@ -78,6 +78,14 @@ impl Problem {
         )
     }
 
+    pub fn owner_only() -> Problem {
+        Problem::new(
+            StatusCode::FORBIDDEN,
+            "owner_only",
+            "only the store's owner may do this",
+        )
+    }
+
     pub fn internal() -> Problem {
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,

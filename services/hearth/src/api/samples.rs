@@ -100,7 +100,7 @@ fn format_time(us: i64, offset_min: i16) -> String {
         .to_rfc3339_opts(SecondsFormat::AutoSi, false)
 }
 
-fn lookup_type(index: Option<usize>, id: &str) -> Result<TypeIndex, Problem> {
+pub(crate) fn lookup_type(index: Option<usize>, id: &str) -> Result<TypeIndex, Problem> {
     catalogue::lookup(id).ok_or_else(|| {
         Problem::invalid(
             index,
@@ -267,7 +267,7 @@ pub async fn add(access: Access, JsonBody(bytes): JsonBody) -> Result<Response, 
     let mut samples = Vec::with_capacity(body.samples.len());
     for (i, s) in body.samples.into_iter().enumerate() {
         let new = validate(i, s)?;
-        policy::check_write(&access.caller, new.type_index)?;
+        policy::check_write(&access.caller, &access.apps, new.type_index)?;
         samples.push(new);
     }
     let ids: Vec<String> = samples
@@ -422,7 +422,7 @@ pub async fn list(
     };
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let projection = &access.open.projection;
-    let visibility = policy::visibility(&access.caller, ti, projection);
+    let visibility = policy::visibility(&access.caller, &access.apps, ti, projection);
     let rows: Vec<Row> = {
         let cols: &TypeColumns = &projection.columns(ti);
         let range = cols.start_range(from, to);
@@ -490,7 +490,7 @@ pub async fn get_one(
 }
 
 fn visible_to(access: &Access, ti: TypeIndex, row: &Row) -> bool {
-    match policy::visibility(&access.caller, ti, &access.open.projection) {
+    match policy::visibility(&access.caller, &access.apps, ti, &access.open.projection) {
         crate::projection::Visibility::All => true,
         crate::projection::Visibility::OnlySource(s) => row.source == s,
     }
@@ -516,8 +516,8 @@ pub async fn delete(access: Access, Path(id): Path<String>) -> Result<StatusCode
     if !visible_to(&access, ti, &row) {
         return Err(Problem::not_found());
     }
-    let own = *access.open.projection.source_name(row.source) == *access.caller.source();
-    if access.caller.deletes_only_own() && !own {
+    let source = access.open.projection.source_name(row.source);
+    if !policy::may_delete(&access.caller, &source) {
         return Err(Problem::new(
             StatusCode::FORBIDDEN,
             "delete_not_authorized",
@@ -530,7 +530,7 @@ pub async fn delete(access: Access, Path(id): Path<String>) -> Result<StatusCode
         .write(Write::Delete {
             source: access.caller.source().to_string(),
             id,
-            only_own: access.caller.deletes_only_own(),
+            only_own: !access.caller.is_owner(),
         })
         .await
         .map_err(write_problem)?;
@@ -565,7 +565,7 @@ pub async fn statistics(
     check_unit(ty, q.unit.as_deref())?;
     let (from, to) = time_bounds(q.start.as_deref(), q.end.as_deref())?;
     let projection = &access.open.projection;
-    let visibility = policy::visibility(&access.caller, ti, projection);
+    let visibility = policy::visibility(&access.caller, &access.apps, ti, projection);
     let stats = {
         let cols = projection.columns(ti);
         Summary::of(cols.values(cols.start_range(from, to), visibility))

@@ -39,6 +39,79 @@ pub enum Event {
         source: String,
         ids: Vec<[u8; 16]>,
     },
+    /// A new app, or a changed registration (the record replaces the old one).
+    AppRegistered(AppRecord),
+    /// The app is gone, with every grant and token of it.
+    AppRemoved {
+        app_id: String,
+    },
+    /// The owner's decisions, per type and direction.
+    GrantsChanged {
+        app_id: String,
+        changes: Vec<GrantChange>,
+    },
+    /// Tokens handed out; `spent` is the refresh token this rotation consumed.
+    TokensIssued {
+        tokens: Vec<TokenRecord>,
+        spent: Option<[u8; 32]>,
+    },
+    /// Tokens that die now: single ones, and whole families (one grant).
+    TokensRevoked {
+        hashes: Vec<[u8; 32]>,
+        families: Vec<[u8; 16]>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppKind {
+    App,
+    Research,
+}
+
+/// An app registration as the log keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AppRecord {
+    pub app_id: String,
+    pub name: String,
+    pub description: String,
+    pub purpose: String,
+    pub privacy_policy_url: String,
+    pub redirect_uris: Vec<String>,
+    pub kind: AppKind,
+    /// SHA-256 of the client secret; `None` for a public client.
+    pub secret_hash: Option<[u8; 32]>,
+    pub created_us: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantChange {
+    pub type_id: String,
+    /// Write access if true, read access if false.
+    pub write: bool,
+    pub allowed: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TokenKind {
+    Access,
+    Refresh,
+    /// A named, long-lived credential the owner minted for a script or device.
+    Credential,
+}
+
+/// A token, by the SHA-256 of its secret value: the value itself is never kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub hash: [u8; 32],
+    pub id: [u8; 16],
+    pub app_id: String,
+    pub kind: TokenKind,
+    /// The grant it belongs to: one authorization and all its rotations.
+    pub family: [u8; 16],
+    pub scope: Vec<String>,
+    pub name: Option<String>,
+    pub issued_us: i64,
+    pub expires_us: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

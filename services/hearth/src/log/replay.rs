@@ -2,6 +2,7 @@
 
 use super::chain::{ChainFault, ChainVerifier};
 use super::event::{DecodeError, Envelope};
+use crate::apps::Registry;
 use crate::crypto::{self, DataKey};
 use crate::projection::{Projection, ProjectionBuilder};
 use crate::storage::{Storage, StorageError};
@@ -75,14 +76,23 @@ pub async fn walk(
     Ok(chain.last.seq)
 }
 
-/// Rebuilds the projection from the log; refuses on any fault.
-pub async fn replay(storage: &dyn Storage, key: &DataKey) -> Result<Projection, ReplayError> {
+/// Rebuilds the projection and the app registry from the log; refuses on
+/// any fault.
+pub async fn replay(
+    storage: &dyn Storage,
+    key: &DataKey,
+    now_us: i64,
+) -> Result<(Projection, Registry), ReplayError> {
     let mut builder = ProjectionBuilder::new();
+    let mut registry = Registry::default();
     walk(storage, Some(key), |seq, envelope| {
+        if registry.apply(&envelope, now_us) {
+            return Ok(());
+        }
         builder
             .add(envelope)
             .map_err(|_| ReplayError::UnknownType { seq })
     })
     .await?;
-    Ok(builder.finish())
+    Ok((builder.finish(), registry))
 }

@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use super::chain::{LogHead, LogRecord};
 use super::event::{Envelope, Event, StoredSample, TypeBatch};
+use crate::apps::Apps;
 use crate::catalogue::{self, TypeIndex};
 use crate::crypto::{self, DataKey};
 use crate::projection::Projection;
@@ -45,12 +46,15 @@ pub enum Write {
         /// Apps delete only what they wrote; the owner deletes anything.
         only_own: bool,
     },
+    /// A registry event (apps, grants, tokens), checked by its caller.
+    Registry(Event),
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum WriteOutcome {
     Added { added: usize, unchanged: usize },
     Deleted,
+    Logged,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -86,6 +90,7 @@ impl Writer {
         key: DataKey,
         head: LogHead,
         projection: Arc<Projection>,
+        apps: Arc<Apps>,
     ) -> Writer {
         let (tx, rx) = mpsc::channel(1024);
         let task = WriterTask {
@@ -93,6 +98,7 @@ impl Writer {
             key,
             head,
             projection,
+            apps,
             poisoned: false,
         };
         tokio::spawn(task.run(rx));
@@ -128,6 +134,7 @@ struct WriterTask {
     key: DataKey,
     head: LogHead,
     projection: Arc<Projection>,
+    apps: Arc<Apps>,
     /// Set when the database's state is unknown after a failed commit.
     poisoned: bool,
 }
@@ -269,6 +276,9 @@ impl WriterTask {
         }
         self.head = head;
         for envelope in &envelopes {
+            if self.apps.apply(envelope) {
+                continue;
+            }
             if let Err(e) = self.projection.apply(envelope) {
                 tracing::error!(error = %e, "committed event could not be projected");
             }
@@ -358,6 +368,7 @@ impl WriterTask {
                     }),
                 ))
             }
+            Write::Registry(event) => Ok((WriteOutcome::Logged, Some(event))),
         }
     }
 

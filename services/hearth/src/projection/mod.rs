@@ -139,6 +139,8 @@ impl Projection {
                     populated.any(|(_, cols)| cols.write().delete(id));
                 }
             }
+            // App, grant and token events belong to the registry.
+            _ => {}
         }
         Ok(())
     }
@@ -204,6 +206,7 @@ impl ProjectionBuilder {
                 self.tombstones
                     .extend(ids.iter().map(|id| u128::from_be_bytes(*id)));
             }
+            _ => {}
         }
         Ok(())
     }

@@ -102,6 +102,7 @@ impl TestDatabase {
             idle_lock_secs: 0,
             max_body_bytes: 16 * 1024 * 1024,
             request_timeout_secs: 30,
+            public_url: None,
             log_format: "text".into(),
         }
     }
@@ -297,4 +298,158 @@ pub fn sample(ty: &str, minute: i64, value: f64, unit: &str) -> Value {
         "value": value,
         "unit": unit,
     })
+}
+
+/// Requests with some other bearer token (an app's), against the same server.
+pub struct AsToken<'a> {
+    pub app: &'a TestApp,
+    pub token: String,
+}
+
+impl TestApp {
+    pub fn as_token(&self, token: &str) -> AsToken<'_> {
+        AsToken {
+            app: self,
+            token: token.to_string(),
+        }
+    }
+
+    /// A client that does not follow redirects, for OAuth flows.
+    pub fn no_redirect_client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    /// Registers an app; returns its JSON (with `client_secret` if confidential).
+    pub async fn register_app(&self, name: &str, redirect: &str, confidential: bool) -> Value {
+        let r = self
+            .post_json(
+                "/v1/apps",
+                &json!({
+                    "name": name,
+                    "description": format!("{name}, for tests"),
+                    "purpose": format!("{name} shows your trends"),
+                    "privacy_policy_url": "https://app.example/privacy",
+                    "redirect_uris": [redirect],
+                    "client_type": if confidential { "confidential" } else { "public" },
+                }),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "register: {}", r.text().await.unwrap());
+        r.json().await.unwrap()
+    }
+
+    /// Mints a credential for `app_id` with these grants; returns the token.
+    pub async fn mint(&self, app_id: &str, read: &[&str], write: &[&str]) -> String {
+        let r = self
+            .post_json(
+                &format!("/v1/apps/{app_id}/credentials"),
+                &json!({ "name": "script", "read": read, "write": write }),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "mint: {}", r.text().await.unwrap());
+        let body: Value = r.json().await.unwrap();
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// Sets grants for `app_id`.
+    pub async fn set_grants(&self, app_id: &str, grants: Value) {
+        let r = self
+            .auth(
+                self.client
+                    .patch(self.url(&format!("/v1/apps/{app_id}/grants"))),
+            )
+            .json(&grants)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "grants: {}", r.text().await.unwrap());
+    }
+}
+
+impl AsToken<'_> {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.app
+            .client
+            .get(self.app.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.app
+            .client
+            .delete(self.app.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("DELETE")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.app
+            .client
+            .post(self.app.url(path))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn write(&self, samples: Vec<Value>) -> reqwest::Response {
+        self.post_json("/v1/samples", &json!({ "samples": samples }))
+            .await
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = self.get(path).await;
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+}
+
+/// A PKCE verifier and its S256 challenge.
+pub struct Pkce {
+    pub verifier: String,
+    pub challenge: String,
+}
+
+impl Pkce {
+    pub fn new() -> Pkce {
+        use base64::Engine;
+        use sha2::Digest;
+        let verifier = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(verifier.as_bytes()));
+        Pkce {
+            verifier,
+            challenge,
+        }
+    }
+}
+
+/// The value of a hidden form field in a page.
+pub fn hidden_field(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_string())
+}
+
+/// A query parameter of a URL.
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    reqwest::Url::parse(url)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }

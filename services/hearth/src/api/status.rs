@@ -1,0 +1,92 @@
+//! What an app may learn about its own permissions: its write status per
+//! type, and whether asking the owner would show anything new. Never its
+//! read status (invariant 3).
+
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::auth::{Access, Caller};
+use super::problem::Problem;
+use super::samples::{lookup_type, ApiQuery};
+use crate::catalogue::TypeIndex;
+use crate::policy;
+
+/// Most types in one status query.
+const MAX_TYPES: usize = 200;
+
+fn type_list(field: &str, list: Option<&str>) -> Result<Vec<(String, TypeIndex)>, Problem> {
+    let items: Vec<&str> = list
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if items.len() > MAX_TYPES {
+        return Err(Problem::invalid(
+            None,
+            field,
+            format!("at most {MAX_TYPES} types"),
+        ));
+    }
+    items
+        .into_iter()
+        .map(|t| {
+            lookup_type(None, t)
+                .map(|i| (t.to_string(), i))
+                .map_err(|_| Problem::invalid(None, field, format!("unknown sample type '{t}'")))
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+pub struct StatusQuery {
+    types: Option<String>,
+}
+
+/// `GET /v1/authorization/status?types=a,b`
+pub async fn write_status(
+    access: Access,
+    ApiQuery(q): ApiQuery<StatusQuery>,
+) -> Result<Json<Value>, Problem> {
+    let types = type_list("types", q.types.as_deref())?;
+    if types.is_empty() {
+        return Err(Problem::invalid(None, "types", "name at least one type"));
+    }
+    let mut out = Map::new();
+    for (name, ti) in types {
+        out.insert(
+            name,
+            json!(policy::write_status(&access.caller, &access.apps, ti)),
+        );
+    }
+    Ok(Json(json!({ "write": out })))
+}
+
+#[derive(Deserialize)]
+pub struct RequestStatusQuery {
+    read: Option<String>,
+    write: Option<String>,
+}
+
+/// `GET /v1/authorization/request-status?read=a,b&write=c`
+pub async fn request_status(
+    access: Access,
+    ApiQuery(q): ApiQuery<RequestStatusQuery>,
+) -> Result<Json<Value>, Problem> {
+    let read: Vec<TypeIndex> = type_list("read", q.read.as_deref())?
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    let write: Vec<TypeIndex> = type_list("write", q.write.as_deref())?
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    let should = match &access.caller {
+        Caller::Owner => false,
+        Caller::App(app) => policy::should_request(app, &access.apps, &read, &write),
+    };
+    Ok(Json(json!({
+        "status": if should { "should_request" } else { "unnecessary" }
+    })))
+}

@@ -1,0 +1,394 @@
+//! The owner's API for apps: register, list, change, grant, mint
+//! credentials, revoke. Every change is an event in the encrypted log.
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::{digest, new_secret, App, Apps};
+use crate::api::auth::OwnerAccess;
+use crate::api::problem::{ApiJson, Problem};
+use crate::crypto;
+use crate::log::event::{AppKind, AppRecord, Event, GrantChange, TokenKind, TokenRecord};
+use crate::log::writer::Write;
+use crate::oauth::redirect;
+
+const MAX_NAME: usize = 100;
+const MAX_TEXT: usize = 2000;
+const MAX_URL: usize = 2000;
+const MAX_REDIRECTS: usize = 10;
+const MAX_CREDENTIAL_NAME: usize = 100;
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientType {
+    Public,
+    Confidential,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum KindIn {
+    App,
+    Research,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewApp {
+    name: String,
+    #[serde(default)]
+    description: String,
+    purpose: String,
+    privacy_policy_url: String,
+    redirect_uris: Vec<String>,
+    client_type: ClientType,
+    kind: Option<KindIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppChanges {
+    name: Option<String>,
+    description: Option<String>,
+    purpose: Option<String>,
+    privacy_policy_url: Option<String>,
+    redirect_uris: Option<Vec<String>>,
+}
+
+fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String, Problem> {
+    let n = value.chars().count();
+    if n < min || n > max {
+        return Err(Problem::invalid(
+            None,
+            field,
+            format!("between {min} and {max} characters"),
+        ));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(Problem::invalid(None, field, "control characters"));
+    }
+    Ok(value.to_string())
+}
+
+fn policy_url(value: &str) -> Result<String, Problem> {
+    let ok = value.len() <= MAX_URL
+        && url::Url::parse(value)
+            .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some());
+    if !ok {
+        return Err(Problem::invalid(
+            None,
+            "privacy_policy_url",
+            "an absolute http(s) URL",
+        ));
+    }
+    Ok(value.to_string())
+}
+
+fn redirect_uris(values: &[String]) -> Result<Vec<String>, Problem> {
+    if values.is_empty() || values.len() > MAX_REDIRECTS {
+        return Err(Problem::invalid(
+            None,
+            "redirect_uris",
+            format!("1 to {MAX_REDIRECTS} redirect URIs"),
+        ));
+    }
+    for v in values {
+        if v.len() > MAX_URL {
+            return Err(Problem::invalid(None, "redirect_uris", "URI too long"));
+        }
+        redirect::validate_registered(v)
+            .map_err(|e| Problem::invalid(None, "redirect_uris", format!("{v}: {e}")))?;
+    }
+    Ok(values.to_vec())
+}
+
+pub fn app_json(app: &App) -> Value {
+    let r = &app.record;
+    let mut grants = Map::new();
+    for (ty, g) in &app.grants {
+        grants.insert(ty.clone(), json!({ "read": g.read, "write": g.write }));
+    }
+    json!({
+        "id": r.app_id,
+        "client_id": r.app_id,
+        "name": r.name,
+        "description": r.description,
+        "purpose": r.purpose,
+        "privacy_policy_url": r.privacy_policy_url,
+        "redirect_uris": r.redirect_uris,
+        "client_type": if r.secret_hash.is_some() { "confidential" } else { "public" },
+        "kind": match r.kind { AppKind::App => "app", AppKind::Research => "research" },
+        "grants": grants,
+    })
+}
+
+async fn log(access: &OwnerAccess, event: Event) -> Result<(), Problem> {
+    access
+        .0
+        .open
+        .writer
+        .write(Write::Registry(event))
+        .await
+        .map(|_| ())
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "the change could not be stored",
+            )
+        })
+}
+
+fn known_app(apps: &Apps, id: &str) -> Result<AppRecord, Problem> {
+    apps.read()
+        .app(id)
+        .map(|a| a.record.clone())
+        .ok_or_else(Problem::not_found)
+}
+
+pub async fn create(
+    access: OwnerAccess,
+    ApiJson(body): ApiJson<NewApp>,
+) -> Result<Response, Problem> {
+    let secret = (body.client_type == ClientType::Confidential).then(|| new_secret("hcs_"));
+    let record = AppRecord {
+        app_id: format!("app_{}", hex::encode(crypto::random_bytes::<12>())),
+        name: text("name", &body.name, 1, MAX_NAME)?,
+        description: text("description", &body.description, 0, MAX_TEXT)?,
+        purpose: text("purpose", &body.purpose, 1, MAX_TEXT)?,
+        privacy_policy_url: policy_url(&body.privacy_policy_url)?,
+        redirect_uris: redirect_uris(&body.redirect_uris)?,
+        kind: match body.kind {
+            Some(KindIn::Research) => AppKind::Research,
+            _ => AppKind::App,
+        },
+        secret_hash: secret.as_deref().map(digest),
+        created_us: access.0.apps.clock.now_us(),
+    };
+    let id = record.app_id.clone();
+    log(&access, Event::AppRegistered(record)).await?;
+    let mut out = {
+        let registry = access.0.apps.read();
+        app_json(registry.app(&id).ok_or_else(Problem::internal)?)
+    };
+    if let Some(secret) = secret {
+        // Shown once; only its hash is kept.
+        out["client_secret"] = json!(secret);
+    }
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+pub async fn list(access: OwnerAccess) -> Json<Value> {
+    let registry = access.0.apps.read();
+    Json(json!({ "apps": registry.apps().map(app_json).collect::<Vec<_>>() }))
+}
+
+pub async fn get_one(access: OwnerAccess, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+    let registry = access.0.apps.read();
+    Ok(Json(app_json(
+        registry.app(&id).ok_or_else(Problem::not_found)?,
+    )))
+}
+
+pub async fn update(
+    access: OwnerAccess,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AppChanges>,
+) -> Result<Json<Value>, Problem> {
+    let mut record = known_app(&access.0.apps, &id)?;
+    if let Some(v) = &body.name {
+        record.name = text("name", v, 1, MAX_NAME)?;
+    }
+    if let Some(v) = &body.description {
+        record.description = text("description", v, 0, MAX_TEXT)?;
+    }
+    if let Some(v) = &body.purpose {
+        record.purpose = text("purpose", v, 1, MAX_TEXT)?;
+    }
+    if let Some(v) = &body.privacy_policy_url {
+        record.privacy_policy_url = policy_url(v)?;
+    }
+    if let Some(v) = &body.redirect_uris {
+        record.redirect_uris = redirect_uris(v)?;
+    }
+    log(&access, Event::AppRegistered(record)).await?;
+    let registry = access.0.apps.read();
+    Ok(Json(app_json(
+        registry.app(&id).ok_or_else(Problem::not_found)?,
+    )))
+}
+
+/// Revokes the app entirely: registration, grants and every token.
+pub async fn remove(access: OwnerAccess, Path(id): Path<String>) -> Result<StatusCode, Problem> {
+    known_app(&access.0.apps, &id)?;
+    log(&access, Event::AppRemoved { app_id: id }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `{"read": {"step_count": true}, "write": {"step_count": false}}`
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsIn {
+    #[serde(default)]
+    read: std::collections::BTreeMap<String, bool>,
+    #[serde(default)]
+    write: std::collections::BTreeMap<String, bool>,
+}
+
+pub fn grant_changes(
+    read: impl IntoIterator<Item = (String, bool)>,
+    write: impl IntoIterator<Item = (String, bool)>,
+) -> Result<Vec<GrantChange>, Problem> {
+    let mut out = Vec::new();
+    for (is_write, items) in [
+        (false, read.into_iter().collect::<Vec<_>>()),
+        (true, write.into_iter().collect()),
+    ] {
+        for (type_id, allowed) in items {
+            crate::api::samples::lookup_type(None, &type_id)?;
+            out.push(GrantChange {
+                type_id,
+                write: is_write,
+                allowed,
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub async fn set_grants(
+    access: OwnerAccess,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<GrantsIn>,
+) -> Result<Json<Value>, Problem> {
+    known_app(&access.0.apps, &id)?;
+    let changes = grant_changes(body.read, body.write)?;
+    if !changes.is_empty() {
+        log(
+            &access,
+            Event::GrantsChanged {
+                app_id: id.clone(),
+                changes,
+            },
+        )
+        .await?;
+    }
+    let registry = access.0.apps.read();
+    Ok(Json(app_json(
+        registry.app(&id).ok_or_else(Problem::not_found)?,
+    )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCredential {
+    name: String,
+    #[serde(default)]
+    read: Vec<String>,
+    #[serde(default)]
+    write: Vec<String>,
+}
+
+fn credential_json(t: &TokenRecord) -> Value {
+    json!({
+        "id": Uuid::from_bytes(t.id).to_string(),
+        "name": t.name,
+        "scope": t.scope.join(" "),
+        "created": chrono::DateTime::from_timestamp_micros(t.issued_us)
+            .map(|d| d.to_rfc3339()),
+    })
+}
+
+/// Mints a named, long-lived credential for a script or device: the chosen
+/// types are granted to the app, and the credential's scope asks for them.
+pub async fn mint_credential(
+    access: OwnerAccess,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<NewCredential>,
+) -> Result<Response, Problem> {
+    known_app(&access.0.apps, &id)?;
+    let name = text("name", &body.name, 1, MAX_CREDENTIAL_NAME)?;
+    let changes = grant_changes(
+        body.read.iter().map(|t| (t.clone(), true)),
+        body.write.iter().map(|t| (t.clone(), true)),
+    )?;
+    let scope: Vec<String> = changes
+        .iter()
+        .map(|c| format!("{}:{}", if c.write { "write" } else { "read" }, c.type_id))
+        .collect();
+    if !changes.is_empty() {
+        log(
+            &access,
+            Event::GrantsChanged {
+                app_id: id.clone(),
+                changes,
+            },
+        )
+        .await?;
+    }
+    let secret = new_secret("hdc_");
+    let record = TokenRecord {
+        hash: digest(&secret),
+        id: crypto::random_bytes(),
+        app_id: id,
+        kind: TokenKind::Credential,
+        family: crypto::random_bytes(),
+        scope,
+        name: Some(name),
+        issued_us: access.0.apps.clock.now_us(),
+        expires_us: None,
+    };
+    let mut out = credential_json(&record);
+    out["token"] = json!(secret);
+    log(
+        &access,
+        Event::TokensIssued {
+            tokens: vec![record],
+            spent: None,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+pub async fn list_credentials(
+    access: OwnerAccess,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    known_app(&access.0.apps, &id)?;
+    let registry = access.0.apps.read();
+    let list: Vec<Value> = registry
+        .credentials(&id)
+        .into_iter()
+        .map(credential_json)
+        .collect();
+    Ok(Json(json!({ "credentials": list })))
+}
+
+pub async fn revoke_credential(
+    access: OwnerAccess,
+    Path((id, credential)): Path<(String, String)>,
+) -> Result<StatusCode, Problem> {
+    let cred = Uuid::parse_str(&credential).map_err(|_| Problem::not_found())?;
+    let hash = access
+        .0
+        .apps
+        .read()
+        .credential_by_id(&id, cred.as_bytes())
+        .map(|t| t.hash)
+        .ok_or_else(Problem::not_found)?;
+    log(
+        &access,
+        Event::TokensRevoked {
+            hashes: vec![hash],
+            families: vec![],
+        },
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
