@@ -6,6 +6,7 @@
 //! - [`projection`]: the in-memory columns every query reads;
 //! - [`policy`]: what each caller may read and write;
 //! - [`storage`]: SQLite and Postgres behind one trait;
+//! - [`query`]: buckets, source merging and the change feed over projections;
 //! - [`api`]: the HTTP surface; [`catalogue`]: sample types and units.
 
 pub mod api;
@@ -17,4 +18,5 @@ pub mod lock;
 pub mod log;
 pub mod policy;
 pub mod projection;
+pub mod query;
 pub mod storage;

@@ -1,9 +1,12 @@
 //! The HTTP API.
 
 pub mod auth;
+mod changes;
 mod lifecycle;
 pub mod problem;
 mod samples;
+mod sources;
+mod statistics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +15,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 
@@ -52,7 +55,15 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
             "/v1/samples/{id}",
             get(samples::get_one).merge(delete(samples::delete)),
         )
-        .route("/v1/statistics", get(samples::statistics))
+        .route("/v1/statistics", get(statistics::statistics))
+        .route("/v1/statistics/buckets", get(statistics::buckets))
+        .route("/v1/sources", get(sources::list))
+        .route(
+            "/v1/sources/priority",
+            put(sources::put_priority).merge(get(sources::get_priority)),
+        )
+        .route("/v1/changes", get(changes::changes))
+        .route("/v1/observe", get(changes::observe))
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async {
             Problem::new(

@@ -15,11 +15,12 @@ use uuid::Uuid;
 
 use super::auth::Access;
 use super::problem::{ApiJson, Problem};
-use crate::catalogue::{self, units, Aggregation, Kind, SampleType, TypeIndex};
-use crate::log::event::StoredSample;
+use crate::catalogue::{self, units, Kind, SampleType, TypeIndex};
+use crate::log::event::{Device, StoredSample};
 use crate::log::writer::{NewSample, Write, WriteError, WriteOutcome};
 use crate::policy;
 use crate::projection::{Projection, Row, TypeColumns};
+use crate::query::sources::{self, DEVICE_KINDS};
 
 /// Most samples in one write.
 pub const MAX_BATCH: usize = 10_000;
@@ -49,6 +50,52 @@ struct SampleIn {
     value: Value,
     unit: Option<String>,
     metadata: Option<Map<String, Value>>,
+    /// The device that measured the sample: `{name, model?, manufacturer?, kind?}`.
+    device: Option<DeviceIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceIn {
+    name: String,
+    model: Option<String>,
+    manufacturer: Option<String>,
+    kind: Option<String>,
+}
+
+const MAX_DEVICE_FIELD: usize = 128;
+
+fn validate_device(at: Option<usize>, d: DeviceIn) -> Result<Device, Problem> {
+    for (field, text) in [
+        ("name", Some(&d.name)),
+        ("model", d.model.as_ref()),
+        ("manufacturer", d.manufacturer.as_ref()),
+    ] {
+        if let Some(text) = text {
+            if text.is_empty() || text.len() > MAX_DEVICE_FIELD || text.contains(['/', ',']) {
+                return Err(Problem::invalid(
+                    at,
+                    "device",
+                    format!("{field} must have 1 to {MAX_DEVICE_FIELD} bytes, without '/' or ','"),
+                ));
+            }
+        }
+    }
+    if let Some(kind) = &d.kind {
+        if !DEVICE_KINDS.contains(&kind.as_str()) {
+            return Err(Problem::invalid(
+                at,
+                "device",
+                format!("kind must be one of {DEVICE_KINDS:?}"),
+            ));
+        }
+    }
+    Ok(Device {
+        name: d.name,
+        model: d.model,
+        manufacturer: d.manufacturer,
+        kind: d.kind,
+    })
 }
 
 /// Query string extractor whose failures are problems.
@@ -65,7 +112,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-fn parse_time(index: Option<usize>, field: &str, s: &str) -> Result<(i64, i16), Problem> {
+pub(crate) fn parse_time(
+    index: Option<usize>,
+    field: &str,
+    s: &str,
+) -> Result<(i64, i16), Problem> {
     let t = DateTime::parse_from_rfc3339(s).map_err(|e| {
         Problem::invalid(
             index,
@@ -80,7 +131,7 @@ fn parse_time(index: Option<usize>, field: &str, s: &str) -> Result<(i64, i16), 
     Ok((us, (t.offset().local_minus_utc() / 60) as i16))
 }
 
-fn format_time(us: i64, offset_min: i16) -> String {
+pub(crate) fn format_time(us: i64, offset_min: i16) -> String {
     let offset =
         FixedOffset::east_opt(offset_min as i32 * 60).unwrap_or(FixedOffset::east_opt(0).unwrap());
     DateTime::from_timestamp_micros(us)
@@ -89,7 +140,7 @@ fn format_time(us: i64, offset_min: i16) -> String {
         .to_rfc3339_opts(SecondsFormat::AutoSi, false)
 }
 
-fn lookup_type(index: Option<usize>, id: &str) -> Result<TypeIndex, Problem> {
+pub(crate) fn lookup_type(index: Option<usize>, id: &str) -> Result<TypeIndex, Problem> {
     catalogue::lookup(id).ok_or_else(|| {
         Problem::invalid(
             index,
@@ -145,8 +196,10 @@ fn validate(index: usize, s: SampleIn) -> Result<NewSample, Problem> {
         None => None,
         Some(m) => Some(validate_metadata(at, m)?),
     };
+    let device = s.device.map(|d| validate_device(at, d)).transpose()?;
     Ok(NewSample {
         type_index,
+        device,
         sample: StoredSample {
             id: s.id.unwrap_or_else(Uuid::new_v4).into_bytes(),
             start_us,
@@ -276,7 +329,7 @@ pub async fn add(access: Access, ApiJson(body): ApiJson<AddSamples>) -> Result<R
 }
 
 /// A sample as the API shows it, in `unit` (default: canonical).
-fn sample_json(
+pub(crate) fn sample_json(
     projection: &Projection,
     ty: &SampleType,
     row: &Row,
@@ -304,10 +357,13 @@ fn sample_json(
     if let Some(m) = &row.metadata {
         out["metadata"] = serde_json::from_str(m).unwrap_or(Value::Null);
     }
+    if let Some(device) = projection.device(row.device) {
+        out["device"] = sources::device_json(&device);
+    }
     Ok(out)
 }
 
-fn check_unit(ty: &SampleType, unit: Option<&str>) -> Result<(), Problem> {
+pub(crate) fn check_unit(ty: &SampleType, unit: Option<&str>) -> Result<(), Problem> {
     match unit {
         Some(u) if !units::compatible(ty, u) => Err(Problem::invalid(
             None,
@@ -330,9 +386,17 @@ pub struct ListQuery {
     limit: Option<String>,
     cursor: Option<String>,
     unit: Option<String>,
+    /// `asc` (default) or `desc`.
+    order: Option<String>,
+    /// Comma-separated `app` or `app/device name`.
+    sources: Option<String>,
+    /// A device name.
+    device: Option<String>,
+    /// `true`: only the most recent sample (as `order=desc&limit=1`).
+    most_recent: Option<String>,
 }
 
-fn time_bounds(start: Option<&str>, end: Option<&str>) -> Result<(i64, i64), Problem> {
+pub(crate) fn time_bounds(start: Option<&str>, end: Option<&str>) -> Result<(i64, i64), Problem> {
     let from = match start {
         Some(s) => parse_time(None, "start", s)?.0,
         None => i64::MIN,
@@ -385,23 +449,65 @@ pub async fn list(
                 Problem::invalid(None, "limit", format!("an integer from 1 to {MAX_PAGE}"))
             })?,
     };
+    let most_recent = flag(q.most_recent.as_deref(), "most_recent")?;
+    let limit = if most_recent { 1 } else { limit };
+    let descending = match q.order.as_deref() {
+        None | Some("asc") => most_recent,
+        Some("desc") => true,
+        Some(_) => return Err(Problem::invalid(None, "order", "asc or desc")),
+    };
+    let filter = q
+        .sources
+        .as_deref()
+        .map(sources::parse_filter)
+        .transpose()
+        .map_err(|e| Problem::invalid(None, "sources", e))?;
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let projection = &access.open.projection;
     let visibility = policy::visibility(&access.caller, ti, projection);
+    let table = sources::SourceTable::of(projection);
     let rows: Vec<Row> = {
         let cols: &TypeColumns = &projection.columns(ti);
-        let range = cols.start_range(from, to);
-        let first = match after {
-            Some((s, id)) => cols.after(s, id).max(range.start),
-            None => range.start,
+        let wanted = |r: usize| {
+            if !cols.visible(r, visibility) {
+                return false;
+            }
+            let o = sources::Origin {
+                source: cols.sources()[r],
+                device: cols.devices()[r],
+            };
+            filter
+                .as_ref()
+                .is_none_or(|keys| keys.iter().any(|k| table.matches(o, k)))
+                && q.device
+                    .as_ref()
+                    .is_none_or(|name| table.device(o).is_some_and(|d| d.name == *name))
         };
-        (first..range.end.max(first))
-            .filter(|&r| cols.visible(r, visibility))
-            .take(limit + 1)
-            .map(|r| cols.row(r))
-            .collect()
+        let range = cols.start_range(from, to);
+        if descending {
+            let last = match after {
+                Some((s, id)) => cols.before(s, id).min(range.end),
+                None => range.end,
+            };
+            (range.start..last.max(range.start))
+                .rev()
+                .filter(|&r| wanted(r))
+                .take(limit + 1)
+                .map(|r| cols.row(r))
+                .collect()
+        } else {
+            let first = match after {
+                Some((s, id)) => cols.after(s, id).max(range.start),
+                None => range.start,
+            };
+            (first..range.end.max(first))
+                .filter(|&r| wanted(r))
+                .take(limit + 1)
+                .map(|r| cols.row(r))
+                .collect()
+        }
     };
-    let more = rows.len() > limit;
+    let more = rows.len() > limit && !most_recent;
     let page = &rows[..rows.len().min(limit)];
     let samples = page
         .iter()
@@ -414,6 +520,15 @@ pub async fn list(
     Ok(Json(
         json!({ "samples": samples, "next_cursor": next_cursor }),
     ))
+}
+
+/// A `true`/`false` query flag.
+pub(crate) fn flag(value: Option<&str>, field: &str) -> Result<bool, Problem> {
+    match value {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(Problem::invalid(None, field, "true or false")),
+    }
 }
 
 fn parse_id(id: &str) -> Result<u128, Problem> {
@@ -479,94 +594,6 @@ pub async fn delete(access: Access, Path(id): Path<String>) -> Result<StatusCode
         .await
         .map_err(write_problem)?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Deserialize)]
-pub struct StatisticsQuery {
-    #[serde(rename = "type")]
-    type_id: String,
-    start: Option<String>,
-    end: Option<String>,
-    unit: Option<String>,
-}
-
-/// Statistics over samples whose start lies in `[start, end)`.
-pub async fn statistics(
-    access: Access,
-    ApiQuery(q): ApiQuery<StatisticsQuery>,
-) -> Result<Json<Value>, Problem> {
-    let ti = lookup_type(None, &q.type_id)?;
-    let ty = catalogue::get(ti);
-    check_unit(ty, q.unit.as_deref())?;
-    let (from, to) = time_bounds(q.start.as_deref(), q.end.as_deref())?;
-    let projection = &access.open.projection;
-    let visibility = policy::visibility(&access.caller, ti, projection);
-    let stats = {
-        let cols = projection.columns(ti);
-        Summary::of(cols.values(cols.start_range(from, to), visibility))
-    };
-    let convert = |v: f64| -> Value {
-        match (ty.canonical_unit(), q.unit.as_deref()) {
-            (Some(_), Some(u)) => json!(units::from_canonical(ty, v, u).unwrap_or(f64::NAN)),
-            _ => json!(v),
-        }
-    };
-    let mut out = json!({ "type": ty.id, "count": stats.count });
-    if let Some(unit) = q.unit.as_deref().or(ty.canonical_unit()) {
-        out["unit"] = json!(unit);
-    }
-    match ty.aggregation() {
-        Some(Aggregation::Cumulative) => {
-            out["sum"] = convert(stats.sum);
-        }
-        Some(Aggregation::Discrete) => {
-            let some = stats.count > 0;
-            out["min"] = if some {
-                convert(stats.min)
-            } else {
-                Value::Null
-            };
-            out["max"] = if some {
-                convert(stats.max)
-            } else {
-                Value::Null
-            };
-            out["avg"] = if some {
-                convert(stats.sum / stats.count as f64)
-            } else {
-                Value::Null
-            };
-        }
-        None => {}
-    }
-    Ok(Json(out))
-}
-
-/// Count, sum, min and max in one pass.
-pub struct Summary {
-    pub count: u64,
-    pub sum: f64,
-    pub min: f64,
-    pub max: f64,
-}
-
-impl Summary {
-    pub fn of(values: impl Iterator<Item = f64>) -> Summary {
-        values.fold(
-            Summary {
-                count: 0,
-                sum: 0.0,
-                min: f64::INFINITY,
-                max: f64::NEG_INFINITY,
-            },
-            |s, v| Summary {
-                count: s.count + 1,
-                sum: s.sum + v,
-                min: s.min.min(v),
-                max: s.max.max(v),
-            },
-        )
-    }
 }
 
 pub async fn types() -> Json<Value> {

@@ -39,6 +39,40 @@ pub enum Event {
         source: String,
         ids: Vec<[u8; 16]>,
     },
+    /// Samples that name the device that measured them; one group per device.
+    DeviceSamplesAdded {
+        source: String,
+        groups: Vec<DeviceGroup>,
+    },
+    /// The owner's order of sources for merging overlapping samples.
+    SourcePriority {
+        order: Vec<SourceKey>,
+    },
+}
+
+/// The device a sample was measured on, as the writer described it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Device {
+    pub name: String,
+    pub model: Option<String>,
+    pub manufacturer: Option<String>,
+    /// One of `catalogue::DEVICE_KINDS`.
+    pub kind: Option<String>,
+}
+
+/// Samples of one device (or of none), by type.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceGroup {
+    pub device: Option<Device>,
+    pub batches: Vec<TypeBatch>,
+}
+
+/// A source as the owner names it in a priority order: the app, and
+/// optionally the device name within it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SourceKey {
+    pub source: String,
+    pub device: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -80,7 +80,7 @@ pub async fn replay(storage: &dyn Storage, key: &DataKey) -> Result<Projection, 
     let mut builder = ProjectionBuilder::new();
     walk(storage, Some(key), |seq, envelope| {
         builder
-            .add(envelope)
+            .add(seq, envelope)
             .map_err(|_| ReplayError::UnknownType { seq })
     })
     .await?;

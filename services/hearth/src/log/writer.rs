@@ -12,7 +12,7 @@ use hashbrown::HashMap;
 use tokio::sync::{mpsc, oneshot};
 
 use super::chain::{LogHead, LogRecord};
-use super::event::{Envelope, Event, StoredSample, TypeBatch};
+use super::event::{Device, DeviceGroup, Envelope, Event, SourceKey, StoredSample, TypeBatch};
 use crate::catalogue::{self, TypeIndex};
 use crate::crypto::{self, DataKey};
 use crate::projection::Projection;
@@ -28,6 +28,8 @@ const MAX_GROUP_SAMPLES: usize = 64_000;
 pub struct NewSample {
     pub type_index: TypeIndex,
     pub sample: StoredSample,
+    /// The device that measured it, if the writer said.
+    pub device: Option<Device>,
 }
 
 #[derive(Debug)]
@@ -42,12 +44,15 @@ pub enum Write {
         /// Apps delete only what they wrote; the owner deletes anything.
         only_own: bool,
     },
+    /// The owner's order of sources for merging overlapping samples.
+    SetSourcePriority { order: Vec<SourceKey> },
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum WriteOutcome {
     Added { added: usize, unchanged: usize },
     Deleted,
+    Set,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -116,7 +121,7 @@ impl Writer {
 
 /// The state of an id as seen by a group in progress.
 enum Pending {
-    Added(TypeIndex, StoredSample, Arc<str>),
+    Added(TypeIndex, StoredSample, Arc<str>, Option<Device>),
     Deleted,
 }
 
@@ -215,7 +220,7 @@ impl WriterTask {
                         hash: record.hash,
                     };
                     records.push(record);
-                    envelopes.push(envelope);
+                    envelopes.push((seq, envelope));
                     answers.push((reply, outcome));
                 }
             }
@@ -243,8 +248,8 @@ impl WriterTask {
             return;
         }
         self.head = head;
-        for envelope in &envelopes {
-            if let Err(e) = self.projection.apply(envelope) {
+        for (seq, envelope) in &envelopes {
+            if let Err(e) = self.projection.apply(*seq, envelope) {
                 tracing::error!(error = %e, "committed event could not be projected");
             }
         }
@@ -268,7 +273,12 @@ impl WriterTask {
                     let id = u128::from_be_bytes(new.sample.id);
                     if let Some(&earlier) = in_request.get(&id) {
                         let (_, first) = &fresh[earlier];
-                        if same_content(first.type_index, &first.sample, &new) {
+                        if same_content(
+                            first.type_index,
+                            &first.sample,
+                            first.device.as_ref(),
+                            &new,
+                        ) {
                             unchanged += 1;
                             continue;
                         }
@@ -276,8 +286,8 @@ impl WriterTask {
                     }
                     match self.existing(id, pending) {
                         Existing::Deleted => return Err(WriteError::Deleted { index }),
-                        Existing::Live(ty, sample, src) => {
-                            if *src == *source && same_content(ty, &sample, &new) {
+                        Existing::Live(ty, sample, src, device) => {
+                            if *src == *source && same_content(ty, &sample, device.as_ref(), &new) {
                                 unchanged += 1;
                                 continue;
                             }
@@ -295,25 +305,59 @@ impl WriterTask {
                 if fresh.is_empty() {
                     return Ok((outcome, None));
                 }
-                let mut by_type: Vec<(TypeIndex, Vec<StoredSample>)> = Vec::new();
+                type ByType = Vec<(TypeIndex, Vec<StoredSample>)>;
+                let mut by_device: Vec<(Option<Device>, ByType)> = Vec::new();
                 for (_, new) in fresh {
                     pending.insert(
                         u128::from_be_bytes(new.sample.id),
-                        Pending::Added(new.type_index, new.sample.clone(), source.as_str().into()),
+                        Pending::Added(
+                            new.type_index,
+                            new.sample.clone(),
+                            source.as_str().into(),
+                            new.device.clone(),
+                        ),
                     );
+                    let at = match by_device.iter().position(|(d, _)| *d == new.device) {
+                        Some(at) => at,
+                        None => {
+                            by_device.push((new.device.clone(), Vec::new()));
+                            by_device.len() - 1
+                        }
+                    };
+                    let by_type = &mut by_device[at].1;
                     match by_type.iter_mut().find(|(t, _)| *t == new.type_index) {
                         Some((_, v)) => v.push(new.sample),
                         None => by_type.push((new.type_index, vec![new.sample])),
                     }
                 }
-                let batches = by_type
-                    .into_iter()
-                    .map(|(t, samples)| TypeBatch {
-                        type_id: catalogue::get(t).id.to_string(),
-                        samples,
-                    })
-                    .collect();
-                Ok((outcome, Some(Event::SamplesAdded { source, batches })))
+                let batches = |by_type: ByType| -> Vec<TypeBatch> {
+                    by_type
+                        .into_iter()
+                        .map(|(t, samples)| TypeBatch {
+                            type_id: catalogue::get(t).id.to_string(),
+                            samples,
+                        })
+                        .collect()
+                };
+                let event = if by_device.iter().all(|(d, _)| d.is_none()) {
+                    let (_, by_type) = by_device.pop().expect("at least one sample");
+                    Event::SamplesAdded {
+                        source,
+                        batches: batches(by_type),
+                    }
+                } else {
+                    Event::DeviceSamplesAdded {
+                        source,
+                        groups: by_device
+                            .into_iter()
+                            .map(|(device, by_type)| DeviceGroup {
+                                device,
+                                batches: batches(by_type),
+                            })
+                            .collect(),
+                    }
+                };
+                Ok((outcome, Some(event)))
             }
             Write::Delete {
                 source,
@@ -321,7 +365,7 @@ impl WriterTask {
                 only_own,
             } => {
                 match self.existing(id, pending) {
-                    Existing::Live(_, _, src) if !only_own || *src == *source => {}
+                    Existing::Live(_, _, src, _) if !only_own || *src == *source => {}
                     _ => return Err(WriteError::NotFound),
                 }
                 pending.insert(id, Pending::Deleted);
@@ -333,13 +377,18 @@ impl WriterTask {
                     }),
                 ))
             }
+            Write::SetSourcePriority { order } => {
+                Ok((WriteOutcome::Set, Some(Event::SourcePriority { order })))
+            }
         }
     }
 
     fn existing(&self, id: u128, pending: &HashMap<u128, Pending>) -> Existing {
         match pending.get(&id) {
             Some(Pending::Deleted) => return Existing::Deleted,
-            Some(Pending::Added(ty, s, src)) => return Existing::Live(*ty, s.clone(), src.clone()),
+            Some(Pending::Added(ty, s, src, device)) => {
+                return Existing::Live(*ty, s.clone(), src.clone(), device.clone())
+            }
             None => {}
         }
         if self.projection.is_tombstoned(id) {
@@ -358,6 +407,7 @@ impl WriterTask {
                     metadata: row.metadata.map(String::from),
                 },
                 self.projection.source_name(row.source),
+                self.projection.device(row.device),
             ),
             None => Existing::None,
         }
@@ -368,13 +418,19 @@ enum Existing {
     None,
     Deleted,
     /// Type, content and the source that wrote it.
-    Live(TypeIndex, StoredSample, Arc<str>),
+    Live(TypeIndex, StoredSample, Arc<str>, Option<Device>),
 }
 
-fn same_content(ty: TypeIndex, existing: &StoredSample, new: &NewSample) -> bool {
+fn same_content(
+    ty: TypeIndex,
+    existing: &StoredSample,
+    device: Option<&Device>,
+    new: &NewSample,
+) -> bool {
     let a = existing;
     let b = &new.sample;
     ty == new.type_index
+        && device == new.device.as_ref()
         && a.start_us == b.start_us
         && a.start_offset_min == b.start_offset_min
         && a.end_us == b.end_us

@@ -1,8 +1,9 @@
 //! One type's samples in memory: parallel columns sorted by `(start, id)`.
 //!
 //! Layout per sample: start, end, value (8 bytes each), id (16), source (4),
-//! two UTC offsets (2 each), a deleted bit, and about 6–10 bytes of id index:
-//! under 64 bytes. Metadata is rare and kept in a side map keyed by id.
+//! log sequence number (4), device (2), two UTC offsets (2 each), a deleted
+//! bit, and about 6–10 bytes of id index: under 64 bytes. Metadata is rare and
+//! kept in a side map keyed by id.
 
 use std::collections::HashMap;
 
@@ -20,6 +21,10 @@ pub struct Row {
     pub end_offset_min: i16,
     pub value: f64,
     pub source: u32,
+    /// Interned device; 0 when the sample names none.
+    pub device: u16,
+    /// The log record that added the sample (saturates at `u32::MAX`).
+    pub seq: u32,
     pub metadata: Option<Box<str>>,
 }
 
@@ -43,6 +48,8 @@ pub struct TypeColumns {
     value: Vec<f64>,
     id: Vec<u128>,
     source: Vec<u32>,
+    seq: Vec<u32>,
+    device: Vec<u16>,
     start_offset: Vec<i16>,
     end_offset: Vec<i16>,
     deleted: Vec<u64>,
@@ -51,9 +58,60 @@ pub struct TypeColumns {
     index: HashTable<u32>,
     hasher: DefaultHashBuilder,
     metadata: HashMap<u128, Box<str>>,
+    /// Bumped on every change, so derived data knows when it is stale.
+    generation: u64,
+    /// Highest `seq` of any add or delete applied to this type.
+    last_seq: u32,
 }
 
 impl TypeColumns {
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn last_seq(&self) -> u32 {
+        self.last_seq
+    }
+
+    /// Records that a change with `seq` touched this type.
+    pub fn touch(&mut self, seq: u32) {
+        self.generation += 1;
+        self.last_seq = self.last_seq.max(seq);
+    }
+
+    pub fn starts(&self) -> &[i64] {
+        &self.start
+    }
+
+    pub fn ends(&self) -> &[i64] {
+        &self.end
+    }
+
+    pub fn value_slice(&self) -> &[f64] {
+        &self.value
+    }
+
+    pub fn sources(&self) -> &[u32] {
+        &self.source
+    }
+
+    pub fn devices(&self) -> &[u16] {
+        &self.device
+    }
+
+    pub fn seqs(&self) -> &[u32] {
+        &self.seq
+    }
+
+    pub fn id_of(&self, row: usize) -> u128 {
+        self.id[row]
+    }
+
+    /// True when no row is deleted (fast paths skip the bitset).
+    pub fn none_deleted(&self) -> bool {
+        self.deleted_count == 0
+    }
+
     pub fn len(&self) -> usize {
         self.start.len()
     }
@@ -83,6 +141,8 @@ impl TypeColumns {
             end_offset_min: self.end_offset[row],
             value: self.value[row],
             source: self.source[row],
+            device: self.device[row],
+            seq: self.seq[row],
             metadata: self.metadata.get(&self.id[row]).cloned(),
         }
     }
@@ -100,6 +160,8 @@ impl TypeColumns {
         if rows.is_empty() {
             return;
         }
+        self.generation += 1;
+        self.last_seq = rows.iter().map(|r| r.seq).fold(self.last_seq, u32::max);
         rows.sort_unstable_by_key(Row::key);
         let appends = match (self.start.last(), self.id.last()) {
             (Some(&s), Some(&i)) => rows[0].key() > (s, i),
@@ -118,6 +180,8 @@ impl TypeColumns {
             let old = std::mem::take(self);
             let mut merged = TypeColumns {
                 hasher: old.hasher,
+                generation: old.generation,
+                last_seq: old.last_seq,
                 ..TypeColumns::default()
             };
             let (mut i, mut new) = (0, rows.into_iter().peekable());
@@ -154,6 +218,7 @@ impl TypeColumns {
         match self.find(id) {
             Some(r) if !self.is_deleted(r) => {
                 self.mark_deleted(r);
+                self.generation += 1;
                 if let Some(mut m) = self.metadata.remove(&id) {
                     m.zeroize();
                 }
@@ -175,6 +240,14 @@ impl TypeColumns {
         let lo = self.start.partition_point(|&s| s < start);
         let hi = self.start.partition_point(|&s| s <= start);
         lo + self.id[lo..hi].partition_point(|&i| i <= id)
+    }
+
+    /// The first row at or after `(start, id)` in sort order: rows before it
+    /// sort strictly before the key.
+    pub fn before(&self, start: i64, id: u128) -> usize {
+        let lo = self.start.partition_point(|&s| s < start);
+        let hi = self.start.partition_point(|&s| s <= start);
+        lo + self.id[lo..hi].partition_point(|&i| i < id)
     }
 
     pub fn visible(&self, row: usize, visibility: Visibility) -> bool {
@@ -208,6 +281,8 @@ impl TypeColumns {
             + self.value.capacity() * size_of::<f64>()
             + self.id.capacity() * size_of::<u128>()
             + self.source.capacity() * size_of::<u32>()
+            + self.seq.capacity() * size_of::<u32>()
+            + self.device.capacity() * size_of::<u16>()
             + self.start_offset.capacity() * size_of::<i16>()
             + self.end_offset.capacity() * size_of::<i16>()
             + self.deleted.capacity() * size_of::<u64>()
@@ -226,6 +301,8 @@ impl TypeColumns {
         self.value.shrink_to_fit();
         self.id.shrink_to_fit();
         self.source.shrink_to_fit();
+        self.seq.shrink_to_fit();
+        self.device.shrink_to_fit();
         self.start_offset.shrink_to_fit();
         self.end_offset.shrink_to_fit();
         self.deleted.shrink_to_fit();
@@ -244,7 +321,10 @@ impl TypeColumns {
         if !rows.is_sorted_by_key(Row::key) {
             rows.sort_unstable_by_key(Row::key);
         }
-        let mut cols = TypeColumns::default();
+        let mut cols = TypeColumns {
+            last_seq: rows.iter().map(|r| r.seq).max().unwrap_or(0),
+            ..TypeColumns::default()
+        };
         cols.reserve_exact(rows.len());
         for row in rows {
             cols.push(row);
@@ -260,6 +340,8 @@ impl TypeColumns {
         self.value.zeroize();
         self.id.zeroize();
         self.source.zeroize();
+        self.seq.zeroize();
+        self.device.zeroize();
         self.start_offset.zeroize();
         self.end_offset.zeroize();
         self.deleted.zeroize();
@@ -275,6 +357,8 @@ impl TypeColumns {
         self.value.reserve_exact(n);
         self.id.reserve_exact(n);
         self.source.reserve_exact(n);
+        self.seq.reserve_exact(n);
+        self.device.reserve_exact(n);
         self.start_offset.reserve_exact(n);
         self.end_offset.reserve_exact(n);
         self.deleted.reserve_exact(n.div_ceil(64));
@@ -289,6 +373,8 @@ impl TypeColumns {
             end_offset_min: self.end_offset[row],
             value: self.value[row],
             source: self.source[row],
+            device: self.device[row],
+            seq: self.seq[row],
             metadata: None,
         }
     }
@@ -300,6 +386,8 @@ impl TypeColumns {
         self.value.push(row.value);
         self.id.push(row.id);
         self.source.push(row.source);
+        self.seq.push(row.seq);
+        self.device.push(row.device);
         self.start_offset.push(row.start_offset_min);
         self.end_offset.push(row.end_offset_min);
         if r.is_multiple_of(64) {
@@ -345,6 +433,8 @@ mod tests {
             end_offset_min: 0,
             value: id as f64,
             source: 0,
+            device: 0,
+            seq: 1,
             metadata: id
                 .is_multiple_of(3)
                 .then(|| format!("{{\"n\":{id}}}").into()),
