@@ -18,11 +18,11 @@ use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use super::auth::{Access, Caller};
+use super::composed;
 use super::problem::Problem;
 use super::samples::{check_unit, lookup_type, sample_json, ApiQuery};
 use crate::catalogue::{self, TypeIndex};
 use crate::lock::OpenStore;
-use crate::policy;
 use crate::projection::{Note, Projection, Visibility};
 use crate::query::changes::{self, Anchor, Change};
 
@@ -64,7 +64,7 @@ fn views(
 ) -> Vec<(TypeIndex, Visibility)> {
     types
         .iter()
-        .map(|&t| (t, policy::visibility(caller, t, projection)))
+        .map(|&t| (t, composed::read_visibility(caller, t, projection)))
         .collect()
 }
 
@@ -117,12 +117,12 @@ pub async fn changes(
     let mut deleted = Vec::new();
     for change in page.changes {
         match change {
-            Change::Added { ty, row } => added.push(sample_json(
-                projection,
-                catalogue::get(ty),
-                &row,
-                q.unit.as_deref(),
-            )?),
+            Change::Added { ty, row } => {
+                let ty = catalogue::get(ty);
+                let mut out = sample_json(projection, ty, &row, q.unit.as_deref())?;
+                composed::expand_members(&access.caller, projection, ty, &mut out)?;
+                added.push(out);
+            }
             Change::Deleted { ty, id } => deleted.push(json!({
                 "id": Uuid::from_u128(id).to_string(),
                 "type": catalogue::get(ty).id,
@@ -208,7 +208,7 @@ impl Observer {
                     if !self.types.contains(&ty) || fired.contains(&ty) {
                         continue;
                     }
-                    let seen = match policy::visibility(&self.caller, ty, &open.projection) {
+                    let seen = match composed::read_visibility(&self.caller, ty, &open.projection) {
                         Visibility::All => true,
                         Visibility::OnlySource(s) => s == source,
                     };

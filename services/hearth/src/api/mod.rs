@@ -2,6 +2,8 @@
 
 pub mod auth;
 mod changes;
+mod characteristics;
+mod composed;
 mod lifecycle;
 pub mod problem;
 mod samples;
@@ -62,6 +64,11 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
             "/v1/sources/priority",
             put(sources::put_priority).merge(get(sources::get_priority)),
         )
+        .route(
+            "/v1/characteristics",
+            get(characteristics::get).merge(put(characteristics::put)),
+        )
+        .route("/v1/workouts/{id}/statistics", get(statistics::workout))
         .route("/v1/changes", get(changes::changes))
         .route("/v1/observe", get(changes::observe))
         .fallback(|| async { Problem::not_found() })

@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::auth::Access;
+use super::composed;
 use super::problem::{ApiJson, Problem};
 use crate::catalogue::{self, units, Kind, SampleType, TypeIndex};
 use crate::log::event::{Device, StoredSample};
@@ -47,11 +48,34 @@ struct SampleIn {
     type_id: String,
     start: String,
     end: String,
+    #[serde(default)]
     value: Value,
     unit: Option<String>,
     metadata: Option<Map<String, Value>>,
     /// The device that measured the sample: `{name, model?, manufacturer?, kind?}`.
     device: Option<DeviceIn>,
+    /// A correlation's members.
+    members: Option<Vec<composed::MemberIn>>,
+    /// A workout's activity type, energy and distance.
+    activity: Option<String>,
+    energy: Option<composed::MeasureIn>,
+    distance: Option<composed::MeasureIn>,
+    /// A route's workout and points.
+    workout: Option<Uuid>,
+    route: Option<Vec<composed::PointIn>>,
+}
+
+impl SampleIn {
+    fn take_composed(&mut self) -> composed::ComposedIn {
+        composed::ComposedIn {
+            members: self.members.take(),
+            activity: self.activity.take(),
+            energy: self.energy.take(),
+            distance: self.distance.take(),
+            workout: self.workout.take(),
+            route: self.route.take(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -150,8 +174,11 @@ pub(crate) fn lookup_type(index: Option<usize>, id: &str) -> Result<TypeIndex, P
     })
 }
 
-fn validate(index: usize, s: SampleIn) -> Result<NewSample, Problem> {
+/// One request sample as the samples it is stored as (a correlation is its
+/// members and itself), with the id the request gets back.
+fn validate(index: usize, mut s: SampleIn) -> Result<(Uuid, Vec<NewSample>), Problem> {
     let at = Some(index);
+    let parts = s.take_composed();
     let type_index = lookup_type(at, &s.type_id)?;
     let ty = catalogue::get(type_index);
     let (start_us, start_offset_min) = parse_time(at, "start", &s.start)?;
@@ -159,6 +186,27 @@ fn validate(index: usize, s: SampleIn) -> Result<NewSample, Problem> {
     if start_us > end_us {
         return Err(Problem::invalid(at, "end", "end is before start"));
     }
+    let id = s.id.unwrap_or_else(Uuid::new_v4);
+    if !matches!(ty.kind, Kind::Quantity { .. } | Kind::Category { .. }) {
+        let metadata = s.metadata.map(|m| validate_metadata(at, m)).transpose()?;
+        let device = s.device.map(|d| validate_device(at, d)).transpose()?;
+        let base = NewSample {
+            type_index,
+            device,
+            sample: StoredSample {
+                id: id.into_bytes(),
+                start_us,
+                start_offset_min,
+                end_us,
+                end_offset_min,
+                value: 0.0,
+                metadata,
+            },
+        };
+        let stored = composed::validate(at, ty, base, s.value, s.unit, parts)?;
+        return Ok((id, stored));
+    }
+    parts.refuse_for(at, ty)?;
     let value = match &ty.kind {
         Kind::Quantity { .. } => {
             let v = s
@@ -191,17 +239,18 @@ fn validate(index: usize, s: SampleIn) -> Result<NewSample, Problem> {
                 Problem::invalid(at, "value", format!("expected one of {values:?}"))
             })? as f64
         }
+        _ => unreachable!("composed kinds returned above"),
     };
     let metadata = match s.metadata {
         None => None,
         Some(m) => Some(validate_metadata(at, m)?),
     };
     let device = s.device.map(|d| validate_device(at, d)).transpose()?;
-    Ok(NewSample {
+    let new = NewSample {
         type_index,
         device,
         sample: StoredSample {
-            id: s.id.unwrap_or_else(Uuid::new_v4).into_bytes(),
+            id: id.into_bytes(),
             start_us,
             start_offset_min,
             end_us,
@@ -209,7 +258,8 @@ fn validate(index: usize, s: SampleIn) -> Result<NewSample, Problem> {
             value,
             metadata,
         },
-    })
+    };
+    Ok((id, vec![new]))
 }
 
 fn validate_metadata(at: Option<usize>, m: Map<String, Value>) -> Result<String, Problem> {
@@ -221,6 +271,13 @@ fn validate_metadata(at: Option<usize>, m: Map<String, Value>) -> Result<String,
         ));
     }
     for (k, v) in &m {
+        if k.starts_with(composed::RESERVED) {
+            return Err(Problem::invalid(
+                at,
+                "metadata",
+                format!("keys starting with '{}' are reserved", composed::RESERVED),
+            ));
+        }
         if k.is_empty() || k.len() > 128 {
             return Err(Problem::invalid(
                 at,
@@ -295,15 +352,16 @@ pub async fn add(access: Access, ApiJson(body): ApiJson<AddSamples>) -> Result<R
         ));
     }
     let mut samples = Vec::with_capacity(body.samples.len());
+    let mut ids = Vec::with_capacity(body.samples.len());
     for (i, s) in body.samples.into_iter().enumerate() {
-        let new = validate(i, s)?;
-        policy::check_write(&access.caller, new.type_index)?;
-        samples.push(new);
+        let (id, parts) = validate(i, s)?;
+        for new in parts {
+            policy::check_write(&access.caller, new.type_index)?;
+            samples.push(new);
+        }
+        ids.push(id.to_string());
     }
-    let ids: Vec<String> = samples
-        .iter()
-        .map(|s| Uuid::from_bytes(s.sample.id).to_string())
-        .collect();
+    composed::check_routes(&access, &samples)?;
     let outcome = access
         .open
         .writer
@@ -353,10 +411,12 @@ pub(crate) fn sample_json(
         Kind::Category { .. } => {
             out["value"] = json!(ty.category_name(row.value as u16));
         }
+        _ => {}
     }
     if let Some(m) = &row.metadata {
         out["metadata"] = serde_json::from_str(m).unwrap_or(Value::Null);
     }
+    composed::present(ty, row, &mut out);
     if let Some(device) = projection.device(row.device) {
         out["device"] = sources::device_json(&device);
     }
@@ -464,7 +524,7 @@ pub async fn list(
         .map_err(|e| Problem::invalid(None, "sources", e))?;
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let projection = &access.open.projection;
-    let visibility = policy::visibility(&access.caller, ti, projection);
+    let visibility = composed::read_visibility(&access.caller, ti, projection);
     let table = sources::SourceTable::of(projection);
     let rows: Vec<Row> = {
         let cols: &TypeColumns = &projection.columns(ti);
@@ -511,8 +571,12 @@ pub async fn list(
     let page = &rows[..rows.len().min(limit)];
     let samples = page
         .iter()
-        .map(|r| sample_json(projection, ty, r, q.unit.as_deref()))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|r| {
+            let mut out = sample_json(projection, ty, r, q.unit.as_deref())?;
+            composed::expand_members(&access.caller, projection, ty, &mut out)?;
+            Ok(out)
+        })
+        .collect::<Result<Vec<_>, Problem>>()?;
     let next_cursor = match (more, page.last()) {
         (true, Some(last)) => Some(encode_cursor(last.start_us, last.id)),
         _ => None,
@@ -555,11 +619,13 @@ pub async fn get_one(
     }
     let ty = catalogue::get(ti);
     check_unit(ty, q.unit.as_deref())?;
-    Ok(Json(sample_json(projection, ty, &row, q.unit.as_deref())?))
+    let mut out = sample_json(projection, ty, &row, q.unit.as_deref())?;
+    composed::expand_members(&access.caller, projection, ty, &mut out)?;
+    Ok(Json(out))
 }
 
 fn visible_to(access: &Access, ti: TypeIndex, row: &Row) -> bool {
-    match policy::visibility(&access.caller, ti, &access.open.projection) {
+    match composed::read_visibility(&access.caller, ti, &access.open.projection) {
         crate::projection::Visibility::All => true,
         crate::projection::Visibility::OnlySource(s) => row.source == s,
     }
@@ -597,5 +663,5 @@ pub async fn delete(access: Access, Path(id): Path<String>) -> Result<StatusCode
 }
 
 pub async fn types() -> Json<Value> {
-    Json(json!({ "types": catalogue::describe() }))
+    Json(json!({ "types": catalogue::describe(), "device_kinds": DEVICE_KINDS }))
 }

@@ -87,8 +87,9 @@ fn aggregates(ty: &'static SampleType, text: Option<&str>) -> Result<Vec<&'stati
                 None,
                 "type",
                 format!(
-                    "{} is a category type; statistics need a quantity type",
-                    ty.id
+                    "{} is a {} type; statistics need a quantity type",
+                    ty.id,
+                    ty.kind_name()
                 ),
             ))
         }
@@ -306,6 +307,73 @@ pub async fn buckets(
             .collect();
     } else {
         out["buckets"] = json!(series_json(&result.series[0].buckets));
+    }
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+pub struct WorkoutQuery {
+    #[serde(rename = "type")]
+    type_id: Option<String>,
+    unit: Option<String>,
+    sources: Option<String>,
+}
+
+/// `GET /v1/workouts/{id}/statistics?type=`: the workout (activity,
+/// duration, energy, distance) and, for a quantity type, its statistics over
+/// the workout's time (sources merged as everywhere).
+pub async fn workout(
+    access: Access,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    ApiQuery(q): ApiQuery<WorkoutQuery>,
+) -> Result<Json<Value>, Problem> {
+    let id = uuid::Uuid::parse_str(&id)
+        .map_err(|_| Problem::invalid(None, "id", "not a UUID"))?
+        .as_u128();
+    let projection = &access.open.projection;
+    let workout_ty = catalogue::lookup("workout").expect("catalogue type");
+    let (ti, row) = projection
+        .find(id)
+        .filter(|(ti, _)| *ti == workout_ty)
+        .ok_or_else(Problem::not_found)?;
+    let seen = match policy::visibility(&access.caller, ti, projection) {
+        Visibility::All => true,
+        Visibility::OnlySource(s) => row.source == s,
+    };
+    if !seen {
+        return Err(Problem::not_found());
+    }
+    let mut out = super::samples::sample_json(projection, catalogue::get(ti), &row, None)?;
+    if let Some(type_id) = q.type_id.as_deref() {
+        let sti = lookup_type(None, type_id)?;
+        let ty = catalogue::get(sti);
+        check_unit(ty, q.unit.as_deref())?;
+        let wanted = aggregates(ty, None)?;
+        let filter = sources_param(q.sources.as_deref())?;
+        let visibility = policy::visibility(&access.caller, sti, projection);
+        let table = SourceTable::of(projection);
+        let cols = projection.columns(sti);
+        let selection = filter
+            .as_deref()
+            .map(|f| buckets::selected_origins(&cols, visibility, &table, Some(f)));
+        // Samples starting during the workout (an instant one at its end too).
+        let range = (row.start_us, row.end_us.saturating_add(1));
+        let f = range_figures(projection, sti, &cols, visibility, selection, &table, range);
+        let mut m = Map::new();
+        m.insert("type".into(), json!(ty.id));
+        m.insert("count".into(), json!(f.count));
+        m.insert(
+            "unit".into(),
+            json!(q.unit.as_deref().or(ty.canonical_unit())),
+        );
+        figures_json(ty, &f, q.unit.as_deref(), &wanted, &mut m);
+        out["statistics"] = Value::Object(m);
+    } else if q.unit.is_some() || q.sources.is_some() {
+        return Err(Problem::invalid(
+            None,
+            "type",
+            "unit and sources need a type",
+        ));
     }
     Ok(Json(out))
 }

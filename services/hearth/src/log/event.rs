@@ -48,6 +48,10 @@ pub enum Event {
     SourcePriority {
         order: Vec<SourceKey>,
     },
+    /// The owner's characteristics, the whole set: (type id, value).
+    CharacteristicsSet {
+        values: Vec<(String, String)>,
+    },
 }
 
 /// The device a sample was measured on, as the writer described it.

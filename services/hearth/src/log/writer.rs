@@ -46,6 +46,8 @@ pub enum Write {
     },
     /// The owner's order of sources for merging overlapping samples.
     SetSourcePriority { order: Vec<SourceKey> },
+    /// The owner's characteristics, replacing the previous set.
+    SetCharacteristics { values: Vec<(String, String)> },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -380,6 +382,10 @@ impl WriterTask {
             Write::SetSourcePriority { order } => {
                 Ok((WriteOutcome::Set, Some(Event::SourcePriority { order })))
             }
+            Write::SetCharacteristics { values } => Ok((
+                WriteOutcome::Set,
+                Some(Event::CharacteristicsSet { values }),
+            )),
         }
     }
 

@@ -99,6 +99,8 @@ pub struct Projection {
     priority: RwLock<(u64, Vec<SourceKey>)>,
     /// The last log record applied.
     applied_seq: AtomicU64,
+    /// The owner's characteristics: (type id, value).
+    characteristics: RwLock<Vec<(String, String)>>,
     notes: broadcast::Sender<Note>,
     series: Vec<SeriesCache>,
 }
@@ -152,6 +154,7 @@ impl Projection {
             tombstones: RwLock::default(),
             deletions: RwLock::default(),
             priority: RwLock::default(),
+            characteristics: RwLock::default(),
             applied_seq: AtomicU64::new(0),
             notes: broadcast::channel(1024).0,
             series,
@@ -183,6 +186,11 @@ impl Projection {
     /// Every interned device, by id minus one.
     pub fn device_list(&self) -> Vec<Device> {
         self.devices.read().list.clone()
+    }
+
+    /// The owner's characteristics: (type id, value).
+    pub fn characteristics(&self) -> Vec<(String, String)> {
+        self.characteristics.read().clone()
     }
 
     /// The owner's source order and its generation.
@@ -282,6 +290,11 @@ impl Projection {
                 let mut p = self.priority.write();
                 *p = (p.0 + 1, order.clone());
             }
+            Event::CharacteristicsSet { values } => {
+                let mut c = self.characteristics.write();
+                wipe_pairs(&mut c);
+                *c = values.clone();
+            }
             _ => {}
         }
         self.applied_seq.store(seq, Ordering::Release);
@@ -320,8 +333,17 @@ impl Projection {
         *self.deletions.write() = Vec::new();
         *self.devices.write() = Devices::default();
         *self.priority.write() = (0, Vec::new());
+        wipe_pairs(&mut self.characteristics.write());
         let _ = self.notes.send(Note::Locked);
     }
+}
+
+fn wipe_pairs(pairs: &mut Vec<(String, String)>) {
+    for (k, v) in pairs.iter_mut() {
+        zeroize::Zeroize::zeroize(k);
+        zeroize::Zeroize::zeroize(v);
+    }
+    pairs.clear();
 }
 
 impl Drop for Projection {
@@ -341,6 +363,7 @@ pub struct ProjectionBuilder {
     /// (seq, id) of each deletion, resolved to type and source at finish.
     deleted: Vec<(u64, u128)>,
     priority: (u64, Vec<SourceKey>),
+    characteristics: Vec<(String, String)>,
     last_seq: u64,
 }
 
@@ -380,6 +403,10 @@ impl ProjectionBuilder {
             }
             Event::SourcePriority { order } => {
                 self.priority = (self.priority.0 + 1, order);
+            }
+            Event::CharacteristicsSet { values } => {
+                wipe_pairs(&mut self.characteristics);
+                self.characteristics = values;
             }
             _ => {}
         }
@@ -438,6 +465,7 @@ impl ProjectionBuilder {
         projection.tombstones = RwLock::new(tombstones);
         projection.deletions = RwLock::new(deletions);
         projection.priority = RwLock::new(self.priority);
+        projection.characteristics = RwLock::new(self.characteristics);
         projection.applied_seq = AtomicU64::new(self.last_seq);
         projection
     }
