@@ -682,7 +682,6 @@ async fn bad_input_to_new_endpoints_is_a_clear_problem(backend: Backend) {
         ("/v1/changes?types=nope".into(), "type"),
         ("/v1/changes?types=".into(), "type"),
         ("/v1/changes?anchor=garbage".into(), "anchor"),
-        ("/v1/changes?anchor=AQAAAAAAAAPo".into(), "anchor"),
         ("/v1/changes?limit=0".into(), "limit"),
         ("/v1/changes?limit=1001".into(), "limit"),
         ("/v1/changes?unit=kg".into(), "unit"),

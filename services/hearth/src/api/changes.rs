@@ -104,13 +104,6 @@ pub async fn changes(
             })?,
     };
     let projection = &access.open.projection;
-    if anchor.seq > projection.applied_seq() {
-        return Err(Problem::invalid(
-            None,
-            "anchor",
-            "not an anchor returned by this server",
-        ));
-    }
     let views = views(&access.caller, &types, projection);
     let page = changes::page(projection, &views, anchor, limit);
     let mut added = Vec::new();
@@ -177,15 +170,12 @@ impl Observer {
     /// Queues an event per type visibly changed after `self.reported`.
     fn catch_up(&mut self, open: &OpenStore) {
         let projection = &open.projection;
-        let head = projection.applied_seq();
-        if head <= self.reported {
-            return;
-        }
         let views = views(&self.caller, &self.types, projection);
-        for ty in changes::changed_types(projection, &views, self.reported) {
-            self.queue.push_back(change_event(ty, head));
+        let (types, latest) = changes::changed_types(projection, &views, self.reported);
+        for ty in types {
+            self.queue.push_back(change_event(ty, latest));
         }
-        self.reported = head;
+        self.reported = latest;
     }
 
     fn on_note(&mut self, note: Note) {
@@ -262,29 +252,31 @@ pub async fn observe(
     let last = headers
         .get("last-event-id")
         .map(|v| {
-            v.to_str()
-                .ok()
-                .and_then(Anchor::decode)
-                .filter(|a| a.seq <= access.open.projection.applied_seq())
-                .ok_or_else(|| {
-                    Problem::invalid(None, "Last-Event-ID", "not an event id from this stream")
-                })
+            v.to_str().ok().and_then(Anchor::decode).ok_or_else(|| {
+                Problem::invalid(None, "Last-Event-ID", "not an event id from this stream")
+            })
         })
         .transpose()?;
     let open: Arc<OpenStore> = access.open;
     // Subscribe before looking, so nothing falls between catch-up and live.
     let notes = open.projection.subscribe();
-    let head = open.projection.applied_seq();
     let mut observer = Observer {
         store: Arc::downgrade(&open),
         caller: access.caller,
         types,
         notes,
-        reported: last.map_or(head, |a| a.seq),
+        // Without an id: from the latest change the caller can see, so the
+        // first anchor says nothing about changes it cannot.
+        reported: last.map_or(0, |a| a.seq),
         queue: VecDeque::new(),
         done: false,
     };
-    observer.catch_up(&open);
+    if last.is_some() {
+        observer.catch_up(&open);
+    } else {
+        let views = views(&observer.caller, &observer.types, &open.projection);
+        observer.reported = changes::changed_types(&open.projection, &views, 0).1;
+    }
     let anchor = Anchor {
         seq: observer.reported,
         after_id: None,

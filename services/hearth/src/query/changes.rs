@@ -165,8 +165,10 @@ pub fn page(
             seq: k.seq,
             after_id: Some(k.id),
         },
+        // Everything visible up to the head is delivered. The anchor moves
+        // only with visible changes, so it tells nothing of hidden ones.
         _ => Anchor {
-            seq: head.max(anchor.seq),
+            seq: keys.last().map_or(anchor.seq, |k| k.seq.max(anchor.seq)),
             after_id: None,
         },
     };
@@ -192,13 +194,15 @@ pub fn page(
     }
 }
 
-/// Types among `types` with a visible change after `after` (up to the head).
+/// Types among `types` with a visible change after `after` (up to the head),
+/// and the latest such change's record (`after` if none).
 pub fn changed_types(
     projection: &Projection,
     types: &[(TypeIndex, Visibility)],
     after: u64,
-) -> Vec<TypeIndex> {
+) -> (Vec<TypeIndex>, u64) {
     let head = projection.applied_seq();
+    let mut latest = after;
     let mut out = Vec::new();
     let deletions = projection.deletions_after(after);
     for &(ty, visibility) in types {
@@ -206,23 +210,102 @@ pub fn changed_types(
         if u64::from(cols.last_seq()) <= after {
             continue;
         }
-        let added = cols.seqs().iter().enumerate().any(|(r, &seq)| {
+        let mut changed = false;
+        for (r, &seq) in cols.seqs().iter().enumerate() {
             let seq = u64::from(seq);
-            seq > after && seq <= head && cols.visible(r, visibility)
-        });
-        let deleted = deletions
-            .iter()
-            .any(|d| d.ty == ty && d.seq <= head && visible_source(visibility, d.source));
-        if added || deleted {
+            if seq > after && seq <= head && cols.visible(r, visibility) {
+                changed = true;
+                latest = latest.max(seq);
+            }
+        }
+        for d in &deletions {
+            if d.ty == ty && d.seq <= head && visible_source(visibility, d.source) {
+                changed = true;
+                latest = latest.max(d.seq);
+            }
+        }
+        if changed {
             out.push(ty);
         }
     }
-    out
+    (out, latest)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalogue;
+    use crate::log::event::{Envelope, Event, StoredSample, TypeBatch};
+
+    fn add(p: &Projection, seq: u64, source: &str, id: u128) {
+        let sample = StoredSample {
+            id: id.to_be_bytes(),
+            start_us: id as i64,
+            start_offset_min: 0,
+            end_us: id as i64,
+            end_offset_min: 0,
+            value: 1.0,
+            metadata: None,
+        };
+        let event = Event::SamplesAdded {
+            source: source.into(),
+            batches: vec![TypeBatch {
+                type_id: "step_count".into(),
+                samples: vec![sample],
+            }],
+        };
+        p.apply(seq, &Envelope { at_us: 0, event }).unwrap();
+    }
+
+    fn delete(p: &Projection, seq: u64, id: u128) {
+        let event = Event::SamplesDeleted {
+            source: "owner".into(),
+            ids: vec![id.to_be_bytes()],
+        };
+        p.apply(seq, &Envelope { at_us: 0, event }).unwrap();
+    }
+
+    /// What an app that may read only its own samples gets never involves
+    /// anyone else's samples, and its anchor never moves on their changes.
+    #[test]
+    fn hidden_changes_never_show_nor_move_the_anchor() {
+        let p = Projection::default();
+        let ty = catalogue::lookup("step_count").unwrap();
+        add(&p, 1, "app", 1);
+        add(&p, 2, "owner", 2);
+        add(&p, 3, "app", 3);
+        delete(&p, 4, 2);
+        delete(&p, 5, 1);
+        add(&p, 6, "owner", 6);
+        let app = p.source_id("app").unwrap();
+        let view = [(ty, Visibility::OnlySource(app))];
+        let mut anchor = Anchor::default();
+        let mut seen = Vec::new();
+        loop {
+            let page = page(&p, &view, anchor, 1);
+            for c in &page.changes {
+                seen.push(match c {
+                    Change::Added { row, .. } => (true, row.id),
+                    Change::Deleted { id, .. } => (false, *id),
+                });
+            }
+            anchor = page.next;
+            if !page.has_more {
+                break;
+            }
+        }
+        // Sample 1 was added and deleted: only its deletion shows.
+        assert_eq!(seen, vec![(true, 3), (false, 1)]);
+        assert_eq!(anchor.seq, 5, "the owner's later write does not move it");
+        add(&p, 7, "owner", 7);
+        delete(&p, 8, 6);
+        let page = page(&p, &view, anchor, 10);
+        assert!(page.changes.is_empty());
+        assert_eq!(page.next, anchor);
+        let (types, latest) = changed_types(&p, &view, 0);
+        assert_eq!((types, latest), (vec![ty], 5));
+        assert_eq!(changed_types(&p, &view, 5), (vec![], 5));
+    }
 
     #[test]
     fn anchors_round_trip_and_reject_garbage() {
