@@ -39,7 +39,7 @@ fn range_figures(
     let mut f = buckets::discrete_figures(cols, rows.clone(), visibility, selection.as_deref());
     if ty.aggregation() == Some(Aggregation::Cumulative) {
         let series = buckets::series_for(projection, ti, cols, visibility, selection, table);
-        f.sum = series.sum_rows(rows);
+        f.sum = series.sum_rows(cols, rows);
     }
     f
 }

@@ -75,3 +75,28 @@ pub fn overlapping_minute_steps(start_us: i64, days: i64) -> Projection {
     }
     builder.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_projection_stays_under_64_bytes_per_sample() {
+        let p = super::overlapping_minute_steps(0, 30);
+        let n = p.sample_count();
+        assert_eq!(n, 2 * 30 * 1440);
+        // With the merged series of the type cached, as after a bucket query.
+        let ty = crate::catalogue::lookup("step_count").unwrap();
+        let cols = p.columns(ty);
+        let table = crate::query::sources::SourceTable::of(&p);
+        let series = crate::query::buckets::series_for(
+            &p,
+            ty,
+            &cols,
+            crate::projection::Visibility::All,
+            None,
+            &table,
+        );
+        drop(cols);
+        let per_sample = (p.memory_bytes() + series.memory_bytes()) as f64 / n as f64;
+        assert!(per_sample < 64.0, "{per_sample} bytes per sample");
+    }
+}

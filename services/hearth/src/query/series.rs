@@ -6,11 +6,18 @@
 //! times the fraction of its duration that no higher-priority source covers
 //! (HealthKit's merge). Prefix sums of the contributions then answer any
 //! range with two binary searches, and a sample that straddles a bucket edge
-//! is split in proportion to its overlap ([`Series::sum_between`]). A series
+//! is split in proportion to its overlap ([`Series::bucket_sums`]). A series
 //! is cached per type until the type, the priority or the request changes.
+//!
+//! To stay within the projection's memory budget a series keeps about three
+//! bits per sample, not a number: which rows count nothing (hidden, not
+//! selected or fully covered), which count a fraction (the fractions in a
+//! side map: partial overlaps are rare), and a prefix sum every 64 rows. A
+//! range sum reads at most 63 values per end.
 
 use std::sync::Arc;
 
+use hashbrown::HashMap;
 use parking_lot::Mutex;
 
 use super::sources::{Origin, SourceTable};
@@ -35,8 +42,13 @@ pub struct SeriesKey {
 
 pub struct Series {
     pub key: SeriesKey,
-    /// `prefix[r]`: sum of the contributions of rows `0..r`.
-    prefix: Vec<f64>,
+    /// One bit per row: contributes nothing.
+    silent: Vec<u64>,
+    /// One bit per row: contributes `fractions[row]` of its value.
+    partial: Vec<u64>,
+    fractions: HashMap<u32, f64>,
+    /// `blocks[k]`: sum of the contributions of rows `0..64 k`.
+    blocks: Vec<f64>,
     /// Longest duration among contributing rows not on `long_rows`.
     short_max_us: i64,
     /// Contributing rows longer than `LONG_US`, in row order.
@@ -71,7 +83,8 @@ impl SeriesCache {
         let mut entries = self.entries.lock();
         for e in entries.drain(..) {
             if let Ok(mut s) = Arc::try_unwrap(e) {
-                zeroize::Zeroize::zeroize(&mut s.prefix);
+                zeroize::Zeroize::zeroize(&mut s.blocks);
+                s.fractions.clear();
             }
         }
     }
@@ -127,12 +140,21 @@ impl Series {
             group.push(if visible { g } else { SKIP });
         }
 
-        // Contributions, stored in `prefix[r + 1]` and summed up below.
-        let mut prefix = vec![0.0; n + 1];
+        let words = n.div_ceil(64);
+        let mut silent = vec![!0u64; words];
+        let mut partial = vec![0u64; words];
+        let mut fractions = HashMap::new();
+        let set = |bits: &mut Vec<u64>, r: usize, on: bool| {
+            if on {
+                bits[r / 64] |= 1 << (r % 64);
+            } else {
+                bits[r / 64] &= !(1 << (r % 64));
+            }
+        };
         if origins.len() <= 1 {
-            for r in 0..n {
-                if group[r] != SKIP {
-                    prefix[r + 1] = values[r];
+            for (r, &g) in group.iter().enumerate() {
+                if g != SKIP {
+                    set(&mut silent, r, false);
                 }
             }
         } else {
@@ -164,7 +186,13 @@ impl Series {
                     } else {
                         1.0
                     };
-                    prefix[r + 1] = values[r] * fraction;
+                    if fraction > 0.0 {
+                        set(&mut silent, r, false);
+                        if fraction < 1.0 {
+                            set(&mut partial, r, true);
+                            fractions.insert(r as u32, fraction);
+                        }
+                    }
                     if e > s {
                         match mine.last_mut() {
                             Some(last) if s <= last.1 => last.1 = last.1.max(e),
@@ -175,41 +203,79 @@ impl Series {
                 covered = union(&covered, &mine);
             }
         }
-        let mut short_max_us = 0;
-        let mut long_rows = Vec::new();
+        drop(group);
+        let mut series = Series {
+            key,
+            silent,
+            partial,
+            fractions,
+            blocks: Vec::with_capacity(n / 64 + 1),
+            short_max_us: 0,
+            long_rows: Vec::new(),
+        };
         let mut sum = 0.0;
+        series.blocks.push(0.0);
         for r in 0..n {
-            let c = prefix[r + 1];
+            let c = series.contribution(values, r);
             if c != 0.0 {
                 let d = ends[r] - starts[r];
                 if d > LONG_US {
-                    long_rows.push(r as u32);
+                    series.long_rows.push(r as u32);
                 } else {
-                    short_max_us = short_max_us.max(d);
+                    series.short_max_us = series.short_max_us.max(d);
                 }
             }
             sum += c;
-            prefix[r + 1] = sum;
+            if (r + 1) % 64 == 0 {
+                series.blocks.push(sum);
+            }
         }
-        Series {
-            key,
-            prefix,
-            short_max_us,
-            long_rows,
+        series
+    }
+
+    /// Bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        (self.silent.capacity() + self.partial.capacity()) * 8
+            + self.blocks.capacity() * 8
+            + self.long_rows.capacity() * 4
+            + self.fractions.capacity() * 13
+    }
+
+    fn contribution(&self, values: &[f64], r: usize) -> f64 {
+        let (w, b) = (r / 64, 1u64 << (r % 64));
+        if self.silent[w] & b != 0 {
+            0.0
+        } else if self.partial[w] & b != 0 {
+            values[r] * self.fractions.get(&(r as u32)).copied().unwrap_or(1.0)
+        } else {
+            values[r]
         }
+    }
+
+    /// Sum of the contributions of rows `0..r`.
+    fn prefix(&self, values: &[f64], r: usize) -> f64 {
+        let block = r / 64;
+        self.blocks[block]
+            + (block * 64..r)
+                .map(|i| self.contribution(values, i))
+                .sum::<f64>()
     }
 
     /// Sum of the contributions of rows `rows` (by start, no splitting).
-    pub fn sum_rows(&self, rows: std::ops::Range<usize>) -> f64 {
-        self.prefix[rows.end] - self.prefix[rows.start]
-    }
-
-    fn contribution(&self, r: usize) -> f64 {
-        self.prefix[r + 1] - self.prefix[r]
+    pub fn sum_rows(&self, cols: &TypeColumns, rows: std::ops::Range<usize>) -> f64 {
+        let values = cols.value_slice();
+        if rows.end <= rows.start {
+            return 0.0;
+        }
+        if rows.end - rows.start <= 64 {
+            return rows.map(|r| self.contribution(values, r)).sum();
+        }
+        self.prefix(values, rows.end) - self.prefix(values, rows.start)
     }
 
     /// The part of samples starting before `t` that lies after `t`.
     pub fn after(&self, cols: &TypeColumns, t: i64) -> f64 {
+        let values = cols.value_slice();
         let starts = cols.starts();
         let ends = cols.ends();
         let hi = starts.partition_point(|&s| s < t);
@@ -218,7 +284,7 @@ impl Series {
         let mut split = |r: usize| {
             let (s, e) = (starts[r], ends[r]);
             if e > t {
-                let c = self.contribution(r);
+                let c = self.contribution(values, r);
                 if c != 0.0 {
                     out += c * ((e - t) as f64 / (e - s) as f64);
                 }
@@ -248,7 +314,7 @@ impl Series {
             .collect();
         let after: Vec<f64> = edges.iter().map(|&e| self.after(cols, e)).collect();
         (0..edges.len().saturating_sub(1))
-            .map(|i| self.sum_rows(rows[i]..rows[i + 1]) + after[i] - after[i + 1])
+            .map(|i| self.sum_rows(cols, rows[i]..rows[i + 1]) + after[i] - after[i + 1])
             .collect()
     }
 }
