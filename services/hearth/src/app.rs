@@ -114,8 +114,14 @@ impl Application {
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
         let store = self.store.clone();
+        let closing = self.store.clone();
         axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                // Observer streams only end when the store locks: lock
+                // first, or the graceful shutdown would wait for them.
+                closing.lock().await;
+            })
             .await?;
         store.lock().await;
         Ok(())

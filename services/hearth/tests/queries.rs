@@ -19,6 +19,7 @@ both_backends!(
     overlapping_phone_and_watch_count_each_minute_once,
     change_feed_pages_replay_to_the_visible_set,
     observer_reports_changes_resumes_and_ends_at_lock,
+    shutdown_ends_observer_streams,
     samples_filter_by_source_and_device_and_order,
     bad_input_to_new_endpoints_is_a_clear_problem,
 );
@@ -557,6 +558,22 @@ async fn observer_reports_changes_resumes_and_ends_at_lock(backend: Backend) {
     assert_eq!(r.status(), 503);
     app.unlock().await;
     app.stop().await;
+}
+
+/// A server stopping does not wait for observers: their streams end.
+async fn shutdown_ends_observer_streams(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let mut sse = Sse::open(&app, "/v1/observe", None).await;
+    assert_eq!(
+        sse.next_event(Duration::from_secs(1)).await.unwrap().event,
+        "ready"
+    );
+    tokio::time::timeout(Duration::from_secs(10), app.stop())
+        .await
+        .expect("the server stops with an observer connected");
+    let end = sse.next_event(Duration::from_secs(1)).await.unwrap();
+    assert_eq!(end.event, "store_locked");
 }
 
 async fn samples_filter_by_source_and_device_and_order(backend: Backend) {
