@@ -62,6 +62,9 @@ pub struct TypeColumns {
     generation: u64,
     /// Highest `seq` of any add or delete applied to this type.
     last_seq: u32,
+    /// The generation of the last change other than an append at the end
+    /// (a deletion, a back-fill): derived data older than it is stale.
+    reshaped: u64,
 }
 
 impl TypeColumns {
@@ -73,9 +76,14 @@ impl TypeColumns {
         self.last_seq
     }
 
+    pub fn reshaped(&self) -> u64 {
+        self.reshaped
+    }
+
     /// Records that a change with `seq` touched this type.
     pub fn touch(&mut self, seq: u32) {
         self.generation += 1;
+        self.reshaped = self.generation;
         self.last_seq = self.last_seq.max(seq);
     }
 
@@ -210,6 +218,7 @@ impl TypeColumns {
             old.wipe();
             merged.rebuild_index();
             *self = merged;
+            self.reshaped = self.generation;
         }
     }
 
@@ -219,6 +228,7 @@ impl TypeColumns {
             Some(r) if !self.is_deleted(r) => {
                 self.mark_deleted(r);
                 self.generation += 1;
+                self.reshaped = self.generation;
                 if let Some(mut m) = self.metadata.remove(&id) {
                     m.zeroize();
                 }

@@ -280,9 +280,12 @@ pub fn series_for(
         visibility,
         selection,
     };
-    projection
-        .series_cache(ty)
-        .get_or_build(key.clone(), || Series::build(cols, key, table, &order))
+    projection.series_cache(ty).get_or_build(
+        key.clone(),
+        cols.reshaped(),
+        |stale| stale.extend(cols, key.clone()),
+        || Series::build(cols, key.clone(), table, &order),
+    )
 }
 
 /// Discrete figures of rows `rows` that are visible and selected.

@@ -53,6 +53,12 @@ pub struct Series {
     short_max_us: i64,
     /// Contributing rows longer than `LONG_US`, in row order.
     long_rows: Vec<u32>,
+    /// Rows covered.
+    rows: usize,
+    /// The one origin of all counted rows, if there is exactly one.
+    origin: Option<Origin>,
+    /// More than one origin: contributions depend on each other.
+    merged: bool,
 }
 
 #[derive(Default)]
@@ -61,17 +67,35 @@ pub struct SeriesCache {
 }
 
 impl SeriesCache {
-    /// The cached series for `key`, or a new one built with `build`.
-    pub fn get_or_build(&self, key: SeriesKey, build: impl FnOnce() -> Series) -> Arc<Series> {
-        {
+    /// The cached series for `key`; else one extended from a cached series
+    /// that only lacks rows appended since (`extend`), else a new one.
+    pub fn get_or_build(
+        &self,
+        key: SeriesKey,
+        reshaped: u64,
+        extend: impl FnOnce(&Series) -> Option<Series>,
+        build: impl FnOnce() -> Series,
+    ) -> Arc<Series> {
+        let stale = {
             let mut entries = self.entries.lock();
             if let Some(at) = entries.iter().position(|s| s.key == key) {
                 let hit = entries.remove(at);
                 entries.insert(0, hit.clone());
                 return hit;
             }
-        }
-        let built = Arc::new(build());
+            entries
+                .iter()
+                .find(|s| {
+                    s.key.generation >= reshaped
+                        && s.key.generation < key.generation
+                        && SeriesKey {
+                            generation: key.generation,
+                            ..s.key.clone()
+                        } == key
+                })
+                .cloned()
+        };
+        let built = Arc::new(stale.and_then(|s| extend(&s)).unwrap_or_else(build));
         let mut entries = self.entries.lock();
         entries.retain(|s| s.key.generation == built.key.generation);
         entries.insert(0, built.clone());
@@ -102,7 +126,6 @@ impl Series {
         let n = cols.len();
         let starts = cols.starts();
         let ends = cols.ends();
-        let values = cols.value_slice();
         let sources = cols.sources();
         let devices = cols.devices();
         // Which origin each row belongs to; u16::MAX: not counted.
@@ -212,25 +235,83 @@ impl Series {
             blocks: Vec::with_capacity(n / 64 + 1),
             short_max_us: 0,
             long_rows: Vec::new(),
+            rows: n,
+            origin: (origins.len() == 1).then(|| origins[0]),
+            merged: origins.len() > 1,
         };
-        let mut sum = 0.0;
         series.blocks.push(0.0);
-        for r in 0..n {
-            let c = series.contribution(values, r);
-            if c != 0.0 {
+        series.finish(cols, 0, 0.0);
+        series
+    }
+
+    /// The series after rows were appended to `cols` (a newer generation):
+    /// `None` when that needs a full build (several origins to merge).
+    pub fn extend(&self, cols: &TypeColumns, key: SeriesKey) -> Option<Series> {
+        if self.merged {
+            return None;
+        }
+        let n = cols.len();
+        let mut origin = self.origin;
+        let mut silent = self.silent.clone();
+        let mut partial = self.partial.clone();
+        silent.resize(n.div_ceil(64), !0);
+        partial.resize(n.div_ceil(64), 0);
+        for r in self.rows..n {
+            let o = Origin {
+                source: cols.sources()[r],
+                device: cols.devices()[r],
+            };
+            let selected = key.selection.as_ref().is_none_or(|s| s.contains(&o));
+            if !selected || !cols.visible(r, key.visibility) {
+                continue;
+            }
+            match origin {
+                Some(known) if known != o => return None,
+                _ => origin = Some(o),
+            }
+            silent[r / 64] &= !(1 << (r % 64));
+        }
+        let old_rows = self.rows;
+        let block = old_rows / 64;
+        let mut series = Series {
+            key,
+            silent,
+            partial,
+            fractions: self.fractions.clone(),
+            blocks: self.blocks[..=block].to_vec(),
+            short_max_us: self.short_max_us,
+            long_rows: self.long_rows.clone(),
+            rows: n,
+            origin,
+            merged: false,
+        };
+        // The running sum at the first row of the last, unfinished block.
+        let sum = series.blocks[block];
+        series.finish(cols, block * 64, sum);
+        Some(series)
+    }
+
+    /// Fills `blocks`, `short_max_us` and `long_rows` from row `from` on,
+    /// `sum` being the contributions of the rows before it (`from` is a
+    /// multiple of 64, and `blocks` ends with `sum`).
+    fn finish(&mut self, cols: &TypeColumns, from: usize, mut sum: f64) {
+        let (starts, ends, values) = (cols.starts(), cols.ends(), cols.value_slice());
+        let n = self.rows;
+        for r in from..n {
+            let c = self.contribution(values, r);
+            if c != 0.0 && self.long_rows.last().is_none_or(|&l| (l as usize) < r) {
                 let d = ends[r] - starts[r];
                 if d > LONG_US {
-                    series.long_rows.push(r as u32);
+                    self.long_rows.push(r as u32);
                 } else {
-                    series.short_max_us = series.short_max_us.max(d);
+                    self.short_max_us = self.short_max_us.max(d);
                 }
             }
             sum += c;
             if (r + 1) % 64 == 0 {
-                series.blocks.push(sum);
+                self.blocks.push(sum);
             }
         }
-        series
     }
 
     /// Bytes held.
@@ -455,6 +536,60 @@ mod tests {
                 prop_assert!((sums[i] - want).abs() <= 1e-6 * (1.0 + want.abs()),
                     "bucket {w:?}: {} vs {want}", sums[i]);
             }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        /// A series extended after appends answers as a fresh build does;
+        /// a second source, a deletion or a back-fill forces a build.
+        #[test]
+        fn extended_series_match_fresh_builds(
+            first in proptest::collection::vec((0i64..500, 0i64..200, 0.0f64..10.0), 0..150),
+            more in proptest::collection::vec((0i64..500, 0i64..200, 0.0f64..10.0), 1..150),
+            other_source in any::<bool>(),
+            back_fill in any::<bool>(),
+        ) {
+            let p = crate::projection::Projection::default();
+            let ty = catalogue::lookup("step_count").unwrap();
+            let table = |p: &crate::projection::Projection| SourceTable::of(p);
+            let write = |seq: u64, source: &str, rows: &[(i64, i64, f64)], base: i64, id0: u128| {
+                let samples = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(s, d, v))| StoredSample {
+                        id: (id0 + i as u128).to_be_bytes(),
+                        start_us: (base + s) * 1_000_000,
+                        start_offset_min: 0,
+                        end_us: (base + s + d) * 1_000_000,
+                        end_offset_min: 0,
+                        value: v,
+                        metadata: None,
+                    })
+                    .collect();
+                let event = Event::SamplesAdded {
+                    source: source.into(),
+                    batches: vec![TypeBatch { type_id: "step_count".into(), samples }],
+                };
+                p.apply(seq, &Envelope { at_us: 0, event }).unwrap();
+            };
+            write(1, "a", &first, 0, 1);
+            {
+                let cols = p.columns(ty);
+                series_for(&p, ty, &cols, Visibility::All, None, &table(&p));
+            }
+            let base = if back_fill { -1000 } else { 1000 };
+            write(2, if other_source { "b" } else { "a" }, &more, base, 1_000_000);
+            let cols = p.columns(ty);
+            let cached = series_for(&p, ty, &cols, Visibility::All, None, &table(&p));
+            let key = cached.key.clone();
+            let fresh = Series::build(&cols, key, &table(&p), &[]);
+            let edges: Vec<i64> = (-12..24).map(|k| k * 100_000_000).collect();
+            let (a, b) = (cached.bucket_sums(&cols, &edges), fresh.bucket_sums(&cols, &edges));
+            for (x, y) in a.iter().zip(&b) {
+                prop_assert!((x - y).abs() <= 1e-9 * (1.0 + y.abs()), "{a:?} vs {b:?}");
+            }
+            prop_assert_eq!(cached.sum_rows(&cols, 0..cols.len()), fresh.sum_rows(&cols, 0..cols.len()));
         }
     }
 
