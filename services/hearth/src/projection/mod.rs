@@ -416,47 +416,53 @@ impl ProjectionBuilder {
     pub fn finish(self) -> Projection {
         let tombstones = self.tombstones;
         // Where each deleted sample lived, learnt while dropping it.
-        let mut dropped_from: HashMap<u128, (TypeIndex, u32, u32)> = HashMap::new();
-        let none = HashSet::new();
-        let columns: Vec<TypeColumns> = self
+        let mut dropped_from: HashMap<u128, (TypeIndex, u32)> = HashMap::new();
+        let kept: Vec<Vec<Row>> = self
             .rows
             .into_iter()
             .enumerate()
             .map(|(t, mut rows)| {
-                let mut last_delete = 0u32;
                 if !tombstones.is_empty() {
                     rows.retain(|r| {
                         let keep = !tombstones.contains(&r.id);
                         if !keep {
-                            dropped_from.insert(r.id, (TypeIndex(t as u16), r.source, 0));
+                            dropped_from.insert(r.id, (TypeIndex(t as u16), r.source));
                         }
                         keep
                     });
                 }
-                for &(seq, id) in &self.deleted {
-                    if dropped_from.get(&id).is_some_and(|d| d.0 .0 as usize == t) {
-                        last_delete = last_delete.max(u32::try_from(seq).unwrap_or(u32::MAX));
-                    }
-                }
-                let mut cols = TypeColumns::from_rows(rows, &none);
-                if last_delete > 0 {
-                    cols.touch(last_delete);
-                }
-                cols.shrink_to_fit();
-                cols
+                rows
             })
             .collect();
-        let deletions = self
+        let deletions: Vec<Deletion> = self
             .deleted
             .iter()
             .filter_map(|&(seq, id)| {
-                let &(ty, source, _) = dropped_from.get(&id)?;
+                let &(ty, source) = dropped_from.get(&id)?;
                 Some(Deletion {
                     seq,
                     id,
                     ty,
                     source,
                 })
+            })
+            .collect();
+        let mut last_delete = vec![0u32; kept.len()];
+        for d in &deletions {
+            let last = &mut last_delete[usize::from(d.ty.0)];
+            *last = (*last).max(u32::try_from(d.seq).unwrap_or(u32::MAX));
+        }
+        let none = HashSet::new();
+        let columns: Vec<TypeColumns> = kept
+            .into_iter()
+            .zip(last_delete)
+            .map(|(rows, last_delete)| {
+                let mut cols = TypeColumns::from_rows(rows, &none);
+                if last_delete > 0 {
+                    cols.touch(last_delete);
+                }
+                cols.shrink_to_fit();
+                cols
             })
             .collect();
         let mut projection = Projection::with_types(columns.into_iter());
