@@ -92,7 +92,13 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
 /// no framing, no referrers, and a strict content policy for the page.
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
+    let too_large = response.status() == StatusCode::PAYLOAD_TOO_LARGE;
     let h = response.headers_mut();
+    if too_large {
+        // The rest of the body is never read: the connection cannot carry
+        // another request, so tell the client not to reuse it.
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
