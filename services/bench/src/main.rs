@@ -192,6 +192,7 @@ fn minute_sample(minute: i64, value: f64) -> NewSample {
             value,
             metadata: None,
         },
+        device: None,
     }
 }
 

@@ -121,8 +121,14 @@ impl Application {
         let service = self
             .router
             .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let closing = self.store.clone();
         axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                // Observer streams only end when the store locks: lock
+                // first, or the graceful shutdown would wait for them.
+                closing.lock().await;
+            })
             .await?;
         store.lock().await;
         Ok(())

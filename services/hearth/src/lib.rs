@@ -8,6 +8,7 @@
 //! - [`apps`]: the app registry, grants and token state (kept across lock);
 //! - [`oauth`]: the authorization server: consent, codes, tokens;
 //! - [`storage`]: SQLite and Postgres behind one trait;
+//! - [`query`]: buckets, source merging and the change feed over projections;
 //! - [`api`]: the HTTP surface; [`catalogue`]: sample types and units;
 //! - [`telemetry`]: logs, traces and metrics that carry no health data.
 
@@ -23,5 +24,6 @@ pub mod log;
 pub mod oauth;
 pub mod policy;
 pub mod projection;
+pub mod query;
 pub mod storage;
 pub mod telemetry;

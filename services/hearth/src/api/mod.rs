@@ -1,10 +1,15 @@
 //! The HTTP API.
 
 pub mod auth;
+mod changes;
+mod characteristics;
+mod composed;
 mod lifecycle;
 pub mod openapi;
 pub mod problem;
 pub(crate) mod samples;
+mod sources;
+mod statistics;
 mod status;
 
 use std::sync::Arc;
@@ -14,7 +19,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 
@@ -70,7 +75,20 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
             "/v1/samples/{id}",
             get(samples::get_one).merge(delete(samples::delete)),
         )
-        .route("/v1/statistics", get(samples::statistics))
+        .route("/v1/statistics", get(statistics::statistics))
+        .route("/v1/statistics/buckets", get(statistics::buckets))
+        .route("/v1/sources", get(sources::list))
+        .route(
+            "/v1/sources/priority",
+            put(sources::put_priority).merge(get(sources::get_priority)),
+        )
+        .route(
+            "/v1/characteristics",
+            get(characteristics::get).merge(put(characteristics::put)),
+        )
+        .route("/v1/workouts/{id}/statistics", get(statistics::workout))
+        .route("/v1/changes", get(changes::changes))
+        .route("/v1/observe", get(changes::observe))
         .route("/v1/authorization/status", get(status::write_status))
         .route(
             "/v1/authorization/request-status",
@@ -124,14 +142,13 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
 /// no framing, no referrers, and a strict content policy for the page.
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        // The rest of the body is never read: tell the client not to reuse
-        // this connection, or its next request races the close.
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
+    let too_large = response.status() == StatusCode::PAYLOAD_TOO_LARGE;
     let h = response.headers_mut();
+    if too_large {
+        // The rest of the body is never read: the connection cannot carry
+        // another request, so tell the client not to reuse it.
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

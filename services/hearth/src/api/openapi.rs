@@ -11,7 +11,7 @@ use utoipa::openapi::security::{
 };
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{lifecycle, samples};
+use super::{lifecycle, samples, statistics};
 use crate::catalogue;
 
 /// A sample as the API returns it.
@@ -259,7 +259,7 @@ impl Modify for SecuritySchemes {
         samples::list,
         samples::get_one,
         samples::delete,
-        samples::statistics,
+        statistics::statistics,
     ),
     modifiers(&SecuritySchemes),
     tags(

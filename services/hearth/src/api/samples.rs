@@ -18,13 +18,15 @@ use uuid::Uuid;
 use utoipa::IntoParams;
 
 use super::auth::Access;
+use super::composed;
 use super::openapi;
 use super::problem::{parse_json, JsonBody, Problem};
-use crate::catalogue::{self, units, Aggregation, Kind, SampleType, TypeIndex};
-use crate::log::event::StoredSample;
+use crate::catalogue::{self, units, Kind, SampleType, TypeIndex};
+use crate::log::event::{Device, StoredSample};
 use crate::log::writer::{NewSample, Write, WriteError, WriteOutcome};
 use crate::policy;
 use crate::projection::{Projection, Row, TypeColumns};
+use crate::query::sources::{self, DEVICE_KINDS};
 
 /// Most samples in one write.
 pub const MAX_BATCH: usize = 10_000;
@@ -56,10 +58,79 @@ struct SampleIn<'a> {
     start: Cow<'a, str>,
     #[serde(borrow)]
     end: Cow<'a, str>,
+    #[serde(default)]
     value: Value,
     #[serde(borrow)]
     unit: Option<Cow<'a, str>>,
     metadata: Option<Map<String, Value>>,
+    /// The device that measured the sample: `{name, model?, manufacturer?, kind?}`.
+    device: Option<DeviceIn>,
+    /// A correlation's members.
+    members: Option<Vec<composed::MemberIn>>,
+    /// A workout's activity type, energy and distance.
+    activity: Option<String>,
+    energy: Option<composed::MeasureIn>,
+    distance: Option<composed::MeasureIn>,
+    /// A route's workout and points.
+    workout: Option<Uuid>,
+    route: Option<Vec<composed::PointIn>>,
+}
+
+impl SampleIn<'_> {
+    fn take_composed(&mut self) -> composed::ComposedIn {
+        composed::ComposedIn {
+            members: self.members.take(),
+            activity: self.activity.take(),
+            energy: self.energy.take(),
+            distance: self.distance.take(),
+            workout: self.workout.take(),
+            route: self.route.take(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceIn {
+    name: String,
+    model: Option<String>,
+    manufacturer: Option<String>,
+    kind: Option<String>,
+}
+
+const MAX_DEVICE_FIELD: usize = 128;
+
+fn validate_device(at: Option<usize>, d: DeviceIn) -> Result<Device, Problem> {
+    for (field, text) in [
+        ("name", Some(&d.name)),
+        ("model", d.model.as_ref()),
+        ("manufacturer", d.manufacturer.as_ref()),
+    ] {
+        if let Some(text) = text {
+            if text.is_empty() || text.len() > MAX_DEVICE_FIELD || text.contains(['/', ',']) {
+                return Err(Problem::invalid(
+                    at,
+                    "device",
+                    format!("{field} must have 1 to {MAX_DEVICE_FIELD} bytes, without '/' or ','"),
+                ));
+            }
+        }
+    }
+    if let Some(kind) = &d.kind {
+        if !DEVICE_KINDS.contains(&kind.as_str()) {
+            return Err(Problem::invalid(
+                at,
+                "device",
+                format!("kind must be one of {DEVICE_KINDS:?}"),
+            ));
+        }
+    }
+    Ok(Device {
+        name: d.name,
+        model: d.model,
+        manufacturer: d.manufacturer,
+        kind: d.kind,
+    })
 }
 
 /// Query string extractor whose failures are problems.
@@ -76,7 +147,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-fn parse_time(index: Option<usize>, field: &str, s: &str) -> Result<(i64, i16), Problem> {
+pub(crate) fn parse_time(
+    index: Option<usize>,
+    field: &str,
+    s: &str,
+) -> Result<(i64, i16), Problem> {
     let t = DateTime::parse_from_rfc3339(s).map_err(|e| {
         Problem::invalid(
             index,
@@ -91,7 +166,7 @@ fn parse_time(index: Option<usize>, field: &str, s: &str) -> Result<(i64, i16), 
     Ok((us, (t.offset().local_minus_utc() / 60) as i16))
 }
 
-fn format_time(us: i64, offset_min: i16) -> String {
+pub(crate) fn format_time(us: i64, offset_min: i16) -> String {
     let offset =
         FixedOffset::east_opt(offset_min as i32 * 60).unwrap_or(FixedOffset::east_opt(0).unwrap());
     DateTime::from_timestamp_micros(us)
@@ -110,8 +185,11 @@ pub(crate) fn lookup_type(index: Option<usize>, id: &str) -> Result<TypeIndex, P
     })
 }
 
-fn validate(index: usize, s: SampleIn<'_>) -> Result<NewSample, Problem> {
+/// One request sample as the samples it is stored as (a correlation is its
+/// members and itself), with the id the request gets back.
+fn validate(index: usize, mut s: SampleIn<'_>) -> Result<(Uuid, Vec<NewSample>), Problem> {
     let at = Some(index);
+    let parts = s.take_composed();
     let type_index = lookup_type(at, &s.type_id)?;
     let ty = catalogue::get(type_index);
     let (start_us, start_offset_min) = parse_time(at, "start", &s.start)?;
@@ -119,6 +197,27 @@ fn validate(index: usize, s: SampleIn<'_>) -> Result<NewSample, Problem> {
     if start_us > end_us {
         return Err(Problem::invalid(at, "end", "end is before start"));
     }
+    let id = s.id.unwrap_or_else(Uuid::new_v4);
+    if !matches!(ty.kind, Kind::Quantity { .. } | Kind::Category { .. }) {
+        let metadata = s.metadata.map(|m| validate_metadata(at, m)).transpose()?;
+        let device = s.device.map(|d| validate_device(at, d)).transpose()?;
+        let base = NewSample {
+            type_index,
+            device,
+            sample: StoredSample {
+                id: id.into_bytes(),
+                start_us,
+                start_offset_min,
+                end_us,
+                end_offset_min,
+                value: 0.0,
+                metadata,
+            },
+        };
+        let stored = composed::validate(at, ty, base, s.value, s.unit.map(Cow::into_owned), parts)?;
+        return Ok((id, stored));
+    }
+    parts.refuse_for(at, ty)?;
     let value = match &ty.kind {
         Kind::Quantity { .. } => {
             let v = s
@@ -151,15 +250,18 @@ fn validate(index: usize, s: SampleIn<'_>) -> Result<NewSample, Problem> {
                 Problem::invalid(at, "value", format!("expected one of {values:?}"))
             })? as f64
         }
+        _ => unreachable!("composed kinds returned above"),
     };
     let metadata = match s.metadata {
         None => None,
         Some(m) => Some(validate_metadata(at, m)?),
     };
-    Ok(NewSample {
+    let device = s.device.map(|d| validate_device(at, d)).transpose()?;
+    let new = NewSample {
         type_index,
+        device,
         sample: StoredSample {
-            id: s.id.unwrap_or_else(Uuid::new_v4).into_bytes(),
+            id: id.into_bytes(),
             start_us,
             start_offset_min,
             end_us,
@@ -167,7 +269,8 @@ fn validate(index: usize, s: SampleIn<'_>) -> Result<NewSample, Problem> {
             value,
             metadata,
         },
-    })
+    };
+    Ok((id, vec![new]))
 }
 
 fn validate_metadata(at: Option<usize>, m: Map<String, Value>) -> Result<String, Problem> {
@@ -179,6 +282,13 @@ fn validate_metadata(at: Option<usize>, m: Map<String, Value>) -> Result<String,
         ));
     }
     for (k, v) in &m {
+        if k.starts_with(composed::RESERVED) {
+            return Err(Problem::invalid(
+                at,
+                "metadata",
+                format!("keys starting with '{}' are reserved", composed::RESERVED),
+            ));
+        }
         if k.is_empty() || k.len() > 128 {
             return Err(Problem::invalid(
                 at,
@@ -265,15 +375,16 @@ pub async fn add(access: Access, JsonBody(bytes): JsonBody) -> Result<Response, 
         ));
     }
     let mut samples = Vec::with_capacity(body.samples.len());
+    let mut ids = Vec::with_capacity(body.samples.len());
     for (i, s) in body.samples.into_iter().enumerate() {
-        let new = validate(i, s)?;
-        policy::check_write(&access.caller, &access.apps, new.type_index)?;
-        samples.push(new);
+        let (id, parts) = validate(i, s)?;
+        for new in parts {
+            policy::check_write(&access.caller, &access.apps, new.type_index)?;
+            samples.push(new);
+        }
+        ids.push(id.to_string());
     }
-    let ids: Vec<String> = samples
-        .iter()
-        .map(|s| Uuid::from_bytes(s.sample.id).to_string())
-        .collect();
+    composed::check_routes(&access, &samples)?;
     let outcome = access
         .open
         .writer
@@ -299,7 +410,7 @@ pub async fn add(access: Access, JsonBody(bytes): JsonBody) -> Result<Response, 
 }
 
 /// A sample as the API shows it, in `unit` (default: canonical).
-fn sample_json(
+pub(crate) fn sample_json(
     projection: &Projection,
     ty: &SampleType,
     row: &Row,
@@ -323,14 +434,19 @@ fn sample_json(
         Kind::Category { .. } => {
             out["value"] = json!(ty.category_name(row.value as u16));
         }
+        _ => {}
     }
     if let Some(m) = &row.metadata {
         out["metadata"] = serde_json::from_str(m).unwrap_or(Value::Null);
     }
+    composed::present(ty, row, &mut out);
+    if let Some(device) = projection.device(row.device) {
+        out["device"] = sources::device_json(&device);
+    }
     Ok(out)
 }
 
-fn check_unit(ty: &SampleType, unit: Option<&str>) -> Result<(), Problem> {
+pub(crate) fn check_unit(ty: &SampleType, unit: Option<&str>) -> Result<(), Problem> {
     match unit {
         Some(u) if !units::compatible(ty, u) => Err(Problem::invalid(
             None,
@@ -361,9 +477,17 @@ pub struct ListQuery {
     cursor: Option<String>,
     /// A unit compatible with the type; default its canonical unit.
     unit: Option<String>,
+    /// `asc` (default) or `desc`.
+    order: Option<String>,
+    /// Comma-separated `app` or `app/device name`.
+    sources: Option<String>,
+    /// A device name.
+    device: Option<String>,
+    /// `true`: only the most recent sample (as `order=desc&limit=1`).
+    most_recent: Option<String>,
 }
 
-fn time_bounds(start: Option<&str>, end: Option<&str>) -> Result<(i64, i64), Problem> {
+pub(crate) fn time_bounds(start: Option<&str>, end: Option<&str>) -> Result<(i64, i64), Problem> {
     let from = match start {
         Some(s) => parse_time(None, "start", s)?.0,
         None => i64::MIN,
@@ -420,28 +544,74 @@ pub async fn list(
                 Problem::invalid(None, "limit", format!("an integer from 1 to {MAX_PAGE}"))
             })?,
     };
+    let most_recent = flag(q.most_recent.as_deref(), "most_recent")?;
+    let limit = if most_recent { 1 } else { limit };
+    let descending = match q.order.as_deref() {
+        None | Some("asc") => most_recent,
+        Some("desc") => true,
+        Some(_) => return Err(Problem::invalid(None, "order", "asc or desc")),
+    };
+    let filter = q
+        .sources
+        .as_deref()
+        .map(sources::parse_filter)
+        .transpose()
+        .map_err(|e| Problem::invalid(None, "sources", e))?;
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let projection = &access.open.projection;
-    let visibility = policy::visibility(&access.caller, &access.apps, ti, projection);
+    let visibility = composed::read_visibility(&access.caller, &access.apps, ti, projection);
+    let table = sources::SourceTable::of(projection);
     let rows: Vec<Row> = {
         let cols: &TypeColumns = &projection.columns(ti);
-        let range = cols.start_range(from, to);
-        let first = match after {
-            Some((s, id)) => cols.after(s, id).max(range.start),
-            None => range.start,
+        let wanted = |r: usize| {
+            if !cols.visible(r, visibility) {
+                return false;
+            }
+            let o = sources::Origin {
+                source: cols.sources()[r],
+                device: cols.devices()[r],
+            };
+            filter
+                .as_ref()
+                .is_none_or(|keys| keys.iter().any(|k| table.matches(o, k)))
+                && q.device
+                    .as_ref()
+                    .is_none_or(|name| table.device(o).is_some_and(|d| d.name == *name))
         };
-        (first..range.end.max(first))
-            .filter(|&r| cols.visible(r, visibility))
-            .take(limit + 1)
-            .map(|r| cols.row(r))
-            .collect()
+        let range = cols.start_range(from, to);
+        if descending {
+            let last = match after {
+                Some((s, id)) => cols.before(s, id).min(range.end),
+                None => range.end,
+            };
+            (range.start..last.max(range.start))
+                .rev()
+                .filter(|&r| wanted(r))
+                .take(limit + 1)
+                .map(|r| cols.row(r))
+                .collect()
+        } else {
+            let first = match after {
+                Some((s, id)) => cols.after(s, id).max(range.start),
+                None => range.start,
+            };
+            (first..range.end.max(first))
+                .filter(|&r| wanted(r))
+                .take(limit + 1)
+                .map(|r| cols.row(r))
+                .collect()
+        }
     };
-    let more = rows.len() > limit;
+    let more = rows.len() > limit && !most_recent;
     let page = &rows[..rows.len().min(limit)];
     let samples = page
         .iter()
-        .map(|r| sample_json(projection, ty, r, q.unit.as_deref()))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|r| {
+            let mut out = sample_json(projection, ty, r, q.unit.as_deref())?;
+            composed::expand_members(&access.caller, &access.apps, projection, ty, &mut out)?;
+            Ok(out)
+        })
+        .collect::<Result<Vec<_>, Problem>>()?;
     let next_cursor = match (more, page.last()) {
         (true, Some(last)) => Some(encode_cursor(last.start_us, last.id)),
         _ => None,
@@ -449,6 +619,15 @@ pub async fn list(
     Ok(Json(
         json!({ "samples": samples, "next_cursor": next_cursor }),
     ))
+}
+
+/// A `true`/`false` query flag.
+pub(crate) fn flag(value: Option<&str>, field: &str) -> Result<bool, Problem> {
+    match value {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(Problem::invalid(None, field, "true or false")),
+    }
 }
 
 fn parse_id(id: &str) -> Result<u128, Problem> {
@@ -486,11 +665,13 @@ pub async fn get_one(
     }
     let ty = catalogue::get(ti);
     check_unit(ty, q.unit.as_deref())?;
-    Ok(Json(sample_json(projection, ty, &row, q.unit.as_deref())?))
+    let mut out = sample_json(projection, ty, &row, q.unit.as_deref())?;
+    composed::expand_members(&access.caller, &access.apps, projection, ty, &mut out)?;
+    Ok(Json(out))
 }
 
 fn visible_to(access: &Access, ti: TypeIndex, row: &Row) -> bool {
-    match policy::visibility(&access.caller, &access.apps, ti, &access.open.projection) {
+    match composed::read_visibility(&access.caller, &access.apps, ti, &access.open.projection) {
         crate::projection::Visibility::All => true,
         crate::projection::Visibility::OnlySource(s) => row.source == s,
     }
@@ -537,106 +718,9 @@ pub async fn delete(access: Access, Path(id): Path<String>) -> Result<StatusCode
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct StatisticsQuery {
-    /// A type id from `GET /v1/types`.
-    #[serde(rename = "type")]
-    #[param(rename = "type")]
-    type_id: String,
-    /// RFC 3339; samples starting at or after it.
-    start: Option<String>,
-    /// RFC 3339; samples starting before it.
-    end: Option<String>,
-    /// A unit compatible with the type; default its canonical unit.
-    unit: Option<String>,
-}
-
-/// Statistics over samples whose start lies in `[start, end)`.
-#[utoipa::path(get, path = "/v1/statistics", tag = "samples", params(StatisticsQuery),
-    responses((status = 200, body = openapi::Statistics), openapi::CommonErrors),
-    security(("owner" = []), ("apps" = [])))]
-pub async fn statistics(
-    access: Access,
-    ApiQuery(q): ApiQuery<StatisticsQuery>,
-) -> Result<Json<Value>, Problem> {
-    let ti = lookup_type(None, &q.type_id)?;
-    let ty = catalogue::get(ti);
-    check_unit(ty, q.unit.as_deref())?;
-    let (from, to) = time_bounds(q.start.as_deref(), q.end.as_deref())?;
-    let projection = &access.open.projection;
-    let visibility = policy::visibility(&access.caller, &access.apps, ti, projection);
-    let stats = {
-        let cols = projection.columns(ti);
-        Summary::of(cols.values(cols.start_range(from, to), visibility))
-    };
-    let convert = |v: f64| -> Value {
-        match (ty.canonical_unit(), q.unit.as_deref()) {
-            (Some(_), Some(u)) => json!(units::from_canonical(ty, v, u).unwrap_or(f64::NAN)),
-            _ => json!(v),
-        }
-    };
-    let mut out = json!({ "type": ty.id, "count": stats.count });
-    if let Some(unit) = q.unit.as_deref().or(ty.canonical_unit()) {
-        out["unit"] = json!(unit);
-    }
-    match ty.aggregation() {
-        Some(Aggregation::Cumulative) => {
-            out["sum"] = convert(stats.sum);
-        }
-        Some(Aggregation::Discrete) => {
-            let some = stats.count > 0;
-            out["min"] = if some {
-                convert(stats.min)
-            } else {
-                Value::Null
-            };
-            out["max"] = if some {
-                convert(stats.max)
-            } else {
-                Value::Null
-            };
-            out["avg"] = if some {
-                convert(stats.sum / stats.count as f64)
-            } else {
-                Value::Null
-            };
-        }
-        None => {}
-    }
-    Ok(Json(out))
-}
-
-/// Count, sum, min and max in one pass.
-pub struct Summary {
-    pub count: u64,
-    pub sum: f64,
-    pub min: f64,
-    pub max: f64,
-}
-
-impl Summary {
-    pub fn of(values: impl Iterator<Item = f64>) -> Summary {
-        values.fold(
-            Summary {
-                count: 0,
-                sum: 0.0,
-                min: f64::INFINITY,
-                max: f64::NEG_INFINITY,
-            },
-            |s, v| Summary {
-                count: s.count + 1,
-                sum: s.sum + v,
-                min: s.min.min(v),
-                max: s.max.max(v),
-            },
-        )
-    }
-}
-
 /// The catalogue of sample types, units and aggregation styles.
 #[utoipa::path(get, path = "/v1/types", tag = "samples",
     responses((status = 200, body = openapi::TypeList)))]
 pub async fn types() -> Json<Value> {
-    Json(json!({ "types": catalogue::describe() }))
+    Json(json!({ "types": catalogue::describe(), "device_kinds": DEVICE_KINDS }))
 }

@@ -95,7 +95,11 @@ impl Registry {
     /// Applies one event; returns false for events that are not the registry's.
     pub fn apply(&mut self, envelope: &Envelope, now_us: i64) -> bool {
         match &envelope.event {
-            Event::SamplesAdded { .. } | Event::SamplesDeleted { .. } => return false,
+            Event::SamplesAdded { .. }
+            | Event::SamplesDeleted { .. }
+            | Event::DeviceSamplesAdded { .. }
+            | Event::SourcePriority { .. }
+            | Event::CharacteristicsSet { .. } => return false,
             Event::AppRegistered(record) => match self.apps.get_mut(&record.app_id) {
                 Some(app) => app.record = record.clone(),
                 None => {

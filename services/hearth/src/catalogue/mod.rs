@@ -1,8 +1,9 @@
 //! The catalogue of sample types Hearth understands.
 //!
 //! Modelled on HealthKit's `HKQuantityTypeIdentifier` / `HKCategoryTypeIdentifier`,
-//! with snake_case ids (`HKQuantityTypeIdentifierStepCount` -> `step_count`).
-//! Correlations, workouts and characteristics are not part of it yet.
+//! with snake_case ids (`HKQuantityTypeIdentifierStepCount` -> `step_count`),
+//! plus HealthKit's correlations (`blood_pressure`, `food`), workouts, workout
+//! routes and characteristics (date of birth, biological sex, ...).
 
 use std::sync::OnceLock;
 
@@ -45,6 +46,21 @@ pub enum Kind {
     },
     /// The stored value is the index into `values`.
     Category { values: &'static [&'static str] },
+    /// One sample grouping samples of its member types, written at once and
+    /// governed by the members' permissions. The stored value is the number
+    /// of members.
+    Correlation { members: &'static [&'static str] },
+    /// An exercise session; the stored value is the index into `activities`.
+    /// Energy and distance ride along; duration is end minus start.
+    Workout { activities: &'static [&'static str] },
+    /// The locations recorded during a workout: its own type, because
+    /// location is sensitive. The stored value is the number of points.
+    Route,
+    /// A fact about the owner, set by the owner alone; never a sample.
+    /// `values: None` is a date.
+    Characteristic {
+        values: Option<&'static [&'static str]>,
+    },
 }
 
 #[derive(Debug)]
@@ -68,6 +84,7 @@ pub const GROUPS: &[&str] = &[
     "mindfulness",
     "symptoms",
     "other",
+    "characteristics",
 ];
 
 pub fn all() -> &'static [SampleType] {
@@ -105,7 +122,7 @@ impl SampleType {
     pub fn aggregation(&self) -> Option<Aggregation> {
         match self.kind {
             Kind::Quantity { aggregation, .. } => Some(aggregation),
-            Kind::Category { .. } => None,
+            _ => None,
         }
     }
 
@@ -113,20 +130,45 @@ impl SampleType {
     pub fn canonical_unit(&self) -> Option<&'static str> {
         match self.kind {
             Kind::Quantity { canonical_unit, .. } => Some(canonical_unit),
-            Kind::Category { .. } => None,
+            _ => None,
         }
     }
 
     /// The category's value set; `None` for quantities.
     pub fn values(&self) -> Option<&'static [&'static str]> {
         match self.kind {
-            Kind::Quantity { .. } => None,
-            Kind::Category { values } => Some(values),
+            Kind::Category { values } | Kind::Workout { activities: values } => Some(values),
+            Kind::Characteristic { values } => values,
+            _ => None,
         }
     }
 
     pub fn is_quantity(&self) -> bool {
         matches!(self.kind, Kind::Quantity { .. })
+    }
+
+    /// Member types of a correlation; `None` for other kinds.
+    pub fn members(&self) -> Option<&'static [&'static str]> {
+        match self.kind {
+            Kind::Correlation { members } => Some(members),
+            _ => None,
+        }
+    }
+
+    pub fn is_characteristic(&self) -> bool {
+        matches!(self.kind, Kind::Characteristic { .. })
+    }
+
+    /// The kind's name in `GET /v1/types`.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Quantity { .. } => "quantity",
+            Kind::Category { .. } => "category",
+            Kind::Correlation { .. } => "correlation",
+            Kind::Workout { .. } => "workout",
+            Kind::Route => "workout_route",
+            Kind::Characteristic { .. } => "characteristic",
+        }
     }
 
     /// Position of `value` in the category's value set; `None` for quantities or unknown values.
@@ -164,12 +206,48 @@ impl SampleType {
                 "kind": "category",
                 "values": values,
             }),
+            Kind::Correlation { members } => json!({
+                "id": self.id,
+                "group": self.group,
+                "kind": "correlation",
+                "members": members,
+            }),
+            Kind::Workout { activities } => json!({
+                "id": self.id,
+                "group": self.group,
+                "kind": "workout",
+                "activities": activities,
+                "energy_unit": "kcal",
+                "distance_unit": "m",
+            }),
+            Kind::Route => json!({
+                "id": self.id,
+                "group": self.group,
+                "kind": "workout_route",
+                "belongs_to": "workout",
+            }),
+            Kind::Characteristic { values } => match values {
+                Some(values) => json!({
+                    "id": self.id,
+                    "group": self.group,
+                    "kind": "characteristic",
+                    "values": values,
+                }),
+                None => json!({
+                    "id": self.id,
+                    "group": self.group,
+                    "kind": "characteristic",
+                    "format": "date",
+                }),
+            },
         }
     }
 }
 
 /// Machine-readable description of the whole catalogue for `GET /v1/types`: a serde_json::Value
-/// array of objects {id, group, kind: "quantity"|"category", canonical_unit?, aggregation?, values?, compatible_units?}.
+/// array of objects {id, group, kind, ...}: quantities add canonical_unit, aggregation and
+/// compatible_units; categories and characteristics values; correlations members; workouts
+/// activities.
 pub fn describe() -> Value {
     static CACHE: OnceLock<Value> = OnceLock::new();
     CACHE
@@ -235,7 +313,20 @@ mod tests {
                     assert_eq!(ty.category_index("not_applicable"), None);
                     assert_eq!(ty.category_name(0), None);
                 }
-                Kind::Category { values } => {
+                Kind::Correlation { members } => {
+                    assert!(!members.is_empty(), "{}", ty.id);
+                    for m in members {
+                        let member =
+                            get(lookup(m).unwrap_or_else(|| panic!("{} member {m}", ty.id)));
+                        assert!(member.is_quantity(), "{}: {m}", ty.id);
+                    }
+                }
+                Kind::Route | Kind::Characteristic { values: None } => {}
+                Kind::Category { values }
+                | Kind::Workout { activities: values }
+                | Kind::Characteristic {
+                    values: Some(values),
+                } => {
                     assert!(!values.is_empty(), "{} has no values", ty.id);
                     assert!(ty.aggregation().is_none());
                     let unique: HashSet<_> = values.iter().collect();
@@ -300,17 +391,27 @@ mod tests {
         assert_eq!(ty("blood_glucose").group, "lab_results");
         assert!(ty("blood_glucose").molar_mass().is_some());
         assert!(ty("body_mass").molar_mass().is_none());
-        for absent in [
-            "blood_pressure",
-            "food",
-            "workout",
-            "workout_route",
+        assert_eq!(
+            ty("blood_pressure").members().unwrap(),
+            ["blood_pressure_systolic", "blood_pressure_diastolic"]
+        );
+        let food = ty("food").members().unwrap();
+        assert!(food.contains(&"dietary_energy_consumed") && food.contains(&"dietary_water"));
+        let dietary = all()
+            .iter()
+            .filter(|t| t.id.starts_with("dietary_"))
+            .count();
+        assert_eq!(food.len(), dietary, "food takes every nutrient");
+        assert_eq!(ty("workout").category_index("running"), Some(34));
+        assert_eq!(ty("workout_route").kind_name(), "workout_route");
+        for c in [
             "date_of_birth",
+            "biological_sex",
+            "blood_type",
+            "fitzpatrick_skin_type",
+            "wheelchair_use",
         ] {
-            assert!(
-                lookup(absent).is_none(),
-                "{absent} should not be in the catalogue yet"
-            );
+            assert!(ty(c).is_characteristic(), "{c}");
         }
     }
 
@@ -355,6 +456,10 @@ mod tests {
                     assert_eq!(entry["values"].as_array().unwrap().len(), values.len());
                     assert!(entry.get("canonical_unit").is_none());
                     assert!(entry.get("compatible_units").is_none());
+                }
+                _ => {
+                    assert_eq!(entry["kind"], ty.kind_name());
+                    assert!(entry.get("canonical_unit").is_none());
                 }
             }
         }

@@ -23,6 +23,7 @@ const SLEEP: &str = "sleep";
 const MINDFULNESS: &str = "mindfulness";
 const SYMPTOMS: &str = "symptoms";
 const OTHER: &str = "other";
+const CHARACTERISTICS: &str = "characteristics";
 
 /// Event-only categories: the sample's existence and time range are the data.
 const NOT_APPLICABLE: &[&str] = &["not_applicable"];
@@ -56,6 +57,143 @@ const fn c(id: &'static str, group: &'static str, values: &'static [&'static str
         kind: Kind::Category { values },
     }
 }
+
+const fn characteristic(id: &'static str, values: Option<&'static [&'static str]>) -> SampleType {
+    SampleType {
+        id,
+        group: CHARACTERISTICS,
+        kind: Kind::Characteristic { values },
+    }
+}
+
+/// Every nutrient a `food` correlation may hold.
+const FOOD: &[&str] = &[
+    "dietary_energy_consumed",
+    "dietary_carbohydrates",
+    "dietary_fiber",
+    "dietary_sugar",
+    "dietary_fat_total",
+    "dietary_fat_monounsaturated",
+    "dietary_fat_polyunsaturated",
+    "dietary_fat_saturated",
+    "dietary_cholesterol",
+    "dietary_protein",
+    "dietary_vitamin_a",
+    "dietary_thiamin",
+    "dietary_riboflavin",
+    "dietary_niacin",
+    "dietary_pantothenic_acid",
+    "dietary_vitamin_b6",
+    "dietary_biotin",
+    "dietary_vitamin_b12",
+    "dietary_vitamin_c",
+    "dietary_vitamin_d",
+    "dietary_vitamin_e",
+    "dietary_vitamin_k",
+    "dietary_folate",
+    "dietary_calcium",
+    "dietary_chloride",
+    "dietary_iron",
+    "dietary_magnesium",
+    "dietary_phosphorus",
+    "dietary_potassium",
+    "dietary_sodium",
+    "dietary_zinc",
+    "dietary_chromium",
+    "dietary_copper",
+    "dietary_iodine",
+    "dietary_manganese",
+    "dietary_molybdenum",
+    "dietary_selenium",
+    "dietary_water",
+    "dietary_caffeine",
+];
+
+/// HealthKit's `HKWorkoutActivityType`, snake_case. Stored as indices: only append.
+pub(super) const ACTIVITIES: &[&str] = &[
+    "american_football",
+    "archery",
+    "australian_football",
+    "badminton",
+    "baseball",
+    "basketball",
+    "bowling",
+    "boxing",
+    "climbing",
+    "cricket",
+    "cross_training",
+    "curling",
+    "cycling",
+    "dance",
+    "elliptical",
+    "equestrian_sports",
+    "fencing",
+    "fishing",
+    "functional_strength_training",
+    "golf",
+    "gymnastics",
+    "handball",
+    "hiking",
+    "hockey",
+    "hunting",
+    "lacrosse",
+    "martial_arts",
+    "mind_and_body",
+    "paddle_sports",
+    "play",
+    "preparation_and_recovery",
+    "racquetball",
+    "rowing",
+    "rugby",
+    "running",
+    "sailing",
+    "skating_sports",
+    "snow_sports",
+    "soccer",
+    "softball",
+    "squash",
+    "stair_climbing",
+    "surfing_sports",
+    "swimming",
+    "table_tennis",
+    "tennis",
+    "track_and_field",
+    "traditional_strength_training",
+    "volleyball",
+    "walking",
+    "water_fitness",
+    "water_polo",
+    "water_sports",
+    "wrestling",
+    "yoga",
+    "barre",
+    "core_training",
+    "cross_country_skiing",
+    "downhill_skiing",
+    "flexibility",
+    "high_intensity_interval_training",
+    "jump_rope",
+    "kickboxing",
+    "pilates",
+    "snowboarding",
+    "stairs",
+    "step_training",
+    "wheelchair_walk_pace",
+    "wheelchair_run_pace",
+    "tai_chi",
+    "mixed_cardio",
+    "hand_cycling",
+    "disc_sports",
+    "fitness_gaming",
+    "cardio_dance",
+    "social_dance",
+    "pickleball",
+    "cooldown",
+    "swim_bike_run",
+    "transition",
+    "underwater_diving",
+    "other",
+];
 
 const fn symptom(id: &'static str) -> SampleType {
     c(id, SYMPTOMS, SEVERITY)
@@ -289,4 +427,19 @@ pub(super) static TABLE: &[SampleType] = &[
     q("underwater_depth", OTHER, "m", Discrete),
     c("toothbrushing_event", OTHER, NOT_APPLICABLE),
     c("handwashing_event", OTHER, NOT_APPLICABLE),
+
+    // Correlations: governed by their member types.
+    SampleType { id: "blood_pressure", group: VITALS, kind: Kind::Correlation { members: &["blood_pressure_systolic", "blood_pressure_diastolic"] } },
+    SampleType { id: "food", group: NUTRITION, kind: Kind::Correlation { members: FOOD } },
+
+    // Workouts, and their routes as a type of their own (location is sensitive).
+    SampleType { id: "workout", group: ACTIVITY, kind: Kind::Workout { activities: ACTIVITIES } },
+    SampleType { id: "workout_route", group: ACTIVITY, kind: Kind::Route },
+
+    // Characteristics: set by the owner with PUT /v1/characteristics.
+    characteristic("date_of_birth", None),
+    characteristic("biological_sex", Some(&["female", "male", "other"])),
+    characteristic("blood_type", Some(&["a_positive", "a_negative", "b_positive", "b_negative", "ab_positive", "ab_negative", "o_positive", "o_negative"])),
+    characteristic("fitzpatrick_skin_type", Some(&["i", "ii", "iii", "iv", "v", "vi"])),
+    characteristic("wheelchair_use", Some(&["no", "yes"])),
 ];

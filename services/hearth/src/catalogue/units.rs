@@ -203,7 +203,7 @@ struct Linear {
 fn resolve(ty: &SampleType, unit: &str) -> Result<Linear, UnitError> {
     let canonical = match ty.kind {
         Kind::Quantity { canonical_unit, .. } => canonical_unit,
-        Kind::Category { .. } => return Err(UnitError::NoUnits(ty.id)),
+        _ => return Err(UnitError::NoUnits(ty.id)),
     };
     let target = parse_fixed(canonical).expect("every canonical unit is in the table (tested)");
     let (from, embedded_mass) = parse(unit).ok_or_else(|| UnitError::Unknown(unit.to_owned()))?;

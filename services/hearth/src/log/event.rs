@@ -60,6 +60,19 @@ pub enum Event {
         hashes: Vec<[u8; 32]>,
         families: Vec<[u8; 16]>,
     },
+    /// Samples that name the device that measured them; one group per device.
+    DeviceSamplesAdded {
+        source: String,
+        groups: Vec<DeviceGroup>,
+    },
+    /// The owner's order of sources for merging overlapping samples.
+    SourcePriority {
+        order: Vec<SourceKey>,
+    },
+    /// The owner's characteristics, the whole set: (type id, value).
+    CharacteristicsSet {
+        values: Vec<(String, String)>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +127,31 @@ pub struct TokenRecord {
     pub expires_us: Option<i64>,
 }
 
+/// The device a sample was measured on, as the writer described it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Device {
+    pub name: String,
+    pub model: Option<String>,
+    pub manufacturer: Option<String>,
+    /// One of `catalogue::DEVICE_KINDS`.
+    pub kind: Option<String>,
+}
+
+/// Samples of one device (or of none), by type.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceGroup {
+    pub device: Option<Device>,
+    pub batches: Vec<TypeBatch>,
+}
+
+/// A source as the owner names it in a priority order: the app, and
+/// optionally the device name within it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SourceKey {
+    pub source: String,
+    pub device: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
     /// When the writer accepted the event, UTC microseconds.
@@ -130,6 +168,11 @@ impl Envelope {
     pub fn sample_count(&self) -> usize {
         match &self.event {
             Event::SamplesAdded { batches, .. } => batches.iter().map(|b| b.samples.len()).sum(),
+            Event::DeviceSamplesAdded { groups, .. } => groups
+                .iter()
+                .flat_map(|g| &g.batches)
+                .map(|b| b.samples.len())
+                .sum(),
             _ => 0,
         }
     }

@@ -90,7 +90,7 @@ pub async fn replay(
             return Ok(());
         }
         builder
-            .add(envelope)
+            .add(seq, envelope)
             .map_err(|_| ReplayError::UnknownType { seq })
     })
     .await?;

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use super::chain::{LogHead, LogRecord};
-use super::event::{Envelope, Event, StoredSample, TypeBatch};
+use super::event::{Device, DeviceGroup, Envelope, Event, SourceKey, StoredSample, TypeBatch};
 use crate::apps::Apps;
 use crate::catalogue::{self, TypeIndex};
 use crate::crypto::{self, DataKey};
@@ -32,6 +32,8 @@ const MAX_GROUP_SAMPLES: usize = 64_000;
 pub struct NewSample {
     pub type_index: TypeIndex,
     pub sample: StoredSample,
+    /// The device that measured it, if the writer said.
+    pub device: Option<Device>,
 }
 
 #[derive(Debug)]
@@ -48,6 +50,10 @@ pub enum Write {
     },
     /// A registry event (apps, grants, tokens), checked by its caller.
     Registry(Event),
+    /// The owner's order of sources for merging overlapping samples.
+    SetSourcePriority { order: Vec<SourceKey> },
+    /// The owner's characteristics, replacing the previous set.
+    SetCharacteristics { values: Vec<(String, String)> },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -55,6 +61,7 @@ pub enum WriteOutcome {
     Added { added: usize, unchanged: usize },
     Deleted,
     Logged,
+    Set,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -125,7 +132,7 @@ impl Writer {
 
 /// The state of an id as seen by a group in progress.
 enum Pending {
-    Added(TypeIndex, StoredSample, Arc<str>),
+    Added(TypeIndex, StoredSample, Arc<str>, Option<Device>),
     Deleted,
 }
 
@@ -225,13 +232,13 @@ impl WriterTask {
                         hash: record.hash,
                     };
                     records.push(record);
-                    envelopes.push(envelope);
+                    envelopes.push((seq, envelope));
                     answers.push((reply, outcome));
                 }
             }
         }
         let started = std::time::Instant::now();
-        let samples: usize = envelopes.iter().map(Envelope::sample_count).sum();
+        let samples: usize = envelopes.iter().map(|(_, e)| e.sample_count()).sum();
         let appended = self
             .storage
             .append(self.head, &records)
@@ -275,11 +282,11 @@ impl WriterTask {
             return;
         }
         self.head = head;
-        for envelope in &envelopes {
+        for (seq, envelope) in &envelopes {
             if self.apps.apply(envelope) {
                 continue;
             }
-            if let Err(e) = self.projection.apply(envelope) {
+            if let Err(e) = self.projection.apply(*seq, envelope) {
                 tracing::error!(error = %e, "committed event could not be projected");
             }
         }
@@ -303,7 +310,12 @@ impl WriterTask {
                     let id = u128::from_be_bytes(new.sample.id);
                     if let Some(&earlier) = in_request.get(&id) {
                         let (_, first) = &fresh[earlier];
-                        if same_content(first.type_index, &first.sample, &new) {
+                        if same_content(
+                            first.type_index,
+                            &first.sample,
+                            first.device.as_ref(),
+                            &new,
+                        ) {
                             unchanged += 1;
                             continue;
                         }
@@ -311,8 +323,8 @@ impl WriterTask {
                     }
                     match self.existing(id, pending) {
                         Existing::Deleted => return Err(WriteError::Deleted { index }),
-                        Existing::Live(ty, sample, src) => {
-                            if *src == *source && same_content(ty, &sample, &new) {
+                        Existing::Live(ty, sample, src, device) => {
+                            if *src == *source && same_content(ty, &sample, device.as_ref(), &new) {
                                 unchanged += 1;
                                 continue;
                             }
@@ -330,25 +342,59 @@ impl WriterTask {
                 if fresh.is_empty() {
                     return Ok((outcome, None));
                 }
-                let mut by_type: Vec<(TypeIndex, Vec<StoredSample>)> = Vec::new();
+                type ByType = Vec<(TypeIndex, Vec<StoredSample>)>;
+                let mut by_device: Vec<(Option<Device>, ByType)> = Vec::new();
                 for (_, new) in fresh {
                     pending.insert(
                         u128::from_be_bytes(new.sample.id),
-                        Pending::Added(new.type_index, new.sample.clone(), source.as_str().into()),
+                        Pending::Added(
+                            new.type_index,
+                            new.sample.clone(),
+                            source.as_str().into(),
+                            new.device.clone(),
+                        ),
                     );
+                    let at = match by_device.iter().position(|(d, _)| *d == new.device) {
+                        Some(at) => at,
+                        None => {
+                            by_device.push((new.device.clone(), Vec::new()));
+                            by_device.len() - 1
+                        }
+                    };
+                    let by_type = &mut by_device[at].1;
                     match by_type.iter_mut().find(|(t, _)| *t == new.type_index) {
                         Some((_, v)) => v.push(new.sample),
                         None => by_type.push((new.type_index, vec![new.sample])),
                     }
                 }
-                let batches = by_type
-                    .into_iter()
-                    .map(|(t, samples)| TypeBatch {
-                        type_id: catalogue::get(t).id.to_string(),
-                        samples,
-                    })
-                    .collect();
-                Ok((outcome, Some(Event::SamplesAdded { source, batches })))
+                let batches = |by_type: ByType| -> Vec<TypeBatch> {
+                    by_type
+                        .into_iter()
+                        .map(|(t, samples)| TypeBatch {
+                            type_id: catalogue::get(t).id.to_string(),
+                            samples,
+                        })
+                        .collect()
+                };
+                let event = if by_device.iter().all(|(d, _)| d.is_none()) {
+                    let (_, by_type) = by_device.pop().expect("at least one sample");
+                    Event::SamplesAdded {
+                        source,
+                        batches: batches(by_type),
+                    }
+                } else {
+                    Event::DeviceSamplesAdded {
+                        source,
+                        groups: by_device
+                            .into_iter()
+                            .map(|(device, by_type)| DeviceGroup {
+                                device,
+                                batches: batches(by_type),
+                            })
+                            .collect(),
+                    }
+                };
+                Ok((outcome, Some(event)))
             }
             Write::Delete {
                 source,
@@ -356,7 +402,7 @@ impl WriterTask {
                 only_own,
             } => {
                 match self.existing(id, pending) {
-                    Existing::Live(_, _, src) if !only_own || *src == *source => {}
+                    Existing::Live(_, _, src, _) if !only_own || *src == *source => {}
                     _ => return Err(WriteError::NotFound),
                 }
                 pending.insert(id, Pending::Deleted);
@@ -369,13 +415,22 @@ impl WriterTask {
                 ))
             }
             Write::Registry(event) => Ok((WriteOutcome::Logged, Some(event))),
+            Write::SetSourcePriority { order } => {
+                Ok((WriteOutcome::Set, Some(Event::SourcePriority { order })))
+            }
+            Write::SetCharacteristics { values } => Ok((
+                WriteOutcome::Set,
+                Some(Event::CharacteristicsSet { values }),
+            )),
         }
     }
 
     fn existing(&self, id: u128, pending: &HashMap<u128, Pending>) -> Existing {
         match pending.get(&id) {
             Some(Pending::Deleted) => return Existing::Deleted,
-            Some(Pending::Added(ty, s, src)) => return Existing::Live(*ty, s.clone(), src.clone()),
+            Some(Pending::Added(ty, s, src, device)) => {
+                return Existing::Live(*ty, s.clone(), src.clone(), device.clone())
+            }
             None => {}
         }
         if self.projection.is_tombstoned(id) {
@@ -394,6 +449,7 @@ impl WriterTask {
                     metadata: row.metadata.map(String::from),
                 },
                 self.projection.source_name(row.source),
+                self.projection.device(row.device),
             ),
             None => Existing::None,
         }
@@ -404,13 +460,19 @@ enum Existing {
     None,
     Deleted,
     /// Type, content and the source that wrote it.
-    Live(TypeIndex, StoredSample, Arc<str>),
+    Live(TypeIndex, StoredSample, Arc<str>, Option<Device>),
 }
 
-fn same_content(ty: TypeIndex, existing: &StoredSample, new: &NewSample) -> bool {
+fn same_content(
+    ty: TypeIndex,
+    existing: &StoredSample,
+    device: Option<&Device>,
+    new: &NewSample,
+) -> bool {
     let a = existing;
     let b = &new.sample;
     ty == new.type_index
+        && device == new.device.as_ref()
         && a.start_us == b.start_us
         && a.start_offset_min == b.start_offset_min
         && a.end_us == b.end_us

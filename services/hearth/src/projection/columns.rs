@@ -1,19 +1,14 @@
-//! One type's samples in memory, as parallel columns.
+//! One type's samples in memory: parallel columns sorted by `(start, id)`.
 //!
-//! Samples sit in *slots* in arrival order and never move, so the id index
-//! (id → slot) never needs rewriting. A separate permutation `order` lists
-//! slots sorted by `(start, id)`: a back-filled batch only shifts 4-byte
-//! entries of `order`, never the columns. Public positions (`pos`) are
-//! indices into that sorted order.
-//!
-//! Per sample: start, end, value (8 bytes each), id (16), source (2), two UTC
-//! offsets (2 each), a deleted bit, 4 bytes of order and 5–11 bytes of id
-//! index: under 64 bytes. Metadata is rare and kept in a side map.
+//! Layout per sample: start, end, value (8 bytes each), id (16), source (4),
+//! log sequence number (4), device (2), two UTC offsets (2 each), a deleted
+//! bit, and about 6–10 bytes of id index: under 64 bytes. Metadata is rare and
+//! kept in a side map keyed by id.
 
+use std::collections::HashMap;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
-use std::ops::Range;
-
-use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use zeroize::Zeroize;
 
 /// One sample, as handed to and from the columns.
@@ -26,12 +21,15 @@ pub struct Row {
     pub end_offset_min: i16,
     pub value: f64,
     pub source: u32,
+    /// Interned device; 0 when the sample names none.
+    pub device: u16,
+    /// The log record that added the sample (saturates at `u32::MAX`).
+    pub seq: u32,
     pub metadata: Option<Box<str>>,
 }
 
 impl Row {
-    /// The sort order of samples within a type.
-    pub fn sort_key(&self) -> (i64, u128) {
+    fn key(&self) -> (i64, u128) {
         (self.start_us, self.id)
     }
 }
@@ -45,146 +43,193 @@ pub enum Visibility {
 
 #[derive(Default)]
 pub struct TypeColumns {
-    // Indexed by slot (arrival order).
     start: Vec<i64>,
     end: Vec<i64>,
     value: Vec<f64>,
     id: Vec<u128>,
-    source: Vec<u16>,
+    source: Vec<u32>,
+    seq: Vec<u32>,
+    device: Vec<u16>,
     start_offset: Vec<i16>,
     end_offset: Vec<i16>,
     deleted: Vec<u64>,
     deleted_count: usize,
-    /// Slots sorted by `(start, id)`.
-    order: Vec<u32>,
-    /// Slots, hashed by their id.
+    /// Row numbers, hashed by the row's id.
     index: HashTable<u32>,
     hasher: DefaultHashBuilder,
-    metadata: HashMap<u32, Box<str>>,
+    metadata: HashMap<u128, Box<str>>,
+    /// Bumped on every change, so derived data knows when it is stale.
+    generation: u64,
+    /// Highest `seq` of any add or delete applied to this type.
+    last_seq: u32,
+    /// The generation of the last change other than an append at the end
+    /// (a deletion, a back-fill): derived data older than it is stale.
+    reshaped: u64,
 }
 
 impl TypeColumns {
-    /// Samples held, deleted ones included.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn last_seq(&self) -> u32 {
+        self.last_seq
+    }
+
+    pub fn reshaped(&self) -> u64 {
+        self.reshaped
+    }
+
+    /// Records that a change with `seq` touched this type.
+    pub fn touch(&mut self, seq: u32) {
+        self.generation += 1;
+        self.reshaped = self.generation;
+        self.last_seq = self.last_seq.max(seq);
+    }
+
+    pub fn starts(&self) -> &[i64] {
+        &self.start
+    }
+
+    pub fn ends(&self) -> &[i64] {
+        &self.end
+    }
+
+    pub fn value_slice(&self) -> &[f64] {
+        &self.value
+    }
+
+    pub fn sources(&self) -> &[u32] {
+        &self.source
+    }
+
+    pub fn devices(&self) -> &[u16] {
+        &self.device
+    }
+
+    pub fn seqs(&self) -> &[u32] {
+        &self.seq
+    }
+
+    pub fn id_of(&self, row: usize) -> u128 {
+        self.id[row]
+    }
+
+    /// True when no row is deleted (fast paths skip the bitset).
+    pub fn none_deleted(&self) -> bool {
+        self.deleted_count == 0
+    }
+
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.start.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.start.is_empty()
     }
 
     pub fn live_len(&self) -> usize {
         self.len() - self.deleted_count
     }
 
-    fn slot(&self, pos: usize) -> usize {
-        self.order[pos] as usize
+    pub fn is_deleted(&self, row: usize) -> bool {
+        self.deleted[row / 64] & (1 << (row % 64)) != 0
     }
 
-    fn slot_deleted(&self, slot: usize) -> bool {
-        self.deleted[slot / 64] & (1 << (slot % 64)) != 0
+    pub fn source_of(&self, row: usize) -> u32 {
+        self.source[row]
     }
 
-    fn key(&self, slot: usize) -> (i64, u128) {
-        (self.start[slot], self.id[slot])
-    }
-
-    pub fn is_deleted(&self, pos: usize) -> bool {
-        self.slot_deleted(self.slot(pos))
-    }
-
-    pub fn start_at(&self, pos: usize) -> i64 {
-        self.start[self.slot(pos)]
-    }
-
-    pub fn source_of(&self, pos: usize) -> u32 {
-        self.source[self.slot(pos)] as u32
-    }
-
-    /// The sample at sorted position `pos`.
-    pub fn row(&self, pos: usize) -> Row {
-        self.slot_row(self.slot(pos))
-    }
-
-    fn slot_row(&self, slot: usize) -> Row {
+    pub fn row(&self, row: usize) -> Row {
         Row {
-            id: self.id[slot],
-            start_us: self.start[slot],
-            start_offset_min: self.start_offset[slot],
-            end_us: self.end[slot],
-            end_offset_min: self.end_offset[slot],
-            value: self.value[slot],
-            source: self.source[slot] as u32,
-            metadata: self.metadata.get(&(slot as u32)).cloned(),
+            id: self.id[row],
+            start_us: self.start[row],
+            start_offset_min: self.start_offset[row],
+            end_us: self.end[row],
+            end_offset_min: self.end_offset[row],
+            value: self.value[row],
+            source: self.source[row],
+            device: self.device[row],
+            seq: self.seq[row],
+            metadata: self.metadata.get(&self.id[row]).cloned(),
         }
     }
 
-    fn find_slot(&self, id: u128) -> Option<usize> {
+    /// The row holding `id`, deleted or not.
+    pub fn find(&self, id: u128) -> Option<usize> {
         let hash = self.hasher.hash_one(id);
         self.index
-            .find(hash, |&s| self.id[s as usize] == id)
-            .map(|&s| s as usize)
-    }
-
-    /// The sample with `id` and whether it is deleted.
-    pub fn find(&self, id: u128) -> Option<(Row, bool)> {
-        let slot = self.find_slot(id)?;
-        Some((self.slot_row(slot), self.slot_deleted(slot)))
+            .find(hash, |&r| self.id[r as usize] == id)
+            .map(|&r| r as usize)
     }
 
     /// Adds rows whose ids are not present yet.
-    pub fn insert(&mut self, rows: Vec<Row>) {
+    pub fn insert(&mut self, mut rows: Vec<Row>) {
         if rows.is_empty() {
             return;
         }
-        let first = self.start.len();
-        for row in rows {
-            self.push(row);
-        }
-        let mut fresh: Vec<u32> = (first as u32..self.start.len() as u32).collect();
-        fresh.sort_by_key(|&s| self.key(s as usize));
-        for &s in &fresh {
-            self.index_slot(s as usize);
-        }
-        let appends = match self.order.last() {
-            None => true,
-            Some(&last) => self.key(fresh[0] as usize) > self.key(last as usize),
+        self.generation += 1;
+        self.last_seq = rows.iter().map(|r| r.seq).fold(self.last_seq, u32::max);
+        rows.sort_unstable_by_key(Row::key);
+        let appends = match (self.start.last(), self.id.last()) {
+            (Some(&s), Some(&i)) => rows[0].key() > (s, i),
+            _ => true,
         };
         if appends {
-            self.order.extend_from_slice(&fresh);
+            let first = self.len();
+            for row in rows {
+                self.push(row);
+            }
+            for r in first..self.len() {
+                self.index_row(r);
+            }
         } else {
-            self.merge_into_order(&fresh);
+            // Out-of-order arrival (a back-fill): merge, then re-index.
+            let old = std::mem::take(self);
+            let mut merged = TypeColumns {
+                hasher: old.hasher,
+                generation: old.generation,
+                last_seq: old.last_seq,
+                ..TypeColumns::default()
+            };
+            let (mut i, mut new) = (0, rows.into_iter().peekable());
+            let mut old = old;
+            let mut old_meta = std::mem::take(&mut old.metadata);
+            loop {
+                let take_old = match (i < old.len(), new.peek()) {
+                    (true, Some(n)) => (old.start[i], old.id[i]) < n.key(),
+                    (true, None) => true,
+                    (false, Some(_)) => false,
+                    (false, None) => break,
+                };
+                if take_old {
+                    let mut row = old.row_without_metadata(i);
+                    row.metadata = old_meta.remove(&row.id);
+                    let deleted = old.is_deleted(i);
+                    merged.push(row);
+                    if deleted {
+                        merged.mark_deleted(merged.len() - 1);
+                    }
+                    i += 1;
+                } else if let Some(n) = new.next() {
+                    merged.push(n);
+                }
+            }
+            old.wipe();
+            merged.rebuild_index();
+            *self = merged;
+            self.reshaped = self.generation;
         }
     }
 
-    /// Back-fill: places sorted `fresh` slots into `order`, moving only the
-    /// entries after each insertion point, from the back so each moves once.
-    fn merge_into_order(&mut self, fresh: &[u32]) {
-        let positions: Vec<usize> = fresh
-            .iter()
-            .map(|&s| {
-                let key = self.key(s as usize);
-                self.order.partition_point(|&o| self.key(o as usize) < key)
-            })
-            .collect();
-        let old_len = self.order.len();
-        self.order.resize(old_len + fresh.len(), 0);
-        let mut end = old_len;
-        for j in (0..fresh.len()).rev() {
-            let p = positions[j];
-            self.order.copy_within(p..end, p + j + 1);
-            self.order[p + j] = fresh[j];
-            end = p;
-        }
-    }
-
-    /// Marks the sample with `id` deleted; false if absent or already deleted.
+    /// Marks the row holding `id` deleted; false if absent or already deleted.
     pub fn delete(&mut self, id: u128) -> bool {
-        match self.find_slot(id) {
-            Some(slot) if !self.slot_deleted(slot) => {
-                self.deleted[slot / 64] |= 1 << (slot % 64);
-                self.deleted_count += 1;
-                if let Some(mut m) = self.metadata.remove(&(slot as u32)) {
+        match self.find(id) {
+            Some(r) if !self.is_deleted(r) => {
+                self.mark_deleted(r);
+                self.generation += 1;
+                self.reshaped = self.generation;
+                if let Some(mut m) = self.metadata.remove(&id) {
                     m.zeroize();
                 }
                 true
@@ -193,45 +238,49 @@ impl TypeColumns {
         }
     }
 
-    /// Positions of samples with `start` in `[from, to)`.
-    pub fn start_range(&self, from: i64, to: i64) -> Range<usize> {
-        let lo = self
-            .order
-            .partition_point(|&s| self.start[s as usize] < from);
-        let hi = self.order.partition_point(|&s| self.start[s as usize] < to);
+    /// Rows with `start` in `[from, to)`, as a row-number range.
+    pub fn start_range(&self, from: i64, to: i64) -> std::ops::Range<usize> {
+        let lo = self.start.partition_point(|&s| s < from);
+        let hi = self.start.partition_point(|&s| s < to);
         lo..hi.max(lo)
     }
 
-    /// The first position strictly after `(start, id)`.
+    /// The first row strictly after `(start, id)` in sort order.
     pub fn after(&self, start: i64, id: u128) -> usize {
-        self.order
-            .partition_point(|&s| self.key(s as usize) <= (start, id))
+        let lo = self.start.partition_point(|&s| s < start);
+        let hi = self.start.partition_point(|&s| s <= start);
+        lo + self.id[lo..hi].partition_point(|&i| i <= id)
     }
 
-    pub fn visible(&self, pos: usize, visibility: Visibility) -> bool {
-        self.slot_visible(self.slot(pos), visibility)
+    /// The first row at or after `(start, id)` in sort order: rows before it
+    /// sort strictly before the key.
+    pub fn before(&self, start: i64, id: u128) -> usize {
+        let lo = self.start.partition_point(|&s| s < start);
+        let hi = self.start.partition_point(|&s| s <= start);
+        lo + self.id[lo..hi].partition_point(|&i| i < id)
     }
 
-    fn slot_visible(&self, slot: usize, visibility: Visibility) -> bool {
-        !self.slot_deleted(slot)
+    pub fn visible(&self, row: usize, visibility: Visibility) -> bool {
+        !self.is_deleted(row)
             && match visibility {
                 Visibility::All => true,
-                Visibility::OnlySource(s) => self.source[slot] as u32 == s,
+                Visibility::OnlySource(s) => self.source[row] == s,
             }
     }
 
-    /// Values of the visible samples at positions `range`.
+    /// Values of the visible rows in `rows`.
     pub fn values(
         &self,
-        range: Range<usize>,
+        rows: std::ops::Range<usize>,
         visibility: Visibility,
     ) -> impl Iterator<Item = f64> + '_ {
-        let everything = self.deleted_count == 0 && visibility == Visibility::All;
-        self.order[range]
+        let fast = self.deleted_count == 0 && visibility == Visibility::All;
+        let slice = &self.value[rows.clone()];
+        slice
             .iter()
-            .map(|&s| s as usize)
-            .filter(move |&s| everything || self.slot_visible(s, visibility))
-            .map(|s| self.value[s])
+            .zip(rows)
+            .filter(move |&(_, r)| fast || self.visible(r, visibility))
+            .map(|(&v, _)| v)
     }
 
     /// Bytes held, counting allocated capacity.
@@ -241,17 +290,18 @@ impl TypeColumns {
             + self.end.capacity() * size_of::<i64>()
             + self.value.capacity() * size_of::<f64>()
             + self.id.capacity() * size_of::<u128>()
-            + self.source.capacity() * size_of::<u16>()
+            + self.source.capacity() * size_of::<u32>()
+            + self.seq.capacity() * size_of::<u32>()
+            + self.device.capacity() * size_of::<u16>()
             + self.start_offset.capacity() * size_of::<i16>()
             + self.end_offset.capacity() * size_of::<i16>()
             + self.deleted.capacity() * size_of::<u64>()
-            + self.order.capacity() * size_of::<u32>()
-            // hashbrown: one control byte beside each slot, buckets = capacity * 8 / 7.
+            // hashbrown: one control byte per bucket beside each slot.
             + self.index.capacity() * 8 / 7 * (size_of::<u32>() + 1)
             + self
                 .metadata
                 .values()
-                .map(|m| m.len() + size_of::<u32>() + size_of::<Box<str>>())
+                .map(|m| m.len() + size_of::<u128>() + size_of::<Box<str>>())
                 .sum::<usize>()
     }
 
@@ -261,34 +311,35 @@ impl TypeColumns {
         self.value.shrink_to_fit();
         self.id.shrink_to_fit();
         self.source.shrink_to_fit();
+        self.seq.shrink_to_fit();
+        self.device.shrink_to_fit();
         self.start_offset.shrink_to_fit();
         self.end_offset.shrink_to_fit();
         self.deleted.shrink_to_fit();
-        self.order.shrink_to_fit();
-        let (hasher, ids) = (&self.hasher, &self.id);
+        let hasher = &self.hasher;
+        let ids = &self.id;
         self.index
-            .shrink_to_fit(|&s| hasher.hash_one(ids[s as usize]));
+            .shrink_to_fit(|&r| hasher.hash_one(ids[r as usize]));
     }
 
-    /// Builds indexed columns from rows in log order, leaving out the ids in
-    /// `dropped` (deleted samples, at replay).
-    pub fn from_rows(rows: Vec<Row>, dropped: &hashbrown::HashSet<u128>) -> TypeColumns {
-        let mut cols = TypeColumns::default();
-        let kept = rows.len() - rows.iter().filter(|r| dropped.contains(&r.id)).count();
-        cols.reserve_exact(kept);
+    /// Builds sorted, indexed columns from rows in any order, dropping the
+    /// ids in `dropped` (deleted samples, at replay).
+    pub fn from_rows(mut rows: Vec<Row>, dropped: &hashbrown::HashSet<u128>) -> TypeColumns {
+        if !dropped.is_empty() {
+            rows.retain(|r| !dropped.contains(&r.id));
+        }
+        if !rows.is_sorted_by_key(Row::key) {
+            rows.sort_unstable_by_key(Row::key);
+        }
+        let mut cols = TypeColumns {
+            last_seq: rows.iter().map(|r| r.seq).max().unwrap_or(0),
+            ..TypeColumns::default()
+        };
+        cols.reserve_exact(rows.len());
         for row in rows {
-            if !dropped.contains(&row.id) {
-                cols.push(row);
-            }
+            cols.push(row);
         }
-        cols.index = HashTable::with_capacity(kept);
-        for slot in 0..kept {
-            cols.index_slot(slot);
-        }
-        let mut order: Vec<u32> = (0..kept as u32).collect();
-        // Stable sort: runs already in order (the usual case) cost one pass.
-        order.sort_by_key(|&s| cols.key(s as usize));
-        cols.order = order;
+        cols.rebuild_index();
         cols
     }
 
@@ -299,10 +350,11 @@ impl TypeColumns {
         self.value.zeroize();
         self.id.zeroize();
         self.source.zeroize();
+        self.seq.zeroize();
+        self.device.zeroize();
         self.start_offset.zeroize();
         self.end_offset.zeroize();
         self.deleted.zeroize();
-        self.order.zeroize();
         for (_, mut m) in self.metadata.drain() {
             m.zeroize();
         }
@@ -315,36 +367,66 @@ impl TypeColumns {
         self.value.reserve_exact(n);
         self.id.reserve_exact(n);
         self.source.reserve_exact(n);
+        self.seq.reserve_exact(n);
+        self.device.reserve_exact(n);
         self.start_offset.reserve_exact(n);
         self.end_offset.reserve_exact(n);
         self.deleted.reserve_exact(n.div_ceil(64));
-        self.order.reserve_exact(n);
+    }
+
+    fn row_without_metadata(&self, row: usize) -> Row {
+        Row {
+            id: self.id[row],
+            start_us: self.start[row],
+            start_offset_min: self.start_offset[row],
+            end_us: self.end[row],
+            end_offset_min: self.end_offset[row],
+            value: self.value[row],
+            source: self.source[row],
+            device: self.device[row],
+            seq: self.seq[row],
+            metadata: None,
+        }
     }
 
     fn push(&mut self, row: Row) {
-        let slot = self.start.len();
+        let r = self.len();
         self.start.push(row.start_us);
         self.end.push(row.end_us);
         self.value.push(row.value);
         self.id.push(row.id);
-        self.source
-            .push(u16::try_from(row.source).expect("at most 65,536 distinct sources"));
+        self.source.push(row.source);
+        self.seq.push(row.seq);
+        self.device.push(row.device);
         self.start_offset.push(row.start_offset_min);
         self.end_offset.push(row.end_offset_min);
-        if slot.is_multiple_of(64) {
+        if r.is_multiple_of(64) {
             self.deleted.push(0);
         }
         if let Some(m) = row.metadata {
-            self.metadata.insert(slot as u32, m);
+            self.metadata.insert(row.id, m);
         }
     }
 
-    fn index_slot(&mut self, slot: usize) {
-        let (hasher, ids) = (&self.hasher, &self.id);
+    fn mark_deleted(&mut self, row: usize) {
+        self.deleted[row / 64] |= 1 << (row % 64);
+        self.deleted_count += 1;
+    }
+
+    fn index_row(&mut self, row: usize) {
+        let hasher = &self.hasher;
+        let ids = &self.id;
         self.index
-            .insert_unique(hasher.hash_one(ids[slot]), slot as u32, |&s| {
-                hasher.hash_one(ids[s as usize])
+            .insert_unique(hasher.hash_one(ids[row]), row as u32, |&r| {
+                hasher.hash_one(ids[r as usize])
             });
+    }
+
+    fn rebuild_index(&mut self) {
+        self.index = HashTable::with_capacity(self.len());
+        for r in 0..self.len() {
+            self.index_row(r);
+        }
     }
 }
 
@@ -361,79 +443,49 @@ mod tests {
             end_offset_min: 0,
             value: id as f64,
             source: 0,
+            device: 0,
+            seq: 1,
             metadata: id
                 .is_multiple_of(3)
                 .then(|| format!("{{\"n\":{id}}}").into()),
         }
     }
 
-    fn keys(c: &TypeColumns) -> Vec<(i64, u128)> {
-        (0..c.len()).map(|p| c.row(p).sort_key()).collect()
+    fn starts(c: &TypeColumns) -> Vec<(i64, u128)> {
+        (0..c.len()).map(|r| (c.start[r], c.id[r])).collect()
     }
 
     #[test]
-    fn back_fills_stay_sorted_and_indexed() {
+    fn out_of_order_inserts_stay_sorted_and_indexed() {
         let mut c = TypeColumns::default();
         c.insert(vec![row(1, 100), row(2, 200)]);
         c.insert(vec![row(3, 300)]);
         assert!(c.delete(2));
-        assert!(!c.delete(2));
-        c.insert(vec![row(4, 150), row(5, 50), row(6, 200), row(7, 400)]);
+        c.insert(vec![row(4, 150), row(5, 50), row(6, 200)]);
         assert_eq!(
-            keys(&c),
-            vec![
-                (50, 5),
-                (100, 1),
-                (150, 4),
-                (200, 2),
-                (200, 6),
-                (300, 3),
-                (400, 7)
-            ]
+            starts(&c),
+            vec![(50, 5), (100, 1), (150, 4), (200, 2), (200, 6), (300, 3)]
         );
-        for id in 1..=7u128 {
-            let (r, deleted) = c.find(id).unwrap();
-            assert_eq!(r.id, id);
-            assert_eq!(deleted, id == 2);
-            assert_eq!(r.metadata.is_some(), id.is_multiple_of(3) && id != 2);
+        for id in 1..=6u128 {
+            let r = c.find(id).unwrap();
+            assert_eq!(c.row(r).id, id);
+            assert_eq!(c.row(r).metadata.is_some(), id.is_multiple_of(3) && id != 2);
         }
-        assert_eq!(c.live_len(), 6);
+        assert!(c.is_deleted(c.find(2).unwrap()));
+        assert_eq!(c.live_len(), 5);
         assert!(c.find(99).is_none());
-        assert!(c.is_deleted(3));
         assert_eq!(c.after(200, 2), 4);
         assert_eq!(c.after(200, 6), 5);
         assert_eq!(c.start_range(100, 201), 1..5);
         let vals: Vec<f64> = c.values(0..c.len(), Visibility::All).collect();
-        assert_eq!(vals, vec![5.0, 1.0, 4.0, 6.0, 3.0, 7.0]);
-    }
-
-    #[test]
-    fn random_back_fills_match_a_sorted_reference() {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let mut c = TypeColumns::default();
-        let mut reference = Vec::new();
-        let mut next_id = 1u128;
-        for _ in 0..60 {
-            let batch: Vec<Row> = (0..rng.gen_range(1..40))
-                .map(|_| {
-                    next_id += 1;
-                    row(next_id, rng.gen_range(0..500))
-                })
-                .collect();
-            reference.extend(batch.iter().map(Row::sort_key));
-            c.insert(batch);
-        }
-        reference.sort();
-        assert_eq!(keys(&c), reference);
+        assert_eq!(vals, vec![5.0, 1.0, 4.0, 6.0, 3.0]);
     }
 
     #[test]
     fn from_rows_sorts_and_drops() {
         let dropped: hashbrown::HashSet<u128> = [2u128].into_iter().collect();
         let c = TypeColumns::from_rows(vec![row(3, 30), row(2, 20), row(1, 10)], &dropped);
-        assert_eq!(keys(&c), vec![(10, 1), (30, 3)]);
-        assert_eq!(c.find(3).unwrap().0.start_us, 30);
-        assert!(c.find(2).is_none());
+        assert_eq!(starts(&c), vec![(10, 1), (30, 3)]);
+        assert_eq!(c.find(3), Some(1));
     }
 }

@@ -5,16 +5,63 @@
 
 mod columns;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use hashbrown::{HashMap, HashSet};
 use parking_lot::{RwLock, RwLockReadGuard};
+use tokio::sync::broadcast;
 
 pub use columns::{Row, TypeColumns, Visibility};
 
 use crate::catalogue::{self, TypeIndex};
-use crate::log::event::{Envelope, Event, StoredSample};
+use crate::log::event::{Device, Envelope, Event, SourceKey, StoredSample, TypeBatch};
+use crate::query::series::SeriesCache;
+
+/// What observers hear from the projection.
+#[derive(Clone, Debug)]
+pub enum Note {
+    /// Log record `seq` changed these types; each with the source and device
+    /// of the samples it touched (one entry per distinct pair).
+    Changed {
+        seq: u64,
+        touched: Arc<[(TypeIndex, u32)]>,
+    },
+    /// The store locked: the projection is gone.
+    Locked,
+}
+
+/// A deleted sample, for the change feed.
+#[derive(Clone, Copy, Debug)]
+pub struct Deletion {
+    pub seq: u64,
+    pub id: u128,
+    pub ty: TypeIndex,
+    pub source: u32,
+}
+
+/// Interned device descriptions; 0 means "no device".
+#[derive(Default)]
+struct Devices {
+    list: Vec<Device>,
+    ids: HashMap<Device, u16>,
+}
+
+impl Devices {
+    fn intern(&mut self, device: Option<&Device>) -> u16 {
+        let Some(device) = device else { return 0 };
+        if let Some(&id) = self.ids.get(device) {
+            return id;
+        }
+        // Past 65,534 distinct devices, later ones share the last slot.
+        let id = u16::try_from(self.list.len() + 1).unwrap_or(u16::MAX);
+        if id < u16::MAX || self.list.len() + 1 == usize::from(u16::MAX) {
+            self.list.push(device.clone());
+            self.ids.insert(device.clone(), id);
+        }
+        id
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("the log names an unknown sample type")]
@@ -42,31 +89,29 @@ impl Sources {
 
 pub struct Projection {
     types: Vec<RwLock<TypeColumns>>,
-    /// Which types hold any row: lookups by id skip the rest without locking.
-    populated: Vec<AtomicBool>,
     sources: RwLock<Sources>,
+    devices: RwLock<Devices>,
     /// Ids of deleted samples: an id is never reused.
     tombstones: RwLock<HashSet<u128>>,
+    /// Deletions in log order, for the change feed.
+    deletions: RwLock<Vec<Deletion>>,
+    /// The owner's source order, with a generation for derived data.
+    priority: RwLock<(u64, Vec<SourceKey>)>,
+    /// The last log record applied.
+    applied_seq: AtomicU64,
+    /// The owner's characteristics: (type id, value).
+    characteristics: RwLock<Vec<(String, String)>>,
+    notes: broadcast::Sender<Note>,
+    series: Vec<SeriesCache>,
 }
 
 impl Default for Projection {
     fn default() -> Self {
-        Projection {
-            types: catalogue::all()
-                .iter()
-                .map(|_| RwLock::new(TypeColumns::default()))
-                .collect(),
-            populated: catalogue::all()
-                .iter()
-                .map(|_| AtomicBool::new(false))
-                .collect(),
-            sources: RwLock::default(),
-            tombstones: RwLock::default(),
-        }
+        Projection::with_types(catalogue::all().iter().map(|_| TypeColumns::default()))
     }
 }
 
-fn row_from(sample: &StoredSample, source: u32) -> Row {
+fn row_from(sample: &StoredSample, source: u32, device: u16, seq: u64) -> Row {
     Row {
         id: u128::from_be_bytes(sample.id),
         start_us: sample.start_us,
@@ -75,11 +120,95 @@ fn row_from(sample: &StoredSample, source: u32) -> Row {
         end_offset_min: sample.end_offset_min,
         value: sample.value,
         source,
+        device,
+        seq: u32::try_from(seq).unwrap_or(u32::MAX),
         metadata: sample.metadata.as_deref().map(Box::from),
     }
 }
 
+/// The groups of an add event, whatever its variant.
+type Groups<'a> = Vec<(Option<&'a Device>, &'a [TypeBatch])>;
+
+fn device_groups(event: &Event) -> Option<(&str, Groups<'_>)> {
+    match event {
+        Event::SamplesAdded { source, batches } => Some((source, vec![(None, batches)])),
+        Event::DeviceSamplesAdded { source, groups } => Some((
+            source,
+            groups
+                .iter()
+                .map(|g| (g.device.as_ref(), g.batches.as_slice()))
+                .collect(),
+        )),
+        _ => None,
+    }
+}
+
 impl Projection {
+    fn with_types(types: impl Iterator<Item = TypeColumns>) -> Projection {
+        let types: Vec<_> = types.map(RwLock::new).collect();
+        let series = types.iter().map(|_| SeriesCache::default()).collect();
+        Projection {
+            types,
+            sources: RwLock::default(),
+            devices: RwLock::default(),
+            tombstones: RwLock::default(),
+            deletions: RwLock::default(),
+            priority: RwLock::default(),
+            characteristics: RwLock::default(),
+            applied_seq: AtomicU64::new(0),
+            notes: broadcast::channel(1024).0,
+            series,
+        }
+    }
+
+    /// The last log record applied: the head of the change feed.
+    pub fn applied_seq(&self) -> u64 {
+        self.applied_seq.load(Ordering::Acquire)
+    }
+
+    /// Hears about every change applied from now on, and about the lock.
+    pub fn subscribe(&self) -> broadcast::Receiver<Note> {
+        self.notes.subscribe()
+    }
+
+    /// The device interned as `id` (0: none).
+    pub fn device(&self, id: u16) -> Option<Device> {
+        let devices = self.devices.read();
+        id.checked_sub(1)
+            .and_then(|i| devices.list.get(usize::from(i)).cloned())
+    }
+
+    /// Every interned source name, by id.
+    pub fn source_names(&self) -> Vec<Arc<str>> {
+        self.sources.read().names.clone()
+    }
+
+    /// Every interned device, by id minus one.
+    pub fn device_list(&self) -> Vec<Device> {
+        self.devices.read().list.clone()
+    }
+
+    /// The owner's characteristics: (type id, value).
+    pub fn characteristics(&self) -> Vec<(String, String)> {
+        self.characteristics.read().clone()
+    }
+
+    /// The owner's source order and its generation.
+    pub fn priority(&self) -> (u64, Vec<SourceKey>) {
+        self.priority.read().clone()
+    }
+
+    /// Deletions with `seq > after`, in log order.
+    pub fn deletions_after(&self, after: u64) -> Vec<Deletion> {
+        let d = self.deletions.read();
+        let from = d.partition_point(|x| x.seq <= after);
+        d[from..].to_vec()
+    }
+
+    pub fn series_cache(&self, ty: TypeIndex) -> &SeriesCache {
+        &self.series[ty.0 as usize]
+    }
+
     pub fn columns(&self, ty: TypeIndex) -> RwLockReadGuard<'_, TypeColumns> {
         self.types[ty.0 as usize].read()
     }
@@ -106,42 +235,75 @@ impl Projection {
     /// The live sample with `id`, with its type.
     pub fn find(&self, id: u128) -> Option<(TypeIndex, Row)> {
         self.types.iter().enumerate().find_map(|(t, cols)| {
-            if !self.populated[t].load(Ordering::Acquire) {
-                return None;
-            }
-            let (row, deleted) = cols.read().find(id)?;
-            (!deleted).then_some((TypeIndex(t as u16), row))
+            let cols = cols.read();
+            let r = cols.find(id)?;
+            (!cols.is_deleted(r)).then(|| (TypeIndex(t as u16), cols.row(r)))
         })
     }
 
-    /// Applies a committed event.
-    pub fn apply(&self, envelope: &Envelope) -> Result<(), UnknownType> {
-        match &envelope.event {
-            Event::SamplesAdded { source, batches } => {
-                let source = self.intern_source(source);
+    /// Applies committed event `seq`.
+    pub fn apply(&self, seq: u64, envelope: &Envelope) -> Result<(), UnknownType> {
+        let mut touched: Vec<(TypeIndex, u32)> = Vec::new();
+        if let Some((source, groups)) = device_groups(&envelope.event) {
+            let source = self.intern_source(source);
+            for (device, batches) in groups {
+                let device = self.devices.write().intern(device);
                 for batch in batches {
                     let ty = catalogue::lookup(&batch.type_id).ok_or(UnknownType)?;
-                    let rows = batch.samples.iter().map(|s| row_from(s, source)).collect();
+                    let rows = batch
+                        .samples
+                        .iter()
+                        .map(|s| row_from(s, source, device, seq))
+                        .collect();
                     self.types[ty.0 as usize].write().insert(rows);
-                    self.populated[ty.0 as usize].store(true, Ordering::Release);
+                    touched.push((ty, source));
                 }
             }
+        }
+        match &envelope.event {
             Event::SamplesDeleted { ids, .. } => {
                 let mut tombstones = self.tombstones.write();
+                let mut deletions = self.deletions.write();
                 for id in ids {
                     let id = u128::from_be_bytes(*id);
                     tombstones.insert(id);
-                    let mut populated = self
-                        .types
-                        .iter()
-                        .enumerate()
-                        .filter(|(t, _)| self.populated[*t].load(Ordering::Acquire));
-                    populated.any(|(_, cols)| cols.write().delete(id));
+                    for (t, cols) in self.types.iter().enumerate() {
+                        let mut cols = cols.write();
+                        let Some(r) = cols.find(id) else { continue };
+                        let source = cols.source_of(r);
+                        if cols.delete(id) {
+                            cols.touch(u32::try_from(seq).unwrap_or(u32::MAX));
+                            let ty = TypeIndex(t as u16);
+                            deletions.push(Deletion {
+                                seq,
+                                id,
+                                ty,
+                                source,
+                            });
+                            touched.push((ty, source));
+                        }
+                        break;
+                    }
                 }
             }
-            // App, grant and token events belong to the registry.
+            Event::SourcePriority { order } => {
+                let mut p = self.priority.write();
+                *p = (p.0 + 1, order.clone());
+            }
+            Event::CharacteristicsSet { values } => {
+                let mut c = self.characteristics.write();
+                wipe_pairs(&mut c);
+                *c = values.clone();
+            }
             _ => {}
         }
+        self.applied_seq.store(seq, Ordering::Release);
+        touched.sort_unstable();
+        touched.dedup();
+        let _ = self.notes.send(Note::Changed {
+            seq,
+            touched: touched.into(),
+        });
         Ok(())
     }
 
@@ -157,16 +319,31 @@ impl Projection {
             + self.tombstones.read().capacity() * 17
     }
 
-    /// Zeroises every column and forgets the tombstones.
+    /// Zeroises every column and forgets the tombstones; tells observers.
     pub fn wipe(&self) {
-        for (cols, populated) in self.types.iter().zip(&self.populated) {
+        for cols in &self.types {
             cols.write().wipe();
-            populated.store(false, Ordering::Release);
+        }
+        for cache in &self.series {
+            cache.clear();
         }
         let mut tombstones = self.tombstones.write();
         tombstones.clear();
         tombstones.shrink_to_fit();
+        *self.deletions.write() = Vec::new();
+        *self.devices.write() = Devices::default();
+        *self.priority.write() = (0, Vec::new());
+        wipe_pairs(&mut self.characteristics.write());
+        let _ = self.notes.send(Note::Locked);
     }
+}
+
+fn wipe_pairs(pairs: &mut Vec<(String, String)>) {
+    for (k, v) in pairs.iter_mut() {
+        zeroize::Zeroize::zeroize(k);
+        zeroize::Zeroize::zeroize(v);
+    }
+    pairs.clear();
 }
 
 impl Drop for Projection {
@@ -181,7 +358,13 @@ impl Drop for Projection {
 pub struct ProjectionBuilder {
     rows: Vec<Vec<Row>>,
     sources: Sources,
+    devices: Devices,
     tombstones: HashSet<u128>,
+    /// (seq, id) of each deletion, resolved to type and source at finish.
+    deleted: Vec<(u64, u128)>,
+    priority: (u64, Vec<SourceKey>),
+    characteristics: Vec<(String, String)>,
+    last_seq: u64,
 }
 
 impl ProjectionBuilder {
@@ -192,19 +375,38 @@ impl ProjectionBuilder {
         }
     }
 
-    pub fn add(&mut self, envelope: Envelope) -> Result<(), UnknownType> {
-        match envelope.event {
-            Event::SamplesAdded { source, batches } => {
-                let source = self.sources.intern(&source);
+    pub fn add(&mut self, seq: u64, envelope: Envelope) -> Result<(), UnknownType> {
+        self.last_seq = seq;
+        if let Some((source, groups)) = device_groups(&envelope.event) {
+            let source = self.sources.intern(source);
+            for (device, batches) in groups {
+                let device = self.devices.intern(device);
                 for batch in batches {
                     let ty = catalogue::lookup(&batch.type_id).ok_or(UnknownType)?;
                     let rows = &mut self.rows[ty.0 as usize];
-                    rows.extend(batch.samples.iter().map(|s| row_from(s, source)));
+                    rows.extend(
+                        batch
+                            .samples
+                            .iter()
+                            .map(|s| row_from(s, source, device, seq)),
+                    );
                 }
             }
+        }
+        match envelope.event {
             Event::SamplesDeleted { ids, .. } => {
-                self.tombstones
-                    .extend(ids.iter().map(|id| u128::from_be_bytes(*id)));
+                for id in ids {
+                    let id = u128::from_be_bytes(id);
+                    self.tombstones.insert(id);
+                    self.deleted.push((seq, id));
+                }
+            }
+            Event::SourcePriority { order } => {
+                self.priority = (self.priority.0 + 1, order);
+            }
+            Event::CharacteristicsSet { values } => {
+                wipe_pairs(&mut self.characteristics);
+                self.characteristics = values;
             }
             _ => {}
         }
@@ -213,26 +415,64 @@ impl ProjectionBuilder {
 
     pub fn finish(self) -> Projection {
         let tombstones = self.tombstones;
-        let populated = self
-            .rows
-            .iter()
-            .map(|r| AtomicBool::new(!r.is_empty()))
-            .collect();
-        let types = self
+        // Where each deleted sample lived, learnt while dropping it.
+        let mut dropped_from: HashMap<u128, (TypeIndex, u32)> = HashMap::new();
+        let kept: Vec<Vec<Row>> = self
             .rows
             .into_iter()
-            .map(|rows| {
-                let mut cols = TypeColumns::from_rows(rows, &tombstones);
-                // from_rows reserves exactly; this trims the id index.
-                cols.shrink_to_fit();
-                RwLock::new(cols)
+            .enumerate()
+            .map(|(t, mut rows)| {
+                if !tombstones.is_empty() {
+                    rows.retain(|r| {
+                        let keep = !tombstones.contains(&r.id);
+                        if !keep {
+                            dropped_from.insert(r.id, (TypeIndex(t as u16), r.source));
+                        }
+                        keep
+                    });
+                }
+                rows
             })
             .collect();
-        Projection {
-            types,
-            populated,
-            sources: RwLock::new(self.sources),
-            tombstones: RwLock::new(tombstones),
+        let deletions: Vec<Deletion> = self
+            .deleted
+            .iter()
+            .filter_map(|&(seq, id)| {
+                let &(ty, source) = dropped_from.get(&id)?;
+                Some(Deletion {
+                    seq,
+                    id,
+                    ty,
+                    source,
+                })
+            })
+            .collect();
+        let mut last_delete = vec![0u32; kept.len()];
+        for d in &deletions {
+            let last = &mut last_delete[usize::from(d.ty.0)];
+            *last = (*last).max(u32::try_from(d.seq).unwrap_or(u32::MAX));
         }
+        let none = HashSet::new();
+        let columns: Vec<TypeColumns> = kept
+            .into_iter()
+            .zip(last_delete)
+            .map(|(rows, last_delete)| {
+                let mut cols = TypeColumns::from_rows(rows, &none);
+                if last_delete > 0 {
+                    cols.touch(last_delete);
+                }
+                cols.shrink_to_fit();
+                cols
+            })
+            .collect();
+        let mut projection = Projection::with_types(columns.into_iter());
+        projection.sources = RwLock::new(self.sources);
+        projection.devices = RwLock::new(self.devices);
+        projection.tombstones = RwLock::new(tombstones);
+        projection.deletions = RwLock::new(deletions);
+        projection.priority = RwLock::new(self.priority);
+        projection.characteristics = RwLock::new(self.characteristics);
+        projection.applied_seq = AtomicU64::new(self.last_seq);
+        projection
     }
 }

@@ -453,3 +453,33 @@ pub fn query_param(url: &str, name: &str) -> Option<String> {
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
+
+/// A running workout with a route, written in one request by whoever `app`
+/// is authenticated as. Returns (workout id, route id). For the app-permission
+/// half of `workout_route`: an app without `read:workout_route` must see the
+/// workout but not the route unless it wrote it.
+pub async fn workout_with_route(app: &TestApp) -> (String, String) {
+    let workout = uuid::Uuid::new_v4().to_string();
+    let route = uuid::Uuid::new_v4().to_string();
+    let r = app
+        .write(vec![
+            json!({
+                "id": workout, "type": "workout", "activity": "running",
+                "start": "2026-05-01T07:00:00+02:00", "end": "2026-05-01T07:30:00+02:00",
+                "energy": {"value": 350, "unit": "kcal"},
+                "distance": {"value": 5, "unit": "km"},
+            }),
+            json!({
+                "id": route, "type": "workout_route", "workout": workout,
+                "start": "2026-05-01T07:00:00+02:00", "end": "2026-05-01T07:30:00+02:00",
+                "route": [
+                    {"time": "2026-05-01T07:00:00+02:00", "lat": 52.52, "lon": 13.405, "alt": 34.0},
+                    {"time": "2026-05-01T07:15:00+02:00", "lat": 52.53, "lon": 13.41},
+                    {"time": "2026-05-01T07:30:00+02:00", "lat": 52.52, "lon": 13.405},
+                ],
+            }),
+        ])
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    (workout, route)
+}

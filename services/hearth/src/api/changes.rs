@@ -1,0 +1,312 @@
+//! The change feed (`GET /v1/changes`) and the observer stream
+//! (`GET /v1/observe`, Server-Sent Events).
+//!
+//! Both see only what `policy::visibility` lets the caller see: a change to
+//! a type the caller cannot read is invisible unless it is the caller's own.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use super::auth::{Access, Caller};
+use super::composed;
+use super::problem::Problem;
+use super::samples::{check_unit, lookup_type, sample_json, ApiQuery};
+use crate::apps::Apps;
+use crate::catalogue::{self, TypeIndex};
+use crate::lock::OpenStore;
+use crate::projection::{Note, Projection, Visibility};
+use crate::query::changes::{self, Anchor, Change};
+
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+const MAX_TYPES: usize = 256;
+
+/// `types=a,b`; all types when absent.
+fn parse_types(text: Option<&str>) -> Result<Vec<TypeIndex>, Problem> {
+    let Some(text) = text else {
+        return Ok((0..catalogue::all().len() as u16).map(TypeIndex).collect());
+    };
+    let mut out = Vec::new();
+    for id in text.split(',') {
+        let ti = lookup_type(None, id.trim())?;
+        if !out.contains(&ti) {
+            out.push(ti);
+        }
+    }
+    if out.is_empty() || out.len() > MAX_TYPES {
+        return Err(Problem::invalid(None, "types", "one or more type ids"));
+    }
+    Ok(out)
+}
+
+fn parse_anchor(text: Option<&str>) -> Result<Anchor, Problem> {
+    match text {
+        None => Ok(Anchor::default()),
+        Some(t) => Anchor::decode(t).ok_or_else(|| {
+            Problem::invalid(None, "anchor", "not an anchor returned by this server")
+        }),
+    }
+}
+
+fn views(
+    caller: &Caller,
+    apps: &Apps,
+    types: &[TypeIndex],
+    projection: &Projection,
+) -> Vec<(TypeIndex, Visibility)> {
+    types
+        .iter()
+        .map(|&t| (t, composed::read_visibility(caller, apps, t, projection)))
+        .collect()
+}
+
+#[derive(Deserialize)]
+pub struct ChangesQuery {
+    types: Option<String>,
+    anchor: Option<String>,
+    limit: Option<String>,
+    unit: Option<String>,
+}
+
+/// `GET /v1/changes?types=&anchor=&limit=`.
+pub async fn changes(
+    access: Access,
+    ApiQuery(q): ApiQuery<ChangesQuery>,
+) -> Result<Json<Value>, Problem> {
+    let types = parse_types(q.types.as_deref())?;
+    if q.unit.is_some() {
+        if types.len() != 1 {
+            return Err(Problem::invalid(
+                None,
+                "unit",
+                "a unit needs exactly one type",
+            ));
+        }
+        check_unit(catalogue::get(types[0]), q.unit.as_deref())?;
+    }
+    let anchor = parse_anchor(q.anchor.as_deref())?;
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_PAGE,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| {
+                Problem::invalid(None, "limit", format!("an integer from 1 to {MAX_PAGE}"))
+            })?,
+    };
+    let projection = &access.open.projection;
+    let views = views(&access.caller, &access.apps, &types, projection);
+    let page = changes::page(projection, &views, anchor, limit);
+    let mut added = Vec::new();
+    let mut deleted = Vec::new();
+    for change in page.changes {
+        match change {
+            Change::Added { ty, row } => {
+                let ty = catalogue::get(ty);
+                let mut out = sample_json(projection, ty, &row, q.unit.as_deref())?;
+                composed::expand_members(&access.caller, &access.apps, projection, ty, &mut out)?;
+                added.push(out);
+            }
+            Change::Deleted { ty, id } => deleted.push(json!({
+                "id": Uuid::from_u128(id).to_string(),
+                "type": catalogue::get(ty).id,
+            })),
+        }
+    }
+    Ok(Json(json!({
+        "added": added,
+        "deleted": deleted,
+        "anchor": page.next.encode(),
+        "has_more": page.has_more,
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct ObserveQuery {
+    types: Option<String>,
+    /// Seconds between heartbeats (1–60, default 15).
+    heartbeat: Option<String>,
+}
+
+struct Observer {
+    store: Weak<OpenStore>,
+    caller: Caller,
+    apps: Arc<Apps>,
+    types: Vec<TypeIndex>,
+    notes: tokio::sync::broadcast::Receiver<Note>,
+    /// Changes up to this record have been reported.
+    reported: u64,
+    queue: VecDeque<SseEvent>,
+    done: bool,
+}
+
+fn change_event(ty: TypeIndex, seq: u64) -> SseEvent {
+    let anchor = Anchor {
+        seq,
+        after_id: None,
+    }
+    .encode();
+    SseEvent::default()
+        .event("change")
+        .id(anchor.clone())
+        .data(json!({ "type": catalogue::get(ty).id, "anchor": anchor }).to_string())
+}
+
+fn locked_event() -> SseEvent {
+    SseEvent::default()
+        .event("store_locked")
+        .data(json!({ "code": "store_locked", "detail": "the store is locked" }).to_string())
+}
+
+impl Observer {
+    /// Queues an event per type visibly changed after `self.reported`.
+    fn catch_up(&mut self, open: &OpenStore) {
+        let projection = &open.projection;
+        let views = views(&self.caller, &self.apps, &self.types, projection);
+        let (types, latest) = changes::changed_types(projection, &views, self.reported);
+        for ty in types {
+            self.queue.push_back(change_event(ty, latest));
+        }
+        self.reported = latest;
+    }
+
+    fn on_note(&mut self, note: Note) {
+        match note {
+            Note::Locked => {
+                self.queue.push_back(locked_event());
+                self.done = true;
+            }
+            Note::Changed { seq, touched } => {
+                if seq <= self.reported {
+                    return;
+                }
+                let Some(open) = self.store.upgrade() else {
+                    self.queue.push_back(locked_event());
+                    self.done = true;
+                    return;
+                };
+                let mut fired: Vec<TypeIndex> = Vec::new();
+                for &(ty, source) in touched.iter() {
+                    if !self.types.contains(&ty) || fired.contains(&ty) {
+                        continue;
+                    }
+                    let seen = match composed::read_visibility(
+                        &self.caller,
+                        &self.apps,
+                        ty,
+                        &open.projection,
+                    ) {
+                        Visibility::All => true,
+                        Visibility::OnlySource(s) => s == source,
+                    };
+                    if seen {
+                        fired.push(ty);
+                        self.queue.push_back(change_event(ty, seq));
+                    }
+                }
+                self.reported = seq;
+            }
+        }
+    }
+
+    async fn next(mut self) -> Option<(Result<SseEvent, Infallible>, Observer)> {
+        loop {
+            if let Some(event) = self.queue.pop_front() {
+                return Some((Ok(event), self));
+            }
+            if self.done {
+                return None;
+            }
+            match self.notes.recv().await {
+                Ok(note) => self.on_note(note),
+                Err(RecvError::Lagged(_)) => match self.store.upgrade() {
+                    Some(open) => self.catch_up(&open),
+                    None => self.on_note(Note::Locked),
+                },
+                Err(RecvError::Closed) => self.on_note(Note::Locked),
+            }
+        }
+    }
+}
+
+/// `GET /v1/observe?types=`: `change` events ("type T changed, new anchor
+/// A"), heartbeats, and a final `store_locked` event when the store locks.
+/// Reconnecting with `Last-Event-ID` reports every type changed since.
+pub async fn observe(
+    access: Access,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<ObserveQuery>,
+) -> Result<Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>>, Problem> {
+    let types = parse_types(q.types.as_deref())?;
+    let heartbeat = match q.heartbeat.as_deref() {
+        None => 15,
+        Some(h) => h
+            .parse::<u64>()
+            .ok()
+            .filter(|h| (1..=60).contains(h))
+            .ok_or_else(|| Problem::invalid(None, "heartbeat", "seconds from 1 to 60"))?,
+    };
+    let last = headers
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str().ok().and_then(Anchor::decode).ok_or_else(|| {
+                Problem::invalid(None, "Last-Event-ID", "not an event id from this stream")
+            })
+        })
+        .transpose()?;
+    let open: Arc<OpenStore> = access.open;
+    // Subscribe before looking, so nothing falls between catch-up and live.
+    let notes = open.projection.subscribe();
+    let mut observer = Observer {
+        store: Arc::downgrade(&open),
+        caller: access.caller,
+        apps: access.apps.clone(),
+        types,
+        notes,
+        // Without an id: from the latest change the caller can see, so the
+        // first anchor says nothing about changes it cannot.
+        reported: last.map_or(0, |a| a.seq),
+        queue: VecDeque::new(),
+        done: false,
+    };
+    if last.is_some() {
+        observer.catch_up(&open);
+    } else {
+        let views = views(
+            &observer.caller,
+            &observer.apps,
+            &observer.types,
+            &open.projection,
+        );
+        observer.reported = changes::changed_types(&open.projection, &views, 0).1;
+    }
+    let anchor = Anchor {
+        seq: observer.reported,
+        after_id: None,
+    }
+    .encode();
+    observer.queue.push_back(
+        SseEvent::default()
+            .event("ready")
+            .id(anchor.clone())
+            .data(json!({ "anchor": anchor }).to_string()),
+    );
+    drop(open);
+    let stream = futures_util::stream::unfold(observer, Observer::next);
+    Ok(Sse::new(stream).keep_alive(
+        KeepAlive::new()
+            .interval(Duration::from_secs(heartbeat))
+            .text("heartbeat"),
+    ))
+}

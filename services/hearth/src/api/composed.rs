@@ -1,0 +1,501 @@
+//! Samples with structure: correlations (`blood_pressure`, `food`), workouts
+//! and workout routes.
+//!
+//! They are stored as ordinary samples so that the log, the writer's retry
+//! rules and the projection need nothing new: a correlation is its member
+//! samples (each of its own type, so they read back through their types)
+//! plus one sample of the correlation type whose metadata lists the members
+//! under a reserved key; a workout's value is its activity, with energy and
+//! distance under reserved keys; a route is a sample of `workout_route` that
+//! names its workout and carries its points. Keys starting with
+//! [`RESERVED`] are refused in client metadata and never shown as metadata.
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::auth::{Access, Caller};
+use super::problem::Problem;
+use super::samples::{format_time, lookup_type, parse_time, sample_json};
+use crate::apps::Apps;
+use crate::catalogue::{self, units, Kind, SampleType, TypeIndex};
+use crate::log::writer::NewSample;
+use crate::policy;
+use crate::projection::{Projection, Row, Visibility};
+
+/// Prefix of metadata keys the server writes.
+pub const RESERVED: &str = "hearth:";
+const MEMBERS: &str = "hearth:members";
+const ENERGY: &str = "hearth:energy";
+const DISTANCE: &str = "hearth:distance";
+const WORKOUT: &str = "hearth:workout";
+const ROUTE: &str = "hearth:route";
+const MAX_MEMBERS: usize = 64;
+/// Most points in one route sample.
+pub const MAX_ROUTE_POINTS: usize = 20_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberIn {
+    id: Option<Uuid>,
+    #[serde(rename = "type")]
+    type_id: String,
+    value: f64,
+    unit: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasureIn {
+    value: f64,
+    unit: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointIn {
+    time: String,
+    lat: f64,
+    lon: f64,
+    alt: Option<f64>,
+}
+
+/// The structured fields of a sample in a write.
+#[derive(Default)]
+pub struct ComposedIn {
+    pub members: Option<Vec<MemberIn>>,
+    pub activity: Option<String>,
+    pub energy: Option<MeasureIn>,
+    pub distance: Option<MeasureIn>,
+    pub workout: Option<Uuid>,
+    pub route: Option<Vec<PointIn>>,
+}
+
+impl ComposedIn {
+    fn present_fields(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.members.is_some() {
+            out.push("members");
+        }
+        if self.activity.is_some() {
+            out.push("activity");
+        }
+        if self.energy.is_some() {
+            out.push("energy");
+        }
+        if self.distance.is_some() {
+            out.push("distance");
+        }
+        if self.workout.is_some() {
+            out.push("workout");
+        }
+        if self.route.is_some() {
+            out.push("route");
+        }
+        out
+    }
+
+    /// Refuses structured fields on a type that takes none of `allowed`.
+    fn only(&self, at: Option<usize>, ty: &SampleType, allowed: &[&str]) -> Result<(), Problem> {
+        match self
+            .present_fields()
+            .into_iter()
+            .find(|f| !allowed.contains(f))
+        {
+            Some(field) => Err(Problem::invalid(
+                at,
+                field,
+                format!("{} takes no `{field}`", ty.id),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// For quantity and category samples: no structured fields at all.
+    pub fn refuse_for(&self, at: Option<usize>, ty: &SampleType) -> Result<(), Problem> {
+        self.only(at, ty, &[])
+    }
+}
+
+/// A member's id when the client gave none: derived from the correlation's,
+/// so retrying the same correlation stays a no-op.
+fn member_id(correlation: [u8; 16], index: usize) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(b"hearth correlation member");
+    h.update(correlation);
+    h.update((index as u32).to_be_bytes());
+    let digest = h.finalize();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    id[6] = (id[6] & 0x0f) | 0x80;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    id
+}
+
+fn metadata_map(base: &NewSample) -> Map<String, Value> {
+    base.sample
+        .metadata
+        .as_deref()
+        .and_then(|m| serde_json::from_str(m).ok())
+        .unwrap_or_default()
+}
+
+fn measure(at: Option<usize>, field: &str, as_type: &str, m: &MeasureIn) -> Result<f64, Problem> {
+    let ty = catalogue::get(catalogue::lookup(as_type).expect("catalogue type"));
+    let v = units::to_canonical(ty, m.value, &m.unit)
+        .map_err(|e| Problem::invalid(at, field, e.to_string()))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(Problem::invalid(
+            at,
+            field,
+            "must be a finite, non-negative value",
+        ));
+    }
+    Ok(v)
+}
+
+/// Validates a correlation, workout or route; returns what is stored.
+pub fn validate(
+    at: Option<usize>,
+    ty: &'static SampleType,
+    mut base: NewSample,
+    value: Value,
+    unit: Option<String>,
+    parts: ComposedIn,
+) -> Result<Vec<NewSample>, Problem> {
+    if !value.is_null() {
+        return Err(Problem::invalid(
+            at,
+            "value",
+            format!("{} takes no `value`", ty.id),
+        ));
+    }
+    if unit.is_some() {
+        return Err(Problem::invalid(
+            at,
+            "unit",
+            format!("{} takes no unit", ty.id),
+        ));
+    }
+    let mut meta = metadata_map(&base);
+    let mut out = Vec::new();
+    match &ty.kind {
+        Kind::Characteristic { .. } => {
+            return Err(Problem::invalid(
+                at,
+                "type",
+                format!(
+                    "{} is a characteristic: set it with PUT /v1/characteristics",
+                    ty.id
+                ),
+            ))
+        }
+        Kind::Correlation { members } => {
+            parts.only(at, ty, &["members"])?;
+            let given = parts
+                .members
+                .ok_or_else(|| Problem::invalid(at, "members", "a correlation needs members"))?;
+            if given.is_empty() || given.len() > MAX_MEMBERS {
+                return Err(Problem::invalid(
+                    at,
+                    "members",
+                    format!("1 to {MAX_MEMBERS} members"),
+                ));
+            }
+            let mut seen_types = Vec::new();
+            let mut ids = Vec::new();
+            for (i, m) in given.into_iter().enumerate() {
+                let mti = lookup_type(at, &m.type_id)?;
+                let mty = catalogue::get(mti);
+                if !members.contains(&mty.id) {
+                    return Err(Problem::invalid(
+                        at,
+                        "members",
+                        format!("{} holds only {members:?}", ty.id),
+                    ));
+                }
+                if seen_types.contains(&mti) {
+                    return Err(Problem::invalid(
+                        at,
+                        "members",
+                        format!("{} appears twice", mty.id),
+                    ));
+                }
+                seen_types.push(mti);
+                let v = units::to_canonical(mty, m.value, &m.unit)
+                    .map_err(|e| Problem::invalid(at, "members", e.to_string()))?;
+                if !v.is_finite() {
+                    return Err(Problem::invalid(at, "members", "values must be finite"));
+                }
+                let id =
+                    m.id.map(Uuid::into_bytes)
+                        .unwrap_or_else(|| member_id(base.sample.id, i));
+                if id == base.sample.id || ids.contains(&Uuid::from_bytes(id).to_string()) {
+                    return Err(Problem::invalid(
+                        at,
+                        "members",
+                        "member ids must be distinct",
+                    ));
+                }
+                ids.push(Uuid::from_bytes(id).to_string());
+                let mut sample = base.sample.clone();
+                sample.id = id;
+                sample.value = v;
+                sample.metadata = None;
+                out.push(NewSample {
+                    type_index: mti,
+                    sample,
+                    device: base.device.clone(),
+                });
+            }
+            if ty.id == "blood_pressure" && seen_types.len() != members.len() {
+                return Err(Problem::invalid(
+                    at,
+                    "members",
+                    "blood pressure needs a systolic and a diastolic member",
+                ));
+            }
+            base.sample.value = ids.len() as f64;
+            meta.insert(MEMBERS.into(), json!(ids.join(",")));
+        }
+        Kind::Workout { .. } => {
+            parts.only(at, ty, &["activity", "energy", "distance"])?;
+            let activity = parts
+                .activity
+                .ok_or_else(|| Problem::invalid(at, "activity", "a workout needs an activity"))?;
+            let index = ty.category_index(&activity).ok_or_else(|| {
+                Problem::invalid(
+                    at,
+                    "activity",
+                    format!("unknown activity '{activity}' (see GET /v1/types)"),
+                )
+            })?;
+            base.sample.value = f64::from(index);
+            if let Some(e) = &parts.energy {
+                meta.insert(
+                    ENERGY.into(),
+                    json!(measure(at, "energy", "active_energy_burned", e)?),
+                );
+            }
+            if let Some(d) = &parts.distance {
+                meta.insert(
+                    DISTANCE.into(),
+                    json!(measure(at, "distance", "distance_walking_running", d)?),
+                );
+            }
+        }
+        Kind::Route => {
+            parts.only(at, ty, &["workout", "route"])?;
+            let workout = parts
+                .workout
+                .ok_or_else(|| Problem::invalid(at, "workout", "a route belongs to a workout"))?;
+            let points = parts
+                .route
+                .ok_or_else(|| Problem::invalid(at, "route", "a route needs points"))?;
+            if points.is_empty() || points.len() > MAX_ROUTE_POINTS {
+                return Err(Problem::invalid(
+                    at,
+                    "route",
+                    format!("1 to {MAX_ROUTE_POINTS} points"),
+                ));
+            }
+            let mut stored = Vec::with_capacity(points.len());
+            for p in &points {
+                let (t, _) = parse_time(at, "route", &p.time)?;
+                let ok = (-90.0..=90.0).contains(&p.lat)
+                    && (-180.0..=180.0).contains(&p.lon)
+                    && p.alt.is_none_or(f64::is_finite);
+                if !ok {
+                    return Err(Problem::invalid(
+                        at,
+                        "route",
+                        "lat, lon or alt out of range",
+                    ));
+                }
+                if t < base.sample.start_us || t > base.sample.end_us {
+                    return Err(Problem::invalid(
+                        at,
+                        "route",
+                        "every point lies between start and end",
+                    ));
+                }
+                stored.push(json!([t, p.lat, p.lon, p.alt]));
+            }
+            base.sample.value = points.len() as f64;
+            meta.insert(WORKOUT.into(), json!(workout.to_string()));
+            meta.insert(ROUTE.into(), Value::Array(stored));
+        }
+        Kind::Quantity { .. } | Kind::Category { .. } => unreachable!("plain kinds"),
+    }
+    base.sample.metadata = Some(serde_json::to_string(&meta).expect("a JSON map serialises"));
+    out.push(base);
+    Ok(out)
+}
+
+/// Every route in a write names a workout in the same write or one the
+/// caller can see.
+pub fn check_routes(access: &Access, samples: &[NewSample]) -> Result<(), Problem> {
+    let workout_ty = catalogue::lookup("workout").expect("catalogue type");
+    for (i, s) in samples.iter().enumerate() {
+        if !matches!(catalogue::get(s.type_index).kind, Kind::Route) {
+            continue;
+        }
+        let meta = metadata_map(s);
+        let Some(id) = meta
+            .get(WORKOUT)
+            .and_then(Value::as_str)
+            .and_then(|t| Uuid::parse_str(t).ok())
+        else {
+            continue;
+        };
+        let in_request = samples
+            .iter()
+            .any(|o| o.type_index == workout_ty && o.sample.id == id.into_bytes());
+        let stored = access
+            .open
+            .projection
+            .find(id.as_u128())
+            .is_some_and(|(ti, row)| {
+                ti == workout_ty
+                    && match read_visibility(
+                        &access.caller,
+                        &access.apps,
+                        ti,
+                        &access.open.projection,
+                    ) {
+                        Visibility::All => true,
+                        Visibility::OnlySource(s) => row.source == s,
+                    }
+            });
+        if !in_request && !stored {
+            return Err(Problem::invalid(Some(i), "workout", "no such workout"));
+        }
+    }
+    Ok(())
+}
+
+/// What a caller may read of a type. A correlation is governed by its
+/// members: readable wherever any member type is.
+pub fn read_visibility(
+    caller: &Caller,
+    apps: &Apps,
+    ti: TypeIndex,
+    projection: &Projection,
+) -> Visibility {
+    let ty = catalogue::get(ti);
+    let Some(members) = ty.members() else {
+        return policy::visibility(caller, apps, ti, projection);
+    };
+    let mut out = None;
+    for m in members {
+        let mti = catalogue::lookup(m).expect("members are in the catalogue");
+        match policy::visibility(caller, apps, mti, projection) {
+            Visibility::All => return Visibility::All,
+            v => out = out.or(Some(v)),
+        }
+    }
+    out.unwrap_or_else(|| policy::visibility(caller, apps, ti, projection))
+}
+
+/// Moves reserved metadata into the sample's own fields.
+pub fn present(ty: &SampleType, row: &Row, out: &mut Value) {
+    let Some(Value::Object(meta)) = out.get_mut("metadata") else {
+        return;
+    };
+    let mut take = |k: &str| meta.remove(k);
+    let members = take(MEMBERS);
+    let energy = take(ENERGY);
+    let distance = take(DISTANCE);
+    let workout = take(WORKOUT);
+    let route = take(ROUTE);
+    if meta.is_empty() {
+        out.as_object_mut()
+            .expect("a sample is an object")
+            .remove("metadata");
+    }
+    match &ty.kind {
+        Kind::Correlation { .. } => {
+            let ids: Vec<&str> = members
+                .as_ref()
+                .and_then(Value::as_str)
+                .map(|s| s.split(',').collect())
+                .unwrap_or_default();
+            out["members"] = json!(ids);
+        }
+        Kind::Workout { .. } => {
+            out["activity"] = json!(ty.category_name(row.value as u16));
+            out["duration_s"] = json!((row.end_us - row.start_us) as f64 / 1e6);
+            if let Some(e) = energy {
+                out["energy"] = json!({ "value": e, "unit": "kcal" });
+            }
+            if let Some(d) = distance {
+                out["distance"] = json!({ "value": d, "unit": "m" });
+            }
+        }
+        Kind::Route => {
+            out["workout"] = workout.unwrap_or(Value::Null);
+            let points: Vec<Value> = route
+                .as_ref()
+                .and_then(Value::as_array)
+                .map(|ps| {
+                    ps.iter()
+                        .map(|p| {
+                            let t = p[0].as_i64().unwrap_or_default();
+                            let mut o = json!({
+                                "time": format_time(t, row.start_offset_min),
+                                "lat": p[1],
+                                "lon": p[2],
+                            });
+                            if !p[3].is_null() {
+                                o["alt"] = p[3].clone();
+                            }
+                            o
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out["route"] = json!(points);
+        }
+        _ => {}
+    }
+}
+
+/// Replaces a correlation's member ids by the members the caller may read.
+pub fn expand_members(
+    caller: &Caller,
+    apps: &Apps,
+    projection: &Projection,
+    ty: &SampleType,
+    out: &mut Value,
+) -> Result<(), Problem> {
+    if ty.members().is_none() {
+        return Ok(());
+    }
+    let ids: Vec<String> = out["members"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut members = Vec::new();
+    for id in ids {
+        let Ok(id) = Uuid::parse_str(&id) else {
+            continue;
+        };
+        let Some((mti, row)) = projection.find(id.as_u128()) else {
+            continue;
+        };
+        let seen = match policy::visibility(caller, apps, mti, projection) {
+            Visibility::All => true,
+            Visibility::OnlySource(s) => row.source == s,
+        };
+        if seen {
+            members.push(sample_json(projection, catalogue::get(mti), &row, None)?);
+        }
+    }
+    out["members"] = json!(members);
+    Ok(())
+}
