@@ -5,6 +5,9 @@
 //!   100 rows per transaction into Postgres;
 //! - query: `GET /v1/statistics` over a year of minute samples against
 //!   `SELECT sum(value)` on an index over `(type, start)`;
+//! - buckets: daily `GET /v1/statistics/buckets` in Europe/Berlin over five
+//!   years of minute steps from a watch and a phone that overlap, against
+//!   `GROUP BY` the local day over plaintext rows;
 //! - unlock: seconds to unlock a large store, and projection bytes per sample.
 //!
 //! Needs a Postgres server: `HEARTH_BENCH_DATABASE_URL`, or the
@@ -20,7 +23,7 @@ use hearth::catalogue;
 use hearth::config::{KdfArgs, ServeArgs, StorageArgs};
 use hearth::crypto::KdfParams;
 use hearth::lock::Store;
-use hearth::log::event::StoredSample;
+use hearth::log::event::{Device, StoredSample};
 use hearth::log::writer::{NewSample, Write};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -34,7 +37,11 @@ const YEAR_START_US: i64 = 1_735_689_600_000_000;
 #[command(about = "Hearth benchmark: prints each figure beside its baseline")]
 struct Args {
     /// Which parts to run.
-    #[arg(long, value_delimiter = ',', default_value = "ingest,query,unlock")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ingest,query,buckets,unlock"
+    )]
     only: Vec<String>,
     /// Repetitions per figure (the median is printed).
     #[arg(long, default_value_t = 5)]
@@ -448,6 +455,123 @@ async fn bench_query(args: &Args, admin: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn bench_buckets(args: &Args, admin: &str) -> anyhow::Result<()> {
+    const DAYS: i64 = 1826;
+    const MINUTES: i64 = DAYS * 1440;
+    println!(
+        "== buckets: daily, Europe/Berlin, five years of minute steps from a watch and a phone ({} samples) ==",
+        2 * MINUTES
+    );
+    let value = |m: i64| (m % 97) as f64;
+    let server = Server::start(Backend::Sqlite, admin, KdfParams::RECOMMENDED).await?;
+    let device = |name: &str, kind: &str| Device {
+        name: name.into(),
+        model: None,
+        manufacturer: None,
+        kind: Some(kind.into()),
+    };
+    let loading = Instant::now();
+    // Both devices sync a day at a time, as they would.
+    let (watch, phone) = (device("watch", "watch"), device("phone", "phone"));
+    for day in 0..DAYS {
+        for (d, shift) in [(&watch, 0), (&phone, MINUTE_US / 2)] {
+            server
+                .load((day * 1440..(day + 1) * 1440).map(|m| {
+                    let mut s = minute_sample(m, value(m));
+                    s.sample.start_us += shift;
+                    s.sample.end_us += shift;
+                    s.device = Some(d.clone());
+                    s
+                }))
+                .await?;
+        }
+    }
+    eprintln!("  loaded in {:.1}s", loading.elapsed().as_secs_f64());
+
+    let pool = baseline_pool(admin).await?;
+    sqlx::query(
+        "INSERT INTO samples (id, type, start, end_time, value, unit, source) \
+         SELECT gen_random_uuid(), 'step_count', \
+         to_timestamp($1::float8 / 1e6) + m * interval '1 minute' + s.shift, \
+         to_timestamp($1::float8 / 1e6) + (m + 1) * interval '1 minute' + s.shift, \
+         (m % 97)::float8, 'count', s.name \
+         FROM generate_series(0, $2 - 1) AS m, \
+         (VALUES ('watch', interval '0'), ('phone', interval '30 seconds')) AS s(name, shift)",
+    )
+    .bind(YEAR_START_US as f64)
+    .bind(MINUTES)
+    .execute(&pool)
+    .await?;
+    sqlx::query("ANALYZE samples").execute(&pool).await?;
+
+    let (from, to) = (YEAR_START_US, YEAR_START_US + MINUTES * MINUTE_US);
+    let http = reqwest::Client::new();
+    let url = format!(
+        "{}/v1/statistics/buckets?type=step_count&start={}&end={}&interval=P1D&tz=Europe/Berlin",
+        server.base,
+        rfc3339(from),
+        rfc3339(to)
+    );
+    let reps = (args.runs * 4).max(21);
+    let mut hearth_ms = Vec::new();
+    let mut base_ms = Vec::new();
+    let mut first_ms = None;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let r = http.get(&url).bearer_auth(&server.token).send().await?;
+        anyhow::ensure!(r.status().is_success(), "buckets answered {}", r.status());
+        let body: Value = r.json().await?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        // The first query builds the merged series; later ones reuse it.
+        if first_ms.is_none() {
+            first_ms = Some(ms);
+        } else {
+            hearth_ms.push(ms);
+        }
+        let buckets = body["buckets"]
+            .as_array()
+            .or_else(|| body["series"][0]["buckets"].as_array())
+            .map(Vec::len)
+            .unwrap_or(0);
+        anyhow::ensure!(
+            buckets >= DAYS as usize,
+            "hearth returned {buckets} buckets"
+        );
+
+        let t = Instant::now();
+        let rows: Vec<(f64,)> = sqlx::query_as(
+            "SELECT sum(value) FROM samples WHERE type = $1 \
+             AND start >= to_timestamp($2::float8 / 1e6) AND start < to_timestamp($3::float8 / 1e6) \
+             GROUP BY date_trunc('day', start AT TIME ZONE 'Europe/Berlin') \
+             ORDER BY date_trunc('day', start AT TIME ZONE 'Europe/Berlin')",
+        )
+        .bind("step_count")
+        .bind(from as f64)
+        .bind(to as f64)
+        .fetch_all(&pool)
+        .await?;
+        base_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        anyhow::ensure!(
+            rows.len() >= DAYS as usize,
+            "baseline returned {} days",
+            rows.len()
+        );
+    }
+    let (h, b) = (median(hearth_ms), median(base_ms));
+    println!("  baseline (GROUP BY local day, plaintext rows)        {b:>9.3} ms");
+    println!(
+        "  hearth GET /v1/statistics/buckets                     {h:>9.3} ms   {:.1}x faster (target >= 20x; median target < 10 ms)",
+        b / h
+    );
+    println!(
+        "  (first query, which builds the merged series: {:.1} ms)",
+        first_ms.unwrap_or(f64::NAN)
+    );
+    pool.close().await;
+    server.stop().await;
+    Ok(())
+}
+
 async fn bench_unlock(args: &Args, admin: &str) -> anyhow::Result<()> {
     let n = args.unlock_samples;
     println!("== unlock: a store of {n} samples (Argon2id at the recommended cost) ==");
@@ -506,6 +630,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.only.iter().any(|o| o == "query") {
         bench_query(&args, &admin).await?;
+    }
+    if args.only.iter().any(|o| o == "buckets") {
+        bench_buckets(&args, &admin).await?;
     }
     if args.only.iter().any(|o| o == "unlock") {
         bench_unlock(&args, &admin).await?;

@@ -184,42 +184,71 @@ impl TypeColumns {
                 self.index_row(r);
             }
         } else {
-            // Out-of-order arrival (a back-fill): merge, then re-index.
-            let old = std::mem::take(self);
-            let mut merged = TypeColumns {
-                hasher: old.hasher,
-                generation: old.generation,
-                last_seq: old.last_seq,
-                ..TypeColumns::default()
-            };
-            let (mut i, mut new) = (0, rows.into_iter().peekable());
-            let mut old = old;
-            let mut old_meta = std::mem::take(&mut old.metadata);
+            // A back-fill: only the rows after the first insertion point
+            // move, so a late batch near the end costs little however large
+            // the type is.
+            let first = rows[0].key();
+            let p0 = self.start.partition_point(|&s| s < first.0);
+            let p0 = p0
+                + self.id[p0..]
+                    .iter()
+                    .zip(&self.start[p0..])
+                    .take_while(|&(&i, &s)| (s, i) < first)
+                    .count();
+            let tail = self.cut_tail(p0);
+            let (mut old, mut new) = (tail.into_iter().peekable(), rows.into_iter().peekable());
             loop {
-                let take_old = match (i < old.len(), new.peek()) {
-                    (true, Some(n)) => (old.start[i], old.id[i]) < n.key(),
-                    (true, None) => true,
-                    (false, Some(_)) => false,
-                    (false, None) => break,
+                let take_old = match (old.peek(), new.peek()) {
+                    (Some((o, _)), Some(n)) => o.key() < n.key(),
+                    (Some(_), None) => true,
+                    (None, Some(_)) => false,
+                    (None, None) => break,
                 };
-                if take_old {
-                    let mut row = old.row_without_metadata(i);
-                    row.metadata = old_meta.remove(&row.id);
-                    let deleted = old.is_deleted(i);
-                    merged.push(row);
-                    if deleted {
-                        merged.mark_deleted(merged.len() - 1);
-                    }
-                    i += 1;
-                } else if let Some(n) = new.next() {
-                    merged.push(n);
+                let (row, deleted) = if take_old {
+                    old.next().expect("peeked")
+                } else {
+                    (new.next().expect("peeked"), false)
+                };
+                self.push(row);
+                let r = self.len() - 1;
+                if deleted {
+                    self.mark_deleted(r);
                 }
+                self.index_row(r);
             }
-            old.wipe();
-            merged.rebuild_index();
-            *self = merged;
             self.reshaped = self.generation;
         }
+    }
+
+    /// Removes rows `from..` (and their index entries) and returns them in
+    /// order with their deleted flags; metadata stays keyed by id.
+    fn cut_tail(&mut self, from: usize) -> Vec<(Row, bool)> {
+        let tail: Vec<(Row, bool)> = (from..self.len())
+            .map(|r| (self.row_without_metadata(r), self.is_deleted(r)))
+            .collect();
+        for r in from..self.len() {
+            let hash = self.hasher.hash_one(self.id[r]);
+            if let Ok(entry) = self.index.find_entry(hash, |&e| e as usize == r) {
+                entry.remove();
+            }
+        }
+        self.deleted_count -= tail.iter().filter(|(_, d)| *d).count();
+        self.start.truncate(from);
+        self.end.truncate(from);
+        self.value.truncate(from);
+        self.id.truncate(from);
+        self.source.truncate(from);
+        self.seq.truncate(from);
+        self.device.truncate(from);
+        self.start_offset.truncate(from);
+        self.end_offset.truncate(from);
+        self.deleted.truncate(from.div_ceil(64));
+        if !from.is_multiple_of(64) {
+            if let Some(last) = self.deleted.last_mut() {
+                *last &= (1u64 << (from % 64)) - 1;
+            }
+        }
+        tail
     }
 
     /// Marks the row holding `id` deleted; false if absent or already deleted.
@@ -487,5 +516,41 @@ mod tests {
         let c = TypeColumns::from_rows(vec![row(3, 30), row(2, 20), row(1, 10)], &dropped);
         assert_eq!(starts(&c), vec![(10, 1), (30, 3)]);
         assert_eq!(c.find(3), Some(1));
+    }
+
+    /// Random back-fills and deletions against a sorted reference: order,
+    /// index, deleted flags and metadata all survive the tail moves.
+    #[test]
+    fn random_back_fills_match_a_sorted_reference() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut c = TypeColumns::default();
+        let mut reference: Vec<(i64, u128)> = Vec::new();
+        let mut deleted = std::collections::HashSet::new();
+        let mut next_id = 1u128;
+        for round in 0..80 {
+            let batch: Vec<Row> = (0..rng.gen_range(1..40))
+                .map(|_| {
+                    next_id += 1;
+                    row(next_id, rng.gen_range(0..2000))
+                })
+                .collect();
+            reference.extend(batch.iter().map(Row::key));
+            c.insert(batch);
+            if round % 3 == 0 {
+                let victim = reference[rng.gen_range(0..reference.len())].1;
+                assert_eq!(c.delete(victim), deleted.insert(victim));
+            }
+        }
+        reference.sort();
+        assert_eq!(starts(&c), reference);
+        for &(_, id) in &reference {
+            let r = c.find(id).expect("indexed");
+            assert_eq!(c.row(r).id, id);
+            assert_eq!(c.is_deleted(r), deleted.contains(&id));
+            let expect_meta = id.is_multiple_of(3) && !deleted.contains(&id);
+            assert_eq!(c.row(r).metadata.is_some(), expect_meta, "{id}");
+        }
+        assert_eq!(c.live_len(), reference.len() - deleted.len());
     }
 }

@@ -5,7 +5,7 @@
 
 mod columns;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use hashbrown::{HashMap, HashSet};
@@ -89,6 +89,8 @@ impl Sources {
 
 pub struct Projection {
     types: Vec<RwLock<TypeColumns>>,
+    /// Which types hold any row: lookups by id skip the rest without locking.
+    populated: Vec<AtomicBool>,
     sources: RwLock<Sources>,
     devices: RwLock<Devices>,
     /// Ids of deleted samples: an id is never reused.
@@ -146,9 +148,14 @@ fn device_groups(event: &Event) -> Option<(&str, Groups<'_>)> {
 impl Projection {
     fn with_types(types: impl Iterator<Item = TypeColumns>) -> Projection {
         let types: Vec<_> = types.map(RwLock::new).collect();
+        let populated = types
+            .iter()
+            .map(|t| AtomicBool::new(!t.read().is_empty()))
+            .collect();
         let series = types.iter().map(|_| SeriesCache::default()).collect();
         Projection {
             types,
+            populated,
             sources: RwLock::default(),
             devices: RwLock::default(),
             tombstones: RwLock::default(),
@@ -235,6 +242,9 @@ impl Projection {
     /// The live sample with `id`, with its type.
     pub fn find(&self, id: u128) -> Option<(TypeIndex, Row)> {
         self.types.iter().enumerate().find_map(|(t, cols)| {
+            if !self.populated[t].load(Ordering::Acquire) {
+                return None;
+            }
             let cols = cols.read();
             let r = cols.find(id)?;
             (!cols.is_deleted(r)).then(|| (TypeIndex(t as u16), cols.row(r)))
@@ -256,6 +266,7 @@ impl Projection {
                         .map(|s| row_from(s, source, device, seq))
                         .collect();
                     self.types[ty.0 as usize].write().insert(rows);
+                    self.populated[ty.0 as usize].store(true, Ordering::Release);
                     touched.push((ty, source));
                 }
             }
@@ -321,8 +332,9 @@ impl Projection {
 
     /// Zeroises every column and forgets the tombstones; tells observers.
     pub fn wipe(&self) {
-        for cols in &self.types {
+        for (cols, populated) in self.types.iter().zip(&self.populated) {
             cols.write().wipe();
+            populated.store(false, Ordering::Release);
         }
         for cache in &self.series {
             cache.clear();

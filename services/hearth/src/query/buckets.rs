@@ -465,42 +465,6 @@ mod tests {
         );
     }
 
-    /// The benchmark's shape: five years of minute steps from a watch and a
-    /// phone, daily buckets in Berlin. Run with `--ignored` (in release for
-    /// real numbers).
-    #[test]
-    #[ignore]
-    fn five_years_of_minute_steps_in_daily_buckets() {
-        let start = us("2021-01-01T00:00:00Z");
-        let t = std::time::Instant::now();
-        let p = crate::query::fixture::overlapping_minute_steps(start, 1826);
-        eprintln!("fixture: {:?}", t.elapsed());
-        let tz = parse_tz("Europe/Berlin").unwrap();
-        let interval = Interval::parse("P1D").unwrap();
-        let end = start + 1826 * DAY;
-        let anchor = default_anchor(start, &interval, &tz).unwrap();
-        let req = BucketRequest {
-            ty: catalogue::lookup("step_count").unwrap(),
-            start_us: start,
-            end_us: end,
-            interval: &interval,
-            anchor: &anchor,
-            visibility: Visibility::All,
-            sources: None,
-            by_source: false,
-        };
-        let mut times = Vec::new();
-        for _ in 0..21 {
-            let t = std::time::Instant::now();
-            let r = run(&p, &req).unwrap();
-            times.push(t.elapsed());
-            assert_eq!(r.series[0].buckets.len(), 1827);
-        }
-        eprintln!("first (builds the series): {:?}", times[0]);
-        times.sort();
-        eprintln!("median: {:?}", times[10]);
-    }
-
     #[test]
     fn bad_input_is_refused() {
         for bad in [
