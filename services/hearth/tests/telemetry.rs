@@ -38,6 +38,9 @@ const PASSPHRASE: &str = "passphrase-MARKER-Hx81";
 const WRONG_PASSPHRASE: &str = "wrong-MARKER-Qz55-passphrase";
 const METADATA_MARKER: &str = "metadata-MARKER-Lp03";
 const TYPE_MARKER: &str = "typename-MARKER-Wv27";
+const APP_MARKER: &str = "appname-MARKER-Nd64";
+const PURPOSE_MARKER: &str = "purpose-MARKER-Rb19";
+const CREDENTIAL_MARKER: &str = "credential-MARKER-Ty38";
 const GLUCOSE: f64 = 123.4567;
 const STEPS: f64 = 8675.309;
 
@@ -132,6 +135,59 @@ async fn telemetry_carries_no_health_data() {
             .await
             .unwrap();
     }
+    // An app, registered with marker text, writing and reading with its own credential.
+    let app: Value = http
+        .post(format!("{base}/v1/apps"))
+        .bearer_auth(&token)
+        .json(&json!({
+            "name": APP_MARKER, "description": APP_MARKER, "purpose": PURPOSE_MARKER,
+            "privacy_policy_url": "https://app.example/privacy-MARKER",
+            "redirect_uris": ["http://127.0.0.1/callback-MARKER"], "client_type": "public",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let app_id = app["id"].as_str().expect("app registered").to_string();
+    let credential: Value = http
+        .post(format!("{base}/v1/apps/{app_id}/credentials"))
+        .bearer_auth(&token)
+        .json(
+            &json!({ "name": CREDENTIAL_MARKER, "read": ["heart_rate"], "write": ["heart_rate"] }),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let app_token = credential["token"]
+        .as_str()
+        .expect("credential")
+        .to_string();
+    let r = http
+        .post(format!("{base}/v1/samples"))
+        .bearer_auth(&app_token)
+        .json(
+            &json!({ "samples": [{ "type": "heart_rate", "start": "2026-02-01T08:00:00Z",
+            "end": "2026-02-01T08:00:00Z", "value": 61, "unit": "count/min" }]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    for path in [
+        "/v1/samples?type=heart_rate",
+        "/v1/samples?type=blood_glucose",
+    ] {
+        http.get(format!("{base}{path}"))
+            .bearer_auth(&app_token)
+            .send()
+            .await
+            .unwrap();
+    }
     http.post(format!("{base}/v1/lock"))
         .bearer_auth(&token)
         .send()
@@ -183,6 +239,14 @@ async fn telemetry_carries_no_health_data() {
         ("type blood_glucose", b"blood_glucose".to_vec()),
         ("type step_count", b"step_count".to_vec()),
         ("owner token", token.clone().into_bytes()),
+        ("app token", app_token.clone().into_bytes()),
+        ("app name", APP_MARKER.into()),
+        ("app purpose", PURPOSE_MARKER.into()),
+        ("credential name", CREDENTIAL_MARKER.into()),
+        ("app id", app_id.clone().into_bytes()),
+        ("redirect uri", b"callback-MARKER".to_vec()),
+        ("privacy policy", b"privacy-MARKER".to_vec()),
+        ("type heart_rate", b"heart_rate".to_vec()),
         ("sample id", id.to_string().into_bytes()),
         ("glucose text", b"123.4567".to_vec()),
         ("steps text", b"8675.309".to_vec()),
