@@ -209,16 +209,17 @@ fn rfc3339(us: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// One client's batches: distinct minutes, JSON prepared before timing.
+/// One client's batches, JSON prepared before timing. The clients are four
+/// devices syncing the same period side by side: batch `b` of every client
+/// covers the same thousand minutes, each device a second apart.
 fn ingest_batches(client: usize, batches: usize, run: usize) -> Vec<(Vec<u8>, Vec<BaselineRow>)> {
     (0..batches)
         .map(|b| {
             let mut rows = Vec::with_capacity(BATCH);
             let samples: Vec<Value> = (0..BATCH)
                 .map(|i| {
-                    let minute =
-                        ((run * CLIENTS + client) * batches * BATCH + b * BATCH + i) as i64;
-                    let start = YEAR_START_US + minute * MINUTE_US;
+                    let minute = (run * batches * BATCH + b * BATCH + i) as i64;
+                    let start = YEAR_START_US + minute * MINUTE_US + client as i64 * 1_000_000;
                     let id = uuid::Uuid::new_v4();
                     let value = (minute % 97) as f64;
                     rows.push(BaselineRow { id, start, value });
