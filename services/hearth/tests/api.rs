@@ -17,6 +17,8 @@ both_backends!(
     setup_needs_the_console_code,
     requests_need_an_owner_session,
     idle_store_locks_itself,
+    values_too_large_for_a_unit_are_refused_not_null,
+    path_segments_that_are_not_utf8_are_a_problem,
 );
 
 async fn round_trip_keeps_offsets_units_and_metadata(backend: Backend) {
@@ -529,4 +531,56 @@ async fn idle_store_locks_itself(backend: Backend) {
         "store_locked",
     )
     .await;
+}
+
+/// A stored value that overflows in the unit asked for was answered as
+/// `"value": null`; it is a clear problem instead.
+async fn values_too_large_for_a_unit_are_refused_not_null(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let id = uuid::Uuid::new_v4();
+    let r = app
+        .write(vec![json!({
+            "id": id, "type": "body_mass",
+            "start": "2026-03-01T07:30:00Z", "end": "2026-03-01T07:30:00Z",
+            "value": 1e300, "unit": "kg"
+        })])
+        .await;
+    assert_eq!(r.status(), 201);
+    let in_mg = app.get_json(&format!("/v1/samples/{id}?unit=mg")).await;
+    assert!(in_mg["value"].as_f64().unwrap().is_finite());
+    for path in [
+        format!("/v1/samples/{id}?unit=ug"),
+        "/v1/samples?type=body_mass&unit=ug".to_string(),
+        "/v1/changes?types=body_mass&unit=ug".to_string(),
+    ] {
+        let r = app.get(&path).await;
+        assert_eq!(r.status(), 400, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["errors"][0]["field"], "unit", "{path}: {body}");
+    }
+    app.stop().await;
+}
+
+/// A path segment that is not UTF-8 was answered by axum's `text/plain` 400.
+async fn path_segments_that_are_not_utf8_are_a_problem(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    for path in [
+        "/v1/samples/%FF",
+        "/v1/workouts/%FF/statistics",
+        "/v1/apps/%FF",
+        "/v1/apps/%FF/credentials",
+    ] {
+        assert_problem(app.get(path).await, 400, "invalid_path").await;
+    }
+    let r = app
+        .client
+        .delete(app.url("/v1/apps/app_x/credentials/%FF"))
+        .bearer_auth(app.token.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 400, "invalid_path").await;
+    app.stop().await;
 }

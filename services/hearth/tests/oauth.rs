@@ -46,6 +46,7 @@ both_backends!(
     consent_works_while_locked_and_refuses_when_sealed,
     consent_login_is_throttled,
     research_apps_may_ask_for_export,
+    oversized_forms_are_refused_like_other_errors,
 );
 
 const LOOPBACK: &str = "http://127.0.0.1/callback";
@@ -1279,4 +1280,25 @@ async fn research_apps_may_ask_for_export(backend: Backend) {
     .await;
     assert_eq!(status, 200);
     assert!(html.contains("research app"));
+}
+
+/// A form over the body limit was answered by axum's `text/plain` 413; the
+/// token and revocation endpoints answer a problem, the consent form a page.
+async fn oversized_forms_are_refused_like_other_errors(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let huge = vec![b'a'; 17 * 1024 * 1024];
+    for (path, content_type) in [
+        ("/oauth/token", "application/problem+json"),
+        ("/oauth/revoke", "application/problem+json"),
+        ("/oauth/authorize", "text/html; charset=utf-8"),
+    ] {
+        let r = app
+            .post_raw(path, "application/x-www-form-urlencoded", huge.clone())
+            .await;
+        assert_eq!(r.status(), 413, "{path}");
+        assert_eq!(r.headers()["content-type"], content_type, "{path}");
+        assert_eq!(r.headers()["connection"], "close", "{path}");
+    }
+    app.stop().await;
 }

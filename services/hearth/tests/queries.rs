@@ -22,6 +22,7 @@ both_backends!(
     shutdown_ends_observer_streams,
     samples_filter_by_source_and_device_and_order,
     bad_input_to_new_endpoints_is_a_clear_problem,
+    huge_bucket_intervals_are_refused_not_a_panic,
 );
 
 /// An RFC 3339 time for a query string.
@@ -774,5 +775,27 @@ async fn bad_input_to_new_endpoints_is_a_clear_problem(backend: Backend) {
     // Unauthenticated and locked requests answer as everywhere else.
     let r = app.client.get(app.url("/v1/changes")).send().await.unwrap();
     assert_problem(r, 401, "unauthenticated").await;
+    app.stop().await;
+}
+
+/// Found by fuzzing: a `19998y` interval overflowed the bucket estimate and
+/// the handler panicked (the connection dropped without an answer).
+async fn huge_bucket_intervals_are_refused_not_a_panic(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    assert_eq!(app.write(vec![common::steps(0, 1.0)]).await.status(), 201);
+    let b = "/v1/statistics/buckets?type=step_count&start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z";
+    for interval in [
+        "19998y", "P19998Y", "P731M", "239976mo", "1042326w", "P50YT1S",
+    ] {
+        let path = format!("{b}&interval={interval}");
+        let body = assert_problem(app.get(&path).await, 400, &path).await;
+        assert_eq!(body["errors"][0]["field"], "interval", "{path}: {body}");
+    }
+    // Fifty years is still one bucket.
+    let r = app.get(&format!("{b}&interval=P50Y")).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["buckets"].as_array().unwrap().len(), 1, "{body}");
     app.stop().await;
 }

@@ -17,8 +17,11 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
+use utoipa::IntoParams;
+
 use super::auth::{Access, Caller};
 use super::composed;
+use super::openapi;
 use super::problem::Problem;
 use super::samples::{check_unit, lookup_type, sample_json, ApiQuery};
 use crate::apps::Apps;
@@ -70,15 +73,23 @@ fn views(
         .collect()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ChangesQuery {
+    /// Comma-separated type ids; default all types.
     types: Option<String>,
+    /// `anchor` of the previous page; default from the beginning.
     anchor: Option<String>,
+    /// 1 to 1000; default 100.
     limit: Option<String>,
+    /// With exactly one type: a unit compatible with it.
     unit: Option<String>,
 }
 
-/// `GET /v1/changes?types=&anchor=&limit=`.
+/// Samples added and deleted after an anchor, as the caller may see them.
+#[utoipa::path(get, path = "/v1/changes", tag = "queries", params(ChangesQuery),
+    responses((status = 200, body = openapi::ChangePage), openapi::CommonErrors),
+    security(("owner" = []), ("apps" = [])))]
 pub async fn changes(
     access: Access,
     ApiQuery(q): ApiQuery<ChangesQuery>,
@@ -132,8 +143,10 @@ pub async fn changes(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ObserveQuery {
+    /// Comma-separated type ids; default all types.
     types: Option<String>,
     /// Seconds between heartbeats (1–60, default 15).
     heartbeat: Option<String>,
@@ -240,9 +253,19 @@ impl Observer {
     }
 }
 
-/// `GET /v1/observe?types=`: `change` events ("type T changed, new anchor
+/// A Server-Sent Events stream: `change` events ("type T changed, new anchor
 /// A"), heartbeats, and a final `store_locked` event when the store locks.
 /// Reconnecting with `Last-Event-ID` reports every type changed since.
+#[utoipa::path(get, path = "/v1/observe", tag = "queries",
+    params(
+        ObserveQuery,
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "The `id` of the last event received: catch up from there"),
+    ),
+    responses(
+        (status = 200, description = "A Server-Sent Events stream that ends when the store locks", body = openapi::ObserveEvent, content_type = "text/event-stream"),
+        openapi::CommonErrors,
+    ),
+    security(("owner" = []), ("apps" = [])))]
 pub async fn observe(
     access: Access,
     headers: HeaderMap,

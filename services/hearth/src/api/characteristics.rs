@@ -8,6 +8,7 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::auth::{Access, Caller};
+use super::openapi;
 use super::problem::{ApiJson, Problem};
 use crate::catalogue::{self, Kind};
 use crate::log::writer::Write;
@@ -79,12 +80,23 @@ fn view(access: &Access) -> Value {
     Value::Object(out)
 }
 
-/// `GET /v1/characteristics`.
+/// The owner's characteristics the caller may read; the others are null.
+#[utoipa::path(get, path = "/v1/characteristics", tag = "queries",
+    responses((status = 200, body = openapi::Characteristics), openapi::CommonErrors),
+    security(("owner" = []), ("apps" = [])))]
 pub async fn get(access: Access) -> Json<Value> {
     Json(view(&access))
 }
 
-/// `PUT /v1/characteristics`: the whole set; absent or null means unset.
+/// Replaces the owner's characteristics: absent or null means unset.
+#[utoipa::path(put, path = "/v1/characteristics", tag = "queries",
+    request_body = openapi::Characteristics,
+    responses(
+        (status = 200, description = "The characteristics now set", body = openapi::Characteristics),
+        (status = 403, description = "Only the owner sets characteristics", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        openapi::CommonErrors, openapi::BodyErrors,
+    ),
+    security(("owner" = [])))]
 pub async fn put(
     access: Access,
     ApiJson(body): ApiJson<Map<String, Value>>,

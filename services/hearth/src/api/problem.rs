@@ -1,7 +1,8 @@
 //! `application/problem+json` errors (RFC 9457) with a stable `code`, and the
 //! JSON extractor that turns every malformed body into one.
 
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -231,5 +232,24 @@ pub fn parse_json<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T
                 Err(Problem::invalid(index, &field, inner.to_string()))
             }
         }
+    }
+}
+
+/// Path parameters whose failures (say, a segment that is not UTF-8) are
+/// problems rather than axum's `text/plain`.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| ApiPath(value))
+            .map_err(|e| Problem::bad_request("invalid_path", e.body_text()))
     }
 }

@@ -1,6 +1,6 @@
 //! Samples: write a batch, list, read and delete by id, statistics.
 
-use axum::extract::{FromRequestParts, Path, Query};
+use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,7 @@ use utoipa::IntoParams;
 use super::auth::Access;
 use super::composed;
 use super::openapi;
-use super::problem::{parse_json, JsonBody, Problem};
+use super::problem::{parse_json, ApiPath, JsonBody, Problem};
 use crate::catalogue::{self, units, Kind, SampleType, TypeIndex};
 use crate::log::event::{Device, StoredSample};
 use crate::log::writer::{NewSample, Write, WriteError, WriteOutcome};
@@ -428,6 +428,14 @@ pub(crate) fn sample_json(
             let unit = unit.unwrap_or(canonical_unit);
             let value = units::from_canonical(ty, row.value, unit)
                 .map_err(|e| Problem::invalid(None, "unit", e.to_string()))?;
+            // JSON has no infinity: it would come out as a null value.
+            if !value.is_finite() {
+                return Err(Problem::invalid(
+                    None,
+                    "unit",
+                    format!("a value is too large to express in {unit}"),
+                ));
+            }
             out["value"] = json!(value);
             out["unit"] = json!(unit);
         }
@@ -654,7 +662,7 @@ pub struct UnitQuery {
     security(("owner" = []), ("apps" = [])))]
 pub async fn get_one(
     access: Access,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<UnitQuery>,
 ) -> Result<Json<Value>, Problem> {
     let id = parse_id(&id)?;
@@ -687,7 +695,7 @@ fn visible_to(access: &Access, ti: TypeIndex, row: &Row) -> bool {
         openapi::CommonErrors,
     ),
     security(("owner" = []), ("apps" = [])))]
-pub async fn delete(access: Access, Path(id): Path<String>) -> Result<StatusCode, Problem> {
+pub async fn delete(access: Access, ApiPath(id): ApiPath<String>) -> Result<StatusCode, Problem> {
     let id = parse_id(&id)?;
     let (ti, row) = access
         .open

@@ -6,7 +6,10 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use utoipa::IntoParams;
+
 use super::auth::{Access, Caller};
+use super::openapi;
 use super::problem::{ApiJson, Problem};
 use super::samples::{lookup_type, ApiQuery};
 use crate::log::event::SourceKey;
@@ -46,7 +49,16 @@ fn key_json(k: &SourceKey) -> Value {
     json!({ "source": k.source, "device": k.device })
 }
 
-/// `PUT /v1/sources/priority`: the owner's order, highest priority first.
+/// Sets the owner's priority order of sources, highest first; overlapping
+/// samples of cumulative types count from the highest.
+#[utoipa::path(put, path = "/v1/sources/priority", tag = "queries",
+    request_body = openapi::SourcePriority,
+    responses(
+        (status = 200, description = "The order now in force", body = openapi::SourcePriority),
+        (status = 403, description = "Only the owner may set it", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        openapi::CommonErrors, openapi::BodyErrors,
+    ),
+    security(("owner" = [])))]
 pub async fn put_priority(
     access: Access,
     ApiJson(body): ApiJson<PriorityIn>,
@@ -94,7 +106,14 @@ pub async fn put_priority(
     Ok(Json(json!({ "order": out })))
 }
 
-/// `GET /v1/sources/priority`.
+/// The owner's priority order of sources, highest first.
+#[utoipa::path(get, path = "/v1/sources/priority", tag = "queries",
+    responses(
+        (status = 200, body = openapi::SourcePriority),
+        (status = 403, description = "Only the owner may read it", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        openapi::CommonErrors,
+    ),
+    security(("owner" = [])))]
 pub async fn get_priority(access: Access) -> Result<Json<Value>, Problem> {
     owner_only(&access.caller)?;
     let (_, order) = access.open.projection.priority();
@@ -102,14 +121,20 @@ pub async fn get_priority(access: Access) -> Result<Json<Value>, Problem> {
     Ok(Json(json!({ "order": out })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SourcesQuery {
+    /// A type id from `GET /v1/types`.
     #[serde(rename = "type")]
+    #[param(rename = "type")]
     type_id: String,
 }
 
-/// `GET /v1/sources?type=`: the sources of the samples of a type the caller
-/// sees, in the order statistics prefer them.
+/// The sources (app and device) of the samples of a type the caller sees,
+/// in the order statistics prefer them.
+#[utoipa::path(get, path = "/v1/sources", tag = "queries", params(SourcesQuery),
+    responses((status = 200, body = openapi::SourceList), openapi::CommonErrors),
+    security(("owner" = []), ("apps" = [])))]
 pub async fn list(
     access: Access,
     ApiQuery(q): ApiQuery<SourcesQuery>,

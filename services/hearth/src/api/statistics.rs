@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 
 use super::auth::Access;
 use super::openapi;
-use super::problem::Problem;
+use super::problem::{ApiPath, Problem};
 use super::samples::{check_unit, flag, lookup_type, parse_time, time_bounds, ApiQuery};
 use crate::catalogue::{self, units, Aggregation, SampleType, TypeIndex};
 use crate::log::event::SourceKey;
@@ -202,18 +202,36 @@ pub async fn statistics(
     Ok(Json(Value::Object(out)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BucketsQuery {
+    /// A quantity type id from `GET /v1/types`.
     #[serde(rename = "type")]
+    #[param(rename = "type")]
     type_id: String,
+    /// RFC 3339; the first bucket holds this instant.
+    #[param(required = true)]
     start: Option<String>,
+    /// RFC 3339; buckets up to this instant.
+    #[param(required = true)]
     end: Option<String>,
+    /// A positive duration of whole seconds, at most 50 years, ISO 8601 or
+    /// friendly (`P1D`, `1d`, `1h 30m`, `1w`, `1mo`).
+    #[param(required = true)]
     interval: Option<String>,
+    /// Where the bucket grid starts: RFC 3339, or a local date or date-time
+    /// in `tz`; default local midnight of `start`'s day, week or month.
     anchor: Option<String>,
+    /// An IANA time zone; default `UTC`.
     tz: Option<String>,
+    /// Comma-separated figures: `sum` (cumulative types) or `min`, `max`,
+    /// `avg`, `most_recent` (discrete types); default all the type offers.
     aggregate: Option<String>,
+    /// A unit compatible with the type; default its canonical unit.
     unit: Option<String>,
+    /// Only these sources (`app` or `app/device`, comma-separated).
     sources: Option<String>,
+    /// `true` for one series per source.
     by_source: Option<String>,
 }
 
@@ -241,7 +259,14 @@ fn format_zoned(us: i64, tz: &TimeZone) -> String {
     }
 }
 
-/// `GET /v1/statistics/buckets`: a statistics collection.
+/// A statistics collection: figures per calendar bucket, sources merged by
+/// priority unless `by_source=true`.
+#[utoipa::path(get, path = "/v1/statistics/buckets", tag = "queries", params(BucketsQuery),
+    responses(
+        (status = 200, body = openapi::BucketCollection),
+        openapi::CommonErrors,
+    ),
+    security(("owner" = []), ("apps" = [])))]
 pub async fn buckets(
     access: Access,
     ApiQuery(q): ApiQuery<BucketsQuery>,
@@ -326,20 +351,33 @@ pub async fn buckets(
     Ok(Json(out))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WorkoutQuery {
+    /// A quantity type id: its statistics over the workout's time.
     #[serde(rename = "type")]
+    #[param(rename = "type")]
     type_id: Option<String>,
+    /// With `type`: a unit compatible with it.
     unit: Option<String>,
+    /// With `type`: only these sources (`app` or `app/device`, comma-separated).
     sources: Option<String>,
 }
 
 /// `GET /v1/workouts/{id}/statistics?type=`: the workout (activity,
 /// duration, energy, distance) and, for a quantity type, its statistics over
 /// the workout's time (sources merged as everywhere).
+#[utoipa::path(get, path = "/v1/workouts/{id}/statistics", tag = "queries",
+    params(("id" = uuid::Uuid, Path, description = "The workout's UUID"), WorkoutQuery),
+    responses(
+        (status = 200, body = openapi::WorkoutStatistics),
+        (status = 404, description = "No such workout, or not visible to the caller", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        openapi::CommonErrors,
+    ),
+    security(("owner" = []), ("apps" = [])))]
 pub async fn workout(
     access: Access,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<WorkoutQuery>,
 ) -> Result<Json<Value>, Problem> {
     let id = uuid::Uuid::parse_str(&id)

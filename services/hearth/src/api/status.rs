@@ -6,7 +6,10 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use utoipa::IntoParams;
+
 use super::auth::{Access, Caller};
+use super::openapi;
 use super::problem::Problem;
 use super::samples::{lookup_type, ApiQuery};
 use crate::catalogue::TypeIndex;
@@ -39,12 +42,18 @@ fn type_list(field: &str, list: Option<&str>) -> Result<Vec<(String, TypeIndex)>
         .collect()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatusQuery {
+    /// Comma-separated type ids, 1 to 200.
+    #[param(required = true)]
     types: Option<String>,
 }
 
-/// `GET /v1/authorization/status?types=a,b`
+/// The caller's write status per type (never its read status).
+#[utoipa::path(get, path = "/v1/authorization/status", tag = "apps", params(StatusQuery),
+    responses((status = 200, body = openapi::WriteStatuses), openapi::CommonErrors),
+    security(("owner" = []), ("apps" = [])))]
 pub async fn write_status(
     access: Access,
     ApiQuery(q): ApiQuery<StatusQuery>,
@@ -63,13 +72,20 @@ pub async fn write_status(
     Ok(Json(json!({ "write": out })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RequestStatusQuery {
+    /// Comma-separated type ids to read, at most 200.
     read: Option<String>,
+    /// Comma-separated type ids to write, at most 200.
     write: Option<String>,
 }
 
-/// `GET /v1/authorization/request-status?read=a,b&write=c`
+/// Whether asking the owner for these types would show anything new; for
+/// the owner, never.
+#[utoipa::path(get, path = "/v1/authorization/request-status", tag = "apps", params(RequestStatusQuery),
+    responses((status = 200, body = openapi::RequestStatus), openapi::CommonErrors),
+    security(("owner" = []), ("apps" = [])))]
 pub async fn request_status(
     access: Access,
     ApiQuery(q): ApiQuery<RequestStatusQuery>,

@@ -1,7 +1,6 @@
 //! The owner's API for apps: register, list, change, grant, mint
 //! credentials, revoke. Every change is an event in the encrypted log.
 
-use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,7 +10,8 @@ use uuid::Uuid;
 
 use super::{digest, new_secret, App, Apps};
 use crate::api::auth::OwnerAccess;
-use crate::api::problem::{ApiJson, Problem};
+use crate::api::openapi;
+use crate::api::problem::{ApiJson, ApiPath, Problem};
 use crate::crypto;
 use crate::log::event::{AppKind, AppRecord, Event, GrantChange, TokenKind, TokenRecord};
 use crate::log::writer::Write;
@@ -151,6 +151,15 @@ fn known_app(apps: &Apps, id: &str) -> Result<AppRecord, Problem> {
         .ok_or_else(Problem::not_found)
 }
 
+/// Registers an app (an OAuth client).
+#[utoipa::path(post, path = "/v1/apps", tag = "apps",
+    request_body = openapi::NewApp,
+    responses(
+        (status = 201, description = "Registered; a confidential client's secret is shown this once", body = openapi::App),
+        (status = 403, description = "Only the owner manages apps", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        openapi::CommonErrors, openapi::BodyErrors,
+    ),
+    security(("owner" = [])))]
 pub async fn create(
     access: OwnerAccess,
     ApiJson(body): ApiJson<NewApp>,
@@ -183,21 +192,53 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
+/// Every registered app with its grants.
+#[utoipa::path(get, path = "/v1/apps", tag = "apps",
+    responses(
+        (status = 200, body = openapi::AppList),
+        (status = 403, description = "Only the owner manages apps", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        openapi::CommonErrors,
+    ),
+    security(("owner" = [])))]
 pub async fn list(access: OwnerAccess) -> Json<Value> {
     let registry = access.0.apps.read();
     Json(json!({ "apps": registry.apps().map(app_json).collect::<Vec<_>>() }))
 }
 
-pub async fn get_one(access: OwnerAccess, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+/// One app with its grants.
+#[utoipa::path(get, path = "/v1/apps/{id}", tag = "apps",
+    params(("id" = String, Path, description = "The app's id (its `client_id`)")),
+    responses(
+        (status = 200, body = openapi::App),
+        (status = 403, description = "Only the owner manages apps", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such app", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        openapi::CommonErrors,
+    ),
+    security(("owner" = [])))]
+pub async fn get_one(
+    access: OwnerAccess,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Value>, Problem> {
     let registry = access.0.apps.read();
     Ok(Json(app_json(
         registry.app(&id).ok_or_else(Problem::not_found)?,
     )))
 }
 
+/// Changes an app's registration; absent fields stay as they are.
+#[utoipa::path(patch, path = "/v1/apps/{id}", tag = "apps",
+    params(("id" = String, Path, description = "The app's id (its `client_id`)")),
+    request_body = openapi::AppChanges,
+    responses(
+        (status = 200, description = "The app as changed", body = openapi::App),
+        (status = 403, description = "Only the owner manages apps", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such app", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        openapi::CommonErrors, openapi::BodyErrors,
+    ),
+    security(("owner" = [])))]
 pub async fn update(
     access: OwnerAccess,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AppChanges>,
 ) -> Result<Json<Value>, Problem> {
     let mut record = known_app(&access.0.apps, &id)?;
@@ -224,7 +265,19 @@ pub async fn update(
 }
 
 /// Revokes the app entirely: registration, grants and every token.
-pub async fn remove(access: OwnerAccess, Path(id): Path<String>) -> Result<StatusCode, Problem> {
+#[utoipa::path(delete, path = "/v1/apps/{id}", tag = "apps",
+    params(("id" = String, Path, description = "The app's id (its `client_id`)")),
+    responses(
+        (status = 204, description = "Removed, with its grants and tokens"),
+        (status = 403, description = "Only the owner manages apps", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such app", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        openapi::CommonErrors,
+    ),
+    security(("owner" = [])))]
+pub async fn remove(
+    access: OwnerAccess,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, Problem> {
     known_app(&access.0.apps, &id)?;
     log(&access, Event::AppRemoved { app_id: id }).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -261,9 +314,20 @@ pub fn grant_changes(
     Ok(out)
 }
 
+/// Grants or denies types to an app: a grant change the app sees at once.
+#[utoipa::path(patch, path = "/v1/apps/{id}/grants", tag = "apps",
+    params(("id" = String, Path, description = "The app's id (its `client_id`)")),
+    request_body = openapi::GrantChanges,
+    responses(
+        (status = 200, description = "The app with its grants as changed", body = openapi::App),
+        (status = 403, description = "Only the owner manages apps", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such app", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        openapi::CommonErrors, openapi::BodyErrors,
+    ),
+    security(("owner" = [])))]
 pub async fn set_grants(
     access: OwnerAccess,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<GrantsIn>,
 ) -> Result<Json<Value>, Problem> {
     known_app(&access.0.apps, &id)?;
@@ -306,9 +370,19 @@ fn credential_json(t: &TokenRecord) -> Value {
 
 /// Mints a named, long-lived credential for a script or device: the chosen
 /// types are granted to the app, and the credential's scope asks for them.
+#[utoipa::path(post, path = "/v1/apps/{id}/credentials", tag = "apps",
+    params(("id" = String, Path, description = "The app's id (its `client_id`)")),
+    request_body = openapi::NewCredential,
+    responses(
+        (status = 201, description = "Minted; the token is shown this once", body = openapi::Credential),
+        (status = 403, description = "Only the owner manages apps", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such app", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        openapi::CommonErrors, openapi::BodyErrors,
+    ),
+    security(("owner" = [])))]
 pub async fn mint_credential(
     access: OwnerAccess,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<NewCredential>,
 ) -> Result<Response, Problem> {
     known_app(&access.0.apps, &id)?;
@@ -356,9 +430,19 @@ pub async fn mint_credential(
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
+/// The app's credentials (never their tokens).
+#[utoipa::path(get, path = "/v1/apps/{id}/credentials", tag = "apps",
+    params(("id" = String, Path, description = "The app's id (its `client_id`)")),
+    responses(
+        (status = 200, body = openapi::CredentialList),
+        (status = 403, description = "Only the owner manages apps", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such app", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        openapi::CommonErrors,
+    ),
+    security(("owner" = [])))]
 pub async fn list_credentials(
     access: OwnerAccess,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, Problem> {
     known_app(&access.0.apps, &id)?;
     let registry = access.0.apps.read();
@@ -370,9 +454,19 @@ pub async fn list_credentials(
     Ok(Json(json!({ "credentials": list })))
 }
 
+/// Revokes one credential.
+#[utoipa::path(delete, path = "/v1/apps/{id}/credentials/{credential}", tag = "apps",
+    params(("id" = String, Path, description = "The app's id (its `client_id`)"), ("credential" = String, Path, description = "The credential's id (a UUID)")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 403, description = "Only the owner manages apps", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such app or credential", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        openapi::CommonErrors,
+    ),
+    security(("owner" = [])))]
 pub async fn revoke_credential(
     access: OwnerAccess,
-    Path((id, credential)): Path<(String, String)>,
+    ApiPath((id, credential)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, Problem> {
     let cred = Uuid::parse_str(&credential).map_err(|_| Problem::not_found())?;
     let hash = access

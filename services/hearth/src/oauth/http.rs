@@ -4,6 +4,7 @@
 use axum::body::Bytes;
 use std::net::SocketAddr;
 
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -16,6 +17,7 @@ use subtle::ConstantTimeEq;
 use super::{challenge_is_valid, pkce_matches, redirect, Code, Pending};
 use super::{ACCESS_TTL, CODE_TTL, REFRESH_TTL};
 use crate::api::auth::{same_origin, session_cookie, SESSION_COOKIE};
+use crate::api::openapi;
 use crate::api::problem::Problem;
 use crate::api::AppState;
 use crate::apps::{digest, new_secret};
@@ -40,6 +42,9 @@ fn issuer(state: &AppState, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
+/// Authorization server metadata (RFC 8414).
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "oauth",
+    responses((status = 200, body = openapi::ServerMetadata)))]
 pub async fn metadata(State(state): State<AppState>, headers: HeaderMap) -> Json<Value> {
     let iss = issuer(&state, &headers);
     let mut scopes: Vec<String> = Vec::new();
@@ -292,7 +297,16 @@ fn consent_page(
     response
 }
 
-/// `GET /oauth/authorize`: validates the request and shows the consent page.
+/// Validates an authorization request and shows the owner the consent page.
+#[utoipa::path(get, path = "/oauth/authorize", tag = "oauth",
+    params(openapi::AuthorizeQuery),
+    responses(
+        (status = 200, description = "The consent page", body = String, content_type = "text/html"),
+        (status = 303, description = "An error sent back to the registered redirect URI", headers(("Location" = String, description = "The client's redirect URI with `code` or `error`, `state` and `iss`"))),
+        (status = 400, description = "Unknown client or unregistered redirect URI (never redirected)", body = String, content_type = "text/html"),
+        (status = 429, description = "Too many authorization requests from this address", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "The store is sealed", body = String, content_type = "text/html"),
+    ))]
 pub async fn authorize(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -400,6 +414,28 @@ pub async fn authorize(
     response
 }
 
+/// The answer to a body over the size limit (axum's own is `text/plain`).
+fn too_large() -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "the request body is larger than the server accepts",
+    )
+}
+
+/// The answer to a token or revocation request whose body failed.
+fn body_error(rejection: BytesRejection) -> Response {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        too_large().into_response()
+    } else {
+        oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body could not be read",
+        )
+    }
+}
+
 fn form_ok(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
@@ -411,11 +447,38 @@ fn form_ok(headers: &HeaderMap) -> bool {
         })
 }
 
-/// `POST /oauth/authorize`: the owner's decision.
-pub async fn decide(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// The owner's decision from the consent page.
+#[utoipa::path(post, path = "/oauth/authorize", tag = "oauth",
+    request_body(content = openapi::ConsentForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "The decision sent back to the client: `code` or `error=access_denied`", headers(("Location" = String, description = "The client's redirect URI with `code` or `error`, `state` and `iss`"))),
+        (status = 400, description = "Unknown, expired or answered request", body = String, content_type = "text/html"),
+        (status = 401, description = "Wrong passphrase: the page again", body = String, content_type = "text/html"),
+        (status = 403, description = "Missing or wrong CSRF token, cross-origin form, or the session ended", body = String, content_type = "text/html"),
+        (status = 415, description = "The body is not a form", body = String, content_type = "text/html"),
+        (status = 413, description = "The form is larger than the server accepts", body = String, content_type = "text/html"),
+        (status = 429, description = "Too many passphrase attempts", content(
+            (openapi::ProblemDetails = "application/problem+json"),
+            (String = "text/html"),
+        )),
+        (status = 500, description = "The store failed to check the passphrase", body = String, content_type = "text/html"),
+        (status = 503, description = "The store is locked, or the decision could not be stored", body = String, content_type = "text/html"),
+    ))]
+pub async fn decide(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     if !form_ok(&headers) {
         return error_page(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send a form");
     }
+    let body = match body {
+        Ok(body) => body,
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error_page(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.")
+        }
+        Err(_) => return error_page(StatusCode::BAD_REQUEST, "The form could not be read."),
+    };
     let form = Params::parse(&body);
     let now = state.store.apps().clock.now_us();
     let Some(request_id) = form.one("request_id") else {
@@ -727,16 +790,36 @@ async fn revoke_families(state: &AppState, families: Vec<[u8; 16]>) {
     }
 }
 
-/// `POST /oauth/token`.
+/// Exchanges an authorization code, or rotates a refresh token, for tokens.
+#[utoipa::path(post, path = "/oauth/token", tag = "oauth",
+    request_body(content = openapi::TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "A new access and refresh token", body = openapi::TokenResponse,
+            headers(("Pragma" = String, description = "`no-cache`"))),
+        (status = 400, description = "`invalid_request`, `invalid_grant` or `unsupported_grant_type`", body = openapi::OAuthError),
+        (status = 401, description = "`invalid_client`: client authentication failed", body = openapi::OAuthError,
+            headers(("WWW-Authenticate" = String, description = "`Basic realm=\"hearth\"`"))),
+        (status = 413, description = "The body is larger than the server accepts", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "Too many token requests from this address", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "The store is not unlocked, or the token could not be stored", content(
+            (openapi::ProblemDetails = "application/problem+json"),
+            (openapi::OAuthError = "application/json"),
+        )),
+    ),
+    security((), ("client" = [])))]
 pub async fn token(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if let Err(p) = state.token_limiter.take(peer.ip()) {
         return p.into_response();
     }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return body_error(rejection),
+    };
     if let Err(u) = state.store.open_store() {
         return Problem::from(u).into_response();
     }
@@ -838,16 +921,35 @@ pub async fn token(
     }
 }
 
-/// `POST /oauth/revoke` (RFC 7009): always `200` for an authenticated client.
+/// Revokes a token (RFC 7009): always `200` for an authenticated client.
+#[utoipa::path(post, path = "/oauth/revoke", tag = "oauth",
+    request_body(content = openapi::RevokeRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked, or the token was unknown, expired or another client's"),
+        (status = 400, description = "`invalid_request`: not a form, or no `token`", body = openapi::OAuthError),
+        (status = 401, description = "`invalid_client`: client authentication failed", body = openapi::OAuthError,
+            headers(("WWW-Authenticate" = String, description = "`Basic realm=\"hearth\"`"))),
+        (status = 413, description = "The body is larger than the server accepts", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests from this address", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "The store is not unlocked, or the revocation could not be stored", content(
+            (openapi::ProblemDetails = "application/problem+json"),
+            (openapi::OAuthError = "application/json"),
+        )),
+    ),
+    security((), ("client" = [])))]
 pub async fn revoke(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if let Err(p) = state.token_limiter.take(peer.ip()) {
         return p.into_response();
     }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return body_error(rejection),
+    };
     if let Err(u) = state.store.open_store() {
         return Problem::from(u).into_response();
     }

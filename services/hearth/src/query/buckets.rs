@@ -54,6 +54,9 @@ pub struct Interval {
 const SECOND: i64 = 1_000_000;
 const DAY: i64 = 86_400 * SECOND;
 
+/// The longest bucket interval.
+const MAX_INTERVAL_DAYS: i128 = 50 * 366;
+
 impl Interval {
     pub fn parse(text: &str) -> Result<Interval, BucketError> {
         let bad = |why: &str| BucketError::Interval(format!("'{text}' ({why})"));
@@ -66,6 +69,20 @@ impl Interval {
             || span.get_nanoseconds() != 0
         {
             return Err(bad("whole seconds only"));
+        }
+        // Refused before the arithmetic below could overflow: longer than
+        // any useful bucket of sample times (1900–2200). Upper bounds: a
+        // year as 366 days, a month as 31.
+        let bound_secs = (i128::from(span.get_years()) * 366
+            + i128::from(span.get_months()) * 31
+            + i128::from(span.get_weeks()) * 7
+            + i128::from(span.get_days()))
+            * 86_400
+            + i128::from(span.get_hours()) * 3600
+            + i128::from(span.get_minutes()) * 60
+            + i128::from(span.get_seconds());
+        if bound_secs > MAX_INTERVAL_DAYS * 86_400 {
+            return Err(bad("at most 50 years"));
         }
         let calendar_days = i64::from(span.get_years()) * 146_097 * DAY / 400
             + i64::from(span.get_months()) * 146_097 * DAY / 4800
@@ -476,9 +493,14 @@ mod tests {
             "PT0.5S",
             "P1X",
             "PT1H garbage",
+            "P51Y",
+            "P19998Y",
+            "P700M",
+            "PT500000H",
         ] {
             assert!(Interval::parse(bad).is_err(), "{bad}");
         }
+        assert!(Interval::parse("P49Y").is_ok());
         assert!(parse_tz("Mars/Olympus").is_err());
         let tz = parse_tz("UTC").unwrap();
         assert!(parse_anchor("noon", &tz).is_err());
