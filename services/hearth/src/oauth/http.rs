@@ -790,6 +790,31 @@ async fn revoke_families(state: &AppState, families: Vec<[u8; 16]>) {
     }
 }
 
+/// What the token and revocation endpoints check first, in order: the
+/// per-address rate limit, the body, the lock state, the form encoding.
+fn endpoint_form(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Params, Box<Response>> {
+    if let Err(p) = state.token_limiter.take(peer.ip()) {
+        return Err(Box::new(p.into_response()));
+    }
+    let body = body.map_err(|rejection| Box::new(body_error(rejection)))?;
+    if let Err(u) = state.store.open_store() {
+        return Err(Box::new(Problem::from(u).into_response()));
+    }
+    if !form_ok(headers) {
+        return Err(Box::new(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "send a form",
+        )));
+    }
+    Ok(Params::parse(&body))
+}
+
 /// Exchanges an authorization code, or rotates a refresh token, for tokens.
 #[utoipa::path(post, path = "/oauth/token", tag = "oauth",
     request_body(content = openapi::TokenRequest, content_type = "application/x-www-form-urlencoded"),
@@ -813,20 +838,10 @@ pub async fn token(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(p) = state.token_limiter.take(peer.ip()) {
-        return p.into_response();
-    }
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return body_error(rejection),
+    let form = match endpoint_form(&state, peer, &headers, body) {
+        Ok(form) => form,
+        Err(refused) => return *refused,
     };
-    if let Err(u) = state.store.open_store() {
-        return Problem::from(u).into_response();
-    }
-    if !form_ok(&headers) {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "send a form");
-    }
-    let form = Params::parse(&body);
     for name in [
         "grant_type",
         "code",
@@ -943,20 +958,10 @@ pub async fn revoke(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(p) = state.token_limiter.take(peer.ip()) {
-        return p.into_response();
-    }
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return body_error(rejection),
+    let form = match endpoint_form(&state, peer, &headers, body) {
+        Ok(form) => form,
+        Err(refused) => return *refused,
     };
-    if let Err(u) = state.store.open_store() {
-        return Problem::from(u).into_response();
-    }
-    if !form_ok(&headers) {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "send a form");
-    }
-    let form = Params::parse(&body);
     let Some(app) = authenticate_client(&state, &headers, &form) else {
         return invalid_client();
     };

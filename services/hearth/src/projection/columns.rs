@@ -142,16 +142,8 @@ impl TypeColumns {
 
     pub fn row(&self, row: usize) -> Row {
         Row {
-            id: self.id[row],
-            start_us: self.start[row],
-            start_offset_min: self.start_offset[row],
-            end_us: self.end[row],
-            end_offset_min: self.end_offset[row],
-            value: self.value[row],
-            source: self.source[row],
-            device: self.device[row],
-            seq: self.seq[row],
             metadata: self.metadata.get(&self.id[row]).cloned(),
+            ..self.row_without_metadata(row)
         }
     }
 
