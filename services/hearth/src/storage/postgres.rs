@@ -6,10 +6,16 @@ use super::{hash_from, to_u64, Keyring, Migration, Storage, StorageError};
 use crate::crypto::KdfParams;
 use crate::log::{LogHead, LogRecord};
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../../../../migrations/postgres/0001_log.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../../../../migrations/postgres/0001_log.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../../../../migrations/postgres/0002_ciphertext_storage.sql"),
+    },
+];
 
 /// Postgres with its default `synchronous_commit = on`: a commit has reached
 /// the server's disk before it returns.
