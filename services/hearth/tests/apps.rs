@@ -588,6 +588,14 @@ async fn silent_deny_with(backend: Backend, read_denied: bool) {
         "/v1/statistics?type=step_count&start=2026-01-01T00:00:00Z&end=2026-01-01T01:00:00Z"
             .to_string(),
         "/v1/statistics?type=heart_rate".to_string(),
+        "/v1/statistics?type=step_count&by_source=true".to_string(),
+        "/v1/statistics/buckets?type=step_count&start=2026-01-01T00:00:00Z&end=2026-01-01T02:00:00Z&interval=PT10M&tz=Europe/Berlin"
+            .to_string(),
+        "/v1/statistics/buckets?type=step_count&start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z&interval=PT1H&by_source=true"
+            .to_string(),
+        "/v1/samples?type=step_count&order=desc&limit=3".to_string(),
+        "/v1/samples?type=step_count&most_recent=true".to_string(),
+        "/v1/sources?type=step_count".to_string(),
         "/v1/authorization/status?types=step_count,heart_rate".to_string(),
         "/v1/authorization/request-status?read=step_count&write=step_count".to_string(),
         "/v1/types".to_string(),
