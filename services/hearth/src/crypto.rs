@@ -177,6 +177,16 @@ impl DataKey {
         })
     }
 
+    /// A key for another purpose, derived from the data key and `label`.
+    pub fn derive(&self, label: &[u8]) -> SecretKey {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"hearth-derive-v1");
+        h.update(self.key.as_ref());
+        h.update(label);
+        Zeroizing::new(h.finalize().into())
+    }
+
     /// Additional data for the record at `seq`.
     pub fn record_aad(&self, seq: u64) -> [u8; 15 + STORE_ID_LEN + 8 + 4] {
         let mut aad = [0u8; 15 + STORE_ID_LEN + 8 + 4];

@@ -514,10 +514,16 @@ async fn observe(r: reqwest::Response, ids: &[(String, String)]) -> Seen {
     } else {
         serde_json::from_str(&text).unwrap_or(Value::String(text))
     };
+    let mut body = normalise(&body, ids);
+    // Anchors are sealed with a fresh nonce each time: opaque, like ids.
+    if let Some(anchor) = body.get_mut("anchor") {
+        assert!(anchor.is_string());
+        *anchor = Value::String("ANCHOR".into());
+    }
     Seen {
         status,
         headers,
-        body: normalise(&body, ids),
+        body,
     }
 }
 
@@ -596,6 +602,9 @@ async fn silent_deny_with(backend: Backend, read_denied: bool) {
         "/v1/samples?type=step_count&order=desc&limit=3".to_string(),
         "/v1/samples?type=step_count&most_recent=true".to_string(),
         "/v1/sources?type=step_count".to_string(),
+        "/v1/changes?types=step_count".to_string(),
+        "/v1/changes?types=step_count&limit=2".to_string(),
+        "/v1/changes?types=step_count,heart_rate&anchor=garbage".to_string(),
         "/v1/authorization/status?types=step_count,heart_rate".to_string(),
         "/v1/authorization/request-status?read=step_count&write=step_count".to_string(),
         "/v1/types".to_string(),

@@ -52,10 +52,10 @@ fn parse_types(text: Option<&str>) -> Result<Vec<TypeIndex>, Problem> {
     Ok(out)
 }
 
-fn parse_anchor(text: Option<&str>) -> Result<Anchor, Problem> {
+fn parse_anchor(text: Option<&str>, key: &[u8; 32]) -> Result<Anchor, Problem> {
     match text {
         None => Ok(Anchor::default()),
-        Some(t) => Anchor::decode(t).ok_or_else(|| {
+        Some(t) => Anchor::decode(t, key).ok_or_else(|| {
             Problem::invalid(None, "anchor", "not an anchor returned by this server")
         }),
     }
@@ -105,7 +105,7 @@ pub async fn changes(
         }
         check_unit(catalogue::get(types[0]), q.unit.as_deref())?;
     }
-    let anchor = parse_anchor(q.anchor.as_deref())?;
+    let anchor = parse_anchor(q.anchor.as_deref(), access.open.projection.anchor_key())?;
     let limit = match q.limit.as_deref() {
         None => DEFAULT_PAGE,
         Some(l) => l
@@ -138,7 +138,7 @@ pub async fn changes(
     Ok(Json(json!({
         "added": added,
         "deleted": deleted,
-        "anchor": page.next.encode(),
+        "anchor": page.next.encode(access.open.projection.anchor_key()),
         "has_more": page.has_more,
     })))
 }
@@ -164,12 +164,12 @@ struct Observer {
     done: bool,
 }
 
-fn change_event(ty: TypeIndex, seq: u64) -> SseEvent {
+fn change_event(ty: TypeIndex, seq: u64, key: &[u8; 32]) -> SseEvent {
     let anchor = Anchor {
         seq,
         after_id: None,
     }
-    .encode();
+    .encode(key);
     SseEvent::default()
         .event("change")
         .id(anchor.clone())
@@ -189,7 +189,8 @@ impl Observer {
         let views = views(&self.caller, &self.apps, &self.types, projection);
         let (types, latest) = changes::changed_types(projection, &views, self.reported);
         for ty in types {
-            self.queue.push_back(change_event(ty, latest));
+            self.queue
+                .push_back(change_event(ty, latest, projection.anchor_key()));
         }
         self.reported = latest;
     }
@@ -225,7 +226,8 @@ impl Observer {
                     };
                     if seen {
                         fired.push(ty);
-                        self.queue.push_back(change_event(ty, seq));
+                        let key = open.projection.anchor_key();
+                        self.queue.push_back(change_event(ty, seq, key));
                     }
                 }
                 self.reported = seq;
@@ -283,9 +285,13 @@ pub async fn observe(
     let last = headers
         .get("last-event-id")
         .map(|v| {
-            v.to_str().ok().and_then(Anchor::decode).ok_or_else(|| {
-                Problem::invalid(None, "Last-Event-ID", "not an event id from this stream")
-            })
+            let key = access.open.projection.anchor_key();
+            v.to_str()
+                .ok()
+                .and_then(|t| Anchor::decode(t, key))
+                .ok_or_else(|| {
+                    Problem::invalid(None, "Last-Event-ID", "not an event id from this stream")
+                })
         })
         .transpose()?;
     let open: Arc<OpenStore> = access.open;
@@ -318,7 +324,7 @@ pub async fn observe(
         seq: observer.reported,
         after_id: None,
     }
-    .encode();
+    .encode(open.projection.anchor_key());
     observer.queue.push_back(
         SseEvent::default()
             .event("ready")

@@ -94,5 +94,7 @@ pub async fn replay(
             .map_err(|_| ReplayError::UnknownType { seq })
     })
     .await?;
-    Ok((builder.finish(), registry))
+    let mut projection = builder.finish();
+    projection.set_anchor_key(key.derive(b"change-feed anchors"));
+    Ok((projection, registry))
 }

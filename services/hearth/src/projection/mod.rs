@@ -105,6 +105,8 @@ pub struct Projection {
     characteristics: RwLock<Vec<(String, String)>>,
     notes: broadcast::Sender<Note>,
     series: Vec<SeriesCache>,
+    /// Seals change-feed anchors; derived from the data key at unlock.
+    anchor_key: crate::crypto::SecretKey,
 }
 
 impl Default for Projection {
@@ -165,7 +167,16 @@ impl Projection {
             applied_seq: AtomicU64::new(0),
             notes: broadcast::channel(1024).0,
             series,
+            anchor_key: crate::crypto::random_key(),
         }
+    }
+
+    pub fn anchor_key(&self) -> &[u8; 32] {
+        &self.anchor_key
+    }
+
+    pub fn set_anchor_key(&mut self, key: crate::crypto::SecretKey) {
+        self.anchor_key = key;
     }
 
     /// The last log record applied: the head of the change feed.

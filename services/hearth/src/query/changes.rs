@@ -13,6 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 use crate::catalogue::TypeIndex;
+use crate::crypto;
 use crate::projection::{Projection, Row, Visibility};
 
 /// A position in the change feed.
@@ -24,19 +25,24 @@ pub struct Anchor {
 }
 
 const ANCHOR_VERSION: u8 = 1;
+const ANCHOR_AAD: &[u8] = b"hearth-anchor-v1";
 
 impl Anchor {
-    pub fn encode(&self) -> String {
+    /// Opaque to clients: sealed under the store's anchor key, so an anchor
+    /// does not reveal the log position, and with it how many changes the
+    /// caller cannot see.
+    pub fn encode(&self, key: &[u8; 32]) -> String {
         let mut bytes = vec![ANCHOR_VERSION];
         bytes.extend_from_slice(&self.seq.to_be_bytes());
         if let Some(id) = self.after_id {
             bytes.extend_from_slice(&id.to_be_bytes());
         }
-        URL_SAFE_NO_PAD.encode(bytes)
+        URL_SAFE_NO_PAD.encode(crypto::seal(key, ANCHOR_AAD, &bytes))
     }
 
-    pub fn decode(text: &str) -> Option<Anchor> {
-        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+    pub fn decode(text: &str, key: &[u8; 32]) -> Option<Anchor> {
+        let sealed = URL_SAFE_NO_PAD.decode(text).ok()?;
+        let bytes = crypto::open(key, ANCHOR_AAD, &sealed).ok()?;
         let (&version, rest) = bytes.split_first()?;
         if version != ANCHOR_VERSION {
             return None;
@@ -307,6 +313,8 @@ mod tests {
         assert_eq!(changed_types(&p, &view, 5), (vec![], 5));
     }
 
+    const KEY: [u8; 32] = [7; 32];
+
     #[test]
     fn anchors_round_trip_and_reject_garbage() {
         for a in [
@@ -316,10 +324,21 @@ mod tests {
                 after_id: Some(7),
             },
         ] {
-            assert_eq!(Anchor::decode(&a.encode()), Some(a));
+            assert_eq!(Anchor::decode(&a.encode(&KEY), &KEY), Some(a));
+            assert_eq!(
+                Anchor::decode(&a.encode(&KEY), &[8; 32]),
+                None,
+                "another store's key"
+            );
         }
-        assert_eq!(Anchor::decode("nope!"), None);
-        assert_eq!(Anchor::decode(""), None);
-        assert_eq!(Anchor::decode(&URL_SAFE_NO_PAD.encode([2u8; 9])), None);
+        assert_eq!(Anchor::decode("nope!", &KEY), None);
+        assert_eq!(Anchor::decode("", &KEY), None);
+        assert_eq!(
+            Anchor::decode(&URL_SAFE_NO_PAD.encode([2u8; 9]), &KEY),
+            None
+        );
+        // The plain encoding an earlier server used is refused, not trusted.
+        let plain = URL_SAFE_NO_PAD.encode([1, 0, 0, 0, 0, 0, 0, 0, 9]);
+        assert_eq!(Anchor::decode(&plain, &KEY), None);
     }
 }
