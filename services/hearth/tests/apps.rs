@@ -20,6 +20,7 @@ both_backends!(
     silent_deny_is_indistinguishable,
     revoking_read_takes_effect_on_the_next_request,
     cli_registers_apps_and_mints_credentials,
+    routes_stay_hidden_without_read_workout_route,
 );
 
 /// Runs `hearth app …` against the test server; returns its JSON output.
@@ -690,4 +691,39 @@ async fn revoking_read_takes_effect_on_the_next_request(backend: Backend) {
         r.get_json("/v1/statistics?type=step_count").await["count"],
         2
     );
+}
+
+/// Location is sensitive: an app that may read workouts but not routes sees
+/// the workout and nothing of its route, as if the route did not exist.
+async fn routes_stay_hidden_without_read_workout_route(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let (workout, route) = common::workout_with_route(&app).await;
+    let reg = app
+        .register_app("Coach", "https://coach.example/cb", false)
+        .await;
+    let id = reg["id"].as_str().unwrap();
+    let token = app.mint(id, &["workout"], &[]).await;
+    let coach = app.as_token(&token);
+
+    let workouts = coach.get_json("/v1/samples?type=workout").await;
+    let listed = workouts["samples"].as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], workout);
+    let text = serde_json::to_string(&workouts).unwrap();
+    assert!(!text.contains(&route), "the workout names no hidden route");
+    assert!(!text.contains("52.52"), "no coordinates");
+
+    let routes = coach.get_json("/v1/samples?type=workout_route").await;
+    assert_eq!(routes["samples"].as_array().unwrap().len(), 0);
+    let r = coach.get(&format!("/v1/samples/{route}")).await;
+    assert_eq!(r.status(), 404);
+    let by_id = coach.get_json(&format!("/v1/samples/{workout}")).await;
+    assert!(!serde_json::to_string(&by_id).unwrap().contains(&route));
+
+    // With the grant, the route is there.
+    let token = app.mint(id, &["workout", "workout_route"], &[]).await;
+    let coach = app.as_token(&token);
+    let routes = coach.get_json("/v1/samples?type=workout_route").await;
+    assert_eq!(routes["samples"].as_array().unwrap().len(), 1);
 }
