@@ -23,6 +23,7 @@ both_backends!(
     samples_filter_by_source_and_device_and_order,
     bad_input_to_new_endpoints_is_a_clear_problem,
     huge_bucket_intervals_are_refused_not_a_panic,
+    observer_never_fires_for_hidden_changes,
 );
 
 /// An RFC 3339 time for a query string.
@@ -798,4 +799,35 @@ async fn huge_bucket_intervals_are_refused_not_a_panic(backend: Backend) {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["buckets"].as_array().unwrap().len(), 1, "{body}");
     app.stop().await;
+}
+
+/// An app that may write but not read step_count hears nothing of others'
+/// step samples, only of its own, and its stream's ids are as opaque as the
+/// change feed's anchors.
+async fn observer_never_fires_for_hidden_changes(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let mut app = TestApp::unlocked(&db).await;
+    let reg = app.register_app("Y", "https://y.example/cb", false).await;
+    let y_token = app
+        .mint(reg["id"].as_str().unwrap(), &[], &["step_count"])
+        .await;
+    let owner_token = app.token.replace(y_token.clone()).unwrap();
+    let second = Duration::from_secs(1);
+    let mut sse = Sse::open(&app, "/v1/observe?types=step_count", None).await;
+    assert_eq!(sse.next_event(second).await.unwrap().event, "ready");
+
+    app.token = Some(owner_token);
+    assert_eq!(app.write(vec![common::steps(0, 5.0)]).await.status(), 201);
+    let quiet = tokio::time::timeout(
+        Duration::from_millis(1500),
+        sse.next_event(Duration::from_secs(10)),
+    )
+    .await;
+    assert!(quiet.is_err(), "a hidden change must not fire: {quiet:?}");
+
+    app.token = Some(y_token);
+    assert_eq!(app.write(vec![common::steps(1, 7.0)]).await.status(), 201);
+    let own = sse.next_event(second).await.expect("its own change fires");
+    assert_eq!(own.event, "change");
+    assert!(own.data.contains("step_count"));
 }
