@@ -17,6 +17,14 @@ use crate::projection::{Projection, Visibility};
 /// Whether the caller may read every sample of `ty`. Private: callers learn
 /// only the effect, through [`visibility`].
 fn may_read(caller: &Caller, apps: &Apps, ty: TypeIndex) -> bool {
+    // A correlation is governed by its members, as in HealthKit: readable
+    // wherever any member type is.
+    if let Some(members) = catalogue::get(ty).members() {
+        return members.iter().any(|m| {
+            let member = catalogue::lookup(m).expect("members are in the catalogue");
+            may_read(caller, apps, member)
+        });
+    }
     match caller {
         Caller::Owner => true,
         Caller::App(app) => {

@@ -27,6 +27,7 @@ use super::samples::{check_unit, lookup_type, sample_json, ApiQuery};
 use crate::apps::Apps;
 use crate::catalogue::{self, TypeIndex};
 use crate::lock::OpenStore;
+use crate::policy;
 use crate::projection::{Note, Projection, Visibility};
 use crate::query::changes::{self, Anchor, Change};
 
@@ -69,7 +70,7 @@ fn views(
 ) -> Vec<(TypeIndex, Visibility)> {
     types
         .iter()
-        .map(|&t| (t, composed::read_visibility(caller, apps, t, projection)))
+        .map(|&t| (t, policy::visibility(caller, apps, t, projection)))
         .collect()
 }
 
@@ -215,15 +216,11 @@ impl Observer {
                     if !self.types.contains(&ty) || fired.contains(&ty) {
                         continue;
                     }
-                    let seen = match composed::read_visibility(
-                        &self.caller,
-                        &self.apps,
-                        ty,
-                        &open.projection,
-                    ) {
-                        Visibility::All => true,
-                        Visibility::OnlySource(s) => s == source,
-                    };
+                    let seen =
+                        match policy::visibility(&self.caller, &self.apps, ty, &open.projection) {
+                            Visibility::All => true,
+                            Visibility::OnlySource(s) => s == source,
+                        };
                     if seen {
                         fired.push(ty);
                         let key = open.projection.anchor_key();

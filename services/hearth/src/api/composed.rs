@@ -19,7 +19,7 @@ use super::auth::{Access, Caller};
 use super::problem::Problem;
 use super::samples::{format_time, lookup_type, parse_time, sample_json};
 use crate::apps::Apps;
-use crate::catalogue::{self, units, Kind, SampleType, TypeIndex};
+use crate::catalogue::{self, units, Kind, SampleType};
 use crate::log::writer::NewSample;
 use crate::policy;
 use crate::projection::{Projection, Row, Visibility};
@@ -358,7 +358,7 @@ pub fn check_routes(access: &Access, samples: &[NewSample]) -> Result<(), Proble
             .find(id.as_u128())
             .is_some_and(|(ti, row)| {
                 ti == workout_ty
-                    && match read_visibility(
+                    && match policy::visibility(
                         &access.caller,
                         &access.apps,
                         ti,
@@ -373,29 +373,6 @@ pub fn check_routes(access: &Access, samples: &[NewSample]) -> Result<(), Proble
         }
     }
     Ok(())
-}
-
-/// What a caller may read of a type. A correlation is governed by its
-/// members: readable wherever any member type is.
-pub fn read_visibility(
-    caller: &Caller,
-    apps: &Apps,
-    ti: TypeIndex,
-    projection: &Projection,
-) -> Visibility {
-    let ty = catalogue::get(ti);
-    let Some(members) = ty.members() else {
-        return policy::visibility(caller, apps, ti, projection);
-    };
-    let mut out = None;
-    for m in members {
-        let mti = catalogue::lookup(m).expect("members are in the catalogue");
-        match policy::visibility(caller, apps, mti, projection) {
-            Visibility::All => return Visibility::All,
-            v => out = out.or(Some(v)),
-        }
-    }
-    out.unwrap_or_else(|| policy::visibility(caller, apps, ti, projection))
 }
 
 /// Moves reserved metadata into the sample's own fields.

@@ -567,7 +567,7 @@ pub async fn list(
         .map_err(|e| Problem::invalid(None, "sources", e))?;
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let projection = &access.open.projection;
-    let visibility = composed::read_visibility(&access.caller, &access.apps, ti, projection);
+    let visibility = policy::visibility(&access.caller, &access.apps, ti, projection);
     let table = sources::SourceTable::of(projection);
     let rows: Vec<Row> = {
         let cols: &TypeColumns = &projection.columns(ti);
@@ -679,7 +679,7 @@ pub async fn get_one(
 }
 
 fn visible_to(access: &Access, ti: TypeIndex, row: &Row) -> bool {
-    match composed::read_visibility(&access.caller, &access.apps, ti, &access.open.projection) {
+    match policy::visibility(&access.caller, &access.apps, ti, &access.open.projection) {
         crate::projection::Visibility::All => true,
         crate::projection::Visibility::OnlySource(s) => row.source == s,
     }
