@@ -177,21 +177,37 @@ if ! docker image inspect "$base_image" >/dev/null 2>&1; then
     if [ -f "$f" ] && grep -Eq '^[^#]*\bbookworm\b' "$f"; then sources+=("$f"); fi
   done
   [ ${#sources[@]} -gt 0 ] || fail "no apt source for bookworm on this machine"
-  $sudo mmdebstrap --variant=minbase --quiet bookworm - "${sources[@]}" \
+  # Like Debian's own slim images: no manuals, docs or translations, and dpkg
+  # without fsync (a container layer is written once).
+  $sudo mmdebstrap --variant=minbase --quiet \
+    --aptopt='Acquire::Languages "none"' --dpkgopt=force-unsafe-io \
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' \
+    bookworm - "${sources[@]}" \
     | docker import --change 'CMD ["bash"]' --message "mmdebstrap --variant=minbase bookworm" \
       - "$base_image"
 fi
+# The stand-ins build side by side (mostly downloads and unpacking).
+standin_pids=()
 standin() { # IMAGE DIR [BUILD ARGS…]
-  local image=$1 dir=$2
+  local image=$1 dir=$2 log
   shift 2
   if ! docker image inspect "$image" >/dev/null 2>&1; then
-    phase "stand-in image $image"
-    docker build -q --label org.hearth.stand-in=true "$@" -t "$image" "$dir"
+    log=$(mktemp "${TMPDIR:-/tmp}/hearth-compose-e2e-build.XXXXXX")
+    echo "building the stand-in $image from $dir"
+    { docker build -q --label org.hearth.stand-in=true "$@" -t "$image" "$dir" >"$log" 2>&1 \
+      || { cat "$log" >&2; rm -f "$log"; exit 1; }; rm -f "$log"; } &
+    standin_pids+=($!)
   fi
 }
+phase "stand-in images"
 pg_tag=${postgres_image#*:}
 standin "$postgres_image" deploy/stand-in/postgres --build-arg "PG_MAJOR=${pg_tag%%[.-]*}"
 standin "$collector_image" deploy/stand-in/otel-collector
+for pid in "${standin_pids[@]}"; do
+  wait "$pid" || fail "building a stand-in image failed"
+done
 
 # --- The binary. ---
 phase "release build"
