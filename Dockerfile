@@ -6,9 +6,11 @@
 #
 # Both targets are the `runtime` stage plus the binary; they differ only in
 # where the binary comes from. `prebuilt` suits a Debian bookworm (or older
-# glibc) host that already builds Hearth, or has no Rust image to pull. The
-# stages are ordered so that even Docker's classic builder, which builds every
-# stage before the target, never needs the Rust image for `prebuilt`.
+# glibc) host that already builds Hearth, or has no Rust image to pull.
+# BuildKit (Docker's default builder with the buildx plugin) builds only the
+# stages a target needs. Docker's classic builder builds every stage up to
+# the target: the order below lets it build `prebuilt` without the Rust
+# image, but for `server` it then needs target/release/hearth as well.
 ARG RUST_VERSION=1.95
 
 # Everything but the binary.
