@@ -24,9 +24,9 @@ use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::apps::http as apps;
-use crate::lock::Store;
 use crate::oauth::http as oauth;
 use crate::oauth::OAuthState;
+use crate::store::Store;
 use lifecycle::{PerClientLimiter, RateLimiter};
 use problem::Problem;
 

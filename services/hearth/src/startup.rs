@@ -9,8 +9,9 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, Limits};
 use crate::config::ServeArgs;
-use crate::lock::{self, Store};
+use crate::lock;
 use crate::storage;
+use crate::store::Store;
 use crate::telemetry;
 
 pub struct Application {
