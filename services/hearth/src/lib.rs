@@ -5,7 +5,9 @@
 //! - [`store`]: the store handle that holds the lock state and the open store;
 //! - [`log`]: the encrypted append-only log, its single writer, replay, verify;
 //! - [`projection`]: the in-memory columns every query reads;
-//! - [`policy`]: what each caller may read and write;
+//! - [`policy`]: what each caller may read and write; [`caller`]: who asks;
+//! - [`samples`]: validating request samples and presenting stored ones;
+//! - [`wire`]: the JSON bodies of the API, whose schemas are its description;
 //! - [`apps`]: the app registry, grants and token state (kept across lock);
 //! - [`oauth`]: the authorization server: consent, codes, tokens;
 //! - [`storage`]: SQLite and Postgres behind one trait;
@@ -16,6 +18,7 @@
 
 pub mod api;
 pub mod apps;
+pub mod caller;
 pub mod catalogue;
 pub mod cli;
 pub mod config;
@@ -26,7 +29,9 @@ pub mod oauth;
 pub mod policy;
 pub mod projection;
 pub mod query;
+pub mod samples;
 pub mod startup;
 pub mod storage;
 pub mod store;
 pub mod telemetry;
+pub mod wire;

@@ -6,11 +6,8 @@
 //! owner's grant allows it, looked up on every request so a revocation takes
 //! effect at once. Writing likewise needs `write:<type>` and a write grant.
 
-use axum::http::StatusCode;
-
-use crate::api::auth::Caller;
-use crate::api::problem::Problem;
 use crate::apps::{AppCaller, Apps};
+use crate::caller::Caller;
 use crate::catalogue::{self, TypeIndex};
 use crate::projection::{Projection, Visibility};
 
@@ -50,14 +47,22 @@ pub fn visibility(
     Visibility::OnlySource(projection.source_id(caller.source()).unwrap_or(u32::MAX))
 }
 
-/// An app's write status for one type, as it may learn it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WriteStatus {
-    NotDetermined,
-    Denied,
-    Authorized,
+/// Whether the caller sees one sample of `ty` written by `source`.
+pub fn sees(
+    caller: &Caller,
+    apps: &Apps,
+    ty: TypeIndex,
+    projection: &Projection,
+    source: u32,
+) -> bool {
+    match visibility(caller, apps, ty, projection) {
+        Visibility::All => true,
+        Visibility::OnlySource(s) => s == source,
+    }
 }
+
+/// An app's write status for one type, as it may learn it.
+pub use crate::wire::queries::WriteStatus;
 
 pub fn write_status(caller: &Caller, apps: &Apps, ty: TypeIndex) -> WriteStatus {
     match caller {
@@ -97,18 +102,20 @@ pub fn should_request(
     })
 }
 
+/// A refused write: explicit, unlike a refused read.
+#[derive(Debug, thiserror::Error)]
+#[error("this app may not write {type_id}; ask the owner for write access")]
+pub struct WriteDenied {
+    pub type_id: &'static str,
+}
+
 /// Whether the caller may write `ty`; a refusal is explicit (`403`).
-pub fn check_write(caller: &Caller, apps: &Apps, ty: TypeIndex) -> Result<(), Problem> {
+pub fn check_write(caller: &Caller, apps: &Apps, ty: TypeIndex) -> Result<(), WriteDenied> {
     match write_status(caller, apps, ty) {
         WriteStatus::Authorized => Ok(()),
-        _ => Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "write_not_authorized",
-            format!(
-                "this app may not write {}; ask the owner for write access",
-                catalogue::get(ty).id
-            ),
-        )),
+        _ => Err(WriteDenied {
+            type_id: catalogue::get(ty).id,
+        }),
     }
 }
 

@@ -12,32 +12,11 @@ use axum::http::{header, HeaderMap, Method};
 
 use super::problem::Problem;
 use super::AppState;
-use crate::apps::{AppCaller, Apps};
+use crate::apps::Apps;
+pub use crate::caller::Caller;
 use crate::store::OpenStore;
 
 pub const SESSION_COOKIE: &str = "hearth_session";
-
-/// The authenticated caller.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Caller {
-    Owner,
-    App(AppCaller),
-}
-
-impl Caller {
-    /// The source recorded on samples this caller writes: for an app, its
-    /// id, taken from the token and never from the request body.
-    pub fn source(&self) -> &str {
-        match self {
-            Caller::Owner => "owner",
-            Caller::App(app) => &app.app_id,
-        }
-    }
-
-    pub fn is_owner(&self) -> bool {
-        matches!(self, Caller::Owner)
-    }
-}
 
 fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;

@@ -13,26 +13,23 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
-use utoipa::IntoParams;
-
 use super::auth::{Access, Caller};
-use super::composed;
-use super::openapi;
-use super::problem::Problem;
-use super::samples::{check_unit, lookup_type, sample_json, ApiQuery};
+use super::problem::{CommonErrors, Problem};
+use super::samples::{page_limit, ApiQuery};
 use crate::apps::Apps;
 use crate::catalogue::{self, TypeIndex};
 use crate::policy;
 use crate::projection::{Note, Projection, Visibility};
 use crate::query::changes::{self, Anchor, Change};
+use crate::samples::{self, check_unit, lookup_type};
+use crate::wire::queries as wire;
+use crate::wire::ErrorCode;
 use crate::store::OpenStore;
 
-const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 1000;
 const MAX_TYPES: usize = 256;
 
 /// `types=a,b`; all types when absent.
@@ -82,19 +79,21 @@ pub struct ChangesQuery {
     /// `anchor` of the previous page; default from the beginning.
     anchor: Option<String>,
     /// 1 to 1000; default 100.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// With exactly one type: a unit compatible with it.
     unit: Option<String>,
 }
 
 /// Samples added and deleted after an anchor, as the caller may see them.
-#[utoipa::path(get, path = "/v1/changes", tag = "queries", params(ChangesQuery),
-    responses((status = 200, body = openapi::ChangePage), openapi::CommonErrors),
+#[utoipa::path(get, path = "/v1/changes", tag = "queries", operation_id = "changes",
+    params(ChangesQuery),
+    responses((status = 200, body = wire::ChangePage), CommonErrors),
     security(("owner" = []), ("apps" = [])))]
 pub async fn changes(
     access: Access,
     ApiQuery(q): ApiQuery<ChangesQuery>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<wire::ChangePage>, Problem> {
     let types = parse_types(q.types.as_deref())?;
     if q.unit.is_some() {
         if types.len() != 1 {
@@ -107,16 +106,7 @@ pub async fn changes(
         check_unit(catalogue::get(types[0]), q.unit.as_deref())?;
     }
     let anchor = parse_anchor(q.anchor.as_deref(), access.open.projection.anchor_key())?;
-    let limit = match q.limit.as_deref() {
-        None => DEFAULT_PAGE,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=MAX_PAGE).contains(l))
-            .ok_or_else(|| {
-                Problem::invalid(None, "limit", format!("an integer from 1 to {MAX_PAGE}"))
-            })?,
-    };
+    let limit = page_limit(q.limit.as_deref())?;
     let projection = &access.open.projection;
     let views = views(&access.caller, &access.apps, &types, projection);
     let page = changes::page(projection, &views, anchor, limit);
@@ -124,24 +114,26 @@ pub async fn changes(
     let mut deleted = Vec::new();
     for change in page.changes {
         match change {
-            Change::Added { ty, row } => {
-                let ty = catalogue::get(ty);
-                let mut out = sample_json(projection, ty, &row, q.unit.as_deref())?;
-                composed::expand_members(&access.caller, &access.apps, projection, ty, &mut out)?;
-                added.push(out);
-            }
-            Change::Deleted { ty, id } => deleted.push(json!({
-                "id": Uuid::from_u128(id).to_string(),
-                "type": catalogue::get(ty).id,
-            })),
+            Change::Added { ty, row } => added.push(samples::present(
+                &access.caller,
+                &access.apps,
+                projection,
+                catalogue::get(ty),
+                &row,
+                q.unit.as_deref(),
+            )?),
+            Change::Deleted { ty, id } => deleted.push(wire::DeletedSample {
+                id: Uuid::from_u128(id),
+                type_id: catalogue::get(ty).id,
+            }),
         }
     }
-    Ok(Json(json!({
-        "added": added,
-        "deleted": deleted,
-        "anchor": page.next.encode(access.open.projection.anchor_key()),
-        "has_more": page.has_more,
-    })))
+    Ok(Json(wire::ChangePage {
+        added,
+        deleted,
+        anchor: page.next.encode(access.open.projection.anchor_key()),
+        has_more: page.has_more,
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -150,6 +142,7 @@ pub struct ObserveQuery {
     /// Comma-separated type ids; default all types.
     types: Option<String>,
     /// Seconds between heartbeats (1–60, default 15).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 60)]
     heartbeat: Option<String>,
 }
 
@@ -174,13 +167,21 @@ fn change_event(ty: TypeIndex, seq: u64, key: &[u8; 32]) -> SseEvent {
     SseEvent::default()
         .event("change")
         .id(anchor.clone())
-        .data(json!({ "type": catalogue::get(ty).id, "anchor": anchor }).to_string())
+        .json_data(wire::ChangeData {
+            type_id: catalogue::get(ty).id,
+            anchor,
+        })
+        .expect("an event serialises")
 }
 
 fn locked_event() -> SseEvent {
     SseEvent::default()
         .event("store_locked")
-        .data(json!({ "code": "store_locked", "detail": "the store is locked" }).to_string())
+        .json_data(wire::LockedData {
+            code: ErrorCode::StoreLocked,
+            detail: "the store is locked",
+        })
+        .expect("an event serialises")
 }
 
 impl Observer {
@@ -255,14 +256,14 @@ impl Observer {
 /// A Server-Sent Events stream: `change` events ("type T changed, new anchor
 /// A"), heartbeats, and a final `store_locked` event when the store locks.
 /// Reconnecting with `Last-Event-ID` reports every type changed since.
-#[utoipa::path(get, path = "/v1/observe", tag = "queries",
+#[utoipa::path(get, path = "/v1/observe", tag = "queries", operation_id = "observe",
     params(
         ObserveQuery,
         ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "The `id` of the last event received: catch up from there"),
     ),
     responses(
-        (status = 200, description = "A Server-Sent Events stream that ends when the store locks", body = openapi::ObserveEvent, content_type = "text/event-stream"),
-        openapi::CommonErrors,
+        (status = 200, description = "A Server-Sent Events stream that ends when the store locks", body = wire::ObserveEvent, content_type = "text/event-stream"),
+        CommonErrors,
     ),
     security(("owner" = []), ("apps" = [])))]
 pub async fn observe(
@@ -326,7 +327,8 @@ pub async fn observe(
         SseEvent::default()
             .event("ready")
             .id(anchor.clone())
-            .data(json!({ "anchor": anchor }).to_string()),
+            .json_data(wire::ReadyData { anchor })
+            .expect("an event serialises"),
     );
     drop(open);
     let stream = futures_util::stream::unfold(observer, Observer::next);

@@ -5,106 +5,89 @@
 
 use axum::http::StatusCode;
 use axum::Json;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::auth::{Access, Caller};
-use super::openapi;
-use super::problem::{ApiJson, Problem};
-use crate::catalogue::{self, Kind};
+use super::problem::{ApiJson, BodyErrors, CommonErrors, Problem};
+use crate::catalogue;
 use crate::log::writer::Write;
 use crate::policy;
 use crate::projection::Visibility;
+use crate::wire::queries::Characteristics;
+use crate::wire::{ErrorCode, ProblemDetails};
 
-fn validate(body: Map<String, Value>) -> Result<Vec<(String, String)>, Problem> {
-    let mut out = Vec::new();
-    for (key, value) in body {
-        let ty = catalogue::lookup(&key)
-            .map(catalogue::get)
-            .filter(|t| t.is_characteristic())
-            .ok_or_else(|| {
-                Problem::invalid(None, &key, "not a characteristic (see GET /v1/types)")
-            })?;
-        let text = match value {
-            Value::Null => continue,
-            Value::String(s) => s,
-            _ => return Err(Problem::invalid(None, &key, "expected a string or null")),
-        };
-        match ty.kind {
-            Kind::Characteristic {
-                values: Some(values),
-            } => {
-                if !values.contains(&text.as_str()) {
-                    return Err(Problem::invalid(
-                        None,
-                        &key,
-                        format!("expected one of {values:?}"),
-                    ));
-                }
-            }
-            _ => {
-                let date: jiff::civil::Date = text
-                    .parse()
-                    .map_err(|_| Problem::invalid(None, &key, "expected a date, YYYY-MM-DD"))?;
-                let today = jiff::Zoned::now().date();
-                if date.year() < 1900 || date > today {
-                    return Err(Problem::invalid(None, &key, "a date from 1900 to today"));
-                }
-            }
+/// The characteristics to store, as `(type id, value)`.
+fn validate(body: Characteristics) -> Result<Vec<(String, String)>, Problem> {
+    if let Some(text) = &body.date_of_birth {
+        let field = "date_of_birth";
+        let date: jiff::civil::Date = text
+            .parse()
+            .map_err(|_| Problem::invalid(None, field, "expected a date, YYYY-MM-DD"))?;
+        let today = jiff::Zoned::now().date();
+        if date.year() < 1900 || date > today {
+            return Err(Problem::invalid(None, field, "a date from 1900 to today"));
         }
-        out.push((ty.id.to_string(), text));
     }
-    Ok(out)
+    // The wire names of the set values are what the log keeps.
+    let Value::Object(set) = serde_json::to_value(&body).map_err(|_| Problem::internal())? else {
+        return Err(Problem::internal());
+    };
+    Ok(set
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            Value::String(s) => Some((k, s)),
+            _ => None,
+        })
+        .collect())
 }
 
 /// The characteristics the caller may read; unset (and unreadable) ones null.
-fn view(access: &Access) -> Value {
+fn view(access: &Access) -> Characteristics {
     let projection = &access.open.projection;
     let set = projection.characteristics();
-    let mut out = Map::new();
+    let mut readable = Map::new();
     for (i, ty) in catalogue::all().iter().enumerate() {
         if !ty.is_characteristic() {
             continue;
         }
         let ti = catalogue::TypeIndex(i as u16);
         // Characteristics are only ever the owner's: readable with `All`.
-        let readable =
-            policy::visibility(&access.caller, &access.apps, ti, projection) == Visibility::All;
-        let value = set
-            .iter()
-            .find(|(k, _)| k == ty.id)
-            .filter(|_| readable)
-            .map(|(_, v)| json!(v))
-            .unwrap_or(Value::Null);
-        out.insert(ty.id.to_string(), value);
+        if policy::visibility(&access.caller, &access.apps, ti, projection) != Visibility::All {
+            continue;
+        }
+        if let Some((_, v)) = set.iter().find(|(k, _)| k == ty.id) {
+            readable.insert(ty.id.to_string(), Value::String(v.clone()));
+        }
     }
-    Value::Object(out)
+    // Stored values were validated against the same type on the way in.
+    serde_json::from_value(Value::Object(readable)).unwrap_or_default()
 }
 
 /// The owner's characteristics the caller may read; the others are null.
-#[utoipa::path(get, path = "/v1/characteristics", tag = "queries",
-    responses((status = 200, body = openapi::Characteristics), openapi::CommonErrors),
+#[utoipa::path(get, path = "/v1/characteristics", tag = "queries", operation_id = "get_characteristics",
+    responses((status = 200, body = Characteristics), CommonErrors),
     security(("owner" = []), ("apps" = [])))]
-pub async fn get(access: Access) -> Json<Value> {
+pub async fn get(access: Access) -> Json<Characteristics> {
     Json(view(&access))
 }
 
 /// Replaces the owner's characteristics: absent or null means unset.
-#[utoipa::path(put, path = "/v1/characteristics", tag = "queries",
-    request_body = openapi::Characteristics,
+#[utoipa::path(put, path = "/v1/characteristics", tag = "queries", operation_id = "set_characteristics",
+    request_body = Characteristics,
     responses(
-        (status = 200, description = "The characteristics now set", body = openapi::Characteristics),
-        (status = 403, description = "Only the owner sets characteristics", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        openapi::CommonErrors, openapi::BodyErrors,
+        (status = 200, description = "The characteristics now set", body = Characteristics),
+        (status = 403, description = "Only the owner sets characteristics", body = ProblemDetails, content_type = "application/problem+json"),
+        CommonErrors, BodyErrors,
     ),
     security(("owner" = [])))]
 pub async fn put(
     access: Access,
-    ApiJson(body): ApiJson<Map<String, Value>>,
-) -> Result<Json<Value>, Problem> {
+    ApiJson(body): ApiJson<Characteristics>,
+) -> Result<Json<Characteristics>, Problem> {
     if !matches!(access.caller, Caller::Owner) {
         return Err(Problem::new(
             StatusCode::FORBIDDEN,
-            "owner_only",
+            ErrorCode::OwnerOnly,
             "only the owner sets characteristics",
         ));
     }
@@ -117,7 +100,7 @@ pub async fn put(
         .map_err(|_| {
             Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
+                ErrorCode::StorageUnavailable,
                 "the characteristics were not stored",
             )
         })?;

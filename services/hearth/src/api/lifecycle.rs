@@ -9,26 +9,26 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use parking_lot::Mutex;
-use serde::Deserialize;
-use serde_json::json;
-use zeroize::Zeroizing;
 
 use super::auth::{Caller, SESSION_COOKIE};
-use super::problem::{ApiJson, Problem};
-use super::{openapi, AppState};
+use super::problem::{ApiJson, BodyErrors, Problem};
+use super::AppState;
 use crate::lock::{LockError, LockStateName};
 use crate::store::SessionToken;
+use crate::wire::lifecycle as wire;
+use crate::wire::{ErrorCode, ProblemDetails};
 
 /// Liveness: answers whenever the process runs.
-#[utoipa::path(get, path = "/healthz", tag = "lifecycle", responses((status = 200, body = openapi::Health)))]
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/healthz", tag = "lifecycle", operation_id = "healthz",
+    responses((status = 200, body = wire::Health)))]
+pub async fn healthz() -> Json<wire::Health> {
+    Json(wire::Health { status: "ok" })
 }
 
 /// Ready means unlocked; the body names the state either way.
-#[utoipa::path(get, path = "/readyz", tag = "lifecycle", responses(
-    (status = 200, description = "Unlocked", body = openapi::Readiness),
-    (status = 503, description = "Uninitialised, sealed or locked", body = openapi::Readiness),
+#[utoipa::path(get, path = "/readyz", tag = "lifecycle", operation_id = "readyz", responses(
+    (status = 200, description = "Unlocked", body = wire::Readiness),
+    (status = 503, description = "Uninitialised, sealed or locked", body = wire::Readiness),
 ))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let lock_state = state.store.state();
@@ -37,7 +37,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(json!({ "state": lock_state }))).into_response()
+    (status, Json(wire::Readiness { state: lock_state })).into_response()
 }
 
 /// A token bucket shared by the endpoints that take passphrases and codes.
@@ -120,7 +120,7 @@ fn too_many(retry_after: Duration) -> Problem {
         retry_after_secs: Some(retry_after.as_secs().max(1)),
         ..Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "too_many_attempts",
+            ErrorCode::TooManyAttempts,
             "too many attempts; wait before trying again",
         )
     }
@@ -130,23 +130,23 @@ fn lock_problem(e: LockError) -> Problem {
     match e {
         LockError::WrongPassphrase => Problem::new(
             StatusCode::UNAUTHORIZED,
-            "wrong_passphrase",
+            ErrorCode::WrongPassphrase,
             "wrong passphrase",
         ),
         LockError::WrongSetupCode => Problem::new(
             StatusCode::UNAUTHORIZED,
-            "wrong_setup_code",
+            ErrorCode::WrongSetupCode,
             "wrong setup code",
         ),
         LockError::BackOff { retry_after } => too_many(retry_after),
         LockError::AlreadyInitialised => Problem::new(
             StatusCode::CONFLICT,
-            "already_initialised",
+            ErrorCode::AlreadyInitialised,
             "the store is already initialised",
         ),
         LockError::NotInitialised => Problem::new(
             StatusCode::CONFLICT,
-            "store_uninitialised",
+            ErrorCode::StoreUninitialised,
             "the store is not initialised yet",
         ),
         e @ LockError::WeakPassphrase => Problem::invalid(None, "passphrase", e.to_string()),
@@ -154,7 +154,7 @@ fn lock_problem(e: LockError) -> Problem {
             tracing::error!(error = %e, "unlock refused");
             Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "log_tampered",
+                ErrorCode::LogTampered,
                 e.to_string(),
             )
         }
@@ -170,34 +170,31 @@ fn session_response(token: SessionToken) -> Response {
         "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200",
         token.0.as_str()
     );
-    let mut response =
-        Json(json!({ "token": token.0.as_str(), "state": "unlocked" })).into_response();
+    let mut response = Json(wire::Session {
+        token: token.0.as_str().to_string(),
+        state: LockStateName::Unlocked,
+    })
+    .into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     response
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SetupBody {
-    setup_code: Zeroizing<String>,
-    passphrase: Zeroizing<String>,
-}
-
 /// First-run setup with the code printed on the server console.
-#[utoipa::path(post, path = "/v1/setup", tag = "lifecycle", request_body = openapi::SetupRequest,
+#[utoipa::path(post, path = "/v1/setup", tag = "lifecycle", operation_id = "setup",
+    request_body = wire::SetupRequest,
     responses(
-        (status = 200, description = "Initialised and unlocked", body = openapi::Session),
-        (status = 400, body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        (status = 401, description = "Wrong setup code", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        (status = 409, description = "Already initialised", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        (status = 429, description = "Back-off after failures", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        openapi::BodyErrors,
+        (status = 200, description = "Initialised and unlocked", body = wire::Session),
+        (status = 400, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong setup code", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Already initialised", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "Back-off after failures", body = ProblemDetails, content_type = "application/problem+json"),
+        BodyErrors,
     ))]
 pub async fn setup(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<SetupBody>,
+    ApiJson(body): ApiJson<wire::SetupRequest>,
 ) -> Result<Response, Problem> {
     state.passphrase_limiter.take()?;
     let token = state
@@ -208,26 +205,21 @@ pub async fn setup(
     Ok(session_response(token))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UnlockBody {
-    passphrase: Zeroizing<String>,
-}
-
 /// Unlocks with the passphrase and opens an owner session.
-#[utoipa::path(post, path = "/v1/unlock", tag = "lifecycle", request_body = openapi::UnlockRequest,
+#[utoipa::path(post, path = "/v1/unlock", tag = "lifecycle", operation_id = "unlock",
+    request_body = wire::UnlockRequest,
     responses(
-        (status = 200, description = "Unlocked", body = openapi::Session),
-        (status = 400, body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        (status = 401, description = "Wrong passphrase", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        (status = 409, description = "Not initialised", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        (status = 429, description = "Back-off after failures", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        (status = 500, description = "The log failed verification", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        openapi::BodyErrors,
+        (status = 200, description = "Unlocked", body = wire::Session),
+        (status = 400, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong passphrase", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Not initialised", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "Back-off after failures", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 500, description = "The log failed verification", body = ProblemDetails, content_type = "application/problem+json"),
+        BodyErrors,
     ))]
 pub async fn unlock(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<UnlockBody>,
+    ApiJson(body): ApiJson<wire::UnlockRequest>,
 ) -> Result<Response, Problem> {
     state.passphrase_limiter.take()?;
     let token = state
@@ -239,11 +231,11 @@ pub async fn unlock(
 }
 
 /// Locks: keys and projection are wiped; every owner session ends.
-#[utoipa::path(post, path = "/v1/lock", tag = "lifecycle",
+#[utoipa::path(post, path = "/v1/lock", tag = "lifecycle", operation_id = "lock",
     responses(
         (status = 204, description = "Locked"),
-        (status = 401, body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        (status = 403, description = "Only the owner may lock", body = openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Only the owner may lock", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("owner" = [])))]
 pub async fn lock(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, Problem> {

@@ -1,9 +1,9 @@
 //! The HTTP API.
 
+mod apps;
 pub mod auth;
 mod changes;
 mod characteristics;
-mod composed;
 mod lifecycle;
 pub mod openapi;
 pub mod problem;
@@ -19,14 +19,17 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post, put};
+use axum::routing::get;
 use axum::Router;
 use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::apps::http as apps;
+use crate::store::Store;
 use crate::oauth::http as oauth;
 use crate::oauth::OAuthState;
-use crate::store::Store;
+use crate::wire::ErrorCode;
 use lifecycle::{PerClientLimiter, RateLimiter};
 use problem::Problem;
 
@@ -60,71 +63,18 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         oauth: Arc::new(OAuthState::default()),
         public_url: limits.public_url.clone(),
     };
-    Router::new()
+    let (routes, _) = documented_routes().split_for_parts();
+    routes
+        // Pages and their assets: not part of the JSON API.
         .route("/", get(lifecycle::unlock_page))
         .route("/static/unlock.js", get(lifecycle::unlock_script))
-        .route("/healthz", get(lifecycle::healthz))
-        .route("/readyz", get(lifecycle::readyz))
-        .route("/openapi.yaml", get(openapi::serve_spec))
-        .route("/v1/setup", post(lifecycle::setup))
-        .route("/v1/unlock", post(lifecycle::unlock))
-        .route("/v1/lock", post(lifecycle::lock))
-        .route("/v1/types", get(samples::types))
-        .route("/v1/samples", post(samples::add).get(samples::list))
-        .route(
-            "/v1/samples/{id}",
-            get(samples::get_one).merge(delete(samples::delete)),
-        )
-        .route("/v1/statistics", get(statistics::statistics))
-        .route("/v1/statistics/buckets", get(statistics::buckets))
-        .route("/v1/sources", get(sources::list))
-        .route(
-            "/v1/sources/priority",
-            put(sources::put_priority).merge(get(sources::get_priority)),
-        )
-        .route(
-            "/v1/characteristics",
-            get(characteristics::get).merge(put(characteristics::put)),
-        )
-        .route("/v1/workouts/{id}/statistics", get(statistics::workout))
-        .route("/v1/changes", get(changes::changes))
-        .route("/v1/observe", get(changes::observe))
-        .route("/v1/authorization/status", get(status::write_status))
-        .route(
-            "/v1/authorization/request-status",
-            get(status::request_status),
-        )
-        .route("/v1/apps", post(apps::create).get(apps::list))
-        .route(
-            "/v1/apps/{id}",
-            get(apps::get_one).patch(apps::update).delete(apps::remove),
-        )
-        .route("/v1/apps/{id}/grants", patch(apps::set_grants))
-        .route(
-            "/v1/apps/{id}/credentials",
-            post(apps::mint_credential).get(apps::list_credentials),
-        )
-        .route(
-            "/v1/apps/{id}/credentials/{credential}",
-            delete(apps::revoke_credential),
-        )
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(oauth::metadata),
-        )
-        .route(
-            "/oauth/authorize",
-            get(oauth::authorize).post(oauth::decide),
-        )
-        .route("/oauth/token", post(oauth::token))
-        .route("/oauth/revoke", post(oauth::revoke))
         .route("/static/consent.js", get(oauth::consent_script))
         .route("/static/consent.css", get(oauth::consent_style))
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async {
             Problem::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 "this method is not allowed here",
             )
         })
@@ -136,6 +86,41 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
             limits.request_timeout,
         ))
         .with_state(state)
+}
+
+/// Every API route, registered together with its OpenAPI operation: a route
+/// cannot exist undocumented, and the description lists nothing the server
+/// does not route.
+pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(lifecycle::healthz))
+        .routes(routes!(lifecycle::readyz))
+        .routes(routes!(lifecycle::setup))
+        .routes(routes!(lifecycle::unlock))
+        .routes(routes!(lifecycle::lock))
+        .routes(routes!(samples::types))
+        .routes(routes!(samples::add, samples::list))
+        .routes(routes!(samples::get_one, samples::delete))
+        .routes(routes!(statistics::statistics))
+        .routes(routes!(statistics::buckets))
+        .routes(routes!(statistics::workout))
+        .routes(routes!(sources::list))
+        .routes(routes!(sources::get_priority, sources::put_priority))
+        .routes(routes!(characteristics::get, characteristics::put))
+        .routes(routes!(changes::changes))
+        .routes(routes!(changes::observe))
+        .routes(routes!(status::write_status))
+        .routes(routes!(status::request_status))
+        .routes(routes!(apps::create, apps::list))
+        .routes(routes!(apps::get_one, apps::update, apps::remove))
+        .routes(routes!(apps::set_grants))
+        .routes(routes!(apps::mint_credential, apps::list_credentials))
+        .routes(routes!(apps::revoke_credential))
+        .routes(routes!(oauth::metadata))
+        .routes(routes!(oauth::authorize, oauth::decide))
+        .routes(routes!(oauth::token))
+        .routes(routes!(oauth::revoke))
+        .routes(routes!(openapi::serve_spec))
 }
 
 /// Headers every response carries: no caching of health data, no sniffing,

@@ -6,30 +6,21 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::lock::Unavailable;
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct FieldError {
-    /// Index of the sample at fault, for batch requests.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub index: Option<usize>,
-    pub field: String,
-    pub message: String,
-}
+pub use crate::wire::{ErrorCode, FieldError, ProblemDetails};
 
 #[derive(Debug)]
 pub struct Problem {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub detail: String,
     pub errors: Vec<FieldError>,
     pub retry_after_secs: Option<u64>,
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Problem {
+    pub fn new(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> Problem {
         Problem {
             status,
             code,
@@ -39,11 +30,11 @@ impl Problem {
         }
     }
 
-    pub fn with_code(self, code: &'static str) -> Problem {
+    pub fn with_code(self, code: ErrorCode) -> Problem {
         Problem { code, ..self }
     }
 
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Problem {
+    pub fn bad_request(code: ErrorCode, detail: impl Into<String>) -> Problem {
         Problem::new(StatusCode::BAD_REQUEST, code, detail)
     }
 
@@ -61,20 +52,24 @@ impl Problem {
             }],
             ..Problem::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_input",
+                ErrorCode::InvalidInput,
                 format!("{at}{message}"),
             )
         }
     }
 
     pub fn not_found() -> Problem {
-        Problem::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such resource",
+        )
     }
 
     pub fn unauthenticated() -> Problem {
         Problem::new(
             StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+            ErrorCode::Unauthenticated,
             "a valid bearer token or owner session is required",
         )
     }
@@ -82,7 +77,7 @@ impl Problem {
     pub fn owner_only() -> Problem {
         Problem::new(
             StatusCode::FORBIDDEN,
-            "owner_only",
+            ErrorCode::OwnerOnly,
             "only the store's owner may do this",
         )
     }
@@ -90,7 +85,7 @@ impl Problem {
     pub fn internal() -> Problem {
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
+            ErrorCode::InternalError,
             "the server could not complete the request",
         )
     }
@@ -100,40 +95,28 @@ impl From<Unavailable> for Problem {
     fn from(u: Unavailable) -> Problem {
         let (code, detail) = match u {
             Unavailable::Uninitialised => (
-                "store_uninitialised",
+                ErrorCode::StoreUninitialised,
                 "the store has not been set up; use the setup code printed on the server console",
             ),
             Unavailable::Sealed => (
-                "store_sealed",
+                ErrorCode::StoreSealed,
                 "the store is sealed until the owner unlocks it",
             ),
-            Unavailable::Locked => ("store_locked", "the store is locked"),
+            Unavailable::Locked => (ErrorCode::StoreLocked, "the store is locked"),
         };
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    code: &'a str,
-    detail: &'a str,
-    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
-    errors: &'a [FieldError],
-}
-
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let body = Body {
-            kind: format!("https://hearth.invalid/problems/{}", self.code),
+        let body = ProblemDetails {
+            kind: format!("https://hearth.invalid/problems/{}", self.code.as_str()),
             title: self.status.canonical_reason().unwrap_or("Error"),
             status: self.status.as_u16(),
             code: self.code,
-            detail: &self.detail,
-            errors: &self.errors,
+            detail: self.detail,
+            errors: self.errors,
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         response.headers_mut().insert(
@@ -167,7 +150,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         if !is_json {
             return Err(Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "send the body as application/json",
             ));
         }
@@ -176,12 +159,12 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(Problem::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
+                    ErrorCode::PayloadTooLarge,
                     "the request body is larger than the server accepts",
                 ))
             }
             Err(rejection) => Err(Problem::bad_request(
-                "unreadable_body",
+                ErrorCode::UnreadableBody,
                 rejection.body_text(),
             )),
         }
@@ -206,7 +189,10 @@ where
 
 pub fn parse_json<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, Problem> {
     let malformed = |e: serde_json::Error| {
-        Problem::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+        Problem::bad_request(
+            ErrorCode::MalformedJson,
+            format!("the body is not valid JSON: {e}"),
+        )
     };
     let mut de = serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(&mut de) {
@@ -250,6 +236,57 @@ where
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| ApiPath(value))
-            .map_err(|e| Problem::bad_request("invalid_path", e.body_text()))
+            .map_err(|e| Problem::bad_request(ErrorCode::InvalidPath, e.body_text()))
     }
+}
+
+impl From<crate::samples::SampleError> for Problem {
+    fn from(e: crate::samples::SampleError) -> Problem {
+        match e.code {
+            ErrorCode::TooManySamples => {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, e.code, e.message)
+            }
+            code => Problem::invalid(e.index, &e.field, e.message).with_code(code),
+        }
+    }
+}
+
+impl From<crate::policy::WriteDenied> for Problem {
+    fn from(e: crate::policy::WriteDenied) -> Problem {
+        Problem::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::WriteNotAuthorized,
+            e.to_string(),
+        )
+    }
+}
+
+/// Errors every data endpoint may answer.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum CommonErrors {
+    /// Malformed or invalid request.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(#[to_schema] ProblemDetails),
+    /// No valid bearer token or owner session.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthenticated(#[to_schema] ProblemDetails),
+    /// The request took too long.
+    #[response(status = 408)]
+    Timeout,
+    /// The store is uninitialised, sealed or locked (`code` says which).
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(#[to_schema] ProblemDetails),
+}
+
+/// Errors of endpoints that take a JSON body.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum BodyErrors {
+    /// Body too large, or too many samples.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(#[to_schema] ProblemDetails),
+    /// The body is not `application/json`.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(#[to_schema] ProblemDetails),
 }

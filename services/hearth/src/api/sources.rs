@@ -4,34 +4,21 @@
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
-
 use utoipa::IntoParams;
 
 use super::auth::{Access, Caller};
-use super::openapi;
-use super::problem::{ApiJson, Problem};
-use super::samples::{lookup_type, ApiQuery};
+use super::problem::{ApiJson, BodyErrors, CommonErrors, Problem};
+use super::samples::ApiQuery;
 use crate::log::event::SourceKey;
 use crate::log::writer::Write;
 use crate::policy;
 use crate::query::buckets::selected_origins;
 use crate::query::sources::SourceTable;
+use crate::samples::lookup_type;
+use crate::wire::queries as wire;
+use crate::wire::{ErrorCode, ProblemDetails};
 
 const MAX_ORDER: usize = 64;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PriorityIn {
-    order: Vec<SourceKeyIn>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SourceKeyIn {
-    source: String,
-    device: Option<String>,
-}
 
 fn owner_only(caller: &Caller) -> Result<(), Problem> {
     if matches!(caller, Caller::Owner) {
@@ -39,30 +26,33 @@ fn owner_only(caller: &Caller) -> Result<(), Problem> {
     } else {
         Err(Problem::new(
             StatusCode::FORBIDDEN,
-            "owner_only",
+            ErrorCode::OwnerOnly,
             "only the owner may do this",
         ))
     }
 }
 
-fn key_json(k: &SourceKey) -> Value {
-    json!({ "source": k.source, "device": k.device })
+fn key_wire(k: &SourceKey) -> wire::SourceKey {
+    wire::SourceKey {
+        source: k.source.clone(),
+        device: k.device.clone(),
+    }
 }
 
 /// Sets the owner's priority order of sources, highest first; overlapping
 /// samples of cumulative types count from the highest.
-#[utoipa::path(put, path = "/v1/sources/priority", tag = "queries",
-    request_body = openapi::SourcePriority,
+#[utoipa::path(put, path = "/v1/sources/priority", tag = "queries", operation_id = "set_source_priority",
+    request_body = wire::SourcePriority,
     responses(
-        (status = 200, description = "The order now in force", body = openapi::SourcePriority),
-        (status = 403, description = "Only the owner may set it", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        openapi::CommonErrors, openapi::BodyErrors,
+        (status = 200, description = "The order now in force", body = wire::SourcePriority),
+        (status = 403, description = "Only the owner may set it", body = ProblemDetails, content_type = "application/problem+json"),
+        CommonErrors, BodyErrors,
     ),
     security(("owner" = [])))]
 pub async fn put_priority(
     access: Access,
-    ApiJson(body): ApiJson<PriorityIn>,
-) -> Result<Json<Value>, Problem> {
+    ApiJson(body): ApiJson<wire::SourcePriority>,
+) -> Result<Json<wire::SourcePriority>, Problem> {
     owner_only(&access.caller)?;
     if body.order.len() > MAX_ORDER {
         return Err(Problem::invalid(
@@ -90,7 +80,7 @@ pub async fn put_priority(
         }
         order.push(key);
     }
-    let out: Vec<Value> = order.iter().map(key_json).collect();
+    let out = order.iter().map(key_wire).collect();
     access
         .open
         .writer
@@ -99,26 +89,27 @@ pub async fn put_priority(
         .map_err(|_| {
             Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
+                ErrorCode::StorageUnavailable,
                 "the priority order was not stored",
             )
         })?;
-    Ok(Json(json!({ "order": out })))
+    Ok(Json(wire::SourcePriority { order: out }))
 }
 
 /// The owner's priority order of sources, highest first.
-#[utoipa::path(get, path = "/v1/sources/priority", tag = "queries",
+#[utoipa::path(get, path = "/v1/sources/priority", tag = "queries", operation_id = "get_source_priority",
     responses(
-        (status = 200, body = openapi::SourcePriority),
-        (status = 403, description = "Only the owner may read it", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        openapi::CommonErrors,
+        (status = 200, body = wire::SourcePriority),
+        (status = 403, description = "Only the owner may read it", body = ProblemDetails, content_type = "application/problem+json"),
+        CommonErrors,
     ),
     security(("owner" = [])))]
-pub async fn get_priority(access: Access) -> Result<Json<Value>, Problem> {
+pub async fn get_priority(access: Access) -> Result<Json<wire::SourcePriority>, Problem> {
     owner_only(&access.caller)?;
     let (_, order) = access.open.projection.priority();
-    let out: Vec<Value> = order.iter().map(key_json).collect();
-    Ok(Json(json!({ "order": out })))
+    Ok(Json(wire::SourcePriority {
+        order: order.iter().map(key_wire).collect(),
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -132,13 +123,14 @@ pub struct SourcesQuery {
 
 /// The sources (app and device) of the samples of a type the caller sees,
 /// in the order statistics prefer them.
-#[utoipa::path(get, path = "/v1/sources", tag = "queries", params(SourcesQuery),
-    responses((status = 200, body = openapi::SourceList), openapi::CommonErrors),
+#[utoipa::path(get, path = "/v1/sources", tag = "queries", operation_id = "list_sources",
+    params(SourcesQuery),
+    responses((status = 200, body = wire::SourceList), CommonErrors),
     security(("owner" = []), ("apps" = [])))]
 pub async fn list(
     access: Access,
     ApiQuery(q): ApiQuery<SourcesQuery>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<wire::SourceList>, Problem> {
     let ti = lookup_type(None, &q.type_id)?;
     let projection = &access.open.projection;
     let visibility = policy::visibility(&access.caller, &access.apps, ti, projection);
@@ -149,6 +141,7 @@ pub async fn list(
         selected_origins(&cols, visibility, &table, None)
     };
     origins.sort_by_key(|&o| table.rank(o, &order));
-    let out: Vec<Value> = origins.into_iter().map(|o| table.describe(o)).collect();
-    Ok(Json(json!({ "sources": out })))
+    Ok(Json(wire::SourceList {
+        sources: origins.into_iter().map(|o| table.describe(o)).collect(),
+    }))
 }

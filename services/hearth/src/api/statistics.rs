@@ -6,20 +6,20 @@ use axum::Json;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
-
 use utoipa::IntoParams;
 
 use super::auth::Access;
-use super::openapi;
-use super::problem::{ApiPath, Problem};
-use super::samples::{check_unit, flag, lookup_type, parse_time, time_bounds, ApiQuery};
+use super::problem::{ApiPath, CommonErrors, Problem};
+use super::samples::{flag, parse_id, visible_sample, ApiQuery};
 use crate::catalogue::{self, units, Aggregation, SampleType, TypeIndex};
 use crate::log::event::SourceKey;
 use crate::policy;
 use crate::projection::{Projection, TypeColumns, Visibility};
 use crate::query::buckets::{self, BucketError, BucketRequest, Figures, Interval};
 use crate::query::sources::{self, Origin, SourceTable};
+use crate::samples::{self, check_unit, lookup_type, parse_time, time_bounds};
+use crate::wire::queries as wire;
+use crate::wire::{ErrorCode, ProblemDetails};
 
 fn sources_param(text: Option<&str>) -> Result<Option<Vec<SourceKey>>, Problem> {
     text.map(sources::parse_filter)
@@ -47,35 +47,31 @@ fn range_figures(
     f
 }
 
-fn converter<'a>(ty: &'static SampleType, unit: Option<&'a str>) -> impl Fn(f64) -> Value + 'a {
-    move |v: f64| match (ty.canonical_unit(), unit) {
-        (Some(_), Some(u)) => json!(units::from_canonical(ty, v, u).unwrap_or(f64::NAN)),
-        _ => json!(v),
-    }
-}
-
-/// The figures a type offers, as JSON fields, limited to `wanted`.
-fn figures_json(
+/// The figures a type offers, limited to `wanted`, in `unit`.
+fn figures(
     ty: &'static SampleType,
     f: &Figures,
     unit: Option<&str>,
     wanted: &[&str],
-    out: &mut Map<String, Value>,
-) {
-    let convert = converter(ty, unit);
-    let opt = |v: Option<f64>| v.map(&convert).unwrap_or(Value::Null);
+) -> wire::Figures {
+    // A value the unit cannot express comes out as null, as JSON has no NaN.
+    let convert = |v: f64| match (ty.canonical_unit(), unit) {
+        (Some(_), Some(u)) => units::from_canonical(ty, v, u).unwrap_or(f64::NAN),
+        _ => v,
+    };
+    let opt = |v: Option<f64>| Some(v.map(convert));
+    let mut out = wire::Figures::default();
     for &name in wanted {
-        let value = match name {
-            "sum" => convert(f.sum),
-            "min" => opt(f.min),
-            "max" => opt(f.max),
-            "avg" => opt(f.avg),
-            "most_recent" => opt(f.most_recent),
-            "count" => json!(f.count),
-            _ => continue,
-        };
-        out.insert(name.to_string(), value);
+        match name {
+            "sum" => out.sum = Some(Some(convert(f.sum))),
+            "min" => out.min = opt(f.min),
+            "max" => out.max = opt(f.max),
+            "avg" => out.avg = opt(f.avg),
+            "most_recent" => out.most_recent = opt(f.most_recent),
+            _ => {}
+        }
     }
+    out
 }
 
 const CUMULATIVE: &[&str] = &["sum"];
@@ -129,18 +125,20 @@ pub struct StatisticsQuery {
     /// Only these sources (`app` or `app/device`, comma-separated).
     sources: Option<String>,
     /// `true` for one set of figures per source.
+    #[param(value_type = Option<bool>)]
     by_source: Option<String>,
 }
 
 /// Statistics over samples whose start lies in `[start, end)`; overlapping
 /// sources of cumulative types are merged by priority.
-#[utoipa::path(get, path = "/v1/statistics", tag = "samples", params(StatisticsQuery),
-    responses((status = 200, body = openapi::Statistics), openapi::CommonErrors),
+#[utoipa::path(get, path = "/v1/statistics", tag = "samples", operation_id = "statistics",
+    params(StatisticsQuery),
+    responses((status = 200, body = wire::Statistics), CommonErrors),
     security(("owner" = []), ("apps" = [])))]
 pub async fn statistics(
     access: Access,
     ApiQuery(q): ApiQuery<StatisticsQuery>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<wire::Statistics>, Problem> {
     let ti = lookup_type(None, &q.type_id)?;
     let ty = catalogue::get(ti);
     check_unit(ty, q.unit.as_deref())?;
@@ -159,8 +157,6 @@ pub async fn statistics(
         None => vec![],
     };
     let unit = q.unit.as_deref();
-    let mut out = Map::new();
-    out.insert("type".into(), json!(ty.id));
     let f = range_figures(
         projection,
         ti,
@@ -170,13 +166,8 @@ pub async fn statistics(
         &table,
         range,
     );
-    out.insert("count".into(), json!(f.count));
-    if let Some(u) = unit.or(ty.canonical_unit()) {
-        out.insert("unit".into(), json!(u));
-    }
-    figures_json(ty, &f, unit, &wanted, &mut out);
-    if by_source {
-        let per: Vec<Value> = origins
+    let sources = by_source.then(|| {
+        origins
             .unwrap_or_default()
             .into_iter()
             .map(|o| {
@@ -189,17 +180,23 @@ pub async fn statistics(
                     &table,
                     range,
                 );
-                let mut m = Map::new();
-                m.insert("source".into(), table.describe(o)["source"].clone());
-                m.insert("device".into(), table.describe(o)["device"].clone());
-                m.insert("count".into(), json!(f.count));
-                figures_json(ty, &f, unit, &wanted, &mut m);
-                Value::Object(m)
+                let origin = table.describe(o);
+                wire::SourceStatistics {
+                    source: origin.source,
+                    device: origin.device,
+                    count: f.count,
+                    figures: figures(ty, &f, unit, &wanted),
+                }
             })
-            .collect();
-        out.insert("sources".into(), json!(per));
-    }
-    Ok(Json(Value::Object(out)))
+            .collect()
+    });
+    Ok(Json(wire::Statistics {
+        type_id: ty.id,
+        count: f.count,
+        unit: unit.or(ty.canonical_unit()).map(String::from),
+        figures: figures(ty, &f, unit, &wanted),
+        sources,
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -232,6 +229,7 @@ pub struct BucketsQuery {
     /// Only these sources (`app` or `app/device`, comma-separated).
     sources: Option<String>,
     /// `true` for one series per source.
+    #[param(value_type = Option<bool>)]
     by_source: Option<String>,
 }
 
@@ -243,7 +241,7 @@ fn bucket_problem(e: BucketError) -> Problem {
         BucketError::Range => "end",
         BucketError::NotQuantity(_) => "type",
         BucketError::TooMany => {
-            return Problem::bad_request("too_many_buckets", e.to_string());
+            return Problem::bad_request(ErrorCode::TooManyBuckets, e.to_string());
         }
     };
     Problem::invalid(None, field, e.to_string())
@@ -261,16 +259,17 @@ fn format_zoned(us: i64, tz: &TimeZone) -> String {
 
 /// A statistics collection: figures per calendar bucket, sources merged by
 /// priority unless `by_source=true`.
-#[utoipa::path(get, path = "/v1/statistics/buckets", tag = "queries", params(BucketsQuery),
+#[utoipa::path(get, path = "/v1/statistics/buckets", tag = "queries", operation_id = "statistics_buckets",
+    params(BucketsQuery),
     responses(
-        (status = 200, body = openapi::BucketCollection),
-        openapi::CommonErrors,
+        (status = 200, body = wire::BucketCollection),
+        CommonErrors,
     ),
     security(("owner" = []), ("apps" = [])))]
 pub async fn buckets(
     access: Access,
     ApiQuery(q): ApiQuery<BucketsQuery>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<wire::BucketCollection>, Problem> {
     let ti = lookup_type(None, &q.type_id)?;
     let ty = catalogue::get(ti);
     check_unit(ty, q.unit.as_deref())?;
@@ -308,47 +307,49 @@ pub async fn buckets(
         },
     )
     .map_err(bucket_problem)?;
-    let mut wanted_out = wanted.clone();
-    if ty.aggregation() == Some(Aggregation::Discrete) {
-        wanted_out.push("count");
-    }
+    let discrete = ty.aggregation() == Some(Aggregation::Discrete);
     let unit = q.unit.as_deref();
     let starts: Vec<String> = result.edges.iter().map(|&e| format_zoned(e, &tz)).collect();
-    let series_json = |figures: &[Figures]| -> Vec<Value> {
-        figures
+    let series = |figures_per_bucket: &[Figures]| -> Vec<wire::Bucket> {
+        figures_per_bucket
             .iter()
             .enumerate()
-            .map(|(i, f)| {
-                let mut m = Map::new();
-                m.insert("start".into(), json!(starts[i]));
-                m.insert("end".into(), json!(starts[i + 1]));
-                figures_json(ty, f, unit, &wanted_out, &mut m);
-                Value::Object(m)
+            .map(|(i, f)| wire::Bucket {
+                start: starts[i].clone(),
+                end: starts[i + 1].clone(),
+                figures: figures(ty, f, unit, &wanted),
+                count: discrete.then_some(f.count),
             })
             .collect()
     };
-    let mut out = json!({
-        "type": ty.id,
-        "unit": unit.or(ty.canonical_unit()),
-        "interval": interval_text,
-        "tz": tz_name,
-        "anchor": format_zoned(anchor.timestamp().as_microsecond(), &tz),
-    });
-    if by_source {
+    let (buckets, sources) = if by_source {
         let table = SourceTable::of(projection);
-        out["sources"] = result
+        let per = result
             .series
             .iter()
             .map(|s| {
                 let o = s.origin.expect("by_source series name their origin");
-                let d = table.describe(o);
-                json!({ "source": d["source"], "device": d["device"], "buckets": series_json(&s.buckets) })
+                let origin = table.describe(o);
+                wire::SourceBuckets {
+                    source: origin.source,
+                    device: origin.device,
+                    buckets: series(&s.buckets),
+                }
             })
             .collect();
+        (None, Some(per))
     } else {
-        out["buckets"] = json!(series_json(&result.series[0].buckets));
-    }
-    Ok(Json(out))
+        (Some(series(&result.series[0].buckets)), None)
+    };
+    Ok(Json(wire::BucketCollection {
+        type_id: ty.id,
+        unit: unit.or(ty.canonical_unit()).unwrap_or_default().to_string(),
+        interval: interval_text,
+        tz: tz_name,
+        anchor: format_zoned(anchor.timestamp().as_microsecond(), &tz),
+        buckets,
+        sources,
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -367,36 +368,35 @@ pub struct WorkoutQuery {
 /// `GET /v1/workouts/{id}/statistics?type=`: the workout (activity,
 /// duration, energy, distance) and, for a quantity type, its statistics over
 /// the workout's time (sources merged as everywhere).
-#[utoipa::path(get, path = "/v1/workouts/{id}/statistics", tag = "queries",
+#[utoipa::path(get, path = "/v1/workouts/{id}/statistics", tag = "queries", operation_id = "workout_statistics",
     params(("id" = uuid::Uuid, Path, description = "The workout's UUID"), WorkoutQuery),
     responses(
-        (status = 200, body = openapi::WorkoutStatistics),
-        (status = 404, description = "No such workout, or not visible to the caller", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        openapi::CommonErrors,
+        (status = 200, body = crate::wire::queries::WorkoutStatistics),
+        (status = 404, description = "No such workout, or not visible to the caller", body = ProblemDetails, content_type = "application/problem+json"),
+        CommonErrors,
     ),
     security(("owner" = []), ("apps" = [])))]
 pub async fn workout(
     access: Access,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<WorkoutQuery>,
-) -> Result<Json<Value>, Problem> {
-    let id = uuid::Uuid::parse_str(&id)
-        .map_err(|_| Problem::invalid(None, "id", "not a UUID"))?
-        .as_u128();
+) -> Result<Json<wire::WorkoutStatistics>, Problem> {
+    let id = parse_id(&id)?;
     let projection = &access.open.projection;
     let workout_ty = catalogue::lookup("workout").expect("catalogue type");
-    let (ti, row) = projection
-        .find(id)
-        .filter(|(ti, _)| *ti == workout_ty)
-        .ok_or_else(Problem::not_found)?;
-    let seen = match policy::visibility(&access.caller, &access.apps, ti, projection) {
-        Visibility::All => true,
-        Visibility::OnlySource(s) => row.source == s,
-    };
-    if !seen {
+    let (ti, row) = visible_sample(&access, id)?;
+    if ti != workout_ty {
         return Err(Problem::not_found());
     }
-    let mut out = super::samples::sample_json(projection, catalogue::get(ti), &row, None)?;
+    let workout = samples::present(
+        &access.caller,
+        &access.apps,
+        projection,
+        catalogue::get(ti),
+        &row,
+        None,
+    )?;
+    let mut statistics = None;
     if let Some(type_id) = q.type_id.as_deref() {
         let sti = lookup_type(None, type_id)?;
         let ty = catalogue::get(sti);
@@ -412,15 +412,17 @@ pub async fn workout(
         // Samples starting during the workout (an instant one at its end too).
         let range = (row.start_us, row.end_us.saturating_add(1));
         let f = range_figures(projection, sti, &cols, visibility, selection, &table, range);
-        let mut m = Map::new();
-        m.insert("type".into(), json!(ty.id));
-        m.insert("count".into(), json!(f.count));
-        m.insert(
-            "unit".into(),
-            json!(q.unit.as_deref().or(ty.canonical_unit())),
-        );
-        figures_json(ty, &f, q.unit.as_deref(), &wanted, &mut m);
-        out["statistics"] = Value::Object(m);
+        statistics = Some(wire::WorkoutFigures {
+            type_id: ty.id,
+            count: f.count,
+            unit: q
+                .unit
+                .as_deref()
+                .or(ty.canonical_unit())
+                .unwrap_or_default()
+                .to_string(),
+            figures: figures(ty, &f, q.unit.as_deref(), &wanted),
+        });
     } else if q.unit.is_some() || q.sources.is_some() {
         return Err(Problem::invalid(
             None,
@@ -428,5 +430,8 @@ pub async fn workout(
             "unit and sources need a type",
         ));
     }
-    Ok(Json(out))
+    Ok(Json(wire::WorkoutStatistics {
+        workout,
+        statistics,
+    }))
 }

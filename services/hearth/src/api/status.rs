@@ -2,18 +2,19 @@
 //! type, and whether asking the owner would show anything new. Never its
 //! read status (invariant 3).
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
-
 use utoipa::IntoParams;
 
 use super::auth::{Access, Caller};
-use super::openapi;
-use super::problem::Problem;
-use super::samples::{lookup_type, ApiQuery};
+use super::problem::{CommonErrors, Problem};
+use super::samples::ApiQuery;
 use crate::catalogue::TypeIndex;
 use crate::policy;
+use crate::samples::lookup_type;
+use crate::wire::queries as wire;
 
 /// Most types in one status query.
 const MAX_TYPES: usize = 200;
@@ -51,25 +52,23 @@ pub struct StatusQuery {
 }
 
 /// The caller's write status per type (never its read status).
-#[utoipa::path(get, path = "/v1/authorization/status", tag = "apps", params(StatusQuery),
-    responses((status = 200, body = openapi::WriteStatuses), openapi::CommonErrors),
+#[utoipa::path(get, path = "/v1/authorization/status", tag = "apps", operation_id = "write_status",
+    params(StatusQuery),
+    responses((status = 200, body = wire::WriteStatuses), CommonErrors),
     security(("owner" = []), ("apps" = [])))]
 pub async fn write_status(
     access: Access,
     ApiQuery(q): ApiQuery<StatusQuery>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<wire::WriteStatuses>, Problem> {
     let types = type_list("types", q.types.as_deref())?;
     if types.is_empty() {
         return Err(Problem::invalid(None, "types", "name at least one type"));
     }
-    let mut out = Map::new();
-    for (name, ti) in types {
-        out.insert(
-            name,
-            json!(policy::write_status(&access.caller, &access.apps, ti)),
-        );
-    }
-    Ok(Json(json!({ "write": out })))
+    let write: BTreeMap<String, wire::WriteStatus> = types
+        .into_iter()
+        .map(|(name, ti)| (name, policy::write_status(&access.caller, &access.apps, ti)))
+        .collect();
+    Ok(Json(wire::WriteStatuses { write }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -83,13 +82,14 @@ pub struct RequestStatusQuery {
 
 /// Whether asking the owner for these types would show anything new; for
 /// the owner, never.
-#[utoipa::path(get, path = "/v1/authorization/request-status", tag = "apps", params(RequestStatusQuery),
-    responses((status = 200, body = openapi::RequestStatus), openapi::CommonErrors),
+#[utoipa::path(get, path = "/v1/authorization/request-status", tag = "apps", operation_id = "request_status",
+    params(RequestStatusQuery),
+    responses((status = 200, body = wire::RequestStatus), CommonErrors),
     security(("owner" = []), ("apps" = [])))]
 pub async fn request_status(
     access: Access,
     ApiQuery(q): ApiQuery<RequestStatusQuery>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<wire::RequestStatus>, Problem> {
     let read: Vec<TypeIndex> = type_list("read", q.read.as_deref())?
         .into_iter()
         .map(|(_, t)| t)
@@ -102,7 +102,11 @@ pub async fn request_status(
         Caller::Owner => false,
         Caller::App(app) => policy::should_request(app, &access.apps, &read, &write),
     };
-    Ok(Json(json!({
-        "status": if should { "should_request" } else { "unnecessary" }
-    })))
+    Ok(Json(wire::RequestStatus {
+        status: if should {
+            wire::RequestStatusValue::ShouldRequest
+        } else {
+            wire::RequestStatusValue::Unnecessary
+        },
+    }))
 }

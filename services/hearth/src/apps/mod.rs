@@ -4,8 +4,6 @@
 //! It lives beside the health-data projection, not inside it: locking wipes
 //! samples but keeps this management state, as iOS does after first unlock.
 
-pub mod http;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 
 use std::sync::OnceLock;
 
-use serde_json::{json, Value};
+use crate::wire::samples::{AggregationStyle, TypeInfo, ValueFormat};
 
 mod types;
 pub mod units;
@@ -186,73 +186,52 @@ impl SampleType {
     pub fn molar_mass(&self) -> Option<f64> {
         types::molar_mass(self.id)
     }
+}
 
-    fn describe(&self) -> Value {
+/// The catalogue as `GET /v1/types` describes it.
+pub fn describe() -> Vec<TypeInfo> {
+    all().iter().map(SampleType::describe).collect()
+}
+
+impl SampleType {
+    fn describe(&'static self) -> TypeInfo {
+        let (id, group) = (self.id, self.group);
         match self.kind {
             Kind::Quantity {
                 canonical_unit,
                 aggregation,
-            } => json!({
-                "id": self.id,
-                "group": self.group,
-                "kind": "quantity",
-                "canonical_unit": canonical_unit,
-                "aggregation": aggregation,
-                "compatible_units": units::compatible_units(self),
-            }),
-            Kind::Category { values } => json!({
-                "id": self.id,
-                "group": self.group,
-                "kind": "category",
-                "values": values,
-            }),
-            Kind::Correlation { members } => json!({
-                "id": self.id,
-                "group": self.group,
-                "kind": "correlation",
-                "members": members,
-            }),
-            Kind::Workout { activities } => json!({
-                "id": self.id,
-                "group": self.group,
-                "kind": "workout",
-                "activities": activities,
-                "energy_unit": "kcal",
-                "distance_unit": "m",
-            }),
-            Kind::Route => json!({
-                "id": self.id,
-                "group": self.group,
-                "kind": "workout_route",
-                "belongs_to": "workout",
-            }),
-            Kind::Characteristic { values } => match values {
-                Some(values) => json!({
-                    "id": self.id,
-                    "group": self.group,
-                    "kind": "characteristic",
-                    "values": values,
-                }),
-                None => json!({
-                    "id": self.id,
-                    "group": self.group,
-                    "kind": "characteristic",
-                    "format": "date",
-                }),
+            } => TypeInfo::Quantity {
+                id,
+                group,
+                canonical_unit,
+                aggregation: match aggregation {
+                    Aggregation::Cumulative => AggregationStyle::Cumulative,
+                    Aggregation::Discrete => AggregationStyle::Discrete,
+                },
+                compatible_units: units::compatible_units(self),
+            },
+            Kind::Category { values } => TypeInfo::Category { id, group, values },
+            Kind::Correlation { members } => TypeInfo::Correlation { id, group, members },
+            Kind::Workout { activities } => TypeInfo::Workout {
+                id,
+                group,
+                activities,
+                energy_unit: "kcal",
+                distance_unit: "m",
+            },
+            Kind::Route => TypeInfo::WorkoutRoute {
+                id,
+                group,
+                belongs_to: "workout",
+            },
+            Kind::Characteristic { values } => TypeInfo::Characteristic {
+                id,
+                group,
+                values,
+                format: values.is_none().then_some(ValueFormat::Date),
             },
         }
     }
-}
-
-/// Machine-readable description of the whole catalogue for `GET /v1/types`: a serde_json::Value
-/// array of objects {id, group, kind, ...}: quantities add canonical_unit, aggregation and
-/// compatible_units; categories and characteristics values; correlations members; workouts
-/// activities.
-pub fn describe() -> Value {
-    static CACHE: OnceLock<Value> = OnceLock::new();
-    CACHE
-        .get_or_init(|| Value::Array(all().iter().map(SampleType::describe).collect()))
-        .clone()
 }
 
 #[cfg(test)]
@@ -433,7 +412,7 @@ mod tests {
 
     #[test]
     fn describe_covers_everything() {
-        let described = describe();
+        let described = serde_json::to_value(describe()).unwrap();
         let entries = described.as_array().unwrap();
         assert_eq!(entries.len(), all().len());
         for (entry, ty) in entries.iter().zip(all()) {

@@ -418,7 +418,7 @@ pub async fn authorize(
 fn too_large() -> Problem {
     Problem::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
+        crate::wire::ErrorCode::PayloadTooLarge,
         "the request body is larger than the server accepts",
     )
 }

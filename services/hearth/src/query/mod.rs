@@ -6,6 +6,7 @@
 //!   type as prefix sums so any range costs two binary searches;
 //! - [`buckets`]: calendar-aware statistics collections (`P1D` in
 //!   `Europe/Berlin`, ...), with [`buckets::run`] callable in-process;
+//! - [`samples`]: a page of samples as one caller sees them;
 //! - [`changes`]: the anchored change feed;
 //! - [`fixture`]: synthetic projections for benchmarks.
 //!
@@ -25,5 +26,6 @@
 pub mod buckets;
 pub mod changes;
 pub mod fixture;
+pub mod samples;
 pub mod series;
 pub mod sources;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::log::event::{Device, SourceKey};
 use crate::projection::Projection;
+use crate::wire::queries::SourceInfo;
 
 /// Device kinds a sample may name.
 pub const DEVICE_KINDS: &[&str] = &[
@@ -98,28 +99,12 @@ impl SourceTable {
     }
 
     /// The origin as the API shows it.
-    pub fn describe(&self, o: Origin) -> serde_json::Value {
-        serde_json::json!({
-            "source": self.source_name(o),
-            "device": self.device(o).map(device_json),
-        })
-    }
-}
-
-/// A device as the API shows it: absent fields left out.
-pub fn device_json(d: &Device) -> serde_json::Value {
-    let mut m = serde_json::Map::new();
-    m.insert("name".into(), d.name.clone().into());
-    for (k, v) in [
-        ("model", &d.model),
-        ("manufacturer", &d.manufacturer),
-        ("kind", &d.kind),
-    ] {
-        if let Some(v) = v {
-            m.insert(k.into(), v.clone().into());
+    pub fn describe(&self, o: Origin) -> SourceInfo {
+        SourceInfo {
+            source: self.source_name(o).to_string(),
+            device: self.device(o).map(crate::wire::samples::Device::from),
         }
     }
-    serde_json::Value::Object(m)
 }
 
 /// Parses `sources=` : comma-separated `app` or `app/device name`.

@@ -2,63 +2,26 @@
 //! credentials, revoke. Every change is an event in the encrypted log.
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{digest, new_secret, App, Apps};
-use crate::api::auth::OwnerAccess;
-use crate::api::openapi;
-use crate::api::problem::{ApiJson, ApiPath, Problem};
+use super::auth::OwnerAccess;
+use super::problem::{ApiJson, ApiPath, BodyErrors, CommonErrors, Problem};
+use crate::apps::{digest, new_secret, App, Apps};
 use crate::crypto;
 use crate::log::event::{AppKind, AppRecord, Event, GrantChange, TokenKind, TokenRecord};
 use crate::log::writer::Write;
 use crate::oauth::redirect;
+use crate::samples::lookup_type;
+use crate::wire::apps as wire;
+use crate::wire::apps::ClientType;
+use crate::wire::{ErrorCode, ProblemDetails};
 
 const MAX_NAME: usize = 100;
 const MAX_TEXT: usize = 2000;
 const MAX_URL: usize = 2000;
 const MAX_REDIRECTS: usize = 10;
 const MAX_CREDENTIAL_NAME: usize = 100;
-
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientType {
-    Public,
-    Confidential,
-}
-
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-pub enum KindIn {
-    App,
-    Research,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewApp {
-    name: String,
-    #[serde(default)]
-    description: String,
-    purpose: String,
-    privacy_policy_url: String,
-    redirect_uris: Vec<String>,
-    client_type: ClientType,
-    kind: Option<KindIn>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppChanges {
-    name: Option<String>,
-    description: Option<String>,
-    purpose: Option<String>,
-    privacy_policy_url: Option<String>,
-    redirect_uris: Option<Vec<String>>,
-}
 
 fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String, Problem> {
     let n = value.chars().count();
@@ -107,24 +70,44 @@ fn redirect_uris(values: &[String]) -> Result<Vec<String>, Problem> {
     Ok(values.to_vec())
 }
 
-pub fn app_json(app: &App) -> Value {
+fn app_wire(app: &App) -> wire::App {
     let r = &app.record;
-    let mut grants = Map::new();
-    for (ty, g) in &app.grants {
-        grants.insert(ty.clone(), json!({ "read": g.read, "write": g.write }));
+    wire::App {
+        id: r.app_id.clone(),
+        client_id: r.app_id.clone(),
+        name: r.name.clone(),
+        description: r.description.clone(),
+        purpose: r.purpose.clone(),
+        privacy_policy_url: r.privacy_policy_url.clone(),
+        redirect_uris: r.redirect_uris.clone(),
+        client_type: if r.secret_hash.is_some() {
+            ClientType::Confidential
+        } else {
+            ClientType::Public
+        },
+        kind: match r.kind {
+            AppKind::App => wire::AppKind::App,
+            AppKind::Research => wire::AppKind::Research,
+        },
+        grants: app
+            .grants
+            .iter()
+            .map(|(ty, g)| {
+                let state = wire::GrantState {
+                    read: g.read,
+                    write: g.write,
+                };
+                (ty.clone(), state)
+            })
+            .collect(),
+        client_secret: None,
     }
-    json!({
-        "id": r.app_id,
-        "client_id": r.app_id,
-        "name": r.name,
-        "description": r.description,
-        "purpose": r.purpose,
-        "privacy_policy_url": r.privacy_policy_url,
-        "redirect_uris": r.redirect_uris,
-        "client_type": if r.secret_hash.is_some() { "confidential" } else { "public" },
-        "kind": match r.kind { AppKind::App => "app", AppKind::Research => "research" },
-        "grants": grants,
-    })
+}
+
+/// The app as it is now, after a change.
+fn current(access: &OwnerAccess, id: &str) -> Result<wire::App, Problem> {
+    let registry = access.0.apps.read();
+    Ok(app_wire(registry.app(id).ok_or_else(Problem::not_found)?))
 }
 
 async fn log(access: &OwnerAccess, event: Event) -> Result<(), Problem> {
@@ -138,7 +121,7 @@ async fn log(access: &OwnerAccess, event: Event) -> Result<(), Problem> {
         .map_err(|_| {
             Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
+                ErrorCode::StorageUnavailable,
                 "the change could not be stored",
             )
         })
@@ -152,18 +135,18 @@ fn known_app(apps: &Apps, id: &str) -> Result<AppRecord, Problem> {
 }
 
 /// Registers an app (an OAuth client).
-#[utoipa::path(post, path = "/v1/apps", tag = "apps",
-    request_body = openapi::NewApp,
+#[utoipa::path(post, path = "/v1/apps", tag = "apps", operation_id = "register_app",
+    request_body = wire::NewApp,
     responses(
-        (status = 201, description = "Registered; a confidential client's secret is shown this once", body = openapi::App),
-        (status = 403, description = "Only the owner manages apps", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        openapi::CommonErrors, openapi::BodyErrors,
+        (status = 201, description = "Registered; a confidential client's secret is shown this once", body = wire::App),
+        (status = 403, description = "Only the owner manages apps", body = ProblemDetails, content_type = "application/problem+json"),
+        CommonErrors, BodyErrors,
     ),
     security(("owner" = [])))]
 pub async fn create(
     access: OwnerAccess,
-    ApiJson(body): ApiJson<NewApp>,
-) -> Result<Response, Problem> {
+    ApiJson(body): ApiJson<wire::NewApp>,
+) -> Result<(StatusCode, Json<wire::App>), Problem> {
     let secret = (body.client_type == ClientType::Confidential).then(|| new_secret("hcs_"));
     let record = AppRecord {
         app_id: format!("app_{}", hex::encode(crypto::random_bytes::<12>())),
@@ -173,7 +156,7 @@ pub async fn create(
         privacy_policy_url: policy_url(&body.privacy_policy_url)?,
         redirect_uris: redirect_uris(&body.redirect_uris)?,
         kind: match body.kind {
-            Some(KindIn::Research) => AppKind::Research,
+            Some(wire::AppKind::Research) => AppKind::Research,
             _ => AppKind::App,
         },
         secret_hash: secret.as_deref().map(digest),
@@ -183,64 +166,61 @@ pub async fn create(
     log(&access, Event::AppRegistered(record)).await?;
     let mut out = {
         let registry = access.0.apps.read();
-        app_json(registry.app(&id).ok_or_else(Problem::internal)?)
+        app_wire(registry.app(&id).ok_or_else(Problem::internal)?)
     };
-    if let Some(secret) = secret {
-        // Shown once; only its hash is kept.
-        out["client_secret"] = json!(secret);
-    }
-    Ok((StatusCode::CREATED, Json(out)).into_response())
+    // Shown once; only its hash is kept.
+    out.client_secret = secret;
+    Ok((StatusCode::CREATED, Json(out)))
 }
 
 /// Every registered app with its grants.
-#[utoipa::path(get, path = "/v1/apps", tag = "apps",
+#[utoipa::path(get, path = "/v1/apps", tag = "apps", operation_id = "list_apps",
     responses(
-        (status = 200, body = openapi::AppList),
-        (status = 403, description = "Only the owner manages apps", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        openapi::CommonErrors,
+        (status = 200, body = wire::AppList),
+        (status = 403, description = "Only the owner manages apps", body = ProblemDetails, content_type = "application/problem+json"),
+        CommonErrors,
     ),
     security(("owner" = [])))]
-pub async fn list(access: OwnerAccess) -> Json<Value> {
+pub async fn list(access: OwnerAccess) -> Json<wire::AppList> {
     let registry = access.0.apps.read();
-    Json(json!({ "apps": registry.apps().map(app_json).collect::<Vec<_>>() }))
+    Json(wire::AppList {
+        apps: registry.apps().map(app_wire).collect(),
+    })
 }
 
 /// One app with its grants.
-#[utoipa::path(get, path = "/v1/apps/{id}", tag = "apps",
+#[utoipa::path(get, path = "/v1/apps/{id}", tag = "apps", operation_id = "get_app",
     params(("id" = String, Path, description = "The app's id (its `client_id`)")),
     responses(
-        (status = 200, body = openapi::App),
-        (status = 403, description = "Only the owner manages apps", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, description = "No such app", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        openapi::CommonErrors,
+        (status = 200, body = wire::App),
+        (status = 403, description = "Only the owner manages apps", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such app", body = ProblemDetails, content_type = "application/problem+json"),
+        CommonErrors,
     ),
     security(("owner" = [])))]
 pub async fn get_one(
     access: OwnerAccess,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Value>, Problem> {
-    let registry = access.0.apps.read();
-    Ok(Json(app_json(
-        registry.app(&id).ok_or_else(Problem::not_found)?,
-    )))
+) -> Result<Json<wire::App>, Problem> {
+    current(&access, &id).map(Json)
 }
 
 /// Changes an app's registration; absent fields stay as they are.
-#[utoipa::path(patch, path = "/v1/apps/{id}", tag = "apps",
+#[utoipa::path(patch, path = "/v1/apps/{id}", tag = "apps", operation_id = "update_app",
     params(("id" = String, Path, description = "The app's id (its `client_id`)")),
-    request_body = openapi::AppChanges,
+    request_body = wire::AppChanges,
     responses(
-        (status = 200, description = "The app as changed", body = openapi::App),
-        (status = 403, description = "Only the owner manages apps", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, description = "No such app", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        openapi::CommonErrors, openapi::BodyErrors,
+        (status = 200, description = "The app as changed", body = wire::App),
+        (status = 403, description = "Only the owner manages apps", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such app", body = ProblemDetails, content_type = "application/problem+json"),
+        CommonErrors, BodyErrors,
     ),
     security(("owner" = [])))]
 pub async fn update(
     access: OwnerAccess,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<AppChanges>,
-) -> Result<Json<Value>, Problem> {
+    ApiJson(body): ApiJson<wire::AppChanges>,
+) -> Result<Json<wire::App>, Problem> {
     let mut record = known_app(&access.0.apps, &id)?;
     if let Some(v) = &body.name {
         record.name = text("name", v, 1, MAX_NAME)?;
@@ -258,20 +238,17 @@ pub async fn update(
         record.redirect_uris = redirect_uris(v)?;
     }
     log(&access, Event::AppRegistered(record)).await?;
-    let registry = access.0.apps.read();
-    Ok(Json(app_json(
-        registry.app(&id).ok_or_else(Problem::not_found)?,
-    )))
+    current(&access, &id).map(Json)
 }
 
 /// Revokes the app entirely: registration, grants and every token.
-#[utoipa::path(delete, path = "/v1/apps/{id}", tag = "apps",
+#[utoipa::path(delete, path = "/v1/apps/{id}", tag = "apps", operation_id = "remove_app",
     params(("id" = String, Path, description = "The app's id (its `client_id`)")),
     responses(
         (status = 204, description = "Removed, with its grants and tokens"),
-        (status = 403, description = "Only the owner manages apps", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, description = "No such app", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        openapi::CommonErrors,
+        (status = 403, description = "Only the owner manages apps", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such app", body = ProblemDetails, content_type = "application/problem+json"),
+        CommonErrors,
     ),
     security(("owner" = [])))]
 pub async fn remove(
@@ -283,17 +260,7 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `{"read": {"step_count": true}, "write": {"step_count": false}}`
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GrantsIn {
-    #[serde(default)]
-    read: std::collections::BTreeMap<String, bool>,
-    #[serde(default)]
-    write: std::collections::BTreeMap<String, bool>,
-}
-
-pub fn grant_changes(
+fn grant_changes(
     read: impl IntoIterator<Item = (String, bool)>,
     write: impl IntoIterator<Item = (String, bool)>,
 ) -> Result<Vec<GrantChange>, Problem> {
@@ -303,7 +270,7 @@ pub fn grant_changes(
         (true, write.into_iter().collect()),
     ] {
         for (type_id, allowed) in items {
-            crate::api::samples::lookup_type(None, &type_id)?;
+            lookup_type(None, &type_id)?;
             out.push(GrantChange {
                 type_id,
                 write: is_write,
@@ -315,21 +282,21 @@ pub fn grant_changes(
 }
 
 /// Grants or denies types to an app: a grant change the app sees at once.
-#[utoipa::path(patch, path = "/v1/apps/{id}/grants", tag = "apps",
+#[utoipa::path(patch, path = "/v1/apps/{id}/grants", tag = "apps", operation_id = "set_grants",
     params(("id" = String, Path, description = "The app's id (its `client_id`)")),
-    request_body = openapi::GrantChanges,
+    request_body = wire::GrantChanges,
     responses(
-        (status = 200, description = "The app with its grants as changed", body = openapi::App),
-        (status = 403, description = "Only the owner manages apps", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, description = "No such app", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        openapi::CommonErrors, openapi::BodyErrors,
+        (status = 200, description = "The app with its grants as changed", body = wire::App),
+        (status = 403, description = "Only the owner manages apps", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such app", body = ProblemDetails, content_type = "application/problem+json"),
+        CommonErrors, BodyErrors,
     ),
     security(("owner" = [])))]
 pub async fn set_grants(
     access: OwnerAccess,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<GrantsIn>,
-) -> Result<Json<Value>, Problem> {
+    ApiJson(body): ApiJson<wire::GrantChanges>,
+) -> Result<Json<wire::App>, Problem> {
     known_app(&access.0.apps, &id)?;
     let changes = grant_changes(body.read, body.write)?;
     if !changes.is_empty() {
@@ -342,49 +309,36 @@ pub async fn set_grants(
         )
         .await?;
     }
-    let registry = access.0.apps.read();
-    Ok(Json(app_json(
-        registry.app(&id).ok_or_else(Problem::not_found)?,
-    )))
+    current(&access, &id).map(Json)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewCredential {
-    name: String,
-    #[serde(default)]
-    read: Vec<String>,
-    #[serde(default)]
-    write: Vec<String>,
-}
-
-fn credential_json(t: &TokenRecord) -> Value {
-    json!({
-        "id": Uuid::from_bytes(t.id).to_string(),
-        "name": t.name,
-        "scope": t.scope.join(" "),
-        "created": chrono::DateTime::from_timestamp_micros(t.issued_us)
-            .map(|d| d.to_rfc3339()),
-    })
+fn credential_wire(t: &TokenRecord) -> wire::Credential {
+    wire::Credential {
+        id: Uuid::from_bytes(t.id),
+        name: t.name.clone(),
+        scope: t.scope.join(" "),
+        created: chrono::DateTime::from_timestamp_micros(t.issued_us).map(|d| d.to_rfc3339()),
+        token: None,
+    }
 }
 
 /// Mints a named, long-lived credential for a script or device: the chosen
 /// types are granted to the app, and the credential's scope asks for them.
-#[utoipa::path(post, path = "/v1/apps/{id}/credentials", tag = "apps",
+#[utoipa::path(post, path = "/v1/apps/{id}/credentials", tag = "apps", operation_id = "mint_credential",
     params(("id" = String, Path, description = "The app's id (its `client_id`)")),
-    request_body = openapi::NewCredential,
+    request_body = wire::NewCredential,
     responses(
-        (status = 201, description = "Minted; the token is shown this once", body = openapi::Credential),
-        (status = 403, description = "Only the owner manages apps", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, description = "No such app", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        openapi::CommonErrors, openapi::BodyErrors,
+        (status = 201, description = "Minted; the token is shown this once", body = wire::Credential),
+        (status = 403, description = "Only the owner manages apps", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such app", body = ProblemDetails, content_type = "application/problem+json"),
+        CommonErrors, BodyErrors,
     ),
     security(("owner" = [])))]
 pub async fn mint_credential(
     access: OwnerAccess,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<NewCredential>,
-) -> Result<Response, Problem> {
+    ApiJson(body): ApiJson<wire::NewCredential>,
+) -> Result<(StatusCode, Json<wire::Credential>), Problem> {
     known_app(&access.0.apps, &id)?;
     let name = text("name", &body.name, 1, MAX_CREDENTIAL_NAME)?;
     let changes = grant_changes(
@@ -417,8 +371,10 @@ pub async fn mint_credential(
         issued_us: access.0.apps.clock.now_us(),
         expires_us: None,
     };
-    let mut out = credential_json(&record);
-    out["token"] = json!(secret);
+    let out = wire::Credential {
+        token: Some(secret),
+        ..credential_wire(&record)
+    };
     log(
         &access,
         Event::TokensIssued {
@@ -427,41 +383,42 @@ pub async fn mint_credential(
         },
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(out)).into_response())
+    Ok((StatusCode::CREATED, Json(out)))
 }
 
 /// The app's credentials (never their tokens).
-#[utoipa::path(get, path = "/v1/apps/{id}/credentials", tag = "apps",
+#[utoipa::path(get, path = "/v1/apps/{id}/credentials", tag = "apps", operation_id = "list_credentials",
     params(("id" = String, Path, description = "The app's id (its `client_id`)")),
     responses(
-        (status = 200, body = openapi::CredentialList),
-        (status = 403, description = "Only the owner manages apps", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, description = "No such app", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        openapi::CommonErrors,
+        (status = 200, body = wire::CredentialList),
+        (status = 403, description = "Only the owner manages apps", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such app", body = ProblemDetails, content_type = "application/problem+json"),
+        CommonErrors,
     ),
     security(("owner" = [])))]
 pub async fn list_credentials(
     access: OwnerAccess,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<wire::CredentialList>, Problem> {
     known_app(&access.0.apps, &id)?;
     let registry = access.0.apps.read();
-    let list: Vec<Value> = registry
-        .credentials(&id)
-        .into_iter()
-        .map(credential_json)
-        .collect();
-    Ok(Json(json!({ "credentials": list })))
+    Ok(Json(wire::CredentialList {
+        credentials: registry
+            .credentials(&id)
+            .into_iter()
+            .map(credential_wire)
+            .collect(),
+    }))
 }
 
 /// Revokes one credential.
-#[utoipa::path(delete, path = "/v1/apps/{id}/credentials/{credential}", tag = "apps",
+#[utoipa::path(delete, path = "/v1/apps/{id}/credentials/{credential}", tag = "apps", operation_id = "revoke_credential",
     params(("id" = String, Path, description = "The app's id (its `client_id`)"), ("credential" = String, Path, description = "The credential's id (a UUID)")),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 403, description = "Only the owner manages apps", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        (status = 404, description = "No such app or credential", body = openapi::ProblemDetails, content_type = "application/problem+json"),
-        openapi::CommonErrors,
+        (status = 403, description = "Only the owner manages apps", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such app or credential", body = ProblemDetails, content_type = "application/problem+json"),
+        CommonErrors,
     ),
     security(("owner" = [])))]
 pub async fn revoke_credential(

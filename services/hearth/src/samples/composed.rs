@@ -10,69 +10,53 @@
 //! names its workout and carries its points. Keys starting with
 //! [`RESERVED`] are refused in client metadata and never shown as metadata.
 
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::auth::{Access, Caller};
-use super::problem::Problem;
-use super::samples::{format_time, lookup_type, parse_time, sample_json};
+use super::{lookup_type, parse_time, SampleError};
 use crate::apps::Apps;
+use crate::caller::Caller;
 use crate::catalogue::{self, units, Kind, SampleType};
 use crate::log::writer::NewSample;
 use crate::policy;
-use crate::projection::{Projection, Row, Visibility};
+use crate::projection::Projection;
+use crate::wire::samples::{self as wire, Measure, NewMember, RoutePoint};
 
 /// Prefix of metadata keys the server writes.
 pub const RESERVED: &str = "hearth:";
-const MEMBERS: &str = "hearth:members";
-const ENERGY: &str = "hearth:energy";
-const DISTANCE: &str = "hearth:distance";
-const WORKOUT: &str = "hearth:workout";
-const ROUTE: &str = "hearth:route";
+pub(super) const MEMBERS: &str = "hearth:members";
+pub(super) const ENERGY: &str = "hearth:energy";
+pub(super) const DISTANCE: &str = "hearth:distance";
+pub(super) const WORKOUT: &str = "hearth:workout";
+pub(super) const ROUTE: &str = "hearth:route";
 const MAX_MEMBERS: usize = 64;
 /// Most points in one route sample.
 pub const MAX_ROUTE_POINTS: usize = 20_000;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MemberIn {
-    id: Option<Uuid>,
-    #[serde(rename = "type")]
-    type_id: String,
-    value: f64,
-    unit: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MeasureIn {
-    value: f64,
-    unit: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PointIn {
-    time: String,
-    lat: f64,
-    lon: f64,
-    alt: Option<f64>,
-}
-
 /// The structured fields of a sample in a write.
 #[derive(Default)]
-pub struct ComposedIn {
-    pub members: Option<Vec<MemberIn>>,
-    pub activity: Option<String>,
-    pub energy: Option<MeasureIn>,
-    pub distance: Option<MeasureIn>,
-    pub workout: Option<Uuid>,
-    pub route: Option<Vec<PointIn>>,
+pub(super) struct Parts {
+    members: Option<Vec<NewMember>>,
+    activity: Option<String>,
+    energy: Option<Measure>,
+    distance: Option<Measure>,
+    workout: Option<Uuid>,
+    route: Option<Vec<RoutePoint>>,
 }
 
-impl ComposedIn {
+impl Parts {
+    pub(super) fn take(s: &mut wire::NewSample<'_>) -> Parts {
+        Parts {
+            members: s.members.take(),
+            activity: s.activity.take(),
+            energy: s.energy.take(),
+            distance: s.distance.take(),
+            workout: s.workout.take(),
+            route: s.route.take(),
+        }
+    }
+
     fn present_fields(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
         if self.members.is_some() {
@@ -97,13 +81,18 @@ impl ComposedIn {
     }
 
     /// Refuses structured fields on a type that takes none of `allowed`.
-    fn only(&self, at: Option<usize>, ty: &SampleType, allowed: &[&str]) -> Result<(), Problem> {
+    fn only(
+        &self,
+        at: Option<usize>,
+        ty: &SampleType,
+        allowed: &[&str],
+    ) -> Result<(), SampleError> {
         match self
             .present_fields()
             .into_iter()
             .find(|f| !allowed.contains(f))
         {
-            Some(field) => Err(Problem::invalid(
+            Some(field) => Err(SampleError::invalid(
                 at,
                 field,
                 format!("{} takes no `{field}`", ty.id),
@@ -113,7 +102,7 @@ impl ComposedIn {
     }
 
     /// For quantity and category samples: no structured fields at all.
-    pub fn refuse_for(&self, at: Option<usize>, ty: &SampleType) -> Result<(), Problem> {
+    pub(super) fn refuse_for(&self, at: Option<usize>, ty: &SampleType) -> Result<(), SampleError> {
         self.only(at, ty, &[])
     }
 }
@@ -141,12 +130,12 @@ fn metadata_map(base: &NewSample) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-fn measure(at: Option<usize>, field: &str, as_type: &str, m: &MeasureIn) -> Result<f64, Problem> {
+fn measure(at: Option<usize>, field: &str, as_type: &str, m: &Measure) -> Result<f64, SampleError> {
     let ty = catalogue::get(catalogue::lookup(as_type).expect("catalogue type"));
     let v = units::to_canonical(ty, m.value, &m.unit)
-        .map_err(|e| Problem::invalid(at, field, e.to_string()))?;
+        .map_err(|e| SampleError::invalid(at, field, e.to_string()))?;
     if !v.is_finite() || v < 0.0 {
-        return Err(Problem::invalid(
+        return Err(SampleError::invalid(
             at,
             field,
             "must be a finite, non-negative value",
@@ -156,23 +145,23 @@ fn measure(at: Option<usize>, field: &str, as_type: &str, m: &MeasureIn) -> Resu
 }
 
 /// Validates a correlation, workout or route; returns what is stored.
-pub fn validate(
+pub(super) fn validate(
     at: Option<usize>,
     ty: &'static SampleType,
     mut base: NewSample,
     value: Value,
-    unit: Option<String>,
-    parts: ComposedIn,
-) -> Result<Vec<NewSample>, Problem> {
+    has_unit: bool,
+    parts: Parts,
+) -> Result<Vec<NewSample>, SampleError> {
     if !value.is_null() {
-        return Err(Problem::invalid(
+        return Err(SampleError::invalid(
             at,
             "value",
             format!("{} takes no `value`", ty.id),
         ));
     }
-    if unit.is_some() {
-        return Err(Problem::invalid(
+    if has_unit {
+        return Err(SampleError::invalid(
             at,
             "unit",
             format!("{} takes no unit", ty.id),
@@ -182,7 +171,7 @@ pub fn validate(
     let mut out = Vec::new();
     match &ty.kind {
         Kind::Characteristic { .. } => {
-            return Err(Problem::invalid(
+            return Err(SampleError::invalid(
                 at,
                 "type",
                 format!(
@@ -193,11 +182,11 @@ pub fn validate(
         }
         Kind::Correlation { members } => {
             parts.only(at, ty, &["members"])?;
-            let given = parts
-                .members
-                .ok_or_else(|| Problem::invalid(at, "members", "a correlation needs members"))?;
+            let given = parts.members.ok_or_else(|| {
+                SampleError::invalid(at, "members", "a correlation needs members")
+            })?;
             if given.is_empty() || given.len() > MAX_MEMBERS {
-                return Err(Problem::invalid(
+                return Err(SampleError::invalid(
                     at,
                     "members",
                     format!("1 to {MAX_MEMBERS} members"),
@@ -209,14 +198,14 @@ pub fn validate(
                 let mti = lookup_type(at, &m.type_id)?;
                 let mty = catalogue::get(mti);
                 if !members.contains(&mty.id) {
-                    return Err(Problem::invalid(
+                    return Err(SampleError::invalid(
                         at,
                         "members",
                         format!("{} holds only {members:?}", ty.id),
                     ));
                 }
                 if seen_types.contains(&mti) {
-                    return Err(Problem::invalid(
+                    return Err(SampleError::invalid(
                         at,
                         "members",
                         format!("{} appears twice", mty.id),
@@ -224,15 +213,15 @@ pub fn validate(
                 }
                 seen_types.push(mti);
                 let v = units::to_canonical(mty, m.value, &m.unit)
-                    .map_err(|e| Problem::invalid(at, "members", e.to_string()))?;
+                    .map_err(|e| SampleError::invalid(at, "members", e.to_string()))?;
                 if !v.is_finite() {
-                    return Err(Problem::invalid(at, "members", "values must be finite"));
+                    return Err(SampleError::invalid(at, "members", "values must be finite"));
                 }
                 let id =
                     m.id.map(Uuid::into_bytes)
                         .unwrap_or_else(|| member_id(base.sample.id, i));
                 if id == base.sample.id || ids.contains(&Uuid::from_bytes(id).to_string()) {
-                    return Err(Problem::invalid(
+                    return Err(SampleError::invalid(
                         at,
                         "members",
                         "member ids must be distinct",
@@ -250,7 +239,7 @@ pub fn validate(
                 });
             }
             if ty.id == "blood_pressure" && seen_types.len() != members.len() {
-                return Err(Problem::invalid(
+                return Err(SampleError::invalid(
                     at,
                     "members",
                     "blood pressure needs a systolic and a diastolic member",
@@ -261,11 +250,11 @@ pub fn validate(
         }
         Kind::Workout { .. } => {
             parts.only(at, ty, &["activity", "energy", "distance"])?;
-            let activity = parts
-                .activity
-                .ok_or_else(|| Problem::invalid(at, "activity", "a workout needs an activity"))?;
+            let activity = parts.activity.ok_or_else(|| {
+                SampleError::invalid(at, "activity", "a workout needs an activity")
+            })?;
             let index = ty.category_index(&activity).ok_or_else(|| {
-                Problem::invalid(
+                SampleError::invalid(
                     at,
                     "activity",
                     format!("unknown activity '{activity}' (see GET /v1/types)"),
@@ -287,14 +276,14 @@ pub fn validate(
         }
         Kind::Route => {
             parts.only(at, ty, &["workout", "route"])?;
-            let workout = parts
-                .workout
-                .ok_or_else(|| Problem::invalid(at, "workout", "a route belongs to a workout"))?;
+            let workout = parts.workout.ok_or_else(|| {
+                SampleError::invalid(at, "workout", "a route belongs to a workout")
+            })?;
             let points = parts
                 .route
-                .ok_or_else(|| Problem::invalid(at, "route", "a route needs points"))?;
+                .ok_or_else(|| SampleError::invalid(at, "route", "a route needs points"))?;
             if points.is_empty() || points.len() > MAX_ROUTE_POINTS {
-                return Err(Problem::invalid(
+                return Err(SampleError::invalid(
                     at,
                     "route",
                     format!("1 to {MAX_ROUTE_POINTS} points"),
@@ -307,14 +296,14 @@ pub fn validate(
                     && (-180.0..=180.0).contains(&p.lon)
                     && p.alt.is_none_or(f64::is_finite);
                 if !ok {
-                    return Err(Problem::invalid(
+                    return Err(SampleError::invalid(
                         at,
                         "route",
                         "lat, lon or alt out of range",
                     ));
                 }
                 if t < base.sample.start_us || t > base.sample.end_us {
-                    return Err(Problem::invalid(
+                    return Err(SampleError::invalid(
                         at,
                         "route",
                         "every point lies between start and end",
@@ -335,7 +324,12 @@ pub fn validate(
 
 /// Every route in a write names a workout in the same write or one the
 /// caller can see.
-pub fn check_routes(access: &Access, samples: &[NewSample]) -> Result<(), Problem> {
+pub fn check_routes(
+    caller: &Caller,
+    apps: &Apps,
+    projection: &Projection,
+    samples: &[NewSample],
+) -> Result<(), SampleError> {
     let workout_ty = catalogue::lookup("workout").expect("catalogue type");
     for (i, s) in samples.iter().enumerate() {
         if !matches!(catalogue::get(s.type_index).kind, Kind::Route) {
@@ -352,127 +346,12 @@ pub fn check_routes(access: &Access, samples: &[NewSample]) -> Result<(), Proble
         let in_request = samples
             .iter()
             .any(|o| o.type_index == workout_ty && o.sample.id == id.into_bytes());
-        let stored = access
-            .open
-            .projection
-            .find(id.as_u128())
-            .is_some_and(|(ti, row)| {
-                ti == workout_ty
-                    && match policy::visibility(
-                        &access.caller,
-                        &access.apps,
-                        ti,
-                        &access.open.projection,
-                    ) {
-                        Visibility::All => true,
-                        Visibility::OnlySource(s) => row.source == s,
-                    }
-            });
+        let stored = projection.find(id.as_u128()).is_some_and(|(ti, row)| {
+            ti == workout_ty && policy::sees(caller, apps, ti, projection, row.source)
+        });
         if !in_request && !stored {
-            return Err(Problem::invalid(Some(i), "workout", "no such workout"));
+            return Err(SampleError::invalid(Some(i), "workout", "no such workout"));
         }
     }
-    Ok(())
-}
-
-/// Moves reserved metadata into the sample's own fields.
-pub fn present(ty: &SampleType, row: &Row, out: &mut Value) {
-    let Some(Value::Object(meta)) = out.get_mut("metadata") else {
-        return;
-    };
-    let mut take = |k: &str| meta.remove(k);
-    let members = take(MEMBERS);
-    let energy = take(ENERGY);
-    let distance = take(DISTANCE);
-    let workout = take(WORKOUT);
-    let route = take(ROUTE);
-    if meta.is_empty() {
-        out.as_object_mut()
-            .expect("a sample is an object")
-            .remove("metadata");
-    }
-    match &ty.kind {
-        Kind::Correlation { .. } => {
-            let ids: Vec<&str> = members
-                .as_ref()
-                .and_then(Value::as_str)
-                .map(|s| s.split(',').collect())
-                .unwrap_or_default();
-            out["members"] = json!(ids);
-        }
-        Kind::Workout { .. } => {
-            out["activity"] = json!(ty.category_name(row.value as u16));
-            out["duration_s"] = json!((row.end_us - row.start_us) as f64 / 1e6);
-            if let Some(e) = energy {
-                out["energy"] = json!({ "value": e, "unit": "kcal" });
-            }
-            if let Some(d) = distance {
-                out["distance"] = json!({ "value": d, "unit": "m" });
-            }
-        }
-        Kind::Route => {
-            out["workout"] = workout.unwrap_or(Value::Null);
-            let points: Vec<Value> = route
-                .as_ref()
-                .and_then(Value::as_array)
-                .map(|ps| {
-                    ps.iter()
-                        .map(|p| {
-                            let t = p[0].as_i64().unwrap_or_default();
-                            let mut o = json!({
-                                "time": format_time(t, row.start_offset_min),
-                                "lat": p[1],
-                                "lon": p[2],
-                            });
-                            if !p[3].is_null() {
-                                o["alt"] = p[3].clone();
-                            }
-                            o
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            out["route"] = json!(points);
-        }
-        _ => {}
-    }
-}
-
-/// Replaces a correlation's member ids by the members the caller may read.
-pub fn expand_members(
-    caller: &Caller,
-    apps: &Apps,
-    projection: &Projection,
-    ty: &SampleType,
-    out: &mut Value,
-) -> Result<(), Problem> {
-    if ty.members().is_none() {
-        return Ok(());
-    }
-    let ids: Vec<String> = out["members"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut members = Vec::new();
-    for id in ids {
-        let Ok(id) = Uuid::parse_str(&id) else {
-            continue;
-        };
-        let Some((mti, row)) = projection.find(id.as_u128()) else {
-            continue;
-        };
-        let seen = match policy::visibility(caller, apps, mti, projection) {
-            Visibility::All => true,
-            Visibility::OnlySource(s) => row.source == s,
-        };
-        if seen {
-            members.push(sample_json(projection, catalogue::get(mti), &row, None)?);
-        }
-    }
-    out["members"] = json!(members);
     Ok(())
 }

@@ -1,0 +1,277 @@
+//! Samples as the domain knows them: a request sample (the wire type) is
+//! validated into what the writer stores, and a stored row is presented
+//! back as the wire type. Everything here is independent of HTTP; a refusal
+//! is a [`SampleError`] naming the sample and field at fault.
+
+mod composed;
+mod present;
+mod time;
+
+use chrono::{DateTime, FixedOffset, SecondsFormat};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::catalogue::{self, units, Kind, SampleType, TypeIndex};
+use crate::log::event::{Device, StoredSample};
+use crate::log::writer::NewSample;
+use crate::query::sources::DEVICE_KINDS;
+use crate::wire::samples as wire;
+use crate::wire::ErrorCode;
+
+pub use composed::{check_routes, MAX_ROUTE_POINTS, RESERVED};
+pub use present::present;
+pub use time::{parse_time, time_bounds};
+
+/// Most samples in one write.
+pub const MAX_BATCH: usize = 10_000;
+/// Largest metadata object per sample, serialised.
+pub const MAX_METADATA_BYTES: usize = 4096;
+const MAX_METADATA_KEYS: usize = 64;
+const MAX_DEVICE_FIELD: usize = 128;
+
+/// Why a sample (or a sample query) was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SampleError {
+    /// The sample at fault, in a batch.
+    pub index: Option<usize>,
+    pub field: String,
+    pub message: String,
+    pub code: ErrorCode,
+}
+
+impl SampleError {
+    pub fn invalid(index: Option<usize>, field: &str, message: impl Into<String>) -> SampleError {
+        SampleError {
+            index,
+            field: field.to_string(),
+            message: message.into(),
+            code: ErrorCode::InvalidInput,
+        }
+    }
+}
+
+/// Checks the size of a batch before anything in it.
+pub fn check_batch(batch: &wire::SampleBatch<'_>) -> Result<(), SampleError> {
+    if batch.samples.is_empty() {
+        return Err(SampleError::invalid(
+            None,
+            "samples",
+            "at least one sample is required",
+        ));
+    }
+    if batch.samples.len() > MAX_BATCH {
+        return Err(SampleError {
+            code: ErrorCode::TooManySamples,
+            ..SampleError::invalid(
+                None,
+                "samples",
+                format!("at most {MAX_BATCH} samples per request"),
+            )
+        });
+    }
+    Ok(())
+}
+
+/// A type id from the catalogue.
+pub fn lookup_type(index: Option<usize>, id: &str) -> Result<TypeIndex, SampleError> {
+    catalogue::lookup(id).ok_or_else(|| {
+        SampleError::invalid(
+            index,
+            "type",
+            format!("unknown sample type '{id}' (see GET /v1/types)"),
+        )
+    })
+}
+
+/// Refuses a unit that cannot express `ty`.
+pub fn check_unit(ty: &SampleType, unit: Option<&str>) -> Result<(), SampleError> {
+    match unit {
+        Some(u) if !units::compatible(ty, u) => Err(SampleError::invalid(
+            None,
+            "unit",
+            match units::to_canonical(ty, 1.0, u) {
+                Err(e) => e.to_string(),
+                Ok(_) => format!("unit '{u}' cannot express {}", ty.id),
+            },
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn format_time(us: i64, offset_min: i16) -> String {
+    let offset =
+        FixedOffset::east_opt(offset_min as i32 * 60).unwrap_or(FixedOffset::east_opt(0).unwrap());
+    DateTime::from_timestamp_micros(us)
+        .unwrap_or_default()
+        .with_timezone(&offset)
+        .to_rfc3339_opts(SecondsFormat::AutoSi, false)
+}
+
+fn validate_device(at: Option<usize>, d: wire::NewDevice) -> Result<Device, SampleError> {
+    for (field, text) in [
+        ("name", Some(&d.name)),
+        ("model", d.model.as_ref()),
+        ("manufacturer", d.manufacturer.as_ref()),
+    ] {
+        if let Some(text) = text {
+            if text.is_empty() || text.len() > MAX_DEVICE_FIELD || text.contains(['/', ',']) {
+                return Err(SampleError::invalid(
+                    at,
+                    "device",
+                    format!("{field} must have 1 to {MAX_DEVICE_FIELD} bytes, without '/' or ','"),
+                ));
+            }
+        }
+    }
+    if let Some(kind) = &d.kind {
+        if !DEVICE_KINDS.contains(&kind.as_str()) {
+            return Err(SampleError::invalid(
+                at,
+                "device",
+                format!("kind must be one of {DEVICE_KINDS:?}"),
+            ));
+        }
+    }
+    Ok(Device {
+        name: d.name,
+        model: d.model,
+        manufacturer: d.manufacturer,
+        kind: d.kind,
+    })
+}
+
+/// One request sample as the samples it is stored as (a correlation is its
+/// members and itself), with the id the request gets back.
+pub fn validate(
+    index: usize,
+    mut s: wire::NewSample<'_>,
+) -> Result<(Uuid, Vec<NewSample>), SampleError> {
+    let at = Some(index);
+    let parts = composed::Parts::take(&mut s);
+    let type_index = lookup_type(at, &s.type_id)?;
+    let ty = catalogue::get(type_index);
+    let (start_us, start_offset_min) = parse_time(at, "start", &s.start)?;
+    let (end_us, end_offset_min) = parse_time(at, "end", &s.end)?;
+    if start_us > end_us {
+        return Err(SampleError::invalid(at, "end", "end is before start"));
+    }
+    let id = s.id.unwrap_or_else(Uuid::new_v4);
+    if !matches!(ty.kind, Kind::Quantity { .. } | Kind::Category { .. }) {
+        let metadata = s.metadata.map(|m| validate_metadata(at, m)).transpose()?;
+        let device = s.device.map(|d| validate_device(at, d)).transpose()?;
+        let base = NewSample {
+            type_index,
+            device,
+            sample: StoredSample {
+                id: id.into_bytes(),
+                start_us,
+                start_offset_min,
+                end_us,
+                end_offset_min,
+                value: 0.0,
+                metadata,
+            },
+        };
+        let stored = composed::validate(at, ty, base, s.value, s.unit.is_some(), parts)?;
+        return Ok((id, stored));
+    }
+    parts.refuse_for(at, ty)?;
+    let value = match &ty.kind {
+        Kind::Quantity { .. } => {
+            let v = s
+                .value
+                .as_f64()
+                .ok_or_else(|| SampleError::invalid(at, "value", "expected a number"))?;
+            let unit = s
+                .unit
+                .as_deref()
+                .ok_or_else(|| SampleError::invalid(at, "unit", "a unit is required"))?;
+            let canonical = units::to_canonical(ty, v, unit)
+                .map_err(|e| SampleError::invalid(at, "unit", e.to_string()))?;
+            if !canonical.is_finite() {
+                return Err(SampleError::invalid(at, "value", "value must be finite"));
+            }
+            canonical
+        }
+        Kind::Category { values } => {
+            if s.unit.is_some() {
+                return Err(SampleError::invalid(
+                    at,
+                    "unit",
+                    format!("{} takes no unit", ty.id),
+                ));
+            }
+            let name = s.value.as_str().ok_or_else(|| {
+                SampleError::invalid(at, "value", format!("expected one of {values:?}"))
+            })?;
+            ty.category_index(name).ok_or_else(|| {
+                SampleError::invalid(at, "value", format!("expected one of {values:?}"))
+            })? as f64
+        }
+        _ => unreachable!("composed kinds returned above"),
+    };
+    let metadata = match s.metadata {
+        None => None,
+        Some(m) => Some(validate_metadata(at, m)?),
+    };
+    let device = s.device.map(|d| validate_device(at, d)).transpose()?;
+    let new = NewSample {
+        type_index,
+        device,
+        sample: StoredSample {
+            id: id.into_bytes(),
+            start_us,
+            start_offset_min,
+            end_us,
+            end_offset_min,
+            value,
+            metadata,
+        },
+    };
+    Ok((id, vec![new]))
+}
+
+fn validate_metadata(at: Option<usize>, m: Map<String, Value>) -> Result<String, SampleError> {
+    if m.len() > MAX_METADATA_KEYS {
+        return Err(SampleError::invalid(
+            at,
+            "metadata",
+            format!("more than {MAX_METADATA_KEYS} keys"),
+        ));
+    }
+    for (k, v) in &m {
+        if k.starts_with(RESERVED) {
+            return Err(SampleError::invalid(
+                at,
+                "metadata",
+                format!("keys starting with '{RESERVED}' are reserved"),
+            ));
+        }
+        if k.is_empty() || k.len() > 128 {
+            return Err(SampleError::invalid(
+                at,
+                "metadata",
+                "keys must have 1 to 128 bytes",
+            ));
+        }
+        if !(v.is_string() || v.is_number() || v.is_boolean()) {
+            return Err(SampleError::invalid(
+                at,
+                "metadata",
+                format!("value of '{k}' must be a string, number or boolean"),
+            ));
+        }
+    }
+    // serde_json's map is ordered by key: the text is canonical, so equal
+    // metadata compares equal on retries.
+    let text = serde_json::to_string(&m).expect("a JSON map serialises");
+    if text.len() > MAX_METADATA_BYTES {
+        return Err(SampleError::invalid(
+            at,
+            "metadata",
+            format!("larger than {MAX_METADATA_BYTES} bytes"),
+        ));
+    }
+    Ok(text)
+}

@@ -1,0 +1,44 @@
+//! Health checks and the lock lifecycle.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use zeroize::Zeroizing;
+
+use crate::lock::LockStateName;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    pub state: LockStateName,
+}
+
+/// An owner session; the token is also set as an `HttpOnly` cookie.
+#[derive(Serialize, ToSchema)]
+pub struct Session {
+    pub token: String,
+    pub state: LockStateName,
+}
+
+/// First-run setup.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetupRequest {
+    /// Printed on the server's console at first start.
+    #[schema(value_type = String)]
+    pub setup_code: Zeroizing<String>,
+    /// At least 10 characters.
+    #[schema(value_type = String)]
+    pub passphrase: Zeroizing<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnlockRequest {
+    #[schema(value_type = String)]
+    pub passphrase: Zeroizing<String>,
+}
