@@ -9,7 +9,8 @@
 //! - [`oauth`]: the authorization server: consent, codes, tokens;
 //! - [`storage`]: SQLite and Postgres behind one trait;
 //! - [`query`]: buckets, source merging and the change feed over projections;
-//! - [`api`]: the HTTP surface; [`catalogue`]: sample types and units;
+//! - [`api`]: the HTTP surface; [`web`]: the pages for the owner's browser;
+//! - [`catalogue`]: sample types and units;
 //! - [`telemetry`]: logs, traces and metrics that carry no health data.
 
 pub mod api;
@@ -27,3 +28,4 @@ pub mod projection;
 pub mod query;
 pub mod storage;
 pub mod telemetry;
+pub mod web;

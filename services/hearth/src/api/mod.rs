@@ -61,8 +61,6 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         public_url: limits.public_url.clone(),
     };
     Router::new()
-        .route("/", get(lifecycle::unlock_page))
-        .route("/static/unlock.js", get(lifecycle::unlock_script))
         .route("/healthz", get(lifecycle::healthz))
         .route("/readyz", get(lifecycle::readyz))
         .route("/openapi.yaml", get(openapi::serve_spec))
@@ -118,8 +116,7 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         )
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/revoke", post(oauth::revoke))
-        .route("/static/consent.js", get(oauth::consent_script))
-        .route("/static/consent.css", get(oauth::consent_style))
+        .merge(crate::web::routes())
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async {
             Problem::new(
