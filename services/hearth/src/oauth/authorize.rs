@@ -66,8 +66,8 @@ pub enum ConsentError {
     /// The owner session the page was shown to is gone.
     SessionEnded,
     /// The page again, for another try.
-    WrongPassphrase(ConsentPrompt),
-    TooManyAttempts(ConsentPrompt),
+    WrongPassphrase(Box<ConsentPrompt>),
+    TooManyAttempts(Box<ConsentPrompt>),
     /// Checking the passphrase failed for another reason (logged).
     StoreFailed,
     /// A concurrent decision answered the request first.
@@ -308,10 +308,10 @@ impl AuthorizationServer<'_> {
                 match self.store.unlock(passphrase).await {
                     Ok(session) => new_session = Some(session),
                     Err(LockError::WrongPassphrase) => {
-                        return Err(ConsentError::WrongPassphrase(answer.prompt));
+                        return Err(ConsentError::WrongPassphrase(Box::new(answer.prompt)));
                     }
                     Err(LockError::BackOff { .. }) => {
-                        return Err(ConsentError::TooManyAttempts(answer.prompt));
+                        return Err(ConsentError::TooManyAttempts(Box::new(answer.prompt)));
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "owner login on the consent page failed");
