@@ -12,7 +12,8 @@
 //! - [`oauth`]: the authorization server: consent, codes, tokens;
 //! - [`storage`]: SQLite and Postgres behind one trait;
 //! - [`query`]: buckets, source merging and the change feed over projections;
-//! - [`api`]: the HTTP surface; [`catalogue`]: sample types and units;
+//! - [`api`]: the HTTP surface; [`web`]: the pages for the owner's browser;
+//! - [`catalogue`]: sample types and units;
 //! - [`telemetry`]: logs, traces and metrics that carry no health data;
 //! - [`startup`]: building and running the server.
 
@@ -34,4 +35,5 @@ pub mod startup;
 pub mod storage;
 pub mod store;
 pub mod telemetry;
+pub mod web;
 pub mod wire;

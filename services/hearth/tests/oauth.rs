@@ -47,6 +47,7 @@ both_backends!(
     consent_login_is_throttled,
     research_apps_may_ask_for_export,
     oversized_forms_are_refused_like_other_errors,
+    consent_page_escapes_what_the_app_registered,
 );
 
 const LOOPBACK: &str = "http://127.0.0.1/callback";
@@ -1301,4 +1302,90 @@ async fn oversized_forms_are_refused_like_other_errors(backend: Backend) {
         assert_eq!(r.headers()["connection"], "close", "{path}");
     }
     app.stop().await;
+}
+
+/// The app's name and purpose are the app's words, not the store's: the
+/// consent page shows them as text, never as markup.
+async fn consent_page_escapes_what_the_app_registered(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let name = r#"<script>alert("name")</script> & 'Co'"#;
+    let purpose = r#"Counts <b onclick="x()">steps</b> & "sleep""#;
+    let r = app
+        .post_json(
+            "/v1/apps",
+            &json!({
+                "name": name, "purpose": purpose,
+                "privacy_policy_url": "https://app.example/privacy?a=1&b=2",
+                "redirect_uris": [LOOPBACK], "client_type": "public",
+            }),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let reg: Value = r.json().await.unwrap();
+    let id = reg["id"].as_str().unwrap();
+    let pkce = Pkce::new();
+    let (status, html, _) = consent_page(
+        &app,
+        &authorize_url(id, LOOPBACK, "read:step_count", &pkce.challenge, "s"),
+    )
+    .await;
+    assert_eq!(status, 200, "{html}");
+    for raw in [
+        "<script>alert",
+        "<b ",
+        "\"name\"",
+        "\"sleep\"",
+        "'Co'",
+        "& ",
+    ] {
+        assert!(!html.contains(raw), "{raw:?} is not escaped: {html}");
+    }
+    // Shown as the very text registered, once the entities are read back.
+    let shown = unescape(&html);
+    assert!(shown.contains(&format!("“{name}” would like")), "{shown}");
+    assert!(
+        shown.contains(&format!("id=\"purpose\">{purpose}</p>")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("href=\"https://app.example/privacy?a=1&b=2\""),
+        "{shown}"
+    );
+    // Still a working page: the owner can answer it.
+    let r = decide(&app, &html, &["read:step_count"], &[]).await;
+    assert_eq!(r.status(), 303);
+    assert!(query_param(r.headers()["location"].to_str().unwrap(), "code").is_some());
+    app.stop().await;
+}
+
+/// Reads back the character references of an HTML text, named or numeric.
+fn unescape(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let end = rest.find(';').expect("a reference ends with `;`");
+        let reference = &rest[1..end];
+        let c = match reference {
+            "lt" => '<',
+            "gt" => '>',
+            "amp" => '&',
+            "quot" => '"',
+            "apos" => '\'',
+            r => {
+                let code = r.strip_prefix('#').expect("a known reference");
+                let code = match code.strip_prefix('x') {
+                    Some(hex) => u32::from_str_radix(hex, 16).unwrap(),
+                    None => code.parse().unwrap(),
+                };
+                char::from_u32(code).unwrap()
+            }
+        };
+        out.push(c);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }

@@ -26,9 +26,9 @@ use crate::policy;
 use crate::projection::{Note, Projection, Visibility};
 use crate::query::changes::{self, Anchor, Change};
 use crate::samples::{self, check_unit, lookup_type};
+use crate::store::OpenStore;
 use crate::wire::queries as wire;
 use crate::wire::ErrorCode;
-use crate::store::OpenStore;
 
 const MAX_TYPES: usize = 256;
 

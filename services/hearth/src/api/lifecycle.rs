@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use parking_lot::Mutex;
 
@@ -244,19 +244,4 @@ pub async fn lock(State(state): State<AppState>, caller: Caller) -> Result<Statu
     }
     state.store.lock().await;
     Ok(StatusCode::NO_CONTENT)
-}
-
-const UNLOCK_PAGE: &str = include_str!("unlock.html");
-const UNLOCK_SCRIPT: &str = include_str!("unlock.js");
-
-pub async fn unlock_page() -> Html<&'static str> {
-    Html(UNLOCK_PAGE)
-}
-
-pub async fn unlock_script() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        UNLOCK_SCRIPT,
-    )
-        .into_response()
 }

@@ -19,16 +19,15 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::store::Store;
 use crate::oauth::http as oauth;
 use crate::oauth::OAuthState;
+use crate::store::Store;
 use crate::wire::ErrorCode;
 use lifecycle::{PerClientLimiter, RateLimiter};
 use problem::Problem;
@@ -66,10 +65,7 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
     let (routes, _) = documented_routes().split_for_parts();
     routes
         // Pages and their assets: not part of the JSON API.
-        .route("/", get(lifecycle::unlock_page))
-        .route("/static/unlock.js", get(lifecycle::unlock_script))
-        .route("/static/consent.js", get(oauth::consent_script))
-        .route("/static/consent.css", get(oauth::consent_style))
+        .merge(crate::web::routes())
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async {
             Problem::new(

@@ -6,9 +6,21 @@
 //! them to this store (another store has never heard of them), makes
 //! revocation immediate, and leaves nothing in a token to forge or read:
 //! there is no signature algorithm to confuse and no claim to tamper with.
+//!
+//! [`AuthorizationServer`] holds the protocol's logic ([`authorize`]:
+//! authorization requests and the owner's consent; [`token`]: code
+//! exchange, refresh rotation, revocation) and answers with [`OAuthError`]s;
+//! [`wire`] has what the endpoints take and answer; [`http`] only reads
+//! requests, calls the server and renders its answers.
 
+pub mod authorize;
+mod error;
 pub mod http;
 pub mod redirect;
+pub mod token;
+pub mod wire;
+
+pub use error::OAuthError;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,6 +30,8 @@ use base64::Engine;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::store::Store;
 
 /// Authorization codes live at most this long (RFC 9700: short).
 pub const CODE_TTL: Duration = Duration::from_secs(600);
@@ -31,6 +45,19 @@ pub const PENDING_TTL: Duration = Duration::from_secs(1800);
 const MAX_PENDING: usize = 256;
 /// Most unredeemed codes at once.
 const MAX_CODES: usize = 1024;
+
+/// The authorization server over a store and the requests and codes kept
+/// in memory.
+pub struct AuthorizationServer<'a> {
+    store: &'a Store,
+    requests: &'a OAuthState,
+}
+
+impl<'a> AuthorizationServer<'a> {
+    pub fn new(store: &'a Store, requests: &'a OAuthState) -> AuthorizationServer<'a> {
+        AuthorizationServer { store, requests }
+    }
+}
 
 /// An authorization request waiting for the owner's decision.
 #[derive(Clone, Debug)]
@@ -48,7 +75,7 @@ pub struct Pending {
 }
 
 /// An issued authorization code, by the hash of its value.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Code {
     pub client_id: String,
     pub redirect_uri: String,
@@ -61,6 +88,7 @@ pub struct Code {
     pub redeemed: bool,
 }
 
+/// Authorization requests waiting for the owner, and issued codes.
 #[derive(Default)]
 pub struct OAuthState {
     pending: Mutex<HashMap<String, Pending>>,
@@ -108,18 +136,6 @@ impl OAuthState {
             }
         }
         codes.insert(hash, code);
-    }
-
-    pub fn code(&self, hash: &[u8; 32]) -> Option<Code> {
-        self.codes.lock().get(hash).cloned()
-    }
-
-    /// Marks a code redeemed; it stays known until it expires, so a
-    /// replay is recognised as one.
-    pub fn mark_redeemed(&self, hash: &[u8; 32]) {
-        if let Some(c) = self.codes.lock().get_mut(hash) {
-            c.redeemed = true;
-        }
     }
 }
 

@@ -1,0 +1,65 @@
+//! Pages for the owner's browser: the unlock and setup page, and the
+//! pages of the OAuth consent flow.
+//!
+//! Pages are askama templates (in `templates/`, checked at compile time,
+//! HTML-escaped by default) that extend `base.html`; scripts and styles are
+//! served from `/static/`, never inline, so the content security policy can
+//! forbid inline code.
+
+pub mod consent;
+
+use askama::Template;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+const UNLOCK_SCRIPT: &str = include_str!("static/unlock.js");
+const CONSENT_SCRIPT: &str = include_str!("static/consent.js");
+const CONSENT_STYLE: &str = include_str!("static/consent.css");
+
+/// The pages that need no state, and the static assets of every page.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new()
+        .route("/", get(unlock_page))
+        .route(
+            "/static/unlock.js",
+            get(|| asset(JAVASCRIPT, UNLOCK_SCRIPT)),
+        )
+        .route(
+            "/static/consent.js",
+            get(|| asset(JAVASCRIPT, CONSENT_SCRIPT)),
+        )
+        .route("/static/consent.css", get(|| asset(CSS, CONSENT_STYLE)))
+}
+
+/// A rendered page with `status`.
+pub fn render(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a page failed to render");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// The home page: unlock the store, or set it up on first run. It asks the
+/// API for the lock state itself, so it is the same page in every state.
+#[derive(Template)]
+#[template(path = "unlock.html")]
+struct UnlockPage;
+
+async fn unlock_page() -> Response {
+    render(StatusCode::OK, &UnlockPage)
+}
+
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
