@@ -1,8 +1,6 @@
 //! What survives restarts and crashes, what an attacker with the database
 //! sees, and what tampering `hearth verify` and unlock catch.
 
-mod common;
-
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -11,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{sample, steps, Backend, TestApp, TestDatabase, PASSPHRASE};
+use crate::support::{sample, steps, Backend, TestApp, TestDatabase, PASSPHRASE};
 use serde_json::{json, Value};
 
 both_backends!(
