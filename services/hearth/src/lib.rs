@@ -7,6 +7,7 @@
 //! - [`projection`]: the in-memory columns every query reads;
 //! - [`policy`]: what each caller may read and write;
 //! - [`apps`]: the app registry, grants and token state (kept across lock);
+//! - [`clock`]: the wall clock, read nowhere else;
 //! - [`oauth`]: the authorization server: consent, codes, tokens;
 //! - [`storage`]: SQLite and Postgres behind one trait;
 //! - [`query`]: buckets, source merging and the change feed over projections;
@@ -14,10 +15,13 @@
 //! - [`telemetry`]: logs, traces and metrics that carry no health data;
 //! - [`startup`]: building and running the server.
 
+#![forbid(unsafe_code)]
+
 pub mod api;
 pub mod apps;
 pub mod catalogue;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod lock;

@@ -15,7 +15,10 @@ use crate::log::writer::Write;
 use crate::policy;
 use crate::projection::Visibility;
 
-fn validate(body: Map<String, Value>) -> Result<Vec<(String, String)>, Problem> {
+fn validate(
+    body: Map<String, Value>,
+    today: jiff::civil::Date,
+) -> Result<Vec<(String, String)>, Problem> {
     let mut out = Vec::new();
     for (key, value) in body {
         let ty = catalogue::lookup(&key)
@@ -45,7 +48,6 @@ fn validate(body: Map<String, Value>) -> Result<Vec<(String, String)>, Problem> 
                 let date: jiff::civil::Date = text
                     .parse()
                     .map_err(|_| Problem::invalid(None, &key, "expected a date, YYYY-MM-DD"))?;
-                let today = jiff::Zoned::now().date();
                 if date.year() < 1900 || date > today {
                     return Err(Problem::invalid(None, &key, "a date from 1900 to today"));
                 }
@@ -108,7 +110,7 @@ pub async fn put(
             "only the owner sets characteristics",
         ));
     }
-    let values = validate(body)?;
+    let values = validate(body, access.apps.clock.today())?;
     access
         .open
         .writer

@@ -261,8 +261,8 @@ async fn statistics_match_brute_force(backend: Backend) {
             if hr.is_empty() {
                 assert!(h["min"].is_null() && h["avg"].is_null());
             } else {
-                let min = hr.iter().cloned().fold(f64::INFINITY, f64::min);
-                let max = hr.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let min = hr.iter().copied().fold(f64::INFINITY, f64::min);
+                let max = hr.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let avg = hr.iter().sum::<f64>() / hr.len() as f64;
                 assert!(close(h["min"].as_f64().unwrap(), min));
                 assert!(close(h["max"].as_f64().unwrap(), max));

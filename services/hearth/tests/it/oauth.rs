@@ -989,7 +989,7 @@ fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
 }
 
 fn claims(s: &Setup) -> Value {
-    let now = chrono::Utc::now().timestamp();
+    let now = s.app.store.apps().clock.now_us() / 1_000_000;
     json!({
         "iss": s.app.base, "aud": s.app.base, "sub": s.client_id, "client_id": s.client_id,
         "scope": "read:step_count write:step_count", "iat": now, "nbf": now - 5,
@@ -1079,7 +1079,7 @@ async fn token_wrong_iss(backend: Backend) {
 async fn token_expired(backend: Backend) {
     let s = setup(backend).await;
     let mut c = claims(&s);
-    c["exp"] = json!(chrono::Utc::now().timestamp() - 60);
+    c["exp"] = json!(s.app.store.apps().clock.now_us() / 1_000_000 - 60);
     refused(&s, &jwt(eddsa_header(), c, b"k")).await;
     // A genuine access token past its 15 minutes is refused as well; the
     // refresh token still gets a new one.
@@ -1103,7 +1103,7 @@ async fn token_expired(backend: Backend) {
 async fn token_not_yet_valid(backend: Backend) {
     let s = setup(backend).await;
     let mut c = claims(&s);
-    c["nbf"] = json!(chrono::Utc::now().timestamp() + 3600);
+    c["nbf"] = json!(s.app.store.apps().clock.now_us() / 1_000_000 + 3600);
     refused(&s, &jwt(eddsa_header(), c, b"k")).await;
 }
 
