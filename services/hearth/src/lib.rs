@@ -9,6 +9,7 @@
 //! - [`samples`]: validating request samples and presenting stored ones;
 //! - [`wire`]: the JSON bodies of the API, whose schemas are its description;
 //! - [`apps`]: the app registry, grants and token state (kept across lock);
+//! - [`clock`]: the wall clock, read nowhere else;
 //! - [`oauth`]: the authorization server: consent, codes, tokens;
 //! - [`storage`]: SQLite and Postgres behind one trait;
 //! - [`query`]: buckets, source merging and the change feed over projections;
@@ -17,11 +18,14 @@
 //! - [`telemetry`]: logs, traces and metrics that carry no health data;
 //! - [`startup`]: building and running the server.
 
+#![forbid(unsafe_code)]
+
 pub mod api;
 pub mod apps;
 pub mod caller;
 pub mod catalogue;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod lock;

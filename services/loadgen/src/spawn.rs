@@ -218,6 +218,7 @@ impl Server {
         if let Some(pid) = self.child.id() {
             #[cfg(unix)]
             // SAFETY: signals our own child process, whose id we just read.
+            #[allow(unsafe_code)]
             unsafe {
                 libc::kill(pid as libc::pid_t, libc::SIGTERM);
             }

@@ -17,13 +17,15 @@ use crate::wire::queries::Characteristics;
 use crate::wire::{ErrorCode, ProblemDetails};
 
 /// The characteristics to store, as `(type id, value)`.
-fn validate(body: Characteristics) -> Result<Vec<(String, String)>, Problem> {
+fn validate(
+    body: Characteristics,
+    today: jiff::civil::Date,
+) -> Result<Vec<(String, String)>, Problem> {
     if let Some(text) = &body.date_of_birth {
         let field = "date_of_birth";
         let date: jiff::civil::Date = text
             .parse()
             .map_err(|_| Problem::invalid(None, field, "expected a date, YYYY-MM-DD"))?;
-        let today = jiff::Zoned::now().date();
         if date.year() < 1900 || date > today {
             return Err(Problem::invalid(None, field, "a date from 1900 to today"));
         }
@@ -91,7 +93,7 @@ pub async fn put(
             "only the owner sets characteristics",
         ));
     }
-    let values = validate(body)?;
+    let values = validate(body, access.apps.clock.today())?;
     access
         .open
         .writer

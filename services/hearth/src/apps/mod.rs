@@ -5,7 +5,6 @@
 //! samples but keeps this management state, as iOS does after first unlock.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,30 +12,12 @@ use base64::Engine;
 use parking_lot::RwLock;
 use sha2::{Digest, Sha256};
 
+use crate::clock::Clock;
 use crate::crypto;
 use crate::log::event::{AppRecord, Envelope, Event, TokenKind, TokenRecord};
 
 /// Every this many token insertions, expired tokens are dropped from memory.
 const PRUNE_EVERY: u32 = 256;
-
-/// The time the registry and the authorization server go by. Tests move it
-/// forward to expire codes and tokens without waiting.
-#[derive(Default)]
-pub struct Clock {
-    offset_us: AtomicI64,
-}
-
-impl Clock {
-    pub fn now_us(&self) -> i64 {
-        chrono::Utc::now().timestamp_micros() + self.offset_us.load(Ordering::Relaxed)
-    }
-
-    /// Moves this clock forward (for tests of expiry).
-    pub fn advance(&self, by: std::time::Duration) {
-        self.offset_us
-            .fetch_add(by.as_micros() as i64, Ordering::Relaxed);
-    }
-}
 
 /// The owner's decision on one type; `None`: never asked.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

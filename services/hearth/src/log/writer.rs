@@ -209,7 +209,7 @@ impl WriterTask {
             }
             return;
         }
-        let at_us = chrono::Utc::now().timestamp_micros();
+        let at_us = self.apps.clock.now_us();
         let mut pending: HashMap<u128, Pending> = HashMap::new();
         let mut records = Vec::new();
         let mut envelopes = Vec::new();

@@ -8,11 +8,13 @@
 //!   `Europe/Berlin`, ...), with [`buckets::run`] callable in-process;
 //! - [`samples`]: a page of samples as one caller sees them;
 //! - [`changes`]: the anchored change feed;
-//! - [`fixture`]: synthetic projections for benchmarks.
+//! - `fixture`: synthetic projections for benchmarks and tests, compiled
+//!   only for this crate's tests and with the `fixture` feature.
 //!
-//! Running a bucket query in-process (the benchmark's shape): build a
-//! projection with `fixture::overlapping_minute_steps(start_us, 1826)` (five
-//! years of minute steps from a watch and a phone, ~5.3 M samples) or with
+//! Running a bucket query in-process (the benchmark's shape): with the
+//! `fixture` feature on, build a projection with
+//! `fixture::overlapping_minute_steps(start_us, 1826)` (five years of minute
+//! steps from a watch and a phone, ~5.3 M samples) or with
 //! `projection::ProjectionBuilder` from your own events; parse the request
 //! once with `buckets::Interval::parse("P1D")`, `buckets::parse_tz(
 //! "Europe/Berlin")` and `buckets::default_anchor(start_us, &interval, &tz)`
@@ -25,6 +27,7 @@
 
 pub mod buckets;
 pub mod changes;
+#[cfg(any(test, feature = "fixture"))]
 pub mod fixture;
 pub mod samples;
 pub mod series;

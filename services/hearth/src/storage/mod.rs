@@ -1,5 +1,7 @@
 //! Where the log lives. One trait, a SQLite implementation (the embedded
-//! default) and a Postgres one (the home box); each has its own migrations.
+//! default) and a Postgres one (the home box); each has its own migrations
+//! (`migrations/sqlite`, `migrations/postgres`), embedded at build time and
+//! applied at connect by sqlx's migrator.
 
 mod postgres;
 mod sqlite;
@@ -7,6 +9,7 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use sqlx::migrate::{MigrateError, Migrator};
 
 use crate::crypto::KdfParams;
 use crate::log::{LogHead, LogRecord};
@@ -24,6 +27,8 @@ pub enum StorageError {
     HeadMoved { expected: u64, found: u64 },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("schema migration: {0}")]
+    Migrate(#[from] MigrateError),
     #[error("corrupt row: {0}")]
     Corrupt(String),
 }
@@ -80,8 +85,14 @@ fn to_u64(v: i64, what: &str) -> Result<u64, StorageError> {
     u64::try_from(v).map_err(|_| StorageError::Corrupt(format!("{what} is negative")))
 }
 
-/// Schema migrations, applied in order; each runs once.
-struct Migration {
+/// The migration `version` as this build knows it; a store recording a
+/// version this build lacks was written by a newer Hearth.
+fn known_migration(
+    migrator: &Migrator,
     version: i64,
-    sql: &'static str,
+) -> Result<&sqlx::migrate::Migration, StorageError> {
+    migrator
+        .iter()
+        .find(|m| m.version == version)
+        .ok_or_else(|| StorageError::Migrate(MigrateError::VersionMissing(version)))
 }

@@ -1,21 +1,13 @@
 use async_trait::async_trait;
+use sqlx::migrate::{Migrate, Migrator};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 
-use super::{hash_from, to_u64, Keyring, Migration, Storage, StorageError};
+use super::{hash_from, to_u64, Keyring, Storage, StorageError};
 use crate::crypto::KdfParams;
 use crate::log::{LogHead, LogRecord};
 
-const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        sql: include_str!("../../../../migrations/postgres/0001_log.sql"),
-    },
-    Migration {
-        version: 2,
-        sql: include_str!("../../../../migrations/postgres/0002_ciphertext_storage.sql"),
-    },
-];
+static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 
 /// Postgres with its default `synchronous_commit = on`: a commit has reached
 /// the server's disk before it returns.
@@ -32,28 +24,47 @@ impl PostgresStorage {
     }
 
     async fn migrate(&self) -> Result<(), StorageError> {
+        self.adopt_legacy_schema_table().await?;
+        // The migrator holds an advisory lock, so concurrent starts against
+        // one database apply each migration once.
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Stores created before the switch to sqlx's migrator recorded their
+    /// applied versions in `hearth_schema`: move that record into the
+    /// migrator's table, in one transaction, so nothing runs twice.
+    async fn adopt_legacy_schema_table(&self) -> Result<(), StorageError> {
         let mut tx = self.pool.begin().await?;
-        // Serialise concurrent starts against the same database.
+        // The lock the hand-written runner took: serialises concurrent starts.
         sqlx::query("SELECT pg_advisory_xact_lock(7380)")
             .execute(&mut *tx)
             .await?;
-        sqlx::raw_sql("CREATE TABLE IF NOT EXISTS hearth_schema (version BIGINT PRIMARY KEY)")
+        let legacy: bool = sqlx::query_scalar("SELECT to_regclass('hearth_schema') IS NOT NULL")
+            .fetch_one(&mut *tx)
+            .await?;
+        if !legacy {
+            return Ok(());
+        }
+        tx.ensure_migrations_table().await?;
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM hearth_schema")
+            .fetch_all(&mut *tx)
+            .await?;
+        for version in versions {
+            let m = super::known_migration(&MIGRATOR, version)?;
+            sqlx::query(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+                 execution_time) VALUES ($1, $2, TRUE, $3, -1) ON CONFLICT (version) DO NOTHING",
+            )
+            .bind(m.version)
+            .bind(&*m.description)
+            .bind(&*m.checksum)
             .execute(&mut *tx)
             .await?;
-        for m in MIGRATIONS {
-            let done: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM hearth_schema WHERE version = $1")
-                    .bind(m.version)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if done.is_none() {
-                sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
-                sqlx::query("INSERT INTO hearth_schema (version) VALUES ($1)")
-                    .bind(m.version)
-                    .execute(&mut *tx)
-                    .await?;
-            }
         }
+        sqlx::raw_sql("DROP TABLE hearth_schema")
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

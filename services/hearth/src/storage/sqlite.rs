@@ -2,17 +2,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::migrate::{Migrate, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{hash_from, to_u64, Keyring, Migration, Storage, StorageError};
+use super::{hash_from, to_u64, Keyring, Storage, StorageError};
 use crate::crypto::KdfParams;
 use crate::log::{LogHead, LogRecord};
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../../../../migrations/sqlite/0001_log.sql"),
-}];
+static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 pub struct SqliteStorage {
     pool: SqlitePool,
@@ -36,26 +34,44 @@ impl SqliteStorage {
     }
 
     async fn migrate(&self) -> Result<(), StorageError> {
-        let mut conn = self.pool.acquire().await?;
-        sqlx::raw_sql("CREATE TABLE IF NOT EXISTS hearth_schema (version INTEGER PRIMARY KEY)")
-            .execute(&mut *conn)
-            .await?;
-        for m in MIGRATIONS {
-            let mut tx = self.pool.begin().await?;
-            let done: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM hearth_schema WHERE version = ?")
-                    .bind(m.version)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if done.is_none() {
-                sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
-                sqlx::query("INSERT INTO hearth_schema (version) VALUES (?)")
-                    .bind(m.version)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
+        self.adopt_legacy_schema_table().await?;
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Stores created before the switch to sqlx's migrator recorded their
+    /// applied versions in `hearth_schema`: move that record into the
+    /// migrator's table, in one transaction, so nothing runs twice.
+    async fn adopt_legacy_schema_table(&self) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let legacy: Option<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'hearth_schema'",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        if legacy.is_none() {
+            return Ok(());
         }
+        tx.ensure_migrations_table().await?;
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM hearth_schema")
+            .fetch_all(&mut *tx)
+            .await?;
+        for version in versions {
+            let m = super::known_migration(&MIGRATOR, version)?;
+            sqlx::query(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+                 execution_time) VALUES (?, ?, TRUE, ?, -1) ON CONFLICT (version) DO NOTHING",
+            )
+            .bind(m.version)
+            .bind(&*m.description)
+            .bind(&*m.checksum)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::raw_sql("DROP TABLE hearth_schema")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -1,9 +1,7 @@
 //! Correlations, workouts, routes and characteristics over HTTP, on SQLite
 //! and Postgres.
 
-mod common;
-
-use common::{Backend, TestApp, TestDatabase};
+use crate::support::{Backend, TestApp, TestDatabase};
 use serde_json::{json, Value};
 
 both_backends!(
@@ -109,7 +107,7 @@ async fn blood_pressure_reads_back_through_its_member_types(backend: Backend) {
 async fn workout_with_route_and_per_workout_statistics(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let app = TestApp::unlocked(&db).await;
-    let (workout, route) = common::workout_with_route(&app).await;
+    let (workout, route) = crate::support::workout_with_route(&app).await;
     // Heart rate during and after the workout.
     let hr = |t: &str, v: f64| json!({"type": "heart_rate", "start": t, "end": t, "value": v, "unit": "count/min"});
     let r = app
@@ -349,7 +347,9 @@ async fn bad_structured_samples_are_refused(backend: Backend) {
         ),
     ];
     for (sample, field) in cases {
-        let r = app.write(vec![common::steps(0, 1.0), sample.clone()]).await;
+        let r = app
+            .write(vec![crate::support::steps(0, 1.0), sample.clone()])
+            .await;
         assert_eq!(r.status(), 400, "{sample}");
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["errors"][0]["field"], field, "{sample}: {body}");

@@ -1,13 +1,11 @@
 //! The authorization server over HTTP: flows, refresh rotation,
 //! revocation, and the attacks a nosy app or someone on the LAN would try.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::support::{hidden_field, query_param, steps, Backend, Pkce, TestApp, TestDatabase};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use common::{hidden_field, query_param, steps, Backend, Pkce, TestApp, TestDatabase};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -307,7 +305,7 @@ async fn public_client_with_loopback_redirect_on_a_random_port(backend: Backend)
     );
     assert_eq!(me.write(vec![steps(5, 1.0)]).await.status(), 201);
     let r = me
-        .write(vec![common::sample("body_mass", 1, 70.0, "kg")])
+        .write(vec![crate::support::sample("body_mass", 1, 70.0, "kg")])
         .await;
     assert_eq!(r.status(), 403, "body_mass write was switched off");
     let st = me
@@ -532,7 +530,7 @@ async fn consent_with_passphrase_when_no_session(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(600)).await;
     let r = client
         .post(app.url("/oauth/authorize"))
-        .form(&form(common::PASSPHRASE))
+        .form(&form(crate::support::PASSPHRASE))
         .send()
         .await
         .unwrap();
@@ -992,7 +990,7 @@ fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
 }
 
 fn claims(s: &Setup) -> Value {
-    let now = chrono::Utc::now().timestamp();
+    let now = s.app.store.apps().clock.now_us() / 1_000_000;
     json!({
         "iss": s.app.base, "aud": s.app.base, "sub": s.client_id, "client_id": s.client_id,
         "scope": "read:step_count write:step_count", "iat": now, "nbf": now - 5,
@@ -1082,7 +1080,7 @@ async fn token_wrong_iss(backend: Backend) {
 async fn token_expired(backend: Backend) {
     let s = setup(backend).await;
     let mut c = claims(&s);
-    c["exp"] = json!(chrono::Utc::now().timestamp() - 60);
+    c["exp"] = json!(s.app.store.apps().clock.now_us() / 1_000_000 - 60);
     refused(&s, &jwt(eddsa_header(), c, b"k")).await;
     // A genuine access token past its 15 minutes is refused as well; the
     // refresh token still gets a new one.
@@ -1106,7 +1104,7 @@ async fn token_expired(backend: Backend) {
 async fn token_not_yet_valid(backend: Backend) {
     let s = setup(backend).await;
     let mut c = claims(&s);
-    c["nbf"] = json!(chrono::Utc::now().timestamp() + 3600);
+    c["nbf"] = json!(s.app.store.apps().clock.now_us() / 1_000_000 + 3600);
     refused(&s, &jwt(eddsa_header(), c, b"k")).await;
 }
 
@@ -1220,7 +1218,7 @@ async fn consent_works_while_locked_and_refuses_when_sealed(backend: Backend) {
     // passphrase on it unlocks the store.
     let (status, html) = anonymous_page(&app, &path).await;
     assert_eq!(status, 200);
-    let r = post_passphrase(&app, &html, common::PASSPHRASE).await;
+    let r = post_passphrase(&app, &html, crate::support::PASSPHRASE).await;
     assert_eq!(r.status(), 303);
     assert_eq!(app.store.state(), hearth::lock::LockStateName::Unlocked);
     app.stop().await;
@@ -1245,7 +1243,7 @@ async fn consent_login_is_throttled(backend: Backend) {
     let first = post_passphrase(&app, &html, "guess number one").await;
     assert_eq!(first.status(), 401);
     // Right after a failure even the right passphrase waits.
-    let second = post_passphrase(&app, &html, common::PASSPHRASE).await;
+    let second = post_passphrase(&app, &html, crate::support::PASSPHRASE).await;
     assert_eq!(second.status(), 429);
     assert!(second.headers().get("location").is_none());
 }

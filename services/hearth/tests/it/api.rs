@@ -1,8 +1,6 @@
 //! The samples API over HTTP, on SQLite and Postgres.
 
-mod common;
-
-use common::{sample, steps, Backend, TestApp, TestDatabase};
+use crate::support::{sample, steps, Backend, TestApp, TestDatabase};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
@@ -263,8 +261,8 @@ async fn statistics_match_brute_force(backend: Backend) {
             if hr.is_empty() {
                 assert!(h["min"].is_null() && h["avg"].is_null());
             } else {
-                let min = hr.iter().cloned().fold(f64::INFINITY, f64::min);
-                let max = hr.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let min = hr.iter().copied().fold(f64::INFINITY, f64::min);
+                let max = hr.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let avg = hr.iter().sum::<f64>() / hr.len() as f64;
                 assert!(close(h["min"].as_f64().unwrap(), min));
                 assert!(close(h["max"].as_f64().unwrap(), max));
@@ -409,7 +407,10 @@ async fn lock_unlock_and_passphrase_back_off(backend: Backend) {
     assert_problem(wrong, 401, "wrong_passphrase").await;
     // Straight after a failure the next attempt must wait, even with the right passphrase.
     let r = app
-        .post_json("/v1/unlock", &json!({"passphrase": common::PASSPHRASE}))
+        .post_json(
+            "/v1/unlock",
+            &json!({"passphrase": crate::support::PASSPHRASE}),
+        )
         .await;
     let body = assert_problem(r, 429, "too_many_attempts").await;
     assert!(body["detail"].is_string());
@@ -433,7 +434,7 @@ async fn setup_needs_the_console_code(backend: Backend) {
     let r = app
         .post_json(
             "/v1/setup",
-            &json!({"setup_code": "guess", "passphrase": common::PASSPHRASE}),
+            &json!({"setup_code": "guess", "passphrase": crate::support::PASSPHRASE}),
         )
         .await;
     assert_problem(r, 401, "wrong_setup_code").await;
@@ -450,7 +451,7 @@ async fn setup_needs_the_console_code(backend: Backend) {
     let r = app
         .post_json(
             "/v1/setup",
-            &json!({"setup_code": code, "passphrase": common::PASSPHRASE}),
+            &json!({"setup_code": code, "passphrase": crate::support::PASSPHRASE}),
         )
         .await;
     assert_problem(r, 409, "already_initialised").await;

@@ -1,9 +1,7 @@
 //! Apps, grants, credentials and the read and write policy over HTTP, on
 //! SQLite and Postgres.
 
-mod common;
-
-use common::{steps, Backend, TestApp, TestDatabase};
+use crate::support::{steps, Backend, TestApp, TestDatabase};
 use serde_json::{json, Value};
 
 both_backends!(
@@ -47,7 +45,7 @@ async fn cli_registers_apps_and_mints_credentials(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let app = TestApp::unlocked(&db).await;
     let pass = db.dir.path().join("pass");
-    std::fs::write(&pass, format!("{}\n", common::PASSPHRASE)).unwrap();
+    std::fs::write(&pass, format!("{}\n", crate::support::PASSPHRASE)).unwrap();
     let reg = cli(
         &app,
         &pass,
@@ -78,13 +76,13 @@ async fn cli_registers_apps_and_mints_credentials(backend: Backend) {
     let token = cred["token"].as_str().unwrap();
     let r = app
         .as_token(token)
-        .write(vec![common::sample("body_mass", 0, 70.0, "kg")])
+        .write(vec![crate::support::sample("body_mass", 0, 70.0, "kg")])
         .await;
     assert_eq!(r.status(), 201);
     cli(&app, &pass, &["remove", id]).await;
     let r = app
         .as_token(token)
-        .write(vec![common::sample("body_mass", 1, 70.0, "kg")])
+        .write(vec![crate::support::sample("body_mass", 1, 70.0, "kg")])
         .await;
     assert_eq!(r.status(), 401);
 }
@@ -234,7 +232,7 @@ async fn credential_writes_with_grant_and_is_refused_without(backend: Backend) {
     let scale = app.as_token(&token);
     assert_eq!(scale.write(vec![steps(0, 10.0)]).await.status(), 201);
     let r = scale
-        .write(vec![common::sample("body_mass", 1, 70.0, "kg")])
+        .write(vec![crate::support::sample("body_mass", 1, 70.0, "kg")])
         .await;
     assert_eq!(r.status(), 403);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
@@ -244,7 +242,7 @@ async fn credential_writes_with_grant_and_is_refused_without(backend: Backend) {
     let r = scale
         .write(vec![
             steps(2, 1.0),
-            common::sample("body_mass", 1, 70.0, "kg"),
+            crate::support::sample("body_mass", 1, 70.0, "kg"),
         ])
         .await;
     assert_eq!(r.status(), 403);
@@ -698,7 +696,7 @@ async fn revoking_read_takes_effect_on_the_next_request(backend: Backend) {
 async fn routes_stay_hidden_without_read_workout_route(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let app = TestApp::unlocked(&db).await;
-    let (workout, route) = common::workout_with_route(&app).await;
+    let (workout, route) = crate::support::workout_with_route(&app).await;
     let reg = app
         .register_app("Coach", "https://coach.example/cb", false)
         .await;

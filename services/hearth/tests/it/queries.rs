@@ -2,12 +2,10 @@
 //! overlapping sources, the change feed, the observer stream and sample
 //! filters.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Backend, TestApp, TestDatabase};
+use crate::support::{Backend, TestApp, TestDatabase};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, Zoned};
 use proptest::strategy::{Strategy, ValueTree};
@@ -364,8 +362,13 @@ async fn change_feed_pages_replay_to_the_visible_set(backend: Backend) {
         for _ in 0..3 {
             let mut batch = Vec::new();
             for _ in 0..6 {
-                batch.push(common::steps(minute, 1.0));
-                batch.push(common::sample("heart_rate", minute, 60.0, "count/min"));
+                batch.push(crate::support::steps(minute, 1.0));
+                batch.push(crate::support::sample(
+                    "heart_rate",
+                    minute,
+                    60.0,
+                    "count/min",
+                ));
                 minute += 1;
             }
             assert_eq!(app.write(batch).await.status(), 201);
@@ -378,7 +381,7 @@ async fn change_feed_pages_replay_to_the_visible_set(backend: Backend) {
         }
         // Another type, not asked for: never in the feed.
         assert_eq!(
-            app.write(vec![common::sample("body_mass", round, 70.0, "kg")])
+            app.write(vec![crate::support::sample("body_mass", round, 70.0, "kg")])
                 .await
                 .status(),
             201
@@ -512,12 +515,22 @@ async fn observer_reports_changes_resumes_and_ends_at_lock(backend: Backend) {
 
     // A type not observed never fires; an observed one within a second.
     assert_eq!(
-        app.write(vec![common::sample("heart_rate", 0, 60.0, "count/min")])
+        app.write(vec![crate::support::sample(
+            "heart_rate",
+            0,
+            60.0,
+            "count/min"
+        )])
+        .await
+        .status(),
+        201
+    );
+    assert_eq!(
+        app.write(vec![crate::support::steps(0, 5.0)])
             .await
             .status(),
         201
     );
-    assert_eq!(app.write(vec![common::steps(0, 5.0)]).await.status(), 201);
     let change = sse.next_event(second).await.unwrap();
     assert_eq!(change.event, "change");
     let data: Value = serde_json::from_str(&change.data).unwrap();
@@ -536,7 +549,12 @@ async fn observer_reports_changes_resumes_and_ends_at_lock(backend: Backend) {
     drop(sse);
 
     // Changes while disconnected are reported on reconnect.
-    assert_eq!(app.write(vec![common::steps(1, 5.0)]).await.status(), 201);
+    assert_eq!(
+        app.write(vec![crate::support::steps(1, 5.0)])
+            .await
+            .status(),
+        201
+    );
     let mut sse = Sse::open(&app, path, Some(&last_id)).await;
     let missed = sse.next_event(second).await.unwrap();
     assert_eq!(missed.event, "change");
@@ -583,7 +601,7 @@ async fn samples_filter_by_source_and_device_and_order(backend: Backend) {
     let app = TestApp::unlocked(&db).await;
     let mut batch = Vec::new();
     for m in 0..6 {
-        let mut s = common::sample("heart_rate", m, 60.0 + m as f64, "count/min");
+        let mut s = crate::support::sample("heart_rate", m, 60.0 + m as f64, "count/min");
         if m % 2 == 0 {
             s["device"] = device("Watch", "watch");
         }
@@ -679,7 +697,12 @@ async fn assert_problem(r: reqwest::Response, status: u16, what: &str) -> Value 
 async fn bad_input_to_new_endpoints_is_a_clear_problem(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let app = TestApp::unlocked(&db).await;
-    assert_eq!(app.write(vec![common::steps(0, 1.0)]).await.status(), 201);
+    assert_eq!(
+        app.write(vec![crate::support::steps(0, 1.0)])
+            .await
+            .status(),
+        201
+    );
     let b = "/v1/statistics/buckets?type=step_count&start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z";
     let cases = [
         (format!("{b}&interval=1D"), "interval"),
@@ -769,7 +792,7 @@ async fn bad_input_to_new_endpoints_is_a_clear_problem(backend: Backend) {
         json!({"name": "a/b"}),
         json!("watch"),
     ] {
-        let mut s = common::steps(5, 1.0);
+        let mut s = crate::support::steps(5, 1.0);
         s["device"] = d.clone();
         assert_problem(app.write(vec![s]).await, 400, &d.to_string()).await;
     }
@@ -784,7 +807,12 @@ async fn bad_input_to_new_endpoints_is_a_clear_problem(backend: Backend) {
 async fn huge_bucket_intervals_are_refused_not_a_panic(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let app = TestApp::unlocked(&db).await;
-    assert_eq!(app.write(vec![common::steps(0, 1.0)]).await.status(), 201);
+    assert_eq!(
+        app.write(vec![crate::support::steps(0, 1.0)])
+            .await
+            .status(),
+        201
+    );
     let b = "/v1/statistics/buckets?type=step_count&start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z";
     for interval in [
         "19998y", "P19998Y", "P731M", "239976mo", "1042326w", "P50YT1S",
@@ -817,7 +845,12 @@ async fn observer_never_fires_for_hidden_changes(backend: Backend) {
     assert_eq!(sse.next_event(second).await.unwrap().event, "ready");
 
     app.token = Some(owner_token);
-    assert_eq!(app.write(vec![common::steps(0, 5.0)]).await.status(), 201);
+    assert_eq!(
+        app.write(vec![crate::support::steps(0, 5.0)])
+            .await
+            .status(),
+        201
+    );
     let quiet = tokio::time::timeout(
         Duration::from_millis(1500),
         sse.next_event(Duration::from_secs(10)),
@@ -826,7 +859,12 @@ async fn observer_never_fires_for_hidden_changes(backend: Backend) {
     assert!(quiet.is_err(), "a hidden change must not fire: {quiet:?}");
 
     app.token = Some(y_token);
-    assert_eq!(app.write(vec![common::steps(1, 7.0)]).await.status(), 201);
+    assert_eq!(
+        app.write(vec![crate::support::steps(1, 7.0)])
+            .await
+            .status(),
+        201
+    );
     let own = sse.next_event(second).await.expect("its own change fires");
     assert_eq!(own.event, "change");
     assert!(own.data.contains("step_count"));

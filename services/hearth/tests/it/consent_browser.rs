@@ -3,12 +3,10 @@
 //! requested types on, switches some off again, and allows; the grants that
 //! result must match the switches exactly.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{query_param, Backend, Pkce, TestApp, TestDatabase, PASSPHRASE};
+use crate::support::{query_param, Backend, Pkce, TestApp, TestDatabase, PASSPHRASE};
 use serde_json::{json, Value};
 
 both_backends!(owner_switches_types_off_and_grants_match);

@@ -1,8 +1,6 @@
 //! What survives restarts and crashes, what an attacker with the database
 //! sees, and what tampering `hearth verify` and unlock catch.
 
-mod common;
-
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -11,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{sample, steps, Backend, TestApp, TestDatabase, PASSPHRASE};
+use crate::support::{sample, steps, Backend, TestApp, TestDatabase, PASSPHRASE};
 use serde_json::{json, Value};
 
 both_backends!(
@@ -25,6 +23,7 @@ both_backends!(
     cut_tail_is_named,
     forged_chain_fails_authentication,
     log_refuses_edits_through_the_schema,
+    store_from_before_the_sqlx_migrator_opens,
 );
 
 fn hearth_bin() -> &'static str {
@@ -440,6 +439,22 @@ impl RawDb {
         self.exec(sql).await.unwrap();
     }
 
+    /// The `version` column of `table`, in order.
+    async fn versions(&self, table: &str) -> Result<Vec<i64>, sqlx::Error> {
+        let sql = format!("SELECT version FROM {table} ORDER BY version");
+        match self {
+            RawDb::Sqlite(p) => sqlx::query_scalar(&sql).fetch_all(p).await,
+            RawDb::Postgres(p) => sqlx::query_scalar(&sql).fetch_all(p).await,
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            RawDb::Sqlite(p) => p.close().await,
+            RawDb::Postgres(p) => p.close().await,
+        }
+    }
+
     fn bytes(&self, b: &[u8]) -> String {
         match self {
             RawDb::Sqlite(_) => format!("X'{}'", hex::encode(b)),
@@ -469,6 +484,51 @@ impl RawDb {
             self.bytes(&rec.3)
         );
         self.exec(&sql).await.unwrap();
+    }
+}
+
+/// Hearth once kept its own record of applied migrations (`hearth_schema`);
+/// a store created then opens under sqlx's migrator with its data, its
+/// record moves into the migrator's table, and nothing is applied twice.
+async fn store_from_before_the_sqlx_migrator_opens(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    assert_eq!(app.write(vec![steps(0, 7.0)]).await.status(), 201);
+    app.stop().await;
+
+    // The same schema under the earlier bookkeeping, as that version left it.
+    let raw = RawDb::open(&db).await;
+    let applied = raw.versions("_sqlx_migrations").await.unwrap();
+    assert!(!applied.is_empty());
+    let legacy_table = match backend {
+        Backend::Sqlite => "CREATE TABLE hearth_schema (version INTEGER PRIMARY KEY);",
+        Backend::Postgres => "CREATE TABLE hearth_schema (version BIGINT PRIMARY KEY);",
+    };
+    raw.exec(&format!(
+        "{legacy_table} INSERT INTO hearth_schema (version) SELECT version FROM _sqlx_migrations; \
+         DROP TABLE _sqlx_migrations;"
+    ))
+    .await
+    .unwrap();
+    raw.close().await;
+
+    for _ in 0..2 {
+        let mut app = TestApp::start(&db).await;
+        assert_eq!(app.unlock().await.status(), 200);
+        let s = app.get_json("/v1/statistics?type=step_count").await;
+        assert_eq!(
+            (s["count"].as_u64(), s["sum"].as_f64()),
+            (Some(1), Some(7.0))
+        );
+        app.stop().await;
+
+        let raw = RawDb::open(&db).await;
+        assert_eq!(raw.versions("_sqlx_migrations").await.unwrap(), applied);
+        assert!(
+            raw.versions("hearth_schema").await.is_err(),
+            "the earlier table is gone once adopted"
+        );
+        raw.close().await;
     }
 }
 

@@ -1,0 +1,15 @@
+//! The integration tests: one binary (one link of the crate), a module per
+//! area, every test against the real server on SQLite and on Postgres.
+//! `support` is the shared harness.
+
+#[macro_use]
+mod support;
+
+mod api;
+mod apps;
+mod catalogue;
+mod consent_browser;
+mod durability;
+mod oauth;
+mod queries;
+mod telemetry;
