@@ -128,6 +128,8 @@ class Contract:
         self.types = importlib.import_module(f"{package}.types")
         self.errors = importlib.import_module(f"{package}.errors")
         self.warnings = warnings
+        # Operations are found by method and path, as the README names them,
+        # so operation ids and tags can be renamed without touching the flows.
         self.operations = {}
         api = importlib.import_module(f"{package}.api")
         for info in pkgutil.walk_packages(api.__path__, f"{package}.api."):
@@ -138,7 +140,7 @@ class Contract:
             method = re.search(r'"method": "(\w+)"', source)
             url = re.search(r'"url": f?"([^"]+)"', source)
             if method and url:
-                self.operations[(method.group(1).upper(), normalise(url.group(1)))] = module
+                self.operations[(method.group(1).upper(), normalise(url.group(1)))] = (module, url.group(1))
 
     # Clients.
 
@@ -157,10 +159,14 @@ class Contract:
         """Calls METHOD PATH through its generated function; returns the parsed
         answer after checking its status is EXPECTED and it parsed completely."""
         what = f"{method} {path}"
-        module = self.operations.get((method, normalise(path)))
+        module, template = self.operations.get((method, normalise(path)), (None, None))
         if module is None:
             raise Gap(f"{what}: the generated client has no such operation")
         signature = inspect.signature(module.sync_detailed)
+        # Path parameters by position: the description may name them otherwise.
+        for ours, theirs in zip(re.findall(r"\{(\w+)\}", path), re.findall(r"\{(\w+)\}", template)):
+            if ours != theirs and ours in params:
+                params[theirs] = params.pop(ours)
         kwargs = {}
         for wire, value in params.items():
             name = self.ident(wire)
