@@ -37,7 +37,6 @@ import uuid
 
 import hearth_server
 
-GENERATOR_VERSION = "0.29.1"
 REQUIREMENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "client-contract-requirements.txt")
 PACKAGE = "hearth_client"
 PASSPHRASE = "contract test passphrase"
@@ -47,16 +46,15 @@ PASSPHRASE = "contract test passphrase"
 
 def ensure_tools():
     """Installs the pinned generator and the generated client's dependencies if missing."""
+    import importlib.metadata
+
+    with open(REQUIREMENTS) as f:
+        pins = dict(line.strip().split("==") for line in f if "==" in line)
     try:
-        out = subprocess.run(["openapi-python-client", "--version"], capture_output=True, text=True).stdout
-        have = GENERATOR_VERSION in out
-    except FileNotFoundError:
-        have = False
-    try:
+        have = all(importlib.metadata.version(name) == version for name, version in pins.items())
         import attrs  # noqa: F401
-        import dateutil  # noqa: F401
         import httpx  # noqa: F401
-    except ImportError:
+    except (importlib.metadata.PackageNotFoundError, ImportError):
         have = False
     if not have:
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-r", REQUIREMENTS], check=True)
@@ -65,7 +63,7 @@ def ensure_tools():
 def generate(spec, into):
     """Generates the client package under INTO; returns the generator's warnings, one per operation."""
     result = subprocess.run(
-        ["openapi-python-client", "generate", "--path", spec, "--meta", "none",
+        [sys.executable, "-m", "openapi_python_client", "generate", "--path", spec, "--meta", "none",
          "--output-path", os.path.join(into, PACKAGE)],
         capture_output=True, text=True)
     if result.returncode != 0 or not os.path.isdir(os.path.join(into, PACKAGE)):
@@ -342,14 +340,19 @@ class Contract:
 
     # Reading parsed answers by their wire names.
 
-    def get(self, obj, wire):
-        """A field of a parsed model; None when absent."""
+    def get(self, obj, wire, what=None):
+        """A field of a parsed model (WHAT names it in messages); None when absent."""
         name = self.ident(wire)
+        what = what or type(obj).__name__
         if not hasattr(type(obj), "__attrs_attrs__"):
-            raise Gap(f"`{wire}` is read from a value the description leaves untyped "
-                      f"({type(obj).__name__} {json.dumps(obj, default=str)[:60]}…)")
-        if name == "additional_properties" or name not in {a.name for a in type(obj).__attrs_attrs__}:
-            raise Gap(f"{type(obj).__name__} has no field `{wire}`")
+            raise Gap(f"{what} is untyped in the description, so `{wire}` cannot be read from it "
+                      f"(parsed as {type(obj).__name__} {json.dumps(obj, default=str)[:60]}…)")
+        declared = {a.name for a in type(obj).__attrs_attrs__} - {"additional_properties"}
+        if not declared:
+            raise Gap(f"{what} is a free-form object in the description ({type(obj).__name__}), "
+                      f"so it has no field `{wire}`")
+        if name not in declared:
+            raise Gap(f"{what} has no field `{wire}`")
         value = getattr(obj, name)
         if isinstance(value, self.types.Unset):
             return None
@@ -506,7 +509,7 @@ class Flows:
             "members": [{"type": "blood_pressure_systolic", "value": 121, "unit": "mmHg"},
                         {"type": "blood_pressure_diastolic", "value": 79, "unit": "mmHg"}]}])
         members = get(self.read(bp), "members") or []
-        got = {get(m, "type"): (get(m, "value"), get(m, "unit")) for m in members}
+        got = {get(m, "type", "a member in Sample.members"): (get(m, "value"), get(m, "unit")) for m in members}
         expect(got == {"blood_pressure_systolic": (121, "mmHg"), "blood_pressure_diastolic": (79, "mmHg")},
                f"the correlation reads back with members {got}")
         page = c.call("GET", "/v1/samples", self.owner, 200, type="blood_pressure_systolic")
@@ -532,11 +535,14 @@ class Flows:
                f"workout reads back as {get(w, 'activity')}, {get(w, 'duration_s')} s")
         energy, distance = get(w, "energy"), get(w, "distance")
         expect(energy is not None and distance is not None, "the workout reads back without energy or distance")
-        expect((get(energy, "value"), get(energy, "unit")) == (300, "kcal"), "energy reads back changed")
-        expect((get(distance, "value"), get(distance, "unit")) == (5000, "m"), "distance reads back changed")
+        expect((get(energy, "value", "Sample.energy"), get(energy, "unit")) == (300, "kcal"),
+               "energy reads back changed")
+        expect((get(distance, "value", "Sample.distance"), get(distance, "unit")) == (5000, "m"),
+               "distance reads back changed")
         r = self.read(route)
         expect(str(get(r, "workout")) == str(workout), f"the route names workout {get(r, 'workout')!r}")
-        read_points = [(get(p, "time"), get(p, "lat"), get(p, "lon"), get(p, "alt")) for p in get(r, "route") or []]
+        read_points = [(get(p, "time", "a point in Sample.route"), get(p, "lat"), get(p, "lon"), get(p, "alt"))
+                       for p in get(r, "route") or []]
         expect(read_points == [(p["time"], p["lat"], p["lon"], p.get("alt")) for p in points],
                f"the route reads back as {read_points}")
         during = c.call("GET", "/v1/workouts/{id}/statistics", self.owner, 200, id=workout, type="heart_rate")
