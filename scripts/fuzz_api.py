@@ -15,14 +15,13 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HEARTH = os.path.join(ROOT, "target", "debug", "hearth")
-SPEC = os.path.join(ROOT, "openapi", "hearth.yaml")
+import hearth_server
+from hearth_server import ROOT, SPEC
+
 PASSPHRASE = "fuzzing passphrase, long enough"
 
 
@@ -36,67 +35,35 @@ def request(method, url, body=None, token=None):
         return json.loads(r.read() or b"null")
 
 
-def start_server(workdir, database_url):
-    args = [HEARTH, "serve", "--listen", "127.0.0.1:0", "--log-format", "json",
-            "--kdf-memory-kib", "256", "--kdf-iterations", "1", "--data-dir", workdir]
-    if database_url:
-        args += ["--database-url", database_url]
-    env = dict(os.environ, HEARTH_IDLE_LOCK_SECS="0")
-    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
-    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
-    addr = code = None
-    deadline = time.time() + 30
-    while (addr is None or code is None) and time.time() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        if "Setup code: " in line:
-            code = line.rsplit("Setup code: ", 1)[1].strip()
-        try:
-            addr = json.loads(line).get("fields", {}).get("addr") or addr
-        except ValueError:
-            pass
-    if addr is None or code is None:
-        proc.kill()
-        sys.exit("hearth did not start")
-    # Keep draining stderr so the server never blocks on a full pipe.
-    subprocess.Popen(["cat"], stdin=proc.stderr, stdout=subprocess.DEVNULL)
-    return proc, f"http://{addr}", code
-
-
 def fuzz(label, database_url, args):
-    with tempfile.TemporaryDirectory() as workdir:
-        proc, base, code = start_server(workdir, database_url)
-        try:
-            token = request("POST", f"{base}/v1/setup",
-                            {"setup_code": code, "passphrase": PASSPHRASE})["token"]
-            samples = [{"id": str(uuid.uuid4()), "type": t, "start": "2026-01-01T10:00:00+01:00",
-                        "end": "2026-01-01T10:05:00+01:00", "value": v, "unit": u}
-                       for t, v, u in [("step_count", 120, "count"), ("heart_rate", 61, "count/min"),
-                                       ("body_mass", 70.5, "kg")]]
-            request("POST", f"{base}/v1/samples", {"samples": samples}, token)
-            started = time.time()
-            cmd = ["st", "run", SPEC, "--url", base,
-                   "--header", f"Authorization: Bearer {token}",
-                   "--checks", "all",
-                   # Whether a value or unit is acceptable depends on the sample type,
-                   # which a schema cannot express: schema-valid input may be refused.
-                   "--exclude-checks", "positive_data_acceptance",
-                   # Locking ends the session the rest of the run needs.
-                   "--exclude-path", "/v1/lock",
-                   "--max-examples", str(args.max_examples),
-                   "--max-time", str(args.max_time),
-                   "--request-timeout", "20",
-                   "--seed", str(args.seed),
-                   "--workers", "2",
-                   "--warnings", "off"]
-            print(f"== schemathesis on {label}: {' '.join(cmd[:4])} …", flush=True)
-            result = subprocess.run(cmd, cwd=ROOT)
-            print(f"== schemathesis on {label} took {time.time() - started:.0f} s", flush=True)
-            return result.returncode
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+    with hearth_server.running(database_url) as server:
+        base, code = server.base, server.setup_code
+        token = request("POST", f"{base}/v1/setup",
+                        {"setup_code": code, "passphrase": PASSPHRASE})["token"]
+        samples = [{"id": str(uuid.uuid4()), "type": t, "start": "2026-01-01T10:00:00+01:00",
+                    "end": "2026-01-01T10:05:00+01:00", "value": v, "unit": u}
+                   for t, v, u in [("step_count", 120, "count"), ("heart_rate", 61, "count/min"),
+                                   ("body_mass", 70.5, "kg")]]
+        request("POST", f"{base}/v1/samples", {"samples": samples}, token)
+        started = time.time()
+        cmd = ["st", "run", SPEC, "--url", base,
+               "--header", f"Authorization: Bearer {token}",
+               "--checks", "all",
+               # Whether a value or unit is acceptable depends on the sample type,
+               # which a schema cannot express: schema-valid input may be refused.
+               "--exclude-checks", "positive_data_acceptance",
+               # Locking ends the session the rest of the run needs.
+               "--exclude-path", "/v1/lock",
+               "--max-examples", str(args.max_examples),
+               "--max-time", str(args.max_time),
+               "--request-timeout", "20",
+               "--seed", str(args.seed),
+               "--workers", "2",
+               "--warnings", "off"]
+        print(f"== schemathesis on {label}: {' '.join(cmd[:4])} …", flush=True)
+        result = subprocess.run(cmd, cwd=ROOT)
+        print(f"== schemathesis on {label} took {time.time() - started:.0f} s", flush=True)
+        return result.returncode
 
 
 def main():
@@ -105,15 +72,10 @@ def main():
     parser.add_argument("--max-time", type=int, default=int(os.environ.get("FUZZ_MAX_TIME", "120")))
     parser.add_argument("--seed", type=int, default=int(os.environ.get("FUZZ_SEED", "7380")))
     args = parser.parse_args()
-    subprocess.run(["cargo", "build", "--locked", "-p", "hearth"], cwd=ROOT, check=True)
-    failed = fuzz("sqlite", None, args)
-    admin = os.environ.get("HEARTH_TEST_DATABASE_URL")
-    if admin:
-        name = f"hearth_fuzz_{uuid.uuid4().hex}"
-        subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True)
-        failed |= fuzz("postgres", admin.rsplit("/", 1)[0] + "/" + name, args)
-    elif os.environ.get("CI"):
-        sys.exit("HEARTH_TEST_DATABASE_URL is not set: run under scripts/with-postgres.sh")
+    hearth_server.build()
+    failed = 0
+    for label, database_url in hearth_server.backends("hearth_fuzz"):
+        failed |= fuzz(label, database_url, args)
     sys.exit(1 if failed else 0)
 
 
