@@ -27,3 +27,4 @@ pub mod projection;
 pub mod query;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, Method};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 
 use super::problem::Problem;
 use super::AppState;
@@ -16,6 +16,16 @@ use crate::apps::{AppCaller, Apps};
 use crate::lock::OpenStore;
 
 pub const SESSION_COOKIE: &str = "hearth_session";
+
+/// The `Set-Cookie` value of an owner session: never readable by scripts,
+/// never sent cross-site, and over HTTPS never sent over plain HTTP.
+pub(crate) fn session_cookie_header(token: &str, secure: bool) -> Option<HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200{secure}"
+    ))
+    .ok()
+}
 
 /// The authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]

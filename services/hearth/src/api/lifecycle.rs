@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use super::auth::{Caller, SESSION_COOKIE};
+use super::auth::{session_cookie_header, Caller};
 use super::problem::{ApiJson, Problem};
 use super::{openapi, AppState};
 use crate::lock::{LockError, LockStateName, SessionToken};
@@ -164,14 +164,10 @@ fn lock_problem(e: LockError) -> Problem {
     }
 }
 
-fn session_response(token: SessionToken) -> Response {
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200",
-        token.0.as_str()
-    );
+fn session_response(token: SessionToken, secure: bool) -> Response {
     let mut response =
         Json(json!({ "token": token.0.as_str(), "state": "unlocked" })).into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
+    if let Some(v) = session_cookie_header(token.0.as_str(), secure) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     response
@@ -204,7 +200,7 @@ pub async fn setup(
         .setup(&body.setup_code, &body.passphrase)
         .await
         .map_err(lock_problem)?;
-    Ok(session_response(token))
+    Ok(session_response(token, state.tls))
 }
 
 #[derive(Deserialize)]
@@ -234,7 +230,7 @@ pub async fn unlock(
         .unlock(&body.passphrase)
         .await
         .map_err(lock_problem)?;
-    Ok(session_response(token))
+    Ok(session_response(token, state.tls))
 }
 
 /// Locks: keys and projection are wiped; every owner session ends.

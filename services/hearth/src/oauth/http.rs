@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 
 use super::{challenge_is_valid, pkce_matches, redirect, Code, Pending};
 use super::{ACCESS_TTL, CODE_TTL, REFRESH_TTL};
-use crate::api::auth::{same_origin, session_cookie, SESSION_COOKIE};
+use crate::api::auth::{same_origin, session_cookie, session_cookie_header};
 use crate::api::openapi;
 use crate::api::problem::Problem;
 use crate::api::AppState;
@@ -633,14 +633,8 @@ pub async fn decide(
     }
     params.push(("iss", &iss));
     let mut response = redirect_to(&pending.redirect_uri, &params);
-    if let Some(session) = new_session {
-        let cookie = format!(
-            "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200",
-            session.0.as_str()
-        );
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
-            response.headers_mut().insert(header::SET_COOKIE, v);
-        }
+    if let Some(v) = new_session.and_then(|s| session_cookie_header(s.0.as_str(), state.tls)) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
     }
     response
 }
