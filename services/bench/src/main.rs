@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use hearth::app::Application;
 use hearth::catalogue;
 use hearth::config::{KdfArgs, ServeArgs, StorageArgs};
 use hearth::crypto::KdfParams;
-use hearth::lock::Store;
 use hearth::log::event::{Device, StoredSample};
 use hearth::log::writer::{NewSample, Write};
+use hearth::startup::Application;
+use hearth::store::Store;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 

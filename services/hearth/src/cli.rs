@@ -5,8 +5,8 @@
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use crate::app::read_secret;
 use crate::config::{AppCommand, ServerArgs};
+use crate::startup::read_secret;
 
 async fn call(rb: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
     let r = rb

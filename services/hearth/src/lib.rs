@@ -2,6 +2,7 @@
 //!
 //! Where things live:
 //! - [`lock`]: the lock model (uninitialised, sealed, unlocked, locked);
+//! - [`store`]: the store handle that holds the lock state and the open store;
 //! - [`log`]: the encrypted append-only log, its single writer, replay, verify;
 //! - [`projection`]: the in-memory columns every query reads;
 //! - [`policy`]: what each caller may read and write;
@@ -10,10 +11,10 @@
 //! - [`storage`]: SQLite and Postgres behind one trait;
 //! - [`query`]: buckets, source merging and the change feed over projections;
 //! - [`api`]: the HTTP surface; [`catalogue`]: sample types and units;
-//! - [`telemetry`]: logs, traces and metrics that carry no health data.
+//! - [`telemetry`]: logs, traces and metrics that carry no health data;
+//! - [`startup`]: building and running the server.
 
 pub mod api;
-pub mod app;
 pub mod apps;
 pub mod catalogue;
 pub mod cli;
@@ -25,6 +26,8 @@ pub mod oauth;
 pub mod policy;
 pub mod projection;
 pub mod query;
+pub mod startup;
 pub mod storage;
+pub mod store;
 pub mod telemetry;
 pub mod tls;

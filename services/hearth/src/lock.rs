@@ -1,29 +1,20 @@
 //! The lock model: uninitialised → sealed → unlocked ⇄ locked.
 //!
-//! Keys and the projection exist only in `Unlocked`. Every transition goes
-//! through this file.
+//! The states, what may fail between them, the back-off after wrong secrets,
+//! the idle lock, and how a passphrase opens the keyring. Keys and the
+//! projection exist only in `Unlocked`. The handle that holds the state and
+//! performs the transitions is [`crate::store::Store`].
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use parking_lot::{Mutex, RwLock};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-use tracing::Instrument;
 use zeroize::Zeroizing;
 
-use crate::apps::Apps;
 use crate::crypto::{self, DataKey, KdfParams};
-use crate::log::replay::{replay, ReplayError};
-use crate::log::writer::Writer;
-use crate::projection::Projection;
+use crate::log::replay::ReplayError;
 use crate::storage::{Keyring, Storage, StorageError};
+use crate::store::{OpenStore, Store};
 
-/// How long an owner session lasts.
-const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// The longest back-off after wrong passphrases.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Shortest accepted passphrase.
@@ -38,13 +29,8 @@ pub enum LockStateName {
     Unlocked,
 }
 
-/// What an unlocked store holds; dropped (and wiped) at lock.
-pub struct OpenStore {
-    pub projection: Arc<Projection>,
-    pub writer: Writer,
-}
-
-enum LockState {
+/// Where a store is in its lifecycle; what it holds in each state.
+pub(crate) enum LockState {
     Uninitialised { setup_code: Zeroizing<String> },
     Sealed,
     Locked,
@@ -91,13 +77,13 @@ pub enum Unavailable {
 
 /// Growing delays after failed passphrase or setup-code attempts.
 #[derive(Default)]
-struct Backoff {
+pub(crate) struct Backoff {
     failures: u32,
     not_before: Option<Instant>,
 }
 
 impl Backoff {
-    fn check(&self) -> Result<(), LockError> {
+    pub(crate) fn check(&self) -> Result<(), LockError> {
         match self.not_before {
             Some(t) if t > Instant::now() => Err(LockError::BackOff {
                 retry_after: t - Instant::now(),
@@ -106,35 +92,13 @@ impl Backoff {
         }
     }
 
-    fn fail(&mut self) {
+    pub(crate) fn fail(&mut self) {
         self.failures = self.failures.saturating_add(1);
         let delay = Duration::from_millis(500)
             .saturating_mul(1 << self.failures.min(16).saturating_sub(1))
             .min(MAX_BACKOFF);
         self.not_before = Some(Instant::now() + delay);
     }
-}
-
-pub struct Store {
-    storage: Arc<dyn Storage>,
-    kdf: KdfParams,
-    state: RwLock<LockState>,
-    /// One key derivation at a time: Argon2id is the expensive part.
-    gate: tokio::sync::Mutex<()>,
-    backoff: Mutex<Backoff>,
-    /// SHA-256 of owner session tokens, with expiry.
-    sessions: Mutex<Vec<([u8; 32], Instant)>>,
-    last_activity_ms: AtomicI64,
-    started: Instant,
-    /// Apps, grants and token state: kept across lock, rebuilt at unlock.
-    apps: Arc<Apps>,
-}
-
-/// An owner session token, handed out once.
-pub struct SessionToken(pub Zeroizing<String>);
-
-fn token_digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
 }
 
 /// Creates the keyring: Argon2id KEK from the passphrase wraps a fresh data key.
@@ -184,199 +148,6 @@ pub async fn open_data_key(
         }
     }
     Ok(None)
-}
-
-impl Store {
-    /// A store for `storage` as it is at process start: sealed, or
-    /// uninitialised with a fresh one-time setup code.
-    pub async fn open(storage: Arc<dyn Storage>, kdf: KdfParams) -> Result<Store, LockError> {
-        let state = if storage.keyring().await?.is_some() {
-            LockState::Sealed
-        } else {
-            let code = crypto::random_bytes::<15>();
-            LockState::Uninitialised {
-                setup_code: Zeroizing::new(URL_SAFE_NO_PAD.encode(code)),
-            }
-        };
-        Ok(Store {
-            storage,
-            kdf,
-            state: RwLock::new(state),
-            gate: tokio::sync::Mutex::new(()),
-            backoff: Mutex::new(Backoff::default()),
-            sessions: Mutex::new(Vec::new()),
-            last_activity_ms: AtomicI64::new(0),
-            started: Instant::now(),
-            apps: Arc::new(Apps::default()),
-        })
-    }
-
-    pub fn storage(&self) -> &Arc<dyn Storage> {
-        &self.storage
-    }
-
-    /// The app registry; empty until the first unlock since process start.
-    pub fn apps(&self) -> &Arc<Apps> {
-        &self.apps
-    }
-
-    /// Whether the registry has been loaded (the store was unlocked once).
-    pub fn registry_loaded(&self) -> bool {
-        matches!(
-            &*self.state.read(),
-            LockState::Unlocked(_) | LockState::Locked
-        )
-    }
-
-    /// The setup code to print on the console, while uninitialised.
-    pub fn setup_code(&self) -> Option<String> {
-        match &*self.state.read() {
-            LockState::Uninitialised { setup_code } => Some(setup_code.to_string()),
-            _ => None,
-        }
-    }
-
-    pub fn state(&self) -> LockStateName {
-        match &*self.state.read() {
-            LockState::Uninitialised { .. } => LockStateName::Uninitialised,
-            LockState::Sealed => LockStateName::Sealed,
-            LockState::Locked => LockStateName::Locked,
-            LockState::Unlocked(_) => LockStateName::Unlocked,
-        }
-    }
-
-    /// The open store, or why there is none.
-    pub fn open_store(&self) -> Result<Arc<OpenStore>, Unavailable> {
-        match &*self.state.read() {
-            LockState::Unlocked(open) => {
-                self.touch();
-                Ok(open.clone())
-            }
-            LockState::Uninitialised { .. } => Err(Unavailable::Uninitialised),
-            LockState::Sealed => Err(Unavailable::Sealed),
-            LockState::Locked => Err(Unavailable::Locked),
-        }
-    }
-
-    /// First-run setup with the console's code; leaves the store unlocked.
-    pub async fn setup(&self, code: &str, passphrase: &str) -> Result<SessionToken, LockError> {
-        let _gate = self.gate.lock().await;
-        self.backoff.lock().check()?;
-        let matches = match &*self.state.read() {
-            LockState::Uninitialised { setup_code } => {
-                bool::from(setup_code.as_bytes().ct_eq(code.as_bytes()))
-            }
-            _ => return Err(LockError::AlreadyInitialised),
-        };
-        if !matches {
-            self.backoff.lock().fail();
-            return Err(LockError::WrongSetupCode);
-        }
-        initialise(&*self.storage, passphrase, self.kdf).await?;
-        *self.state.write() = LockState::Sealed;
-        self.unlock_locked(passphrase).await
-    }
-
-    pub async fn unlock(&self, passphrase: &str) -> Result<SessionToken, LockError> {
-        let _gate = self.gate.lock().await;
-        self.backoff.lock().check()?;
-        self.unlock_locked(passphrase).await
-    }
-
-    async fn unlock_locked(&self, passphrase: &str) -> Result<SessionToken, LockError> {
-        if matches!(&*self.state.read(), LockState::Uninitialised { .. }) {
-            return Err(LockError::NotInitialised);
-        }
-        let Some(key) = open_data_key(&*self.storage, passphrase).await? else {
-            self.backoff.lock().fail();
-            return Err(LockError::WrongPassphrase);
-        };
-        *self.backoff.lock() = Backoff::default();
-        if !matches!(&*self.state.read(), LockState::Unlocked(_)) {
-            let started = Instant::now();
-            let (projection, registry) = replay(&*self.storage, &key, self.apps.clock.now_us())
-                .instrument(tracing::info_span!("replay"))
-                .await
-                .map_err(ReplayError::into_lock_error)?;
-            self.apps.replace(registry);
-            let head = self.storage.head().await?;
-            tracing::info!(
-                records = head.seq,
-                samples = projection.sample_count(),
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "store unlocked"
-            );
-            let projection = Arc::new(projection);
-            let writer = Writer::spawn(
-                self.storage.clone(),
-                key,
-                head,
-                projection.clone(),
-                self.apps.clone(),
-            );
-            *self.state.write() = LockState::Unlocked(Arc::new(OpenStore { projection, writer }));
-        }
-        self.touch();
-        Ok(self.new_session())
-    }
-
-    /// Locks: stops the writer (after what is queued), wipes the projection,
-    /// drops the data key and every owner session.
-    pub async fn lock(&self) {
-        let _gate = self.gate.lock().await;
-        let previous = {
-            let mut state = self.state.write();
-            match &*state {
-                LockState::Unlocked(_) => std::mem::replace(&mut *state, LockState::Locked),
-                _ => return,
-            }
-        };
-        if let LockState::Unlocked(open) = previous {
-            open.writer.shutdown().await;
-            open.projection.wipe();
-        }
-        self.sessions.lock().clear();
-        tracing::info!("store locked");
-    }
-
-    fn new_session(&self) -> SessionToken {
-        let token = Zeroizing::new(URL_SAFE_NO_PAD.encode(crypto::random_bytes::<32>()));
-        let mut sessions = self.sessions.lock();
-        let now = Instant::now();
-        sessions.retain(|(_, exp)| *exp > now);
-        sessions.push((token_digest(&token), now + SESSION_TTL));
-        SessionToken(token)
-    }
-
-    pub fn is_owner_session(&self, token: &str) -> bool {
-        let digest = token_digest(token);
-        let now = Instant::now();
-        self.sessions
-            .lock()
-            .iter()
-            .any(|(d, exp)| *exp > now && bool::from(d.ct_eq(&digest)))
-    }
-
-    fn touch(&self) {
-        self.last_activity_ms
-            .store(self.started.elapsed().as_millis() as i64, Ordering::Relaxed);
-    }
-
-    /// Samples in the projection; 0 unless unlocked.
-    pub fn projection_samples(&self) -> usize {
-        match &*self.state.read() {
-            LockState::Unlocked(open) => open.projection.sample_count(),
-            _ => 0,
-        }
-    }
-
-    /// How long since the last request that used the open store.
-    pub fn idle_for(&self) -> Duration {
-        let last = self.last_activity_ms.load(Ordering::Relaxed);
-        self.started
-            .elapsed()
-            .saturating_sub(Duration::from_millis(last.max(0) as u64))
-    }
 }
 
 /// Locks the store after `timeout` without activity.

@@ -1,10 +1,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use hearth::app::{read_secret, Application};
 use hearth::config::{Cli, Command};
 use hearth::lock;
 use hearth::log::replay::walk;
+use hearth::startup::{read_secret, Application};
 use hearth::storage;
 
 #[tokio::main]

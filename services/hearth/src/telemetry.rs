@@ -22,7 +22,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::lock::{LockStateName, Store};
+use crate::lock::LockStateName;
+use crate::store::Store;
 
 /// Flushes and stops the exporters when dropped.
 pub struct Telemetry {

@@ -80,7 +80,7 @@ async fn unattended_key_file_unlocks_at_start(backend: Backend) {
     app.stop().await;
 
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let refused = hearth::app::Application::build(&args).await;
+    let refused = hearth::startup::Application::build(&args).await;
     assert!(refused.is_err(), "a key file readable by others is refused");
 }
 

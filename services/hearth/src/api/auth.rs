@@ -13,7 +13,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method};
 use super::problem::Problem;
 use super::AppState;
 use crate::apps::{AppCaller, Apps};
-use crate::lock::OpenStore;
+use crate::store::OpenStore;
 
 pub const SESSION_COOKIE: &str = "hearth_session";
 

@@ -26,10 +26,10 @@ use super::problem::Problem;
 use super::samples::{check_unit, lookup_type, sample_json, ApiQuery};
 use crate::apps::Apps;
 use crate::catalogue::{self, TypeIndex};
-use crate::lock::OpenStore;
 use crate::policy;
 use crate::projection::{Note, Projection, Visibility};
 use crate::query::changes::{self, Anchor, Change};
+use crate::store::OpenStore;
 
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;

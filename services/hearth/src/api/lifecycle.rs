@@ -16,7 +16,8 @@ use zeroize::Zeroizing;
 use super::auth::{session_cookie_header, Caller};
 use super::problem::{ApiJson, Problem};
 use super::{openapi, AppState};
-use crate::lock::{LockError, LockStateName, SessionToken};
+use crate::lock::{LockError, LockStateName};
+use crate::store::SessionToken;
 
 /// Liveness: answers whenever the process runs.
 #[utoipa::path(get, path = "/healthz", tag = "lifecycle", responses((status = 200, body = openapi::Health)))]

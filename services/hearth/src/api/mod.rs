@@ -26,9 +26,9 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::apps::http as apps;
-use crate::lock::Store;
 use crate::oauth::http as oauth;
 use crate::oauth::OAuthState;
+use crate::store::Store;
 use lifecycle::{PerClientLimiter, RateLimiter};
 use problem::Problem;
 

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use hearth::app::Application;
 use hearth::config::{KdfArgs, ServeArgs, StorageArgs};
-use hearth::lock::Store;
+use hearth::startup::Application;
+use hearth::store::Store;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 

@@ -10,8 +10,9 @@ use tokio::net::TcpListener;
 use crate::api::host::AllowedHosts;
 use crate::api::{self, Limits};
 use crate::config::ServeArgs;
-use crate::lock::{self, Store};
+use crate::lock;
 use crate::storage;
+use crate::store::Store;
 use crate::telemetry;
 use crate::tls::{Tls, TlsSource};
 
