@@ -4,7 +4,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::convert::Infallible;
+
 use anyhow::Context;
+use axum::extract::ConnectInfo;
+use axum::serve::IncomingStream;
+use axum::Extension;
+use tower::Layer;
 use tokio::net::TcpListener;
 
 use crate::api::host::AllowedHosts;
@@ -14,7 +20,7 @@ use crate::lock;
 use crate::storage;
 use crate::store::Store;
 use crate::telemetry;
-use crate::tls::{Tls, TlsSource};
+use crate::tls::{Tls, TlsListener, TlsSource};
 
 pub struct Application {
     listener: TcpListener,
@@ -143,10 +149,6 @@ impl Application {
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
         let store = self.store.clone();
-        // Peer addresses feed the per-client rate limits.
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
         let closing = self.store.clone();
         let shutdown = async move {
             shutdown.await;
@@ -154,14 +156,23 @@ impl Application {
             // or the graceful shutdown would wait for them.
             closing.lock().await;
         };
+        // Peer addresses feed the per-client rate limits.
         match self.tls {
             Some(tls) => {
-                let listener = tls.listen(self.listener)?;
-                axum::serve(listener, service)
+                let router = self.router;
+                let service = tower::service_fn(move |incoming: IncomingStream<'_, TlsListener>| {
+                    let peer = ConnectInfo(*incoming.remote_addr());
+                    let router = router.clone();
+                    async move { Ok::<_, Infallible>(Extension(peer).layer(router)) }
+                });
+                axum::serve(tls.listen(self.listener)?, service)
                     .with_graceful_shutdown(shutdown)
                     .await?
             }
             None => {
+                let service = self
+                    .router
+                    .into_make_service_with_connect_info::<std::net::SocketAddr>();
                 axum::serve(self.listener, service)
                     .with_graceful_shutdown(shutdown)
                     .await?

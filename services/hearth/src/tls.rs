@@ -99,7 +99,7 @@ fn read_chain(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
 }
 
 fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
-    crate::app::check_key_file_permissions(path)?;
+    crate::startup::check_key_file_permissions(path)?;
     PrivateKeyDer::from_pem_file(path)
         .with_context(|| format!("{} holds no PEM private key", path.display()))
 }
