@@ -179,7 +179,12 @@ pub struct TlsArgs {
     #[arg(long = "tls", env = "HEARTH_TLS", value_parser = ["self-signed"])]
     pub mode: Option<String>,
     /// PEM certificate chain to serve HTTPS with (with `--tls-key`).
-    #[arg(long, env = "HEARTH_TLS_CERT", requires = "tls_key", conflicts_with = "mode")]
+    #[arg(
+        long,
+        env = "HEARTH_TLS_CERT",
+        requires = "tls_key",
+        conflicts_with = "mode"
+    )]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `--tls-cert`; must be readable by its owner only.
     #[arg(long, env = "HEARTH_TLS_KEY", requires = "tls_cert")]

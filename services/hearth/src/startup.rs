@@ -10,8 +10,8 @@ use anyhow::Context;
 use axum::extract::ConnectInfo;
 use axum::serve::IncomingStream;
 use axum::Extension;
-use tower::Layer;
 use tokio::net::TcpListener;
+use tower::Layer;
 
 use crate::api::host::AllowedHosts;
 use crate::api::{self, Limits};
@@ -160,11 +160,12 @@ impl Application {
         match self.tls {
             Some(tls) => {
                 let router = self.router;
-                let service = tower::service_fn(move |incoming: IncomingStream<'_, TlsListener>| {
-                    let peer = ConnectInfo(*incoming.remote_addr());
-                    let router = router.clone();
-                    async move { Ok::<_, Infallible>(Extension(peer).layer(router)) }
-                });
+                let service =
+                    tower::service_fn(move |incoming: IncomingStream<'_, TlsListener>| {
+                        let peer = ConnectInfo(*incoming.remote_addr());
+                        let router = router.clone();
+                        async move { Ok::<_, Infallible>(Extension(peer).layer(router)) }
+                    });
                 axum::serve(tls.listen(self.listener)?, service)
                     .with_graceful_shutdown(shutdown)
                     .await?

@@ -90,11 +90,7 @@ fn read_chain(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
         .with_context(|| format!("reading {}", path.display()))?
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("{} is not a PEM certificate chain", path.display()))?;
-    anyhow::ensure!(
-        !chain.is_empty(),
-        "{} holds no certificate",
-        path.display()
-    );
+    anyhow::ensure!(!chain.is_empty(), "{} holds no certificate", path.display());
     Ok(chain)
 }
 
@@ -174,7 +170,8 @@ async fn accept_loop(
         let ready = ready.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+            if let Ok(Ok(tls)) =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
             {
                 let _ = ready.send((tls, peer)).await;
             }

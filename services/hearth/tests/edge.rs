@@ -136,7 +136,14 @@ async fn plain_http_sets_no_secure_flag_and_no_hsts() {
 fn start_self_signed(data_dir: &Path) -> (std::process::Child, String, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
         .args(["serve", "--tls", "self-signed", "--listen", "127.0.0.1:0"])
-        .args(["--log-format", "json", "--kdf-memory-kib", "256", "--kdf-iterations", "1"])
+        .args([
+            "--log-format",
+            "json",
+            "--kdf-memory-kib",
+            "256",
+            "--kdf-iterations",
+            "1",
+        ])
         .arg("--data-dir")
         .arg(data_dir)
         .env_remove("HEARTH_DATABASE_URL")
@@ -226,7 +233,12 @@ async fn requests_naming_another_host_are_refused() {
         ("rebind.evil.example", false),
         ("hearth.home.arpa.evil.example", false),
     ] {
-        for path in ["/healthz", "/", "/v1/unlock", "/.well-known/oauth-authorization-server"] {
+        for path in [
+            "/healthz",
+            "/",
+            "/v1/unlock",
+            "/.well-known/oauth-authorization-server",
+        ] {
             let r = client
                 .get(app.url(path))
                 .header("host", format!("{host}:{port}"))
@@ -243,5 +255,64 @@ async fn requests_naming_another_host_are_refused() {
             }
         }
     }
+    app.stop().await;
+}
+
+/// Sends `request` every 200 ms for `for_secs`, then reports the lock state.
+async fn keep_asking<F, Fut>(app: &TestApp, for_secs: u64, request: F) -> String
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = reqwest::Response>,
+{
+    let until = std::time::Instant::now() + Duration::from_secs(for_secs);
+    while std::time::Instant::now() < until {
+        let _ = request().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ready: Value = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    ready["state"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_owner_keeps_the_store_from_idle_locking() {
+    let db = TestDatabase::new(common::Backend::Sqlite).await;
+    let mut args = db.serve_args();
+    args.idle_lock_secs = 3;
+    let mut app = TestApp::start_with(args).await;
+    app.setup().await;
+    let client_id = app
+        .register_app("Background Sync", "http://127.0.0.1/cb", false)
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let app_token = app.mint(&client_id, &["step_count"], &["step_count"]).await;
+
+    // The owner's requests keep it open past the timeout.
+    let state = keep_asking(&app, 5, || app.get("/v1/samples?type=step_count")).await;
+    assert_eq!(state, "unlocked", "the owner's activity resets the timer");
+
+    // A stranger's requests (answered 401) and an app syncing in the
+    // background do not.
+    let state = keep_asking(&app, 5, || async {
+        let _ = app
+            .client
+            .get(app.url("/v1/samples?type=step_count"))
+            .send()
+            .await;
+        app.as_token(&app_token)
+            .get("/v1/samples?type=step_count")
+            .await
+    })
+    .await;
+    assert_eq!(state, "locked", "only the owner keeps the store unlocked");
     app.stop().await;
 }

@@ -90,6 +90,7 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         if let Some(token) = bearer(parts) {
             if state.store.is_owner_session(token) {
+                state.store.note_owner_activity();
                 return Ok(Caller::Owner);
             }
             if state.store.registry_loaded() {
@@ -102,6 +103,7 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(token) = session_cookie(&parts.headers) {
             let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
             if state.store.is_owner_session(token) && (safe || same_origin(&parts.headers)) {
+                state.store.note_owner_activity();
                 return Ok(Caller::Owner);
             }
         }

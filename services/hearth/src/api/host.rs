@@ -102,10 +102,22 @@ mod tests {
     #[test]
     fn loopback_names_are_allowed_on_any_port() {
         let h = hosts(&[], None, "127.0.0.1:7380");
-        for ok in ["localhost", "localhost:7380", "127.0.0.1:1", "[::1]:7380", "localhost."] {
+        for ok in [
+            "localhost",
+            "localhost:7380",
+            "127.0.0.1:1",
+            "[::1]:7380",
+            "localhost.",
+        ] {
             assert!(h.allows(ok), "{ok}");
         }
-        for bad in ["evil.example", "evil.example:7380", "127.0.0.1.evil.example", "", ":7380"] {
+        for bad in [
+            "evil.example",
+            "evil.example:7380",
+            "127.0.0.1.evil.example",
+            "",
+            ":7380",
+        ] {
             assert!(!h.allows(bad), "{bad}");
         }
     }
@@ -117,7 +129,12 @@ mod tests {
             Some("https://Store.Example:8443/"),
             "10.0.0.5:7380",
         );
-        for ok in ["hearth.home.arpa", "192.168.1.20", "store.example:8443", "10.0.0.5:7380"] {
+        for ok in [
+            "hearth.home.arpa",
+            "192.168.1.20",
+            "store.example:8443",
+            "10.0.0.5:7380",
+        ] {
             assert!(h.allows(ok), "{ok}");
         }
         assert!(!h.allows("hearth.home.arpa.evil.example"));
