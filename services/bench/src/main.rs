@@ -127,6 +127,8 @@ impl Server {
             max_body_bytes: 16 * 1024 * 1024,
             request_timeout_secs: 120,
             public_url: None,
+            allowed_hosts: Vec::new(),
+            tls: Default::default(),
             log_format: "text".into(),
         };
         let app = Application::build(&args).await?;

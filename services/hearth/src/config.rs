@@ -157,9 +157,38 @@ pub struct ServeArgs {
     /// the OAuth issuer. Default: `http://` plus the request's Host header.
     #[arg(long, env = "HEARTH_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Host names (and addresses) requests may name in their `Host` header,
+    /// comma-separated, besides the loopback names, the public URL's host and
+    /// the listening address. Requests naming any other host are refused,
+    /// so a web page on another name cannot reach the store through DNS
+    /// rebinding.
+    #[arg(long, env = "HEARTH_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Log format: `text` or `json`.
     #[arg(long, env = "HEARTH_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+}
+
+/// HTTPS: a certificate of the operator's, or one Hearth makes itself.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// `self-signed`: make a certificate at first start (kept in the data
+    /// directory) and print its SHA-256 fingerprint, for phones to pin.
+    #[arg(long = "tls", env = "HEARTH_TLS", value_parser = ["self-signed"])]
+    pub mode: Option<String>,
+    /// PEM certificate chain to serve HTTPS with (with `--tls-key`).
+    #[arg(
+        long,
+        env = "HEARTH_TLS_CERT",
+        requires = "tls_key",
+        conflicts_with = "mode"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`; must be readable by its owner only.
+    #[arg(long, env = "HEARTH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl KdfArgs {

@@ -39,5 +39,6 @@ pub mod startup;
 pub mod storage;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod web;
 pub mod wire;

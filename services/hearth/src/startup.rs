@@ -4,18 +4,27 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use tokio::net::TcpListener;
+use std::convert::Infallible;
 
+use anyhow::Context;
+use axum::extract::ConnectInfo;
+use axum::serve::IncomingStream;
+use axum::Extension;
+use tokio::net::TcpListener;
+use tower::Layer;
+
+use crate::api::host::AllowedHosts;
 use crate::api::{self, Limits};
 use crate::config::ServeArgs;
 use crate::lock;
 use crate::storage;
 use crate::store::Store;
 use crate::telemetry;
+use crate::tls::{Tls, TlsListener, TlsSource};
 
 pub struct Application {
     listener: TcpListener,
+    tls: Option<Tls>,
     router: axum::Router,
     pub store: Arc<Store>,
 }
@@ -35,7 +44,7 @@ pub fn read_secret(path: &Path) -> anyhow::Result<zeroize::Zeroizing<String>> {
     Ok(zeroize::Zeroizing::new(text))
 }
 
-fn check_key_file_permissions(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn check_key_file_permissions(path: &Path) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -84,12 +93,28 @@ impl Application {
         if args.idle_lock_secs > 0 && !unattended {
             lock::spawn_idle_lock(store.clone(), Duration::from_secs(args.idle_lock_secs));
         }
+        let allowed_hosts =
+            AllowedHosts::new(&args.allowed_hosts, args.public_url.as_deref(), args.listen);
+        let tls = match tls_source(args, &allowed_hosts) {
+            Some(source) => {
+                let tls = Tls::load(&source)?;
+                // The console is where the owner reads what to pin.
+                eprintln!(
+                    "hearth: serving HTTPS; certificate SHA-256 fingerprint: {}",
+                    tls.fingerprint
+                );
+                Some(tls)
+            }
+            None => None,
+        };
         let router = api::router(
             store.clone(),
             Limits {
                 max_body_bytes: args.max_body_bytes,
                 request_timeout: Duration::from_secs(args.request_timeout_secs),
                 public_url: args.public_url.clone(),
+                allowed_hosts,
+                tls: tls.is_some(),
             },
         );
         let listener = TcpListener::bind(args.listen)
@@ -97,9 +122,15 @@ impl Application {
             .with_context(|| format!("binding {}", args.listen))?;
         Ok(Application {
             listener,
+            tls,
             router,
             store,
         })
+    }
+
+    /// The certificate's SHA-256 fingerprint, when serving HTTPS.
+    pub fn tls_fingerprint(&self) -> Option<&str> {
+        self.tls.as_ref().map(|t| t.fingerprint.as_str())
     }
 
     pub fn port(&self) -> u16 {
@@ -118,22 +149,60 @@ impl Application {
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
         let store = self.store.clone();
-        // Peer addresses feed the per-client rate limits.
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
         let closing = self.store.clone();
-        axum::serve(self.listener, service)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                // Observer streams only end when the store locks: lock
-                // first, or the graceful shutdown would wait for them.
-                closing.lock().await;
-            })
-            .await?;
+        let shutdown = async move {
+            shutdown.await;
+            // Observer streams only end when the store locks: lock first,
+            // or the graceful shutdown would wait for them.
+            closing.lock().await;
+        };
+        // Peer addresses feed the per-client rate limits.
+        match self.tls {
+            Some(tls) => {
+                let router = self.router;
+                let service =
+                    tower::service_fn(move |incoming: IncomingStream<'_, TlsListener>| {
+                        let peer = ConnectInfo(*incoming.remote_addr());
+                        let router = router.clone();
+                        async move { Ok::<_, Infallible>(Extension(peer).layer(router)) }
+                    });
+                axum::serve(tls.listen(self.listener)?, service)
+                    .with_graceful_shutdown(shutdown)
+                    .await?
+            }
+            None => {
+                let service = self
+                    .router
+                    .into_make_service_with_connect_info::<std::net::SocketAddr>();
+                axum::serve(self.listener, service)
+                    .with_graceful_shutdown(shutdown)
+                    .await?
+            }
+        }
         store.lock().await;
         Ok(())
     }
+}
+
+/// Where the certificate comes from, if HTTPS is configured. A certificate
+/// Hearth makes itself names every host it answers to.
+fn tls_source(args: &ServeArgs, hosts: &AllowedHosts) -> Option<TlsSource> {
+    if let (Some(cert), Some(key)) = (&args.tls.tls_cert, &args.tls.tls_key) {
+        return Some(TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+    }
+    args.tls.mode.as_ref()?;
+    let names = hosts
+        .names()
+        .iter()
+        .map(|n| n.trim_start_matches('[').trim_end_matches(']').to_string())
+        .collect();
+    Some(TlsSource::SelfSigned {
+        dir: args.storage.data_dir.clone(),
+        names,
+    })
 }
 
 async fn shutdown_signal() {

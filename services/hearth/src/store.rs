@@ -120,10 +120,7 @@ impl Store {
     /// The open store, or why there is none.
     pub fn open_store(&self) -> Result<Arc<OpenStore>, Unavailable> {
         match &*self.state.read() {
-            LockState::Unlocked(open) => {
-                self.touch();
-                Ok(open.clone())
-            }
+            LockState::Unlocked(open) => Ok(open.clone()),
             LockState::Uninitialised { .. } => Err(Unavailable::Uninitialised),
             LockState::Sealed => Err(Unavailable::Sealed),
             LockState::Locked => Err(Unavailable::Locked),
@@ -188,7 +185,7 @@ impl Store {
             );
             *self.state.write() = LockState::Unlocked(Arc::new(OpenStore { projection, writer }));
         }
-        self.touch();
+        self.note_owner_activity();
         Ok(self.new_session())
     }
 
@@ -229,7 +226,10 @@ impl Store {
             .any(|(d, exp)| *exp > now && bool::from(d.ct_eq(&digest)))
     }
 
-    fn touch(&self) {
+    /// The owner did something: the idle-lock timer starts again. Only the
+    /// owner's authenticated requests count; apps syncing in the background
+    /// and strangers' requests never keep the store open.
+    pub fn note_owner_activity(&self) {
         self.last_activity_ms
             .store(self.started.elapsed().as_millis() as i64, Ordering::Relaxed);
     }
@@ -242,7 +242,7 @@ impl Store {
         }
     }
 
-    /// How long since the last request that used the open store.
+    /// How long since the owner was last active.
     pub fn idle_for(&self) -> Duration {
         let last = self.last_activity_ms.load(Ordering::Relaxed);
         self.started

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, Method};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 
 use super::problem::Problem;
 use super::AppState;
@@ -17,6 +17,16 @@ pub use crate::caller::Caller;
 use crate::store::OpenStore;
 
 pub const SESSION_COOKIE: &str = "hearth_session";
+
+/// The `Set-Cookie` value of an owner session: never readable by scripts,
+/// never sent cross-site, and over HTTPS never sent over plain HTTP.
+pub(crate) fn session_cookie_header(token: &str, secure: bool) -> Option<HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200{secure}"
+    ))
+    .ok()
+}
 
 fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -59,6 +69,7 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         if let Some(token) = bearer(parts) {
             if state.store.is_owner_session(token) {
+                state.store.note_owner_activity();
                 return Ok(Caller::Owner);
             }
             if state.store.registry_loaded() {
@@ -71,6 +82,7 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(token) = session_cookie(&parts.headers) {
             let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
             if state.store.is_owner_session(token) && (safe || same_origin(&parts.headers)) {
+                state.store.note_owner_activity();
                 return Ok(Caller::Owner);
             }
         }

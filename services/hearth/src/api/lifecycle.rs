@@ -5,12 +5,12 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use parking_lot::Mutex;
 
-use super::auth::{Caller, SESSION_COOKIE};
+use super::auth::{session_cookie_header, Caller};
 use super::problem::{ApiJson, BodyErrors, Problem};
 use super::AppState;
 use crate::lock::{LockError, LockStateName};
@@ -165,17 +165,13 @@ fn lock_problem(e: LockError) -> Problem {
     }
 }
 
-fn session_response(token: SessionToken) -> Response {
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200",
-        token.0.as_str()
-    );
+fn session_response(token: SessionToken, secure: bool) -> Response {
     let mut response = Json(wire::Session {
         token: token.0.as_str().to_string(),
         state: LockStateName::Unlocked,
     })
     .into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
+    if let Some(v) = session_cookie_header(token.0.as_str(), secure) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     response
@@ -202,7 +198,7 @@ pub async fn setup(
         .setup(&body.setup_code, &body.passphrase)
         .await
         .map_err(lock_problem)?;
-    Ok(session_response(token))
+    Ok(session_response(token, state.tls))
 }
 
 /// Unlocks with the passphrase and opens an owner session.
@@ -227,7 +223,7 @@ pub async fn unlock(
         .unlock(&body.passphrase)
         .await
         .map_err(lock_problem)?;
-    Ok(session_response(token))
+    Ok(session_response(token, state.tls))
 }
 
 /// Locks: keys and projection are wiped; every owner session ends.

@@ -4,6 +4,7 @@ mod apps;
 pub mod auth;
 mod changes;
 mod characteristics;
+pub mod host;
 mod lifecycle;
 pub mod openapi;
 pub mod problem;
@@ -20,6 +21,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -41,12 +43,18 @@ pub struct AppState {
     pub(crate) oauth: Arc<OAuthState>,
     /// The URL apps reach this store by; the OAuth issuer.
     pub(crate) public_url: Option<String>,
+    /// Served over HTTPS: session cookies are `Secure`.
+    pub(crate) tls: bool,
 }
 
 pub struct Limits {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub public_url: Option<String>,
+    /// The names requests may give as `Host`.
+    pub allowed_hosts: host::AllowedHosts,
+    /// Served over HTTPS: cookies are `Secure` and responses carry HSTS.
+    pub tls: bool,
 }
 
 pub fn router(store: Arc<Store>, limits: Limits) -> Router {
@@ -61,9 +69,10 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         authorize_limiter: Arc::new(PerClientLimiter::new(60, 30)),
         oauth: Arc::new(OAuthState::default()),
         public_url: limits.public_url.clone(),
+        tls: limits.tls,
     };
     let (routes, _) = documented_routes().split_for_parts();
-    routes
+    let router = routes
         // Pages and their assets: not part of the JSON API.
         .merge(crate::web::routes())
         .fallback(|| async { Problem::not_found() })
@@ -76,12 +85,25 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(middleware::from_fn(crate::telemetry::record_request))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(limits.allowed_hosts),
+            host::check_host,
+        ))
         .layer(middleware::from_fn(security_headers))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
-        .with_state(state)
+        .with_state(state);
+    if limits.tls {
+        // Browsers that reached us over HTTPS keep to it.
+        router.layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        ))
+    } else {
+        router
+    }
 }
 
 /// Every API route, registered together with its OpenAPI operation: a route

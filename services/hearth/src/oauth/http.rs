@@ -24,7 +24,7 @@ use super::wire::{
     TokenRequest, TokenResponse,
 };
 use super::{AuthorizationServer, OAuthError, ACCESS_TTL};
-use crate::api::auth::{same_origin, session_cookie, SESSION_COOKIE};
+use crate::api::auth::{same_origin, session_cookie, session_cookie_header};
 use crate::api::openapi::ProblemDetails;
 use crate::api::problem::Problem;
 use crate::api::AppState;
@@ -181,21 +181,18 @@ fn consent_error(error: ConsentError, iss: &str) -> Response {
 
 /// The code back to the client; the owner session a passphrase opened
 /// goes to the browser.
-fn authorized_redirect(authorized: Authorized, iss: &str) -> Response {
+fn authorized_redirect(authorized: Authorized, iss: &str, secure_cookie: bool) -> Response {
     let mut params = vec![("code", authorized.code.as_str())];
     if let Some(s) = &authorized.state {
         params.push(("state", s));
     }
     params.push(("iss", iss));
     let mut response = redirect_to(&authorized.redirect_uri, &params);
-    if let Some(session) = authorized.session {
-        let cookie = format!(
-            "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200",
-            session.0.as_str()
-        );
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
-            response.headers_mut().insert(header::SET_COOKIE, v);
-        }
+    if let Some(v) = authorized
+        .session
+        .and_then(|s| session_cookie_header(s.0.as_str(), secure_cookie))
+    {
+        response.headers_mut().insert(header::SET_COOKIE, v);
     }
     response
 }
@@ -245,7 +242,7 @@ pub async fn decide(
         }
     }
     match server.allow(answer, &form, session_cookie(&headers)).await {
-        Ok(authorized) => authorized_redirect(authorized, &iss),
+        Ok(authorized) => authorized_redirect(authorized, &iss, state.tls),
         Err(e) => consent_error(e, &iss),
     }
 }

@@ -54,6 +54,7 @@ error_codes! {
     LogTampered = "log_tampered",
     StorageUnavailable = "storage_unavailable",
     InternalError = "internal_error",
+    HostNotAllowed = "host_not_allowed",
 }
 
 /// One invalid field.

@@ -10,6 +10,7 @@ mod apps;
 mod catalogue;
 mod consent_browser;
 mod durability;
+mod edge;
 mod oauth;
 mod queries;
 mod telemetry;

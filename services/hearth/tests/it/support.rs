@@ -102,6 +102,8 @@ impl TestDatabase {
             max_body_bytes: 16 * 1024 * 1024,
             request_timeout_secs: 30,
             public_url: None,
+            allowed_hosts: Vec::new(),
+            tls: Default::default(),
             log_format: "text".into(),
         }
     }
