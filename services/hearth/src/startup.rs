@@ -114,7 +114,7 @@ impl Application {
                 request_timeout: Duration::from_secs(args.request_timeout_secs),
                 public_url: args.public_url.clone(),
                 allowed_hosts,
-                tls: tls.is_some(),
+                tls_fingerprint: tls.as_ref().map(|t| t.fingerprint.clone()),
             },
         );
         let listener = TcpListener::bind(args.listen)

@@ -6,6 +6,7 @@ mod changes;
 mod characteristics;
 pub mod host;
 mod lifecycle;
+mod oauth;
 pub mod openapi;
 pub mod problem;
 pub(crate) mod samples;
@@ -27,7 +28,6 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::oauth::http as oauth;
 use crate::oauth::OAuthState;
 use crate::store::Store;
 use crate::wire::ErrorCode;
@@ -53,11 +53,13 @@ pub struct Limits {
     pub public_url: Option<String>,
     /// The names requests may give as `Host`.
     pub allowed_hosts: host::AllowedHosts,
-    /// Served over HTTPS: cookies are `Secure` and responses carry HSTS.
-    pub tls: bool,
+    /// The certificate's fingerprint when serving HTTPS: cookies are then
+    /// `Secure` and responses carry HSTS.
+    pub tls_fingerprint: Option<String>,
 }
 
 pub fn router(store: Arc<Store>, limits: Limits) -> Router {
+    let tls = limits.tls_fingerprint.is_some();
     let state = AppState {
         store,
         // Argon2id per attempt already makes guessing slow; this also caps
@@ -69,12 +71,12 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         authorize_limiter: Arc::new(PerClientLimiter::new(60, 30)),
         oauth: Arc::new(OAuthState::default()),
         public_url: limits.public_url.clone(),
-        tls: limits.tls,
+        tls,
     };
     let (routes, _) = documented_routes().split_for_parts();
     let router = routes
         // Pages and their assets: not part of the JSON API.
-        .merge(crate::web::routes())
+        .merge(crate::web::routes(limits.tls_fingerprint))
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -95,7 +97,7 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
             limits.request_timeout,
         ))
         .with_state(state);
-    if limits.tls {
+    if tls {
         // Browsers that reached us over HTTPS keep to it.
         router.layer(SetResponseHeaderLayer::overriding(
             header::STRICT_TRANSPORT_SECURITY,

@@ -10,12 +10,11 @@
 //! [`AuthorizationServer`] holds the protocol's logic ([`authorize`]:
 //! authorization requests and the owner's consent; [`token`]: code
 //! exchange, refresh rotation, revocation) and answers with [`OAuthError`]s;
-//! [`wire`] has what the endpoints take and answer; [`http`] only reads
-//! requests, calls the server and renders its answers.
+//! [`wire`] has what the endpoints take and answer; the HTTP handlers
+//! (`api::oauth`) only read requests, call the server and render its answers.
 
 pub mod authorize;
 mod error;
-pub mod http;
 pub mod redirect;
 pub mod token;
 pub mod wire;

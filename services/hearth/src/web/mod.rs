@@ -19,12 +19,18 @@ const CONSENT_SCRIPT: &str = include_str!("static/consent.js");
 const CONSENT_STYLE: &str = include_str!("static/consent.css");
 
 /// The pages that need no state, and the static assets of every page.
-pub fn routes<S>() -> Router<S>
+/// `tls_fingerprint` is the certificate's SHA-256 fingerprint when Hearth
+/// serves HTTPS itself: the home page shows it, so the owner can compare it
+/// with what a browser or phone was shown.
+pub fn routes<S>(tls_fingerprint: Option<String>) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
+    let home = UnlockPage {
+        tls_fingerprint: tls_fingerprint.map(Into::into),
+    };
     Router::new()
-        .route("/", get(unlock_page))
+        .route("/", get(move || unlock_page(home.clone())))
         .route(
             "/static/unlock.js",
             get(|| asset(JAVASCRIPT, UNLOCK_SCRIPT)),
@@ -49,12 +55,14 @@ pub fn render(status: StatusCode, page: &impl Template) -> Response {
 
 /// The home page: unlock the store, or set it up on first run. It asks the
 /// API for the lock state itself, so it is the same page in every state.
-#[derive(Template)]
+#[derive(Clone, Template)]
 #[template(path = "unlock.html")]
-struct UnlockPage;
+struct UnlockPage {
+    tls_fingerprint: Option<std::sync::Arc<str>>,
+}
 
-async fn unlock_page() -> Response {
-    render(StatusCode::OK, &UnlockPage)
+async fn unlock_page(page: UnlockPage) -> Response {
+    render(StatusCode::OK, &page)
 }
 
 const JAVASCRIPT: &str = "text/javascript; charset=utf-8";

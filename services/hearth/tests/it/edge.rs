@@ -199,6 +199,18 @@ async fn self_signed_certificate_is_made_once_and_its_printed_fingerprint_matche
             .unwrap_or_else(|e| panic!("{host}: {e:?}"));
         assert_eq!(r.status(), 200, "{host}");
     }
+    let home = client
+        .get(format!("https://localhost:{port}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        home.contains(&printed),
+        "the home page shows the fingerprint the console printed"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 

@@ -17,17 +17,17 @@ use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use super::authorize::{AuthorizeError, Authorized, ClientRedirect, ConsentError};
-use super::token::{ClientCredentials, IssuedTokens};
-use super::wire::{
+use super::auth::{same_origin, session_cookie, session_cookie_header};
+use super::openapi::ProblemDetails;
+use super::problem::Problem;
+use super::AppState;
+use crate::oauth::authorize::{AuthorizeError, Authorized, ClientRedirect, ConsentError};
+use crate::oauth::token::{ClientCredentials, IssuedTokens};
+use crate::oauth::wire::{
     AuthorizeQuery, ConsentForm, ErrorResponse, Params, RevokeRequest, ServerMetadata,
     TokenRequest, TokenResponse,
 };
-use super::{AuthorizationServer, OAuthError, ACCESS_TTL};
-use crate::api::auth::{same_origin, session_cookie, session_cookie_header};
-use crate::api::openapi::ProblemDetails;
-use crate::api::problem::Problem;
-use crate::api::AppState;
+use crate::oauth::{AuthorizationServer, OAuthError, ACCESS_TTL};
 use crate::web::consent::{consent_page, error_page};
 
 fn server(state: &AppState) -> AuthorizationServer<'_> {
@@ -43,7 +43,8 @@ fn issuer(state: &AppState, headers: &HeaderMap) -> String {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
-    format!("http://{host}")
+    let scheme = if state.tls { "https" } else { "http" };
+    format!("{scheme}://{host}")
 }
 
 /// Authorization server metadata (RFC 8414).
