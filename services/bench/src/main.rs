@@ -135,7 +135,7 @@ impl Server {
         let base = format!("http://127.0.0.1:{}", app.port());
         let store = app.store.clone();
         let code = store.setup_code().context("new store")?;
-        let token = store.setup(&code, PASSPHRASE).await?.0.to_string();
+        let token = store.setup(&code, PASSPHRASE, None).await?.0.to_string();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = app
@@ -600,7 +600,7 @@ async fn bench_unlock(args: &Args, admin: &str) -> anyhow::Result<()> {
         for _ in 0..args.runs.min(3) {
             server.store.lock().await;
             let t = Instant::now();
-            server.store.unlock(PASSPHRASE).await?;
+            server.store.unlock(PASSPHRASE, None).await?;
             secs.push(t.elapsed().as_secs_f64());
             let open = server
                 .store

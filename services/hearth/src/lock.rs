@@ -5,6 +5,8 @@
 //! projection exist only in `Unlocked`. The handle that holds the state and
 //! performs the transitions is [`crate::store::Store`].
 
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,15 +77,65 @@ pub enum Unavailable {
     Locked,
 }
 
-/// Growing delays after failed passphrase or setup-code attempts.
+/// Where a passphrase or setup-code attempt came from: a network address, or
+/// `None` for the local console (the key file, the CLI).
+pub type Client = Option<IpAddr>;
+
+/// Growing delays after failed attempts, per client: a stranger's wrong
+/// guesses slow that stranger down and never lock the owner out. IPv6
+/// clients count per /64, the block one host can pick addresses from.
 #[derive(Default)]
-pub(crate) struct Backoff {
+pub(crate) struct Backoffs {
+    by_client: HashMap<Client, Backoff>,
+}
+
+/// Most clients whose failures are remembered; beyond it, clients whose
+/// delay has passed are forgotten first.
+const MAX_BACKOFF_CLIENTS: usize = 4096;
+
+impl Backoffs {
+    pub(crate) fn check(&self, client: Client) -> Result<(), LockError> {
+        self.by_client
+            .get(&block(client))
+            .map_or(Ok(()), Backoff::check)
+    }
+
+    pub(crate) fn fail(&mut self, client: Client) {
+        if self.by_client.len() >= MAX_BACKOFF_CLIENTS {
+            let now = Instant::now();
+            self.by_client
+                .retain(|_, b| b.not_before.is_some_and(|t| t > now));
+        }
+        if self.by_client.len() < MAX_BACKOFF_CLIENTS {
+            self.by_client.entry(block(client)).or_default().fail();
+        }
+    }
+
+    pub(crate) fn succeed(&mut self, client: Client) {
+        self.by_client.remove(&block(client));
+    }
+}
+
+/// The unit back-off counts by: an IPv4 address, or an IPv6 /64.
+fn block(client: Client) -> Client {
+    client.map(|ip| match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().expect("checked above")),
+        v4 => v4,
+    })
+}
+
+#[derive(Default)]
+struct Backoff {
     failures: u32,
     not_before: Option<Instant>,
 }
 
 impl Backoff {
-    pub(crate) fn check(&self) -> Result<(), LockError> {
+    fn check(&self) -> Result<(), LockError> {
         match self.not_before {
             Some(t) if t > Instant::now() => Err(LockError::BackOff {
                 retry_after: t - Instant::now(),
@@ -92,7 +144,7 @@ impl Backoff {
         }
     }
 
-    pub(crate) fn fail(&mut self) {
+    fn fail(&mut self) {
         self.failures = self.failures.saturating_add(1);
         let delay = Duration::from_millis(500)
             .saturating_mul(1 << self.failures.min(16).saturating_sub(1))
@@ -173,5 +225,35 @@ impl ReplayError {
             },
             None => LockError::Storage(self.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+
+    #[test]
+    fn one_clients_failures_do_not_hold_up_another() {
+        let mut b = Backoffs::default();
+        let stranger: Client = Some("192.168.1.66".parse().unwrap());
+        let owner: Client = Some("192.168.1.20".parse().unwrap());
+        b.fail(stranger);
+        assert!(matches!(b.check(stranger), Err(LockError::BackOff { .. })));
+        assert!(b.check(owner).is_ok());
+        assert!(b.check(None).is_ok(), "the console is its own client");
+        b.succeed(stranger);
+        assert!(b.check(stranger).is_ok());
+    }
+
+    #[test]
+    fn ipv6_clients_count_per_64_and_mapped_ipv4_as_ipv4() {
+        let mut b = Backoffs::default();
+        b.fail(Some("2001:db8:1:2::1".parse().unwrap()));
+        assert!(b
+            .check(Some("2001:db8:1:2:ffff::9".parse().unwrap()))
+            .is_err());
+        assert!(b.check(Some("2001:db8:1:3::1".parse().unwrap())).is_ok());
+        b.fail(Some("10.0.0.7".parse().unwrap()));
+        assert!(b.check(Some("::ffff:10.0.0.7".parse().unwrap())).is_err());
     }
 }

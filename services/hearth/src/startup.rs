@@ -85,7 +85,7 @@ impl Application {
             check_key_file_permissions(path)?;
             let secret = read_secret(path)?;
             store
-                .unlock(&secret)
+                .unlock(&secret, None)
                 .await
                 .context("unlocking with the key file")?;
             unattended = true;

@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 use crate::apps::Apps;
 use crate::crypto::{self, KdfParams};
 use crate::lock::{
-    initialise, open_data_key, Backoff, LockError, LockState, LockStateName, Unavailable,
+    initialise, open_data_key, Backoffs, Client, LockError, LockState, LockStateName, Unavailable,
 };
 use crate::log::replay::{replay, ReplayError};
 use crate::log::writer::Writer;
@@ -42,7 +42,7 @@ pub struct Store {
     state: RwLock<LockState>,
     /// One key derivation at a time: Argon2id is the expensive part.
     gate: tokio::sync::Mutex<()>,
-    backoff: Mutex<Backoff>,
+    backoff: Mutex<Backoffs>,
     /// SHA-256 of owner session tokens, with expiry.
     sessions: Mutex<Vec<([u8; 32], Instant)>>,
     last_activity_ms: AtomicI64,
@@ -75,7 +75,7 @@ impl Store {
             kdf,
             state: RwLock::new(state),
             gate: tokio::sync::Mutex::new(()),
-            backoff: Mutex::new(Backoff::default()),
+            backoff: Mutex::new(Backoffs::default()),
             sessions: Mutex::new(Vec::new()),
             last_activity_ms: AtomicI64::new(0),
             started: Instant::now(),
@@ -128,9 +128,14 @@ impl Store {
     }
 
     /// First-run setup with the console's code; leaves the store unlocked.
-    pub async fn setup(&self, code: &str, passphrase: &str) -> Result<SessionToken, LockError> {
+    pub async fn setup(
+        &self,
+        code: &str,
+        passphrase: &str,
+        client: Client,
+    ) -> Result<SessionToken, LockError> {
         let _gate = self.gate.lock().await;
-        self.backoff.lock().check()?;
+        self.backoff.lock().check(client)?;
         let matches = match &*self.state.read() {
             LockState::Uninitialised { setup_code } => {
                 bool::from(setup_code.as_bytes().ct_eq(code.as_bytes()))
@@ -138,29 +143,38 @@ impl Store {
             _ => return Err(LockError::AlreadyInitialised),
         };
         if !matches {
-            self.backoff.lock().fail();
+            self.backoff.lock().fail(client);
             return Err(LockError::WrongSetupCode);
         }
         initialise(&*self.storage, passphrase, self.kdf).await?;
         *self.state.write() = LockState::Sealed;
-        self.unlock_locked(passphrase).await
+        self.unlock_locked(passphrase, client).await
     }
 
-    pub async fn unlock(&self, passphrase: &str) -> Result<SessionToken, LockError> {
+    /// Unlocks with the passphrase; failures back off for `client` alone.
+    pub async fn unlock(
+        &self,
+        passphrase: &str,
+        client: Client,
+    ) -> Result<SessionToken, LockError> {
         let _gate = self.gate.lock().await;
-        self.backoff.lock().check()?;
-        self.unlock_locked(passphrase).await
+        self.backoff.lock().check(client)?;
+        self.unlock_locked(passphrase, client).await
     }
 
-    async fn unlock_locked(&self, passphrase: &str) -> Result<SessionToken, LockError> {
+    async fn unlock_locked(
+        &self,
+        passphrase: &str,
+        client: Client,
+    ) -> Result<SessionToken, LockError> {
         if matches!(&*self.state.read(), LockState::Uninitialised { .. }) {
             return Err(LockError::NotInitialised);
         }
         let Some(key) = open_data_key(&*self.storage, passphrase).await? else {
-            self.backoff.lock().fail();
+            self.backoff.lock().fail(client);
             return Err(LockError::WrongPassphrase);
         };
-        *self.backoff.lock() = Backoff::default();
+        self.backoff.lock().succeed(client);
         if !matches!(&*self.state.read(), LockState::Unlocked(_)) {
             let started = Instant::now();
             let (projection, registry) = replay(&*self.storage, &key, self.apps.clock.now_us())

@@ -1,10 +1,10 @@
 //! Health checks and the lock lifecycle: setup, unlock, lock.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -40,41 +40,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(wire::Readiness { state: lock_state })).into_response()
 }
 
-/// A token bucket shared by the endpoints that take passphrases and codes.
-pub struct RateLimiter {
-    inner: Mutex<(f64, Instant)>,
-    per_second: f64,
-    burst: f64,
-}
-
-impl RateLimiter {
-    pub fn new(per_minute: u32, burst: u32) -> RateLimiter {
-        RateLimiter {
-            inner: Mutex::new((burst as f64, Instant::now())),
-            per_second: per_minute as f64 / 60.0,
-            burst: burst as f64,
-        }
-    }
-
-    pub(crate) fn take(&self) -> Result<(), Problem> {
-        let mut guard = self.inner.lock();
-        let (tokens, last) = &mut *guard;
-        let now = Instant::now();
-        *tokens =
-            (*tokens + now.duration_since(*last).as_secs_f64() * self.per_second).min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = ((1.0 - *tokens) / self.per_second).ceil() as u64;
-            Err(too_many(Duration::from_secs(wait)))
-        }
-    }
-}
-
-/// Token buckets per client address: one noisy host on the network cannot
-/// starve the others' token requests.
+/// Token buckets per client address, for the endpoints that take
+/// passphrases, setup codes and tokens: one noisy host on the network cannot
+/// starve the others, and cannot lock the owner out.
 pub struct PerClientLimiter {
     buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
     per_second: f64,
@@ -190,12 +158,13 @@ fn session_response(token: SessionToken, secure: bool) -> Response {
     ))]
 pub async fn setup(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<wire::SetupRequest>,
 ) -> Result<Response, Problem> {
-    state.passphrase_limiter.take()?;
+    state.passphrase_limiter.take(peer.ip())?;
     let token = state
         .store
-        .setup(&body.setup_code, &body.passphrase)
+        .setup(&body.setup_code, &body.passphrase, Some(peer.ip()))
         .await
         .map_err(lock_problem)?;
     Ok(session_response(token, state.tls))
@@ -215,12 +184,13 @@ pub async fn setup(
     ))]
 pub async fn unlock(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<wire::UnlockRequest>,
 ) -> Result<Response, Problem> {
-    state.passphrase_limiter.take()?;
+    state.passphrase_limiter.take(peer.ip())?;
     let token = state
         .store
-        .unlock(&body.passphrase)
+        .unlock(&body.passphrase, Some(peer.ip()))
         .await
         .map_err(lock_problem)?;
     Ok(session_response(token, state.tls))

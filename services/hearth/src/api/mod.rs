@@ -31,13 +31,13 @@ use utoipa_axum::routes;
 use crate::oauth::OAuthState;
 use crate::store::Store;
 use crate::wire::ErrorCode;
-use lifecycle::{PerClientLimiter, RateLimiter};
+use lifecycle::PerClientLimiter;
 use problem::Problem;
 
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<Store>,
-    pub(crate) passphrase_limiter: Arc<RateLimiter>,
+    pub(crate) passphrase_limiter: Arc<PerClientLimiter>,
     pub(crate) token_limiter: Arc<PerClientLimiter>,
     pub(crate) authorize_limiter: Arc<PerClientLimiter>,
     pub(crate) oauth: Arc<OAuthState>,
@@ -64,7 +64,7 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         store,
         // Argon2id per attempt already makes guessing slow; this also caps
         // how much CPU anyone on the network can make us burn.
-        passphrase_limiter: Arc::new(RateLimiter::new(30, 10)),
+        passphrase_limiter: Arc::new(PerClientLimiter::new(30, 10)),
         // Token requests are cheap, but each may append to the log.
         token_limiter: Arc::new(PerClientLimiter::new(300, 60)),
         // Each consent page holds a pending request in memory.
@@ -111,12 +111,22 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
 /// Every API route, registered together with its OpenAPI operation: a route
 /// cannot exist undocumented, and the description lists nothing the server
 /// does not route.
+/// The largest body the endpoints that take passphrases, setup codes and
+/// tokens read: theirs are a few hundred bytes, and nothing larger is read
+/// (let alone parsed) before a rate limit has had its say.
+const CREDENTIAL_BODY_BYTES: usize = 4096;
+
 pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
+    let credentials = OpenApiRouter::new()
+        .routes(routes!(lifecycle::setup))
+        .routes(routes!(lifecycle::unlock))
+        .routes(routes!(oauth::token))
+        .routes(routes!(oauth::revoke))
+        .layer(DefaultBodyLimit::max(CREDENTIAL_BODY_BYTES));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(lifecycle::healthz))
         .routes(routes!(lifecycle::readyz))
-        .routes(routes!(lifecycle::setup))
-        .routes(routes!(lifecycle::unlock))
+        .merge(credentials)
         .routes(routes!(lifecycle::lock))
         .routes(routes!(samples::types))
         .routes(routes!(samples::add, samples::list))
@@ -138,8 +148,6 @@ pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(apps::revoke_credential))
         .routes(routes!(oauth::metadata))
         .routes(routes!(oauth::authorize, oauth::decide))
-        .routes(routes!(oauth::token))
-        .routes(routes!(oauth::revoke))
         .routes(routes!(openapi::serve_spec))
 }
 

@@ -217,6 +217,7 @@ fn authorized_redirect(authorized: Authorized, iss: &str, secure_cookie: bool) -
     ))]
 pub async fn decide(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -238,11 +239,14 @@ pub async fn decide(
         Err(e) => return consent_error(e, &iss),
     };
     if answer.needs_passphrase() {
-        if let Err(p) = state.passphrase_limiter.take() {
+        if let Err(p) = state.passphrase_limiter.take(peer.ip()) {
             return p.into_response();
         }
     }
-    match server.allow(answer, &form, session_cookie(&headers)).await {
+    match server
+        .allow(answer, &form, session_cookie(&headers), Some(peer.ip()))
+        .await
+    {
         Ok(authorized) => authorized_redirect(authorized, &iss, state.tls),
         Err(e) => consent_error(e, &iss),
     }

@@ -11,7 +11,7 @@ use super::{challenge_is_valid, redirect, AuthorizationServer, Code, OAuthError,
 use crate::apps::{digest, new_secret};
 use crate::catalogue;
 use crate::crypto;
-use crate::lock::LockError;
+use crate::lock::{Client, LockError};
 use crate::log::event::{AppKind, AppRecord, Event, GrantChange};
 use crate::log::writer::Write;
 use crate::store::SessionToken;
@@ -287,6 +287,7 @@ impl AuthorizationServer<'_> {
         answer: Answer,
         form: &ConsentForm,
         owner_session: Option<&str>,
+        client: Client,
     ) -> Result<Authorized, ConsentError> {
         let ConsentPrompt {
             request_id,
@@ -306,7 +307,7 @@ impl AuthorizationServer<'_> {
             }
             None => {
                 let passphrase = form.passphrase.as_deref().unwrap_or("");
-                match self.store.unlock(passphrase).await {
+                match self.store.unlock(passphrase, client).await {
                     Ok(session) => new_session = Some(session),
                     Err(LockError::WrongPassphrase) => {
                         return Err(ConsentError::WrongPassphrase(Box::new(answer.prompt)));

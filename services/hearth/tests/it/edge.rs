@@ -326,3 +326,95 @@ async fn only_the_owner_keeps_the_store_from_idle_locking() {
     assert_eq!(state, "locked", "only the owner keeps the store unlocked");
     app.stop().await;
 }
+
+/// A client whose connections come from another loopback address: another
+/// host on the network, as far as the server can tell.
+fn client_from(address: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(address.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_wrong_guesses_do_not_lock_the_owner_out() {
+    let db = TestDatabase::new(support::Backend::Sqlite).await;
+    let mut app = TestApp::unlocked(&db).await;
+    assert_eq!(app.post_json("/v1/lock", &json!({})).await.status(), 204);
+
+    let stranger = client_from("127.0.0.2");
+    let unlock_url = app.url("/v1/unlock");
+    let guess = || {
+        stranger
+            .post(&unlock_url)
+            .json(&json!({ "passphrase": "not the passphrase at all" }))
+            .send()
+    };
+    let first = guess().await.unwrap();
+    assert_eq!(first.status(), 401, "a wrong guess is refused");
+    let second = guess().await.unwrap();
+    assert_eq!(second.status(), 429, "and the stranger backs off");
+
+    // The owner, at another address, unlocks at once.
+    let r = app.unlock().await;
+    assert_eq!(r.status(), 200, "the owner is not held up by the stranger");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["state"], "unlocked");
+
+    // The stranger is still backing off.
+    assert_eq!(guess().await.unwrap().status(), 429);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credential_endpoints_refuse_large_bodies_before_reading_them() {
+    let db = TestDatabase::new(support::Backend::Sqlite).await;
+    let app = TestApp::start(&db).await;
+    let client = reqwest::Client::new();
+    let long = "x".repeat(8 * 1024);
+    for (path, body, content_type) in [
+        (
+            "/v1/setup",
+            json!({ "setup_code": long, "passphrase": "long enough passphrase" }).to_string(),
+            "application/json",
+        ),
+        (
+            "/v1/unlock",
+            json!({ "passphrase": long }).to_string(),
+            "application/json",
+        ),
+        (
+            "/oauth/token",
+            format!("grant_type=refresh_token&client_id=app_x&refresh_token={long}"),
+            "application/x-www-form-urlencoded",
+        ),
+        (
+            "/oauth/revoke",
+            format!("token={long}"),
+            "application/x-www-form-urlencoded",
+        ),
+    ] {
+        let r = client
+            .post(app.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 413, "{path}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/problem+json",
+            "{path}"
+        );
+    }
+    // A body of ordinary size is read as before.
+    let r = client
+        .post(app.url("/v1/unlock"))
+        .json(&json!({ "passphrase": "x".repeat(3000) }))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), 413);
+    app.stop().await;
+}
