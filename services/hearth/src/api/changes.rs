@@ -4,13 +4,17 @@
 //! Both see only what `policy::visibility` lets the caller see: a change to
 //! a type the caller cannot read is invisible unless it is the caller's own.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
+use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, Sse};
 use axum::Json;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
@@ -20,6 +24,7 @@ use uuid::Uuid;
 use super::auth::{Access, Caller};
 use super::problem::{CommonErrors, Problem};
 use super::samples::{page_limit, ApiQuery};
+use super::AppState;
 use crate::apps::Apps;
 use crate::catalogue::{self, TypeIndex};
 use crate::policy;
@@ -156,6 +161,9 @@ struct Observer {
     reported: u64,
     queue: VecDeque<SseEvent>,
     done: bool,
+    heartbeat: Duration,
+    next_heartbeat: Instant,
+    _slot: StreamSlot,
 }
 
 fn change_event(ty: TypeIndex, seq: u64, key: &[u8; 32]) -> SseEvent {
@@ -177,11 +185,84 @@ fn change_event(ty: TypeIndex, seq: u64, key: &[u8; 32]) -> SseEvent {
 fn locked_event() -> SseEvent {
     SseEvent::default()
         .event("store_locked")
-        .json_data(wire::LockedData {
+        .json_data(wire::EndData {
             code: ErrorCode::StoreLocked,
             detail: "the store is locked",
         })
         .expect("an event serialises")
+}
+
+fn revoked_event() -> SseEvent {
+    SseEvent::default()
+        .event("token_revoked")
+        .json_data(wire::EndData {
+            code: ErrorCode::Unauthenticated,
+            detail: "the token no longer works",
+        })
+        .expect("an event serialises")
+}
+
+/// Most observer streams open at once for one token (or the owner).
+const MAX_STREAMS_PER_CALLER: usize = 8;
+/// Most observer streams open at once in all.
+const MAX_STREAMS: usize = 256;
+
+/// Whose streams count together: a token's id, or `None` for the owner.
+type StreamOwner = Option<[u8; 16]>;
+
+/// Open observer streams, counted per token and in all.
+#[derive(Default)]
+pub struct StreamSlots {
+    /// Per token, and the total.
+    open: parking_lot::Mutex<(HashMap<StreamOwner, usize>, usize)>,
+}
+
+/// One open stream's slot, given back when the stream ends.
+struct StreamSlot {
+    slots: Arc<StreamSlots>,
+    key: StreamOwner,
+}
+
+impl StreamSlots {
+    fn take(self: &Arc<Self>, caller: &Caller) -> Result<StreamSlot, Problem> {
+        let key = match caller {
+            Caller::Owner => None,
+            Caller::App(app) => Some(app.token_id),
+        };
+        let mut guard = self.open.lock();
+        let (per_caller, total) = &mut *guard;
+        let mine = per_caller.entry(key).or_default();
+        if *mine >= MAX_STREAMS_PER_CALLER || *total >= MAX_STREAMS {
+            return Err(Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::TooManyStreams,
+                format!(
+                    "at most {MAX_STREAMS_PER_CALLER} observer streams per token \
+                     ({MAX_STREAMS} in all) may be open at once"
+                ),
+            ));
+        }
+        *mine += 1;
+        *total += 1;
+        Ok(StreamSlot {
+            slots: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut guard = self.slots.open.lock();
+        let (per_caller, total) = &mut *guard;
+        *total -= 1;
+        if let Some(n) = per_caller.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                per_caller.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl Observer {
@@ -233,28 +314,50 @@ impl Observer {
         }
     }
 
+    /// Whether the caller's credential still works. Checked before every
+    /// event and heartbeat: a revoked token's stream ends at once. (A read
+    /// grant taken away narrows what the stream reports, silently.)
+    fn still_authorized(&self) -> bool {
+        match &self.caller {
+            Caller::Owner => true,
+            Caller::App(app) => self.apps.still_valid(app),
+        }
+    }
+
     async fn next(mut self) -> Option<(Result<SseEvent, Infallible>, Observer)> {
         loop {
             if let Some(event) = self.queue.pop_front() {
+                self.next_heartbeat = Instant::now() + self.heartbeat;
                 return Some((Ok(event), self));
             }
             if self.done {
                 return None;
             }
-            match self.notes.recv().await {
-                Ok(note) => self.on_note(note),
-                Err(RecvError::Lagged(_)) => match self.store.upgrade() {
+            let received = tokio::time::timeout_at(self.next_heartbeat, self.notes.recv()).await;
+            if !self.still_authorized() {
+                self.queue.push_back(revoked_event());
+                self.done = true;
+                continue;
+            }
+            match received {
+                Err(_quiet) => self
+                    .queue
+                    .push_back(SseEvent::default().comment("heartbeat")),
+                Ok(Ok(note)) => self.on_note(note),
+                Ok(Err(RecvError::Lagged(_))) => match self.store.upgrade() {
                     Some(open) => self.catch_up(&open),
                     None => self.on_note(Note::Locked),
                 },
-                Err(RecvError::Closed) => self.on_note(Note::Locked),
+                Ok(Err(RecvError::Closed)) => self.on_note(Note::Locked),
             }
         }
     }
 }
 
 /// A Server-Sent Events stream: `change` events ("type T changed, new anchor
-/// A"), heartbeats, and a final `store_locked` event when the store locks.
+/// A"), heartbeats, and a final `store_locked` event when the store locks or
+/// `token_revoked` when the token stops working (checked at every event and
+/// heartbeat). At most 8 streams per token (256 in all) are open at once.
 /// Reconnecting with `Last-Event-ID` reports every type changed since.
 #[utoipa::path(get, path = "/v1/observe", tag = "queries", operation_id = "observe",
     params(
@@ -262,11 +365,13 @@ impl Observer {
         ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "The `id` of the last event received: catch up from there"),
     ),
     responses(
-        (status = 200, description = "A Server-Sent Events stream that ends when the store locks", body = wire::ObserveEvent, content_type = "text/event-stream"),
+        (status = 200, description = "A Server-Sent Events stream that ends when the store locks or the token stops working", body = wire::ObserveEvent, content_type = "text/event-stream"),
+        (status = 429, description = "Too many observer streams are open for this token, or in all", body = crate::wire::ProblemDetails, content_type = "application/problem+json"),
         CommonErrors,
     ),
     security(("owner" = []), ("apps" = [])))]
 pub async fn observe(
+    State(state): State<AppState>,
     access: Access,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<ObserveQuery>,
@@ -292,6 +397,7 @@ pub async fn observe(
                 })
         })
         .transpose()?;
+    let slot = state.observers.take(&access.caller)?;
     let open: Arc<OpenStore> = access.open;
     // Subscribe before looking, so nothing falls between catch-up and live.
     let notes = open.projection.subscribe();
@@ -306,6 +412,9 @@ pub async fn observe(
         reported: last.map_or(0, |a| a.seq),
         queue: VecDeque::new(),
         done: false,
+        heartbeat: Duration::from_secs(heartbeat),
+        next_heartbeat: Instant::now() + Duration::from_secs(heartbeat),
+        _slot: slot,
     };
     if last.is_some() {
         observer.catch_up(&open);
@@ -332,9 +441,5 @@ pub async fn observe(
     );
     drop(open);
     let stream = futures_util::stream::unfold(observer, Observer::next);
-    Ok(Sse::new(stream).keep_alive(
-        KeepAlive::new()
-            .interval(Duration::from_secs(heartbeat))
-            .text("heartbeat"),
-    ))
+    Ok(Sse::new(stream))
 }

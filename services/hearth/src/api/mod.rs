@@ -45,6 +45,8 @@ pub struct AppState {
     pub(crate) public_url: Option<String>,
     /// Served over HTTPS: session cookies are `Secure`.
     pub(crate) tls: bool,
+    /// Open observer streams, capped per token and in all.
+    pub(crate) observers: Arc<changes::StreamSlots>,
 }
 
 pub struct Limits {
@@ -72,6 +74,7 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         oauth: Arc::new(OAuthState::default()),
         public_url: limits.public_url.clone(),
         tls,
+        observers: Arc::default(),
     };
     let (routes, _) = documented_routes().split_for_parts();
     let router = routes

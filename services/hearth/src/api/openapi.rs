@@ -86,7 +86,7 @@ impl Modify for SecuritySchemes {
         crate::wire::ErrorCode,
         crate::wire::queries::ReadyData,
         crate::wire::queries::ChangeData,
-        crate::wire::queries::LockedData,
+        crate::wire::queries::EndData,
     )),
     modifiers(&SecuritySchemes),
     tags(

@@ -38,6 +38,9 @@ pub struct AppCaller {
     pub app_id: Arc<str>,
     pub token_id: [u8; 16],
     pub scope: Arc<[String]>,
+    /// The SHA-256 of the token presented, as the registry keeps it: what
+    /// a long-lived request (an observer stream) checks again later.
+    pub token_hash: [u8; 32],
 }
 
 impl AppCaller {
@@ -227,7 +230,18 @@ impl Apps {
             app_id: t.app_id.as_str().into(),
             token_id: t.id,
             scope: t.scope.clone().into(),
+            token_hash: hash,
         })
+    }
+
+    /// Whether the token `app` authenticated with still works: not revoked,
+    /// not expired, its app still registered.
+    pub fn still_valid(&self, app: &AppCaller) -> bool {
+        let now = self.clock.now_us();
+        self.registry
+            .read()
+            .token(&app.token_hash, now)
+            .is_some_and(|t| t.id == app.token_id)
     }
 }
 

@@ -55,6 +55,7 @@ error_codes! {
     StorageUnavailable = "storage_unavailable",
     InternalError = "internal_error",
     HostNotAllowed = "host_not_allowed",
+    TooManyStreams = "too_many_streams",
 }
 
 /// One invalid field.

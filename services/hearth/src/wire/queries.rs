@@ -234,15 +234,18 @@ pub enum ObserveEventName {
     Change,
     #[serde(rename = "store_locked")]
     StoreLocked,
+    #[serde(rename = "token_revoked")]
+    TokenRevoked,
 }
 
 /// One Server-Sent Event: `ready` first (data `ReadyData`), then `change`
-/// (data `ChangeData`) per changed type, and `store_locked` (data
-/// `LockedData`) last when the store locks. Heartbeats are comments.
+/// (data `ChangeData`) per changed type; last, `store_locked` when the store
+/// locks or `token_revoked` when the token stops working (data `EndData`).
+/// Heartbeats are comments.
 #[derive(Serialize, ToSchema)]
 pub struct ObserveEvent {
     pub event: ObserveEventName,
-    /// JSON text: `ReadyData`, `ChangeData` or `LockedData`.
+    /// JSON text: `ReadyData`, `ChangeData` or `EndData`.
     #[schema(content_media_type = "application/json")]
     pub data: String,
     /// The anchor; send it back as `Last-Event-ID` when reconnecting.
@@ -265,9 +268,9 @@ pub struct ChangeData {
     pub anchor: String,
 }
 
-/// The data of the `store_locked` event.
+/// The data of the last event, `store_locked` or `token_revoked`.
 #[derive(Serialize, ToSchema)]
-pub struct LockedData {
+pub struct EndData {
     pub code: super::ErrorCode,
     pub detail: &'static str,
 }

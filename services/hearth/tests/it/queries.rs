@@ -22,6 +22,8 @@ both_backends!(
     bad_input_to_new_endpoints_is_a_clear_problem,
     huge_bucket_intervals_are_refused_not_a_panic,
     observer_never_fires_for_hidden_changes,
+    revoking_a_credential_ends_its_observer_streams,
+    observer_streams_are_capped_per_token,
 );
 
 /// An RFC 3339 time for a query string.
@@ -868,4 +870,105 @@ async fn observer_never_fires_for_hidden_changes(backend: Backend) {
     let own = sse.next_event(second).await.expect("its own change fires");
     assert_eq!(own.event, "change");
     assert!(own.data.contains("step_count"));
+}
+
+/// Mints a credential; returns its id and token.
+async fn mint_with_id(app: &TestApp, app_id: &str, read: &[&str]) -> (String, String) {
+    let r = app
+        .post_json(
+            &format!("/v1/apps/{app_id}/credentials"),
+            &json!({ "name": "watcher", "read": read, "write": [] }),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let body: Value = r.json().await.unwrap();
+    (
+        body["id"].as_str().unwrap().to_string(),
+        body["token"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn revoking_a_credential_ends_its_observer_streams(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let mut app = TestApp::unlocked(&db).await;
+    let reg = app
+        .register_app("Watcher", "https://w.example/cb", false)
+        .await;
+    let app_id = reg["id"].as_str().unwrap().to_string();
+    let (cred_id, token) = mint_with_id(&app, &app_id, &["step_count"]).await;
+    let owner = app.token.replace(token).unwrap();
+    let mut sse = Sse::open(&app, "/v1/observe?types=step_count&heartbeat=1", None).await;
+    app.token = Some(owner);
+    let second = Duration::from_secs(1);
+    assert_eq!(sse.next_event(second).await.unwrap().event, "ready");
+
+    let r = app
+        .delete(&format!("/v1/apps/{app_id}/credentials/{cred_id}"))
+        .await;
+    assert_eq!(r.status(), 204);
+    // Within one heartbeat (plus slack for a loaded machine) the stream
+    // says why it ends, and ends.
+    let last = sse.next_event(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(last.event, "token_revoked");
+    let data: Value = serde_json::from_str(&last.data).unwrap();
+    assert_eq!(data["code"], "unauthenticated");
+    assert!(
+        sse.next(Duration::from_secs(5)).await.is_none(),
+        "the stream ends"
+    );
+    app.stop().await;
+}
+
+async fn observer_streams_are_capped_per_token(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let mut app = TestApp::unlocked(&db).await;
+    let reg = app
+        .register_app("Greedy", "https://g.example/cb", false)
+        .await;
+    let app_id = reg["id"].as_str().unwrap().to_string();
+    let (_, first) = mint_with_id(&app, &app_id, &["step_count"]).await;
+    let (_, second) = mint_with_id(&app, &app_id, &["step_count"]).await;
+    let owner = app.token.replace(first.clone()).unwrap();
+    let mut open = Vec::new();
+    // Heartbeats every second: the server notices a closed stream when a
+    // heartbeat fails to go out.
+    let path = "/v1/observe?heartbeat=1";
+    for _ in 0..8 {
+        open.push(Sse::open(&app, path, None).await);
+    }
+    let r = app
+        .client
+        .get(app.url("/v1/observe"))
+        .bearer_auth(&first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429, "a ninth stream for one token is refused");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "too_many_streams");
+
+    // Another token is counted apart; a closed stream frees its slot.
+    app.token = Some(second);
+    let _other = Sse::open(&app, path, None).await;
+    drop(open.pop());
+    app.token = Some(first);
+    let mut reopened = None;
+    for _ in 0..150 {
+        let r = app
+            .client
+            .get(app.url(path))
+            .bearer_auth(app.token.as_deref().unwrap())
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            reopened = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reopened.is_some(), "a closed stream gives its slot back");
+    app.token = Some(owner);
+    app.stop().await;
 }
