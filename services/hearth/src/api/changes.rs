@@ -231,8 +231,8 @@ impl StreamSlots {
         };
         let mut guard = self.open.lock();
         let (per_caller, total) = &mut *guard;
-        let mine = per_caller.entry(key).or_default();
-        if *mine >= MAX_STREAMS_PER_CALLER || *total >= MAX_STREAMS {
+        let mine = per_caller.get(&key).copied().unwrap_or(0);
+        if mine >= MAX_STREAMS_PER_CALLER || *total >= MAX_STREAMS {
             return Err(Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 ErrorCode::TooManyStreams,
@@ -242,7 +242,7 @@ impl StreamSlots {
                 ),
             ));
         }
-        *mine += 1;
+        *per_caller.entry(key).or_default() += 1;
         *total += 1;
         Ok(StreamSlot {
             slots: self.clone(),
