@@ -157,21 +157,23 @@ pub fn validate(
         return Err(SampleError::invalid(at, "end", "end is before start"));
     }
     let id = s.id.unwrap_or_else(Uuid::new_v4);
+    // The stored form shares the id and times whatever the kind of type.
+    let stored = |value: f64, metadata: Option<String>| StoredSample {
+        id: id.into_bytes(),
+        start_us,
+        start_offset_min,
+        end_us,
+        end_offset_min,
+        value,
+        metadata,
+    };
     if !matches!(ty.kind, Kind::Quantity { .. } | Kind::Category { .. }) {
         let metadata = s.metadata.map(|m| validate_metadata(at, m)).transpose()?;
         let device = s.device.map(|d| validate_device(at, d)).transpose()?;
         let base = NewSample {
             type_index,
             device,
-            sample: StoredSample {
-                id: id.into_bytes(),
-                start_us,
-                start_offset_min,
-                end_us,
-                end_offset_min,
-                value: 0.0,
-                metadata,
-            },
+            sample: stored(0.0, metadata),
         };
         let stored = composed::validate(at, ty, base, s.value, s.unit.is_some(), parts)?;
         return Ok((id, stored));
@@ -219,15 +221,7 @@ pub fn validate(
     let new = NewSample {
         type_index,
         device,
-        sample: StoredSample {
-            id: id.into_bytes(),
-            start_us,
-            start_offset_min,
-            end_us,
-            end_offset_min,
-            value,
-            metadata,
-        },
+        sample: stored(value, metadata),
     };
     Ok((id, vec![new]))
 }
