@@ -40,5 +40,6 @@ pub mod storage;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod view;
 pub mod web;
 pub mod wire;

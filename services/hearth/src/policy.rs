@@ -9,7 +9,15 @@
 use crate::apps::{AppCaller, Apps};
 use crate::caller::Caller;
 use crate::catalogue::{self, TypeIndex};
-use crate::projection::{Projection, Visibility};
+use crate::projection::Projection;
+
+/// Which samples of a type a caller sees: all of them, or only those its own
+/// source wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Visibility {
+    All,
+    OnlySource(u32),
+}
 
 /// Whether the caller may read every sample of `ty`. Private: callers learn
 /// only the effect, through [`visibility`].
@@ -45,20 +53,6 @@ pub fn visibility(
     }
     // A source never seen has written nothing: it sees nothing.
     Visibility::OnlySource(projection.source_id(caller.source()).unwrap_or(u32::MAX))
-}
-
-/// Whether the caller sees one sample of `ty` written by `source`.
-pub fn sees(
-    caller: &Caller,
-    apps: &Apps,
-    ty: TypeIndex,
-    projection: &Projection,
-    source: u32,
-) -> bool {
-    match visibility(caller, apps, ty, projection) {
-        Visibility::All => true,
-        Visibility::OnlySource(s) => s == source,
-    }
 }
 
 /// An app's write status for one type, as it may learn it.

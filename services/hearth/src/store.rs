@@ -18,6 +18,7 @@ use tracing::Instrument;
 use zeroize::Zeroizing;
 
 use crate::apps::Apps;
+use crate::caller::Caller;
 use crate::crypto::{self, KdfParams};
 use crate::lock::{
     initialise, open_data_key, Backoffs, Client, LockError, LockState, LockStateName, Unavailable,
@@ -26,14 +27,23 @@ use crate::log::replay::{replay, ReplayError};
 use crate::log::writer::Writer;
 use crate::projection::Projection;
 use crate::storage::Storage;
+use crate::view::View;
 
 /// How long an owner session lasts.
 const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
 /// What an unlocked store holds; dropped (and wiped) at lock.
 pub struct OpenStore {
-    pub projection: Arc<Projection>,
+    /// Private: everything outside the store reads through a [`View`].
+    projection: Arc<Projection>,
     pub writer: Writer,
+}
+
+impl OpenStore {
+    /// The store as `caller` may see it.
+    pub fn view(&self, caller: Caller, apps: Arc<Apps>) -> View {
+        View::new(self.projection.clone(), caller, apps)
+    }
 }
 
 pub struct Store {

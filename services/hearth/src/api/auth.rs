@@ -15,6 +15,7 @@ use super::AppState;
 use crate::apps::Apps;
 pub use crate::caller::Caller;
 use crate::store::OpenStore;
+use crate::view::View;
 
 pub const SESSION_COOKIE: &str = "hearth_session";
 
@@ -90,9 +91,11 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// An authenticated caller of an unlocked store.
+/// An authenticated caller of an unlocked store: what it may read (`view`)
+/// and where its writes go (`open.writer`).
 pub struct Access {
     pub open: Arc<OpenStore>,
+    pub view: View,
     pub caller: Caller,
     pub apps: Arc<Apps>,
 }
@@ -103,10 +106,12 @@ impl FromRequestParts<AppState> for Access {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         let open = state.store.open_store()?;
         let caller = Caller::from_request_parts(parts, state).await?;
+        let apps = state.store.apps().clone();
         Ok(Access {
+            view: open.view(caller.clone(), apps.clone()),
             open,
             caller,
-            apps: state.store.apps().clone(),
+            apps,
         })
     }
 }

@@ -27,11 +27,11 @@ use super::samples::{page_limit, ApiQuery};
 use super::AppState;
 use crate::apps::Apps;
 use crate::catalogue::{self, TypeIndex};
-use crate::policy;
-use crate::projection::{Note, Projection, Visibility};
+use crate::projection::Note;
 use crate::query::changes::{self, Anchor, Change};
 use crate::samples::{self, check_unit, lookup_type};
 use crate::store::OpenStore;
+use crate::view::View;
 use crate::wire::queries as wire;
 use crate::wire::ErrorCode;
 
@@ -62,18 +62,6 @@ fn parse_anchor(text: Option<&str>, key: &[u8; 32]) -> Result<Anchor, Problem> {
             Problem::invalid(None, "anchor", "not an anchor returned by this server")
         }),
     }
-}
-
-fn views(
-    caller: &Caller,
-    apps: &Apps,
-    types: &[TypeIndex],
-    projection: &Projection,
-) -> Vec<(TypeIndex, Visibility)> {
-    types
-        .iter()
-        .map(|&t| (t, policy::visibility(caller, apps, t, projection)))
-        .collect()
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -110,19 +98,16 @@ pub async fn changes(
         }
         check_unit(catalogue::get(types[0]), q.unit.as_deref())?;
     }
-    let anchor = parse_anchor(q.anchor.as_deref(), access.open.projection.anchor_key())?;
+    let view = &access.view;
+    let anchor = parse_anchor(q.anchor.as_deref(), view.anchor_key())?;
     let limit = page_limit(q.limit.as_deref())?;
-    let projection = &access.open.projection;
-    let views = views(&access.caller, &access.apps, &types, projection);
-    let page = changes::page(projection, &views, anchor, limit);
+    let page = changes::page(view, &types, anchor, limit);
     let mut added = Vec::new();
     let mut deleted = Vec::new();
     for change in page.changes {
         match change {
             Change::Added { ty, row } => added.push(samples::present(
-                &access.caller,
-                &access.apps,
-                projection,
+                view,
                 catalogue::get(ty),
                 &row,
                 q.unit.as_deref(),
@@ -136,7 +121,7 @@ pub async fn changes(
     Ok(Json(wire::ChangePage {
         added,
         deleted,
-        anchor: page.next.encode(access.open.projection.anchor_key()),
+        anchor: page.next.encode(view.anchor_key()),
         has_more: page.has_more,
     }))
 }
@@ -268,12 +253,11 @@ impl Drop for StreamSlot {
 impl Observer {
     /// Queues an event per type visibly changed after `self.reported`.
     fn catch_up(&mut self, open: &OpenStore) {
-        let projection = &open.projection;
-        let views = views(&self.caller, &self.apps, &self.types, projection);
-        let (types, latest) = changes::changed_types(projection, &views, self.reported);
+        let view = self.view(open);
+        let (types, latest) = changes::changed_types(&view, &self.types, self.reported);
         for ty in types {
             self.queue
-                .push_back(change_event(ty, latest, projection.anchor_key()));
+                .push_back(change_event(ty, latest, view.anchor_key()));
         }
         self.reported = latest;
     }
@@ -293,25 +277,27 @@ impl Observer {
                     self.done = true;
                     return;
                 };
+                let view = self.view(&open);
                 let mut fired: Vec<TypeIndex> = Vec::new();
                 for &(ty, source) in touched.iter() {
                     if !self.types.contains(&ty) || fired.contains(&ty) {
                         continue;
                     }
-                    let seen =
-                        match policy::visibility(&self.caller, &self.apps, ty, &open.projection) {
-                            Visibility::All => true,
-                            Visibility::OnlySource(s) => s == source,
-                        };
-                    if seen {
+                    if view.sees_change(ty, source) {
                         fired.push(ty);
-                        let key = open.projection.anchor_key();
-                        self.queue.push_back(change_event(ty, seq, key));
+                        self.queue
+                            .push_back(change_event(ty, seq, view.anchor_key()));
                     }
                 }
                 self.reported = seq;
             }
         }
+    }
+
+    /// The store as the observer's caller sees it now (grants are looked
+    /// up afresh).
+    fn view(&self, open: &OpenStore) -> View {
+        open.view(self.caller.clone(), self.apps.clone())
     }
 
     /// Whether the caller's credential still works. Checked before every
@@ -388,7 +374,7 @@ pub async fn observe(
     let last = headers
         .get("last-event-id")
         .map(|v| {
-            let key = access.open.projection.anchor_key();
+            let key = access.view.anchor_key();
             v.to_str()
                 .ok()
                 .and_then(|t| Anchor::decode(t, key))
@@ -400,7 +386,7 @@ pub async fn observe(
     let slot = state.observers.take(&access.caller)?;
     let open: Arc<OpenStore> = access.open;
     // Subscribe before looking, so nothing falls between catch-up and live.
-    let notes = open.projection.subscribe();
+    let notes = access.view.subscribe();
     let mut observer = Observer {
         store: Arc::downgrade(&open),
         caller: access.caller,
@@ -419,19 +405,14 @@ pub async fn observe(
     if last.is_some() {
         observer.catch_up(&open);
     } else {
-        let views = views(
-            &observer.caller,
-            &observer.apps,
-            &observer.types,
-            &open.projection,
-        );
-        observer.reported = changes::changed_types(&open.projection, &views, 0).1;
+        let view = observer.view(&open);
+        observer.reported = changes::changed_types(&view, &observer.types, 0).1;
     }
     let anchor = Anchor {
         seq: observer.reported,
         after_id: None,
     }
-    .encode(open.projection.anchor_key());
+    .encode(access.view.anchor_key());
     observer.queue.push_back(
         SseEvent::default()
             .event("ready")

@@ -11,8 +11,6 @@ use super::auth::{Access, Caller};
 use super::problem::{ApiJson, BodyErrors, CommonErrors, Problem};
 use crate::catalogue;
 use crate::log::writer::Write;
-use crate::policy;
-use crate::projection::Visibility;
 use crate::wire::queries::Characteristics;
 use crate::wire::{ErrorCode, ProblemDetails};
 
@@ -45,8 +43,7 @@ fn validate(
 
 /// The characteristics the caller may read; unset (and unreadable) ones null.
 fn view(access: &Access) -> Characteristics {
-    let projection = &access.open.projection;
-    let set = projection.characteristics();
+    let set = access.view.characteristics();
     let mut readable = Map::new();
     for (i, ty) in catalogue::all().iter().enumerate() {
         if !ty.is_characteristic() {
@@ -54,7 +51,7 @@ fn view(access: &Access) -> Characteristics {
         }
         let ti = catalogue::TypeIndex(i as u16);
         // Characteristics are only ever the owner's: readable with `All`.
-        if policy::visibility(&access.caller, &access.apps, ti, projection) != Visibility::All {
+        if !access.view.reads(ti) {
             continue;
         }
         if let Some((_, v)) = set.iter().find(|(k, _)| k == ty.id) {

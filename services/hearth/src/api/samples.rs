@@ -97,12 +97,7 @@ pub async fn add(
         }
         ids.push(id);
     }
-    samples::check_routes(
-        &access.caller,
-        &access.apps,
-        &access.open.projection,
-        &stored,
-    )?;
+    samples::check_routes(&access.view, &stored)?;
     let outcome = access
         .open
         .writer
@@ -231,12 +226,10 @@ pub async fn list(
         .transpose()
         .map_err(|e| Problem::invalid(None, "sources", e))?;
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
-    let projection = &access.open.projection;
     let (rows, more) = query::page(
-        projection,
+        &access.view,
         &SampleQuery {
             ty: ti,
-            visibility: policy::visibility(&access.caller, &access.apps, ti, projection),
             range,
             sources: filter.as_deref(),
             device: q.device.as_deref(),
@@ -247,16 +240,7 @@ pub async fn list(
     );
     let samples = rows
         .iter()
-        .map(|r| {
-            samples::present(
-                &access.caller,
-                &access.apps,
-                projection,
-                ty,
-                r,
-                q.unit.as_deref(),
-            )
-        })
+        .map(|r| samples::present(&access.view, ty, r, q.unit.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;
     let next_cursor = match (more && !most_recent, rows.last()) {
         (true, Some(last)) => Some(encode_cursor(last.start_us, last.id)),
@@ -308,25 +292,13 @@ pub async fn get_one(
     let (ti, row) = visible_sample(&access, id)?;
     let ty = catalogue::get(ti);
     check_unit(ty, q.unit.as_deref())?;
-    let projection = &access.open.projection;
-    let out = samples::present(
-        &access.caller,
-        &access.apps,
-        projection,
-        ty,
-        &row,
-        q.unit.as_deref(),
-    )?;
+    let out = samples::present(&access.view, ty, &row, q.unit.as_deref())?;
     Ok(Json(out))
 }
 
 /// The sample with this id, if the caller sees it; `404` alike otherwise.
 pub(crate) fn visible_sample(access: &Access, id: u128) -> Result<(TypeIndex, Row), Problem> {
-    let projection = &access.open.projection;
-    projection
-        .find(id)
-        .filter(|(ti, row)| policy::sees(&access.caller, &access.apps, *ti, projection, row.source))
-        .ok_or_else(Problem::not_found)
+    access.view.find(id).ok_or_else(Problem::not_found)
 }
 
 /// Deletes a sample (a tombstone event; the id is never reused).
@@ -342,7 +314,7 @@ pub(crate) fn visible_sample(access: &Access, id: u128) -> Result<(TypeIndex, Ro
 pub async fn delete(access: Access, ApiPath(id): ApiPath<String>) -> Result<StatusCode, Problem> {
     let id = parse_id(&id)?;
     let (_, row) = visible_sample(&access, id)?;
-    let source = access.open.projection.source_name(row.source);
+    let source = access.view.source_name(row.source);
     if !policy::may_delete(&access.caller, &source) {
         return Err(Problem::new(
             StatusCode::FORBIDDEN,

@@ -11,9 +11,7 @@ use super::problem::{ApiJson, BodyErrors, CommonErrors, Problem};
 use super::samples::ApiQuery;
 use crate::log::event::SourceKey;
 use crate::log::writer::Write;
-use crate::policy;
 use crate::query::buckets::selected_origins;
-use crate::query::sources::SourceTable;
 use crate::samples::lookup_type;
 use crate::wire::queries as wire;
 use crate::wire::{ErrorCode, ProblemDetails};
@@ -106,7 +104,7 @@ pub async fn put_priority(
     security(("owner" = [])))]
 pub async fn get_priority(access: Access) -> Result<Json<wire::SourcePriority>, Problem> {
     owner_only(&access.caller)?;
-    let (_, order) = access.open.projection.priority();
+    let (_, order) = access.view.priority();
     Ok(Json(wire::SourcePriority {
         order: order.iter().map(key_wire).collect(),
     }))
@@ -132,14 +130,9 @@ pub async fn list(
     ApiQuery(q): ApiQuery<SourcesQuery>,
 ) -> Result<Json<wire::SourceList>, Problem> {
     let ti = lookup_type(None, &q.type_id)?;
-    let projection = &access.open.projection;
-    let visibility = policy::visibility(&access.caller, &access.apps, ti, projection);
-    let table = SourceTable::of(projection);
-    let (_, order) = projection.priority();
-    let mut origins = {
-        let cols = projection.columns(ti);
-        selected_origins(&cols, visibility, &table, None)
-    };
+    let table = access.view.source_table();
+    let (_, order) = access.view.priority();
+    let mut origins = selected_origins(&access.view.columns(ti), &table, None);
     origins.sort_by_key(|&o| table.rank(o, &order));
     Ok(Json(wire::SourceList {
         sources: origins.into_iter().map(|o| table.describe(o)).collect(),

@@ -13,12 +13,12 @@ use super::problem::{ApiPath, CommonErrors, Problem};
 use super::samples::{flag, parse_id, visible_sample, ApiQuery};
 use crate::catalogue::{self, units, Aggregation, SampleType, TypeIndex};
 use crate::log::event::SourceKey;
-use crate::policy;
-use crate::projection::{Projection, TypeColumns, Visibility};
 use crate::query::buckets::{self, BucketError, BucketRequest, Figures, Interval};
 use crate::query::sources::{self, Origin, SourceTable};
 use crate::samples::{self, check_unit, lookup_type, parse_time, time_bounds};
+use crate::view::{Columns, View};
 use crate::wire::queries as wire;
+use crate::wire::queries::SourceInfo;
 use crate::wire::{ErrorCode, ProblemDetails};
 
 fn sources_param(text: Option<&str>) -> Result<Option<Vec<SourceKey>>, Problem> {
@@ -28,23 +28,34 @@ fn sources_param(text: Option<&str>) -> Result<Option<Vec<SourceKey>>, Problem> 
 }
 
 /// Figures of samples starting in `[from, to)` for one view.
+/// Figures of the samples of `ti` starting in `[from, to)`, overlapping
+/// sources merged for a cumulative sum.
 fn range_figures(
-    projection: &Projection,
+    view: &View,
     ti: TypeIndex,
-    cols: &TypeColumns,
-    visibility: Visibility,
+    cols: &Columns<'_>,
     selection: Option<Vec<Origin>>,
     table: &SourceTable,
     (from, to): (i64, i64),
 ) -> Figures {
     let rows = cols.start_range(from, to);
     let ty = catalogue::get(ti);
-    let mut f = buckets::discrete_figures(cols, rows.clone(), visibility, selection.as_deref());
+    let mut f = buckets::discrete_figures(cols, rows.clone(), selection.as_deref());
     if ty.aggregation() == Some(Aggregation::Cumulative) {
-        let series = buckets::series_for(projection, ti, cols, visibility, selection, table);
-        f.sum = series.sum_rows(cols, rows);
+        f.sum = view.series(ti, cols, selection, table).sum_rows(cols, rows);
     }
     f
+}
+
+/// Runs a computation over the projection on a blocking thread, so a long
+/// one never holds up the async workers that serve everyone else.
+async fn off_workers<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Problem> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        tracing::error!(error = %e, "a statistics computation failed");
+        Problem::internal()
+    })
 }
 
 /// The figures a type offers, limited to `wanted`, in `unit`.
@@ -145,48 +156,39 @@ pub async fn statistics(
     let range = time_bounds(q.start.as_deref(), q.end.as_deref())?;
     let filter = sources_param(q.sources.as_deref())?;
     let by_source = flag(q.by_source.as_deref(), "by_source")?;
-    let projection = &access.open.projection;
-    let visibility = policy::visibility(&access.caller, &access.apps, ti, projection);
-    let table = SourceTable::of(projection);
-    let cols = projection.columns(ti);
-    let origins = (filter.is_some() || by_source)
-        .then(|| buckets::selected_origins(&cols, visibility, &table, filter.as_deref()));
     let wanted: Vec<&str> = match ty.aggregation() {
         Some(Aggregation::Cumulative) => vec!["sum"],
         Some(Aggregation::Discrete) => DISCRETE.to_vec(),
         None => vec![],
     };
     let unit = q.unit.as_deref();
-    let f = range_figures(
-        projection,
-        ti,
-        &cols,
-        visibility,
-        origins.clone(),
-        &table,
-        range,
-    );
-    let sources = by_source.then(|| {
-        origins
-            .unwrap_or_default()
-            .into_iter()
-            .map(|o| {
-                let f = range_figures(
-                    projection,
-                    ti,
-                    &cols,
-                    visibility,
-                    Some(vec![o]),
-                    &table,
-                    range,
-                );
-                let origin = table.describe(o);
-                wire::SourceStatistics {
-                    source: origin.source,
-                    device: origin.device,
-                    count: f.count,
-                    figures: figures(ty, &f, unit, &wanted),
-                }
+    let view = access.view.clone();
+    let (f, per_origin) = off_workers(move || {
+        let cols = view.columns(ti);
+        let table = view.source_table();
+        let origins = (filter.is_some() || by_source)
+            .then(|| buckets::selected_origins(&cols, &table, filter.as_deref()));
+        let f = range_figures(&view, ti, &cols, origins.clone(), &table, range);
+        let per_origin = by_source.then(|| {
+            let origins = origins.unwrap_or_default();
+            let rows = cols.start_range(range.0, range.1);
+            let per = buckets::figures_by_origin(&cols, rows, &origins);
+            origins
+                .into_iter()
+                .map(|o| table.describe(o))
+                .zip(per)
+                .collect::<Vec<_>>()
+        });
+        (f, per_origin)
+    })
+    .await?;
+    let sources = per_origin.map(|per| {
+        per.into_iter()
+            .map(|(origin, f)| wire::SourceStatistics {
+                source: origin.source,
+                device: origin.device,
+                count: f.count,
+                figures: figures(ty, &f, unit, &wanted),
             })
             .collect()
     });
@@ -291,21 +293,30 @@ pub async fn buckets(
     .map_err(bucket_problem)?;
     let filter = sources_param(q.sources.as_deref())?;
     let by_source = flag(q.by_source.as_deref(), "by_source")?;
-    let projection = &access.open.projection;
-    let visibility = policy::visibility(&access.caller, &access.apps, ti, projection);
-    let result = buckets::run(
-        projection,
-        &BucketRequest {
-            ty: ti,
-            start_us,
-            end_us,
-            interval: &interval,
-            anchor: &anchor,
-            visibility,
-            sources: filter.as_deref(),
-            by_source,
-        },
-    )
+    let view = access.view.clone();
+    let request_anchor = anchor.clone();
+    let (result, described) = off_workers(move || {
+        let result = buckets::run(
+            &view,
+            &BucketRequest {
+                ty: ti,
+                start_us,
+                end_us,
+                interval: &interval,
+                anchor: &request_anchor,
+                sources: filter.as_deref(),
+                by_source,
+            },
+        )?;
+        let table = view.source_table();
+        let described: Vec<Option<SourceInfo>> = result
+            .series
+            .iter()
+            .map(|s| s.origin.map(|o| table.describe(o)))
+            .collect();
+        Ok((result, described))
+    })
+    .await?
     .map_err(bucket_problem)?;
     let discrete = ty.aggregation() == Some(Aggregation::Discrete);
     let unit = q.unit.as_deref();
@@ -323,13 +334,12 @@ pub async fn buckets(
             .collect()
     };
     let (buckets, sources) = if by_source {
-        let table = SourceTable::of(projection);
         let per = result
             .series
             .iter()
-            .map(|s| {
-                let o = s.origin.expect("by_source series name their origin");
-                let origin = table.describe(o);
+            .zip(described)
+            .map(|(s, origin)| {
+                let origin = origin.expect("by_source series name their origin");
                 wire::SourceBuckets {
                     source: origin.source,
                     device: origin.device,
@@ -382,20 +392,12 @@ pub async fn workout(
     ApiQuery(q): ApiQuery<WorkoutQuery>,
 ) -> Result<Json<wire::WorkoutStatistics>, Problem> {
     let id = parse_id(&id)?;
-    let projection = &access.open.projection;
     let workout_ty = catalogue::lookup("workout").expect("catalogue type");
     let (ti, row) = visible_sample(&access, id)?;
     if ti != workout_ty {
         return Err(Problem::not_found());
     }
-    let workout = samples::present(
-        &access.caller,
-        &access.apps,
-        projection,
-        catalogue::get(ti),
-        &row,
-        None,
-    )?;
+    let workout = samples::present(&access.view, catalogue::get(ti), &row, None)?;
     let mut statistics = None;
     if let Some(type_id) = q.type_id.as_deref() {
         let sti = lookup_type(None, type_id)?;
@@ -403,15 +405,18 @@ pub async fn workout(
         check_unit(ty, q.unit.as_deref())?;
         let wanted = aggregates(ty, None)?;
         let filter = sources_param(q.sources.as_deref())?;
-        let visibility = policy::visibility(&access.caller, &access.apps, sti, projection);
-        let table = SourceTable::of(projection);
-        let cols = projection.columns(sti);
-        let selection = filter
-            .as_deref()
-            .map(|f| buckets::selected_origins(&cols, visibility, &table, Some(f)));
         // Samples starting during the workout (an instant one at its end too).
         let range = (row.start_us, row.end_us.saturating_add(1));
-        let f = range_figures(projection, sti, &cols, visibility, selection, &table, range);
+        let view = access.view.clone();
+        let f = off_workers(move || {
+            let cols = view.columns(sti);
+            let table = view.source_table();
+            let selection = filter
+                .as_deref()
+                .map(|f| buckets::selected_origins(&cols, &table, Some(f)));
+            range_figures(&view, sti, &cols, selection, &table, range)
+        })
+        .await?;
         statistics = Some(wire::WorkoutFigures {
             type_id: ty.id,
             count: f.count,

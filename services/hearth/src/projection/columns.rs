@@ -34,11 +34,67 @@ impl Row {
     }
 }
 
-/// Which samples a reader may see: all of them, or only those one source wrote.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Visibility {
-    All,
-    OnlySource(u32),
+/// The rows one source wrote, as 64-row blocks with a bit per row: a source's
+/// rows can be gathered without reading anyone else's. Sources write in runs,
+/// so this costs a fraction of a byte per row; at worst (every row of a
+/// block from another source) 12 bytes for each of the source's rows.
+#[derive(Clone, Debug, Default)]
+struct SourceRows {
+    /// Block numbers (`row / 64`), ascending.
+    blocks: Vec<u32>,
+    /// The source's rows within each block.
+    masks: Vec<u64>,
+}
+
+impl SourceRows {
+    fn add(&mut self, row: usize) {
+        let (block, bit) = ((row / 64) as u32, 1u64 << (row % 64));
+        match self.blocks.last() {
+            Some(&last) if last == block => *self.masks.last_mut().expect("parallel") |= bit,
+            _ => {
+                self.blocks.push(block);
+                self.masks.push(bit);
+            }
+        }
+    }
+
+    /// Forgets rows `from..`.
+    fn truncate(&mut self, from: usize) {
+        let block = (from / 64) as u32;
+        let keep = self.blocks.partition_point(|&b| b < block);
+        let mut cut = keep;
+        if self.blocks.get(keep) == Some(&block) && !from.is_multiple_of(64) {
+            self.masks[keep] &= (1u64 << (from % 64)) - 1;
+            if self.masks[keep] != 0 {
+                cut += 1;
+            }
+        }
+        self.blocks.truncate(cut);
+        self.masks.truncate(cut);
+    }
+
+    fn rows(&self) -> impl Iterator<Item = usize> + '_ {
+        self.blocks.iter().zip(&self.masks).flat_map(|(&b, &m)| {
+            let base = b as usize * 64;
+            let mut m = m;
+            std::iter::from_fn(move || {
+                (m != 0).then(|| {
+                    let bit = m.trailing_zeros() as usize;
+                    m &= m - 1;
+                    base + bit
+                })
+            })
+        })
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.blocks.capacity() * 4 + self.masks.capacity() * 8
+    }
+
+    fn wipe(&mut self) {
+        self.blocks.zeroize();
+        self.masks.zeroize();
+    }
 }
 
 #[derive(Default)]
@@ -58,6 +114,12 @@ pub struct TypeColumns {
     index: HashTable<u32>,
     hasher: DefaultHashBuilder,
     metadata: HashMap<u128, Box<str>>,
+    /// Each source's rows, so a caller who may read only its own never
+    /// touches anyone else's.
+    by_source: HashMap<u32, SourceRows>,
+    /// An upper bound on `end - start` of any row, so a range query knows
+    /// how far back a sample overlapping its start can begin.
+    longest_us: i64,
     /// Bumped on every change, so derived data knows when it is stale.
     generation: u64,
     /// Highest `seq` of any add or delete applied to this type.
@@ -85,6 +147,10 @@ impl TypeColumns {
         self.generation += 1;
         self.reshaped = self.generation;
         self.last_seq = self.last_seq.max(seq);
+    }
+
+    pub fn longest_us(&self) -> i64 {
+        self.longest_us
     }
 
     pub fn starts(&self) -> &[i64] {
@@ -235,6 +301,10 @@ impl TypeColumns {
         self.start_offset.truncate(from);
         self.end_offset.truncate(from);
         self.deleted.truncate(from.div_ceil(64));
+        self.by_source.retain(|_, rows| {
+            rows.truncate(from);
+            !rows.blocks.is_empty()
+        });
         if !from.is_multiple_of(64) {
             if let Some(last) = self.deleted.last_mut() {
                 *last &= (1u64 << (from % 64)) - 1;
@@ -281,27 +351,40 @@ impl TypeColumns {
         lo + self.id[lo..hi].partition_point(|&i| i < id)
     }
 
-    pub fn visible(&self, row: usize, visibility: Visibility) -> bool {
+    /// Whether `row` holds a sample that was not deleted.
+    pub fn live(&self, row: usize) -> bool {
         !self.is_deleted(row)
-            && match visibility {
-                Visibility::All => true,
-                Visibility::OnlySource(s) => self.source[row] == s,
-            }
     }
 
-    /// Values of the visible rows in `rows`.
-    pub fn values(
-        &self,
-        rows: std::ops::Range<usize>,
-        visibility: Visibility,
-    ) -> impl Iterator<Item = f64> + '_ {
-        let fast = self.deleted_count == 0 && visibility == Visibility::All;
+    /// Values of the live rows in `rows`.
+    pub fn values(&self, rows: std::ops::Range<usize>) -> impl Iterator<Item = f64> + '_ {
+        let fast = self.deleted_count == 0;
         let slice = &self.value[rows.clone()];
         slice
             .iter()
             .zip(rows)
-            .filter(move |&(_, r)| fast || self.visible(r, visibility))
+            .filter(move |&(_, r)| fast || self.live(r))
             .map(|(&v, _)| v)
+    }
+
+    /// The live rows `source` wrote, as columns of their own: built from that
+    /// source's rows alone, so neither its cost nor anything computed from
+    /// it depends on rows of other sources.
+    pub fn only_source(&self, source: u32) -> TypeColumns {
+        let Some(own) = self.by_source.get(&source) else {
+            return TypeColumns::default();
+        };
+        let mut cols = TypeColumns {
+            last_seq: self.last_seq,
+            ..TypeColumns::default()
+        };
+        for r in own.rows() {
+            if !self.is_deleted(r) {
+                cols.push(self.row(r));
+            }
+        }
+        cols.rebuild_index();
+        cols
     }
 
     /// Bytes held, counting allocated capacity.
@@ -324,6 +407,11 @@ impl TypeColumns {
                 .values()
                 .map(|m| m.len() + size_of::<u128>() + size_of::<Box<str>>())
                 .sum::<usize>()
+            + self
+                .by_source
+                .values()
+                .map(|rows| rows.memory_bytes() + size_of::<(u32, SourceRows)>())
+                .sum::<usize>()
     }
 
     pub fn shrink_to_fit(&mut self) {
@@ -337,6 +425,10 @@ impl TypeColumns {
         self.start_offset.shrink_to_fit();
         self.end_offset.shrink_to_fit();
         self.deleted.shrink_to_fit();
+        for rows in self.by_source.values_mut() {
+            rows.blocks.shrink_to_fit();
+            rows.masks.shrink_to_fit();
+        }
         let hasher = &self.hasher;
         let ids = &self.id;
         self.index
@@ -378,6 +470,9 @@ impl TypeColumns {
         self.deleted.zeroize();
         for (_, mut m) in self.metadata.drain() {
             m.zeroize();
+        }
+        for (_, mut rows) in self.by_source.drain() {
+            rows.wipe();
         }
         *self = TypeColumns::default();
     }
@@ -424,6 +519,8 @@ impl TypeColumns {
         if r.is_multiple_of(64) {
             self.deleted.push(0);
         }
+        self.by_source.entry(row.source).or_default().add(r);
+        self.longest_us = self.longest_us.max(row.end_us.saturating_sub(row.start_us));
         if let Some(m) = row.metadata {
             self.metadata.insert(row.id, m);
         }
@@ -498,7 +595,7 @@ mod tests {
         assert_eq!(c.after(200, 2), 4);
         assert_eq!(c.after(200, 6), 5);
         assert_eq!(c.start_range(100, 201), 1..5);
-        let vals: Vec<f64> = c.values(0..c.len(), Visibility::All).collect();
+        let vals: Vec<f64> = c.values(0..c.len()).collect();
         assert_eq!(vals, vec![5.0, 1.0, 4.0, 6.0, 3.0]);
     }
 

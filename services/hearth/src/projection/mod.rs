@@ -12,7 +12,7 @@ use hashbrown::{HashMap, HashSet};
 use parking_lot::{RwLock, RwLockReadGuard};
 use tokio::sync::broadcast;
 
-pub use columns::{Row, TypeColumns, Visibility};
+pub use columns::{Row, TypeColumns};
 
 use crate::catalogue::{self, TypeIndex};
 use crate::log::event::{Device, Envelope, Event, SourceKey, StoredSample, TypeBatch};
@@ -38,6 +38,21 @@ pub struct Deletion {
     pub id: u128,
     pub ty: TypeIndex,
     pub source: u32,
+}
+
+/// Deleted samples in log order, per type and per type and source: a
+/// caller that reads only its own samples never walks anyone else's.
+#[derive(Default)]
+struct Deletions {
+    by_type: HashMap<TypeIndex, Vec<Deletion>>,
+    by_source: HashMap<(TypeIndex, u32), Vec<Deletion>>,
+}
+
+impl Deletions {
+    fn push(&mut self, d: Deletion) {
+        self.by_type.entry(d.ty).or_default().push(d);
+        self.by_source.entry((d.ty, d.source)).or_default().push(d);
+    }
 }
 
 /// Interned device descriptions; 0 means "no device".
@@ -96,7 +111,7 @@ pub struct Projection {
     /// Ids of deleted samples: an id is never reused.
     tombstones: RwLock<HashSet<u128>>,
     /// Deletions in log order, for the change feed.
-    deletions: RwLock<Vec<Deletion>>,
+    deletions: RwLock<Deletions>,
     /// The owner's source order, with a generation for derived data.
     priority: RwLock<(u64, Vec<SourceKey>)>,
     /// The last log record applied.
@@ -216,11 +231,19 @@ impl Projection {
         self.priority.read().clone()
     }
 
-    /// Deletions with `seq > after`, in log order.
-    pub fn deletions_after(&self, after: u64) -> Vec<Deletion> {
-        let d = self.deletions.read();
-        let from = d.partition_point(|x| x.seq <= after);
-        d[from..].to_vec()
+    /// Deletions of `ty` (by `source` only, if given) with `seq > after`,
+    /// in log order.
+    pub fn deletions_after(&self, ty: TypeIndex, source: Option<u32>, after: u64) -> Vec<Deletion> {
+        let deletions = self.deletions.read();
+        let list = match source {
+            None => deletions.by_type.get(&ty),
+            Some(source) => deletions.by_source.get(&(ty, source)),
+        };
+        let Some(list) = list else {
+            return Vec::new();
+        };
+        let from = list.partition_point(|x| x.seq <= after);
+        list[from..].to_vec()
     }
 
     pub fn series_cache(&self, ty: TypeIndex) -> &SeriesCache {
@@ -353,7 +376,7 @@ impl Projection {
         let mut tombstones = self.tombstones.write();
         tombstones.clear();
         tombstones.shrink_to_fit();
-        *self.deletions.write() = Vec::new();
+        *self.deletions.write() = Deletions::default();
         *self.devices.write() = Devices::default();
         *self.priority.write() = (0, Vec::new());
         wipe_pairs(&mut self.characteristics.write());
@@ -457,7 +480,7 @@ impl ProjectionBuilder {
                 rows
             })
             .collect();
-        let deletions: Vec<Deletion> = self
+        let deleted: Vec<Deletion> = self
             .deleted
             .iter()
             .filter_map(|&(seq, id)| {
@@ -471,7 +494,11 @@ impl ProjectionBuilder {
             })
             .collect();
         let mut last_delete = vec![0u32; kept.len()];
-        for d in &deletions {
+        let mut deletions = Deletions::default();
+        for &d in &deleted {
+            deletions.push(d);
+        }
+        for d in &deleted {
             let last = &mut last_delete[usize::from(d.ty.0)];
             *last = (*last).max(u32::try_from(d.seq).unwrap_or(u32::MAX));
         }

@@ -18,7 +18,8 @@ use super::series::{Series, SeriesKey};
 use super::sources::{Origin, SourceTable};
 use crate::catalogue::{self, Aggregation, TypeIndex};
 use crate::log::event::SourceKey;
-use crate::projection::{Projection, TypeColumns, Visibility};
+use crate::projection::{Projection, TypeColumns};
+use crate::view::View;
 
 /// Most buckets one request may ask for.
 pub const MAX_BUCKETS: usize = 10_000;
@@ -246,47 +247,46 @@ pub struct BucketRequest<'a> {
     pub interval: &'a Interval,
     /// In the time zone of the buckets.
     pub anchor: &'a Zoned,
-    /// From `policy::visibility`.
-    pub visibility: Visibility,
     /// `sources=`: only these count.
     pub sources: Option<&'a [SourceKey]>,
     /// One series per origin instead of one merged series.
     pub by_source: bool,
 }
 
-/// Origins with samples of this type that `sources` selects.
+/// Origins with live samples in `cols` that `sources` selects, in the order
+/// of their names (never of when they were first seen).
 pub fn selected_origins(
     cols: &TypeColumns,
-    visibility: Visibility,
     table: &SourceTable,
     sources: Option<&[SourceKey]>,
 ) -> Vec<Origin> {
-    let mut seen: Vec<Origin> = Vec::new();
+    let mut seen: hashbrown::HashSet<Origin> = hashbrown::HashSet::new();
     let mut last = None;
     for r in 0..cols.len() {
         let o = Origin {
             source: cols.sources()[r],
             device: cols.devices()[r],
         };
-        if last == Some(o) || !cols.visible(r, visibility) {
+        if last == Some(o) || !cols.live(r) {
             continue;
         }
         last = Some(o);
-        if !seen.contains(&o) {
-            seen.push(o);
-        }
+        seen.insert(o);
     }
-    seen.retain(|&o| sources.is_none_or(|keys| keys.iter().any(|k| table.matches(o, k))));
-    seen.sort();
+    let mut seen: Vec<Origin> = seen
+        .into_iter()
+        .filter(|&o| sources.is_none_or(|keys| keys.iter().any(|k| table.matches(o, k))))
+        .collect();
+    table.sort(&mut seen);
     seen
 }
 
-/// The cumulative series for a view of one type, cached.
+/// The cumulative series of the shared columns of `ty`, cached per type.
+/// A caller's own rows get theirs from [`crate::view::View::series`].
 pub fn series_for(
     projection: &Projection,
     ty: TypeIndex,
     cols: &TypeColumns,
-    visibility: Visibility,
     selection: Option<Vec<Origin>>,
     table: &SourceTable,
 ) -> std::sync::Arc<Series> {
@@ -294,7 +294,6 @@ pub fn series_for(
     let key = SeriesKey {
         generation: cols.generation(),
         priority_generation,
-        visibility,
         selection,
     };
     projection.series_cache(ty).get_or_build(
@@ -305,20 +304,64 @@ pub fn series_for(
     )
 }
 
-/// Discrete figures of rows `rows` that are visible and selected.
+/// Accumulates discrete figures one value at a time.
+#[derive(Clone, Copy)]
+struct Tally {
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    last: f64,
+}
+
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally {
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            last: 0.0,
+        }
+    }
+}
+
+impl Tally {
+    fn add(&mut self, v: f64) {
+        self.count += 1;
+        self.sum += v;
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+        self.last = v;
+    }
+
+    fn figures(&self) -> Figures {
+        let mut f = Figures {
+            count: self.count,
+            sum: self.sum,
+            ..Figures::default()
+        };
+        if self.count > 0 {
+            f.min = Some(self.min);
+            f.max = Some(self.max);
+            f.avg = Some(self.sum / self.count as f64);
+            f.most_recent = Some(self.last);
+        }
+        f
+    }
+}
+
+/// Discrete figures of the live rows in `rows` that `selection` selects.
 pub fn discrete_figures(
     cols: &TypeColumns,
     rows: std::ops::Range<usize>,
-    visibility: Visibility,
     selection: Option<&[Origin]>,
 ) -> Figures {
     let values = cols.value_slice();
     let (sources, devices) = (cols.sources(), cols.devices());
-    let mut f = Figures::default();
-    let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
-    let mut last = None;
+    let mut tally = Tally::default();
     for r in rows {
-        if !cols.visible(r, visibility) {
+        if !cols.live(r) {
             continue;
         }
         if let Some(sel) = selection {
@@ -330,24 +373,129 @@ pub fn discrete_figures(
                 continue;
             }
         }
-        let v = values[r];
-        f.count += 1;
-        f.sum += v;
-        min = min.min(v);
-        max = max.max(v);
-        last = Some(v);
+        tally.add(values[r]);
     }
-    if f.count > 0 {
-        f.min = Some(min);
-        f.max = Some(max);
-        f.avg = Some(f.sum / f.count as f64);
-        f.most_recent = last;
-    }
-    f
+    tally.figures()
 }
 
-/// Runs a bucket query in-process.
-pub fn run(projection: &Projection, req: &BucketRequest) -> Result<BucketResult, BucketError> {
+/// Figures per origin, in one pass over the live rows starting in `rows`:
+/// what [`discrete_figures`] gives for each origin alone, with `sum` the
+/// plain sum of the values (one origin has nothing to merge).
+pub fn figures_by_origin(
+    cols: &TypeColumns,
+    rows: std::ops::Range<usize>,
+    origins: &[Origin],
+) -> Vec<Figures> {
+    let slot: hashbrown::HashMap<Origin, usize> =
+        origins.iter().enumerate().map(|(i, &o)| (o, i)).collect();
+    let (values, sources, devices) = (cols.value_slice(), cols.sources(), cols.devices());
+    let mut tallies = vec![Tally::default(); origins.len()];
+    for r in rows {
+        let o = Origin {
+            source: sources[r],
+            device: devices[r],
+        };
+        if let Some(&i) = slot.get(&o) {
+            if cols.live(r) {
+                tallies[i].add(values[r]);
+            }
+        }
+    }
+    tallies.iter().map(Tally::figures).collect()
+}
+
+/// Bucket figures per origin, in one pass over the rows that can touch the
+/// buckets. Cumulative: each sample's value split over the buckets it
+/// overlaps in proportion to the overlap (an instant one in the bucket it
+/// starts in). Discrete: figures of the samples starting in each bucket.
+fn buckets_by_origin(
+    cols: &TypeColumns,
+    edges: &[i64],
+    origins: &[Origin],
+    aggregation: Aggregation,
+) -> Vec<Vec<Figures>> {
+    let buckets = edges.len().saturating_sub(1);
+    let slot: hashbrown::HashMap<Origin, usize> =
+        origins.iter().enumerate().map(|(i, &o)| (o, i)).collect();
+    let (Some(&first), Some(&last)) = (edges.first(), edges.last()) else {
+        return vec![Vec::new(); origins.len()];
+    };
+    let (starts, ends, values) = (cols.starts(), cols.ends(), cols.value_slice());
+    let (sources, devices) = (cols.sources(), cols.devices());
+    let reach = match aggregation {
+        Aggregation::Cumulative => cols.longest_us(),
+        Aggregation::Discrete => 0,
+    };
+    let rows = cols.start_range(first.saturating_sub(reach), last);
+    let bucket_of = |t: i64| edges.partition_point(|&e| e <= t).saturating_sub(1);
+    match aggregation {
+        Aggregation::Discrete => {
+            let mut tallies = vec![vec![Tally::default(); buckets]; origins.len()];
+            let mut b = 0;
+            for r in rows {
+                let Some(&i) = slot.get(&Origin {
+                    source: sources[r],
+                    device: devices[r],
+                }) else {
+                    continue;
+                };
+                if !cols.live(r) {
+                    continue;
+                }
+                while b + 1 < buckets && edges[b + 1] <= starts[r] {
+                    b += 1;
+                }
+                tallies[i][b].add(values[r]);
+            }
+            tallies
+                .iter()
+                .map(|t| t.iter().map(Tally::figures).collect())
+                .collect()
+        }
+        Aggregation::Cumulative => {
+            let mut sums = vec![vec![0.0f64; buckets]; origins.len()];
+            for r in rows {
+                let Some(&i) = slot.get(&Origin {
+                    source: sources[r],
+                    device: devices[r],
+                }) else {
+                    continue;
+                };
+                let (s, e, v) = (starts[r], ends[r], values[r]);
+                if !cols.live(r) || e < first || (e == first && s < first) {
+                    continue;
+                }
+                if e <= s {
+                    if s >= first {
+                        sums[i][bucket_of(s)] += v;
+                    }
+                    continue;
+                }
+                let mut b = if s < first { 0 } else { bucket_of(s) };
+                while b < buckets && edges[b] < e {
+                    let overlap = e.min(edges[b + 1]) - s.max(edges[b]);
+                    if overlap > 0 {
+                        sums[i][b] += v * (overlap as f64 / (e - s) as f64);
+                    }
+                    b += 1;
+                }
+            }
+            sums.into_iter()
+                .map(|per| {
+                    per.into_iter()
+                        .map(|sum| Figures {
+                            sum,
+                            ..Figures::default()
+                        })
+                        .collect()
+                })
+                .collect()
+        }
+    }
+}
+
+/// Runs a bucket query over what `view` shows.
+pub fn run(view: &View, req: &BucketRequest) -> Result<BucketResult, BucketError> {
     let ty = catalogue::get(req.ty);
     let aggregation = ty.aggregation().ok_or(BucketError::NotQuantity(ty.id))?;
     let edges = edges(
@@ -357,56 +505,52 @@ pub fn run(projection: &Projection, req: &BucketRequest) -> Result<BucketResult,
         req.anchor,
         MAX_BUCKETS,
     )?;
-    let cols = projection.columns(req.ty);
-    let table = SourceTable::of(projection);
-    let filtered = req.sources.is_some() || req.by_source;
-    let origins = if filtered {
-        Some(selected_origins(&cols, req.visibility, &table, req.sources))
-    } else {
-        None
+    let cols = view.columns(req.ty);
+    let table = view.source_table();
+    if req.by_source {
+        let origins = selected_origins(&cols, &table, req.sources);
+        let per = buckets_by_origin(&cols, &edges, &origins, aggregation);
+        let series = origins
+            .into_iter()
+            .zip(per)
+            .map(|(o, buckets)| BucketSeries {
+                origin: Some(o),
+                buckets,
+            })
+            .collect();
+        return Ok(BucketResult { edges, series });
+    }
+    let selection = req
+        .sources
+        .map(|keys| selected_origins(&cols, &table, Some(keys)));
+    let buckets = match aggregation {
+        Aggregation::Cumulative => view
+            .series(req.ty, &cols, selection, &table)
+            .bucket_sums(&cols, &edges)
+            .into_iter()
+            .map(|sum| Figures {
+                sum,
+                ..Figures::default()
+            })
+            .collect(),
+        Aggregation::Discrete => {
+            let starts = cols.starts();
+            let rows: Vec<usize> = edges
+                .iter()
+                .map(|&e| starts.partition_point(|&s| s < e))
+                .collect();
+            rows.windows(2)
+                .map(|w| discrete_figures(&cols, w[0]..w[1], selection.as_deref()))
+                .collect()
+        }
     };
-    // (series origin, selection) for each output series.
-    let views: Vec<(Option<Origin>, Option<Vec<Origin>>)> = match (&origins, req.by_source) {
-        (Some(os), true) => os.iter().map(|&o| (Some(o), Some(vec![o]))).collect(),
-        (selection, _) => vec![(None, selection.clone())],
-    };
-    let starts = cols.starts();
-    let series = views
-        .into_iter()
-        .map(|(origin, selection)| {
-            let buckets = match aggregation {
-                Aggregation::Cumulative => {
-                    let s =
-                        series_for(projection, req.ty, &cols, req.visibility, selection, &table);
-                    s.bucket_sums(&cols, &edges)
-                        .into_iter()
-                        .map(|sum| Figures {
-                            sum,
-                            ..Figures::default()
-                        })
-                        .collect()
-                }
-                Aggregation::Discrete => {
-                    let rows: Vec<usize> = edges
-                        .iter()
-                        .map(|&e| starts.partition_point(|&s| s < e))
-                        .collect();
-                    rows.windows(2)
-                        .map(|w| {
-                            discrete_figures(
-                                &cols,
-                                w[0]..w[1],
-                                req.visibility,
-                                selection.as_deref(),
-                            )
-                        })
-                        .collect()
-                }
-            };
-            BucketSeries { origin, buckets }
-        })
-        .collect();
-    Ok(BucketResult { edges, series })
+    Ok(BucketResult {
+        edges,
+        series: vec![BucketSeries {
+            origin: None,
+            buckets,
+        }],
+    })
 }
 
 #[cfg(test)]

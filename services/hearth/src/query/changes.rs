@@ -14,7 +14,8 @@ use base64::Engine;
 
 use crate::catalogue::TypeIndex;
 use crate::crypto;
-use crate::projection::{Projection, Row, Visibility};
+use crate::projection::Row;
+use crate::view::View;
 
 /// A position in the change feed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -91,23 +92,11 @@ struct Key {
     deleted: bool,
 }
 
-fn visible_source(visibility: Visibility, source: u32) -> bool {
-    match visibility {
-        Visibility::All => true,
-        Visibility::OnlySource(s) => s == source,
-    }
-}
-
-/// Up to `limit` changes after `anchor` to the given types, each with the
-/// caller's visibility of it.
-pub fn page(
-    projection: &Projection,
-    types: &[(TypeIndex, Visibility)],
-    anchor: Anchor,
-    limit: usize,
-) -> Page {
+/// Up to `limit` changes after `anchor` to the given types, as `view` sees
+/// them.
+pub fn page(view: &View, types: &[TypeIndex], anchor: Anchor, limit: usize) -> Page {
     // Only fully applied records: read the head before looking.
-    let head = projection.applied_seq();
+    let head = view.applied_seq();
     let keep = limit + 1;
     let mut best: BinaryHeap<Key> = BinaryHeap::new();
     let offer = |k: Key, best: &mut BinaryHeap<Key>| {
@@ -118,8 +107,8 @@ pub fn page(
             best.push(k);
         }
     };
-    for &(ty, visibility) in types {
-        let cols = projection.columns(ty);
+    for &ty in types {
+        let cols = view.columns(ty);
         let last = u64::from(cols.last_seq());
         if last < anchor.seq || (last == anchor.seq && anchor.after_id.is_none()) {
             continue;
@@ -131,7 +120,7 @@ pub fn page(
                 continue;
             }
             let id = cols.id_of(r);
-            if anchor.before(u64::from(seq), id) && cols.visible(r, visibility) {
+            if anchor.before(u64::from(seq), id) && cols.live(r) {
                 offer(
                     Key {
                         seq: u64::from(seq),
@@ -144,14 +133,11 @@ pub fn page(
             }
         }
     }
-    for d in projection.deletions_after(anchor.seq.saturating_sub(1)) {
-        if d.seq > head || !anchor.before(d.seq, d.id) {
-            continue;
-        }
-        let Some(&(_, visibility)) = types.iter().find(|(t, _)| *t == d.ty) else {
-            continue;
-        };
-        if visible_source(visibility, d.source) {
+    for &ty in types {
+        for d in view.deletions(ty, anchor.seq.saturating_sub(1)) {
+            if d.seq > head || !anchor.before(d.seq, d.id) {
+                continue;
+            }
             offer(
                 Key {
                     seq: d.seq,
@@ -185,12 +171,8 @@ pub fn page(
                 return Some(Change::Deleted { ty: k.ty, id: k.id });
             }
             // Deleted since we looked: its deletion comes in a later page.
-            let cols = projection.columns(k.ty);
-            let r = cols.find(k.id).filter(|&r| !cols.is_deleted(r))?;
-            Some(Change::Added {
-                ty: k.ty,
-                row: cols.row(r),
-            })
+            let (ty, row) = view.find(k.id)?;
+            Some(Change::Added { ty, row })
         })
         .collect();
     Page {
@@ -202,30 +184,25 @@ pub fn page(
 
 /// Types among `types` with a visible change after `after` (up to the head),
 /// and the latest such change's record (`after` if none).
-pub fn changed_types(
-    projection: &Projection,
-    types: &[(TypeIndex, Visibility)],
-    after: u64,
-) -> (Vec<TypeIndex>, u64) {
-    let head = projection.applied_seq();
+pub fn changed_types(view: &View, types: &[TypeIndex], after: u64) -> (Vec<TypeIndex>, u64) {
+    let head = view.applied_seq();
     let mut latest = after;
     let mut out = Vec::new();
-    let deletions = projection.deletions_after(after);
-    for &(ty, visibility) in types {
-        let cols = projection.columns(ty);
+    for &ty in types {
+        let cols = view.columns(ty);
         if u64::from(cols.last_seq()) <= after {
             continue;
         }
         let mut changed = false;
         for (r, &seq) in cols.seqs().iter().enumerate() {
             let seq = u64::from(seq);
-            if seq > after && seq <= head && cols.visible(r, visibility) {
+            if seq > after && seq <= head && cols.live(r) {
                 changed = true;
                 latest = latest.max(seq);
             }
         }
-        for d in &deletions {
-            if d.ty == ty && d.seq <= head && visible_source(visibility, d.source) {
+        for d in view.deletions(ty, after) {
+            if d.seq <= head {
                 changed = true;
                 latest = latest.max(d.seq);
             }
@@ -240,8 +217,12 @@ pub fn changed_types(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apps::{AppCaller, Apps};
+    use crate::caller::Caller;
     use crate::catalogue;
     use crate::log::event::{Envelope, Event, StoredSample, TypeBatch};
+    use crate::projection::Projection;
+    use std::sync::Arc;
 
     fn add(p: &Projection, seq: u64, source: &str, id: u128) {
         let sample = StoredSample {
@@ -275,7 +256,7 @@ mod tests {
     /// anyone else's samples, and its anchor never moves on their changes.
     #[test]
     fn hidden_changes_never_show_nor_move_the_anchor() {
-        let p = Projection::default();
+        let p = Arc::new(Projection::default());
         let ty = catalogue::lookup("step_count").unwrap();
         add(&p, 1, "app", 1);
         add(&p, 2, "owner", 2);
@@ -283,12 +264,21 @@ mod tests {
         delete(&p, 4, 2);
         delete(&p, 5, 1);
         add(&p, 6, "owner", 6);
-        let app = p.source_id("app").unwrap();
-        let view = [(ty, Visibility::OnlySource(app))];
+        let view = crate::view::View::new(
+            p.clone(),
+            Caller::App(AppCaller {
+                app_id: "app".into(),
+                token_id: [0; 16],
+                scope: Arc::new([]),
+                token_hash: [0; 32],
+            }),
+            Arc::new(Apps::default()),
+        );
+        let types = [ty];
         let mut anchor = Anchor::default();
         let mut seen = Vec::new();
         loop {
-            let page = page(&p, &view, anchor, 1);
+            let page = page(&view, &types, anchor, 1);
             for c in &page.changes {
                 seen.push(match c {
                     Change::Added { row, .. } => (true, row.id),
@@ -305,12 +295,11 @@ mod tests {
         assert_eq!(anchor.seq, 5, "the owner's later write does not move it");
         add(&p, 7, "owner", 7);
         delete(&p, 8, 6);
-        let page = page(&p, &view, anchor, 10);
+        let page = page(&view, &types, anchor, 10);
         assert!(page.changes.is_empty());
         assert_eq!(page.next, anchor);
-        let (types, latest) = changed_types(&p, &view, 0);
-        assert_eq!((types, latest), (vec![ty], 5));
-        assert_eq!(changed_types(&p, &view, 5), (vec![], 5));
+        assert_eq!(changed_types(&view, &types, 0), (vec![ty], 5));
+        assert_eq!(changed_types(&view, &types, 5), (vec![], 5));
     }
 
     const KEY: [u8; 32] = [7; 32];

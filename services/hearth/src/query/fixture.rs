@@ -87,14 +87,7 @@ mod tests {
         let ty = crate::catalogue::lookup("step_count").unwrap();
         let cols = p.columns(ty);
         let table = crate::query::sources::SourceTable::of(&p);
-        let series = crate::query::buckets::series_for(
-            &p,
-            ty,
-            &cols,
-            crate::projection::Visibility::All,
-            None,
-            &table,
-        );
+        let series = crate::query::buckets::series_for(&p, ty, &cols, None, &table);
         drop(cols);
         let per_sample = (p.memory_bytes() + series.memory_bytes()) as f64 / n as f64;
         assert!(per_sample < 64.0, "{per_sample} bytes per sample");

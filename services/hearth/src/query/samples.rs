@@ -3,13 +3,13 @@
 
 use crate::catalogue::TypeIndex;
 use crate::log::event::SourceKey;
-use crate::projection::{Projection, Row, TypeColumns, Visibility};
-use crate::query::sources::{Origin, SourceTable};
+use crate::projection::{Row, TypeColumns};
+use crate::query::sources::Origin;
+use crate::view::View;
 
 /// Which samples, from where, how many.
 pub struct SampleQuery<'a> {
     pub ty: TypeIndex,
-    pub visibility: Visibility,
     /// Samples starting in `[from, to)`.
     pub range: (i64, i64),
     /// Only these sources (`app` or `app/device`).
@@ -23,11 +23,12 @@ pub struct SampleQuery<'a> {
 }
 
 /// Up to `limit` rows, and whether more follow.
-pub fn page(projection: &Projection, q: &SampleQuery<'_>) -> (Vec<Row>, bool) {
-    let table = SourceTable::of(projection);
-    let cols: &TypeColumns = &projection.columns(q.ty);
+pub fn page(view: &View, q: &SampleQuery<'_>) -> (Vec<Row>, bool) {
+    let table = view.source_table();
+    let cols = view.columns(q.ty);
+    let cols: &TypeColumns = &cols;
     let wanted = |r: usize| {
-        if !cols.visible(r, q.visibility) {
+        if !cols.live(r) {
             return false;
         }
         let o = Origin {

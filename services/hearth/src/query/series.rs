@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 
 use super::sources::{Origin, SourceTable};
 use crate::log::event::SourceKey;
-use crate::projection::{TypeColumns, Visibility};
+use crate::projection::TypeColumns;
 
 /// Samples longer than this are kept on a side list so that finding the
 /// samples that straddle an edge stays a short scan.
@@ -35,7 +35,6 @@ const CACHE_ENTRIES: usize = 2;
 pub struct SeriesKey {
     pub generation: u64,
     pub priority_generation: u64,
-    pub visibility: Visibility,
     /// Only these origins count; `None`: all.
     pub selection: Option<Vec<Origin>>,
 }
@@ -132,7 +131,7 @@ impl Series {
         const SKIP: u16 = u16::MAX;
         let mut origins: Vec<Origin> = Vec::new();
         let mut group: Vec<u16> = Vec::with_capacity(n);
-        let fast = cols.none_deleted() && key.visibility == Visibility::All;
+        let fast = cols.none_deleted();
         let mut last: Option<(Origin, u16)> = None;
         for r in 0..n {
             let o = Origin {
@@ -159,7 +158,7 @@ impl Series {
                     g
                 }
             };
-            let visible = fast || cols.visible(r, key.visibility);
+            let visible = fast || cols.live(r);
             group.push(if visible { g } else { SKIP });
         }
 
@@ -262,7 +261,7 @@ impl Series {
                 device: cols.devices()[r],
             };
             let selected = key.selection.as_ref().is_none_or(|s| s.contains(&o));
-            if !selected || !cols.visible(r, key.visibility) {
+            if !selected || !cols.live(r) {
                 continue;
             }
             match origin {
@@ -526,7 +525,7 @@ mod tests {
             let ty = catalogue::lookup("step_count").unwrap();
             let cols = p.columns(ty);
             let table = SourceTable::of(&p);
-            let series = series_for(&p, ty, &cols, Visibility::All, None, &table);
+            let series = series_for(&p, ty, &cols, None, &table);
             cuts.sort();
             cuts.dedup();
             let edges: Vec<i64> = cuts.iter().map(|c| c * 1_000_000).collect();
@@ -576,12 +575,12 @@ mod tests {
             write(1, "a", &first, 0, 1);
             {
                 let cols = p.columns(ty);
-                series_for(&p, ty, &cols, Visibility::All, None, &table(&p));
+                series_for(&p, ty, &cols, None, &table(&p));
             }
             let base = if back_fill { -1000 } else { 1000 };
             write(2, if other_source { "b" } else { "a" }, &more, base, 1_000_000);
             let cols = p.columns(ty);
-            let cached = series_for(&p, ty, &cols, Visibility::All, None, &table(&p));
+            let cached = series_for(&p, ty, &cols, None, &table(&p));
             let key = cached.key.clone();
             let fresh = Series::build(&cols, key, &table(&p), &[]);
             let edges: Vec<i64> = (-12..24).map(|k| k * 100_000_000).collect();
@@ -599,7 +598,7 @@ mod tests {
         let ty = catalogue::lookup("step_count").unwrap();
         let cols = p.columns(ty);
         let table = SourceTable::of(&p);
-        let series = series_for(&p, ty, &cols, Visibility::All, None, &table);
+        let series = series_for(&p, ty, &cols, None, &table);
         let watch: f64 = (0..3 * 1440).map(|i| (i % 97) as f64).sum();
         let day = 86_400_000_000;
         let sums = series.bucket_sums(&cols, &[0, day, 2 * day, 3 * day]);

@@ -98,6 +98,22 @@ impl SourceTable {
         )
     }
 
+    /// Orders origins by what they are (app name, then device fields), never
+    /// by when they were first seen, which other sources could influence.
+    pub fn sort(&self, origins: &mut [Origin]) {
+        origins.sort_by_cached_key(|&o| {
+            let device = self.device(o).map(|d| {
+                (
+                    d.name.clone(),
+                    d.model.clone(),
+                    d.manufacturer.clone(),
+                    d.kind.clone(),
+                )
+            });
+            (self.source_name(o).to_string(), device)
+        });
+    }
+
     /// The origin as the API shows it.
     pub fn describe(&self, o: Origin) -> SourceInfo {
         SourceInfo {

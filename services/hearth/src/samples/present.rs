@@ -7,31 +7,25 @@ use uuid::Uuid;
 
 use super::composed::{DISTANCE, ENERGY, MEMBERS, ROUTE, WORKOUT};
 use super::{format_time, SampleError};
-use crate::apps::Apps;
-use crate::caller::Caller;
 use crate::catalogue::{self, units, Kind, SampleType};
-use crate::policy;
-use crate::projection::{Projection, Row};
+use crate::projection::Row;
+use crate::view::View;
 use crate::wire::samples::{Device, Measure, RoutePoint, Sample, SampleValue};
 
-/// A sample as `caller` sees it, its value in `unit` (default: canonical).
+/// A sample as `view`'s caller sees it, its value in `unit` (default:
+/// canonical).
 pub fn present(
-    caller: &Caller,
-    apps: &Apps,
-    projection: &Projection,
+    view: &View,
     ty: &'static SampleType,
     row: &Row,
     unit: Option<&str>,
 ) -> Result<Sample, SampleError> {
-    let (mut out, member_ids) = plain(projection, ty, row, unit)?;
+    let (mut out, member_ids) = plain(view, ty, row, unit)?;
     if ty.members().is_some() {
         let mut members = Vec::new();
         for id in member_ids {
-            let Some((mti, member)) = projection.find(id.as_u128()) else {
-                continue;
-            };
-            if policy::sees(caller, apps, mti, projection, member.source) {
-                members.push(plain(projection, catalogue::get(mti), &member, None)?.0);
+            if let Some((mti, member)) = view.find(id.as_u128()) {
+                members.push(plain(view, catalogue::get(mti), &member, None)?.0);
             }
         }
         out.members = Some(members);
@@ -41,7 +35,7 @@ pub fn present(
 
 /// The sample itself, and a correlation's member ids.
 fn plain(
-    projection: &Projection,
+    view: &View,
     ty: &'static SampleType,
     row: &Row,
     unit: Option<&str>,
@@ -53,9 +47,9 @@ fn plain(
         end: format_time(row.end_us, row.end_offset_min),
         value: None,
         unit: None,
-        source: projection.source_name(row.source).to_string(),
+        source: view.source_name(row.source).to_string(),
         metadata: None,
-        device: projection.device(row.device).as_ref().map(Device::from),
+        device: view.device(row).as_ref().map(Device::from),
         members: None,
         activity: None,
         duration_s: None,

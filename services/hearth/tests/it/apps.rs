@@ -473,7 +473,7 @@ async fn revoked_credential_dies(backend: Backend) {
 }
 
 /// Replaces ids, times and app ids by placeholders, so two stores compare.
-fn normalise(v: &Value, ids: &[(String, String)]) -> Value {
+pub(crate) fn normalise(v: &Value, ids: &[(String, String)]) -> Value {
     match v {
         Value::String(s) => {
             let mut s = s.clone();
@@ -492,13 +492,13 @@ fn normalise(v: &Value, ids: &[(String, String)]) -> Value {
     }
 }
 
-struct Seen {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Value,
+pub(crate) struct Seen {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
 }
 
-async fn observe(r: reqwest::Response, ids: &[(String, String)]) -> Seen {
+pub(crate) async fn observe(r: reqwest::Response, ids: &[(String, String)]) -> Seen {
     let status = r.status().as_u16();
     let mut headers: Vec<(String, String)> = r
         .headers()

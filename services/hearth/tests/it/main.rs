@@ -12,5 +12,6 @@ mod consent_browser;
 mod durability;
 mod edge;
 mod oauth;
+mod privacy;
 mod queries;
 mod telemetry;

@@ -429,21 +429,21 @@ async fn change_feed_pages_replay_to_the_visible_set(backend: Backend) {
 }
 
 /// A minimal Server-Sent Events reader.
-struct Sse {
+pub(crate) struct Sse {
     response: reqwest::Response,
     buffer: String,
 }
 
 #[derive(Debug, Default)]
-struct SseMessage {
-    event: String,
-    id: Option<String>,
-    data: String,
-    comment: bool,
+pub(crate) struct SseMessage {
+    pub event: String,
+    pub id: Option<String>,
+    pub data: String,
+    pub comment: bool,
 }
 
 impl Sse {
-    async fn open(app: &TestApp, path: &str, last_id: Option<&str>) -> Sse {
+    pub(crate) async fn open(app: &TestApp, path: &str, last_id: Option<&str>) -> Sse {
         let mut rb = app
             .client
             .get(app.url(path))
@@ -496,7 +496,7 @@ impl Sse {
     }
 
     /// The next message that is not a heartbeat.
-    async fn next_event(&mut self, within: Duration) -> Option<SseMessage> {
+    pub(crate) async fn next_event(&mut self, within: Duration) -> Option<SseMessage> {
         loop {
             let m = self.next(within).await?;
             if !m.comment {

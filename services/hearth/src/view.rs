@@ -1,0 +1,197 @@
+//! The read boundary: every read of samples goes through a [`View`].
+//!
+//! A view is the projection as one caller may see it. It is built from the
+//! caller, the app registry (for grants, looked up on every read so a
+//! revocation takes effect at once) and the projection, and it is the only
+//! thing the HTTP layer can read from: the store hands out views, never the
+//! projection itself.
+//!
+//! Contract:
+//!
+//! - For a type the caller may read ([`policy`] decides), the view shows
+//!   every live sample.
+//! - For any other type it shows only the samples the caller wrote, and it
+//!   shows them as [`Columns::Own`], a copy of those rows alone, gathered
+//!   through the per-source index of the type. Everything computed from
+//!   them — values to the last bit, order, paging, time and memory — is the
+//!   same as in a store where nothing else existed.
+//! - Sources, devices and deletions are likewise limited to what the caller
+//!   sees.
+//!
+//! A view of a type the caller reads holds that type's read lock while an
+//! answer is computed; the copy of a caller's own rows holds it only while
+//! copying.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use parking_lot::RwLockReadGuard;
+use tokio::sync::broadcast;
+
+use crate::apps::Apps;
+use crate::caller::Caller;
+use crate::catalogue::TypeIndex;
+use crate::log::event::{Device, SourceKey};
+use crate::policy::{self, Visibility};
+use crate::projection::{Deletion, Note, Projection, Row, TypeColumns};
+use crate::query::series::{Series, SeriesKey};
+use crate::query::sources::{Origin, SourceTable};
+
+/// What one caller may read.
+#[derive(Clone)]
+pub struct View {
+    projection: Arc<Projection>,
+    caller: Caller,
+    apps: Arc<Apps>,
+}
+
+/// One type's samples as a caller sees them.
+pub enum Columns<'a> {
+    /// The caller reads the type: the shared columns, read-locked. They
+    /// may hold deleted rows; [`TypeColumns::live`] tells.
+    Shared(RwLockReadGuard<'a, TypeColumns>),
+    /// The caller does not: its own live rows, copied.
+    Own(Box<TypeColumns>),
+}
+
+impl Deref for Columns<'_> {
+    type Target = TypeColumns;
+
+    fn deref(&self) -> &TypeColumns {
+        match self {
+            Columns::Shared(cols) => cols,
+            Columns::Own(cols) => cols,
+        }
+    }
+}
+
+impl View {
+    pub(crate) fn new(projection: Arc<Projection>, caller: Caller, apps: Arc<Apps>) -> View {
+        View {
+            projection,
+            caller,
+            apps,
+        }
+    }
+
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    pub fn apps(&self) -> &Apps {
+        &self.apps
+    }
+
+    /// Whether the caller sees every sample of `ty`, not only its own.
+    pub fn reads(&self, ty: TypeIndex) -> bool {
+        self.visibility(ty) == Visibility::All
+    }
+
+    fn visibility(&self, ty: TypeIndex) -> Visibility {
+        policy::visibility(&self.caller, &self.apps, ty, &self.projection)
+    }
+
+    /// The samples of `ty` the caller sees.
+    pub fn columns(&self, ty: TypeIndex) -> Columns<'_> {
+        match self.visibility(ty) {
+            Visibility::All => Columns::Shared(self.projection.columns(ty)),
+            Visibility::OnlySource(source) => {
+                Columns::Own(Box::new(self.projection.columns(ty).only_source(source)))
+            }
+        }
+    }
+
+    /// The live sample with `id`, if the caller sees it; hidden and unknown
+    /// ids look alike.
+    pub fn find(&self, id: u128) -> Option<(TypeIndex, Row)> {
+        let (ty, row) = self.projection.find(id)?;
+        match self.visibility(ty) {
+            Visibility::All => Some((ty, row)),
+            Visibility::OnlySource(s) => (row.source == s).then_some((ty, row)),
+        }
+    }
+
+    /// Deletions of `ty` after log record `after` that the caller sees, in
+    /// log order.
+    pub fn deletions(&self, ty: TypeIndex, after: u64) -> Vec<Deletion> {
+        match self.visibility(ty) {
+            Visibility::All => self.projection.deletions_after(ty, None, after),
+            Visibility::OnlySource(s) => self.projection.deletions_after(ty, Some(s), after),
+        }
+    }
+
+    /// The name of a source whose sample the caller sees.
+    pub fn source_name(&self, source: u32) -> Arc<str> {
+        self.projection.source_name(source)
+    }
+
+    /// The device of a sample the caller sees.
+    pub fn device(&self, row: &Row) -> Option<Device> {
+        self.projection.device(row.device)
+    }
+
+    /// Names the sources and devices of the origins in `cols`.
+    pub fn source_table(&self) -> SourceTable {
+        SourceTable::of(&self.projection)
+    }
+
+    /// The owner's source order.
+    pub fn priority(&self) -> (u64, Vec<SourceKey>) {
+        self.projection.priority()
+    }
+
+    /// The cumulative series of `cols` (from [`View::columns`] of `ty`) for
+    /// the origins in `selection` (`None`: all). Shared columns' series are
+    /// cached per type; a caller's own rows get a series of their own.
+    pub fn series(
+        &self,
+        ty: TypeIndex,
+        cols: &Columns<'_>,
+        selection: Option<Vec<Origin>>,
+        table: &SourceTable,
+    ) -> Arc<Series> {
+        let (priority_generation, order) = self.projection.priority();
+        let key = SeriesKey {
+            generation: cols.generation(),
+            priority_generation,
+            selection,
+        };
+        match cols {
+            Columns::Shared(cols) => self.projection.series_cache(ty).get_or_build(
+                key.clone(),
+                cols.reshaped(),
+                |stale| stale.extend(cols, key.clone()),
+                || Series::build(cols, key.clone(), table, &order),
+            ),
+            Columns::Own(cols) => Arc::new(Series::build(cols, key, table, &order)),
+        }
+    }
+
+    /// The last log record applied: the head of the change feed.
+    pub fn applied_seq(&self) -> u64 {
+        self.projection.applied_seq()
+    }
+
+    /// Seals change-feed anchors.
+    pub fn anchor_key(&self) -> &[u8; 32] {
+        self.projection.anchor_key()
+    }
+
+    /// Hears about every change from now on; a listener filters by view.
+    pub fn subscribe(&self) -> broadcast::Receiver<Note> {
+        self.projection.subscribe()
+    }
+
+    /// Whether a change to `ty` by `source` is one the caller sees.
+    pub fn sees_change(&self, ty: TypeIndex, source: u32) -> bool {
+        match self.visibility(ty) {
+            Visibility::All => true,
+            Visibility::OnlySource(s) => s == source,
+        }
+    }
+
+    /// The owner's characteristics: (type id, value).
+    pub fn characteristics(&self) -> Vec<(String, String)> {
+        self.projection.characteristics()
+    }
+}
