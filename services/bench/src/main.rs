@@ -125,6 +125,7 @@ impl Server {
             unlock_key_file: None,
             idle_lock_secs: 0,
             max_body_bytes: 16 * 1024 * 1024,
+            max_concurrent_requests: 256,
             request_timeout_secs: 120,
             public_url: None,
             allowed_hosts: Vec::new(),

@@ -56,6 +56,9 @@ pub(crate) fn write_problem(e: WriteError) -> Problem {
             ..Problem::invalid(Some(index), "id", "this id belonged to a deleted sample")
         }
         .with_code(ErrorCode::IdDeleted),
+        e @ WriteError::TooManyDevices { .. } => {
+            Problem::bad_request(ErrorCode::TooManyDevices, e.to_string())
+        }
         WriteError::NotFound => Problem::not_found(),
         WriteError::Storage => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -140,7 +140,7 @@ pub async fn list(
         let cols = projection.columns(ti);
         selected_origins(&cols, visibility, &table, None)
     };
-    origins.sort_by_key(|&o| table.rank(o, &order));
+    origins.sort_by_cached_key(|&o| table.rank(o, &order));
     Ok(Json(wire::SourceList {
         sources: origins.into_iter().map(|o| table.describe(o)).collect(),
     }))

@@ -151,6 +151,13 @@ pub async fn statistics(
     let cols = projection.columns(ti);
     let origins = (filter.is_some() || by_source)
         .then(|| buckets::selected_origins(&cols, visibility, &table, filter.as_deref()));
+    if by_source
+        && origins
+            .as_ref()
+            .is_some_and(|o| o.len() > sources::MAX_SERIES)
+    {
+        return Err(bucket_problem(BucketError::TooManySeries));
+    }
     let wanted: Vec<&str> = match ty.aggregation() {
         Some(Aggregation::Cumulative) => vec!["sum"],
         Some(Aggregation::Discrete) => DISCRETE.to_vec(),
@@ -242,6 +249,9 @@ fn bucket_problem(e: BucketError) -> Problem {
         BucketError::NotQuantity(_) => "type",
         BucketError::TooMany => {
             return Problem::bad_request(ErrorCode::TooManyBuckets, e.to_string());
+        }
+        BucketError::TooManySeries => {
+            return Problem::bad_request(ErrorCode::TooManySeries, e.to_string());
         }
     };
     Problem::invalid(None, field, e.to_string())

@@ -21,7 +21,7 @@ pub struct Row {
     pub end_offset_min: i16,
     pub value: f64,
     pub source: u32,
-    /// Interned device; 0 when the sample names none.
+    /// The device's slot within `source`; 0 when the sample names none.
     pub device: u16,
     /// The log record that added the sample (saturates at `u32::MAX`).
     pub seq: u32,

@@ -40,26 +40,37 @@ pub struct Deletion {
     pub source: u32,
 }
 
-/// Interned device descriptions; 0 means "no device".
+/// The devices of one source, by slot: a sample's device column holds a
+/// slot within its own source, so what one app writes never shifts the
+/// numbering of another's. Slot 0 means "no device".
 #[derive(Default)]
-struct Devices {
-    list: Vec<Device>,
-    ids: HashMap<Device, u16>,
+struct SourceDevices {
+    list: Vec<Arc<Device>>,
+    slots: HashMap<Arc<Device>, u16>,
 }
 
-impl Devices {
+impl SourceDevices {
     fn intern(&mut self, device: Option<&Device>) -> u16 {
         let Some(device) = device else { return 0 };
-        if let Some(&id) = self.ids.get(device) {
-            return id;
+        if let Some(&slot) = self.slots.get(device) {
+            return slot;
         }
-        // Past 65,534 distinct devices, later ones share the last slot.
-        let id = u16::try_from(self.list.len() + 1).unwrap_or(u16::MAX);
-        if id < u16::MAX || self.list.len() + 1 == usize::from(u16::MAX) {
-            self.list.push(device.clone());
-            self.ids.insert(device.clone(), id);
+        // Writes are capped far below this (`MAX_DEVICES_PER_SOURCE`); a log
+        // written before the cap that names more shares the source's last
+        // slot, and replay never fails over it.
+        if self.list.len() >= usize::from(u16::MAX) {
+            return u16::MAX;
         }
-        id
+        let device = Arc::new(device.clone());
+        self.list.push(device.clone());
+        let slot = self.list.len() as u16;
+        self.slots.insert(device, slot);
+        slot
+    }
+
+    fn get(&self, slot: u16) -> Option<&Arc<Device>> {
+        slot.checked_sub(1)
+            .and_then(|i| self.list.get(usize::from(i)))
     }
 }
 
@@ -67,11 +78,13 @@ impl Devices {
 #[error("the log names an unknown sample type")]
 pub struct UnknownType;
 
-/// Interned source names (the app that wrote a sample).
+/// Interned source names (the app that wrote a sample), each with its
+/// devices.
 #[derive(Default)]
 struct Sources {
     names: Vec<Arc<str>>,
     ids: HashMap<Arc<str>, u32>,
+    devices: Vec<SourceDevices>,
 }
 
 impl Sources {
@@ -83,7 +96,17 @@ impl Sources {
         let name: Arc<str> = name.into();
         self.names.push(name.clone());
         self.ids.insert(name, id);
+        self.devices.push(SourceDevices::default());
         id
+    }
+
+    fn intern_device(&mut self, source: u32, device: Option<&Device>) -> u16 {
+        self.devices[source as usize].intern(device)
+    }
+
+    fn devices_of(&self, name: &str) -> Option<&SourceDevices> {
+        let id = self.ids.get(name)?;
+        self.devices.get(*id as usize)
     }
 }
 
@@ -92,7 +115,6 @@ pub struct Projection {
     /// Which types hold any row: lookups by id skip the rest without locking.
     populated: Vec<AtomicBool>,
     sources: RwLock<Sources>,
-    devices: RwLock<Devices>,
     /// Ids of deleted samples: an id is never reused.
     tombstones: RwLock<HashSet<u128>>,
     /// Deletions in log order, for the change feed.
@@ -159,7 +181,6 @@ impl Projection {
             types,
             populated,
             sources: RwLock::default(),
-            devices: RwLock::default(),
             tombstones: RwLock::default(),
             deletions: RwLock::default(),
             priority: RwLock::default(),
@@ -189,21 +210,35 @@ impl Projection {
         self.notes.subscribe()
     }
 
-    /// The device interned as `id` (0: none).
-    pub fn device(&self, id: u16) -> Option<Device> {
-        let devices = self.devices.read();
-        id.checked_sub(1)
-            .and_then(|i| devices.list.get(usize::from(i)).cloned())
+    /// The device in `slot` of `source` (0: none).
+    pub fn device(&self, source: u32, slot: u16) -> Option<Device> {
+        self.device_shared(source, slot).map(|d| Device::clone(&d))
     }
 
-    /// Every interned source name, by id.
-    pub fn source_names(&self) -> Vec<Arc<str>> {
-        self.sources.read().names.clone()
+    /// The device in `slot` of `source`, shared rather than copied.
+    pub fn device_shared(&self, source: u32, slot: u16) -> Option<Arc<Device>> {
+        let sources = self.sources.read();
+        sources
+            .devices
+            .get(source as usize)
+            .and_then(|d| d.get(slot))
+            .cloned()
     }
 
-    /// Every interned device, by id minus one.
-    pub fn device_list(&self) -> Vec<Device> {
-        self.devices.read().list.clone()
+    /// How many distinct devices the source `name` has written with.
+    pub fn device_count(&self, name: &str) -> usize {
+        self.sources
+            .read()
+            .devices_of(name)
+            .map_or(0, |d| d.list.len())
+    }
+
+    /// Whether the source `name` has written with `device`.
+    pub fn knows_device(&self, name: &str, device: &Device) -> bool {
+        self.sources
+            .read()
+            .devices_of(name)
+            .is_some_and(|d| d.slots.contains_key(device))
     }
 
     /// The owner's characteristics: (type id, value).
@@ -246,6 +281,11 @@ impl Projection {
         self.sources.read().names[id as usize].clone()
     }
 
+    /// The name of source `id`, if it is one.
+    pub fn source_name_checked(&self, id: u32) -> Option<Arc<str>> {
+        self.sources.read().names.get(id as usize).cloned()
+    }
+
     pub fn is_tombstoned(&self, id: u128) -> bool {
         self.tombstones.read().contains(&id)
     }
@@ -268,7 +308,7 @@ impl Projection {
         if let Some((source, groups)) = device_groups(&envelope.event) {
             let source = self.intern_source(source);
             for (device, batches) in groups {
-                let device = self.devices.write().intern(device);
+                let device = self.sources.write().intern_device(source, device);
                 for batch in batches {
                     let ty = catalogue::lookup(&batch.type_id).ok_or(UnknownType)?;
                     let rows = batch
@@ -354,7 +394,9 @@ impl Projection {
         tombstones.clear();
         tombstones.shrink_to_fit();
         *self.deletions.write() = Vec::new();
-        *self.devices.write() = Devices::default();
+        for devices in &mut self.sources.write().devices {
+            *devices = SourceDevices::default();
+        }
         *self.priority.write() = (0, Vec::new());
         wipe_pairs(&mut self.characteristics.write());
         let _ = self.notes.send(Note::Locked);
@@ -381,7 +423,6 @@ impl Drop for Projection {
 pub struct ProjectionBuilder {
     rows: Vec<Vec<Row>>,
     sources: Sources,
-    devices: Devices,
     tombstones: HashSet<u128>,
     /// (seq, id) of each deletion, resolved to type and source at finish.
     deleted: Vec<(u64, u128)>,
@@ -403,7 +444,7 @@ impl ProjectionBuilder {
         if let Some((source, groups)) = device_groups(&envelope.event) {
             let source = self.sources.intern(source);
             for (device, batches) in groups {
-                let device = self.devices.intern(device);
+                let device = self.sources.intern_device(source, device);
                 for batch in batches {
                     let ty = catalogue::lookup(&batch.type_id).ok_or(UnknownType)?;
                     let rows = &mut self.rows[ty.0 as usize];
@@ -490,12 +531,83 @@ impl ProjectionBuilder {
             .collect();
         let mut projection = Projection::with_types(columns.into_iter());
         projection.sources = RwLock::new(self.sources);
-        projection.devices = RwLock::new(self.devices);
         projection.tombstones = RwLock::new(tombstones);
         projection.deletions = RwLock::new(deletions);
         projection.priority = RwLock::new(self.priority);
         projection.characteristics = RwLock::new(self.characteristics);
         projection.applied_seq = AtomicU64::new(self.last_seq);
         projection
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::event::DeviceGroup;
+
+    fn device(name: &str) -> Device {
+        Device {
+            name: name.into(),
+            model: None,
+            manufacturer: None,
+            kind: Some("watch".into()),
+        }
+    }
+
+    fn added(source: &str, names: &[&str], id0: u128) -> Envelope {
+        let groups = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| DeviceGroup {
+                device: Some(device(n)),
+                batches: vec![TypeBatch {
+                    type_id: "step_count".into(),
+                    samples: vec![StoredSample {
+                        id: (id0 + i as u128).to_be_bytes(),
+                        start_us: i as i64,
+                        start_offset_min: 0,
+                        end_us: i as i64 + 1,
+                        end_offset_min: 0,
+                        value: 1.0,
+                        metadata: None,
+                    }],
+                }],
+            })
+            .collect();
+        Envelope {
+            at_us: 0,
+            event: Event::DeviceSamplesAdded {
+                source: source.into(),
+                groups,
+            },
+        }
+    }
+
+    #[test]
+    fn device_slots_are_per_source() {
+        let p = Projection::default();
+        p.apply(1, &added("a", &["x", "y"], 0)).unwrap();
+        p.apply(2, &added("b", &["z", "y"], 100)).unwrap();
+        let (a, b) = (p.source_id("a").unwrap(), p.source_id("b").unwrap());
+        // `b`'s first device takes slot 1 whatever `a` holds.
+        assert_eq!(p.device(b, 1), Some(device("z")));
+        assert_eq!(p.device(b, 2), Some(device("y")));
+        assert_eq!(p.device(a, 2), Some(device("y")));
+        assert_eq!(p.device(a, 0), None);
+        assert_eq!((p.device_count("a"), p.device_count("b")), (2, 2));
+        assert!(p.knows_device("b", &device("z")) && !p.knows_device("a", &device("z")));
+    }
+
+    #[test]
+    fn replay_takes_logs_with_more_devices_than_writes_may_add() {
+        let names: Vec<String> = (0..200).map(|i| format!("d{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut builder = ProjectionBuilder::new();
+        builder.add(1, added("a", &names, 0)).unwrap();
+        let p = builder.finish();
+        assert_eq!(p.device_count("a"), 200);
+        assert_eq!(p.sample_count(), 200);
+        let a = p.source_id("a").unwrap();
+        assert_eq!(p.device(a, 200), Some(device("d199")));
     }
 }

@@ -15,7 +15,7 @@ use jiff::tz::TimeZone;
 use jiff::{Span, Timestamp, Zoned};
 
 use super::series::{Series, SeriesKey};
-use super::sources::{Origin, SourceTable};
+use super::sources::{Origin, SourceTable, MAX_SERIES};
 use crate::catalogue::{self, Aggregation, TypeIndex};
 use crate::log::event::SourceKey;
 use crate::projection::{Projection, TypeColumns, Visibility};
@@ -35,6 +35,8 @@ pub enum BucketError {
         "the range holds more than {MAX_BUCKETS} buckets; use a longer interval or a shorter range"
     )]
     TooMany,
+    #[error("by_source would answer more than {MAX_SERIES} series; narrow it with sources=")]
+    TooManySeries,
     #[error("end must be after start")]
     Range,
     #[error("{0} has no buckets (only quantity types do)")]
@@ -277,7 +279,8 @@ pub fn selected_origins(
         }
     }
     seen.retain(|&o| sources.is_none_or(|keys| keys.iter().any(|k| table.matches(o, k))));
-    seen.sort();
+    // By name, not by id: ids depend on what else the store holds.
+    seen.sort_by_cached_key(|&o| table.display_key(o));
     seen
 }
 
@@ -365,6 +368,9 @@ pub fn run(projection: &Projection, req: &BucketRequest) -> Result<BucketResult,
     } else {
         None
     };
+    if req.by_source && origins.as_ref().is_some_and(|o| o.len() > MAX_SERIES) {
+        return Err(BucketError::TooManySeries);
+    }
     // (series origin, selection) for each output series.
     let views: Vec<(Option<Origin>, Option<Vec<Origin>>)> = match (&origins, req.by_source) {
         (Some(os), true) => os.iter().map(|&o| (Some(o), Some(vec![o]))).collect(),

@@ -55,7 +55,10 @@ fn plain(
         unit: None,
         source: projection.source_name(row.source).to_string(),
         metadata: None,
-        device: projection.device(row.device).as_ref().map(Device::from),
+        device: projection
+            .device(row.source, row.device)
+            .as_ref()
+            .map(Device::from),
         members: None,
         activity: None,
         duration_s: None,

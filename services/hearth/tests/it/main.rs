@@ -7,6 +7,7 @@ mod support;
 
 mod api;
 mod apps;
+mod bounds;
 mod catalogue;
 mod consent_browser;
 mod durability;
