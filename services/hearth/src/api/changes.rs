@@ -2,7 +2,8 @@
 //! (`GET /v1/observe`, Server-Sent Events).
 //!
 //! Both see only what `policy::visibility` lets the caller see: a change to
-//! a type the caller cannot read is invisible unless it is the caller's own.
+//! a type the caller cannot read is invisible unless it is the caller's own;
+//! a correlation's, unless it holds a member the caller reads.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -29,7 +30,7 @@ use crate::apps::Apps;
 use crate::catalogue::{self, TypeIndex};
 use crate::policy;
 use crate::projection::{Note, Projection, Visibility};
-use crate::query::changes::{self, Anchor, Change};
+use crate::query::changes::{self, AlsoSees, Anchor, Change};
 use crate::samples::{self, check_unit, lookup_type};
 use crate::store::OpenStore;
 use crate::wire::queries as wire;
@@ -76,6 +77,35 @@ fn views(
         .collect()
 }
 
+/// Correlation types among `types` the caller reads in part.
+fn partial_reads(
+    caller: &Caller,
+    apps: &Apps,
+    types: &[TypeIndex],
+) -> Vec<(TypeIndex, policy::CorrelationReads)> {
+    types
+        .iter()
+        .filter_map(|&t| Some((t, policy::CorrelationReads::of(caller, apps, t)?)))
+        .collect()
+}
+
+/// Runs `f` with the correlations of `reads` the caller sees.
+fn with_also<R>(
+    projection: &Projection,
+    reads: &[(TypeIndex, policy::CorrelationReads)],
+    f: impl FnOnce(&[AlsoSees<'_>]) -> R,
+) -> R {
+    let sees: Vec<_> = reads
+        .iter()
+        .map(|(t, r)| (*t, move |id: u128| r.sees(projection, id)))
+        .collect();
+    let also: Vec<AlsoSees<'_>> = sees
+        .iter()
+        .map(|(t, f)| (*t, f as &dyn Fn(u128) -> bool))
+        .collect();
+    f(&also)
+}
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ChangesQuery {
@@ -114,7 +144,10 @@ pub async fn changes(
     let limit = page_limit(q.limit.as_deref())?;
     let projection = &access.open.projection;
     let views = views(&access.caller, &access.apps, &types, projection);
-    let page = changes::page(projection, &views, anchor, limit);
+    let reads = partial_reads(&access.caller, &access.apps, &types);
+    let page = with_also(projection, &reads, |also| {
+        changes::page_with(projection, &views, also, anchor, limit)
+    });
     let mut added = Vec::new();
     let mut deleted = Vec::new();
     for change in page.changes {
@@ -270,7 +303,10 @@ impl Observer {
     fn catch_up(&mut self, open: &OpenStore) {
         let projection = &open.projection;
         let views = views(&self.caller, &self.apps, &self.types, projection);
-        let (types, latest) = changes::changed_types(projection, &views, self.reported);
+        let reads = partial_reads(&self.caller, &self.apps, &self.types);
+        let (types, latest) = with_also(projection, &reads, |also| {
+            changes::changed_types_with(projection, &views, also, self.reported)
+        });
         for ty in types {
             self.queue
                 .push_back(change_event(ty, latest, projection.anchor_key()));
@@ -298,11 +334,27 @@ impl Observer {
                     if !self.types.contains(&ty) || fired.contains(&ty) {
                         continue;
                     }
-                    let seen =
-                        match policy::visibility(&self.caller, &self.apps, ty, &open.projection) {
-                            Visibility::All => true,
-                            Visibility::OnlySource(s) => s == source,
-                        };
+                    let visibility =
+                        policy::visibility(&self.caller, &self.apps, ty, &open.projection);
+                    let seen = match visibility {
+                        Visibility::All => true,
+                        Visibility::OnlySource(s) => s == source,
+                    } || {
+                        // Another source's correlation: seen if it holds a
+                        // member the caller reads.
+                        let reads = partial_reads(&self.caller, &self.apps, &[ty]);
+                        !reads.is_empty()
+                            && with_also(&open.projection, &reads, |also| {
+                                changes::changed_types_with(
+                                    &open.projection,
+                                    &[(ty, visibility)],
+                                    also,
+                                    seq - 1,
+                                )
+                                .0
+                                .contains(&ty)
+                            })
+                    };
                     if seen {
                         fired.push(ty);
                         let key = open.projection.anchor_key();
@@ -425,7 +477,10 @@ pub async fn observe(
             &observer.types,
             &open.projection,
         );
-        observer.reported = changes::changed_types(&open.projection, &views, 0).1;
+        let reads = partial_reads(&observer.caller, &observer.apps, &observer.types);
+        observer.reported = with_also(&open.projection, &reads, |also| {
+            changes::changed_types_with(&open.projection, &views, also, 0).1
+        });
     }
     let anchor = Anchor {
         seq: observer.reported,

@@ -16,7 +16,7 @@ use super::problem::{parse_json, ApiPath, BodyErrors, CommonErrors, JsonBody, Pr
 use crate::catalogue::{self, TypeIndex};
 use crate::log::writer::{Write, WriteError, WriteOutcome};
 use crate::policy;
-use crate::projection::Row;
+use crate::projection::{Projection, Row, Visibility};
 use crate::query::samples::{self as query, SampleQuery};
 use crate::query::sources::{self, DEVICE_KINDS};
 use crate::samples::{self, check_unit, lookup_type, time_bounds};
@@ -235,19 +235,21 @@ pub async fn list(
         .map_err(|e| Problem::invalid(None, "sources", e))?;
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let projection = &access.open.projection;
-    let (rows, more) = query::page(
-        projection,
-        &SampleQuery {
-            ty: ti,
-            visibility: policy::visibility(&access.caller, &access.apps, ti, projection),
-            range,
-            sources: filter.as_deref(),
-            device: q.device.as_deref(),
-            after,
-            descending,
-            limit,
-        },
-    );
+    let query = |visibility, after| SampleQuery {
+        ty: ti,
+        visibility,
+        range,
+        sources: filter.as_deref(),
+        device: q.device.as_deref(),
+        after,
+        descending,
+        limit,
+    };
+    let visibility = policy::visibility(&access.caller, &access.apps, ti, projection);
+    let (rows, more) = match policy::CorrelationReads::of(&access.caller, &access.apps, ti) {
+        None => query::page(projection, &query(visibility, after)),
+        Some(reads) => correlation_page(projection, visibility, &reads, after, query),
+    };
     let samples = rows
         .iter()
         .map(|r| {
@@ -269,6 +271,33 @@ pub async fn list(
         samples,
         next_cursor,
     }))
+}
+
+/// A page of a correlation type the caller reads in part: its own
+/// correlations and those with a member it reads, page by page over all.
+fn correlation_page<'a>(
+    projection: &Projection,
+    own: Visibility,
+    reads: &policy::CorrelationReads,
+    mut after: Option<(i64, u128)>,
+    query: impl Fn(Visibility, Option<(i64, u128)>) -> SampleQuery<'a>,
+) -> (Vec<Row>, bool) {
+    let limit = query(own, after).limit;
+    let mut kept = Vec::new();
+    loop {
+        let (rows, more) = query::page(projection, &query(Visibility::All, after));
+        after = rows.last().map(|r| (r.start_us, r.id));
+        kept.extend(
+            rows.into_iter().filter(|r| {
+                own == Visibility::OnlySource(r.source) || reads.sees(projection, r.id)
+            }),
+        );
+        if kept.len() > limit || !more {
+            let more = kept.len() > limit;
+            kept.truncate(limit);
+            return (kept, more);
+        }
+    }
 }
 
 /// A `true`/`false` query flag.
@@ -328,7 +357,7 @@ pub(crate) fn visible_sample(access: &Access, id: u128) -> Result<(TypeIndex, Ro
     let projection = &access.open.projection;
     projection
         .find(id)
-        .filter(|(ti, row)| policy::sees(&access.caller, &access.apps, *ti, projection, row.source))
+        .filter(|(ti, row)| policy::sees_row(&access.caller, &access.apps, *ti, projection, row))
         .ok_or_else(Problem::not_found)
 }
 

@@ -119,6 +119,9 @@ pub struct Projection {
     tombstones: RwLock<HashSet<u128>>,
     /// Deletions in log order, for the change feed.
     deletions: RwLock<Vec<Deletion>>,
+    /// The member types of every correlation ever written, deleted ones
+    /// included: what decides who sees a correlation and its deletion.
+    correlations: RwLock<HashMap<u128, Box<[TypeIndex]>>>,
     /// The owner's source order, with a generation for derived data.
     priority: RwLock<(u64, Vec<SourceKey>)>,
     /// The last log record applied.
@@ -152,6 +155,41 @@ fn row_from(sample: &StoredSample, source: u32, device: u16, seq: u64) -> Row {
     }
 }
 
+/// The member types of the correlations an add event writes, keyed by the
+/// correlation's id. Members are written in the same request as their
+/// correlation, so the event itself says what type each one is.
+fn correlation_members(groups: &Groups<'_>) -> Vec<(u128, Box<[TypeIndex]>)> {
+    let batches = || groups.iter().flat_map(|(_, batches)| batches.iter());
+    let is_correlation = |b: &TypeBatch| {
+        catalogue::lookup(&b.type_id).is_some_and(|t| catalogue::get(t).members().is_some())
+    };
+    if !batches().any(is_correlation) {
+        return Vec::new();
+    }
+    let mut type_of: HashMap<u128, TypeIndex> = HashMap::new();
+    for b in batches() {
+        if let Some(t) = catalogue::lookup(&b.type_id) {
+            for s in &b.samples {
+                type_of.insert(u128::from_be_bytes(s.id), t);
+            }
+        }
+    }
+    batches()
+        .filter(|b| is_correlation(b))
+        .flat_map(|b| b.samples.iter())
+        .map(|s| {
+            let mut types: Vec<TypeIndex> =
+                crate::samples::member_ids(s.metadata.as_deref().unwrap_or_default())
+                    .iter()
+                    .filter_map(|id| type_of.get(id).copied())
+                    .collect();
+            types.sort_unstable();
+            types.dedup();
+            (u128::from_be_bytes(s.id), types.into())
+        })
+        .collect()
+}
+
 /// The groups of an add event, whatever its variant.
 type Groups<'a> = Vec<(Option<&'a Device>, &'a [TypeBatch])>;
 
@@ -183,6 +221,7 @@ impl Projection {
             sources: RwLock::default(),
             tombstones: RwLock::default(),
             deletions: RwLock::default(),
+            correlations: RwLock::default(),
             priority: RwLock::default(),
             characteristics: RwLock::default(),
             applied_seq: AtomicU64::new(0),
@@ -246,6 +285,16 @@ impl Projection {
         self.characteristics.read().clone()
     }
 
+    /// The member types of the correlation `id` (also once deleted): empty
+    /// for anything else.
+    pub fn correlation_member_types(&self, id: u128) -> Box<[TypeIndex]> {
+        self.correlations
+            .read()
+            .get(&id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// The owner's source order and its generation.
     pub fn priority(&self) -> (u64, Vec<SourceKey>) {
         self.priority.read().clone()
@@ -306,6 +355,10 @@ impl Projection {
     pub fn apply(&self, seq: u64, envelope: &Envelope) -> Result<(), UnknownType> {
         let mut touched: Vec<(TypeIndex, u32)> = Vec::new();
         if let Some((source, groups)) = device_groups(&envelope.event) {
+            let members = correlation_members(&groups);
+            if !members.is_empty() {
+                self.correlations.write().extend(members);
+            }
             let source = self.intern_source(source);
             for (device, batches) in groups {
                 let device = self.sources.write().intern_device(source, device);
@@ -394,6 +447,7 @@ impl Projection {
         tombstones.clear();
         tombstones.shrink_to_fit();
         *self.deletions.write() = Vec::new();
+        *self.correlations.write() = HashMap::new();
         for devices in &mut self.sources.write().devices {
             *devices = SourceDevices::default();
         }
@@ -426,6 +480,7 @@ pub struct ProjectionBuilder {
     tombstones: HashSet<u128>,
     /// (seq, id) of each deletion, resolved to type and source at finish.
     deleted: Vec<(u64, u128)>,
+    correlations: HashMap<u128, Box<[TypeIndex]>>,
     priority: (u64, Vec<SourceKey>),
     characteristics: Vec<(String, String)>,
     last_seq: u64,
@@ -442,6 +497,7 @@ impl ProjectionBuilder {
     pub fn add(&mut self, seq: u64, envelope: Envelope) -> Result<(), UnknownType> {
         self.last_seq = seq;
         if let Some((source, groups)) = device_groups(&envelope.event) {
+            self.correlations.extend(correlation_members(&groups));
             let source = self.sources.intern(source);
             for (device, batches) in groups {
                 let device = self.sources.intern_device(source, device);
@@ -533,6 +589,7 @@ impl ProjectionBuilder {
         projection.sources = RwLock::new(self.sources);
         projection.tombstones = RwLock::new(tombstones);
         projection.deletions = RwLock::new(deletions);
+        projection.correlations = RwLock::new(self.correlations);
         projection.priority = RwLock::new(self.priority);
         projection.characteristics = RwLock::new(self.characteristics);
         projection.applied_seq = AtomicU64::new(self.last_seq);

@@ -98,11 +98,31 @@ fn visible_source(visibility: Visibility, source: u32) -> bool {
     }
 }
 
+/// Samples of a type that its visibility leaves out but the caller sees
+/// anyway, by id (correlations seen through a member); also asked of
+/// deletions.
+pub type AlsoSees<'a> = (TypeIndex, &'a dyn Fn(u128) -> bool);
+
+fn also_for<'a>(also: &'a [AlsoSees<'a>], ty: TypeIndex) -> Option<&'a dyn Fn(u128) -> bool> {
+    also.iter().find(|(t, _)| *t == ty).map(|(_, f)| *f)
+}
+
 /// Up to `limit` changes after `anchor` to the given types, each with the
 /// caller's visibility of it.
 pub fn page(
     projection: &Projection,
     types: &[(TypeIndex, Visibility)],
+    anchor: Anchor,
+    limit: usize,
+) -> Page {
+    page_with(projection, types, &[], anchor, limit)
+}
+
+/// [`page`], also with the samples `also` admits.
+pub fn page_with(
+    projection: &Projection,
+    types: &[(TypeIndex, Visibility)],
+    also: &[AlsoSees<'_>],
     anchor: Anchor,
     limit: usize,
 ) -> Page {
@@ -119,6 +139,7 @@ pub fn page(
         }
     };
     for &(ty, visibility) in types {
+        let also = also_for(also, ty);
         let cols = projection.columns(ty);
         let last = u64::from(cols.last_seq());
         if last < anchor.seq || (last == anchor.seq && anchor.after_id.is_none()) {
@@ -131,7 +152,9 @@ pub fn page(
                 continue;
             }
             let id = cols.id_of(r);
-            if anchor.before(u64::from(seq), id) && cols.visible(r, visibility) {
+            let visible =
+                cols.visible(r, visibility) || also.is_some_and(|f| !cols.is_deleted(r) && f(id));
+            if anchor.before(u64::from(seq), id) && visible {
                 offer(
                     Key {
                         seq: u64::from(seq),
@@ -151,7 +174,7 @@ pub fn page(
         let Some(&(_, visibility)) = types.iter().find(|(t, _)| *t == d.ty) else {
             continue;
         };
-        if visible_source(visibility, d.source) {
+        if visible_source(visibility, d.source) || also_for(also, d.ty).is_some_and(|f| f(d.id)) {
             offer(
                 Key {
                     seq: d.seq,
@@ -207,11 +230,22 @@ pub fn changed_types(
     types: &[(TypeIndex, Visibility)],
     after: u64,
 ) -> (Vec<TypeIndex>, u64) {
+    changed_types_with(projection, types, &[], after)
+}
+
+/// [`changed_types`], also with the samples `also` admits.
+pub fn changed_types_with(
+    projection: &Projection,
+    types: &[(TypeIndex, Visibility)],
+    also: &[AlsoSees<'_>],
+    after: u64,
+) -> (Vec<TypeIndex>, u64) {
     let head = projection.applied_seq();
     let mut latest = after;
     let mut out = Vec::new();
     let deletions = projection.deletions_after(after);
     for &(ty, visibility) in types {
+        let also = also_for(also, ty);
         let cols = projection.columns(ty);
         if u64::from(cols.last_seq()) <= after {
             continue;
@@ -219,13 +253,18 @@ pub fn changed_types(
         let mut changed = false;
         for (r, &seq) in cols.seqs().iter().enumerate() {
             let seq = u64::from(seq);
-            if seq > after && seq <= head && cols.visible(r, visibility) {
+            let visible = || {
+                cols.visible(r, visibility)
+                    || also.is_some_and(|f| !cols.is_deleted(r) && f(cols.id_of(r)))
+            };
+            if seq > after && seq <= head && visible() {
                 changed = true;
                 latest = latest.max(seq);
             }
         }
         for d in &deletions {
-            if d.ty == ty && d.seq <= head && visible_source(visibility, d.source) {
+            let visible = || visible_source(visibility, d.source) || also.is_some_and(|f| f(d.id));
+            if d.ty == ty && d.seq <= head && visible() {
                 changed = true;
                 latest = latest.max(d.seq);
             }

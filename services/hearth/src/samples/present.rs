@@ -35,6 +35,9 @@ pub fn present(
             }
         }
         out.members = Some(members);
+        if !policy::sees_correlation_metadata(caller, apps, projection, row) {
+            out.metadata = None;
+        }
     }
     Ok(out)
 }

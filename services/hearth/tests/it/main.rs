@@ -10,6 +10,7 @@ mod apps;
 mod bounds;
 mod catalogue;
 mod consent_browser;
+mod correlations;
 mod durability;
 mod edge;
 mod oauth;
