@@ -74,6 +74,9 @@ pub(crate) fn write_problem(e: WriteError) -> Problem {
 }
 
 /// Writes a batch of samples, all or nothing.
+///
+/// A source writes with at most 64 distinct devices: a batch that would
+/// give it a 65th is refused whole (`400 too_many_devices`).
 #[utoipa::path(post, path = "/v1/samples", tag = "samples", operation_id = "add_samples",
     request_body = wire::SampleBatch,
     responses(

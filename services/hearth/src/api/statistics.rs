@@ -124,7 +124,9 @@ pub struct StatisticsQuery {
     unit: Option<String>,
     /// Only these sources (`app` or `app/device`, comma-separated).
     sources: Option<String>,
-    /// `true` for one set of figures per source.
+    /// `true` for one set of figures per source: at most 65 (one source's
+    /// 64 devices and its samples without a device); more is `400
+    /// too_many_series`, narrowed with `sources=`.
     #[param(value_type = Option<bool>)]
     by_source: Option<String>,
 }
@@ -235,7 +237,9 @@ pub struct BucketsQuery {
     unit: Option<String>,
     /// Only these sources (`app` or `app/device`, comma-separated).
     sources: Option<String>,
-    /// `true` for one series per source.
+    /// `true` for one series per source: at most 65 (one source's 64
+    /// devices and its samples without a device); more is `400
+    /// too_many_series`, narrowed with `sources=`.
     #[param(value_type = Option<bool>)]
     by_source: Option<String>,
 }
