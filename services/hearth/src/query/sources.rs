@@ -86,18 +86,21 @@ impl<'a> SourceTable<'a> {
         }
     }
 
+    /// Runs `f` on the names of `o`, looked up the first time only.
+    fn with_named<R>(&self, o: Origin, f: impl FnOnce(&Named) -> R) -> R {
+        let mut seen = self.seen.lock();
+        let named = seen.entry(o).or_insert_with(|| Named {
+            source: self
+                .projection
+                .source_name_checked(o.source)
+                .unwrap_or_else(|| Arc::from("")),
+            device: self.projection.device_shared(o.source, o.device),
+        });
+        f(named)
+    }
+
     fn named(&self, o: Origin) -> Named {
-        self.seen
-            .lock()
-            .entry(o)
-            .or_insert_with(|| Named {
-                source: self
-                    .projection
-                    .source_name_checked(o.source)
-                    .unwrap_or_else(|| Arc::from("")),
-                device: self.projection.device_shared(o.source, o.device),
-            })
-            .clone()
+        self.with_named(o, Named::clone)
     }
 
     pub fn source_name(&self, o: Origin) -> Arc<str> {
@@ -110,12 +113,13 @@ impl<'a> SourceTable<'a> {
 
     /// Whether `key` names this origin: the app, and the device name if given.
     pub fn matches(&self, o: Origin, key: &SourceKey) -> bool {
-        let named = self.named(o);
-        *named.source == *key.source
-            && match &key.device {
-                None => true,
-                Some(name) => named.device.is_some_and(|d| d.name == *name),
-            }
+        self.with_named(o, |named| {
+            *named.source == *key.source
+                && match &key.device {
+                    None => true,
+                    Some(name) => named.device.as_ref().is_some_and(|d| d.name == *name),
+                }
+        })
     }
 
     /// The order origins are listed in where priority plays no part.
