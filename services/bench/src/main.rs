@@ -125,6 +125,7 @@ impl Server {
             unlock_key_file: None,
             idle_lock_secs: 0,
             max_body_bytes: 16 * 1024 * 1024,
+            max_concurrent_requests: 256,
             request_timeout_secs: 120,
             public_url: None,
             allowed_hosts: Vec::new(),
@@ -606,8 +607,8 @@ async fn bench_unlock(args: &Args, admin: &str) -> anyhow::Result<()> {
                 .store
                 .open_store()
                 .map_err(|_| anyhow::anyhow!("not unlocked"))?;
-            anyhow::ensure!(open.projection.sample_count() == n, "sample count");
-            bytes_per_sample = open.projection.memory_bytes() as f64 / n as f64;
+            anyhow::ensure!(open.sample_count() == n, "sample count");
+            bytes_per_sample = open.memory_bytes() as f64 / n as f64;
         }
         let kdf_only = {
             let t = Instant::now();

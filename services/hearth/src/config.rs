@@ -150,6 +150,11 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "HEARTH_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Requests in progress at once; beyond it requests are answered `503`
+    /// (`overloaded`, with `Retry-After`) rather than queued. Unlocking,
+    /// locking, health checks and the pages have a small pool of their own.
+    #[arg(long, env = "HEARTH_MAX_CONCURRENT_REQUESTS", default_value_t = 256)]
+    pub max_concurrent_requests: usize,
     /// Requests taking longer than this many seconds are cut off.
     #[arg(long, env = "HEARTH_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,

@@ -1,34 +1,49 @@
 //! The read and write policy: the one place that decides what a caller may
-//! see and write. Every read path asks [`visibility`]; no endpoint filters on
-//! its own.
+//! see and write. [`crate::view::View`] asks it on every read and enforces
+//! the answer; no endpoint filters on its own.
 //!
 //! An app reads a type when its token asked for `read:<type>` *and* the
 //! owner's grant allows it, looked up on every request so a revocation takes
 //! effect at once. Writing likewise needs `write:<type>` and a write grant.
+//!
+//! Correlations (`blood_pressure`, `food`) are seen through their members:
+//! a caller sees one only if it reads the type of at least one of its
+//! members (or wrote it), sees only those members, and sees its free-text
+//! metadata only if it reads every member's type.
 
 use crate::apps::{AppCaller, Apps};
 use crate::caller::Caller;
 use crate::catalogue::{self, TypeIndex};
-use crate::projection::Projection;
+use crate::projection::{Projection, Row};
 
 /// Which samples of a type a caller sees: all of them, or only those its own
-/// source wrote.
+/// source wrote (and, for a correlation type it reads in part, those
+/// [`CorrelationReads`] lets through).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Visibility {
     All,
     OnlySource(u32),
 }
 
+/// The types a correlation type may hold.
+fn member_types(ty: TypeIndex) -> Option<impl Iterator<Item = TypeIndex>> {
+    let members = catalogue::get(ty).members()?;
+    Some(
+        members
+            .iter()
+            .map(|m| catalogue::lookup(m).expect("members are in the catalogue")),
+    )
+}
+
 /// Whether the caller may read every sample of `ty`. Private: callers learn
 /// only the effect, through [`visibility`].
 fn may_read(caller: &Caller, apps: &Apps, ty: TypeIndex) -> bool {
-    // A correlation is governed by its members, as in HealthKit: readable
-    // wherever any member type is.
-    if let Some(members) = catalogue::get(ty).members() {
-        return members.iter().any(|m| {
-            let member = catalogue::lookup(m).expect("members are in the catalogue");
-            may_read(caller, apps, member)
-        });
+    // A correlation is governed by its members, as in HealthKit. Every one
+    // is readable only to who reads every type it may hold; others see the
+    // correlations that hold a type they read, one by one
+    // ([`CorrelationReads`]).
+    if let Some(mut members) = member_types(ty) {
+        return members.all(|m| may_read(caller, apps, m));
     }
     match caller {
         Caller::Owner => true,
@@ -53,6 +68,81 @@ pub fn visibility(
     }
     // A source never seen has written nothing: it sees nothing.
     Visibility::OnlySource(projection.source_id(caller.source()).unwrap_or(u32::MAX))
+}
+
+/// Whether the caller sees one sample of `ty` written by `source`.
+pub fn sees(
+    caller: &Caller,
+    apps: &Apps,
+    ty: TypeIndex,
+    projection: &Projection,
+    source: u32,
+) -> bool {
+    match visibility(caller, apps, ty, projection) {
+        Visibility::All => true,
+        Visibility::OnlySource(s) => s == source,
+    }
+}
+
+/// Whether the caller sees this sample of `ty`: as [`sees`], and for a
+/// correlation also when it holds a member of a type the caller reads.
+pub fn sees_row(
+    caller: &Caller,
+    apps: &Apps,
+    ty: TypeIndex,
+    projection: &Projection,
+    row: &Row,
+) -> bool {
+    sees(caller, apps, ty, projection, row.source)
+        || CorrelationReads::of(caller, apps, ty).is_some_and(|c| c.sees(projection, row.id))
+}
+
+/// How a caller that reads some, but not all, of the types a correlation
+/// type may hold sees other sources' correlations: one with a member of a
+/// type it reads is visible (with only those members); any other is as if
+/// it did not exist.
+pub struct CorrelationReads {
+    readable: Vec<TypeIndex>,
+}
+
+impl CorrelationReads {
+    /// `None` unless `ty` is a correlation type the caller reads in part
+    /// (in full, [`visibility`] is `All`; not at all, only its own).
+    pub fn of(caller: &Caller, apps: &Apps, ty: TypeIndex) -> Option<CorrelationReads> {
+        let members: Vec<TypeIndex> = member_types(ty)?.collect();
+        let readable: Vec<TypeIndex> = members
+            .iter()
+            .copied()
+            .filter(|&m| may_read(caller, apps, m))
+            .collect();
+        (!readable.is_empty() && readable.len() < members.len())
+            .then_some(CorrelationReads { readable })
+    }
+
+    /// Whether the correlation `id` (written or deleted) holds a member of
+    /// a type the caller reads.
+    pub fn sees(&self, projection: &Projection, id: u128) -> bool {
+        projection
+            .correlation_member_types(id)
+            .iter()
+            .any(|t| self.readable.contains(t))
+    }
+}
+
+/// Whether the caller sees a visible correlation's free-text metadata: only
+/// when it may read every member type it holds (or wrote it).
+pub fn sees_correlation_metadata(
+    caller: &Caller,
+    apps: &Apps,
+    projection: &Projection,
+    row: &Row,
+) -> bool {
+    caller.is_owner()
+        || projection.source_id(caller.source()) == Some(row.source)
+        || projection
+            .correlation_member_types(row.id)
+            .iter()
+            .all(|&t| may_read(caller, apps, t))
 }
 
 /// An app's write status for one type, as it may learn it.

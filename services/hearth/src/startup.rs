@@ -111,6 +111,7 @@ impl Application {
             store.clone(),
             Limits {
                 max_body_bytes: args.max_body_bytes,
+                max_concurrent_requests: args.max_concurrent_requests,
                 request_timeout: Duration::from_secs(args.request_timeout_secs),
                 public_url: args.public_url.clone(),
                 allowed_hosts,

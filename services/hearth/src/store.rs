@@ -44,6 +44,17 @@ impl OpenStore {
     pub fn view(&self, caller: Caller, apps: Arc<Apps>) -> View {
         View::new(self.projection.clone(), caller, apps)
     }
+
+    /// How many live samples the projection holds (for metrics and
+    /// benchmarks; says nothing about whose).
+    pub fn sample_count(&self) -> usize {
+        self.projection.sample_count()
+    }
+
+    /// Bytes the projection holds.
+    pub fn memory_bytes(&self) -> usize {
+        self.projection.memory_bytes()
+    }
 }
 
 pub struct Store {

@@ -32,7 +32,7 @@ use crate::apps::Apps;
 use crate::caller::Caller;
 use crate::catalogue::TypeIndex;
 use crate::log::event::{Device, SourceKey};
-use crate::policy::{self, Visibility};
+use crate::policy::{self, CorrelationReads, Visibility};
 use crate::projection::{Deletion, Note, Projection, Row, TypeColumns};
 use crate::query::series::{Series, SeriesKey};
 use crate::query::sources::{Origin, SourceTable};
@@ -87,6 +87,16 @@ impl View {
         self.visibility(ty) == Visibility::All
     }
 
+    /// Whether `ty` is a correlation type the caller reads only in part:
+    /// it sees other sources' correlations that hold a member it reads.
+    pub fn reads_in_part(&self, ty: TypeIndex) -> bool {
+        self.correlation_reads(ty).is_some()
+    }
+
+    fn correlation_reads(&self, ty: TypeIndex) -> Option<CorrelationReads> {
+        CorrelationReads::of(&self.caller, &self.apps, ty)
+    }
+
     fn visibility(&self, ty: TypeIndex) -> Visibility {
         policy::visibility(&self.caller, &self.apps, ty, &self.projection)
     }
@@ -96,7 +106,16 @@ impl View {
         match self.visibility(ty) {
             Visibility::All => Columns::Shared(self.projection.columns(ty)),
             Visibility::OnlySource(source) => {
-                Columns::Own(Box::new(self.projection.columns(ty).only_source(source)))
+                let cols = self.projection.columns(ty);
+                let own = match self.correlation_reads(ty) {
+                    // Correlations seen through a member: which ones, only
+                    // their member types tell, so every row is asked.
+                    Some(reads) => cols.select(|r| {
+                        cols.source_of(r) == source || reads.sees(&self.projection, cols.id_of(r))
+                    }),
+                    None => cols.only_source(source),
+                };
+                Columns::Own(Box::new(own))
             }
         }
     }
@@ -105,18 +124,28 @@ impl View {
     /// ids look alike.
     pub fn find(&self, id: u128) -> Option<(TypeIndex, Row)> {
         let (ty, row) = self.projection.find(id)?;
-        match self.visibility(ty) {
-            Visibility::All => Some((ty, row)),
-            Visibility::OnlySource(s) => (row.source == s).then_some((ty, row)),
-        }
+        policy::sees_row(&self.caller, &self.apps, ty, &self.projection, &row).then_some((ty, row))
+    }
+
+    /// Whether the caller sees the free-text metadata of a correlation it
+    /// sees: only when it reads every member's type (or wrote it).
+    pub fn sees_correlation_metadata(&self, row: &Row) -> bool {
+        policy::sees_correlation_metadata(&self.caller, &self.apps, &self.projection, row)
     }
 
     /// Deletions of `ty` after log record `after` that the caller sees, in
     /// log order.
     pub fn deletions(&self, ty: TypeIndex, after: u64) -> Vec<Deletion> {
-        match self.visibility(ty) {
-            Visibility::All => self.projection.deletions_after(ty, None, after),
-            Visibility::OnlySource(s) => self.projection.deletions_after(ty, Some(s), after),
+        match (self.visibility(ty), self.correlation_reads(ty)) {
+            (Visibility::All, _) => self.projection.deletions_after(ty, None, after),
+            (Visibility::OnlySource(s), Some(reads)) => {
+                let mut all = self.projection.deletions_after(ty, None, after);
+                all.retain(|d| d.source == s || reads.sees(&self.projection, d.id));
+                all
+            }
+            (Visibility::OnlySource(s), None) => {
+                self.projection.deletions_after(ty, Some(s), after)
+            }
         }
     }
 
@@ -127,11 +156,11 @@ impl View {
 
     /// The device of a sample the caller sees.
     pub fn device(&self, row: &Row) -> Option<Device> {
-        self.projection.device(row.device)
+        self.projection.device(row.source, row.device)
     }
 
-    /// Names the sources and devices of the origins in `cols`.
-    pub fn source_table(&self) -> SourceTable {
+    /// Names the sources and devices of the origins the caller meets.
+    pub fn source_table(&self) -> SourceTable<'_> {
         SourceTable::of(&self.projection)
     }
 

@@ -1,8 +1,9 @@
 //! The change feed (`GET /v1/changes`) and the observer stream
 //! (`GET /v1/observe`, Server-Sent Events).
 //!
-//! Both see only what `policy::visibility` lets the caller see: a change to
-//! a type the caller cannot read is invisible unless it is the caller's own.
+//! Both see only what the caller's `View` shows: a change to
+//! a type the caller cannot read is invisible unless it is the caller's own;
+//! a correlation's, unless it holds a member the caller reads.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -283,7 +284,14 @@ impl Observer {
                     if !self.types.contains(&ty) || fired.contains(&ty) {
                         continue;
                     }
-                    if view.sees_change(ty, source) {
+                    // Another source's correlation is seen when it holds a
+                    // member the caller reads: ask the view's change feed.
+                    let seen = view.sees_change(ty, source)
+                        || (view.reads_in_part(ty)
+                            && changes::changed_types(&view, &[ty], seq - 1)
+                                .0
+                                .contains(&ty));
+                    if seen {
                         fired.push(ty);
                         self.queue
                             .push_back(change_event(ty, seq, view.anchor_key()));

@@ -8,6 +8,7 @@ pub mod host;
 mod lifecycle;
 mod oauth;
 pub mod openapi;
+mod overload;
 pub mod problem;
 pub(crate) mod samples;
 mod sources;
@@ -51,6 +52,8 @@ pub struct AppState {
 
 pub struct Limits {
     pub max_body_bytes: usize,
+    /// Requests in progress at once; more are answered `503 overloaded`.
+    pub max_concurrent_requests: usize,
     pub request_timeout: Duration,
     pub public_url: Option<String>,
     /// The names requests may give as `Host`.
@@ -89,6 +92,12 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(overload::ConcurrencyLimit::new(
+                limits.max_concurrent_requests,
+            )),
+            overload::limit,
+        ))
         .layer(middleware::from_fn(crate::telemetry::record_request))
         .layer(middleware::from_fn_with_state(
             Arc::new(limits.allowed_hosts),

@@ -79,7 +79,18 @@ impl Modify for SecuritySchemes {
     info(
         title = "Hearth",
         description = "A self-hosted, encrypted personal health data store. Errors are \
-                       application/problem+json with a stable `code`.",
+                       application/problem+json with a stable `code`.\n\n\
+                       Limits: a batch holds at most 10,000 samples (`too_many_samples`); \
+                       a source (an app) writes with at most 64 distinct devices, and a \
+                       batch that would add a 65th is refused whole (`400 too_many_devices`); \
+                       a `by_source` answer holds at most 65 series, one source's 64 \
+                       devices and its samples without a device (`400 too_many_series` \
+                       beyond; narrow it with `sources=`); a bucket query at most 10,000 \
+                       buckets (`400 too_many_buckets`); requests in progress beyond the \
+                       server's limit (`HEARTH_MAX_CONCURRENT_REQUESTS`, default 256) are \
+                       answered at once with `503 overloaded` and `Retry-After`, while \
+                       setup, unlock, lock, the health checks and the pages keep a small \
+                       pool of their own.",
         license(name = "AGPL-3.0-or-later", identifier = "AGPL-3.0-or-later"),
     ),
     components(schemas(

@@ -274,7 +274,8 @@ pub enum CommonErrors {
     /// The request took too long.
     #[response(status = 408)]
     Timeout,
-    /// The store is uninitialised, sealed or locked (`code` says which).
+    /// The store is uninitialised, sealed or locked, or the server is at its
+    /// limit of concurrent requests (`overloaded`, with `Retry-After`).
     #[response(status = 503, content_type = "application/problem+json")]
     Unavailable(#[to_schema] ProblemDetails),
 }

@@ -56,6 +56,9 @@ pub(crate) fn write_problem(e: WriteError) -> Problem {
             ..Problem::invalid(Some(index), "id", "this id belonged to a deleted sample")
         }
         .with_code(ErrorCode::IdDeleted),
+        e @ WriteError::TooManyDevices { .. } => {
+            Problem::bad_request(ErrorCode::TooManyDevices, e.to_string())
+        }
         WriteError::NotFound => Problem::not_found(),
         WriteError::Storage => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -71,6 +74,9 @@ pub(crate) fn write_problem(e: WriteError) -> Problem {
 }
 
 /// Writes a batch of samples, all or nothing.
+///
+/// A source writes with at most 64 distinct devices: a batch that would
+/// give it a 65th is refused whole (`400 too_many_devices`).
 #[utoipa::path(post, path = "/v1/samples", tag = "samples", operation_id = "add_samples",
     request_body = wire::SampleBatch,
     responses(

@@ -133,7 +133,7 @@ pub async fn list(
     let table = access.view.source_table();
     let (_, order) = access.view.priority();
     let mut origins = selected_origins(&access.view.columns(ti), &table, None);
-    origins.sort_by_key(|&o| table.rank(o, &order));
+    origins.sort_by_cached_key(|&o| table.rank(o, &order));
     Ok(Json(wire::SourceList {
         sources: origins.into_iter().map(|o| table.describe(o)).collect(),
     }))

@@ -135,7 +135,9 @@ pub struct StatisticsQuery {
     unit: Option<String>,
     /// Only these sources (`app` or `app/device`, comma-separated).
     sources: Option<String>,
-    /// `true` for one set of figures per source.
+    /// `true` for one set of figures per source: at most 65 (one source's
+    /// 64 devices and its samples without a device); more is `400
+    /// too_many_series`, narrowed with `sources=`.
     #[param(value_type = Option<bool>)]
     by_source: Option<String>,
 }
@@ -168,6 +170,13 @@ pub async fn statistics(
         let table = view.source_table();
         let origins = (filter.is_some() || by_source)
             .then(|| buckets::selected_origins(&cols, &table, filter.as_deref()));
+        if by_source
+            && origins
+                .as_ref()
+                .is_some_and(|o| o.len() > sources::MAX_SERIES)
+        {
+            return Err(bucket_problem(BucketError::TooManySeries));
+        }
         let f = range_figures(&view, ti, &cols, origins.clone(), &table, range);
         let per_origin = by_source.then(|| {
             let origins = origins.unwrap_or_default();
@@ -179,9 +188,9 @@ pub async fn statistics(
                 .zip(per)
                 .collect::<Vec<_>>()
         });
-        (f, per_origin)
+        Ok((f, per_origin))
     })
-    .await?;
+    .await??;
     let sources = per_origin.map(|per| {
         per.into_iter()
             .map(|(origin, f)| wire::SourceStatistics {
@@ -230,7 +239,9 @@ pub struct BucketsQuery {
     unit: Option<String>,
     /// Only these sources (`app` or `app/device`, comma-separated).
     sources: Option<String>,
-    /// `true` for one series per source.
+    /// `true` for one series per source: at most 65 (one source's 64
+    /// devices and its samples without a device); more is `400
+    /// too_many_series`, narrowed with `sources=`.
     #[param(value_type = Option<bool>)]
     by_source: Option<String>,
 }
@@ -244,6 +255,9 @@ fn bucket_problem(e: BucketError) -> Problem {
         BucketError::NotQuantity(_) => "type",
         BucketError::TooMany => {
             return Problem::bad_request(ErrorCode::TooManyBuckets, e.to_string());
+        }
+        BucketError::TooManySeries => {
+            return Problem::bad_request(ErrorCode::TooManySeries, e.to_string());
         }
     };
     Problem::invalid(None, field, e.to_string())

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use opentelemetry::KeyValue;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
@@ -26,6 +26,10 @@ use crate::telemetry;
 const MAX_GROUP_REQUESTS: usize = 256;
 /// Most samples folded into one commit, to bound a commit's latency.
 const MAX_GROUP_SAMPLES: usize = 64_000;
+/// Most distinct devices one source may write with. Bounds the work and
+/// memory one app can cause through devices (and the series of a
+/// `by_source` answer); replay of an existing log never enforces it.
+pub const MAX_DEVICES_PER_SOURCE: usize = 64;
 
 /// A validated sample, in canonical units, ready for the log.
 #[derive(Clone, Debug)]
@@ -70,6 +74,8 @@ pub enum WriteError {
     Conflict { index: usize },
     #[error("sample {index} reuses the id of a deleted sample")]
     Deleted { index: usize },
+    #[error("a source may write with at most {cap} distinct devices")]
+    TooManyDevices { cap: usize },
     #[error("no such sample")]
     NotFound,
     #[error("the database did not accept the write")]
@@ -211,12 +217,13 @@ impl WriterTask {
         }
         let at_us = self.apps.clock.now_us();
         let mut pending: HashMap<u128, Pending> = HashMap::new();
+        let mut new_devices: NewDevices = HashMap::new();
         let mut records = Vec::new();
         let mut envelopes = Vec::new();
         let mut answers = Vec::new();
         let mut head = self.head;
         for (write, reply) in group {
-            match self.prepare(write, &mut pending) {
+            match self.prepare(write, &mut pending, &mut new_devices) {
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
@@ -300,9 +307,11 @@ impl WriterTask {
         &self,
         write: Write,
         pending: &mut HashMap<u128, Pending>,
+        new_devices: &mut NewDevices,
     ) -> Result<(WriteOutcome, Option<Event>), WriteError> {
         match write {
             Write::AddSamples { source, samples } => {
+                let devices_added = self.check_device_cap(&source, &samples, new_devices)?;
                 let mut fresh: Vec<(usize, NewSample)> = Vec::new();
                 let mut in_request: HashMap<u128, usize> = HashMap::new();
                 let mut unchanged = 0;
@@ -342,8 +351,13 @@ impl WriterTask {
                 if fresh.is_empty() {
                     return Ok((outcome, None));
                 }
+                new_devices
+                    .entry(source.clone())
+                    .or_default()
+                    .extend(devices_added);
                 type ByType = Vec<(TypeIndex, Vec<StoredSample>)>;
                 let mut by_device: Vec<(Option<Device>, ByType)> = Vec::new();
+                let mut device_at: HashMap<Option<Device>, usize> = HashMap::new();
                 for (_, new) in fresh {
                     pending.insert(
                         u128::from_be_bytes(new.sample.id),
@@ -354,13 +368,10 @@ impl WriterTask {
                             new.device.clone(),
                         ),
                     );
-                    let at = match by_device.iter().position(|(d, _)| *d == new.device) {
-                        Some(at) => at,
-                        None => {
-                            by_device.push((new.device.clone(), Vec::new()));
-                            by_device.len() - 1
-                        }
-                    };
+                    let at = *device_at.entry(new.device.clone()).or_insert_with(|| {
+                        by_device.push((new.device.clone(), Vec::new()));
+                        by_device.len() - 1
+                    });
                     let by_type = &mut by_device[at].1;
                     match by_type.iter_mut().find(|(t, _)| *t == new.type_index) {
                         Some((_, v)) => v.push(new.sample),
@@ -425,6 +436,37 @@ impl WriterTask {
         }
     }
 
+    /// Refuses a batch that would give `source` more than
+    /// [`MAX_DEVICES_PER_SOURCE`] distinct devices, counting those of earlier
+    /// requests in the same group; else returns the devices it adds. One
+    /// hash lookup per sample, so a refusal costs no more than reading it.
+    fn check_device_cap(
+        &self,
+        source: &str,
+        samples: &[NewSample],
+        new_devices: &NewDevices,
+    ) -> Result<Vec<Device>, WriteError> {
+        let earlier = new_devices.get(source);
+        let known = self.projection.device_count(source) + earlier.map_or(0, HashSet::len);
+        let mut seen: HashSet<&Device> = HashSet::new();
+        let mut added = Vec::new();
+        for device in samples.iter().filter_map(|s| s.device.as_ref()) {
+            if !seen.insert(device)
+                || earlier.is_some_and(|e| e.contains(device))
+                || self.projection.knows_device(source, device)
+            {
+                continue;
+            }
+            if known + added.len() >= MAX_DEVICES_PER_SOURCE {
+                return Err(WriteError::TooManyDevices {
+                    cap: MAX_DEVICES_PER_SOURCE,
+                });
+            }
+            added.push(device.clone());
+        }
+        Ok(added)
+    }
+
     fn existing(&self, id: u128, pending: &HashMap<u128, Pending>) -> Existing {
         match pending.get(&id) {
             Some(Pending::Deleted) => return Existing::Deleted,
@@ -449,12 +491,16 @@ impl WriterTask {
                     metadata: row.metadata.map(String::from),
                 },
                 self.projection.source_name(row.source),
-                self.projection.device(row.device),
+                self.projection.device(row.source, row.device),
             ),
             None => Existing::None,
         }
     }
 }
+
+/// Devices that requests earlier in the group add, per source: not yet in
+/// the projection, but counted against the cap.
+type NewDevices = HashMap<String, HashSet<Device>>;
 
 enum Existing {
     None,

@@ -21,7 +21,7 @@ pub struct Row {
     pub end_offset_min: i16,
     pub value: f64,
     pub source: u32,
-    /// Interned device; 0 when the sample names none.
+    /// The device's slot within `source`; 0 when the sample names none.
     pub device: u16,
     /// The log record that added the sample (saturates at `u32::MAX`).
     pub seq: u32,
@@ -380,6 +380,21 @@ impl TypeColumns {
         };
         for r in own.rows() {
             if !self.is_deleted(r) {
+                cols.push(self.row(r));
+            }
+        }
+        cols.rebuild_index();
+        cols
+    }
+
+    /// The live rows `keep` accepts, as columns of their own; reads every row.
+    pub fn select(&self, keep: impl Fn(usize) -> bool) -> TypeColumns {
+        let mut cols = TypeColumns {
+            last_seq: self.last_seq,
+            ..TypeColumns::default()
+        };
+        for r in 0..self.len() {
+            if !self.is_deleted(r) && keep(r) {
                 cols.push(self.row(r));
             }
         }

@@ -55,26 +55,37 @@ impl Deletions {
     }
 }
 
-/// Interned device descriptions; 0 means "no device".
+/// The devices of one source, by slot: a sample's device column holds a
+/// slot within its own source, so what one app writes never shifts the
+/// numbering of another's. Slot 0 means "no device".
 #[derive(Default)]
-struct Devices {
-    list: Vec<Device>,
-    ids: HashMap<Device, u16>,
+struct SourceDevices {
+    list: Vec<Arc<Device>>,
+    slots: HashMap<Arc<Device>, u16>,
 }
 
-impl Devices {
+impl SourceDevices {
     fn intern(&mut self, device: Option<&Device>) -> u16 {
         let Some(device) = device else { return 0 };
-        if let Some(&id) = self.ids.get(device) {
-            return id;
+        if let Some(&slot) = self.slots.get(device) {
+            return slot;
         }
-        // Past 65,534 distinct devices, later ones share the last slot.
-        let id = u16::try_from(self.list.len() + 1).unwrap_or(u16::MAX);
-        if id < u16::MAX || self.list.len() + 1 == usize::from(u16::MAX) {
-            self.list.push(device.clone());
-            self.ids.insert(device.clone(), id);
+        // Writes are capped far below this (`MAX_DEVICES_PER_SOURCE`); a log
+        // written before the cap that names more shares the source's last
+        // slot, and replay never fails over it.
+        if self.list.len() >= usize::from(u16::MAX) {
+            return u16::MAX;
         }
-        id
+        let device = Arc::new(device.clone());
+        self.list.push(device.clone());
+        let slot = self.list.len() as u16;
+        self.slots.insert(device, slot);
+        slot
+    }
+
+    fn get(&self, slot: u16) -> Option<&Arc<Device>> {
+        slot.checked_sub(1)
+            .and_then(|i| self.list.get(usize::from(i)))
     }
 }
 
@@ -82,11 +93,13 @@ impl Devices {
 #[error("the log names an unknown sample type")]
 pub struct UnknownType;
 
-/// Interned source names (the app that wrote a sample).
+/// Interned source names (the app that wrote a sample), each with its
+/// devices.
 #[derive(Default)]
 struct Sources {
     names: Vec<Arc<str>>,
     ids: HashMap<Arc<str>, u32>,
+    devices: Vec<SourceDevices>,
 }
 
 impl Sources {
@@ -98,7 +111,17 @@ impl Sources {
         let name: Arc<str> = name.into();
         self.names.push(name.clone());
         self.ids.insert(name, id);
+        self.devices.push(SourceDevices::default());
         id
+    }
+
+    fn intern_device(&mut self, source: u32, device: Option<&Device>) -> u16 {
+        self.devices[source as usize].intern(device)
+    }
+
+    fn devices_of(&self, name: &str) -> Option<&SourceDevices> {
+        let id = self.ids.get(name)?;
+        self.devices.get(*id as usize)
     }
 }
 
@@ -107,11 +130,13 @@ pub struct Projection {
     /// Which types hold any row: lookups by id skip the rest without locking.
     populated: Vec<AtomicBool>,
     sources: RwLock<Sources>,
-    devices: RwLock<Devices>,
     /// Ids of deleted samples: an id is never reused.
     tombstones: RwLock<HashSet<u128>>,
     /// Deletions in log order, for the change feed.
     deletions: RwLock<Deletions>,
+    /// The member types of every correlation ever written, deleted ones
+    /// included: what decides who sees a correlation and its deletion.
+    correlations: RwLock<HashMap<u128, Box<[TypeIndex]>>>,
     /// The owner's source order, with a generation for derived data.
     priority: RwLock<(u64, Vec<SourceKey>)>,
     /// The last log record applied.
@@ -145,6 +170,41 @@ fn row_from(sample: &StoredSample, source: u32, device: u16, seq: u64) -> Row {
     }
 }
 
+/// The member types of the correlations an add event writes, keyed by the
+/// correlation's id. Members are written in the same request as their
+/// correlation, so the event itself says what type each one is.
+fn correlation_members(groups: &Groups<'_>) -> Vec<(u128, Box<[TypeIndex]>)> {
+    let batches = || groups.iter().flat_map(|(_, batches)| batches.iter());
+    let is_correlation = |b: &TypeBatch| {
+        catalogue::lookup(&b.type_id).is_some_and(|t| catalogue::get(t).members().is_some())
+    };
+    if !batches().any(is_correlation) {
+        return Vec::new();
+    }
+    let mut type_of: HashMap<u128, TypeIndex> = HashMap::new();
+    for b in batches() {
+        if let Some(t) = catalogue::lookup(&b.type_id) {
+            for s in &b.samples {
+                type_of.insert(u128::from_be_bytes(s.id), t);
+            }
+        }
+    }
+    batches()
+        .filter(|b| is_correlation(b))
+        .flat_map(|b| b.samples.iter())
+        .map(|s| {
+            let mut types: Vec<TypeIndex> =
+                crate::samples::member_ids(s.metadata.as_deref().unwrap_or_default())
+                    .iter()
+                    .filter_map(|id| type_of.get(id).copied())
+                    .collect();
+            types.sort_unstable();
+            types.dedup();
+            (u128::from_be_bytes(s.id), types.into())
+        })
+        .collect()
+}
+
 /// The groups of an add event, whatever its variant.
 type Groups<'a> = Vec<(Option<&'a Device>, &'a [TypeBatch])>;
 
@@ -174,9 +234,9 @@ impl Projection {
             types,
             populated,
             sources: RwLock::default(),
-            devices: RwLock::default(),
             tombstones: RwLock::default(),
             deletions: RwLock::default(),
+            correlations: RwLock::default(),
             priority: RwLock::default(),
             characteristics: RwLock::default(),
             applied_seq: AtomicU64::new(0),
@@ -204,26 +264,50 @@ impl Projection {
         self.notes.subscribe()
     }
 
-    /// The device interned as `id` (0: none).
-    pub fn device(&self, id: u16) -> Option<Device> {
-        let devices = self.devices.read();
-        id.checked_sub(1)
-            .and_then(|i| devices.list.get(usize::from(i)).cloned())
+    /// The device in `slot` of `source` (0: none).
+    pub fn device(&self, source: u32, slot: u16) -> Option<Device> {
+        self.device_shared(source, slot).map(|d| Device::clone(&d))
     }
 
-    /// Every interned source name, by id.
-    pub fn source_names(&self) -> Vec<Arc<str>> {
-        self.sources.read().names.clone()
+    /// The device in `slot` of `source`, shared rather than copied.
+    pub fn device_shared(&self, source: u32, slot: u16) -> Option<Arc<Device>> {
+        let sources = self.sources.read();
+        sources
+            .devices
+            .get(source as usize)
+            .and_then(|d| d.get(slot))
+            .cloned()
     }
 
-    /// Every interned device, by id minus one.
-    pub fn device_list(&self) -> Vec<Device> {
-        self.devices.read().list.clone()
+    /// How many distinct devices the source `name` has written with.
+    pub fn device_count(&self, name: &str) -> usize {
+        self.sources
+            .read()
+            .devices_of(name)
+            .map_or(0, |d| d.list.len())
+    }
+
+    /// Whether the source `name` has written with `device`.
+    pub fn knows_device(&self, name: &str, device: &Device) -> bool {
+        self.sources
+            .read()
+            .devices_of(name)
+            .is_some_and(|d| d.slots.contains_key(device))
     }
 
     /// The owner's characteristics: (type id, value).
     pub fn characteristics(&self) -> Vec<(String, String)> {
         self.characteristics.read().clone()
+    }
+
+    /// The member types of the correlation `id` (also once deleted): empty
+    /// for anything else.
+    pub fn correlation_member_types(&self, id: u128) -> Box<[TypeIndex]> {
+        self.correlations
+            .read()
+            .get(&id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The owner's source order and its generation.
@@ -269,6 +353,11 @@ impl Projection {
         self.sources.read().names[id as usize].clone()
     }
 
+    /// The name of source `id`, if it is one.
+    pub fn source_name_checked(&self, id: u32) -> Option<Arc<str>> {
+        self.sources.read().names.get(id as usize).cloned()
+    }
+
     pub fn is_tombstoned(&self, id: u128) -> bool {
         self.tombstones.read().contains(&id)
     }
@@ -289,9 +378,13 @@ impl Projection {
     pub fn apply(&self, seq: u64, envelope: &Envelope) -> Result<(), UnknownType> {
         let mut touched: Vec<(TypeIndex, u32)> = Vec::new();
         if let Some((source, groups)) = device_groups(&envelope.event) {
+            let members = correlation_members(&groups);
+            if !members.is_empty() {
+                self.correlations.write().extend(members);
+            }
             let source = self.intern_source(source);
             for (device, batches) in groups {
-                let device = self.devices.write().intern(device);
+                let device = self.sources.write().intern_device(source, device);
                 for batch in batches {
                     let ty = catalogue::lookup(&batch.type_id).ok_or(UnknownType)?;
                     let rows = batch
@@ -377,7 +470,10 @@ impl Projection {
         tombstones.clear();
         tombstones.shrink_to_fit();
         *self.deletions.write() = Deletions::default();
-        *self.devices.write() = Devices::default();
+        *self.correlations.write() = HashMap::new();
+        for devices in &mut self.sources.write().devices {
+            *devices = SourceDevices::default();
+        }
         *self.priority.write() = (0, Vec::new());
         wipe_pairs(&mut self.characteristics.write());
         let _ = self.notes.send(Note::Locked);
@@ -404,10 +500,10 @@ impl Drop for Projection {
 pub struct ProjectionBuilder {
     rows: Vec<Vec<Row>>,
     sources: Sources,
-    devices: Devices,
     tombstones: HashSet<u128>,
     /// (seq, id) of each deletion, resolved to type and source at finish.
     deleted: Vec<(u64, u128)>,
+    correlations: HashMap<u128, Box<[TypeIndex]>>,
     priority: (u64, Vec<SourceKey>),
     characteristics: Vec<(String, String)>,
     last_seq: u64,
@@ -424,9 +520,10 @@ impl ProjectionBuilder {
     pub fn add(&mut self, seq: u64, envelope: Envelope) -> Result<(), UnknownType> {
         self.last_seq = seq;
         if let Some((source, groups)) = device_groups(&envelope.event) {
+            self.correlations.extend(correlation_members(&groups));
             let source = self.sources.intern(source);
             for (device, batches) in groups {
-                let device = self.devices.intern(device);
+                let device = self.sources.intern_device(source, device);
                 for batch in batches {
                     let ty = catalogue::lookup(&batch.type_id).ok_or(UnknownType)?;
                     let rows = &mut self.rows[ty.0 as usize];
@@ -517,12 +614,84 @@ impl ProjectionBuilder {
             .collect();
         let mut projection = Projection::with_types(columns.into_iter());
         projection.sources = RwLock::new(self.sources);
-        projection.devices = RwLock::new(self.devices);
         projection.tombstones = RwLock::new(tombstones);
         projection.deletions = RwLock::new(deletions);
+        projection.correlations = RwLock::new(self.correlations);
         projection.priority = RwLock::new(self.priority);
         projection.characteristics = RwLock::new(self.characteristics);
         projection.applied_seq = AtomicU64::new(self.last_seq);
         projection
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::event::DeviceGroup;
+
+    fn device(name: &str) -> Device {
+        Device {
+            name: name.into(),
+            model: None,
+            manufacturer: None,
+            kind: Some("watch".into()),
+        }
+    }
+
+    fn added(source: &str, names: &[&str], id0: u128) -> Envelope {
+        let groups = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| DeviceGroup {
+                device: Some(device(n)),
+                batches: vec![TypeBatch {
+                    type_id: "step_count".into(),
+                    samples: vec![StoredSample {
+                        id: (id0 + i as u128).to_be_bytes(),
+                        start_us: i as i64,
+                        start_offset_min: 0,
+                        end_us: i as i64 + 1,
+                        end_offset_min: 0,
+                        value: 1.0,
+                        metadata: None,
+                    }],
+                }],
+            })
+            .collect();
+        Envelope {
+            at_us: 0,
+            event: Event::DeviceSamplesAdded {
+                source: source.into(),
+                groups,
+            },
+        }
+    }
+
+    #[test]
+    fn device_slots_are_per_source() {
+        let p = Projection::default();
+        p.apply(1, &added("a", &["x", "y"], 0)).unwrap();
+        p.apply(2, &added("b", &["z", "y"], 100)).unwrap();
+        let (a, b) = (p.source_id("a").unwrap(), p.source_id("b").unwrap());
+        // `b`'s first device takes slot 1 whatever `a` holds.
+        assert_eq!(p.device(b, 1), Some(device("z")));
+        assert_eq!(p.device(b, 2), Some(device("y")));
+        assert_eq!(p.device(a, 2), Some(device("y")));
+        assert_eq!(p.device(a, 0), None);
+        assert_eq!((p.device_count("a"), p.device_count("b")), (2, 2));
+        assert!(p.knows_device("b", &device("z")) && !p.knows_device("a", &device("z")));
+    }
+
+    #[test]
+    fn replay_takes_logs_with_more_devices_than_writes_may_add() {
+        let names: Vec<String> = (0..200).map(|i| format!("d{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut builder = ProjectionBuilder::new();
+        builder.add(1, added("a", &names, 0)).unwrap();
+        let p = builder.finish();
+        assert_eq!(p.device_count("a"), 200);
+        assert_eq!(p.sample_count(), 200);
+        let a = p.source_id("a").unwrap();
+        assert_eq!(p.device(a, 200), Some(device("d199")));
     }
 }

@@ -15,7 +15,7 @@ use jiff::tz::TimeZone;
 use jiff::{Span, Timestamp, Zoned};
 
 use super::series::{Series, SeriesKey};
-use super::sources::{Origin, SourceTable};
+use super::sources::{Origin, SourceTable, MAX_SERIES};
 use crate::catalogue::{self, Aggregation, TypeIndex};
 use crate::log::event::SourceKey;
 use crate::projection::{Projection, TypeColumns};
@@ -36,6 +36,8 @@ pub enum BucketError {
         "the range holds more than {MAX_BUCKETS} buckets; use a longer interval or a shorter range"
     )]
     TooMany,
+    #[error("by_source would answer more than {MAX_SERIES} series; narrow it with sources=")]
+    TooManySeries,
     #[error("end must be after start")]
     Range,
     #[error("{0} has no buckets (only quantity types do)")]
@@ -509,6 +511,9 @@ pub fn run(view: &View, req: &BucketRequest) -> Result<BucketResult, BucketError
     let table = view.source_table();
     if req.by_source {
         let origins = selected_origins(&cols, &table, req.sources);
+        if origins.len() > MAX_SERIES {
+            return Err(BucketError::TooManySeries);
+        }
         let per = buckets_by_origin(&cols, &edges, &origins, aggregation);
         let series = origins
             .into_iter()

@@ -551,7 +551,7 @@ mod tests {
         ) {
             let p = crate::projection::Projection::default();
             let ty = catalogue::lookup("step_count").unwrap();
-            let table = |p: &crate::projection::Projection| SourceTable::of(p);
+            let table = SourceTable::of;
             let write = |seq: u64, source: &str, rows: &[(i64, i64, f64)], base: i64, id0: u128| {
                 let samples = rows
                     .iter()

@@ -6,6 +6,9 @@
 
 use std::sync::Arc;
 
+use hashbrown::HashMap;
+use parking_lot::Mutex;
+
 use crate::log::event::{Device, SourceKey};
 use crate::projection::Projection;
 use crate::wire::queries::SourceInfo;
@@ -26,10 +29,17 @@ pub const DEVICE_KINDS: &[&str] = &[
     "manual",
 ];
 
+/// Most series one `by_source` answer holds: as many origins as one source
+/// can have (its devices, plus its samples without a device), so an app's
+/// own data always fits; beyond it the answer is refused, not cut short.
+pub const MAX_SERIES: usize = crate::log::writer::MAX_DEVICES_PER_SOURCE + 1;
+
 /// The source of the owner's own entries (the owner's session).
 const OWNER: &str = "owner";
 
-/// Interned app and device of a sample.
+/// Interned app and device of a sample: the source's id and the device's
+/// slot within that source. Ids say nothing about order: what a caller is
+/// shown is ordered by names ([`SourceTable::display_key`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Origin {
     pub source: u32,
@@ -49,76 +59,110 @@ pub fn kind_rank(kind: Option<&str>, source: &str) -> u8 {
     }
 }
 
-/// A snapshot of the interned sources and devices.
-pub struct SourceTable {
-    names: Vec<Arc<str>>,
-    devices: Vec<Device>,
+/// What an origin looks like: its app's name and its device.
+#[derive(Clone)]
+struct Named {
+    source: Arc<str>,
+    device: Option<Arc<Device>>,
 }
 
-impl SourceTable {
-    pub fn of(projection: &Projection) -> SourceTable {
+/// An origin's place in what a caller is shown: app name, then the device's
+/// name, model, manufacturer and kind (no device first). Derived from names
+/// alone, so hidden sources and devices never move it.
+pub type DisplayKey = (Arc<str>, Option<[Option<String>; 4]>);
+
+/// Names of the origins a query meets, looked up as they come: a query
+/// touches only the origins it sees, never copies the whole table.
+pub struct SourceTable<'a> {
+    projection: &'a Projection,
+    seen: Mutex<HashMap<Origin, Named>>,
+}
+
+impl<'a> SourceTable<'a> {
+    pub fn of(projection: &'a Projection) -> SourceTable<'a> {
         SourceTable {
-            names: projection.source_names(),
-            devices: projection.device_list(),
+            projection,
+            seen: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn source_name(&self, o: Origin) -> &str {
-        self.names.get(o.source as usize).map_or("", |n| n)
+    /// Runs `f` on the names of `o`, looked up the first time only.
+    fn with_named<R>(&self, o: Origin, f: impl FnOnce(&Named) -> R) -> R {
+        let mut seen = self.seen.lock();
+        let named = seen.entry(o).or_insert_with(|| Named {
+            source: self
+                .projection
+                .source_name_checked(o.source)
+                .unwrap_or_else(|| Arc::from("")),
+            device: self.projection.device_shared(o.source, o.device),
+        });
+        f(named)
     }
 
-    pub fn device(&self, o: Origin) -> Option<&Device> {
-        o.device
-            .checked_sub(1)
-            .and_then(|i| self.devices.get(usize::from(i)))
+    fn named(&self, o: Origin) -> Named {
+        self.with_named(o, Named::clone)
+    }
+
+    pub fn source_name(&self, o: Origin) -> Arc<str> {
+        self.named(o).source
+    }
+
+    pub fn device(&self, o: Origin) -> Option<Arc<Device>> {
+        self.named(o).device
     }
 
     /// Whether `key` names this origin: the app, and the device name if given.
     pub fn matches(&self, o: Origin, key: &SourceKey) -> bool {
-        self.source_name(o) == key.source
-            && match &key.device {
-                None => true,
-                Some(name) => self.device(o).is_some_and(|d| d.name == *name),
-            }
+        self.with_named(o, |named| {
+            *named.source == *key.source
+                && match &key.device {
+                    None => true,
+                    Some(name) => named.device.as_ref().is_some_and(|d| d.name == *name),
+                }
+        })
     }
 
-    /// Sort key: the owner's order first, then the kind of device, then a
-    /// stable tie-break.
-    pub fn rank(&self, o: Origin, order: &[SourceKey]) -> (usize, u8, u32, u16) {
+    /// The order origins are listed in where priority plays no part.
+    pub fn display_key(&self, o: Origin) -> DisplayKey {
+        let named = self.named(o);
+        let device = named.device.map(|d| {
+            [
+                Some(d.name.clone()),
+                d.model.clone(),
+                d.manufacturer.clone(),
+                d.kind.clone(),
+            ]
+        });
+        (named.source, device)
+    }
+
+    /// Sort key: the owner's order first, then the kind of device, then
+    /// names (never ids, which depend on what else the store holds).
+    pub fn rank(&self, o: Origin, order: &[SourceKey]) -> (usize, u8, DisplayKey) {
         let listed = order
             .iter()
             .position(|k| self.matches(o, k))
             .unwrap_or(usize::MAX);
-        let kind = self.device(o).and_then(|d| d.kind.as_deref());
-        (
-            listed,
-            kind_rank(kind, self.source_name(o)),
-            o.source,
-            o.device,
-        )
+        let named = self.named(o);
+        let kind = named.device.as_deref().and_then(|d| d.kind.as_deref());
+        (listed, kind_rank(kind, &named.source), self.display_key(o))
     }
 
     /// Orders origins by what they are (app name, then device fields), never
     /// by when they were first seen, which other sources could influence.
     pub fn sort(&self, origins: &mut [Origin]) {
-        origins.sort_by_cached_key(|&o| {
-            let device = self.device(o).map(|d| {
-                (
-                    d.name.clone(),
-                    d.model.clone(),
-                    d.manufacturer.clone(),
-                    d.kind.clone(),
-                )
-            });
-            (self.source_name(o).to_string(), device)
-        });
+        origins.sort_by_cached_key(|&o| self.display_key(o));
     }
 
     /// The origin as the API shows it.
     pub fn describe(&self, o: Origin) -> SourceInfo {
+        let named = self.named(o);
         SourceInfo {
-            source: self.source_name(o).to_string(),
-            device: self.device(o).map(crate::wire::samples::Device::from),
+            source: named.source.to_string(),
+            device: named
+                .device
+                .as_deref()
+                .map(crate::wire::samples::Device::from),
         }
     }
 }

@@ -104,6 +104,21 @@ impl Parts {
     }
 }
 
+/// The member ids a stored correlation's metadata lists.
+pub fn member_ids(metadata: &str) -> Vec<u128> {
+    serde_json::from_str::<Map<String, Value>>(metadata)
+        .ok()
+        .and_then(|meta| meta.get(MEMBERS)?.as_str().map(parse_member_ids))
+        .unwrap_or_default()
+}
+
+fn parse_member_ids(list: &str) -> Vec<u128> {
+    list.split(',')
+        .filter_map(|id| Uuid::parse_str(id).ok())
+        .map(|id| id.as_u128())
+        .collect()
+}
+
 /// A member's id when the client gave none: derived from the correlation's,
 /// so retrying the same correlation stays a no-op.
 fn member_id(correlation: [u8; 16], index: usize) -> [u8; 16] {

@@ -18,7 +18,7 @@ use crate::query::sources::DEVICE_KINDS;
 use crate::wire::samples as wire;
 use crate::wire::ErrorCode;
 
-pub use composed::{check_routes, MAX_ROUTE_POINTS, RESERVED};
+pub use composed::{check_routes, member_ids, MAX_ROUTE_POINTS, RESERVED};
 pub use present::present;
 pub use time::{parse_time, time_bounds};
 

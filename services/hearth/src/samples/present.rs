@@ -29,6 +29,9 @@ pub fn present(
             }
         }
         out.members = Some(members);
+        if !view.sees_correlation_metadata(row) {
+            out.metadata = None;
+        }
     }
     Ok(out)
 }

@@ -56,6 +56,12 @@ error_codes! {
     InternalError = "internal_error",
     HostNotAllowed = "host_not_allowed",
     TooManyStreams = "too_many_streams",
+    /// A write would give its source more than 64 distinct devices.
+    TooManyDevices = "too_many_devices",
+    /// A `by_source` answer would hold more series than one response carries.
+    TooManySeries = "too_many_series",
+    /// The server is at its limit of concurrent requests; retry after a moment.
+    Overloaded = "overloaded",
 }
 
 /// One invalid field.

@@ -174,7 +174,8 @@ pub struct Sample {
     pub unit: Option<String>,
     /// The app that wrote the sample (`owner` for the owner).
     pub source: String,
-    /// String, number or boolean values, as written.
+    /// String, number or boolean values, as written. A correlation's only
+    /// for a caller that reads the type of every member (or wrote it).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<std::collections::BTreeMap<String, MetadataValue>>, nullable = false)]
     pub metadata: Option<Map<String, Value>>,
@@ -182,7 +183,8 @@ pub struct Sample {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub device: Option<Device>,
-    /// Correlations: the members the caller may read.
+    /// Correlations: the members the caller may read. A caller sees a
+    /// correlation only if it may read at least one of them (or wrote it).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(no_recursion, nullable = false)]
     pub members: Option<Vec<Sample>>,

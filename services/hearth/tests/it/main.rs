@@ -7,8 +7,10 @@ mod support;
 
 mod api;
 mod apps;
+mod bounds;
 mod catalogue;
 mod consent_browser;
+mod correlations;
 mod durability;
 mod edge;
 mod oauth;
