@@ -313,6 +313,66 @@ mod tests {
         assert_eq!(changed_types(&p, &view, 5), (vec![], 5));
     }
 
+    /// A replacement is one record: the feed shows the earlier sample
+    /// deleted and the new one added, to those who see the source.
+    #[test]
+    fn a_replacement_shows_as_a_deletion_and_an_addition() {
+        use crate::log::event::{DeviceGroup, SyncRecord};
+        let p = Projection::default();
+        let ty = catalogue::lookup("step_count").unwrap();
+        add(&p, 1, "app", 1);
+        let sample = StoredSample {
+            id: 2u128.to_be_bytes(),
+            start_us: 1,
+            start_offset_min: 0,
+            end_us: 1,
+            end_offset_min: 0,
+            value: 2.0,
+            metadata: None,
+        };
+        let event = Event::SamplesWritten {
+            source: "app".into(),
+            groups: vec![DeviceGroup {
+                device: None,
+                batches: vec![TypeBatch {
+                    type_id: "step_count".into(),
+                    samples: vec![sample],
+                }],
+            }],
+            synced: vec![SyncRecord {
+                id: 2u128.to_be_bytes(),
+                sync_id: "s".into(),
+                version: 1,
+            }],
+            replaced: vec![1u128.to_be_bytes()],
+        };
+        p.apply(2, &Envelope { at_us: 0, event }).unwrap();
+        let app = p.source_id("app").unwrap();
+        let after_first = Anchor {
+            seq: 1,
+            after_id: None,
+        };
+        for visibility in [Visibility::All, Visibility::OnlySource(app)] {
+            let page = page(&p, &[(ty, visibility)], after_first, 10);
+            let seen: Vec<(bool, u128)> = page
+                .changes
+                .iter()
+                .map(|c| match c {
+                    Change::Added { row, .. } => (true, row.id),
+                    Change::Deleted { id, .. } => (false, *id),
+                })
+                .collect();
+            assert_eq!(seen, vec![(false, 1), (true, 2)]);
+        }
+        let hidden = page(
+            &p,
+            &[(ty, Visibility::OnlySource(app + 1))],
+            after_first,
+            10,
+        );
+        assert!(hidden.changes.is_empty());
+    }
+
     const KEY: [u8; 32] = [7; 32];
 
     #[test]
