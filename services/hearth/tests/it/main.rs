@@ -13,4 +13,5 @@ mod durability;
 mod edge;
 mod oauth;
 mod queries;
+mod sync;
 mod telemetry;
