@@ -1,11 +1,12 @@
 //! Samples with structure: correlations (`blood_pressure`, `food`), workouts
 //! and workout routes.
 //!
-//! They are stored as ordinary samples so that the log, the writer's retry
-//! rules and the projection need nothing new: a correlation is its member
-//! samples (each of its own type, so they read back through their types)
-//! plus one sample of the correlation type whose metadata lists the members
-//! under a reserved key; a workout's value is its activity, with energy and
+//! They are stored as ordinary samples so that the log and the projection
+//! need nothing new: a correlation is its member samples (each of its own
+//! type, with an id of its own, so they read back through their types) plus
+//! one sample of the correlation type whose metadata lists the members under
+//! a reserved key; the writer compares a retried correlation member by
+//! member (see [`assign_ids`]); a workout's value is its activity, with energy and
 //! distance under reserved keys; a route is a sample of `workout_route` that
 //! names its workout and carries its points. Keys starting with
 //! [`RESERVED`] are refused in client metadata and never shown as metadata.
