@@ -539,6 +539,7 @@ class Flows:
         _, (workout,) = self.add(self.owner, [
             {"type": "workout", "start": start, "end": end, "activity": "running",
              "energy": {"value": 300, "unit": "kcal"}, "distance": {"value": 5, "unit": "km"}}])
+        workout = uuid.UUID(workout)
         _, (_, route) = self.add(self.owner, [
             {"type": "heart_rate", "start": "2026-01-04T07:10:00+01:00", "end": "2026-01-04T07:10:00+01:00",
              "value": 150, "unit": "count/min"},
