@@ -111,6 +111,25 @@ async fn blood_pressure_reads_back_through_its_member_types(backend: Backend) {
     // The change feed shows the correlation with its members.
     let feed = app.get_json("/v1/changes?types=blood_pressure").await;
     assert_eq!(feed["added"][0]["members"].as_array().unwrap().len(), 2);
+
+    // A higher version replaces the correlation with its members.
+    let mut newer = blood_pressure(sync_id, 118.0, 78.0);
+    newer["sync_version"] = json!(1);
+    let r = app.write(vec![newer]).await;
+    assert_eq!(r.status(), 201);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!((&body["added"], &body["replaced"]), (&json!(0), &json!(3)));
+    assert_eq!(app.get(&format!("/v1/samples/{id}")).await.status(), 404);
+    let systolic = app.list_all("blood_pressure_systolic", 10).await;
+    assert_eq!(
+        systolic.len(),
+        1,
+        "the old member went with its correlation"
+    );
+    assert_eq!(systolic[0]["value"], 118.0);
+    let bp = app.list_all("blood_pressure", 10).await;
+    assert_eq!((bp.len(), &bp[0]["sync_version"]), (1, &json!(1)));
+    assert_eq!(bp[0]["members"][1]["value"], 78.0);
     app.stop().await;
 }
 
