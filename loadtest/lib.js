@@ -42,7 +42,7 @@ export function pick(list) {
   return list[Math.floor(Math.random() * list.length)];
 }
 
-/** A version 4 UUID (random enough for load-test sample ids). */
+/** A version 4 UUID (random enough for load-test sync identifiers). */
 export function uuid() {
   return 'xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx'.replace(/[xy]/g, (c) => {
     const r = (Math.random() * 16) | 0;
@@ -68,21 +68,19 @@ export function randomTime() {
 }
 
 /**
- * `n` consecutive samples of `kind` from `clock` on. Returns the request body
- * (a JSON string), the sample ids and the advanced clock.
+ * `n` consecutive samples of `kind` from `clock` on, each with a sync_id so
+ * that sending the batch again is a no-op. Returns the request body (a JSON
+ * string) and the advanced clock.
  */
 export function batch(kind, n, clock) {
   const step = Math.max(kind.span, 60);
-  const ids = [];
   const samples = [];
   for (let i = 0; i < n; i++) {
     if (clock + step >= YEAR_START + YEAR_SECS) clock = YEAR_START;
     let value = kind.min + Math.random() * (kind.max - kind.min);
     if (kind.integer) value = Math.round(value);
-    const id = uuid();
-    ids.push(id);
     const s = {
-      id,
+      sync_id: uuid(),
       type: kind.type,
       start: time(clock),
       end: time(clock + kind.span),
@@ -93,7 +91,7 @@ export function batch(kind, n, clock) {
     samples.push(s);
     clock += step;
   }
-  return { body: JSON.stringify({ samples }), ids, clock };
+  return { body: JSON.stringify({ samples }), clock };
 }
 
 /** A day, week, month or year inside the generated year. */
@@ -143,14 +141,16 @@ export function write(token, name, body) {
 
 /**
  * Writes `samples` samples spread over the generated year in batches of 1000
- * so reads find data. Returns up to `keep` of the written ids.
+ * so reads find data. Returns up to `keep` of the ids Hearth gave them.
  */
 export function seed(token, samples, keep = 2000) {
   const ids = [];
   for (let b = 0; b * 1000 < samples; b++) {
     const n = Math.min(1000, samples - b * 1000);
-    const { body, ids: written } = batch(ALL_KINDS[b % ALL_KINDS.length], n, randomTime());
-    if (!write(token, 'seed-write', body)) fail('seeding failed');
+    const { body } = batch(ALL_KINDS[b % ALL_KINDS.length], n, randomTime());
+    const res = http.post(`${BASE}/v1/samples`, body, params(token, 'seed-write'));
+    if (res.status !== 201) fail(`seeding failed: ${res.status}`);
+    const written = res.json('ids');
     for (let i = 0; i < written.length && ids.length < keep; i += 10) ids.push(written[i]);
   }
   return ids;

@@ -1,5 +1,5 @@
 // Phones syncing: each VU is a phone that writes batches of 100–1000
-// samples and now and then retries its last batch (same ids: the server must
+// samples and now and then retries its last batch (same sync ids: the server must
 // answer 200 and store nothing twice).
 //
 //   HEARTH_PASSPHRASE=… k6 run loadtest/phone-sync.js

@@ -379,7 +379,7 @@ def new_id():
 
 def step(start, value, minutes=5):
     s = datetime.datetime.fromisoformat(start)
-    return {"id": new_id(), "type": "step_count", "start": s.isoformat(),
+    return {"sync_id": str(new_id()), "type": "step_count", "start": s.isoformat(),
             "end": (s + datetime.timedelta(minutes=minutes)).isoformat(), "value": value, "unit": "count"}
 
 
@@ -472,7 +472,7 @@ class Flows:
         get = self.c.get
         self.need("owner", "setup/unlock")
         readme = {"type": "step_count", "start": "2026-01-01T10:00:00+01:00",
-                  "end": "2026-01-01T10:01:00+01:00", "value": 120, "unit": "count"}
+                  "end": "2026-01-01T10:01:00+01:00", "value": 120, "unit": "count", "sync_id": "walk-2026-01-01"}
         outcome, (sample_id,) = self.add(self.owner, [readme])
         expect(get(outcome, "added") == 1, f"added {get(outcome, 'added')}")
         sample = self.read(sample_id)
@@ -480,8 +480,21 @@ class Flows:
                "the sample reads back changed")
         expect(get(sample, "start") == readme["start"], f"start {get(sample, 'start')!r} lost its offset")
         expect(get(sample, "source") == "owner", f"source {get(sample, 'source')!r}")
-        outcome, _ = self.add(self.owner, [dict(readme, id=uuid.UUID(sample_id))], expect_status=200)
+        expect(get(sample, "sync_id") == readme["sync_id"], f"sync_id {get(sample, 'sync_id')!r}")
+        outcome, ids = self.add(self.owner, [readme], expect_status=200)
         expect(get(outcome, "unchanged") == 1 and get(outcome, "added") == 0, "resending the sample was not a no-op")
+        expect(ids == [sample_id], f"the retry answered {ids}, not the stored id")
+        # A higher sync_version replaces the stored sample under a new id.
+        weight = {"type": "body_mass", "start": "2026-01-06T07:00:00+01:00", "end": "2026-01-06T07:00:00+01:00",
+                  "value": 70, "unit": "kg", "sync_id": "weigh-in-6"}
+        _, (first,) = self.add(self.owner, [weight])
+        outcome, (second,) = self.add(self.owner, [dict(weight, value=70.5, sync_version=1)])
+        expect(get(outcome, "replaced") == 1 and second != first, "a higher sync_version did not replace")
+        self.c.call("GET", "/v1/samples/{id}", self.owner, 404, id=first)
+        expect(get(self.read(second), "sync_version") == 1, "the replacement reads back without its version")
+        conflict = self.c.call("POST", "/v1/samples", self.owner, 409,
+                               body={"samples": [dict(weight, value=71)]})
+        expect(get(conflict, "code") == "sync_conflict", f"a stale version: {get(conflict, 'code')}")
         self.state["plain"] = sample_id
 
     def device_sample(self):
@@ -518,15 +531,16 @@ class Flows:
     def workout_route(self):
         c, get = self.c, self.c.get
         self.need("owner", "setup/unlock")
-        workout = new_id()
         start, end = "2026-01-04T07:00:00+01:00", "2026-01-04T07:30:00+01:00"
         points = [{"time": "2026-01-04T07:00:00+01:00", "lat": 52.52, "lon": 13.405, "alt": 34.0},
                   {"time": "2026-01-04T07:15:00+01:00", "lat": 52.53, "lon": 13.41},
                   {"time": "2026-01-04T07:30:00+01:00", "lat": 52.54, "lon": 13.42, "alt": 36.5}]
-        # A route names a workout of the same write or one already stored.
-        _, (_, _, route) = self.add(self.owner, [
-            {"id": workout, "type": "workout", "start": start, "end": end, "activity": "running",
-             "energy": {"value": 300, "unit": "kcal"}, "distance": {"value": 5, "unit": "km"}},
+        # A route names a stored workout by the id its write answered.
+        _, (workout,) = self.add(self.owner, [
+            {"type": "workout", "start": start, "end": end, "activity": "running",
+             "energy": {"value": 300, "unit": "kcal"}, "distance": {"value": 5, "unit": "km"}}])
+        workout = uuid.UUID(workout)
+        _, (_, route) = self.add(self.owner, [
             {"type": "heart_rate", "start": "2026-01-04T07:10:00+01:00", "end": "2026-01-04T07:10:00+01:00",
              "value": 150, "unit": "count/min"},
             {"type": "workout_route", "start": start, "end": end, "workout": workout, "route": points}])

@@ -40,7 +40,7 @@ def fuzz(label, database_url, args):
         base, code = server.base, server.setup_code
         token = request("POST", f"{base}/v1/setup",
                         {"setup_code": code, "passphrase": PASSPHRASE})["token"]
-        samples = [{"id": str(uuid.uuid4()), "type": t, "start": "2026-01-01T10:00:00+01:00",
+        samples = [{"sync_id": str(uuid.uuid4()), "type": t, "start": "2026-01-01T10:00:00+01:00",
                     "end": "2026-01-01T10:05:00+01:00", "value": v, "unit": u}
                    for t, v, u in [("step_count", 120, "count"), ("heart_rate", 61, "count/min"),
                                    ("body_mass", 70.5, "kg")]]

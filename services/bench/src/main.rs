@@ -168,12 +168,12 @@ impl Server {
             .map_err(|_| anyhow::anyhow!("not unlocked"))?;
         let mut chunk = Vec::with_capacity(10_000);
         for s in samples {
-            chunk.push(s);
+            chunk.push(s.into());
             if chunk.len() == 10_000 {
                 open.writer
                     .write(Write::AddSamples {
                         source: "owner".into(),
-                        samples: std::mem::take(&mut chunk),
+                        entries: std::mem::take(&mut chunk),
                     })
                     .await?;
             }
@@ -182,7 +182,7 @@ impl Server {
             open.writer
                 .write(Write::AddSamples {
                     source: "owner".into(),
-                    samples: chunk,
+                    entries: chunk,
                 })
                 .await?;
         }
@@ -227,7 +227,6 @@ fn ingest_batches(client: usize, batches: usize, run: usize) -> Vec<(Vec<u8>, Ve
                     let value = (minute % 97) as f64;
                     rows.push(BaselineRow { id, start, value });
                     json!({
-                        "id": id,
                         "type": "step_count",
                         "start": rfc3339(start),
                         "end": rfc3339(start + MINUTE_US),

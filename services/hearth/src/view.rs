@@ -149,6 +149,11 @@ impl View {
         }
     }
 
+    /// The sync identifier and version of a sample the caller sees.
+    pub fn sync_tag(&self, id: u128) -> Option<(Box<str>, i64)> {
+        self.projection.sync_tag(id)
+    }
+
     /// The name of a source whose sample the caller sees.
     pub fn source_name(&self, source: u32) -> Arc<str> {
         self.projection.source_name(source)

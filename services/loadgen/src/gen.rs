@@ -89,14 +89,15 @@ pub fn random_time(rng: &mut impl Rng) -> i64 {
     YEAR_START + rng.gen_range(0..YEAR_SECS)
 }
 
-/// One sample of `kind` starting at `start`.
-pub fn sample(rng: &mut impl Rng, kind: &Kind, start: i64, id: Uuid) -> Value {
+/// One sample of `kind` starting at `start`, named by the sync identifier
+/// `sync_id` so that sending it again is a no-op.
+pub fn sample(rng: &mut impl Rng, kind: &Kind, start: i64, sync_id: Uuid) -> Value {
     let mut value = rng.gen_range(kind.min..=kind.max);
     if kind.integer {
         value = value.round();
     }
     let mut s = json!({
-        "id": id,
+        "sync_id": sync_id.to_string(),
         "type": kind.type_id,
         "start": time(start),
         "end": time(start + kind.span),
@@ -110,7 +111,7 @@ pub fn sample(rng: &mut impl Rng, kind: &Kind, start: i64, id: Uuid) -> Value {
 }
 
 /// `n` consecutive samples of `kind` from `*clock` on, advancing the clock.
-/// Returns the body of `POST /v1/samples` and the ids it carries.
+/// Returns the body of `POST /v1/samples` and the sync identifiers it carries.
 pub fn batch(rng: &mut impl Rng, kind: &Kind, clock: &mut i64, n: usize) -> (Value, Vec<Uuid>) {
     let step = kind.span.max(60);
     let mut ids = Vec::with_capacity(n);

@@ -2,7 +2,8 @@
 //! `loadtest/`:
 //!
 //! - `phone-sync`: every app is a phone syncing batches of 100–1000 samples,
-//!   now and then retrying its last batch (same ids: must be a no-op `200`);
+//!   now and then retrying its last batch (same sync ids: must be a no-op
+//!   `200`);
 //! - `dashboard`: statistics over day, week, month and year ranges;
 //! - `mixed`: phones, a watch, a scale, dashboards, a browser paging through
 //!   lists and a by-id reader, all at once;
@@ -255,7 +256,7 @@ impl Worker {
 
     /// Writes `n` new samples of `kind`; remembers the batch and some ids.
     async fn write(&mut self, op: &str, kind: &Kind, n: usize) -> bool {
-        let (body, ids) = gen::batch(&mut self.rng, kind, &mut self.clock, n);
+        let (body, _) = gen::batch(&mut self.rng, kind, &mut self.clock, n);
         let body = serde_json::to_vec(&body).expect("JSON serialises");
         let request = self
             .shared
@@ -267,7 +268,17 @@ impl Worker {
         };
         if answer.ok() {
             self.stats.samples_acknowledged += n as u64;
-            self.stats.samples_added += answer.json()["added"].as_u64().unwrap_or(0);
+            let outcome = answer.json();
+            self.stats.samples_added += outcome["added"].as_u64().unwrap_or(0);
+            // The ids Hearth gave the samples, for reads by id.
+            let ids: Vec<Uuid> = outcome["ids"]
+                .as_array()
+                .map(|ids| {
+                    ids.iter()
+                        .filter_map(|id| id.as_str().and_then(|s| Uuid::parse_str(s).ok()))
+                        .collect()
+                })
+                .unwrap_or_default();
             let mut pool = self.shared.ids.lock();
             // A few ids per batch keep the pool spread over many batches.
             for id in ids.choose_multiple(&mut self.rng, 8) {

@@ -42,20 +42,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 
 pub(crate) fn write_problem(e: WriteError) -> Problem {
     match e {
-        WriteError::Conflict { index } => Problem {
+        WriteError::SyncConflict { index } => Problem {
             status: StatusCode::CONFLICT,
             ..Problem::invalid(
                 Some(index),
-                "id",
-                "this id is already used by a sample with other content",
+                "sync_id",
+                "this sync_id holds a sample with other content: send a higher sync_version to replace it",
             )
         }
-        .with_code(ErrorCode::IdConflict),
-        WriteError::Deleted { index } => Problem {
-            status: StatusCode::CONFLICT,
-            ..Problem::invalid(Some(index), "id", "this id belonged to a deleted sample")
-        }
-        .with_code(ErrorCode::IdDeleted),
+        .with_code(ErrorCode::SyncConflict),
         e @ WriteError::TooManyDevices { .. } => {
             Problem::bad_request(ErrorCode::TooManyDevices, e.to_string())
         }
@@ -80,10 +75,10 @@ pub(crate) fn write_problem(e: WriteError) -> Problem {
 #[utoipa::path(post, path = "/v1/samples", tag = "samples", operation_id = "add_samples",
     request_body = wire::SampleBatch,
     responses(
-        (status = 201, description = "At least one sample was added", body = wire::WriteOutcome),
+        (status = 201, description = "At least one sample was added or replaced", body = wire::WriteOutcome),
         (status = 200, description = "Every sample was already stored", body = wire::WriteOutcome),
         (status = 403, description = "No write permission for a type", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 409, description = "An id is taken by other content or a deleted sample", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "A `sync_id` of the caller's holds other content at the same or a higher `sync_version` (`sync_conflict`)", body = ProblemDetails, content_type = "application/problem+json"),
         CommonErrors, BodyErrors,
     ),
     security(("owner" = []), ("apps" = [])))]
@@ -93,30 +88,34 @@ pub async fn add(
 ) -> Result<(StatusCode, Json<wire::WriteOutcome>), Problem> {
     let body: wire::SampleBatch<'_> = parse_json(&bytes)?;
     samples::check_batch(&body)?;
-    let mut stored = Vec::with_capacity(body.samples.len());
-    let mut ids = Vec::with_capacity(body.samples.len());
+    let mut entries = Vec::with_capacity(body.samples.len());
     for (i, s) in body.samples.into_iter().enumerate() {
-        let (id, parts) = samples::validate(i, s)?;
-        for new in parts {
+        let entry = samples::validate(i, s)?;
+        for new in &entry.samples {
             policy::check_write(&access.caller, &access.apps, new.type_index)?;
-            stored.push(new);
         }
-        ids.push(id);
+        entries.push(entry);
     }
-    samples::check_routes(&access.view, &stored)?;
+    samples::check_routes(&access.view, &entries)?;
     let outcome = access
         .open
         .writer
         .write(Write::AddSamples {
             source: access.caller.source().to_string(),
-            samples: stored,
+            entries,
         })
         .await
         .map_err(write_problem)?;
-    let WriteOutcome::Added { added, unchanged } = outcome else {
+    let WriteOutcome::Added {
+        added,
+        replaced,
+        unchanged,
+        ids,
+    } = outcome
+    else {
         return Err(Problem::internal());
     };
-    let status = if added > 0 {
+    let status = if added + replaced > 0 {
         StatusCode::CREATED
     } else {
         StatusCode::OK
@@ -125,8 +124,9 @@ pub async fn add(
         status,
         Json(wire::WriteOutcome {
             added: added as u64,
+            replaced: replaced as u64,
             unchanged: unchanged as u64,
-            ids,
+            ids: ids.into_iter().map(Uuid::from_u128).collect(),
         }),
     ))
 }
@@ -307,7 +307,8 @@ pub(crate) fn visible_sample(access: &Access, id: u128) -> Result<(TypeIndex, Ro
     access.view.find(id).ok_or_else(Problem::not_found)
 }
 
-/// Deletes a sample (a tombstone event; the id is never reused).
+/// Deletes a sample (a deletion event). A deleted sample's `sync_id` is free
+/// again: writing it stores a new sample.
 #[utoipa::path(delete, path = "/v1/samples/{id}", tag = "samples", operation_id = "delete_sample",
     params(("id" = uuid::Uuid, Path, description = "The sample's UUID")),
     responses(

@@ -80,6 +80,7 @@ impl Registry {
             Event::SamplesAdded { .. }
             | Event::SamplesDeleted { .. }
             | Event::DeviceSamplesAdded { .. }
+            | Event::SamplesWritten { .. }
             | Event::SourcePriority { .. }
             | Event::CharacteristicsSet { .. } => return false,
             Event::AppRegistered(record) => match self.apps.get_mut(&record.app_id) {

@@ -73,6 +73,25 @@ pub enum Event {
     CharacteristicsSet {
         values: Vec<(String, String)>,
     },
+    /// Samples of one source, with the sync identifiers of those that carry
+    /// one, replacing earlier samples of the same source: the samples in
+    /// `replaced` are deleted by this same event.
+    SamplesWritten {
+        source: String,
+        groups: Vec<DeviceGroup>,
+        synced: Vec<SyncRecord>,
+        replaced: Vec<[u8; 16]>,
+    },
+}
+
+/// A sample's sync identifier: chosen by the source that wrote it and
+/// unique among that source's live samples.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRecord {
+    /// The sample's id.
+    pub id: [u8; 16],
+    pub sync_id: String,
+    pub version: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,11 +187,13 @@ impl Envelope {
     pub fn sample_count(&self) -> usize {
         match &self.event {
             Event::SamplesAdded { batches, .. } => batches.iter().map(|b| b.samples.len()).sum(),
-            Event::DeviceSamplesAdded { groups, .. } => groups
-                .iter()
-                .flat_map(|g| &g.batches)
-                .map(|b| b.samples.len())
-                .sum(),
+            Event::DeviceSamplesAdded { groups, .. } | Event::SamplesWritten { groups, .. } => {
+                groups
+                    .iter()
+                    .flat_map(|g| &g.batches)
+                    .map(|b| b.samples.len())
+                    .sum()
+            }
             _ => 0,
         }
     }
@@ -196,7 +217,7 @@ impl Envelope {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -222,5 +243,108 @@ mod tests {
         assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
         assert!(Envelope::decode(&[9, 1, 2]).is_err());
         assert!(Envelope::decode(&[]).is_err());
+    }
+
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn sample(id: u8, value: f64, metadata: Option<&str>) -> StoredSample {
+        StoredSample {
+            id: [id; 16],
+            start_us: 1_767_225_600_000_000,
+            start_offset_min: 60,
+            end_us: 1_767_225_660_000_000,
+            end_offset_min: 60,
+            value,
+            metadata: metadata.map(String::from),
+        }
+    }
+
+    /// Records as servers before sync identifiers wrote them: stores made
+    /// then must keep unlocking.
+    const RECORDS_IN_THE_FIRST_FORM: [&str; 3] = [
+            "018084b1c189d2a30600056f776e6572010a737465705f636f756e7402010101010101010101010101010101\
+             01808082e288d2a30678809c9e9b89d2a306780000000000005e4001077b226b223a317d0202020202020202\
+             0202020202020202808082e288d2a30678809c9e9b89d2a30678000000000000544000",
+            "018088e0a08ad2a30607056170705f780101055761746368010257310001057761746368010a68656172745f\
+             726174650103030303030303030303030303030303808082e288d2a30678809c9e9b89d2a306780000000000\
+             804e4000",
+            "01808c8f808bd2a30601056f776e65720102020202020202020202020202020202",
+        ];
+
+    pub(crate) fn records_in_the_first_form() -> Vec<Envelope> {
+        RECORDS_IN_THE_FIRST_FORM
+            .iter()
+            .map(|text| Envelope::decode(&hex(text)).expect("an old record decodes"))
+            .collect()
+    }
+
+    #[test]
+    fn records_in_the_first_form_still_decode() {
+        let expected = [
+            Event::SamplesAdded {
+                source: "owner".into(),
+                batches: vec![TypeBatch {
+                    type_id: "step_count".into(),
+                    samples: vec![sample(1, 120.0, Some("{\"k\":1}")), sample(2, 80.0, None)],
+                }],
+            },
+            Event::DeviceSamplesAdded {
+                source: "app_x".into(),
+                groups: vec![DeviceGroup {
+                    device: Some(Device {
+                        name: "Watch".into(),
+                        model: Some("W1".into()),
+                        manufacturer: None,
+                        kind: Some("watch".into()),
+                    }),
+                    batches: vec![TypeBatch {
+                        type_id: "heart_rate".into(),
+                        samples: vec![sample(3, 61.0, None)],
+                    }],
+                }],
+            },
+            Event::SamplesDeleted {
+                source: "owner".into(),
+                ids: vec![[2; 16]],
+            },
+        ];
+        let decoded = records_in_the_first_form();
+        for ((envelope, event), text) in decoded.iter().zip(expected).zip(RECORDS_IN_THE_FIRST_FORM)
+        {
+            assert_eq!(envelope.event, event);
+            // The old variants are untouched by the ones added after them.
+            assert_eq!(*envelope.encode(), hex(text));
+        }
+        assert_eq!(decoded[0].at_us, 1_767_225_700_000_000);
+    }
+
+    #[test]
+    fn written_samples_round_trip() {
+        let env = Envelope {
+            at_us: 5,
+            event: Event::SamplesWritten {
+                source: "app_x".into(),
+                groups: vec![DeviceGroup {
+                    device: None,
+                    batches: vec![TypeBatch {
+                        type_id: "step_count".into(),
+                        samples: vec![sample(9, 1.0, None)],
+                    }],
+                }],
+                synced: vec![SyncRecord {
+                    id: [9; 16],
+                    sync_id: "walk-1".into(),
+                    version: 3,
+                }],
+                replaced: vec![[8; 16]],
+            },
+        };
+        assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
+        assert_eq!(env.sample_count(), 1);
     }
 }

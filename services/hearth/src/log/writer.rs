@@ -14,11 +14,14 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use super::chain::{LogHead, LogRecord};
-use super::event::{Device, DeviceGroup, Envelope, Event, SourceKey, StoredSample, TypeBatch};
+use super::event::{
+    Device, DeviceGroup, Envelope, Event, SourceKey, StoredSample, SyncRecord, TypeBatch,
+};
 use crate::apps::Apps;
 use crate::catalogue::{self, TypeIndex};
 use crate::crypto::{self, DataKey};
-use crate::projection::Projection;
+use crate::projection::{Projection, Row};
+use crate::samples;
 use crate::storage::Storage;
 use crate::telemetry;
 
@@ -40,11 +43,46 @@ pub struct NewSample {
     pub device: Option<Device>,
 }
 
+/// A sample's sync identifier as its source chose it, and its version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncKey {
+    pub sync_id: Box<str>,
+    pub version: i64,
+}
+
+/// One sample of a request, as the samples it is stored as: a plain sample
+/// is one, a correlation its members followed by itself.
+#[derive(Clone, Debug)]
+pub struct NewEntry {
+    /// Scoped to the writing source; `None`: always a new sample.
+    pub sync: Option<SyncKey>,
+    /// The sample itself last.
+    pub samples: Vec<NewSample>,
+}
+
+impl NewEntry {
+    /// The id of the sample itself (the one the request gets back).
+    pub fn id(&self) -> u128 {
+        self.samples
+            .last()
+            .map_or(0, |s| u128::from_be_bytes(s.sample.id))
+    }
+}
+
+impl From<NewSample> for NewEntry {
+    fn from(sample: NewSample) -> NewEntry {
+        NewEntry {
+            sync: None,
+            samples: vec![sample],
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum Write {
     AddSamples {
         source: String,
-        samples: Vec<NewSample>,
+        entries: Vec<NewEntry>,
     },
     Delete {
         source: String,
@@ -62,7 +100,14 @@ pub enum Write {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum WriteOutcome {
-    Added { added: usize, unchanged: usize },
+    /// Stored samples by what became of them, and for each entry of the
+    /// request the id of the sample that holds it.
+    Added {
+        added: usize,
+        replaced: usize,
+        unchanged: usize,
+        ids: Vec<u128>,
+    },
     Deleted,
     Logged,
     Set,
@@ -70,10 +115,8 @@ pub enum WriteOutcome {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WriteError {
-    #[error("sample {index} reuses an existing id with different content")]
-    Conflict { index: usize },
-    #[error("sample {index} reuses the id of a deleted sample")]
-    Deleted { index: usize },
+    #[error("sample {index} reuses a sync_id with other content and no higher sync_version")]
+    SyncConflict { index: usize },
     #[error("a source may write with at most {cap} distinct devices")]
     TooManyDevices { cap: usize },
     #[error("no such sample")]
@@ -85,6 +128,10 @@ pub enum WriteError {
 }
 
 type Reply = oneshot::Sender<Result<WriteOutcome, WriteError>>;
+
+/// Devices that requests earlier in the group add, per source: not yet in
+/// the projection, but counted against the cap.
+type NewDevices = HashMap<String, HashSet<Device>>;
 
 enum Command {
     Write(Write, Reply),
@@ -136,10 +183,37 @@ impl Writer {
     }
 }
 
-/// The state of an id as seen by a group in progress.
-enum Pending {
-    Added(TypeIndex, StoredSample, Arc<str>, Option<Device>),
-    Deleted,
+/// What the earlier requests of a group in progress changed.
+#[derive(Default)]
+struct Pending {
+    /// Samples deleted or replaced.
+    deleted: HashSet<u128>,
+    /// Sync identifiers written, by source.
+    synced: HashMap<String, HashMap<Box<str>, Synced>>,
+}
+
+/// A stored entry that holds a sync identifier: its version and samples
+/// (the sample itself last).
+#[derive(Clone)]
+struct Synced {
+    version: i64,
+    samples: Vec<NewSample>,
+}
+
+/// A new entry of a request in progress.
+struct Fresh {
+    entry: NewEntry,
+    /// It replaces stored samples.
+    replaces: bool,
+    /// A later entry of the same request with a higher version took its
+    /// place: the slot of that entry.
+    superseded_by: Option<usize>,
+}
+
+/// Where the id a request gets back for one of its samples comes from.
+enum Answer {
+    Stored(u128),
+    Fresh(usize),
 }
 
 struct WriterTask {
@@ -154,7 +228,9 @@ struct WriterTask {
 
 fn sample_count(cmd: &Command) -> usize {
     match cmd {
-        Command::Write(Write::AddSamples { samples, .. }, _) => samples.len(),
+        Command::Write(Write::AddSamples { entries, .. }, _) => {
+            entries.iter().map(|e| e.samples.len()).sum()
+        }
         _ => 1,
     }
 }
@@ -216,7 +292,7 @@ impl WriterTask {
             return;
         }
         let at_us = self.apps.clock.now_us();
-        let mut pending: HashMap<u128, Pending> = HashMap::new();
+        let mut pending = Pending::default();
         let mut new_devices: NewDevices = HashMap::new();
         let mut records = Vec::new();
         let mut envelopes = Vec::new();
@@ -306,117 +382,32 @@ impl WriterTask {
     fn prepare(
         &self,
         write: Write,
-        pending: &mut HashMap<u128, Pending>,
+        pending: &mut Pending,
         new_devices: &mut NewDevices,
     ) -> Result<(WriteOutcome, Option<Event>), WriteError> {
         match write {
-            Write::AddSamples { source, samples } => {
-                let devices_added = self.check_device_cap(&source, &samples, new_devices)?;
-                let mut fresh: Vec<(usize, NewSample)> = Vec::new();
-                let mut in_request: HashMap<u128, usize> = HashMap::new();
-                let mut unchanged = 0;
-                for (index, new) in samples.into_iter().enumerate() {
-                    let id = u128::from_be_bytes(new.sample.id);
-                    if let Some(&earlier) = in_request.get(&id) {
-                        let (_, first) = &fresh[earlier];
-                        if same_content(
-                            first.type_index,
-                            &first.sample,
-                            first.device.as_ref(),
-                            &new,
-                        ) {
-                            unchanged += 1;
-                            continue;
-                        }
-                        return Err(WriteError::Conflict { index });
-                    }
-                    match self.existing(id, pending) {
-                        Existing::Deleted => return Err(WriteError::Deleted { index }),
-                        Existing::Live(ty, sample, src, device) => {
-                            if *src == *source && same_content(ty, &sample, device.as_ref(), &new) {
-                                unchanged += 1;
-                                continue;
-                            }
-                            return Err(WriteError::Conflict { index });
-                        }
-                        Existing::None => {}
-                    }
-                    in_request.insert(id, fresh.len());
-                    fresh.push((index, new));
+            Write::AddSamples { source, entries } => {
+                let devices_added = self.check_device_cap(&source, &entries, new_devices)?;
+                let prepared = self.prepare_add(source.clone(), entries, pending)?;
+                if prepared.1.is_some() {
+                    new_devices.entry(source).or_default().extend(devices_added);
                 }
-                let outcome = WriteOutcome::Added {
-                    added: fresh.len(),
-                    unchanged,
-                };
-                if fresh.is_empty() {
-                    return Ok((outcome, None));
-                }
-                new_devices
-                    .entry(source.clone())
-                    .or_default()
-                    .extend(devices_added);
-                type ByType = Vec<(TypeIndex, Vec<StoredSample>)>;
-                let mut by_device: Vec<(Option<Device>, ByType)> = Vec::new();
-                let mut device_at: HashMap<Option<Device>, usize> = HashMap::new();
-                for (_, new) in fresh {
-                    pending.insert(
-                        u128::from_be_bytes(new.sample.id),
-                        Pending::Added(
-                            new.type_index,
-                            new.sample.clone(),
-                            source.as_str().into(),
-                            new.device.clone(),
-                        ),
-                    );
-                    let at = *device_at.entry(new.device.clone()).or_insert_with(|| {
-                        by_device.push((new.device.clone(), Vec::new()));
-                        by_device.len() - 1
-                    });
-                    let by_type = &mut by_device[at].1;
-                    match by_type.iter_mut().find(|(t, _)| *t == new.type_index) {
-                        Some((_, v)) => v.push(new.sample),
-                        None => by_type.push((new.type_index, vec![new.sample])),
-                    }
-                }
-                let batches = |by_type: ByType| -> Vec<TypeBatch> {
-                    by_type
-                        .into_iter()
-                        .map(|(t, samples)| TypeBatch {
-                            type_id: catalogue::get(t).id.to_string(),
-                            samples,
-                        })
-                        .collect()
-                };
-                let event = if by_device.iter().all(|(d, _)| d.is_none()) {
-                    let (_, by_type) = by_device.pop().expect("at least one sample");
-                    Event::SamplesAdded {
-                        source,
-                        batches: batches(by_type),
-                    }
-                } else {
-                    Event::DeviceSamplesAdded {
-                        source,
-                        groups: by_device
-                            .into_iter()
-                            .map(|(device, by_type)| DeviceGroup {
-                                device,
-                                batches: batches(by_type),
-                            })
-                            .collect(),
-                    }
-                };
-                Ok((outcome, Some(event)))
+                Ok(prepared)
             }
             Write::Delete {
                 source,
                 id,
                 only_own,
             } => {
-                match self.existing(id, pending) {
-                    Existing::Live(_, _, src, _) if !only_own || *src == *source => {}
+                if pending.deleted.contains(&id) {
+                    return Err(WriteError::NotFound);
+                }
+                match self.projection.find(id) {
+                    Some((_, row))
+                        if !only_own || *self.projection.source_name(row.source) == *source => {}
                     _ => return Err(WriteError::NotFound),
                 }
-                pending.insert(id, Pending::Deleted);
+                pending.deleted.insert(id);
                 Ok((
                     WriteOutcome::Deleted,
                     Some(Event::SamplesDeleted {
@@ -443,14 +434,18 @@ impl WriterTask {
     fn check_device_cap(
         &self,
         source: &str,
-        samples: &[NewSample],
+        entries: &[NewEntry],
         new_devices: &NewDevices,
     ) -> Result<Vec<Device>, WriteError> {
         let earlier = new_devices.get(source);
         let known = self.projection.device_count(source) + earlier.map_or(0, HashSet::len);
         let mut seen: HashSet<&Device> = HashSet::new();
         let mut added = Vec::new();
-        for device in samples.iter().filter_map(|s| s.device.as_ref()) {
+        let devices = entries
+            .iter()
+            .flat_map(|e| &e.samples)
+            .filter_map(|s| s.device.as_ref());
+        for device in devices {
             if !seen.insert(device)
                 || earlier.is_some_and(|e| e.contains(device))
                 || self.projection.knows_device(source, device)
@@ -467,46 +462,247 @@ impl WriterTask {
         Ok(added)
     }
 
-    fn existing(&self, id: u128, pending: &HashMap<u128, Pending>) -> Existing {
-        match pending.get(&id) {
-            Some(Pending::Deleted) => return Existing::Deleted,
-            Some(Pending::Added(ty, s, src, device)) => {
-                return Existing::Live(*ty, s.clone(), src.clone(), device.clone())
+    /// Sorts a request's entries into new, replacing and unchanged ones by
+    /// their sync identifiers, looked up among `source`'s own samples only.
+    fn prepare_add(
+        &self,
+        source: String,
+        entries: Vec<NewEntry>,
+        pending: &mut Pending,
+    ) -> Result<(WriteOutcome, Option<Event>), WriteError> {
+        let mut fresh: Vec<Fresh> = Vec::new();
+        let mut answers = Vec::with_capacity(entries.len());
+        let mut in_request: HashMap<Box<str>, usize> = HashMap::new();
+        let mut replaced: Vec<[u8; 16]> = Vec::new();
+        let mut unchanged = 0;
+        for (index, entry) in entries.into_iter().enumerate() {
+            let Some(sync) = entry.sync.clone() else {
+                answers.push(Answer::Fresh(fresh.len()));
+                fresh.push(Fresh {
+                    entry,
+                    replaces: false,
+                    superseded_by: None,
+                });
+                continue;
+            };
+            let earlier = match in_request.get(&sync.sync_id) {
+                Some(&slot) => {
+                    let e = &fresh[slot].entry;
+                    let version = e.sync.as_ref().map_or(0, |s| s.version);
+                    Some((Some(slot), version, e.samples.clone()))
+                }
+                None => self
+                    .stored(&source, &sync.sync_id, pending)
+                    .map(|s| (None, s.version, s.samples)),
+            };
+            let mut replaces = false;
+            if let Some((slot, version, samples)) = earlier {
+                if version == sync.version && same_entry(&samples, &entry) {
+                    unchanged += samples.len();
+                    answers.push(match slot {
+                        Some(slot) => Answer::Fresh(slot),
+                        None => Answer::Stored(u128::from_be_bytes(
+                            samples.last().expect("an entry has a sample").sample.id,
+                        )),
+                    });
+                    continue;
+                }
+                if sync.version <= version {
+                    return Err(WriteError::SyncConflict { index });
+                }
+                match slot {
+                    Some(slot) => {
+                        fresh[slot].superseded_by = Some(fresh.len());
+                        replaces = fresh[slot].replaces;
+                    }
+                    None => {
+                        replaced.extend(samples.iter().map(|s| s.sample.id));
+                        replaces = true;
+                    }
+                }
             }
-            None => {}
+            in_request.insert(sync.sync_id, fresh.len());
+            answers.push(Answer::Fresh(fresh.len()));
+            fresh.push(Fresh {
+                entry,
+                replaces,
+                superseded_by: None,
+            });
         }
-        if self.projection.is_tombstoned(id) {
-            return Existing::Deleted;
+        let final_slot = |mut slot: usize| {
+            while let Some(next) = fresh[slot].superseded_by {
+                slot = next;
+            }
+            slot
+        };
+        let ids = answers
+            .iter()
+            .map(|a| match *a {
+                Answer::Stored(id) => id,
+                Answer::Fresh(slot) => fresh[final_slot(slot)].entry.id(),
+            })
+            .collect();
+        let (mut added, mut replacing) = (0, 0);
+        for f in fresh.iter().filter(|f| f.superseded_by.is_none()) {
+            *(if f.replaces {
+                &mut replacing
+            } else {
+                &mut added
+            }) += f.entry.samples.len();
         }
-        match self.projection.find(id) {
-            Some((ty, row)) => Existing::Live(
-                ty,
-                StoredSample {
-                    id: row.id.to_be_bytes(),
-                    start_us: row.start_us,
-                    start_offset_min: row.start_offset_min,
-                    end_us: row.end_us,
-                    end_offset_min: row.end_offset_min,
-                    value: row.value,
-                    metadata: row.metadata.map(String::from),
-                },
-                self.projection.source_name(row.source),
-                self.projection.device(row.source, row.device),
-            ),
-            None => Existing::None,
+        let outcome = WriteOutcome::Added {
+            added,
+            replaced: replacing,
+            unchanged,
+            ids,
+        };
+        let live: Vec<NewEntry> = fresh
+            .into_iter()
+            .filter(|f| f.superseded_by.is_none())
+            .map(|f| f.entry)
+            .collect();
+        if live.is_empty() {
+            return Ok((outcome, None));
+        }
+        // The request is accepted: later requests of the group see it.
+        pending
+            .deleted
+            .extend(replaced.iter().map(|id| u128::from_be_bytes(*id)));
+        let mut synced = Vec::new();
+        for entry in &live {
+            let Some(sync) = &entry.sync else { continue };
+            synced.push(SyncRecord {
+                id: entry.id().to_be_bytes(),
+                sync_id: sync.sync_id.to_string(),
+                version: sync.version,
+            });
+            pending
+                .synced
+                .entry_ref(source.as_str())
+                .or_default()
+                .insert(
+                    sync.sync_id.clone(),
+                    Synced {
+                        version: sync.version,
+                        samples: entry.samples.clone(),
+                    },
+                );
+        }
+        type ByType = Vec<(TypeIndex, Vec<StoredSample>)>;
+        let mut by_device: Vec<(Option<Device>, ByType)> = Vec::new();
+        let mut device_at: HashMap<Option<Device>, usize> = HashMap::new();
+        for new in live.into_iter().flat_map(|e| e.samples) {
+            let at = *device_at.entry(new.device.clone()).or_insert_with(|| {
+                by_device.push((new.device.clone(), Vec::new()));
+                by_device.len() - 1
+            });
+            let by_type = &mut by_device[at].1;
+            match by_type.iter_mut().find(|(t, _)| *t == new.type_index) {
+                Some((_, v)) => v.push(new.sample),
+                None => by_type.push((new.type_index, vec![new.sample])),
+            }
+        }
+        let batches = |by_type: ByType| -> Vec<TypeBatch> {
+            by_type
+                .into_iter()
+                .map(|(t, samples)| TypeBatch {
+                    type_id: catalogue::get(t).id.to_string(),
+                    samples,
+                })
+                .collect()
+        };
+        let groups = |by_device: Vec<(Option<Device>, ByType)>| -> Vec<DeviceGroup> {
+            by_device
+                .into_iter()
+                .map(|(device, by_type)| DeviceGroup {
+                    device,
+                    batches: batches(by_type),
+                })
+                .collect()
+        };
+        let event = if !synced.is_empty() || !replaced.is_empty() {
+            Event::SamplesWritten {
+                source,
+                groups: groups(by_device),
+                synced,
+                replaced,
+            }
+        } else if by_device.iter().all(|(d, _)| d.is_none()) {
+            let (_, by_type) = by_device.pop().expect("at least one sample");
+            Event::SamplesAdded {
+                source,
+                batches: batches(by_type),
+            }
+        } else {
+            Event::DeviceSamplesAdded {
+                source,
+                groups: groups(by_device),
+            }
+        };
+        Ok((outcome, Some(event)))
+    }
+
+    /// The live entry of `source` holding `sync_id`, as earlier requests of
+    /// the group left it. Nothing of another source is ever looked at.
+    fn stored(&self, source: &str, sync_id: &str, pending: &Pending) -> Option<Synced> {
+        if let Some(s) = pending.synced.get(source).and_then(|m| m.get(sync_id)) {
+            return Some(s.clone());
+        }
+        let source_id = self.projection.source_id(source)?;
+        let (id, tag) = self.projection.synced(source_id, sync_id)?;
+        if pending.deleted.contains(&id) {
+            return None;
+        }
+        let row = {
+            let cols = self.projection.columns(tag.ty);
+            let r = cols.find(id).filter(|&r| !cols.is_deleted(r))?;
+            cols.row(r)
+        };
+        let mut samples: Vec<NewSample> = samples::member_ids(tag.ty, row.metadata.as_deref())
+            .into_iter()
+            .filter(|m| !pending.deleted.contains(m))
+            .filter_map(|m| self.projection.find(m))
+            .filter(|(_, member)| member.source == source_id)
+            .map(|(ty, member)| self.stored_sample(ty, &member))
+            .collect();
+        samples.push(self.stored_sample(tag.ty, &row));
+        Some(Synced {
+            version: tag.version,
+            samples,
+        })
+    }
+
+    fn stored_sample(&self, type_index: TypeIndex, row: &Row) -> NewSample {
+        NewSample {
+            type_index,
+            sample: StoredSample {
+                id: row.id.to_be_bytes(),
+                start_us: row.start_us,
+                start_offset_min: row.start_offset_min,
+                end_us: row.end_us,
+                end_offset_min: row.end_offset_min,
+                value: row.value,
+                metadata: row.metadata.as_deref().map(String::from),
+            },
+            device: self.projection.device(row.source, row.device),
         }
     }
 }
 
-/// Devices that requests earlier in the group add, per source: not yet in
-/// the projection, but counted against the cap.
-type NewDevices = HashMap<String, HashSet<Device>>;
-
-enum Existing {
-    None,
-    Deleted,
-    /// Type, content and the source that wrote it.
-    Live(TypeIndex, StoredSample, Arc<str>, Option<Device>),
+/// Whether `new` holds what `stored` holds: the same samples in the same
+/// order, by type, times, offsets, value bits, device and metadata. Ids
+/// differ by nature, so `new` is compared as if it had `stored`'s.
+fn same_entry(stored: &[NewSample], new: &NewEntry) -> bool {
+    if stored.len() != new.samples.len() {
+        return false;
+    }
+    let mut rebased = new.samples.clone();
+    let ids: Vec<[u8; 16]> = stored.iter().map(|s| s.sample.id).collect();
+    samples::assign_ids(&mut rebased, &ids);
+    stored
+        .iter()
+        .zip(&rebased)
+        .all(|(a, b)| same_content(a.type_index, &a.sample, a.device.as_ref(), b))
 }
 
 fn same_content(

@@ -4,6 +4,7 @@
 //! updated by the writer after each commit, wiped at lock.
 
 mod columns;
+mod sync_ids;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,9 +14,11 @@ use parking_lot::{RwLock, RwLockReadGuard};
 use tokio::sync::broadcast;
 
 pub use columns::{Row, TypeColumns};
+use sync_ids::SyncIds;
+pub use sync_ids::SyncTag;
 
 use crate::catalogue::{self, TypeIndex};
-use crate::log::event::{Device, Envelope, Event, SourceKey, StoredSample, TypeBatch};
+use crate::log::event::{Device, Envelope, Event, SourceKey, StoredSample, SyncRecord, TypeBatch};
 use crate::query::series::SeriesCache;
 
 /// What observers hear from the projection.
@@ -130,8 +133,8 @@ pub struct Projection {
     /// Which types hold any row: lookups by id skip the rest without locking.
     populated: Vec<AtomicBool>,
     sources: RwLock<Sources>,
-    /// Ids of deleted samples: an id is never reused.
-    tombstones: RwLock<HashSet<u128>>,
+    /// Each source's sync identifiers and the live samples holding them.
+    sync_ids: RwLock<SyncIds>,
     /// Deletions in log order, for the change feed.
     deletions: RwLock<Deletions>,
     /// The member types of every correlation ever written, deleted ones
@@ -191,13 +194,15 @@ fn correlation_members(groups: &Groups<'_>) -> Vec<(u128, Box<[TypeIndex]>)> {
     }
     batches()
         .filter(|b| is_correlation(b))
-        .flat_map(|b| b.samples.iter())
-        .map(|s| {
-            let mut types: Vec<TypeIndex> =
-                crate::samples::member_ids(s.metadata.as_deref().unwrap_or_default())
-                    .iter()
-                    .filter_map(|id| type_of.get(id).copied())
-                    .collect();
+        .flat_map(|b| {
+            let t = catalogue::lookup(&b.type_id).expect("a correlation type");
+            b.samples.iter().map(move |s| (t, s))
+        })
+        .map(|(t, s)| {
+            let mut types: Vec<TypeIndex> = crate::samples::member_ids(t, s.metadata.as_deref())
+                .iter()
+                .filter_map(|id| type_of.get(id).copied())
+                .collect();
             types.sort_unstable();
             types.dedup();
             (u128::from_be_bytes(s.id), types.into())
@@ -211,7 +216,8 @@ type Groups<'a> = Vec<(Option<&'a Device>, &'a [TypeBatch])>;
 fn device_groups(event: &Event) -> Option<(&str, Groups<'_>)> {
     match event {
         Event::SamplesAdded { source, batches } => Some((source, vec![(None, batches)])),
-        Event::DeviceSamplesAdded { source, groups } => Some((
+        Event::DeviceSamplesAdded { source, groups }
+        | Event::SamplesWritten { source, groups, .. } => Some((
             source,
             groups
                 .iter()
@@ -219,6 +225,42 @@ fn device_groups(event: &Event) -> Option<(&str, Groups<'_>)> {
                 .collect(),
         )),
         _ => None,
+    }
+}
+
+/// The sync identifiers an event gives its samples, with each sample's type.
+fn sync_tags(event: &Event, source: u32) -> Result<Vec<(u128, SyncTag)>, UnknownType> {
+    let Event::SamplesWritten { groups, synced, .. } = event else {
+        return Ok(Vec::new());
+    };
+    if synced.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted: HashMap<[u8; 16], &SyncRecord> = synced.iter().map(|r| (r.id, r)).collect();
+    let mut out = Vec::with_capacity(synced.len());
+    for batch in groups.iter().flat_map(|g| &g.batches) {
+        let ty = catalogue::lookup(&batch.type_id).ok_or(UnknownType)?;
+        for sample in &batch.samples {
+            if let Some(record) = wanted.get(&sample.id) {
+                let tag = SyncTag {
+                    sync_id: record.sync_id.as_str().into(),
+                    version: record.version,
+                    ty,
+                    source,
+                };
+                out.push((u128::from_be_bytes(sample.id), tag));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The samples an event deletes: a deletion's, or those a write replaces.
+fn deleted_ids(event: &Event) -> &[[u8; 16]] {
+    match event {
+        Event::SamplesDeleted { ids, .. } => ids,
+        Event::SamplesWritten { replaced, .. } => replaced,
+        _ => &[],
     }
 }
 
@@ -234,7 +276,7 @@ impl Projection {
             types,
             populated,
             sources: RwLock::default(),
-            tombstones: RwLock::default(),
+            sync_ids: RwLock::default(),
             deletions: RwLock::default(),
             correlations: RwLock::default(),
             priority: RwLock::default(),
@@ -358,8 +400,20 @@ impl Projection {
         self.sources.read().names.get(id as usize).cloned()
     }
 
-    pub fn is_tombstoned(&self, id: u128) -> bool {
-        self.tombstones.read().contains(&id)
+    /// The live sample of `source` that holds `sync_id`: its id and tag.
+    pub fn synced(&self, source: u32, sync_id: &str) -> Option<(u128, SyncTag)> {
+        self.sync_ids
+            .read()
+            .find(source, sync_id)
+            .map(|(id, tag)| (id, tag.clone()))
+    }
+
+    /// The sync identifier and version of sample `id`, if it has one.
+    pub fn sync_tag(&self, id: u128) -> Option<(Box<str>, i64)> {
+        self.sync_ids
+            .read()
+            .tag(id)
+            .map(|t| (t.sync_id.clone(), t.version))
     }
 
     /// The live sample with `id`, with its type.
@@ -377,12 +431,45 @@ impl Projection {
     /// Applies committed event `seq`.
     pub fn apply(&self, seq: u64, envelope: &Envelope) -> Result<(), UnknownType> {
         let mut touched: Vec<(TypeIndex, u32)> = Vec::new();
+        let ids = deleted_ids(&envelope.event);
+        if !ids.is_empty() {
+            let mut deletions = self.deletions.write();
+            let mut sync_ids = self.sync_ids.write();
+            for id in ids {
+                let id = u128::from_be_bytes(*id);
+                sync_ids.remove(id);
+                for (t, cols) in self.types.iter().enumerate() {
+                    let mut cols = cols.write();
+                    let Some(r) = cols.find(id) else { continue };
+                    let source = cols.source_of(r);
+                    if cols.delete(id) {
+                        cols.touch(u32::try_from(seq).unwrap_or(u32::MAX));
+                        let ty = TypeIndex(t as u16);
+                        deletions.push(Deletion {
+                            seq,
+                            id,
+                            ty,
+                            source,
+                        });
+                        touched.push((ty, source));
+                    }
+                    break;
+                }
+            }
+        }
         if let Some((source, groups)) = device_groups(&envelope.event) {
             let members = correlation_members(&groups);
             if !members.is_empty() {
                 self.correlations.write().extend(members);
             }
             let source = self.intern_source(source);
+            let tags = sync_tags(&envelope.event, source)?;
+            if !tags.is_empty() {
+                let mut sync_ids = self.sync_ids.write();
+                for (id, tag) in tags {
+                    sync_ids.insert(id, tag);
+                }
+            }
             for (device, batches) in groups {
                 let device = self.sources.write().intern_device(source, device);
                 for batch in batches {
@@ -399,31 +486,6 @@ impl Projection {
             }
         }
         match &envelope.event {
-            Event::SamplesDeleted { ids, .. } => {
-                let mut tombstones = self.tombstones.write();
-                let mut deletions = self.deletions.write();
-                for id in ids {
-                    let id = u128::from_be_bytes(*id);
-                    tombstones.insert(id);
-                    for (t, cols) in self.types.iter().enumerate() {
-                        let mut cols = cols.write();
-                        let Some(r) = cols.find(id) else { continue };
-                        let source = cols.source_of(r);
-                        if cols.delete(id) {
-                            cols.touch(u32::try_from(seq).unwrap_or(u32::MAX));
-                            let ty = TypeIndex(t as u16);
-                            deletions.push(Deletion {
-                                seq,
-                                id,
-                                ty,
-                                source,
-                            });
-                            touched.push((ty, source));
-                        }
-                        break;
-                    }
-                }
-            }
             Event::SourcePriority { order } => {
                 let mut p = self.priority.write();
                 *p = (p.0 + 1, order.clone());
@@ -454,10 +516,10 @@ impl Projection {
             .iter()
             .map(|c| c.read().memory_bytes())
             .sum::<usize>()
-            + self.tombstones.read().capacity() * 17
+            + self.sync_ids.read().memory_bytes()
     }
 
-    /// Zeroises every column and forgets the tombstones; tells observers.
+    /// Zeroises every column and sync identifier; tells observers.
     pub fn wipe(&self) {
         for (cols, populated) in self.types.iter().zip(&self.populated) {
             cols.write().wipe();
@@ -466,9 +528,7 @@ impl Projection {
         for cache in &self.series {
             cache.clear();
         }
-        let mut tombstones = self.tombstones.write();
-        tombstones.clear();
-        tombstones.shrink_to_fit();
+        self.sync_ids.write().wipe();
         *self.deletions.write() = Deletions::default();
         *self.correlations.write() = HashMap::new();
         for devices in &mut self.sources.write().devices {
@@ -500,6 +560,7 @@ impl Drop for Projection {
 pub struct ProjectionBuilder {
     rows: Vec<Vec<Row>>,
     sources: Sources,
+    sync_ids: SyncIds,
     tombstones: HashSet<u128>,
     /// (seq, id) of each deletion, resolved to type and source at finish.
     deleted: Vec<(u64, u128)>,
@@ -519,9 +580,18 @@ impl ProjectionBuilder {
 
     pub fn add(&mut self, seq: u64, envelope: Envelope) -> Result<(), UnknownType> {
         self.last_seq = seq;
+        for id in deleted_ids(&envelope.event) {
+            let id = u128::from_be_bytes(*id);
+            self.tombstones.insert(id);
+            self.deleted.push((seq, id));
+            self.sync_ids.remove(id);
+        }
         if let Some((source, groups)) = device_groups(&envelope.event) {
             self.correlations.extend(correlation_members(&groups));
             let source = self.sources.intern(source);
+            for (id, tag) in sync_tags(&envelope.event, source)? {
+                self.sync_ids.insert(id, tag);
+            }
             for (device, batches) in groups {
                 let device = self.sources.intern_device(source, device);
                 for batch in batches {
@@ -537,13 +607,6 @@ impl ProjectionBuilder {
             }
         }
         match envelope.event {
-            Event::SamplesDeleted { ids, .. } => {
-                for id in ids {
-                    let id = u128::from_be_bytes(id);
-                    self.tombstones.insert(id);
-                    self.deleted.push((seq, id));
-                }
-            }
             Event::SourcePriority { order } => {
                 self.priority = (self.priority.0 + 1, order);
             }
@@ -614,7 +677,7 @@ impl ProjectionBuilder {
             .collect();
         let mut projection = Projection::with_types(columns.into_iter());
         projection.sources = RwLock::new(self.sources);
-        projection.tombstones = RwLock::new(tombstones);
+        projection.sync_ids = RwLock::new(self.sync_ids);
         projection.deletions = RwLock::new(deletions);
         projection.correlations = RwLock::new(self.correlations);
         projection.priority = RwLock::new(self.priority);
@@ -693,5 +756,101 @@ mod tests {
         assert_eq!(p.sample_count(), 200);
         let a = p.source_id("a").unwrap();
         assert_eq!(p.device(a, 200), Some(device("d199")));
+    }
+
+    fn written(source: &str, id: u128, sync: Option<(&str, i64)>, replaced: &[u128]) -> Event {
+        let sample = StoredSample {
+            id: id.to_be_bytes(),
+            start_us: id as i64 * 60_000_000,
+            start_offset_min: 0,
+            end_us: id as i64 * 60_000_000,
+            end_offset_min: 0,
+            value: 1.0,
+            metadata: None,
+        };
+        Event::SamplesWritten {
+            source: source.into(),
+            groups: vec![DeviceGroup {
+                device: None,
+                batches: vec![TypeBatch {
+                    type_id: "step_count".into(),
+                    samples: vec![sample],
+                }],
+            }],
+            synced: sync
+                .map(|(sync_id, version)| SyncRecord {
+                    id: id.to_be_bytes(),
+                    sync_id: sync_id.into(),
+                    version,
+                })
+                .into_iter()
+                .collect(),
+            replaced: replaced.iter().map(|r| r.to_be_bytes()).collect(),
+        }
+    }
+
+    fn log() -> Vec<Envelope> {
+        let mut events = crate::log::event::tests::records_in_the_first_form();
+        for event in [
+            written("app", 10, Some(("walk", 0)), &[]),
+            written("other", 11, Some(("walk", 0)), &[]),
+            written("app", 12, Some(("walk", 1)), &[10]),
+            written("app", 13, Some(("run", 0)), &[]),
+            Event::SamplesDeleted {
+                source: "app".into(),
+                ids: vec![13u128.to_be_bytes()],
+            },
+            written("app", 14, None, &[]),
+        ] {
+            events.push(Envelope { at_us: 0, event });
+        }
+        events
+    }
+
+    /// What replay builds and what applying event by event builds agree,
+    /// old records included.
+    fn check(p: &Projection) {
+        let steps = catalogue::lookup("step_count").unwrap();
+        let hr = catalogue::lookup("heart_rate").unwrap();
+        let app = p.source_id("app").unwrap();
+        let other = p.source_id("other").unwrap();
+        // The records in the first form: sample 1 lives, 2 was deleted.
+        assert!(p.find(u128::from_be_bytes([1; 16])).is_some());
+        assert!(p.find(u128::from_be_bytes([2; 16])).is_none());
+        assert_eq!(p.find(u128::from_be_bytes([3; 16])).unwrap().0, hr);
+        assert_eq!(p.sync_tag(u128::from_be_bytes([1; 16])), None);
+        // Per source: the replacement holds `walk` for the app, the other
+        // source's `walk` is its own.
+        let (id, tag) = p.synced(app, "walk").unwrap();
+        assert_eq!((id, tag.version, tag.ty), (12, 1, steps));
+        assert_eq!(p.synced(other, "walk").unwrap().0, 11);
+        assert!(p.find(10).is_none(), "the replaced sample is gone");
+        assert!(p.synced(app, "run").is_none(), "a deletion frees the id");
+        assert_eq!(p.sync_tag(12), Some(("walk".into(), 1)));
+        assert_eq!(p.sync_tag(14), None);
+        let mut deleted: Vec<(u64, u128)> = [steps, hr]
+            .iter()
+            .flat_map(|&t| p.deletions_after(t, None, 0))
+            .map(|d| (d.seq, d.id))
+            .collect();
+        deleted.sort();
+        let deleted: Vec<u128> = deleted.into_iter().map(|(_, id)| id).collect();
+        assert_eq!(deleted, vec![u128::from_be_bytes([2; 16]), 10, 13]);
+    }
+
+    #[test]
+    fn replay_and_live_application_agree_on_sync_ids() {
+        let mut builder = ProjectionBuilder::new();
+        for (seq, envelope) in log().into_iter().enumerate() {
+            builder.add(seq as u64 + 1, envelope).unwrap();
+        }
+        check(&builder.finish());
+        let live = Projection::default();
+        for (seq, envelope) in log().iter().enumerate() {
+            live.apply(seq as u64 + 1, envelope).unwrap();
+        }
+        check(&live);
+        live.wipe();
+        assert!(live.synced(0, "walk").is_none());
     }
 }

@@ -244,6 +244,20 @@ mod tests {
         p.apply(seq, &Envelope { at_us: 0, event }).unwrap();
     }
 
+    /// An app with a token and no grants: it reads nothing but its own.
+    fn app_caller(app_id: &str) -> Caller {
+        Caller::App(AppCaller {
+            app_id: app_id.into(),
+            token_id: [0; 16],
+            scope: Arc::new([]),
+            token_hash: [0; 32],
+        })
+    }
+
+    fn viewer(p: &Arc<Projection>, caller: Caller) -> crate::view::View {
+        crate::view::View::new(p.clone(), caller, Arc::new(Apps::default()))
+    }
+
     fn delete(p: &Projection, seq: u64, id: u128) {
         let event = Event::SamplesDeleted {
             source: "owner".into(),
@@ -264,16 +278,7 @@ mod tests {
         delete(&p, 4, 2);
         delete(&p, 5, 1);
         add(&p, 6, "owner", 6);
-        let view = crate::view::View::new(
-            p.clone(),
-            Caller::App(AppCaller {
-                app_id: "app".into(),
-                token_id: [0; 16],
-                scope: Arc::new([]),
-                token_hash: [0; 32],
-            }),
-            Arc::new(Apps::default()),
-        );
+        let view = viewer(&p, app_caller("app"));
         let types = [ty];
         let mut anchor = Anchor::default();
         let mut seen = Vec::new();
@@ -300,6 +305,61 @@ mod tests {
         assert_eq!(page.next, anchor);
         assert_eq!(changed_types(&view, &types, 0), (vec![ty], 5));
         assert_eq!(changed_types(&view, &types, 5), (vec![], 5));
+    }
+
+    /// A replacement is one record: the feed shows the earlier sample
+    /// deleted and the new one added, to those who see the source.
+    #[test]
+    fn a_replacement_shows_as_a_deletion_and_an_addition() {
+        use crate::log::event::{DeviceGroup, SyncRecord};
+        let p = Arc::new(Projection::default());
+        let ty = catalogue::lookup("step_count").unwrap();
+        add(&p, 1, "app", 1);
+        let sample = StoredSample {
+            id: 2u128.to_be_bytes(),
+            start_us: 1,
+            start_offset_min: 0,
+            end_us: 1,
+            end_offset_min: 0,
+            value: 2.0,
+            metadata: None,
+        };
+        let event = Event::SamplesWritten {
+            source: "app".into(),
+            groups: vec![DeviceGroup {
+                device: None,
+                batches: vec![TypeBatch {
+                    type_id: "step_count".into(),
+                    samples: vec![sample],
+                }],
+            }],
+            synced: vec![SyncRecord {
+                id: 2u128.to_be_bytes(),
+                sync_id: "s".into(),
+                version: 1,
+            }],
+            replaced: vec![1u128.to_be_bytes()],
+        };
+        p.apply(2, &Envelope { at_us: 0, event }).unwrap();
+        let after_first = Anchor {
+            seq: 1,
+            after_id: None,
+        };
+        // The owner reads everything; the app, only its own.
+        for view in [viewer(&p, Caller::Owner), viewer(&p, app_caller("app"))] {
+            let page = page(&view, &[ty], after_first, 10);
+            let seen: Vec<(bool, u128)> = page
+                .changes
+                .iter()
+                .map(|c| match c {
+                    Change::Added { row, .. } => (true, row.id),
+                    Change::Deleted { id, .. } => (false, *id),
+                })
+                .collect();
+            assert_eq!(seen, vec![(false, 1), (true, 2)]);
+        }
+        let hidden = page(&viewer(&p, app_caller("other")), &[ty], after_first, 10);
+        assert!(hidden.changes.is_empty());
     }
 
     const KEY: [u8; 32] = [7; 32];

@@ -1,22 +1,22 @@
 //! Samples with structure: correlations (`blood_pressure`, `food`), workouts
 //! and workout routes.
 //!
-//! They are stored as ordinary samples so that the log, the writer's retry
-//! rules and the projection need nothing new: a correlation is its member
-//! samples (each of its own type, so they read back through their types)
-//! plus one sample of the correlation type whose metadata lists the members
-//! under a reserved key; a workout's value is its activity, with energy and
+//! They are stored as ordinary samples so that the log and the projection
+//! need nothing new: a correlation is its member samples (each of its own
+//! type, with an id of its own, so they read back through their types) plus
+//! one sample of the correlation type whose metadata lists the members under
+//! a reserved key; the writer compares a retried correlation member by
+//! member (see [`assign_ids`]); a workout's value is its activity, with energy and
 //! distance under reserved keys; a route is a sample of `workout_route` that
 //! names its workout and carries its points. Keys starting with
 //! [`RESERVED`] are refused in client metadata and never shown as metadata.
 
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{lookup_type, parse_time, SampleError};
-use crate::catalogue::{self, units, Kind, SampleType};
-use crate::log::writer::NewSample;
+use crate::catalogue::{self, units, Kind, SampleType, TypeIndex};
+use crate::log::writer::{NewEntry, NewSample};
 use crate::view::View;
 use crate::wire::samples::{self as wire, Measure, NewMember, RoutePoint};
 
@@ -104,34 +104,51 @@ impl Parts {
     }
 }
 
-/// The member ids a stored correlation's metadata lists.
-pub fn member_ids(metadata: &str) -> Vec<u128> {
-    serde_json::from_str::<Map<String, Value>>(metadata)
-        .ok()
-        .and_then(|meta| meta.get(MEMBERS)?.as_str().map(parse_member_ids))
+/// How a correlation names its members in its reserved metadata.
+fn members_value(ids: &[[u8; 16]]) -> Value {
+    let ids: Vec<String> = ids
+        .iter()
+        .map(|id| Uuid::from_bytes(*id).to_string())
+        .collect();
+    json!(ids.join(","))
+}
+
+/// The members a stored correlation names (none for other types).
+pub fn member_ids(ty: TypeIndex, metadata: Option<&str>) -> Vec<u128> {
+    if !matches!(catalogue::get(ty).kind, Kind::Correlation { .. }) {
+        return Vec::new();
+    }
+    metadata
+        .and_then(|m| serde_json::from_str::<Map<String, Value>>(m).ok())
+        .and_then(|m| m.get(MEMBERS).and_then(Value::as_str).map(String::from))
+        .map(|list| {
+            list.split(',')
+                .filter_map(|id| Uuid::parse_str(id).ok())
+                .map(|id| id.as_u128())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
-fn parse_member_ids(list: &str) -> Vec<u128> {
-    list.split(',')
-        .filter_map(|id| Uuid::parse_str(id).ok())
-        .map(|id| id.as_u128())
-        .collect()
-}
-
-/// A member's id when the client gave none: derived from the correlation's,
-/// so retrying the same correlation stays a no-op.
-fn member_id(correlation: [u8; 16], index: usize) -> [u8; 16] {
-    let mut h = Sha256::new();
-    h.update(b"hearth correlation member");
-    h.update(correlation);
-    h.update((index as u32).to_be_bytes());
-    let digest = h.finalize();
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&digest[..16]);
-    id[6] = (id[6] & 0x0f) | 0x80;
-    id[8] = (id[8] & 0x3f) | 0x80;
-    id
+/// Gives the samples of an entry (the sample itself last) these ids; a
+/// correlation's list of its members follows.
+pub fn assign_ids(samples: &mut [NewSample], ids: &[[u8; 16]]) {
+    for (s, id) in samples.iter_mut().zip(ids) {
+        s.sample.id = *id;
+    }
+    let Some((head, members)) = samples.split_last_mut() else {
+        return;
+    };
+    if !matches!(
+        catalogue::get(head.type_index).kind,
+        Kind::Correlation { .. }
+    ) {
+        return;
+    }
+    let mut meta = metadata_map(head);
+    let member_ids: Vec<[u8; 16]> = members.iter().map(|m| m.sample.id).collect();
+    meta.insert(MEMBERS.into(), members_value(&member_ids));
+    head.sample.metadata = Some(serde_json::to_string(&meta).expect("a JSON map serialises"));
 }
 
 fn metadata_map(base: &NewSample) -> Map<String, Value> {
@@ -205,8 +222,8 @@ pub(super) fn validate(
                 ));
             }
             let mut seen_types = Vec::new();
-            let mut ids = Vec::new();
-            for (i, m) in given.into_iter().enumerate() {
+            let mut ids: Vec<[u8; 16]> = Vec::new();
+            for m in given {
                 let mti = lookup_type(at, &m.type_id)?;
                 let mty = catalogue::get(mti);
                 if !members.contains(&mty.id) {
@@ -229,17 +246,8 @@ pub(super) fn validate(
                 if !v.is_finite() {
                     return Err(SampleError::invalid(at, "members", "values must be finite"));
                 }
-                let id =
-                    m.id.map(Uuid::into_bytes)
-                        .unwrap_or_else(|| member_id(base.sample.id, i));
-                if id == base.sample.id || ids.contains(&Uuid::from_bytes(id).to_string()) {
-                    return Err(SampleError::invalid(
-                        at,
-                        "members",
-                        "member ids must be distinct",
-                    ));
-                }
-                ids.push(Uuid::from_bytes(id).to_string());
+                let id = Uuid::new_v4().into_bytes();
+                ids.push(id);
                 let mut sample = base.sample.clone();
                 sample.id = id;
                 sample.value = v;
@@ -258,7 +266,7 @@ pub(super) fn validate(
                 ));
             }
             base.sample.value = ids.len() as f64;
-            meta.insert(MEMBERS.into(), json!(ids.join(",")));
+            meta.insert(MEMBERS.into(), members_value(&ids));
         }
         Kind::Workout { .. } => {
             parts.only(at, ty, &["activity", "energy", "distance"])?;
@@ -334,30 +342,28 @@ pub(super) fn validate(
     Ok(out)
 }
 
-/// Every route in a write names a workout in the same write or one the
-/// caller can see.
-pub fn check_routes(view: &View, samples: &[NewSample]) -> Result<(), SampleError> {
+/// Every route in a write names a stored workout the caller can see.
+pub fn check_routes(view: &View, entries: &[NewEntry]) -> Result<(), SampleError> {
     let workout_ty = catalogue::lookup("workout").expect("catalogue type");
-    for (i, s) in samples.iter().enumerate() {
-        if !matches!(catalogue::get(s.type_index).kind, Kind::Route) {
-            continue;
-        }
-        let meta = metadata_map(s);
-        let Some(id) = meta
-            .get(WORKOUT)
-            .and_then(Value::as_str)
-            .and_then(|t| Uuid::parse_str(t).ok())
-        else {
-            continue;
-        };
-        let in_request = samples
-            .iter()
-            .any(|o| o.type_index == workout_ty && o.sample.id == id.into_bytes());
-        let stored = view
-            .find(id.as_u128())
-            .is_some_and(|(ti, _)| ti == workout_ty);
-        if !in_request && !stored {
-            return Err(SampleError::invalid(Some(i), "workout", "no such workout"));
+    for (i, entry) in entries.iter().enumerate() {
+        for s in &entry.samples {
+            if !matches!(catalogue::get(s.type_index).kind, Kind::Route) {
+                continue;
+            }
+            let meta = metadata_map(s);
+            let Some(id) = meta
+                .get(WORKOUT)
+                .and_then(Value::as_str)
+                .and_then(|t| Uuid::parse_str(t).ok())
+            else {
+                continue;
+            };
+            let stored = view
+                .find(id.as_u128())
+                .is_some_and(|(ti, _)| ti == workout_ty);
+            if !stored {
+                return Err(SampleError::invalid(Some(i), "workout", "no such workout"));
+            }
         }
     }
     Ok(())

@@ -13,12 +13,12 @@ use uuid::Uuid;
 
 use crate::catalogue::{self, units, Kind, SampleType, TypeIndex};
 use crate::log::event::{Device, StoredSample};
-use crate::log::writer::NewSample;
+use crate::log::writer::{NewEntry, NewSample, SyncKey};
 use crate::query::sources::DEVICE_KINDS;
 use crate::wire::samples as wire;
 use crate::wire::ErrorCode;
 
-pub use composed::{check_routes, member_ids, MAX_ROUTE_POINTS, RESERVED};
+pub use composed::{assign_ids, check_routes, member_ids, MAX_ROUTE_POINTS, RESERVED};
 pub use present::present;
 pub use time::{parse_time, time_bounds};
 
@@ -28,6 +28,8 @@ pub const MAX_BATCH: usize = 10_000;
 pub const MAX_METADATA_BYTES: usize = 4096;
 const MAX_METADATA_KEYS: usize = 64;
 const MAX_DEVICE_FIELD: usize = 128;
+/// Longest `sync_id`, in bytes.
+pub const MAX_SYNC_ID: usize = 128;
 
 /// Why a sample (or a sample query) was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -141,13 +143,56 @@ fn validate_device(at: Option<usize>, d: wire::NewDevice) -> Result<Device, Samp
     })
 }
 
+/// A sample's sync identifier and version: 1 to 128 bytes without control
+/// characters, and a version of 0 or more (0 when absent).
+fn validate_sync(
+    at: Option<usize>,
+    sync_id: Option<&str>,
+    version: Option<i64>,
+) -> Result<Option<SyncKey>, SampleError> {
+    let Some(sync_id) = sync_id else {
+        return match version {
+            Some(_) => Err(SampleError::invalid(
+                at,
+                "sync_version",
+                "sync_version needs a sync_id",
+            )),
+            None => Ok(None),
+        };
+    };
+    if sync_id.is_empty() || sync_id.len() > MAX_SYNC_ID {
+        return Err(SampleError::invalid(
+            at,
+            "sync_id",
+            format!("must have 1 to {MAX_SYNC_ID} bytes"),
+        ));
+    }
+    if sync_id.chars().any(char::is_control) {
+        return Err(SampleError::invalid(
+            at,
+            "sync_id",
+            "must not contain control characters",
+        ));
+    }
+    let version = version.unwrap_or(0);
+    if version < 0 {
+        return Err(SampleError::invalid(
+            at,
+            "sync_version",
+            "must be 0 or more",
+        ));
+    }
+    Ok(Some(SyncKey {
+        sync_id: sync_id.into(),
+        version,
+    }))
+}
+
 /// One request sample as the samples it is stored as (a correlation is its
-/// members and itself), with the id the request gets back.
-pub fn validate(
-    index: usize,
-    mut s: wire::NewSample<'_>,
-) -> Result<(Uuid, Vec<NewSample>), SampleError> {
+/// members and itself), each with a new random id, and its sync identifier.
+pub fn validate(index: usize, mut s: wire::NewSample<'_>) -> Result<NewEntry, SampleError> {
     let at = Some(index);
+    let sync = validate_sync(at, s.sync_id.as_deref(), s.sync_version)?;
     let parts = composed::Parts::take(&mut s);
     let type_index = lookup_type(at, &s.type_id)?;
     let ty = catalogue::get(type_index);
@@ -156,7 +201,7 @@ pub fn validate(
     if start_us > end_us {
         return Err(SampleError::invalid(at, "end", "end is before start"));
     }
-    let id = s.id.unwrap_or_else(Uuid::new_v4);
+    let id = Uuid::new_v4();
     // The stored form shares the id and times whatever the kind of type.
     let stored = |value: f64, metadata: Option<String>| StoredSample {
         id: id.into_bytes(),
@@ -175,8 +220,8 @@ pub fn validate(
             device,
             sample: stored(0.0, metadata),
         };
-        let stored = composed::validate(at, ty, base, s.value, s.unit.is_some(), parts)?;
-        return Ok((id, stored));
+        let samples = composed::validate(at, ty, base, s.value, s.unit.is_some(), parts)?;
+        return Ok(NewEntry { sync, samples });
     }
     parts.refuse_for(at, ty)?;
     let value = match &ty.kind {
@@ -223,7 +268,10 @@ pub fn validate(
         device,
         sample: stored(value, metadata),
     };
-    Ok((id, vec![new]))
+    Ok(NewEntry {
+        sync,
+        samples: vec![new],
+    })
 }
 
 fn validate_metadata(at: Option<usize>, m: Map<String, Value>) -> Result<String, SampleError> {

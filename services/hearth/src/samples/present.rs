@@ -43,8 +43,11 @@ fn plain(
     row: &Row,
     unit: Option<&str>,
 ) -> Result<(Sample, Vec<Uuid>), SampleError> {
+    let sync = view.sync_tag(row.id);
     let mut out = Sample {
         id: Uuid::from_u128(row.id),
+        sync_version: sync.as_ref().map(|(_, version)| *version),
+        sync_id: sync.map(|(sync_id, _)| sync_id.into()),
         type_id: ty.id,
         start: format_time(row.start_us, row.start_offset_min),
         end: format_time(row.end_us, row.end_offset_min),

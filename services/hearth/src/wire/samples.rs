@@ -26,8 +26,19 @@ pub struct SampleBatch<'a> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSample<'a> {
-    /// Supply it to make retries idempotent; generated otherwise.
-    pub id: Option<Uuid>,
+    /// The writing app's own identifier for the sample, 1 to 128 bytes
+    /// without control characters: it makes retries idempotent and later
+    /// versions replace earlier ones. It is scoped to the app (the owner's
+    /// writes are one app), so apps never collide. Without it every write
+    /// stores a new sample.
+    #[serde(borrow)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 128, example = "walk-2026-01-01-1")]
+    pub sync_id: Option<Cow<'a, str>>,
+    /// With `sync_id`: 0 or more, default 0. A higher version replaces the
+    /// sample stored under the same `sync_id`; the same version with the
+    /// same content is a no-op; anything else is `409 sync_conflict`.
+    #[schema(minimum = 0)]
+    pub sync_version: Option<i64>,
     #[serde(rename = "type", borrow)]
     #[schema(value_type = String, example = "step_count")]
     pub type_id: Cow<'a, str>,
@@ -63,8 +74,8 @@ pub struct NewSample<'a> {
     pub energy: Option<Measure>,
     /// Workouts only: the distance covered, in a length unit.
     pub distance: Option<Measure>,
-    /// Workout routes only (required there): the workout's id, in this
-    /// request or already stored.
+    /// Workout routes only (required there): the id of a stored workout
+    /// (as returned in `ids` when it was written).
     pub workout: Option<Uuid>,
     /// Workout routes only (required there): 1 to 20,000 points, each
     /// between `start` and `end`.
@@ -98,8 +109,6 @@ pub struct NewDevice {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMember {
-    /// Derived from the correlation's id when absent, so retries stay no-ops.
-    pub id: Option<Uuid>,
     /// A member type of the correlation (`GET /v1/types`, `members`).
     #[serde(rename = "type")]
     #[schema(example = "blood_pressure_systolic")]
@@ -141,20 +150,35 @@ pub enum SampleValue {
     Category(&'static str),
 }
 
-/// The answer to a write.
+/// The answer to a write. Counts are of stored samples (a correlation is
+/// itself and each of its members).
 #[derive(Serialize, ToSchema)]
 pub struct WriteOutcome {
+    /// Samples stored new.
     pub added: u64,
-    /// Samples already stored with the same id and content.
+    /// Samples stored in place of an earlier version with the same
+    /// `sync_id` (which is deleted).
+    pub replaced: u64,
+    /// Samples already stored with the same `sync_id`, version and content.
     pub unchanged: u64,
-    /// The id of every sample of the request, in order.
+    /// For every sample of the request, in order, the id of the stored
+    /// sample that holds it (for an unchanged one, the earlier sample's).
     pub ids: Vec<Uuid>,
 }
 
 /// A sample as the API returns it.
 #[derive(Serialize, ToSchema)]
 pub struct Sample {
+    /// Assigned by Hearth.
     pub id: Uuid,
+    /// The writing app's identifier for the sample, if it gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub sync_id: Option<String>,
+    /// With `sync_id`: its version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub sync_version: Option<i64>,
     /// The type's id from `GET /v1/types`.
     #[serde(rename = "type")]
     #[schema(example = "step_count")]

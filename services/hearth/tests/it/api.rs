@@ -22,10 +22,9 @@ both_backends!(
 async fn round_trip_keeps_offsets_units_and_metadata(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let app = TestApp::unlocked(&db).await;
-    let id = uuid::Uuid::new_v4();
     let r = app
         .write(vec![json!({
-            "id": id, "type": "body_mass",
+            "type": "body_mass",
             "start": "2026-03-01T07:30:00-05:00", "end": "2026-03-01T07:30:00-05:00",
             "value": 154.0, "unit": "lb",
             "metadata": {"scale": "bathroom", "fasted": true}
@@ -34,7 +33,9 @@ async fn round_trip_keeps_offsets_units_and_metadata(backend: Backend) {
     assert_eq!(r.status(), 201);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["added"], 1);
-    assert_eq!(body["ids"][0], id.to_string());
+    let id = body["ids"][0].as_str().unwrap().to_string();
+    let parsed = uuid::Uuid::parse_str(&id).unwrap();
+    assert_eq!(parsed.get_version_num(), 4, "ids are random UUIDs");
 
     let got = app.get_json(&format!("/v1/samples/{id}")).await;
     assert_eq!(got["type"], "body_mass");
@@ -46,6 +47,7 @@ async fn round_trip_keeps_offsets_units_and_metadata(backend: Backend) {
         json!({"scale": "bathroom", "fasted": true})
     );
     assert_eq!(got["source"], "owner");
+    assert!(got.get("sync_id").is_none() && got.get("sync_version").is_none());
     let in_lb = app.get_json(&format!("/v1/samples/{id}?unit=lb")).await;
     assert!((in_lb["value"].as_f64().unwrap() - 154.0).abs() < 1e-9);
 
@@ -81,22 +83,30 @@ async fn retries_are_idempotent_and_conflicts_are_409(backend: Backend) {
     let app = TestApp::unlocked(&db).await;
     let a = steps(0, 100.0);
     let b = steps(1, 200.0);
-    assert_eq!(app.write(vec![a.clone(), b.clone()]).await.status(), 201);
+    let r = app.write(vec![a.clone(), b.clone()]).await;
+    assert_eq!(r.status(), 201);
+    let first: Value = r.json().await.unwrap();
     let r = app.write(vec![a.clone(), b.clone()]).await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(
-        (body["added"].as_u64(), body["unchanged"].as_u64()),
-        (Some(0), Some(2))
+        (
+            body["added"].as_u64(),
+            body["replaced"].as_u64(),
+            body["unchanged"].as_u64()
+        ),
+        (Some(0), Some(0), Some(2))
     );
+    assert_eq!(body["ids"], first["ids"], "a retry answers the stored ids");
 
     let mut changed = b.clone();
     changed["value"] = json!(201.0);
     let r = app.write(vec![steps(2, 1.0), changed]).await;
     assert_eq!(r.status(), 409);
     let problem: Value = r.json().await.unwrap();
-    assert_eq!(problem["code"], "id_conflict");
+    assert_eq!(problem["code"], "sync_conflict");
     assert_eq!(problem["errors"][0]["index"], 1);
+    assert_eq!(problem["errors"][0]["field"], "sync_id");
 
     // The same id twice in one request with the same content counts once.
     let c = steps(3, 5.0);
@@ -114,12 +124,24 @@ async fn retries_are_idempotent_and_conflicts_are_409(backend: Backend) {
         assert!(r.status().is_success());
     }
 
-    let id = a["id"].as_str().unwrap();
+    let id = first["ids"][0].as_str().unwrap();
     assert_eq!(app.delete(&format!("/v1/samples/{id}")).await.status(), 204);
     let r = app.write(vec![a]).await;
-    assert_eq!(r.status(), 409, "a deleted id is never reused");
+    assert_eq!(r.status(), 201, "a deletion frees the sync_id");
+    let body: Value = r.json().await.unwrap();
+    assert_ne!(body["ids"][0].as_str(), Some(id), "under a new id");
+    // Without a sync_id every write is a new sample.
+    let mut plain = steps(70, 1.0);
+    plain.as_object_mut().unwrap().remove("sync_id");
+    for _ in 0..2 {
+        assert_eq!(app.write(vec![plain.clone()]).await.status(), 201);
+    }
     let all = app.list_all("step_count", 1000).await;
-    assert_eq!(all.len(), 1 + 1 + 50, "b, c and the batch");
+    assert_eq!(
+        all.len(),
+        1 + 1 + 1 + 50 + 2,
+        "a again, b, c, the batch, two plain"
+    );
 }
 
 async fn pagination_is_stable_under_concurrent_writes(backend: Backend) {
@@ -127,10 +149,13 @@ async fn pagination_is_stable_under_concurrent_writes(backend: Backend) {
     let app = TestApp::unlocked(&db).await;
     // Equal start times too, so ties are ordered by id.
     let initial: Vec<Value> = (0..600).map(|i| steps(i / 3, i as f64)).collect();
-    assert_eq!(app.write(initial.clone()).await.status(), 201);
-    let expected: std::collections::BTreeSet<String> = initial
+    let r = app.write(initial).await;
+    assert_eq!(r.status(), 201);
+    let expected: std::collections::BTreeSet<String> = r.json::<Value>().await.unwrap()["ids"]
+        .as_array()
+        .unwrap()
         .iter()
-        .map(|s| s["id"].as_str().unwrap().to_string())
+        .map(|id| id.as_str().unwrap().to_string())
         .collect();
 
     let writer = {
@@ -302,7 +327,13 @@ async fn bad_input_is_a_clear_problem_and_stores_nothing(backend: Backend) {
         (with("type", json!("steps")), "type"),
         (with("unit", json!("kg")), "unit"),
         (with("unit", json!("furlong")), "unit"),
-        (with("id", json!("not-a-uuid")), "id"),
+        (with("sync_id", json!("")), "sync_id"),
+        (with("sync_id", json!("x".repeat(129))), "sync_id"),
+        (with("sync_id", json!("line\nbreak")), "sync_id"),
+        (with("sync_id", json!(12)), "sync_id"),
+        (with("sync_version", json!(-1)), "sync_version"),
+        (with("sync_version", json!(1.5)), "sync_version"),
+        (with("id", json!(uuid::Uuid::new_v4())), ""),
         (with("surprise", json!(1)), ""),
         (with("metadata", json!({"x": "y".repeat(5000)})), "metadata"),
         (with("metadata", json!({"nested": {"a": 1}})), "metadata"),
@@ -539,15 +570,18 @@ async fn idle_store_locks_itself(backend: Backend) {
 async fn values_too_large_for_a_unit_are_refused_not_null(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let app = TestApp::unlocked(&db).await;
-    let id = uuid::Uuid::new_v4();
     let r = app
         .write(vec![json!({
-            "id": id, "type": "body_mass",
+            "type": "body_mass",
             "start": "2026-03-01T07:30:00Z", "end": "2026-03-01T07:30:00Z",
             "value": 1e300, "unit": "kg"
         })])
         .await;
     assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
     let in_mg = app.get_json(&format!("/v1/samples/{id}?unit=mg")).await;
     assert!(in_mg["value"].as_f64().unwrap().is_finite());
     for path in [

@@ -286,20 +286,19 @@ async fn apps_delete_only_what_they_wrote(backend: Backend) {
     let tb = app
         .mint(b["id"].as_str().unwrap(), &["step_count"], &["step_count"])
         .await;
-    let mine = steps(0, 1.0);
-    let theirs = steps(1, 2.0);
-    assert_eq!(
-        app.as_token(&ta).write(vec![mine.clone()]).await.status(),
-        201
-    );
-    assert_eq!(
-        app.as_token(&tb).write(vec![theirs.clone()]).await.status(),
-        201
-    );
+    let written = |r: reqwest::Response| async move {
+        assert_eq!(r.status(), 201);
+        r.json::<Value>().await.unwrap()["ids"][0]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let mine = written(app.as_token(&ta).write(vec![steps(0, 1.0)]).await).await;
+    let theirs = written(app.as_token(&tb).write(vec![steps(1, 2.0)]).await).await;
     // B can read A's sample (it has read access), but not delete it.
     let r = app
         .as_token(&tb)
-        .delete(&format!("/v1/samples/{}", mine["id"].as_str().unwrap()))
+        .delete(&format!("/v1/samples/{mine}"))
         .await;
     assert_eq!(r.status(), 403);
     assert_eq!(
@@ -308,13 +307,11 @@ async fn apps_delete_only_what_they_wrote(backend: Backend) {
     );
     let r = app
         .as_token(&tb)
-        .delete(&format!("/v1/samples/{}", theirs["id"].as_str().unwrap()))
+        .delete(&format!("/v1/samples/{theirs}"))
         .await;
     assert_eq!(r.status(), 204);
     // The owner deletes anything.
-    let r = app
-        .delete(&format!("/v1/samples/{}", mine["id"].as_str().unwrap()))
-        .await;
+    let r = app.delete(&format!("/v1/samples/{mine}")).await;
     assert_eq!(r.status(), 204);
 }
 
@@ -496,6 +493,15 @@ pub(crate) struct Seen {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Value,
+    /// The body as answered, before normalising.
+    pub raw: Value,
+}
+
+impl Seen {
+    fn normalised(mut self, ids: &[(String, String)]) -> Seen {
+        self.body = normalise(&self.body, ids);
+        self
+    }
 }
 
 pub(crate) async fn observe(r: reqwest::Response, ids: &[(String, String)]) -> Seen {
@@ -513,16 +519,22 @@ pub(crate) async fn observe(r: reqwest::Response, ids: &[(String, String)]) -> S
     } else {
         serde_json::from_str(&text).unwrap_or(Value::String(text))
     };
+    let raw = body.clone();
     let mut body = normalise(&body, ids);
     // Anchors are sealed with a fresh nonce each time: opaque, like ids.
     if let Some(anchor) = body.get_mut("anchor") {
         assert!(anchor.is_string());
         *anchor = Value::String("ANCHOR".into());
     }
+    // Cursors hold the last sample's id, random in each store.
+    if let Some(cursor) = body.get_mut("next_cursor").filter(|c| c.is_string()) {
+        *cursor = Value::String("CURSOR".into());
+    }
     Seen {
         status,
         headers,
         body,
+        raw,
     }
 }
 
@@ -535,10 +547,28 @@ async fn silent_deny_is_indistinguishable(backend: Backend) {
 }
 
 async fn silent_deny_with(backend: Backend, read_denied: bool) {
-    // The same samples for Y in both stores: same ids, times and values.
+    // The same samples for Y in both stores: same sync ids, times and values
+    // (the ids Hearth gives them differ, and are normalised).
     let y_samples: Vec<Value> = (0..7).map(|m| steps(m * 10, m as f64 + 1.0)).collect();
     let x_samples: Vec<Value> = (0..9).map(|m| steps(m * 10 + 5, 100.0)).collect();
+    let owner_sample = steps(33, 9.0);
+    // Y's writes after its samples: sync ids that collide with the hidden
+    // samples' (X's and the owner's), a retry, a later version, and a
+    // client-chosen `id`, which no store accepts.
+    let with_sync = |minute: i64, value: f64, of: &Value, version: Option<i64>| {
+        let mut s = steps(minute, value);
+        s["sync_id"] = of["sync_id"].clone();
+        if let Some(v) = version {
+            s["sync_version"] = json!(v);
+        }
+        vec![s]
+    };
+    let collide_x = with_sync(61, 3.0, &x_samples[0], None);
+    let collide_owner = with_sync(62, 4.0, &owner_sample, None);
+    let collide_versioned = with_sync(63, 5.0, &x_samples[1], Some(5));
+    let mut with_id = steps(64, 6.0);
     let mut stores = Vec::new();
+    let mut hidden_id = String::new();
     for with_x in [true, false] {
         let db = TestDatabase::new(backend).await;
         let app = TestApp::unlocked(&db).await;
@@ -556,26 +586,41 @@ async fn silent_deny_with(backend: Backend, read_denied: bool) {
             let x_token = app
                 .mint(x["id"].as_str().unwrap(), &[], &["step_count"])
                 .await;
-            assert_eq!(
-                app.as_token(&x_token)
-                    .write(x_samples.clone())
-                    .await
-                    .status(),
-                201
-            );
+            let r = app.as_token(&x_token).write(x_samples.clone()).await;
+            assert_eq!(r.status(), 201);
+            hidden_id = r.json::<Value>().await.unwrap()["ids"][0]
+                .as_str()
+                .unwrap()
+                .to_string();
+            with_id["id"] = json!(hidden_id);
             // The owner's own samples are hidden from Y too.
-            assert_eq!(app.write(vec![steps(33, 9.0)]).await.status(), 201);
+            assert_eq!(app.write(vec![owner_sample.clone()]).await.status(), 201);
         }
-        assert_eq!(
-            app.as_token(&y_token)
-                .write(y_samples.clone())
-                .await
-                .status(),
-            201
-        );
-        stores.push((db, app, y_id, y_token));
+        // One request per sample: the change feed orders a record's samples
+        // by their (random) ids, and separate records keep Y's order fixed.
+        let mut writes: Vec<Seen> = Vec::new();
+        let y = app.as_token(&y_token);
+        for s in &y_samples {
+            writes.push(observe(y.write(vec![s.clone()]).await, &[]).await);
+        }
+        for batch in [
+            &collide_x,
+            &collide_owner,
+            &collide_x,
+            &collide_versioned,
+            &vec![with_id.clone()],
+        ] {
+            writes.push(observe(y.write(batch.clone()).await, &[]).await);
+        }
+        let mut ids = vec![(y_id.clone(), "APP_Y".to_string())];
+        for (i, w) in writes.iter().enumerate() {
+            if let Some(id) = w.raw["ids"][0].as_str() {
+                ids.push((id.to_string(), format!("Y_SAMPLE_{i}")));
+            }
+        }
+        let writes: Vec<Seen> = writes.into_iter().map(|w| w.normalised(&ids)).collect();
+        stores.push((db, app, y_token, ids, writes));
     }
-    let hidden_id = x_samples[0]["id"].as_str().unwrap().to_string();
     let unknown_id = uuid::Uuid::new_v4().to_string();
     let paths = vec![
         "/v1/samples?type=step_count".to_string(),
@@ -585,7 +630,7 @@ async fn silent_deny_with(backend: Backend, read_denied: bool) {
         "/v1/samples?type=step_count&cursor=garbage".to_string(),
         "/v1/samples?type=step_count&unit=mmol/L".to_string(),
         "/v1/samples?type=heart_rate".to_string(),
-        format!("/v1/samples/{}", y_samples[0]["id"].as_str().unwrap()),
+        "/v1/samples/Y_SAMPLE_0".to_string(),
         format!("/v1/samples/{hidden_id}"),
         format!("/v1/samples/{hidden_id}?unit=count"),
         format!("/v1/samples/{unknown_id}"),
@@ -609,12 +654,16 @@ async fn silent_deny_with(backend: Backend, read_denied: bool) {
         "/v1/types".to_string(),
     ];
     let mut seen: Vec<Vec<Seen>> = Vec::new();
-    for (_, app, y_id, token) in &stores {
-        let ids = vec![(y_id.clone(), "APP_Y".to_string())];
+    for (_, app, token, ids, writes) in &mut stores {
         let y = app.as_token(token);
-        let mut out = Vec::new();
+        let mut out = std::mem::take(writes);
         for p in &paths {
-            out.push(observe(y.get(p).await, &ids).await);
+            // Back from placeholders to this store's ids.
+            let mut p = p.clone();
+            for (id, name) in ids.iter() {
+                p = p.replace(name, id);
+            }
+            out.push(observe(y.get(&p).await, ids).await);
         }
         // Every page of a walk with a small page size, cursors included.
         let mut cursor: Option<String> = None;
@@ -623,16 +672,16 @@ async fn silent_deny_with(backend: Backend, read_denied: bool) {
             if let Some(c) = &cursor {
                 p.push_str(&format!("&cursor={c}"));
             }
-            let s = observe(y.get(&p).await, &ids).await;
-            cursor = s.body["next_cursor"].as_str().map(str::to_string);
+            let s = observe(y.get(&p).await, ids).await;
+            cursor = s.raw["next_cursor"].as_str().map(str::to_string);
             out.push(s);
             if cursor.is_none() {
                 break;
             }
         }
         // Deleting a hidden sample is 404, like an unknown one.
-        out.push(observe(y.delete(&format!("/v1/samples/{hidden_id}")).await, &ids).await);
-        out.push(observe(y.delete(&format!("/v1/samples/{unknown_id}")).await, &ids).await);
+        out.push(observe(y.delete(&format!("/v1/samples/{hidden_id}")).await, ids).await);
+        out.push(observe(y.delete(&format!("/v1/samples/{unknown_id}")).await, ids).await);
         seen.push(out);
     }
     let (a, b) = (&seen[0], &seen[1]);
@@ -642,12 +691,21 @@ async fn silent_deny_with(backend: Backend, read_denied: bool) {
         assert_eq!(sa.headers, sb.headers, "request {i} headers");
         assert_eq!(sa.body, sb.body, "request {i} body");
     }
-    // Sanity: Y sees exactly its own samples, and the hidden id is 404.
-    assert_eq!(a[0].body["samples"].as_array().unwrap().len(), 7);
-    assert_eq!(a[8].status, 404);
+    // Sanity: Y's colliding writes were new samples, the retry a no-op, the
+    // client-chosen id refused; Y sees exactly its own samples, and the
+    // hidden id is 404.
+    let statuses: Vec<u16> = a[7..12].iter().map(|s| s.status).collect();
+    assert_eq!(statuses, vec![201, 201, 200, 201, 400]);
+    assert_eq!(a[9].body["unchanged"], 1);
+    assert_eq!(a[9].body["ids"], a[7].body["ids"]);
+    assert_eq!(a[10].body["added"], 1, "{}", a[10].body);
+    let reads = &a[12..];
+    assert_eq!(reads[0].body["samples"].as_array().unwrap().len(), 10);
+    assert_eq!(reads[7].status, 200, "Y's own sample by id");
+    assert_eq!(reads[8].status, 404);
     // The samples really are there for the owner in store A.
-    let (_, owner_a, _, _) = &stores[0];
-    assert_eq!(owner_a.list_all("step_count", 100).await.len(), 17);
+    let (_, owner_a, _, _, _) = &stores[0];
+    assert_eq!(owner_a.list_all("step_count", 100).await.len(), 20);
 }
 
 async fn revoking_read_takes_effect_on_the_next_request(backend: Backend) {

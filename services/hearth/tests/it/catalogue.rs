@@ -12,9 +12,9 @@ both_backends!(
     bad_structured_samples_are_refused,
 );
 
-fn blood_pressure(id: &str, systolic: f64, diastolic: f64) -> Value {
+fn blood_pressure(sync_id: &str, systolic: f64, diastolic: f64) -> Value {
     json!({
-        "id": id, "type": "blood_pressure",
+        "sync_id": sync_id, "type": "blood_pressure",
         "start": "2026-04-01T08:00:00+02:00", "end": "2026-04-01T08:00:30+02:00",
         "members": [
             {"type": "blood_pressure_systolic", "value": systolic, "unit": "mmHg"},
@@ -38,16 +38,22 @@ async fn put_json(app: &TestApp, path: &str, body: &Value) -> reqwest::Response 
 async fn blood_pressure_reads_back_through_its_member_types(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let app = TestApp::unlocked(&db).await;
-    let id = uuid::Uuid::new_v4().to_string();
-    let r = app.write(vec![blood_pressure(&id, 120.0, 80.0)]).await;
+    let sync_id = "cuff-reading-1";
+    let r = app.write(vec![blood_pressure(sync_id, 120.0, 80.0)]).await;
     assert_eq!(r.status(), 201);
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["ids"], json!([id]));
-    // A retry is a no-op, member ids included.
-    let r = app.write(vec![blood_pressure(&id, 120.0, 80.0)]).await;
+    assert_eq!(body["added"], 3, "the correlation and its two members");
+    let id = body["ids"][0].as_str().unwrap().to_string();
+    // A retry is a no-op, members included.
+    let r = app.write(vec![blood_pressure(sync_id, 120.0, 80.0)]).await;
     assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
     assert_eq!(
-        app.write(vec![blood_pressure(&id, 121.0, 80.0)])
+        (body["unchanged"].as_u64(), body["ids"][0].as_str()),
+        (Some(3), Some(id.as_str()))
+    );
+    assert_eq!(
+        app.write(vec![blood_pressure(sync_id, 121.0, 80.0)])
             .await
             .status(),
         409
@@ -57,6 +63,10 @@ async fn blood_pressure_reads_back_through_its_member_types(backend: Backend) {
     assert_eq!(listed.len(), 1);
     let bp = &listed[0];
     assert_eq!(bp["id"], id.as_str());
+    assert_eq!(
+        (bp["sync_id"].as_str(), bp["sync_version"].as_i64()),
+        (Some(sync_id), Some(0))
+    );
     assert_eq!(bp["metadata"], json!({"arm": "left"}));
     assert!(bp.get("value").is_none());
     let members = bp["members"].as_array().unwrap();
@@ -101,6 +111,25 @@ async fn blood_pressure_reads_back_through_its_member_types(backend: Backend) {
     // The change feed shows the correlation with its members.
     let feed = app.get_json("/v1/changes?types=blood_pressure").await;
     assert_eq!(feed["added"][0]["members"].as_array().unwrap().len(), 2);
+
+    // A higher version replaces the correlation with its members.
+    let mut newer = blood_pressure(sync_id, 118.0, 78.0);
+    newer["sync_version"] = json!(1);
+    let r = app.write(vec![newer]).await;
+    assert_eq!(r.status(), 201);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!((&body["added"], &body["replaced"]), (&json!(0), &json!(3)));
+    assert_eq!(app.get(&format!("/v1/samples/{id}")).await.status(), 404);
+    let systolic = app.list_all("blood_pressure_systolic", 10).await;
+    assert_eq!(
+        systolic.len(),
+        1,
+        "the old member went with its correlation"
+    );
+    assert_eq!(systolic[0]["value"], 118.0);
+    let bp = app.list_all("blood_pressure", 10).await;
+    assert_eq!((bp.len(), &bp[0]["sync_version"]), (1, &json!(1)));
+    assert_eq!(bp[0]["members"][1]["value"], 78.0);
     app.stop().await;
 }
 

@@ -76,7 +76,21 @@ async fn correlations_show_only_what_their_members_allow(backend: Backend) {
         .write(vec![cake.clone(), latte.clone(), espresso.clone()])
         .await;
     assert_eq!(r.status(), 201);
-    let id = |s: &Value| s["id"].as_str().unwrap().to_string();
+    // Hearth assigns the ids: map each entry, by its sync_id, to the id the
+    // write answered.
+    let written: Value = r.json().await.unwrap();
+    let assigned: std::collections::HashMap<String, String> = [&cake, &latte, &espresso]
+        .iter()
+        .zip(written["ids"].as_array().unwrap())
+        .map(|(s, id)| {
+            (
+                s["sync_id"].as_str().unwrap().to_string(),
+                id.as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let id = |s: &Value| assigned[s["sync_id"].as_str().unwrap()].clone();
+    let sample_id = |s: &Value| s["id"].as_str().unwrap().to_string();
 
     let reg = app
         .register_app("coffee", "https://coffee.example/cb", false)
@@ -108,13 +122,18 @@ async fn correlations_show_only_what_their_members_allow(backend: Backend) {
             None => "/v1/samples?type=food&limit=1".to_string(),
         };
         let page = coffee.get_json(&path).await;
-        paged.extend(page["samples"].as_array().unwrap().iter().map(id));
+        paged.extend(page["samples"].as_array().unwrap().iter().map(sample_id));
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_string()),
             None => break,
         }
     }
-    let listed: Vec<String> = list["samples"].as_array().unwrap().iter().map(id).collect();
+    let listed: Vec<String> = list["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(sample_id)
+        .collect();
     assert_eq!(paged, listed);
 
     // By id: the cake is as absent as an id never used.

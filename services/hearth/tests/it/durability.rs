@@ -130,12 +130,14 @@ fn find(haystack: &[u8], needle: &[u8]) -> bool {
 async fn nothing_readable_at_rest(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let app = TestApp::unlocked(&db).await;
-    let id = uuid::Uuid::new_v4();
     let mut marked = steps(5, MARKER_VALUE);
-    marked["id"] = json!(id);
+    let sync_id = marked["sync_id"].as_str().unwrap().to_string();
     marked["metadata"] = json!({ "clinic_note": MARKER_TEXT });
     let glucose = sample("blood_glucose", 6, MARKER_GLUCOSE, "mg/dL");
-    assert_eq!(app.write(vec![marked, glucose]).await.status(), 201);
+    let r = app.write(vec![marked, glucose]).await;
+    assert_eq!(r.status(), 201);
+    let id = uuid::Uuid::parse_str(r.json::<Value>().await.unwrap()["ids"][0].as_str().unwrap())
+        .unwrap();
     assert_eq!(app.delete(&format!("/v1/samples/{id}")).await.status(), 204);
     // An app registration, grants and a credential are encrypted too.
     let r = app
@@ -197,6 +199,7 @@ async fn nothing_readable_at_rest(backend: Backend) {
     let mut all = needles(id);
     for (name, value) in [
         ("app id", &app_id),
+        ("sync id", &sync_id),
         ("client secret", &secret),
         ("credential", &token),
     ] {
@@ -364,7 +367,7 @@ async fn kill_9_loses_no_acknowledged_write(backend: Backend) {
             .await
             .unwrap();
         for s in page["samples"].as_array().unwrap() {
-            stored.push(s["id"].as_str().unwrap().to_string());
+            stored.push(s["sync_id"].as_str().unwrap().to_string());
         }
         match page["next_cursor"].as_str() {
             Some(c) => cursor = format!("&cursor={c}"),
@@ -376,7 +379,7 @@ async fn kill_9_loses_no_acknowledged_write(backend: Backend) {
     for batch in &acked {
         for s in batch {
             assert!(
-                unique.contains(&s["id"].as_str().unwrap().to_string()),
+                unique.contains(&s["sync_id"].as_str().unwrap().to_string()),
                 "an acknowledged write was lost"
             );
         }
@@ -385,7 +388,7 @@ async fn kill_9_loses_no_acknowledged_write(backend: Backend) {
     for batch in &attempted {
         let present = batch
             .iter()
-            .filter(|s| unique.contains(&s["id"].as_str().unwrap().to_string()))
+            .filter(|s| unique.contains(&s["sync_id"].as_str().unwrap().to_string()))
             .count();
         assert!(
             present == 0 || present == batch.len(),

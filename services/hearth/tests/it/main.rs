@@ -16,4 +16,5 @@ mod edge;
 mod oauth;
 mod privacy;
 mod queries;
+mod sync;
 mod telemetry;

@@ -169,9 +169,15 @@ async fn run(backend: Backend, hidden: bool) -> Run {
     events.push(next_event(&mut sse).await.expect("ready"));
     let ours = app.as_token(&token);
     let mut deleted_ids = Vec::new();
+    let mut own_written = 0;
     for step in script() {
         match step {
-            Step::Own(samples) => {
+            Step::Own(mut samples) => {
+                // The same sync_ids in both stores, so answers compare.
+                for s in &mut samples {
+                    own_written += 1;
+                    s["sync_id"] = Value::String(format!("own-{own_written}"));
+                }
                 let t = if samples.iter().any(|s| s["type"] == "heart_rate") {
                     &heart
                 } else {

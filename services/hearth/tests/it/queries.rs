@@ -53,7 +53,7 @@ fn device(name: &str, kind: &str) -> Value {
 
 fn step_sample(start_us: i64, dur_s: i64, value: f64) -> Value {
     json!({
-        "id": uuid::Uuid::new_v4(),
+        "sync_id": uuid::Uuid::new_v4().to_string(),
         "type": "step_count",
         "start": rfc(start_us),
         "end": rfc(start_us + dur_s * 1_000_000),

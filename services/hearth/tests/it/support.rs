@@ -293,7 +293,7 @@ pub fn sample(ty: &str, minute: i64, value: f64, unit: &str) -> Value {
         .with_timezone(&chrono::FixedOffset::east_opt(3600).unwrap());
     let end = start + chrono::Duration::seconds(60);
     json!({
-        "id": uuid::Uuid::new_v4(),
+        "sync_id": uuid::Uuid::new_v4().to_string(),
         "type": ty,
         "start": start.to_rfc3339(),
         "end": end.to_rfc3339(),
@@ -461,27 +461,34 @@ pub fn query_param(url: &str, name: &str) -> Option<String> {
 /// half of `workout_route`: an app without `read:workout_route` must see the
 /// workout but not the route unless it wrote it.
 pub async fn workout_with_route(app: &TestApp) -> (String, String) {
-    let workout = uuid::Uuid::new_v4().to_string();
-    let route = uuid::Uuid::new_v4().to_string();
     let r = app
-        .write(vec![
-            json!({
-                "id": workout, "type": "workout", "activity": "running",
-                "start": "2026-05-01T07:00:00+02:00", "end": "2026-05-01T07:30:00+02:00",
-                "energy": {"value": 350, "unit": "kcal"},
-                "distance": {"value": 5, "unit": "km"},
-            }),
-            json!({
-                "id": route, "type": "workout_route", "workout": workout,
-                "start": "2026-05-01T07:00:00+02:00", "end": "2026-05-01T07:30:00+02:00",
-                "route": [
-                    {"time": "2026-05-01T07:00:00+02:00", "lat": 52.52, "lon": 13.405, "alt": 34.0},
-                    {"time": "2026-05-01T07:15:00+02:00", "lat": 52.53, "lon": 13.41},
-                    {"time": "2026-05-01T07:30:00+02:00", "lat": 52.52, "lon": 13.405},
-                ],
-            }),
-        ])
+        .write(vec![json!({
+            "type": "workout", "activity": "running",
+            "start": "2026-05-01T07:00:00+02:00", "end": "2026-05-01T07:30:00+02:00",
+            "energy": {"value": 350, "unit": "kcal"},
+            "distance": {"value": 5, "unit": "km"},
+        })])
         .await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let workout = r.json::<Value>().await.unwrap()["ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app
+        .write(vec![json!({
+            "type": "workout_route", "workout": workout,
+            "start": "2026-05-01T07:00:00+02:00", "end": "2026-05-01T07:30:00+02:00",
+            "route": [
+                {"time": "2026-05-01T07:00:00+02:00", "lat": 52.52, "lon": 13.405, "alt": 34.0},
+                {"time": "2026-05-01T07:15:00+02:00", "lat": 52.53, "lon": 13.41},
+                {"time": "2026-05-01T07:30:00+02:00", "lat": 52.52, "lon": 13.405},
+            ],
+        })])
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let route = r.json::<Value>().await.unwrap()["ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
     (workout, route)
 }

@@ -104,9 +104,9 @@ async fn telemetry_carries_no_health_data() {
         .as_str()
         .unwrap()
         .to_string();
-    let id = uuid::Uuid::new_v4();
+    let sync_id = uuid::Uuid::new_v4();
     let samples = json!({ "samples": [
-        { "id": id, "type": "blood_glucose", "start": "2026-02-01T08:00:00+01:00",
+        { "sync_id": sync_id.to_string(), "type": "blood_glucose", "start": "2026-02-01T08:00:00+01:00",
           "end": "2026-02-01T08:00:00+01:00", "value": GLUCOSE, "unit": "mg/dL",
           "metadata": { "note": METADATA_MARKER } },
         { "type": "step_count", "start": "2026-02-01T08:00:00+01:00",
@@ -118,7 +118,12 @@ async fn telemetry_carries_no_health_data() {
             .json(&body)
             .send()
     };
-    assert_eq!(post(samples.clone()).await.unwrap().status(), 201);
+    let r = post(samples.clone()).await.unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(post(samples).await.unwrap().status().is_success());
     let bad = json!({ "samples": [{ "type": TYPE_MARKER, "start": "2026-02-01T08:00:00Z",
         "end": "2026-02-01T08:00:00Z", "value": 1, "unit": METADATA_MARKER }]});
@@ -247,7 +252,8 @@ async fn telemetry_carries_no_health_data() {
         ("redirect uri", b"callback-MARKER".to_vec()),
         ("privacy policy", b"privacy-MARKER".to_vec()),
         ("type heart_rate", b"heart_rate".to_vec()),
-        ("sample id", id.to_string().into_bytes()),
+        ("sample id", id.clone().into_bytes()),
+        ("sync id", sync_id.to_string().into_bytes()),
         ("glucose text", b"123.4567".to_vec()),
         ("steps text", b"8675.309".to_vec()),
         ("glucose double", GLUCOSE.to_le_bytes().to_vec()),
