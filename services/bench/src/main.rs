@@ -647,7 +647,7 @@ async fn bench_unlock(args: &Args, admin: &str) -> anyhow::Result<()> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<std::process::ExitCode> {
     let args = Args::parse();
     const PARTS: [&str; 5] = ["ingest", "query", "buckets", "unlock", "hidden"];
     if let Some(unknown) = args.only.iter().find(|o| !PARTS.contains(&o.as_str())) {
@@ -667,12 +667,18 @@ async fn main() -> anyhow::Result<()> {
     if args.only.iter().any(|o| o == "unlock") {
         bench_unlock(&args, &admin).await?;
     }
+    // A figure whose answers were wrong fails the run, after every table.
+    let mut answers_hold = true;
     if args.only.iter().any(|o| o == "hidden") {
-        hidden::bench_hidden(&args, &admin).await?;
+        answers_hold &= hidden::bench_hidden(&args, &admin).await?;
     }
     eprintln!(
         "benchmark finished in {:.0?}",
         Duration::from_secs(started.elapsed().as_secs())
     );
-    Ok(())
+    Ok(if answers_hold {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
 }
