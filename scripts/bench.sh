@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release --locked -p hearth-bench
+bench=${CARGO_TARGET_DIR:-target}/release/hearth-bench
 if [ -n "${HEARTH_BENCH_DATABASE_URL:-}" ]; then
-  exec target/release/hearth-bench "$@"
+  exec "$bench" "$@"
 fi
-exec scripts/with-postgres.sh target/release/hearth-bench "$@"
+exec scripts/with-postgres.sh "$bench" "$@"

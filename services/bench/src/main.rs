@@ -8,10 +8,15 @@
 //! - buckets: daily `GET /v1/statistics/buckets` in Europe/Berlin over five
 //!   years of minute steps from a watch and a phone that overlap, against
 //!   `GROUP BY` the local day over plaintext rows;
-//! - unlock: seconds to unlock a large store, and projection bytes per sample.
+//! - unlock: seconds to unlock a large store, and projection bytes per sample;
+//! - hidden: an app without read access lists, sums and buckets its own
+//!   samples in stores that also hold millions of hidden samples, against the
+//!   same reads in a store without them (see [`hidden`]).
 //!
 //! Needs a Postgres server: `HEARTH_BENCH_DATABASE_URL`, or the
 //! `HEARTH_TEST_DATABASE_URL` that `scripts/with-postgres.sh` provides.
+
+mod hidden;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,7 +45,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ingest,query,buckets,unlock"
+        default_value = "ingest,query,buckets,unlock,hidden"
     )]
     only: Vec<String>,
     /// Repetitions per figure (the median is printed).
@@ -52,6 +57,12 @@ struct Args {
     /// Samples in the store for the unlock figure.
     #[arg(long, default_value_t = 10_000_000)]
     unlock_samples: usize,
+    /// Hidden samples in the stores of the hidden-data figure, one store each.
+    #[arg(long, value_delimiter = ',', default_value = "1000000,5000000")]
+    hidden_samples: Vec<usize>,
+    /// Backend of the stores in the hidden-data figure.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    backend: Backend,
     /// Postgres server URL (a database per run is created in it).
     #[arg(long, env = "HEARTH_BENCH_DATABASE_URL")]
     database_url: Option<String>,
@@ -89,7 +100,7 @@ async fn fresh_database(admin: &str) -> anyhow::Result<String> {
     Ok(format!("{base}/{name}"))
 }
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
 enum Backend {
     Sqlite,
     Postgres,
@@ -190,20 +201,30 @@ impl Server {
     }
 }
 
-fn minute_sample(minute: i64, value: f64) -> NewSample {
+/// A step-count sample as the writer takes it: the one place a stored
+/// sample is put together.
+fn step_sample(start_us: i64, end_us: i64, value: f64) -> NewSample {
     NewSample {
         type_index: catalogue::lookup("step_count").unwrap(),
         sample: StoredSample {
             id: uuid::Uuid::new_v4().into_bytes(),
-            start_us: YEAR_START_US + minute * MINUTE_US,
+            start_us,
             start_offset_min: 60,
-            end_us: YEAR_START_US + (minute + 1) * MINUTE_US,
+            end_us,
             end_offset_min: 60,
             value,
             metadata: None,
         },
         device: None,
     }
+}
+
+fn minute_sample(minute: i64, value: f64) -> NewSample {
+    step_sample(
+        YEAR_START_US + minute * MINUTE_US,
+        YEAR_START_US + (minute + 1) * MINUTE_US,
+        value,
+    )
 }
 
 fn rfc3339(us: i64) -> String {
@@ -626,8 +647,12 @@ async fn bench_unlock(args: &Args, admin: &str) -> anyhow::Result<()> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<std::process::ExitCode> {
     let args = Args::parse();
+    const PARTS: [&str; 5] = ["ingest", "query", "buckets", "unlock", "hidden"];
+    if let Some(unknown) = args.only.iter().find(|o| !PARTS.contains(&o.as_str())) {
+        anyhow::bail!("no part {unknown:?}; the parts are {}", PARTS.join(", "));
+    }
     let admin = admin_url(&args)?;
     let started = Instant::now();
     if args.only.iter().any(|o| o == "ingest") {
@@ -642,9 +667,18 @@ async fn main() -> anyhow::Result<()> {
     if args.only.iter().any(|o| o == "unlock") {
         bench_unlock(&args, &admin).await?;
     }
+    // A figure whose answers were wrong fails the run, after every table.
+    let mut answers_hold = true;
+    if args.only.iter().any(|o| o == "hidden") {
+        answers_hold &= hidden::bench_hidden(&args, &admin).await?;
+    }
     eprintln!(
         "benchmark finished in {:.0?}",
         Duration::from_secs(started.elapsed().as_secs())
     );
-    Ok(())
+    Ok(if answers_hold {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
 }
