@@ -13,6 +13,13 @@ if [ -z "${HEARTH_TEST_DATABASE_URL:-}" ]; then
   exec scripts/with-postgres.sh scripts/test.sh "$@"
 fi
 
+# The load generator's tests spawn the server binary that this build makes
+# (the server's own integration tests need it too). Naming it here keeps them
+# from running cargo themselves: a cargo started from inside a test process
+# sees a different environment and rebuilds the whole workspace.
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+export HEARTH_BIN="${HEARTH_BIN:-$target_dir/debug/hearth}"
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-targets --no-fail-fast "$@"
 else

@@ -8,9 +8,10 @@ use std::sync::OnceLock;
 use hearth_loadgen::spawn::Server;
 use hearth_loadgen::{Options, Report};
 
-/// The `hearth` binary of this build. `cargo test` builds the server crate
-/// only as a library and a test harness, so build its binary here, with the
-/// same target selection as the test build so nothing is compiled twice.
+/// The `hearth` binary of this build: `HEARTH_BIN` (set by `scripts/test.sh`
+/// to the binary its workspace build made), else built here. A cargo run
+/// from inside a test process may rebuild the workspace from scratch, so
+/// the suite avoids this path.
 fn hearth_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
