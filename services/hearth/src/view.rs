@@ -51,7 +51,7 @@ pub enum Columns<'a> {
     /// may hold deleted rows; [`TypeColumns::live`] tells.
     Shared(RwLockReadGuard<'a, TypeColumns>),
     /// The caller does not: its own live rows, copied.
-    Own(Box<TypeColumns>),
+    Own(Arc<TypeColumns>),
 }
 
 impl Deref for Columns<'_> {
@@ -105,18 +105,17 @@ impl View {
     pub fn columns(&self, ty: TypeIndex) -> Columns<'_> {
         match self.visibility(ty) {
             Visibility::All => Columns::Shared(self.projection.columns(ty)),
-            Visibility::OnlySource(source) => {
-                let cols = self.projection.columns(ty);
-                let own = match self.correlation_reads(ty) {
-                    // Correlations seen through a member: which ones, only
-                    // their member types tell, so every row is asked.
-                    Some(reads) => cols.select(|r| {
+            Visibility::OnlySource(source) => match self.correlation_reads(ty) {
+                // Correlations seen through a member: which ones, only their
+                // member types tell, so every row is asked.
+                Some(reads) => {
+                    let cols = self.projection.columns(ty);
+                    Columns::Own(Arc::new(cols.select(|r| {
                         cols.source_of(r) == source || reads.sees(&self.projection, cols.id_of(r))
-                    }),
-                    None => cols.only_source(source),
-                };
-                Columns::Own(Box::new(own))
-            }
+                    })))
+                }
+                None => Columns::Own(self.projection.only_source(ty, source)),
+            },
         }
     }
 

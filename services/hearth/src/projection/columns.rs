@@ -117,6 +117,10 @@ pub struct TypeColumns {
     /// Each source's rows, so a caller who may read only its own never
     /// touches anyone else's.
     by_source: HashMap<u32, SourceRows>,
+    /// Per source, bumped when a row of that source is added or deleted
+    /// (never when rows of others move): a copy of a source's rows stays
+    /// valid until its own rows change.
+    source_generation: HashMap<u32, u64>,
     /// An upper bound on `end - start` of any row, so a range query knows
     /// how far back a sample overlapping its start can begin.
     longest_us: i64,
@@ -151,6 +155,11 @@ impl TypeColumns {
 
     pub fn longest_us(&self) -> i64 {
         self.longest_us
+    }
+
+    /// Changes with every row `source` adds or deletes, and only then.
+    pub fn source_generation(&self, source: u32) -> u64 {
+        self.source_generation.get(&source).copied().unwrap_or(0)
     }
 
     pub fn starts(&self) -> &[i64] {
@@ -228,6 +237,13 @@ impl TypeColumns {
         }
         self.generation += 1;
         self.last_seq = rows.iter().map(|r| r.seq).fold(self.last_seq, u32::max);
+        let mut last_source = None;
+        for row in &rows {
+            if last_source != Some(row.source) {
+                last_source = Some(row.source);
+                *self.source_generation.entry(row.source).or_default() += 1;
+            }
+        }
         rows.sort_unstable_by_key(Row::key);
         let appends = match (self.start.last(), self.id.last()) {
             (Some(&s), Some(&i)) => rows[0].key() > (s, i),
@@ -318,6 +334,7 @@ impl TypeColumns {
         match self.find(id) {
             Some(r) if !self.is_deleted(r) => {
                 self.mark_deleted(r);
+                *self.source_generation.entry(self.source[r]).or_default() += 1;
                 self.generation += 1;
                 self.reshaped = self.generation;
                 if let Some(mut m) = self.metadata.remove(&id) {
@@ -371,12 +388,14 @@ impl TypeColumns {
     /// source's rows alone, so neither its cost nor anything computed from
     /// it depends on rows of other sources.
     pub fn only_source(&self, source: u32) -> TypeColumns {
-        let Some(own) = self.by_source.get(&source) else {
-            return TypeColumns::default();
-        };
+        // The type's last change may be anyone's: a copy claims every one,
+        // so the change feed never skips it on that account.
         let mut cols = TypeColumns {
-            last_seq: self.last_seq,
+            last_seq: u32::MAX,
             ..TypeColumns::default()
+        };
+        let Some(own) = self.by_source.get(&source) else {
+            return cols;
         };
         for r in own.rows() {
             if !self.is_deleted(r) {

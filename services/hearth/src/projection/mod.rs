@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use hashbrown::{HashMap, HashSet};
-use parking_lot::{RwLock, RwLockReadGuard};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use tokio::sync::broadcast;
 
 pub use columns::{Row, TypeColumns};
@@ -148,6 +148,9 @@ pub struct Projection {
     characteristics: RwLock<Vec<(String, String)>>,
     notes: broadcast::Sender<Note>,
     series: Vec<SeriesCache>,
+    /// Per type, the copies of one source's rows handed to callers that
+    /// read only their own, with the source generation each was made at.
+    own_copies: Vec<Mutex<OwnCopies>>,
     /// Seals change-feed anchors; derived from the data key at unlock.
     anchor_key: crate::crypto::SecretKey,
 }
@@ -272,6 +275,7 @@ impl Projection {
             .map(|t| AtomicBool::new(!t.read().is_empty()))
             .collect();
         let series = types.iter().map(|_| SeriesCache::default()).collect();
+        let own_copies = types.iter().map(|_| Mutex::default()).collect();
         Projection {
             types,
             populated,
@@ -284,6 +288,7 @@ impl Projection {
             applied_seq: AtomicU64::new(0),
             notes: broadcast::channel(1024).0,
             series,
+            own_copies,
             anchor_key: crate::crypto::random_key(),
         }
     }
@@ -374,6 +379,26 @@ impl Projection {
 
     pub fn series_cache(&self, ty: TypeIndex) -> &SeriesCache {
         &self.series[ty.0 as usize]
+    }
+
+    /// The live rows of `ty` that `source` wrote, as columns of their own.
+    /// Kept until that source's rows of the type change: others' writes
+    /// neither rebuild it nor make it slower to get, and the type's lock is
+    /// held only while copying.
+    pub fn only_source(&self, ty: TypeIndex, source: u32) -> Arc<TypeColumns> {
+        let cols = self.columns(ty);
+        let generation = cols.source_generation(source);
+        let mut copies = self.own_copies[ty.0 as usize].lock();
+        if let Some((made_at, copy)) = copies.get(&source) {
+            if *made_at == generation {
+                return copy.clone();
+            }
+        }
+        let copy = Arc::new(cols.only_source(source));
+        if let Some((_, stale)) = copies.insert(source, (generation, copy.clone())) {
+            wipe_shared(stale);
+        }
+        copy
     }
 
     pub fn columns(&self, ty: TypeIndex) -> RwLockReadGuard<'_, TypeColumns> {
@@ -528,6 +553,11 @@ impl Projection {
         for cache in &self.series {
             cache.clear();
         }
+        for copies in &self.own_copies {
+            for (_, (_, copy)) in copies.lock().drain() {
+                wipe_shared(copy);
+            }
+        }
         self.sync_ids.write().wipe();
         *self.deletions.write() = Deletions::default();
         *self.correlations.write() = HashMap::new();
@@ -537,6 +567,17 @@ impl Projection {
         *self.priority.write() = (0, Vec::new());
         wipe_pairs(&mut self.characteristics.write());
         let _ = self.notes.send(Note::Locked);
+    }
+}
+
+/// One type's copies of sources' rows: (source generation, copy) by source.
+type OwnCopies = HashMap<u32, (u64, Arc<TypeColumns>)>;
+
+/// Zeroises a shared copy of columns once no reader holds it any more (the
+/// last reader's drop frees it otherwise; a copy lives one request).
+fn wipe_shared(copy: Arc<TypeColumns>) {
+    if let Ok(mut cols) = Arc::try_unwrap(copy) {
+        cols.wipe();
     }
 }
 
@@ -728,6 +769,37 @@ mod tests {
                 groups,
             },
         }
+    }
+
+    /// A source's copy survives others' writes and deletions (they neither
+    /// rebuild it nor show in it) and is remade when its own rows change.
+    #[test]
+    fn a_sources_copy_changes_only_with_its_own_rows() {
+        let p = Projection::default();
+        let ty = catalogue::lookup("step_count").unwrap();
+        p.apply(1, &added("a", &["x"], 0)).unwrap();
+        let a = p.source_id("a").unwrap();
+        let first = p.only_source(ty, a);
+        assert_eq!(first.len(), 1);
+        p.apply(2, &added("b", &["y", "z"], 100)).unwrap();
+        let delete = |id: u128| Envelope {
+            at_us: 0,
+            event: Event::SamplesDeleted {
+                source: "b".into(),
+                ids: vec![id.to_be_bytes()],
+            },
+        };
+        p.apply(3, &delete(100)).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &p.only_source(ty, a)),
+            "others' changes"
+        );
+        p.apply(4, &added("a", &["x"], 200)).unwrap();
+        let second = p.only_source(ty, a);
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert_eq!(second.len(), 2);
+        p.apply(5, &delete(0)).unwrap();
+        assert_eq!(p.only_source(ty, a).live_len(), 1);
     }
 
     #[test]
