@@ -388,32 +388,27 @@ impl TypeColumns {
     /// source's rows alone, so neither its cost nor anything computed from
     /// it depends on rows of other sources.
     pub fn only_source(&self, source: u32) -> TypeColumns {
+        match self.by_source.get(&source) {
+            Some(own) => self.copy_of(own.rows()),
+            None => self.copy_of(std::iter::empty()),
+        }
+    }
+
+    /// The live rows `keep` accepts, as columns of their own; reads every row.
+    pub fn select(&self, keep: impl Fn(usize) -> bool) -> TypeColumns {
+        self.copy_of((0..self.len()).filter(|&r| keep(r)))
+    }
+
+    /// The live rows among `rows` (ascending), as columns of their own.
+    fn copy_of(&self, rows: impl Iterator<Item = usize>) -> TypeColumns {
         // The type's last change may be anyone's: a copy claims every one,
         // so the change feed never skips it on that account.
         let mut cols = TypeColumns {
             last_seq: u32::MAX,
             ..TypeColumns::default()
         };
-        let Some(own) = self.by_source.get(&source) else {
-            return cols;
-        };
-        for r in own.rows() {
+        for r in rows {
             if !self.is_deleted(r) {
-                cols.push(self.row(r));
-            }
-        }
-        cols.rebuild_index();
-        cols
-    }
-
-    /// The live rows `keep` accepts, as columns of their own; reads every row.
-    pub fn select(&self, keep: impl Fn(usize) -> bool) -> TypeColumns {
-        let mut cols = TypeColumns {
-            last_seq: self.last_seq,
-            ..TypeColumns::default()
-        };
-        for r in 0..self.len() {
-            if !self.is_deleted(r) && keep(r) {
                 cols.push(self.row(r));
             }
         }

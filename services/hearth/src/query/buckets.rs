@@ -265,10 +265,7 @@ pub fn selected_origins(
     let mut seen: hashbrown::HashSet<Origin> = hashbrown::HashSet::new();
     let mut last = None;
     for r in 0..cols.len() {
-        let o = Origin {
-            source: cols.sources()[r],
-            device: cols.devices()[r],
-        };
+        let o = Origin::of(cols, r);
         if last == Some(o) || !cols.live(r) {
             continue;
         }
@@ -360,17 +357,13 @@ pub fn discrete_figures(
     selection: Option<&[Origin]>,
 ) -> Figures {
     let values = cols.value_slice();
-    let (sources, devices) = (cols.sources(), cols.devices());
     let mut tally = Tally::default();
     for r in rows {
         if !cols.live(r) {
             continue;
         }
         if let Some(sel) = selection {
-            let o = Origin {
-                source: sources[r],
-                device: devices[r],
-            };
+            let o = Origin::of(cols, r);
             if !sel.contains(&o) {
                 continue;
             }
@@ -390,13 +383,10 @@ pub fn figures_by_origin(
 ) -> Vec<Figures> {
     let slot: hashbrown::HashMap<Origin, usize> =
         origins.iter().enumerate().map(|(i, &o)| (o, i)).collect();
-    let (values, sources, devices) = (cols.value_slice(), cols.sources(), cols.devices());
+    let values = cols.value_slice();
     let mut tallies = vec![Tally::default(); origins.len()];
     for r in rows {
-        let o = Origin {
-            source: sources[r],
-            device: devices[r],
-        };
+        let o = Origin::of(cols, r);
         if let Some(&i) = slot.get(&o) {
             if cols.live(r) {
                 tallies[i].add(values[r]);
@@ -423,7 +413,6 @@ fn buckets_by_origin(
         return vec![Vec::new(); origins.len()];
     };
     let (starts, ends, values) = (cols.starts(), cols.ends(), cols.value_slice());
-    let (sources, devices) = (cols.sources(), cols.devices());
     let reach = match aggregation {
         Aggregation::Cumulative => cols.longest_us(),
         Aggregation::Discrete => 0,
@@ -435,10 +424,7 @@ fn buckets_by_origin(
             let mut tallies = vec![vec![Tally::default(); buckets]; origins.len()];
             let mut b = 0;
             for r in rows {
-                let Some(&i) = slot.get(&Origin {
-                    source: sources[r],
-                    device: devices[r],
-                }) else {
+                let Some(&i) = slot.get(&Origin::of(cols, r)) else {
                     continue;
                 };
                 if !cols.live(r) {
@@ -457,10 +443,7 @@ fn buckets_by_origin(
         Aggregation::Cumulative => {
             let mut sums = vec![vec![0.0f64; buckets]; origins.len()];
             for r in rows {
-                let Some(&i) = slot.get(&Origin {
-                    source: sources[r],
-                    device: devices[r],
-                }) else {
+                let Some(&i) = slot.get(&Origin::of(cols, r)) else {
                     continue;
                 };
                 let (s, e, v) = (starts[r], ends[r], values[r]);

@@ -18,10 +18,10 @@
 //! `projection::ProjectionBuilder` from your own events; parse the request
 //! once with `buckets::Interval::parse("P1D")`, `buckets::parse_tz(
 //! "Europe/Berlin")` and `buckets::default_anchor(start_us, &interval, &tz)`
-//! (or `buckets::parse_anchor`); then time `buckets::run(&projection,
+//! (or `buckets::parse_anchor`); then time `buckets::run(&view,
 //! &buckets::BucketRequest { ty: catalogue::lookup("step_count")?, start_us,
-//! end_us, interval: &interval, anchor: &anchor, visibility:
-//! Visibility::All, sources: None, by_source: false })`. The first call
+//! end_us, interval: &interval, anchor: &anchor, sources: None, by_source:
+//! false })`, with `view` the owner's [`crate::view::View`]. The first call
 //! builds and caches the merged series of the type (one pass); later calls
 //! reuse it until the type or the source priority changes.
 

@@ -31,10 +31,7 @@ pub fn page(view: &View, q: &SampleQuery<'_>) -> (Vec<Row>, bool) {
         if !cols.live(r) {
             return false;
         }
-        let o = Origin {
-            source: cols.sources()[r],
-            device: cols.devices()[r],
-        };
+        let o = Origin::of(cols, r);
         q.sources
             .is_none_or(|keys| keys.iter().any(|k| table.matches(o, k)))
             && q.device

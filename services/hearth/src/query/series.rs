@@ -125,8 +125,6 @@ impl Series {
         let n = cols.len();
         let starts = cols.starts();
         let ends = cols.ends();
-        let sources = cols.sources();
-        let devices = cols.devices();
         // Which origin each row belongs to; u16::MAX: not counted.
         const SKIP: u16 = u16::MAX;
         let mut origins: Vec<Origin> = Vec::new();
@@ -134,10 +132,7 @@ impl Series {
         let fast = cols.none_deleted();
         let mut last: Option<(Origin, u16)> = None;
         for r in 0..n {
-            let o = Origin {
-                source: sources[r],
-                device: devices[r],
-            };
+            let o = Origin::of(cols, r);
             let g = match last {
                 Some((lo, lg)) if lo == o => lg,
                 _ => {
@@ -256,10 +251,7 @@ impl Series {
         silent.resize(n.div_ceil(64), !0);
         partial.resize(n.div_ceil(64), 0);
         for r in self.rows..n {
-            let o = Origin {
-                source: cols.sources()[r],
-                device: cols.devices()[r],
-            };
+            let o = Origin::of(cols, r);
             let selected = key.selection.as_ref().is_none_or(|s| s.contains(&o));
             if !selected || !cols.live(r) {
                 continue;

@@ -46,6 +46,16 @@ pub struct Origin {
     pub device: u16,
 }
 
+impl Origin {
+    /// The origin of row `r` of `cols`.
+    pub fn of(cols: &crate::projection::TypeColumns, r: usize) -> Origin {
+        Origin {
+            source: cols.sources()[r],
+            device: cols.devices()[r],
+        }
+    }
+}
+
 /// Default rank of a kind of source: lower wins.
 pub fn kind_rank(kind: Option<&str>, source: &str) -> u8 {
     match kind {
