@@ -19,7 +19,10 @@
 # in deploy/stand-in/ for postgres and the collector. Each is skipped when an
 # image of that name exists, so real images are used where present; they are
 # kept afterwards as a cache. The Hearth image is the Dockerfile's `prebuilt`
-# target around the host's `cargo build --release -p hearth --locked`.
+# target around the host's `cargo build --release -p hearth --locked`, or,
+# with HEARTH_E2E_PROFILE=dev, around the debug binary a test run has already
+# built (CI does this: a release build would compile every dependency a second
+# time on its two cores, and the stack's behaviour does not depend on it).
 #
 # It uses the compose project `hearth-e2e` and the image tag `e2e`, never a
 # self-hoster's `hearth` project, and removes its containers, volumes,
@@ -32,6 +35,9 @@ cd "$repo"
 sudo=
 if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
 export DEBIAN_FRONTEND=noninteractive
+
+build_profile=${HEARTH_E2E_PROFILE:-release}
+build_phase="$build_profile build"
 
 # --- Phases and their times. ---
 phase_names=()
@@ -59,9 +65,9 @@ report_times() {
   for i in "${!phase_names[@]}"; do
     printf '  %-44s %4ss\n' "${phase_names[$i]}" "${phase_secs[$i]}"
     total=$((total + phase_secs[i]))
-    if [ "${phase_names[$i]}" = "release build" ]; then build=${phase_secs[$i]}; fi
+    if [ "${phase_names[$i]}" = "$build_phase" ]; then build=${phase_secs[$i]}; fi
   done
-  printf '  %-44s %4ss\n' "total" "$total" "total without the release build" "$((total - build))"
+  printf '  %-44s %4ss\n' "total" "$total" "total without the $build_phase" "$((total - build))"
 }
 
 fail() {
@@ -210,10 +216,22 @@ for pid in "${standin_pids[@]}"; do
 done
 
 # --- The binary. ---
-phase "release build"
-cargo build --release -p hearth --locked
 target_dir=${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)}
-binary=$target_dir/release/hearth
+case $build_profile in
+  release)
+    phase "$build_phase"
+    cargo build --release -p hearth --locked
+    binary=$target_dir/release/hearth
+    ;;
+  dev)
+    phase "$build_phase"
+    # The same build as the test run's (features unify across the workspace's
+    # targets), so after the tests this is a no-op.
+    cargo build --workspace --all-targets --locked
+    binary=$target_dir/debug/hearth
+    ;;
+  *) fail "HEARTH_E2E_PROFILE must be release or dev, not $build_profile" ;;
+esac
 [ -x "$binary" ] || fail "no binary at $binary"
 
 # --- A self-hoster's checkout. ---
@@ -222,7 +240,8 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/hearth-compose-e2e.XXXXXX")
 tar -C "$repo" --exclude=target -cf - Cargo.toml Cargo.lock Dockerfile .dockerignore \
   docker-compose.yml .env.example deploy migrations services | tar -C "$work" -xf -
 mkdir -p "$work/target/release"
-cp "$binary" "$work/target/release/hearth"
+# The image needs no debug information (it is most of a debug binary's size).
+strip --strip-debug -o "$work/target/release/hearth" "$binary"
 cd "$work"
 export COMPOSE_PROJECT_NAME=$project
 
