@@ -36,6 +36,10 @@ pub enum Command {
         /// File holding the passphrase; `-` reads standard input.
         #[arg(long)]
         passphrase_file: PathBuf,
+        /// Also add a key slot for unattended unlock and write its key file
+        /// here (mode 600; `-`: standard output), for `HEARTH_UNLOCK_KEY_FILE`.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
     },
     /// Print the OpenAPI description of the HTTP API (as committed in openapi/hearth.yaml).
     Openapi,
@@ -54,6 +58,48 @@ pub enum Command {
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
     },
+    /// Change the store passphrase through the running server. Proven by the
+    /// current passphrase, or by the recovery key when it is lost.
+    Passphrase {
+        /// The server's URL.
+        #[arg(long, env = "HEARTH_SERVER", default_value = "http://127.0.0.1:7380")]
+        server: String,
+        /// File holding the current passphrase (`-`: standard input).
+        #[arg(long, required_unless_present = "recovery_key_file")]
+        passphrase_file: Option<PathBuf>,
+        /// File holding the recovery key instead (`-`: standard input).
+        #[arg(long, conflicts_with = "passphrase_file")]
+        recovery_key_file: Option<PathBuf>,
+        /// File holding the new passphrase (`-`: standard input).
+        #[arg(long)]
+        new_passphrase_file: PathBuf,
+    },
+    /// Key slots for unattended unlock, through the running server.
+    Keyslot {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: KeyslotCommand,
+    },
+    /// Make a new recovery key (printed once); the old one stops working.
+    Recovery {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyslotCommand {
+    /// Add a key slot and write its key to FILE (mode 600), for
+    /// `HEARTH_UNLOCK_KEY_FILE`.
+    Add {
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// List the key slots: ids and kinds.
+    List,
+    /// Revoke a key slot: its file no longer opens the store.
+    Revoke { id: i64 },
 }
 
 /// How the CLI reaches the running server as its owner.
@@ -139,8 +185,10 @@ pub struct ServeArgs {
     pub storage: StorageArgs,
     #[command(flatten)]
     pub kdf: KdfArgs,
-    /// Unlock at start with the passphrase in this file, for unattended
-    /// servers. The file must not be readable by group or others.
+    /// Unlock at start with this key file (from `hearth keyslot add` or
+    /// `hearth init --key-file`), for unattended servers. The file must not
+    /// be readable by group or others. A file holding the passphrase is
+    /// accepted only while the store has no key-file slot.
     #[arg(long, env = "HEARTH_UNLOCK_KEY_FILE")]
     pub unlock_key_file: Option<PathBuf>,
     /// Lock after this many seconds without requests (0: never). Not applied

@@ -1,6 +1,7 @@
 //! Hearth: a self-hosted, encrypted personal health data store.
 //!
 //! Where things live:
+//! - [`keys`]: the key hierarchy: root key, key slots, recovery key;
 //! - [`lock`]: the lock model (uninitialised, sealed, unlocked, locked);
 //! - [`store`]: the store handle that holds the lock state and the open store;
 //! - [`log`]: the encrypted append-only log, its single writer, replay, verify;
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod keys;
 pub mod lock;
 pub mod log;
 pub mod oauth;

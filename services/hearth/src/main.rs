@@ -19,7 +19,8 @@ async fn main() -> ExitCode {
             storage,
             kdf,
             passphrase_file,
-        }) => init(storage, kdf, &passphrase_file).await,
+            key_file,
+        }) => init(storage, kdf, &passphrase_file, key_file.as_deref()).await,
         Some(Command::Openapi) => {
             print!("{}", hearth::api::openapi::spec_yaml());
             Ok(())
@@ -29,6 +30,22 @@ async fn main() -> ExitCode {
             storage,
             passphrase_file,
         }) => return verify(storage, passphrase_file.as_deref()).await,
+        Some(Command::Passphrase {
+            server,
+            passphrase_file,
+            recovery_key_file,
+            new_passphrase_file,
+        }) => {
+            hearth::cli::change_passphrase(
+                &server,
+                passphrase_file.as_deref(),
+                recovery_key_file.as_deref(),
+                &new_passphrase_file,
+            )
+            .await
+        }
+        Some(Command::Keyslot { server, command }) => hearth::cli::keyslot(server, command).await,
+        Some(Command::Recovery { server }) => hearth::cli::recovery(server).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -48,11 +65,21 @@ async fn init(
     storage_args: hearth::config::StorageArgs,
     kdf: hearth::config::KdfArgs,
     passphrase_file: &std::path::Path,
+    key_file: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let passphrase = read_secret(passphrase_file)?;
     let storage = storage::connect(&storage_args.database_url()?).await?;
-    lock::initialise(&*storage, &passphrase, kdf.params()).await?;
-    println!("store initialised");
+    let recovery = lock::initialise(&*storage, &passphrase, kdf.params()).await?;
+    // Standard output may be the key file (`--key-file -`): people read stderr.
+    eprintln!("store initialised");
+    eprintln!("recovery key (shown this once; keep it apart from the passphrase, it opens the store if the passphrase is lost):");
+    eprintln!("  {}", recovery.as_str());
+    if let Some(path) = key_file {
+        let (id, contents) =
+            hearth::keys::add_key_file_slot_offline(&*storage, &passphrase).await?;
+        hearth::cli::write_key_file(path, &contents)?;
+        eprintln!("key slot {id} added for unattended unlock");
+    }
     Ok(())
 }
 

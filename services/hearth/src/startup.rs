@@ -16,6 +16,7 @@ use tower::Layer;
 use crate::api::host::AllowedHosts;
 use crate::api::{self, Limits};
 use crate::config::ServeArgs;
+use crate::keys::{self, Secret};
 use crate::lock;
 use crate::storage;
 use crate::store::Store;
@@ -83,9 +84,24 @@ impl Application {
         let mut unattended = false;
         if let Some(path) = &args.unlock_key_file {
             check_key_file_permissions(path)?;
-            let secret = read_secret(path)?;
+            let text = read_secret(path)?;
+            let secret = if keys::is_key_file(&text) {
+                Secret::KeyFile(&text)
+            } else if keys::has_key_file_slot(&**store.storage()).await? {
+                anyhow::bail!(
+                    "{} holds a passphrase, but this store unlocks unattended with key slots: \
+                     use a file from `hearth keyslot add --file` (see docs/keys.md)",
+                    path.display()
+                );
+            } else {
+                tracing::warn!(
+                    "the unlock key file holds the passphrase; add a key slot \
+                     (`hearth keyslot add --file F`) and use its file instead"
+                );
+                Secret::Passphrase(&text)
+            };
             store
-                .unlock(&secret, None)
+                .unlock_with(secret, None)
                 .await
                 .context("unlocking with the key file")?;
             unattended = true;

@@ -20,9 +20,8 @@ use zeroize::Zeroizing;
 use crate::apps::Apps;
 use crate::caller::Caller;
 use crate::crypto::{self, KdfParams};
-use crate::lock::{
-    initialise, open_data_key, Backoffs, Client, LockError, LockState, LockStateName, Unavailable,
-};
+use crate::keys::{self, RecoveryKey, RootKey, Secret};
+use crate::lock::{initialise, Backoffs, Client, LockError, LockState, LockStateName, Unavailable};
 use crate::log::replay::{replay, ReplayError};
 use crate::log::writer::Writer;
 use crate::projection::Projection;
@@ -155,6 +154,16 @@ impl Store {
         passphrase: &str,
         client: Client,
     ) -> Result<SessionToken, LockError> {
+        Ok(self.setup_with_recovery(code, passphrase, client).await?.0)
+    }
+
+    /// Setup, also returning the recovery key to show the owner once.
+    pub async fn setup_with_recovery(
+        &self,
+        code: &str,
+        passphrase: &str,
+        client: Client,
+    ) -> Result<(SessionToken, RecoveryKey), LockError> {
         let _gate = self.gate.lock().await;
         self.backoff.lock().check(client)?;
         let matches = match &*self.state.read() {
@@ -167,9 +176,12 @@ impl Store {
             self.backoff.lock().fail(client);
             return Err(LockError::WrongSetupCode);
         }
-        initialise(&*self.storage, passphrase, self.kdf).await?;
+        let recovery = initialise(&*self.storage, passphrase, self.kdf).await?;
         *self.state.write() = LockState::Sealed;
-        self.unlock_locked(passphrase, client).await
+        let session = self
+            .unlock_locked(Secret::Passphrase(passphrase), client)
+            .await?;
+        Ok((session, recovery))
     }
 
     /// Unlocks with the passphrase; failures back off for `client` alone.
@@ -178,24 +190,75 @@ impl Store {
         passphrase: &str,
         client: Client,
     ) -> Result<SessionToken, LockError> {
+        self.unlock_with(Secret::Passphrase(passphrase), client)
+            .await
+    }
+
+    /// Unlocks with a passphrase, the recovery key or a key file's contents.
+    pub async fn unlock_with(
+        &self,
+        secret: Secret<'_>,
+        client: Client,
+    ) -> Result<SessionToken, LockError> {
         let _gate = self.gate.lock().await;
         self.backoff.lock().check(client)?;
-        self.unlock_locked(passphrase, client).await
+        self.unlock_locked(secret, client).await
+    }
+
+    /// Opens the root key with an owner's `secret`, for the key-slot
+    /// operations in [`crate::keys`]; wrong secrets back off like unlock's.
+    /// The guard keeps other unlocks and key changes out meanwhile.
+    pub(crate) async fn owner_root(
+        &self,
+        secret: Secret<'_>,
+        client: Client,
+    ) -> Result<(RootKey, &dyn Storage, tokio::sync::MutexGuard<'_, ()>), LockError> {
+        let gate = self.gate.lock().await;
+        self.backoff.lock().check(client)?;
+        let root = self.open_root_or_back_off(secret, client).await?;
+        Ok((root, &*self.storage, gate))
+    }
+
+    /// The Argon2id parameters new passphrase slots get.
+    pub fn kdf(&self) -> KdfParams {
+        self.kdf
+    }
+
+    async fn open_root_or_back_off(
+        &self,
+        secret: Secret<'_>,
+        client: Client,
+    ) -> Result<RootKey, LockError> {
+        let opened = keys::open_root(&*self.storage, secret).await;
+        match opened {
+            Ok(Some(root)) => {
+                self.backoff.lock().succeed(client);
+                Ok(root)
+            }
+            Ok(None) => {
+                self.backoff.lock().fail(client);
+                Err(secret.wrong())
+            }
+            Err(e @ LockError::MalformedRecoveryKey) => {
+                self.backoff.lock().fail(client);
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn unlock_locked(
         &self,
-        passphrase: &str,
+        secret: Secret<'_>,
         client: Client,
     ) -> Result<SessionToken, LockError> {
         if matches!(&*self.state.read(), LockState::Uninitialised { .. }) {
             return Err(LockError::NotInitialised);
         }
-        let Some(key) = open_data_key(&*self.storage, passphrase).await? else {
-            self.backoff.lock().fail(client);
-            return Err(LockError::WrongPassphrase);
-        };
-        self.backoff.lock().succeed(client);
+        let key = self.open_root_or_back_off(secret, client).await?;
+        if let Secret::Passphrase(passphrase) = secret {
+            keys::adopt_legacy(&*self.storage, passphrase, &key, self.kdf).await?;
+        }
         if !matches!(&*self.state.read(), LockState::Unlocked(_)) {
             let started = Instant::now();
             let (projection, registry) = replay(&*self.storage, &key, self.apps.clock.now_us())

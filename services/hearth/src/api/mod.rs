@@ -5,6 +5,7 @@ pub mod auth;
 mod changes;
 mod characteristics;
 pub mod host;
+mod keys;
 mod lifecycle;
 mod oauth;
 pub mod openapi;
@@ -134,6 +135,9 @@ pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(lifecycle::unlock))
         .routes(routes!(oauth::token))
         .routes(routes!(oauth::revoke))
+        .routes(routes!(keys::change_passphrase))
+        .routes(routes!(keys::recreate_recovery_key))
+        .routes(routes!(keys::add_slot, keys::list_slots))
         .layer(DefaultBodyLimit::max(CREDENTIAL_BODY_BYTES));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(lifecycle::healthz))
@@ -161,6 +165,7 @@ pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(oauth::metadata))
         .routes(routes!(oauth::authorize, oauth::decide))
         .routes(routes!(openapi::serve_spec))
+        .routes(routes!(keys::revoke_slot))
 }
 
 /// Headers every response carries: no caching of health data, no sniffing,

@@ -106,6 +106,7 @@ impl Modify for SecuritySchemes {
         (name = "queries", description = "Statistics collections, sources, characteristics, the change feed and the observer stream"),
         (name = "apps", description = "The owner's registry of apps, their grants and credentials; an app's own permission status"),
         (name = "oauth", description = "The OAuth 2.1 authorization server: metadata, consent, tokens, revocation"),
+        (name = "keys", description = "The owner's keys: passphrase change, recovery key, key slots for unattended unlock"),
     )
 )]
 pub struct ApiDoc;

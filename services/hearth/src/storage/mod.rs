@@ -40,6 +40,23 @@ pub struct Keyring {
     pub salt: Vec<u8>,
     /// `(key_id, wrapped key)` pairs.
     pub wrapped_keys: Vec<(u32, Vec<u8>)>,
+    /// The key slots wrapping the root key (see [`crate::keys`]); empty in a
+    /// store from before key slots, which wraps it in `wrapped_keys`.
+    pub keyslots: Vec<KeySlotRow>,
+}
+
+/// One key slot as stored. The numbers stay as the database holds them:
+/// [`crate::keys`] checks them, since they are in the clear.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeySlotRow {
+    pub slot_id: i64,
+    pub kind: String,
+    pub kdf: String,
+    pub kdf_memory_kib: i64,
+    pub kdf_iterations: i64,
+    pub kdf_parallelism: i64,
+    pub salt: Vec<u8>,
+    pub wrapped_root: Vec<u8>,
 }
 
 #[async_trait]
@@ -61,7 +78,23 @@ pub trait Storage: Send + Sync {
 
     /// Up to `limit` records with a sequence number above `after`, in order.
     async fn records_after(&self, after: u64, limit: u32) -> Result<Vec<LogRecord>, StorageError>;
+
+    /// Writes a key slot, replacing the slot of the same id.
+    async fn put_keyslot(&self, slot: &KeySlotRow) -> Result<(), StorageError>;
+
+    /// Deletes a key slot; `false` if there was none of that id.
+    async fn delete_keyslot(&self, slot_id: i64) -> Result<bool, StorageError>;
+
+    /// Moves a store from before key slots to them: writes its first slot
+    /// and deletes the root key's old passphrase wrap (key id 1 in the
+    /// keyring table), in one transaction; nothing if it already has slots.
+    async fn adopt_legacy_root_wrap(&self, slot: &KeySlotRow) -> Result<(), StorageError>;
 }
+
+const KEYSLOT_COLUMNS: &str =
+    "slot_id, kind, kdf, kdf_memory_kib, kdf_iterations, kdf_parallelism, salt, wrapped_root";
+const SELECT_KEYSLOTS: &str = "SELECT slot_id, kind, kdf, kdf_memory_kib, kdf_iterations, \
+     kdf_parallelism, salt, wrapped_root FROM keyslots ORDER BY slot_id";
 
 /// Opens the database named by `url` (`sqlite://…` or `postgres://…`) and
 /// brings its schema up to date.

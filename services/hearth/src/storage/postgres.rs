@@ -3,7 +3,7 @@ use sqlx::migrate::{Migrate, Migrator};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 
-use super::{hash_from, to_u64, Keyring, Storage, StorageError};
+use super::{hash_from, to_u64, KeySlotRow, Keyring, Storage, StorageError};
 use crate::crypto::KdfParams;
 use crate::log::{LogHead, LogRecord};
 
@@ -88,7 +88,14 @@ impl Storage for PostgresStorage {
         let keys = sqlx::query("SELECT key_id, wrapped_key FROM keyring ORDER BY key_id")
             .fetch_all(&self.pool)
             .await?;
+        let keyslots = sqlx::query(super::SELECT_KEYSLOTS)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(keyslot_from_row)
+            .collect();
         Ok(Some(Keyring {
+            keyslots,
             kdf: KdfParams {
                 memory_kib: meta.get::<i32, _>(0) as u32,
                 iterations: meta.get::<i32, _>(1) as u32,
@@ -124,6 +131,9 @@ impl Storage for PostgresStorage {
                 .bind(wrapped)
                 .execute(&mut *tx)
                 .await?;
+        }
+        for slot in &keyring.keyslots {
+            insert_keyslot(&mut tx, slot).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -205,5 +215,75 @@ impl Storage for PostgresStorage {
                 })
             })
             .collect()
+    }
+
+    async fn put_keyslot(&self, slot: &KeySlotRow) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM keyslots WHERE slot_id = $1")
+            .bind(slot.slot_id)
+            .execute(&mut *tx)
+            .await?;
+        insert_keyslot(&mut tx, slot).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_keyslot(&self, slot_id: i64) -> Result<bool, StorageError> {
+        let deleted = sqlx::query("DELETE FROM keyslots WHERE slot_id = $1")
+            .bind(slot_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(deleted.rows_affected() == 1)
+    }
+
+    async fn adopt_legacy_root_wrap(&self, slot: &KeySlotRow) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let slots: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM keyslots")
+            .fetch_one(&mut *tx)
+            .await?;
+        if slots > 0 {
+            return Ok(());
+        }
+        insert_keyslot(&mut tx, slot).await?;
+        sqlx::query("DELETE FROM keyring WHERE key_id = $1")
+            .bind(crate::crypto::FIRST_KEY_ID as i32)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn insert_keyslot(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    slot: &KeySlotRow,
+) -> Result<(), StorageError> {
+    sqlx::query(&format!(
+        "INSERT INTO keyslots ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        super::KEYSLOT_COLUMNS
+    ))
+    .bind(slot.slot_id)
+    .bind(&slot.kind)
+    .bind(&slot.kdf)
+    .bind(slot.kdf_memory_kib)
+    .bind(slot.kdf_iterations)
+    .bind(slot.kdf_parallelism)
+    .bind(&slot.salt)
+    .bind(&slot.wrapped_root)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn keyslot_from_row(row: &sqlx::postgres::PgRow) -> KeySlotRow {
+    KeySlotRow {
+        slot_id: row.get("slot_id"),
+        kind: row.get("kind"),
+        kdf: row.get("kdf"),
+        kdf_memory_kib: row.get("kdf_memory_kib"),
+        kdf_iterations: row.get("kdf_iterations"),
+        kdf_parallelism: row.get("kdf_parallelism"),
+        salt: row.get("salt"),
+        wrapped_root: row.get("wrapped_root"),
     }
 }

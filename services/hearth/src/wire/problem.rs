@@ -61,6 +61,10 @@ error_codes! {
     TooManySeries = "too_many_series",
     /// The server is at its limit of concurrent requests; retry after a moment.
     Overloaded = "overloaded",
+    WrongRecoveryKey = "wrong_recovery_key",
+    /// A key slot in the database is out of bounds or unknown: refused
+    /// before any key derivation.
+    KeySlotInvalid = "key_slot_invalid",
 }
 
 /// One invalid field.
