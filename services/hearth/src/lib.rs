@@ -28,6 +28,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod keys;
 pub mod lock;
 pub mod log;
 pub mod oauth;

@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 use crate::apps::Apps;
 use crate::caller::Caller;
 use crate::crypto::{self, KdfParams};
+use crate::keys::data_keys::DataKeys;
 use crate::lock::{
     initialise, open_data_key, Backoffs, Client, LockError, LockState, LockStateName, Unavailable,
 };
@@ -198,14 +199,20 @@ impl Store {
         self.backoff.lock().succeed(client);
         if !matches!(&*self.state.read(), LockState::Unlocked(_)) {
             let started = Instant::now();
-            let (projection, registry) = replay(&*self.storage, &key, self.apps.clock.now_us())
-                .instrument(tracing::info_span!("replay"))
+            let mut keys = DataKeys::load(&*self.storage, key)
                 .await
-                .map_err(ReplayError::into_lock_error)?;
+                .map_err(|e| LockError::Storage(e.to_string()))?;
+            let (projection, registry, walked) =
+                replay(&*self.storage, &keys, self.apps.clock.now_us())
+                    .instrument(tracing::info_span!("replay"))
+                    .await
+                    .map_err(ReplayError::into_lock_error)?;
+            keys.settle(&*self.storage, &walked).await?;
             self.apps.replace(registry);
             let head = self.storage.head().await?;
             tracing::info!(
                 records = head.seq,
+                erased_records = walked.erased,
                 samples = projection.sample_count(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "store unlocked"
@@ -213,7 +220,7 @@ impl Store {
             let projection = Arc::new(projection);
             let writer = Writer::spawn(
                 self.storage.clone(),
-                key,
+                keys,
                 head,
                 projection.clone(),
                 self.apps.clone(),

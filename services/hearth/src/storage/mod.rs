@@ -61,6 +61,28 @@ pub trait Storage: Send + Sync {
 
     /// Up to `limit` records with a sequence number above `after`, in order.
     async fn records_after(&self, after: u64, limit: u32) -> Result<Vec<LogRecord>, StorageError>;
+
+    /// Every data key, wrapped, in key id order.
+    async fn data_keys(&self) -> Result<Vec<StoredDataKey>, StorageError>;
+
+    /// Stores new wrapped data keys durably.
+    async fn add_data_keys(&self, keys: &[StoredDataKey]) -> Result<(), StorageError>;
+
+    /// Deletes wrapped data keys for good (erasure), leaving as little of
+    /// them behind in the database files as the backend allows.
+    async fn destroy_data_keys(&self, key_ids: &[u32]) -> Result<(), StorageError>;
+
+    /// Marks every data key retired: new records get new keys.
+    async fn retire_data_keys(&self) -> Result<(), StorageError>;
+}
+
+/// A data key as the keyring table keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredDataKey {
+    pub key_id: u32,
+    pub wrapped: Vec<u8>,
+    /// Rotated out: still opens old records, never seals new ones.
+    pub retired: bool,
 }
 
 /// Opens the database named by `url` (`sqlite://…` or `postgres://…`) and

@@ -1,0 +1,3 @@
+//! Keys below the root key.
+
+pub mod data_keys;
