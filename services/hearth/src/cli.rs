@@ -5,7 +5,7 @@
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use crate::config::{AppCommand, ServerArgs};
+use crate::config::{AppCommand, KeysCommand, ServerArgs};
 use crate::startup::read_secret;
 
 async fn call(rb: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
@@ -100,6 +100,43 @@ pub async fn run(server: ServerArgs, command: AppCommand) -> anyhow::Result<()> 
             )
             .await?;
             json!({ "removed": app_id })
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// The server's base URL, a client and an owner session token.
+async fn owner_session(server: &ServerArgs) -> anyhow::Result<(String, reqwest::Client, String)> {
+    let base = server.server.trim_end_matches('/').to_string();
+    let passphrase = read_secret(&server.passphrase_file)?;
+    let client = reqwest::Client::new();
+    let session = call(
+        client
+            .post(format!("{base}/v1/unlock"))
+            .json(&json!({ "passphrase": passphrase.as_str() })),
+        "signing in",
+    )
+    .await?;
+    let token = session["token"]
+        .as_str()
+        .context("no session token in the answer")?
+        .to_string();
+    Ok((base, client, token))
+}
+
+/// `hearth keys …`: the data keys, through the owner API.
+pub async fn keys(server: ServerArgs, command: KeysCommand) -> anyhow::Result<()> {
+    let (base, client, token) = owner_session(&server).await?;
+    let out = match command {
+        KeysCommand::Rotate => {
+            call(
+                client
+                    .post(format!("{base}/v1/owner/keys/rotate"))
+                    .bearer_auth(&token),
+                "rotating the data keys",
+            )
+            .await?
         }
     };
     println!("{}", serde_json::to_string_pretty(&out)?);

@@ -54,6 +54,20 @@ pub enum Command {
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
     },
+    /// Manage the data keys through the running server's owner API.
+    Keys {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Seal new records under new data keys. Records already written stay
+    /// under their old keys, which keep opening them; nothing is re-encrypted.
+    Rotate,
 }
 
 /// How the CLI reaches the running server as its owner.

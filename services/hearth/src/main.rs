@@ -30,6 +30,7 @@ async fn main() -> ExitCode {
             storage,
             passphrase_file,
         }) => return verify(storage, passphrase_file.as_deref()).await,
+        Some(Command::Keys { server, command }) => hearth::cli::keys(server, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -193,15 +193,33 @@ impl Writer {
         answer.await.map_err(|_| WriteError::Unavailable)?
     }
 
+    /// Erases `source` (every type) or `type_id` (every source) by
+    /// destroying their data keys; returns the keys destroyed and the live
+    /// samples that went with them.
+    pub async fn erase(
+        &self,
+        source: Option<String>,
+        type_id: Option<String>,
+    ) -> Result<(usize, usize), WriteError> {
+        match self.write(Write::Erase { source, type_id }).await? {
+            WriteOutcome::Erased { keys, samples } => Ok((keys, samples)),
+            _ => Err(WriteError::Storage),
+        }
+    }
+
     /// Rotates the data keys: every record committed after the answer is
     /// sealed under a new key of its scope; old records keep their keys.
-    pub async fn rotate_keys(&self) -> Result<WriteOutcome, WriteError> {
+    /// Returns how many keys were retired.
+    pub async fn rotate_keys(&self) -> Result<usize, WriteError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Command::Rotate(reply))
             .await
             .map_err(|_| WriteError::Unavailable)?;
-        answer.await.map_err(|_| WriteError::Unavailable)?
+        match answer.await.map_err(|_| WriteError::Unavailable)?? {
+            WriteOutcome::Rotated { retired } => Ok(retired),
+            _ => Err(WriteError::Storage),
+        }
     }
 
     /// Finishes what is queued, then stops and drops the data keys.
@@ -542,6 +560,9 @@ impl WriterTask {
                 // Later requests of this group already get fresh keys.
                 self.keys.stop_using(&key_ids);
                 let samples = self.live_samples(source.as_deref(), type_id.as_deref());
+                if key_ids.is_empty() && samples == 0 {
+                    return Ok((WriteOutcome::Erased { keys: 0, samples }, Vec::new()));
+                }
                 Ok((
                     WriteOutcome::Erased {
                         keys: key_ids.len(),
