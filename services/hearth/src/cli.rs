@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use crate::config::{AppCommand, KeyslotCommand, ServerArgs};
+use crate::config::{AppCommand, KeysCommand, KeyslotCommand, ServerArgs};
 use crate::startup::read_secret;
 
 async fn call(rb: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
@@ -267,5 +267,42 @@ pub fn write_key_file(path: &Path, contents: &str) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", path.display()))?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()?;
+    Ok(())
+}
+
+/// The server's base URL, a client and an owner session token.
+async fn owner_session(server: &ServerArgs) -> anyhow::Result<(String, reqwest::Client, String)> {
+    let base = server.server.trim_end_matches('/').to_string();
+    let passphrase = read_secret(&server.passphrase_file)?;
+    let client = reqwest::Client::new();
+    let session = call(
+        client
+            .post(format!("{base}/v1/unlock"))
+            .json(&json!({ "passphrase": passphrase.as_str() })),
+        "signing in",
+    )
+    .await?;
+    let token = session["token"]
+        .as_str()
+        .context("no session token in the answer")?
+        .to_string();
+    Ok((base, client, token))
+}
+
+/// `hearth keys …`: the data keys, through the owner API.
+pub async fn keys(server: ServerArgs, command: KeysCommand) -> anyhow::Result<()> {
+    let (base, client, token) = owner_session(&server).await?;
+    let out = match command {
+        KeysCommand::Rotate => {
+            call(
+                client
+                    .post(format!("{base}/v1/owner/keys/rotate"))
+                    .bearer_auth(&token),
+                "rotating the data keys",
+            )
+            .await?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }

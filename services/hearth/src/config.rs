@@ -86,6 +86,13 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Manage the data keys through the running server's owner API.
+    Keys {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -100,6 +107,13 @@ pub enum KeyslotCommand {
     List,
     /// Revoke a key slot: its file no longer opens the store.
     Revoke { id: i64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Seal new records under new data keys. Records already written stay
+    /// under their old keys, which keep opening them; nothing is re-encrypted.
+    Rotate,
 }
 
 /// How the CLI reaches the running server as its owner.

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use hearth::config::{Cli, Command};
+use hearth::keys::data_keys::DataKeys;
 use hearth::lock;
 use hearth::log::replay::walk;
 use hearth::startup::{read_secret, Application};
@@ -46,6 +47,7 @@ async fn main() -> ExitCode {
         }
         Some(Command::Keyslot { server, command }) => hearth::cli::keyslot(server, command).await,
         Some(Command::Recovery { server }) => hearth::cli::recovery(server).await,
+        Some(Command::Keys { server, command }) => hearth::cli::keys(server, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -90,28 +92,31 @@ async fn verify(
 ) -> ExitCode {
     let run = async {
         let storage = storage::connect(&storage_args.database_url()?).await?;
-        let key = match passphrase_file {
+        let keys = match passphrase_file {
             None => None,
             Some(path) => {
                 let passphrase = read_secret(path)?;
-                Some(
-                    lock::open_data_key(&*storage, &passphrase)
-                        .await?
-                        .ok_or_else(|| anyhow::anyhow!("wrong passphrase"))?,
-                )
+                let root = lock::open_data_key(&*storage, &passphrase)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("wrong passphrase"))?;
+                Some(DataKeys::load(&*storage, root).await?)
             }
         };
-        let opened = key.is_some();
-        Ok::<_, anyhow::Error>((walk(&*storage, key.as_ref(), |_, _| Ok(())).await, opened))
+        let opened = keys.is_some();
+        Ok::<_, anyhow::Error>((walk(&*storage, keys.as_ref(), |_, _| Ok(())).await, opened))
     };
     match run.await {
-        Ok((Ok(records), opened)) => {
+        Ok((Ok(walked), opened)) => {
             let what = if opened {
                 "chain and contents"
             } else {
                 "chain"
             };
-            println!("records checked: {records}");
+            println!("records checked: {}", walked.records);
+            if opened {
+                // Sealed under keys an erasure destroyed: unreadable by design.
+                println!("records erased: {}", walked.erased);
+            }
             println!("result: ok ({what} verified)");
             ExitCode::SUCCESS
         }

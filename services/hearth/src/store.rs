@@ -20,8 +20,11 @@ use zeroize::Zeroizing;
 use crate::apps::Apps;
 use crate::caller::Caller;
 use crate::crypto::{self, KdfParams};
+use crate::keys::data_keys::DataKeys;
 use crate::keys::{self, RecoveryKey, RootKey, Secret};
-use crate::lock::{initialise, Backoffs, Client, LockError, LockState, LockStateName, Unavailable};
+use crate::lock::{
+    initialise, Backoffs, Client, LockError, LockState, LockStateName, Unavailable,
+};
 use crate::log::replay::{replay, ReplayError};
 use crate::log::writer::Writer;
 use crate::projection::Projection;
@@ -261,14 +264,20 @@ impl Store {
         }
         if !matches!(&*self.state.read(), LockState::Unlocked(_)) {
             let started = Instant::now();
-            let (projection, registry) = replay(&*self.storage, &key, self.apps.clock.now_us())
-                .instrument(tracing::info_span!("replay"))
+            let mut keys = DataKeys::load(&*self.storage, key)
                 .await
-                .map_err(ReplayError::into_lock_error)?;
+                .map_err(|e| LockError::Storage(e.to_string()))?;
+            let (projection, registry, walked) =
+                replay(&*self.storage, &keys, self.apps.clock.now_us())
+                    .instrument(tracing::info_span!("replay"))
+                    .await
+                    .map_err(ReplayError::into_lock_error)?;
+            keys.settle(&*self.storage, &walked).await?;
             self.apps.replace(registry);
             let head = self.storage.head().await?;
             tracing::info!(
                 records = head.seq,
+                erased_records = walked.erased,
                 samples = projection.sample_count(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "store unlocked"
@@ -276,7 +285,7 @@ impl Store {
             let projection = Arc::new(projection);
             let writer = Writer::spawn(
                 self.storage.clone(),
-                key,
+                keys,
                 head,
                 projection.clone(),
                 self.apps.clone(),

@@ -4,6 +4,7 @@ mod apps;
 pub mod auth;
 mod changes;
 mod characteristics;
+mod erasure;
 pub mod host;
 mod keys;
 mod lifecycle;
@@ -166,6 +167,9 @@ pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(oauth::authorize, oauth::decide))
         .routes(routes!(openapi::serve_spec))
         .routes(routes!(keys::revoke_slot))
+        .routes(routes!(erasure::erase_source))
+        .routes(routes!(erasure::erase_type))
+        .routes(routes!(erasure::rotate_keys))
 }
 
 /// Headers every response carries: no caching of health data, no sniffing,

@@ -7,6 +7,7 @@
 //! A slot's additional data binds its id, kind, KDF and salt, so a slot
 //! edited in the database fails to open exactly as a wrong secret does.
 
+pub mod data_keys;
 mod recovery;
 
 use zeroize::Zeroizing;

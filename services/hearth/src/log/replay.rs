@@ -1,9 +1,12 @@
 //! Reading the log back: replay at unlock and `hearth verify`.
 
+use hashbrown::HashSet;
+
 use super::chain::{ChainFault, ChainVerifier};
-use super::event::{DecodeError, Envelope};
+use super::event::{DecodeError, Envelope, Event};
 use crate::apps::Registry;
-use crate::crypto::{self, DataKey};
+use crate::crypto;
+use crate::keys::data_keys::DataKeys;
 use crate::projection::{Projection, ProjectionBuilder};
 use crate::storage::{Storage, StorageError};
 
@@ -39,16 +42,35 @@ impl ReplayError {
     }
 }
 
-/// Walks the whole log in order, checking the chain, and with a key also
-/// opening every record and handing its event to `visit`. Returns the
-/// number of records checked.
+/// What a walk over the log found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Walked {
+    /// Records whose chain links were checked.
+    pub records: u64,
+    /// Records sealed under keys an erasure destroyed: legitimately
+    /// unreadable, skipped.
+    pub erased: u64,
+    /// Keys the log says were destroyed.
+    pub destroyed: Vec<u32>,
+    /// The highest key id any record or erasure names.
+    pub highest_key_id: u32,
+}
+
+/// Walks the whole log in order, checking the chain, and with the keys also
+/// opening every record and handing its event to `visit`. A record whose
+/// key is gone is skipped if a later erasure event names that key, and is
+/// an error otherwise.
 pub async fn walk(
     storage: &dyn Storage,
-    key: Option<&DataKey>,
+    keys: Option<&DataKeys>,
     mut visit: impl FnMut(u64, Envelope) -> Result<(), ReplayError>,
-) -> Result<u64, ReplayError> {
+) -> Result<Walked, ReplayError> {
     let head = storage.head().await?;
     let mut chain = ChainVerifier::default();
+    let mut walked = Walked::default();
+    let mut destroyed: HashSet<u32> = HashSet::new();
+    // Records under a missing key, until an erasure event accounts for them.
+    let mut unreadable: Vec<(u64, u32)> = Vec::new();
     let mut after = 0;
     loop {
         let page = storage.records_after(after, PAGE).await?;
@@ -56,36 +78,48 @@ pub async fn walk(
         after = last.seq;
         for record in &page {
             chain.check(record)?;
-            if let Some(key) = key {
-                let seq = record.seq;
-                if record.key_id != key.key_id {
-                    return Err(ReplayError::UnknownKey {
-                        seq,
-                        key_id: record.key_id,
-                    });
-                }
-                let plain = crypto::open(&key.key, &key.record_aad(seq), &record.body)
-                    .map_err(|_| ReplayError::Authentication { seq })?;
-                let envelope =
-                    Envelope::decode(&plain).map_err(|error| ReplayError::Decode { seq, error })?;
-                visit(seq, envelope)?;
+            walked.highest_key_id = walked.highest_key_id.max(record.key_id);
+            let Some(keys) = keys else { continue };
+            let seq = record.seq;
+            let Some(key) = keys.get(record.key_id) else {
+                unreadable.push((seq, record.key_id));
+                continue;
+            };
+            let plain = crypto::open(&key.key, &key.record_aad(seq), &record.body)
+                .map_err(|_| ReplayError::Authentication { seq })?;
+            let envelope =
+                Envelope::decode(&plain).map_err(|error| ReplayError::Decode { seq, error })?;
+            if let Event::KeysDestroyed { key_ids, .. } = &envelope.event {
+                destroyed.extend(key_ids.iter().copied());
+                walked.highest_key_id = key_ids
+                    .iter()
+                    .copied()
+                    .fold(walked.highest_key_id, u32::max);
             }
+            visit(seq, envelope)?;
         }
     }
     chain.finish(head)?;
-    Ok(chain.last.seq)
+    walked.records = chain.last.seq;
+    if let Some(&(seq, key_id)) = unreadable.iter().find(|(_, k)| !destroyed.contains(k)) {
+        return Err(ReplayError::UnknownKey { seq, key_id });
+    }
+    walked.erased = unreadable.len() as u64;
+    walked.destroyed = destroyed.into_iter().collect();
+    walked.destroyed.sort_unstable();
+    Ok(walked)
 }
 
 /// Rebuilds the projection and the app registry from the log; refuses on
-/// any fault.
+/// any fault. Records under destroyed keys are skipped and counted.
 pub async fn replay(
     storage: &dyn Storage,
-    key: &DataKey,
+    keys: &DataKeys,
     now_us: i64,
-) -> Result<(Projection, Registry), ReplayError> {
+) -> Result<(Projection, Registry, Walked), ReplayError> {
     let mut builder = ProjectionBuilder::new();
     let mut registry = Registry::default();
-    walk(storage, Some(key), |seq, envelope| {
+    let walked = walk(storage, Some(keys), |seq, envelope| {
         if registry.apply(&envelope, now_us) {
             return Ok(());
         }
@@ -95,6 +129,6 @@ pub async fn replay(
     })
     .await?;
     let mut projection = builder.finish();
-    projection.set_anchor_key(key.derive(b"change-feed anchors"));
-    Ok((projection, registry))
+    projection.set_anchor_key(keys.root().derive(b"change-feed anchors"));
+    Ok((projection, registry, walked))
 }

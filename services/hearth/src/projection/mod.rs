@@ -179,7 +179,12 @@ fn row_from(sample: &StoredSample, source: u32, device: u16, seq: u64) -> Row {
 /// The member types of the correlations an add event writes, keyed by the
 /// correlation's id. Members are written in the same request as their
 /// correlation, so the event itself says what type each one is.
-fn correlation_members(groups: &Groups<'_>) -> Vec<(u128, Box<[TypeIndex]>)> {
+/// Members written in the same request but sealed in records of their own
+/// type (one record per source and type) are found through `earlier`.
+fn correlation_members(
+    groups: &Groups<'_>,
+    earlier: impl Fn(u128) -> Option<TypeIndex>,
+) -> Vec<(u128, Box<[TypeIndex]>)> {
     let batches = || groups.iter().flat_map(|(_, batches)| batches.iter());
     let is_correlation = |b: &TypeBatch| {
         catalogue::lookup(&b.type_id).is_some_and(|t| catalogue::get(t).members().is_some())
@@ -204,7 +209,7 @@ fn correlation_members(groups: &Groups<'_>) -> Vec<(u128, Box<[TypeIndex]>)> {
         .map(|(t, s)| {
             let mut types: Vec<TypeIndex> = crate::samples::member_ids(t, s.metadata.as_deref())
                 .iter()
-                .filter_map(|id| type_of.get(id).copied())
+                .filter_map(|id| type_of.get(id).copied().or_else(|| earlier(*id)))
                 .collect();
             types.sort_unstable();
             types.dedup();
@@ -256,6 +261,31 @@ fn sync_tags(event: &Event, source: u32) -> Result<Vec<(u128, SyncTag)>, Unknown
         }
     }
     Ok(out)
+}
+
+/// Whether samples of `ty` can be members of some correlation type.
+fn is_member_type(ty: TypeIndex) -> bool {
+    static MEMBERS: std::sync::OnceLock<HashSet<TypeIndex>> = std::sync::OnceLock::new();
+    MEMBERS
+        .get_or_init(|| {
+            catalogue::all()
+                .iter()
+                .filter_map(|t| t.members())
+                .flatten()
+                .filter_map(|m| catalogue::lookup(m))
+                .collect()
+        })
+        .contains(&ty)
+}
+
+/// The types an erasure of `type_id` covers: that one, or all.
+fn erased_types(type_id: Option<&str>) -> Vec<TypeIndex> {
+    match type_id {
+        Some(id) => catalogue::lookup(id).into_iter().collect(),
+        None => (0..catalogue::all().len())
+            .map(|t| TypeIndex(t as u16))
+            .collect(),
+    }
 }
 
 /// The samples an event deletes: a deletion's, or those a write replaces.
@@ -483,7 +513,7 @@ impl Projection {
             }
         }
         if let Some((source, groups)) = device_groups(&envelope.event) {
-            let members = correlation_members(&groups);
+            let members = correlation_members(&groups, |id| self.find(id).map(|(t, _)| t));
             if !members.is_empty() {
                 self.correlations.write().extend(members);
             }
@@ -511,6 +541,11 @@ impl Projection {
             }
         }
         match &envelope.event {
+            Event::KeysDestroyed {
+                source, type_id, ..
+            } => {
+                self.erase(seq, source.as_deref(), type_id.as_deref(), &mut touched);
+            }
             Event::SourcePriority { order } => {
                 let mut p = self.priority.write();
                 *p = (p.0 + 1, order.clone());
@@ -530,6 +565,53 @@ impl Projection {
             touched: touched.into(),
         });
         Ok(())
+    }
+
+    /// Drops every live sample of `source` (of every source if `None`) and
+    /// of `type_id` (of every type if `None`): their keys were destroyed.
+    /// Apps see them as deletions in the change feed.
+    fn erase(
+        &self,
+        seq: u64,
+        source: Option<&str>,
+        type_id: Option<&str>,
+        touched: &mut Vec<(TypeIndex, u32)>,
+    ) {
+        if source.is_none() && type_id.is_none() {
+            return;
+        }
+        let source = match source {
+            Some(name) => match self.source_id(name) {
+                Some(id) => Some(id),
+                None => return,
+            },
+            None => None,
+        };
+        let types = erased_types(type_id);
+        let mut deletions = self.deletions.write();
+        let mut sync_ids = self.sync_ids.write();
+        for ty in types {
+            let mut cols = self.types[ty.0 as usize].write();
+            let ids: Vec<(u128, u32)> = (0..cols.len())
+                .filter(|&r| !cols.is_deleted(r) && source.is_none_or(|s| cols.source_of(r) == s))
+                .map(|r| (cols.id_of(r), cols.source_of(r)))
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            for (id, source) in ids {
+                cols.delete(id);
+                sync_ids.remove(id);
+                deletions.push(Deletion {
+                    seq,
+                    id,
+                    ty,
+                    source,
+                });
+                touched.push((ty, source));
+            }
+            cols.touch(u32::try_from(seq).unwrap_or(u32::MAX));
+        }
     }
 
     pub fn sample_count(&self) -> usize {
@@ -609,6 +691,9 @@ pub struct ProjectionBuilder {
     priority: (u64, Vec<SourceKey>),
     characteristics: Vec<(String, String)>,
     last_seq: u64,
+    /// Types of the member-type samples of the commit being read.
+    recent_member_types: HashMap<u128, TypeIndex>,
+    recent_at_us: Option<i64>,
 }
 
 impl ProjectionBuilder {
@@ -621,6 +706,7 @@ impl ProjectionBuilder {
 
     pub fn add(&mut self, seq: u64, envelope: Envelope) -> Result<(), UnknownType> {
         self.last_seq = seq;
+        self.note_member_samples(&envelope);
         for id in deleted_ids(&envelope.event) {
             let id = u128::from_be_bytes(*id);
             self.tombstones.insert(id);
@@ -628,7 +714,9 @@ impl ProjectionBuilder {
             self.sync_ids.remove(id);
         }
         if let Some((source, groups)) = device_groups(&envelope.event) {
-            self.correlations.extend(correlation_members(&groups));
+            let recent = &self.recent_member_types;
+            self.correlations
+                .extend(correlation_members(&groups, |id| recent.get(&id).copied()));
             let source = self.sources.intern(source);
             for (id, tag) in sync_tags(&envelope.event, source)? {
                 self.sync_ids.insert(id, tag);
@@ -648,6 +736,9 @@ impl ProjectionBuilder {
             }
         }
         match envelope.event {
+            Event::KeysDestroyed {
+                source, type_id, ..
+            } => self.erase(source.as_deref(), type_id.as_deref()),
             Event::SourcePriority { order } => {
                 self.priority = (self.priority.0 + 1, order);
             }
@@ -658,6 +749,55 @@ impl ProjectionBuilder {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Remembers the types of samples that may be members of a correlation
+    /// written by the same commit (which shares their time of acceptance).
+    fn note_member_samples(&mut self, envelope: &Envelope) {
+        if self.recent_at_us != Some(envelope.at_us) {
+            self.recent_at_us = Some(envelope.at_us);
+            self.recent_member_types.clear();
+        }
+        let Some((_, groups)) = device_groups(&envelope.event) else {
+            return;
+        };
+        for batch in groups.iter().flat_map(|(_, batches)| batches.iter()) {
+            let Some(ty) = catalogue::lookup(&batch.type_id) else {
+                continue;
+            };
+            if !is_member_type(ty) {
+                continue;
+            }
+            for sample in &batch.samples {
+                self.recent_member_types
+                    .insert(u128::from_be_bytes(sample.id), ty);
+            }
+        }
+    }
+
+    /// Drops the samples of an erased scope collected so far; later ones
+    /// (under new keys) stay.
+    fn erase(&mut self, source: Option<&str>, type_id: Option<&str>) {
+        if source.is_none() && type_id.is_none() {
+            return;
+        }
+        let source = match source {
+            Some(name) => match self.sources.ids.get(name) {
+                Some(&id) => Some(id),
+                None => return,
+            },
+            None => None,
+        };
+        for ty in erased_types(type_id) {
+            let sync_ids = &mut self.sync_ids;
+            self.rows[ty.0 as usize].retain(|r| {
+                let erased = source.is_none_or(|s| r.source == s);
+                if erased {
+                    sync_ids.remove(r.id);
+                }
+                !erased
+            });
+        }
     }
 
     pub fn finish(self) -> Projection {

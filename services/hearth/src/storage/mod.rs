@@ -89,6 +89,27 @@ pub trait Storage: Send + Sync {
     /// and deletes the root key's old passphrase wrap (key id 1 in the
     /// keyring table), in one transaction; nothing if it already has slots.
     async fn adopt_legacy_root_wrap(&self, slot: &KeySlotRow) -> Result<(), StorageError>;
+    /// Every data key, wrapped, in key id order.
+    async fn data_keys(&self) -> Result<Vec<StoredDataKey>, StorageError>;
+
+    /// Stores new wrapped data keys durably.
+    async fn add_data_keys(&self, keys: &[StoredDataKey]) -> Result<(), StorageError>;
+
+    /// Deletes wrapped data keys for good (erasure), leaving as little of
+    /// them behind in the database files as the backend allows.
+    async fn destroy_data_keys(&self, key_ids: &[u32]) -> Result<(), StorageError>;
+
+    /// Marks every data key retired: new records get new keys.
+    async fn retire_data_keys(&self) -> Result<(), StorageError>;
+}
+
+/// A data key as the keyring table keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredDataKey {
+    pub key_id: u32,
+    pub wrapped: Vec<u8>,
+    /// Rotated out: still opens old records, never seals new ones.
+    pub retired: bool,
 }
 
 const KEYSLOT_COLUMNS: &str =

@@ -3,7 +3,7 @@ use sqlx::migrate::{Migrate, Migrator};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 
-use super::{hash_from, to_u64, KeySlotRow, Keyring, Storage, StorageError};
+use super::{hash_from, to_u64, KeySlotRow, Keyring, Storage, StorageError, StoredDataKey};
 use crate::crypto::KdfParams;
 use crate::log::{LogHead, LogRecord};
 
@@ -250,6 +250,62 @@ impl Storage for PostgresStorage {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn data_keys(&self) -> Result<Vec<StoredDataKey>, StorageError> {
+        let rows =
+            sqlx::query("SELECT key_id, wrapped_key, retired FROM data_keys ORDER BY key_id")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StoredDataKey {
+                key_id: r.get::<i32, _>(0) as u32,
+                wrapped: r.get(1),
+                retired: r.get(2),
+            })
+            .collect())
+    }
+
+    async fn add_data_keys(&self, keys: &[StoredDataKey]) -> Result<(), StorageError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for k in keys {
+            sqlx::query("INSERT INTO data_keys (key_id, wrapped_key, retired) VALUES ($1, $2, $3)")
+                .bind(k.key_id as i32)
+                .bind(&k.wrapped)
+                .bind(k.retired)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn destroy_data_keys(&self, key_ids: &[u32]) -> Result<(), StorageError> {
+        if key_ids.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i32> = key_ids.iter().map(|&id| id as i32).collect();
+        sqlx::query("DELETE FROM data_keys WHERE key_id = ANY($1)")
+            .bind(&ids)
+            .execute(&self.pool)
+            .await?;
+        // A deleted row stays in the table's pages until they are rewritten:
+        // rewrite the (small) table now so the old file is released.
+        sqlx::query("VACUUM FULL data_keys")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn retire_data_keys(&self) -> Result<(), StorageError> {
+        sqlx::query("UPDATE data_keys SET retired = TRUE WHERE NOT retired")
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 }

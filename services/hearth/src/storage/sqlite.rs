@@ -6,7 +6,7 @@ use sqlx::migrate::{Migrate, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{hash_from, to_u64, KeySlotRow, Keyring, Storage, StorageError};
+use super::{hash_from, to_u64, KeySlotRow, Keyring, Storage, StorageError, StoredDataKey};
 use crate::crypto::KdfParams;
 use crate::log::{LogHead, LogRecord};
 
@@ -23,6 +23,9 @@ impl SqliteStorage {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
+            // Deleted content is overwritten, so a destroyed data key does
+            // not linger in free pages of the file.
+            .pragma("secure_delete", "ON")
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -252,6 +255,65 @@ impl Storage for SqliteStorage {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn data_keys(&self) -> Result<Vec<StoredDataKey>, StorageError> {
+        let rows =
+            sqlx::query("SELECT key_id, wrapped_key, retired FROM data_keys ORDER BY key_id")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StoredDataKey {
+                key_id: r.get::<i64, _>(0) as u32,
+                wrapped: r.get(1),
+                retired: r.get::<i64, _>(2) != 0,
+            })
+            .collect())
+    }
+
+    async fn add_data_keys(&self, keys: &[StoredDataKey]) -> Result<(), StorageError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for k in keys {
+            sqlx::query("INSERT INTO data_keys (key_id, wrapped_key, retired) VALUES (?, ?, ?)")
+                .bind(k.key_id as i64)
+                .bind(&k.wrapped)
+                .bind(i64::from(k.retired))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn destroy_data_keys(&self, key_ids: &[u32]) -> Result<(), StorageError> {
+        if key_ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for id in key_ids {
+            sqlx::query("DELETE FROM data_keys WHERE key_id = ?")
+                .bind(*id as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        // The write-ahead log still holds the pages as they were when the
+        // key was written: fold it into the (securely deleted) file and cut it.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn retire_data_keys(&self) -> Result<(), StorageError> {
+        sqlx::query("UPDATE data_keys SET retired = 1 WHERE retired = 0")
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 }

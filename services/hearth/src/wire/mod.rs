@@ -7,6 +7,7 @@
 
 pub mod apps;
 pub mod keys;
+pub mod erasure;
 pub mod lifecycle;
 pub mod problem;
 pub mod queries;

@@ -14,6 +14,7 @@ mod correlations;
 mod durability;
 mod edge;
 mod keys;
+mod erasure;
 mod oauth;
 mod privacy;
 mod queries;
