@@ -18,6 +18,7 @@ both_backends!(
     tampered_kdf_parameters_are_refused,
     store_from_before_key_slots_moves_to_them,
     no_secret_of_the_key_slots_at_rest,
+    passphrase_and_recovery_commands_talk_to_the_server,
 );
 
 const NEW_PASSPHRASE: &str = "a new and longer passphrase";
@@ -570,5 +571,80 @@ async fn no_secret_of_the_key_slots_at_rest(backend: Backend) {
     }
     // The search is not vacuous: the slots are there, and the data reads.
     assert!(find(&haystack, b"key_file"));
+    assert_marker_readable(&app).await;
+}
+
+async fn passphrase_and_recovery_commands_talk_to_the_server(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let (mut app, first_recovery) = set_up(&db).await;
+    write_marker(&app).await;
+    let dir = db.dir.path();
+    let old = secret_file(dir, "old-passphrase", PASSPHRASE);
+    let new = secret_file(dir, "new-passphrase", NEW_PASSPHRASE);
+    let hearth = |args: &[&std::ffi::OsStr]| {
+        Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(args)
+            .output()
+            .expect("run hearth")
+    };
+    let out = hearth(&[
+        "passphrase".as_ref(),
+        "--server".as_ref(),
+        app.base.as_ref(),
+        "--passphrase-file".as_ref(),
+        old.as_os_str(),
+        "--new-passphrase-file".as_ref(),
+        new.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // `hearth recovery` with the new passphrase prints a new key; the first
+    // one stops working.
+    let out = hearth(&[
+        "recovery".as_ref(),
+        "--server".as_ref(),
+        app.base.as_ref(),
+        "--passphrase-file".as_ref(),
+        new.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second_recovery = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(second_recovery.split('-').count(), 9, "{second_recovery}");
+
+    // The lost-passphrase flow through the command: the recovery key sets
+    // the passphrase back.
+    let rk = secret_file(dir, "recovery-key", &second_recovery);
+    let out = hearth(&[
+        "passphrase".as_ref(),
+        "--server".as_ref(),
+        app.base.as_ref(),
+        "--recovery-key-file".as_ref(),
+        rk.as_os_str(),
+        "--new-passphrase-file".as_ref(),
+        old.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    lock(&app).await;
+    let r = unlock_with(&mut app, json!({ "recovery_key": first_recovery })).await;
+    assert_eq!(r.status(), 401);
+    let r = unlock_with(&mut app, json!({ "passphrase": NEW_PASSPHRASE })).await;
+    assert_eq!(r.status(), 401);
+    // A second failure in a row doubles the back-off.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = unlock_with(&mut app, json!({ "passphrase": PASSPHRASE })).await;
+    assert_eq!(r.status(), 200);
     assert_marker_readable(&app).await;
 }
