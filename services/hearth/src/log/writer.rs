@@ -823,8 +823,8 @@ impl WriterTask {
 /// type destroys exactly the keys of its records. Replacements are logged
 /// with the type of the sample they delete; they come first, as they did
 /// inside the single event of a request before keys were per scope.
-/// Within a request members precede their correlation, so the types of a
-/// correlation's members are logged before it.
+/// Correlation types are logged after every other type of the request, so
+/// a correlation's members precede it.
 fn scoped_events(
     source: &str,
     live: Vec<NewEntry>,
@@ -850,6 +850,9 @@ fn scoped_events(
             None => devices.push((new.device, vec![new.sample])),
         }
     }
+    // Correlations after every member type, so replay and the projection
+    // know their members' types when they reach them.
+    by_type.sort_by_key(|(ty, _)| catalogue::get(*ty).members().is_some());
     let sync_of: HashMap<[u8; 16], SyncRecord> = synced.into_iter().map(|r| (r.id, r)).collect();
     let mut events = Vec::new();
     let replaced_of = |ty: TypeIndex| -> Vec<[u8; 16]> {
