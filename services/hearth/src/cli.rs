@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::config::{AppCommand, ServerArgs};
 use crate::startup::read_secret;
 
-async fn call(rb: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
+pub(crate) async fn call(rb: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
     let r = rb
         .send()
         .await
@@ -29,7 +29,11 @@ async fn call(rb: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> 
     })
 }
 
-pub async fn run(server: ServerArgs, command: AppCommand) -> anyhow::Result<()> {
+/// An owner session on the running server: the client, the base URL and
+/// the session token.
+pub(crate) async fn owner_session(
+    server: &ServerArgs,
+) -> anyhow::Result<(reqwest::Client, String, String)> {
     let base = server.server.trim_end_matches('/').to_string();
     let passphrase = read_secret(&server.passphrase_file)?;
     let client = reqwest::Client::new();
@@ -44,6 +48,11 @@ pub async fn run(server: ServerArgs, command: AppCommand) -> anyhow::Result<()> 
         .as_str()
         .context("no session token in the answer")?
         .to_string();
+    Ok((client, base, token))
+}
+
+pub async fn run(server: ServerArgs, command: AppCommand) -> anyhow::Result<()> {
+    let (client, base, token) = owner_session(&server).await?;
     let out = match command {
         AppCommand::Add {
             name,

@@ -5,6 +5,7 @@ pub mod auth;
 mod changes;
 mod characteristics;
 pub mod host;
+mod imports;
 mod lifecycle;
 mod oauth;
 pub mod openapi;
@@ -48,6 +49,9 @@ pub struct AppState {
     pub(crate) tls: bool,
     /// Open observer streams, capped per token and in all.
     pub(crate) observers: Arc<changes::StreamSlots>,
+    /// Import jobs, and the largest export an upload may be.
+    pub(crate) imports: Arc<crate::import::Imports>,
+    pub(crate) max_import_bytes: u64,
 }
 
 pub struct Limits {
@@ -61,6 +65,8 @@ pub struct Limits {
     /// The certificate's fingerprint when serving HTTPS: cookies are then
     /// `Secure` and responses carry HSTS.
     pub tls_fingerprint: Option<String>,
+    /// The largest export `POST /v1/imports` takes, in bytes.
+    pub max_import_bytes: u64,
 }
 
 pub fn router(store: Arc<Store>, limits: Limits) -> Router {
@@ -78,6 +84,8 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         public_url: limits.public_url.clone(),
         tls,
         observers: Arc::default(),
+        imports: Arc::default(),
+        max_import_bytes: limits.max_import_bytes,
     };
     let (routes, _) = documented_routes().split_for_parts();
     let router = routes
@@ -161,6 +169,13 @@ pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(oauth::metadata))
         .routes(routes!(oauth::authorize, oauth::decide))
         .routes(routes!(openapi::serve_spec))
+        .merge(
+            // An export is streamed to a file: the JSON body cap does not apply.
+            OpenApiRouter::new()
+                .routes(routes!(imports::create))
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .routes(routes!(imports::get_one))
 }
 
 /// Headers every response carries: no caching of health data, no sniffing,

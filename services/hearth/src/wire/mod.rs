@@ -6,6 +6,7 @@
 //! these into what they validate and store.
 
 pub mod apps;
+pub mod imports;
 pub mod lifecycle;
 pub mod problem;
 pub mod queries;

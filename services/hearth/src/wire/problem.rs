@@ -61,6 +61,10 @@ error_codes! {
     TooManySeries = "too_many_series",
     /// The server is at its limit of concurrent requests; retry after a moment.
     Overloaded = "overloaded",
+    /// An uploaded export was refused before anything of it was stored.
+    ImportRefused = "import_refused",
+    /// Another import is running.
+    ImportRunning = "import_running",
 }
 
 /// One invalid field.
