@@ -11,12 +11,16 @@
 //! - unlock: seconds to unlock a large store, and projection bytes per sample;
 //! - hidden: an app without read access lists, sums and buckets its own
 //!   samples in stores that also hold millions of hidden samples, against the
-//!   same reads in a store without them (see [`hidden`]).
+//!   same reads in a store without them (see [`hidden`]);
+//! - import (only when asked, `--only import`): a generated Apple Health
+//!   export imported through `POST /v1/imports`, beside
+//!   `healthkit-to-sqlite` (see [`import`]).
 //!
 //! Needs a Postgres server: `HEARTH_BENCH_DATABASE_URL`, or the
 //! `HEARTH_TEST_DATABASE_URL` that `scripts/with-postgres.sh` provides.
 
 mod hidden;
+mod import;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -136,6 +140,7 @@ impl Server {
             unlock_key_file: None,
             idle_lock_secs: 0,
             max_body_bytes: 16 * 1024 * 1024,
+            max_import_bytes: 6 << 30,
             max_concurrent_requests: 256,
             request_timeout_secs: 120,
             public_url: None,
@@ -649,7 +654,7 @@ async fn bench_unlock(args: &Args, admin: &str) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {
     let args = Args::parse();
-    const PARTS: [&str; 5] = ["ingest", "query", "buckets", "unlock", "hidden"];
+    const PARTS: [&str; 6] = ["ingest", "query", "buckets", "unlock", "hidden", "import"];
     if let Some(unknown) = args.only.iter().find(|o| !PARTS.contains(&o.as_str())) {
         anyhow::bail!("no part {unknown:?}; the parts are {}", PARTS.join(", "));
     }
@@ -666,6 +671,9 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     }
     if args.only.iter().any(|o| o == "unlock") {
         bench_unlock(&args, &admin).await?;
+    }
+    if args.only.iter().any(|o| o == "import") {
+        import::bench_import(args.backend, &admin).await?;
     }
     // A figure whose answers were wrong fails the run, after every table.
     let mut answers_hold = true;

@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 use crate::config::{AppCommand, KeysCommand, KeyslotCommand, ServerArgs};
 use crate::startup::read_secret;
 
-async fn call(rb: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
+pub(crate) async fn call(rb: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
     let r = rb
         .send()
         .await
@@ -270,28 +270,26 @@ pub fn write_key_file(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The server's base URL, a client and an owner session token.
-async fn owner_session(server: &ServerArgs) -> anyhow::Result<(String, reqwest::Client, String)> {
-    let base = server.server.trim_end_matches('/').to_string();
+/// An owner session on the running server, signed in with the passphrase:
+/// the client, the base URL and the session token.
+pub(crate) async fn owner_session(
+    server: &ServerArgs,
+) -> anyhow::Result<(reqwest::Client, String, String)> {
+    let base = base_url(&server.server);
     let passphrase = read_secret(&server.passphrase_file)?;
     let client = reqwest::Client::new();
-    let session = call(
-        client
-            .post(format!("{base}/v1/unlock"))
-            .json(&json!({ "passphrase": passphrase.as_str() })),
-        "signing in",
+    let token = sign_in(
+        &client,
+        &base,
+        &json!({ "passphrase": passphrase.as_str() }),
     )
     .await?;
-    let token = session["token"]
-        .as_str()
-        .context("no session token in the answer")?
-        .to_string();
-    Ok((base, client, token))
+    Ok((client, base, token))
 }
 
 /// `hearth keys …`: the data keys, through the owner API.
 pub async fn keys(server: ServerArgs, command: KeysCommand) -> anyhow::Result<()> {
-    let (base, client, token) = owner_session(&server).await?;
+    let (client, base, token) = owner_session(&server).await?;
     let out = match command {
         KeysCommand::Rotate => {
             call(

@@ -50,6 +50,13 @@ pub enum Command {
         #[command(subcommand)]
         command: AppCommand,
     },
+    /// Import data through the running server's owner API.
+    Import {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Check the log's hash chain; with a passphrase, also open every record.
     Verify {
         #[command(flatten)]
@@ -169,6 +176,18 @@ pub enum AppCommand {
     Remove { app_id: String },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// An Apple Health export: the `export.zip` from the Health app, the
+    /// folder it unzips to, or the export XML itself.
+    AppleHealth {
+        path: PathBuf,
+        /// Print the summary as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct StorageArgs {
     /// Directory for the SQLite database (created with owner-only permissions).
@@ -212,6 +231,10 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "HEARTH_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Largest export `POST /v1/imports` accepts, in bytes (it is stored in
+    /// a temporary file, never held in memory).
+    #[arg(long, env = "HEARTH_MAX_IMPORT_BYTES", default_value_t = 6 << 30)]
+    pub max_import_bytes: u64,
     /// Requests in progress at once; beyond it requests are answered `503`
     /// (`overloaded`, with `Retry-After`) rather than queued. Unlocking,
     /// locking, health checks and the pages have a small pool of their own.

@@ -16,6 +16,7 @@
 //! - [`query`]: buckets, source merging and the change feed over projections;
 //! - [`api`]: the HTTP surface; [`web`]: the pages for the owner's browser;
 //! - [`catalogue`]: sample types and units;
+//! - [`import`]: import jobs (Apple Health exports);
 //! - [`telemetry`]: logs, traces and metrics that carry no health data;
 //! - [`startup`]: building and running the server.
 
@@ -30,6 +31,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod keys;
+pub mod import;
 pub mod lock;
 pub mod log;
 pub mod oauth;

@@ -27,6 +27,9 @@ async fn main() -> ExitCode {
             Ok(())
         }
         Some(Command::App { server, command }) => hearth::cli::run(server, command).await,
+        Some(Command::Import { server, command }) => {
+            hearth::import::client::run(server, command).await
+        }
         Some(Command::Verify {
             storage,
             passphrase_file,

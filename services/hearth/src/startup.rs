@@ -132,6 +132,7 @@ impl Application {
                 public_url: args.public_url.clone(),
                 allowed_hosts,
                 tls_fingerprint: tls.as_ref().map(|t| t.fingerprint.clone()),
+                max_import_bytes: args.max_import_bytes,
             },
         );
         let listener = TcpListener::bind(args.listen)

@@ -7,6 +7,7 @@ mod characteristics;
 mod erasure;
 pub mod host;
 mod keys;
+mod imports;
 mod lifecycle;
 mod oauth;
 pub mod openapi;
@@ -50,6 +51,9 @@ pub struct AppState {
     pub(crate) tls: bool,
     /// Open observer streams, capped per token and in all.
     pub(crate) observers: Arc<changes::StreamSlots>,
+    /// Import jobs, and the largest export an upload may be.
+    pub(crate) imports: Arc<crate::import::Imports>,
+    pub(crate) max_import_bytes: u64,
 }
 
 pub struct Limits {
@@ -63,6 +67,8 @@ pub struct Limits {
     /// The certificate's fingerprint when serving HTTPS: cookies are then
     /// `Secure` and responses carry HSTS.
     pub tls_fingerprint: Option<String>,
+    /// The largest export `POST /v1/imports` takes, in bytes.
+    pub max_import_bytes: u64,
 }
 
 pub fn router(store: Arc<Store>, limits: Limits) -> Router {
@@ -80,6 +86,8 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         public_url: limits.public_url.clone(),
         tls,
         observers: Arc::default(),
+        imports: Arc::default(),
+        max_import_bytes: limits.max_import_bytes,
     };
     let (routes, _) = documented_routes().split_for_parts();
     let router = routes
@@ -170,6 +178,13 @@ pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(erasure::erase_source))
         .routes(routes!(erasure::erase_type))
         .routes(routes!(erasure::rotate_keys))
+        .merge(
+            // An export is streamed to a file: the JSON body cap does not apply.
+            OpenApiRouter::new()
+                .routes(routes!(imports::create))
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .routes(routes!(imports::get_one))
 }
 
 /// Headers every response carries: no caching of health data, no sniffing,

@@ -105,6 +105,7 @@ impl Modify for SecuritySchemes {
         (name = "samples", description = "Writing and reading health samples"),
         (name = "queries", description = "Statistics collections, sources, characteristics, the change feed and the observer stream"),
         (name = "apps", description = "The owner's registry of apps, their grants and credentials; an app's own permission status"),
+        (name = "imports", description = "Bringing data in: Apple Health exports, imported as background jobs"),
         (name = "oauth", description = "The OAuth 2.1 authorization server: metadata, consent, tokens, revocation"),
         (name = "keys", description = "The owner's keys: passphrase change, recovery key, key slots for unattended unlock"),
     )

@@ -8,6 +8,7 @@
 pub mod apps;
 pub mod keys;
 pub mod erasure;
+pub mod imports;
 pub mod lifecycle;
 pub mod problem;
 pub mod queries;

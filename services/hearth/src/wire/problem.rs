@@ -65,6 +65,10 @@ error_codes! {
     /// A key slot in the database is out of bounds or unknown: refused
     /// before any key derivation.
     KeySlotInvalid = "key_slot_invalid",
+    /// An uploaded export was refused before anything of it was stored.
+    ImportRefused = "import_refused",
+    /// Another import is running.
+    ImportRunning = "import_running",
 }
 
 /// One invalid field.

@@ -15,6 +15,7 @@ mod durability;
 mod edge;
 mod keys;
 mod erasure;
+mod import_apple;
 mod oauth;
 mod privacy;
 mod queries;

@@ -100,6 +100,7 @@ impl TestDatabase {
             unlock_key_file: None,
             idle_lock_secs: 0,
             max_body_bytes: 16 * 1024 * 1024,
+            max_import_bytes: 6 << 30,
             max_concurrent_requests: 256,
             request_timeout_secs: 30,
             public_url: None,
