@@ -15,6 +15,8 @@
 //! - [`query`]: buckets, source merging and the change feed over projections;
 //! - [`api`]: the HTTP surface; [`web`]: the pages for the owner's browser;
 //! - [`catalogue`]: sample types and units;
+//! - [`import`]: other tools' formats as samples; [`export`]: the owner's
+//!   full export;
 //! - [`telemetry`]: logs, traces and metrics that carry no health data;
 //! - [`startup`]: building and running the server.
 
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod import;
 pub mod lock;
 pub mod log;
 pub mod oauth;

@@ -5,6 +5,7 @@ pub mod auth;
 mod changes;
 mod characteristics;
 pub mod host;
+mod ingest;
 mod lifecycle;
 mod oauth;
 pub mod openapi;
@@ -161,6 +162,7 @@ pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(oauth::metadata))
         .routes(routes!(oauth::authorize, oauth::decide))
         .routes(routes!(openapi::serve_spec))
+        .routes(routes!(ingest::health_auto_export))
 }
 
 /// Headers every response carries: no caching of health data, no sniffing,

@@ -6,6 +6,7 @@
 //! these into what they validate and store.
 
 pub mod apps;
+pub mod ingest;
 pub mod lifecycle;
 pub mod problem;
 pub mod queries;

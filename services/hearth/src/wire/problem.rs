@@ -61,6 +61,8 @@ error_codes! {
     TooManySeries = "too_many_series",
     /// The server is at its limit of concurrent requests; retry after a moment.
     Overloaded = "overloaded",
+    /// An item of a pushed payload that Hearth does not import.
+    NotImported = "not_imported",
 }
 
 /// One invalid field.

@@ -13,6 +13,7 @@ mod consent_browser;
 mod correlations;
 mod durability;
 mod edge;
+mod import_hae;
 mod oauth;
 mod privacy;
 mod queries;
