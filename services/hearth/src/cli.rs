@@ -29,7 +29,8 @@ async fn call(rb: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> 
     })
 }
 
-pub async fn run(server: ServerArgs, command: AppCommand) -> anyhow::Result<()> {
+/// An owner session on the running server: its client, base URL and token.
+pub async fn sign_in(server: &ServerArgs) -> anyhow::Result<(reqwest::Client, String, String)> {
     let base = server.server.trim_end_matches('/').to_string();
     let passphrase = read_secret(&server.passphrase_file)?;
     let client = reqwest::Client::new();
@@ -44,6 +45,11 @@ pub async fn run(server: ServerArgs, command: AppCommand) -> anyhow::Result<()> 
         .as_str()
         .context("no session token in the answer")?
         .to_string();
+    Ok((client, base, token))
+}
+
+pub async fn run(server: ServerArgs, command: AppCommand) -> anyhow::Result<()> {
+    let (client, base, token) = sign_in(&server).await?;
     let out = match command {
         AppCommand::Add {
             name,

@@ -54,6 +54,34 @@ pub enum Command {
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
     },
+    /// Export everything the store holds, through the running server.
+    Export {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// `ndjson` (Hearth's own; `hearth import ndjson` reads it) or `fhir`
+        /// (FHIR R4 Patient and Observations).
+        #[arg(long, default_value = "ndjson", value_parser = ["ndjson", "fhir"])]
+        format: String,
+        /// The file to write; standard output when absent.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Import data into the store, through the running server.
+    Import {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// A Hearth `ndjson` export (`hearth export`); running it again adds nothing.
+    Ndjson {
+        /// The export file; `-` reads standard input.
+        path: PathBuf,
+    },
 }
 
 /// How the CLI reaches the running server as its owner.

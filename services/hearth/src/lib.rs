@@ -30,6 +30,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod export;
 pub mod import;
 pub mod lock;
 pub mod log;

@@ -4,6 +4,7 @@ mod apps;
 pub mod auth;
 mod changes;
 mod characteristics;
+mod export;
 pub mod host;
 mod ingest;
 mod lifecycle;
@@ -163,6 +164,7 @@ pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(oauth::authorize, oauth::decide))
         .routes(routes!(openapi::serve_spec))
         .routes(routes!(ingest::health_auto_export))
+        .routes(routes!(export::export))
 }
 
 /// Headers every response carries: no caching of health data, no sniffing,

@@ -593,4 +593,174 @@ both_backends!(
     bearer_and_api_key_both_authenticate,
     malformed_and_oversized_payloads_are_refused,
     hostile_values_get_clear_errors,
+    a_full_export_imports_into_an_empty_store_with_equal_answers,
 );
+
+/// Store A's answers for comparison: statistics, hourly buckets and every
+/// sample without what a store assigns (ids, source, sync identifiers).
+async fn answers(app: &TestApp) -> Vec<Value> {
+    let mut out = Vec::new();
+    for ty in [
+        "step_count",
+        "heart_rate",
+        "blood_pressure_systolic",
+        "blood_pressure_diastolic",
+        "blood_glucose",
+    ] {
+        out.push(app.get_json(&format!("/v1/statistics?type={ty}")).await);
+        out.push(
+            app.get_json(&format!(
+                "/v1/statistics/buckets?type={ty}&start=2026-01-01T00:00:00Z\
+                 &end=2026-01-02T00:00:00Z&interval=PT1H&tz=Europe/Berlin"
+            ))
+            .await,
+        );
+    }
+    for ty in [
+        "step_count",
+        "heart_rate",
+        "blood_pressure",
+        "blood_pressure_systolic",
+        "blood_glucose",
+        "sleep_analysis",
+        "workout",
+        "workout_route",
+    ] {
+        for mut s in app.list_all(ty, 1000).await {
+            strip(&mut s);
+            out.push(s);
+        }
+    }
+    out.push(app.get_json("/v1/characteristics").await);
+    out
+}
+
+fn strip(sample: &mut Value) {
+    let obj = sample.as_object_mut().unwrap();
+    for field in ["id", "source", "sync_id", "sync_version", "workout"] {
+        obj.remove(field);
+    }
+    if let Some(Value::Array(members)) = obj.get_mut("members") {
+        for m in members {
+            strip(m);
+        }
+    }
+}
+
+async fn a_full_export_imports_into_an_empty_store_with_equal_answers(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let a = TestApp::unlocked(&db).await;
+    let mut samples: Vec<Value> = (0..120)
+        .map(|m| crate::support::steps(m * 7, (m % 13 * 10) as f64))
+        .collect();
+    samples.extend(
+        (0..60).map(|m| {
+            crate::support::sample("heart_rate", m * 11, 55.0 + (m % 9) as f64, "count/min")
+        }),
+    );
+    samples.push(json!({
+        "type": "blood_pressure", "start": "2026-01-01T08:00:00+01:00", "end": "2026-01-01T08:00:00+01:00",
+        "members": [
+            {"type": "blood_pressure_systolic", "value": 118, "unit": "mmHg"},
+            {"type": "blood_pressure_diastolic", "value": 77, "unit": "mmHg"},
+        ],
+        "metadata": {"arm": "left"},
+        "device": {"name": "Cuff", "manufacturer": "Omron", "kind": "other"},
+    }));
+    samples.push(json!({
+        "type": "sleep_analysis", "value": "asleep_deep",
+        "start": "2026-01-01T01:00:00+01:00", "end": "2026-01-01T02:10:00+01:00",
+    }));
+    let r = a.write(samples).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    crate::support::workout_with_route(&a).await;
+    let r = a
+        .client
+        .put(a.url("/v1/characteristics"))
+        .bearer_auth(a.token.as_deref().unwrap())
+        .json(&json!({"date_of_birth": "1980-04-02", "blood_type": "o_negative"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // An app's samples, with metadata and a device, from a push.
+    let key = hae_app(&a, &["blood_glucose"]).await;
+    let glucose = json!({"data": {"metrics": [{"name": "blood_glucose", "units": "mmol/L", "data": [
+        {"qty": 5.4, "date": "2026-01-01 07:30:00 +0100", "mealTime": "Before Meal", "source": "Contour"},
+        {"qty": 7.9, "date": "2026-01-01 09:30:00 +0100", "mealTime": "After Meal", "source": "Contour"},
+    ]}]}});
+    assert_eq!(push(&a, &key, &glucose).await.0, 200);
+
+    let r = a.get("/v1/export").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/x-ndjson");
+    let export = r.bytes().await.unwrap().to_vec();
+    let lines: Vec<Value> = export
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["record"], "hearth_export");
+    let of_type = |ty: &str| lines.iter().filter(|l| l["type"] == ty).count();
+    assert_eq!(of_type("blood_pressure"), 1);
+    assert_eq!(
+        of_type("blood_pressure_systolic"),
+        0,
+        "members travel inside their correlation"
+    );
+    assert_eq!(of_type("step_count"), 120);
+    assert_eq!(of_type("workout_route"), 1);
+    let sample_lines = lines.iter().filter(|l| l["record"] == "sample").count();
+
+    // Store B, empty, imports it the way `hearth import ndjson` does.
+    let db_b = TestDatabase::new(backend).await;
+    let b = TestApp::unlocked(&db_b).await;
+    let token = b.token.clone().unwrap();
+    let summary =
+        hearth::export::client::import_ndjson(&b.client, &b.base, &token, &export[..], false)
+            .await
+            .unwrap();
+    assert_eq!(summary.samples, sample_lines as u64);
+    assert!(summary.characteristics);
+    assert_eq!(answers(&a).await, answers(&b).await);
+    let routes = b.list_all("workout_route", 10).await;
+    let workouts = b.list_all("workout", 10).await;
+    assert_eq!(
+        routes[0]["workout"], workouts[0]["id"],
+        "the route names B's workout"
+    );
+
+    // Importing again adds nothing.
+    let again =
+        hearth::export::client::import_ndjson(&b.client, &b.base, &token, &export[..], false)
+            .await
+            .unwrap();
+    assert_eq!(again.added, 0);
+    assert_eq!(answers(&a).await, answers(&b).await);
+
+    // The FHIR form holds the same samples as Observations.
+    let r = a.get("/v1/export?format=fhir").await;
+    assert_eq!(r.status(), 200);
+    let fhir: Vec<Value> = r
+        .bytes()
+        .await
+        .unwrap()
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(fhir[0]["resourceType"], "Patient");
+    assert_eq!(fhir[0]["birthDate"], "1980-04-02");
+    assert_eq!(fhir.len(), 1 + sample_lines);
+    let bp = fhir
+        .iter()
+        .find(|o| o["code"]["coding"][0]["code"] == "85354-9")
+        .unwrap();
+    assert_eq!(bp["component"][0]["valueQuantity"]["code"], "mm[Hg]");
+
+    // Only the owner exports.
+    let r = a.as_token(&key).get("/v1/export").await;
+    assert_eq!(r.status(), 403);
+    let r = a.get("/v1/export?format=csv").await;
+    assert_eq!(r.status(), 400);
+}
