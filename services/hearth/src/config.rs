@@ -100,6 +100,18 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Export everything the store holds, through the running server.
+    Export {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// `ndjson` (Hearth's own; `hearth import ndjson` reads it) or `fhir`
+        /// (FHIR R4 Patient and Observations).
+        #[arg(long, default_value = "ndjson", value_parser = ["ndjson", "fhir"])]
+        format: String,
+        /// The file to write; standard output when absent.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -185,6 +197,11 @@ pub enum ImportCommand {
         /// Print the summary as JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// A Hearth `ndjson` export (`hearth export`); running it again adds nothing.
+    Ndjson {
+        /// The export file; `-` reads standard input.
+        path: PathBuf,
     },
 }
 

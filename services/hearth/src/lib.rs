@@ -16,7 +16,9 @@
 //! - [`query`]: buckets, source merging and the change feed over projections;
 //! - [`api`]: the HTTP surface; [`web`]: the pages for the owner's browser;
 //! - [`catalogue`]: sample types and units;
-//! - [`import`]: import jobs (Apple Health exports);
+//! - [`import`]: other tools' formats as samples (Apple Health export jobs,
+//!   Health Auto Export pushes); [`export`]: the owner's full export;
+//! - [`keys`]: the key hierarchy (root key, key slots, data keys);
 //! - [`telemetry`]: logs, traces and metrics that carry no health data;
 //! - [`startup`]: building and running the server.
 
@@ -30,8 +32,9 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
-pub mod keys;
+pub mod export;
 pub mod import;
+pub mod keys;
 pub mod lock;
 pub mod log;
 pub mod oauth;

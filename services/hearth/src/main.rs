@@ -27,6 +27,11 @@ async fn main() -> ExitCode {
             Ok(())
         }
         Some(Command::App { server, command }) => hearth::cli::run(server, command).await,
+        Some(Command::Export {
+            server,
+            format,
+            output,
+        }) => hearth::export::client::run_export(server, &format, output).await,
         Some(Command::Import { server, command }) => {
             hearth::import::client::run(server, command).await
         }

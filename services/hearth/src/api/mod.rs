@@ -5,9 +5,11 @@ pub mod auth;
 mod changes;
 mod characteristics;
 mod erasure;
+mod export;
 pub mod host;
-mod keys;
 mod imports;
+mod ingest;
+mod keys;
 mod lifecycle;
 mod oauth;
 pub mod openapi;
@@ -185,6 +187,8 @@ pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
                 .layer(DefaultBodyLimit::disable()),
         )
         .routes(routes!(imports::get_one))
+        .routes(routes!(ingest::health_auto_export))
+        .routes(routes!(export::export))
 }
 
 /// Headers every response carries: no caching of health data, no sniffing,

@@ -17,7 +17,12 @@ use crate::cli::{call, owner_session};
 use crate::config::{ImportCommand, ServerArgs};
 
 pub async fn run(server: ServerArgs, command: ImportCommand) -> anyhow::Result<()> {
-    let ImportCommand::AppleHealth { path, json } = command;
+    let (path, json) = match command {
+        ImportCommand::AppleHealth { path, json } => (path, json),
+        ImportCommand::Ndjson { path } => {
+            return crate::export::client::run_import(server, path).await;
+        }
+    };
     let (client, base, token) = owner_session(&server).await?;
     // A folder travels as a zip of the files an import reads.
     let packed;

@@ -9,6 +9,7 @@
 
 pub mod apple_health;
 pub mod client;
+pub mod health_auto_export;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};

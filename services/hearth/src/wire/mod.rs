@@ -9,6 +9,7 @@ pub mod apps;
 pub mod keys;
 pub mod erasure;
 pub mod imports;
+pub mod ingest;
 pub mod lifecycle;
 pub mod problem;
 pub mod queries;

@@ -69,6 +69,8 @@ error_codes! {
     ImportRefused = "import_refused",
     /// Another import is running.
     ImportRunning = "import_running",
+    /// An item of a pushed payload that Hearth does not import.
+    NotImported = "not_imported",
 }
 
 /// One invalid field.

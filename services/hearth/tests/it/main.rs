@@ -16,6 +16,7 @@ mod edge;
 mod keys;
 mod erasure;
 mod import_apple;
+mod import_hae;
 mod oauth;
 mod privacy;
 mod queries;
