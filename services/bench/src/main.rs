@@ -141,6 +141,7 @@ impl Server {
             public_url: None,
             allowed_hosts: Vec::new(),
             tls: Default::default(),
+            pending: Default::default(),
             log_format: "text".into(),
         };
         let app = Application::build(&args).await?;

@@ -31,6 +31,7 @@ pub mod crypto;
 pub mod lock;
 pub mod log;
 pub mod oauth;
+pub mod pending;
 pub mod policy;
 pub mod projection;
 pub mod query;

@@ -14,6 +14,7 @@ use super::auth::{session_cookie_header, Caller};
 use super::problem::{ApiJson, BodyErrors, Problem};
 use super::AppState;
 use crate::lock::{LockError, LockStateName};
+use crate::pending::merge::MergeReport;
 use crate::store::SessionToken;
 use crate::wire::lifecycle as wire;
 use crate::wire::{ErrorCode, ProblemDetails};
@@ -133,10 +134,11 @@ fn lock_problem(e: LockError) -> Problem {
     }
 }
 
-fn session_response(token: SessionToken, secure: bool) -> Response {
+fn session_response(token: SessionToken, secure: bool, pending: Option<MergeReport>) -> Response {
     let mut response = Json(wire::Session {
         token: token.0.as_str().to_string(),
         state: LockStateName::Unlocked,
+        pending,
     })
     .into_response();
     if let Some(v) = session_cookie_header(token.0.as_str(), secure) {
@@ -167,7 +169,7 @@ pub async fn setup(
         .setup(&body.setup_code, &body.passphrase, Some(peer.ip()))
         .await
         .map_err(lock_problem)?;
-    Ok(session_response(token, state.tls))
+    Ok(session_response(token, state.tls, None))
 }
 
 /// Unlocks with the passphrase and opens an owner session.
@@ -193,7 +195,8 @@ pub async fn unlock(
         .unlock(&body.passphrase, Some(peer.ip()))
         .await
         .map_err(lock_problem)?;
-    Ok(session_response(token, state.tls))
+    let merged = state.store.pending().take_merge_report();
+    Ok(session_response(token, state.tls, merged))
 }
 
 /// Locks: keys and projection are wiped; every owner session ends.

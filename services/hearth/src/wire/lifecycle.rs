@@ -22,6 +22,12 @@ pub struct Readiness {
 pub struct Session {
     pub token: String,
     pub state: LockStateName,
+    /// What became of the writes accepted while locked, when this unlock
+    /// merged them: batches that failed to open or were refused are named
+    /// by arrival number and kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub pending: Option<crate::pending::merge::MergeReport>,
 }
 
 /// First-run setup.

@@ -61,6 +61,12 @@ error_codes! {
     TooManySeries = "too_many_series",
     /// The server is at its limit of concurrent requests; retry after a moment.
     Overloaded = "overloaded",
+    /// The store is locked and the writes waiting for its unlock fill the
+    /// space allowed them (`507`).
+    PendingFull = "pending_full",
+    /// The store is locked and as many writes as allowed wait for its
+    /// unlock (`429`).
+    PendingBatchesFull = "pending_batches_full",
 }
 
 /// One invalid field.

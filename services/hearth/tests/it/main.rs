@@ -14,6 +14,7 @@ mod correlations;
 mod durability;
 mod edge;
 mod oauth;
+mod pending;
 mod privacy;
 mod queries;
 mod sync;
