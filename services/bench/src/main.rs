@@ -11,12 +11,16 @@
 //! - unlock: seconds to unlock a large store, and projection bytes per sample;
 //! - hidden: an app without read access lists, sums and buckets its own
 //!   samples in stores that also hold millions of hidden samples, against the
-//!   same reads in a store without them (see [`hidden`]).
+//!   same reads in a store without them (see [`hidden`]);
+//! - pending: an app's writes while the store is locked (`202`), beside the
+//!   same load unlocked, and seconds to merge a million pending samples at
+//!   unlock (see [`pending`]).
 //!
 //! Needs a Postgres server: `HEARTH_BENCH_DATABASE_URL`, or the
 //! `HEARTH_TEST_DATABASE_URL` that `scripts/with-postgres.sh` provides.
 
 mod hidden;
+mod pending;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,7 +49,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ingest,query,buckets,unlock,hidden"
+        default_value = "ingest,query,buckets,unlock,hidden,pending"
     )]
     only: Vec<String>,
     /// Repetitions per figure (the median is printed).
@@ -60,6 +64,9 @@ struct Args {
     /// Hidden samples in the stores of the hidden-data figure, one store each.
     #[arg(long, value_delimiter = ',', default_value = "1000000,5000000")]
     hidden_samples: Vec<usize>,
+    /// Pending samples merged at unlock in the pending figure.
+    #[arg(long, env = "HEARTH_BENCH_MERGE_SAMPLES", default_value_t = 1_000_000)]
+    pending_merge_samples: usize,
     /// Backend of the stores in the hidden-data figure.
     #[arg(long, value_enum, default_value = "sqlite")]
     backend: Backend,
@@ -650,7 +657,7 @@ async fn bench_unlock(args: &Args, admin: &str) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {
     let args = Args::parse();
-    const PARTS: [&str; 5] = ["ingest", "query", "buckets", "unlock", "hidden"];
+    const PARTS: [&str; 6] = ["ingest", "query", "buckets", "unlock", "hidden", "pending"];
     if let Some(unknown) = args.only.iter().find(|o| !PARTS.contains(&o.as_str())) {
         anyhow::bail!("no part {unknown:?}; the parts are {}", PARTS.join(", "));
     }
@@ -667,6 +674,9 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     }
     if args.only.iter().any(|o| o == "unlock") {
         bench_unlock(&args, &admin).await?;
+    }
+    if args.only.iter().any(|o| o == "pending") {
+        pending::bench_pending(&args, &admin).await?;
     }
     // A figure whose answers were wrong fails the run, after every table.
     let mut answers_hold = true;
