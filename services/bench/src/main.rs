@@ -15,12 +15,16 @@
 //! - import (only when asked, `--only import`): a generated Apple Health
 //!   export imported through `POST /v1/imports`, beside
 //!   `healthkit-to-sqlite` (see [`import`]).
+//! - pending: an app's writes while the store is locked (`202`), beside the
+//!   same load unlocked, and seconds to merge a million pending samples at
+//!   unlock (see [`pending`]).
 //!
 //! Needs a Postgres server: `HEARTH_BENCH_DATABASE_URL`, or the
 //! `HEARTH_TEST_DATABASE_URL` that `scripts/with-postgres.sh` provides.
 
 mod hidden;
 mod import;
+mod pending;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,7 +53,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ingest,query,buckets,unlock,hidden"
+        default_value = "ingest,query,buckets,unlock,hidden,pending"
     )]
     only: Vec<String>,
     /// Repetitions per figure (the median is printed).
@@ -64,6 +68,9 @@ struct Args {
     /// Hidden samples in the stores of the hidden-data figure, one store each.
     #[arg(long, value_delimiter = ',', default_value = "1000000,5000000")]
     hidden_samples: Vec<usize>,
+    /// Pending samples merged at unlock in the pending figure.
+    #[arg(long, env = "HEARTH_BENCH_MERGE_SAMPLES", default_value_t = 1_000_000)]
+    pending_merge_samples: usize,
     /// Backend of the stores in the hidden-data figure.
     #[arg(long, value_enum, default_value = "sqlite")]
     backend: Backend,
@@ -146,6 +153,7 @@ impl Server {
             public_url: None,
             allowed_hosts: Vec::new(),
             tls: Default::default(),
+            pending: Default::default(),
             log_format: "text".into(),
         };
         let app = Application::build(&args).await?;
@@ -654,7 +662,9 @@ async fn bench_unlock(args: &Args, admin: &str) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {
     let args = Args::parse();
-    const PARTS: [&str; 6] = ["ingest", "query", "buckets", "unlock", "hidden", "import"];
+    const PARTS: [&str; 7] = [
+        "ingest", "query", "buckets", "unlock", "hidden", "pending", "import",
+    ];
     if let Some(unknown) = args.only.iter().find(|o| !PARTS.contains(&o.as_str())) {
         anyhow::bail!("no part {unknown:?}; the parts are {}", PARTS.join(", "));
     }
@@ -671,6 +681,9 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     }
     if args.only.iter().any(|o| o == "unlock") {
         bench_unlock(&args, &admin).await?;
+    }
+    if args.only.iter().any(|o| o == "pending") {
+        pending::bench_pending(&args, &admin).await?;
     }
     if args.only.iter().any(|o| o == "import") {
         import::bench_import(args.backend, &admin).await?;

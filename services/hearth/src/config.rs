@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::crypto::KdfParams;
+use crate::pending::PendingLimits;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -273,6 +274,8 @@ pub struct ServeArgs {
     pub allowed_hosts: Vec<String>,
     #[command(flatten)]
     pub tls: TlsArgs,
+    #[command(flatten)]
+    pub pending: PendingArgs,
     /// Log format: `text` or `json`.
     #[arg(long, env = "HEARTH_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -296,6 +299,38 @@ pub struct TlsArgs {
     /// PEM private key of `--tls-cert`; must be readable by its owner only.
     #[arg(long, env = "HEARTH_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+}
+
+/// Writes accepted while locked, waiting for the next unlock.
+#[derive(Args, Debug, Clone)]
+pub struct PendingArgs {
+    /// Most sealed bytes of writes waiting while locked; beyond it writes
+    /// are answered `507` (`pending_full`).
+    #[arg(long, env = "HEARTH_MAX_PENDING_BYTES", default_value_t = PendingLimits::default().max_bytes)]
+    pub max_pending_bytes: u64,
+    /// Most writes (requests) waiting while locked; beyond it writes are
+    /// answered `429` (`pending_batches_full`).
+    #[arg(long, env = "HEARTH_MAX_PENDING_BATCHES", default_value_t = PendingLimits::default().max_batches)]
+    pub max_pending_batches: u64,
+}
+
+impl Default for PendingArgs {
+    fn default() -> PendingArgs {
+        let limits = PendingLimits::default();
+        PendingArgs {
+            max_pending_bytes: limits.max_bytes,
+            max_pending_batches: limits.max_batches,
+        }
+    }
+}
+
+impl PendingArgs {
+    pub fn limits(&self) -> PendingLimits {
+        PendingLimits {
+            max_bytes: self.max_pending_bytes,
+            max_batches: self.max_pending_batches,
+        }
+    }
 }
 
 impl KdfArgs {

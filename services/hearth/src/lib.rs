@@ -38,6 +38,7 @@ pub mod keys;
 pub mod lock;
 pub mod log;
 pub mod oauth;
+pub mod pending;
 pub mod policy;
 pub mod projection;
 pub mod query;

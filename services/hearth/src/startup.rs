@@ -73,6 +73,7 @@ impl Application {
             );
         }
         let store = Arc::new(Store::open(storage, kdf).await?);
+        store.pending().set_limits(args.pending.limits());
         telemetry::observe_store(store.clone());
         if let Some(code) = store.setup_code() {
             // The console is the one channel only the operator sees.

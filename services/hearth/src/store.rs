@@ -26,7 +26,8 @@ use crate::lock::{
     initialise, Backoffs, Client, LockError, LockState, LockStateName, Unavailable,
 };
 use crate::log::replay::{replay, ReplayError};
-use crate::log::writer::Writer;
+use crate::log::writer::{NewEntry, Writer};
+use crate::pending::{self, PendingIntake, Refusal};
 use crate::projection::Projection;
 use crate::storage::Storage;
 use crate::view::View;
@@ -57,6 +58,12 @@ impl OpenStore {
     pub fn memory_bytes(&self) -> usize {
         self.projection.memory_bytes()
     }
+
+    /// Whether the log ever held a sample of `ty` with `id`, live or
+    /// deleted (for merging pending writes exactly once).
+    pub(crate) fn has_held(&self, ty: crate::catalogue::TypeIndex, id: u128) -> bool {
+        self.projection.columns(ty).find(id).is_some()
+    }
 }
 
 pub struct Store {
@@ -72,6 +79,8 @@ pub struct Store {
     started: Instant,
     /// Apps, grants and token state: kept across lock, rebuilt at unlock.
     apps: Arc<Apps>,
+    /// Writes accepted while locked.
+    pending: PendingIntake,
 }
 
 /// An owner session token, handed out once.
@@ -93,7 +102,9 @@ impl Store {
                 setup_code: Zeroizing::new(URL_SAFE_NO_PAD.encode(code)),
             }
         };
+        let pending = PendingIntake::load(&*storage).await?;
         Ok(Store {
+            pending,
             storage,
             kdf,
             state: RwLock::new(state),
@@ -108,6 +119,27 @@ impl Store {
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+
+    /// Writes accepted while locked: limits, counts, the last merge.
+    pub fn pending(&self) -> &PendingIntake {
+        &self.pending
+    }
+
+    /// Seals and commits an app's validated write while the store is
+    /// locked; `Refusal::NotLocked` if it is not (any more).
+    pub async fn accept_pending(
+        &self,
+        app: &crate::apps::AppCaller,
+        entries: &[NewEntry],
+    ) -> Result<usize, Refusal> {
+        let _admitted = self.pending.admit().await;
+        if !matches!(&*self.state.read(), LockState::Locked) {
+            return Err(Refusal::NotLocked);
+        }
+        self.pending
+            .accept(&*self.storage, app, self.apps.clock.now_us(), entries)
+            .await
     }
 
     /// The app registry; empty until the first unlock since process start.
@@ -282,6 +314,7 @@ impl Store {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "store unlocked"
             );
+            let opening = self.pending.opening_key(&*self.storage, &key).await?;
             let projection = Arc::new(projection);
             let writer = Writer::spawn(
                 self.storage.clone(),
@@ -290,7 +323,16 @@ impl Store {
                 projection.clone(),
                 self.apps.clone(),
             );
-            *self.state.write() = LockState::Unlocked(Arc::new(OpenStore { projection, writer }));
+            let open = Arc::new(OpenStore { projection, writer });
+            // Writes that arrived while locked go first, in arrival order.
+            let _closed = self.pending.close().await;
+            if let Some(opening) = opening {
+                let report = pending::merge::merge(&*self.storage, &opening, &open, &self.apps)
+                    .instrument(tracing::info_span!("merge_pending"))
+                    .await;
+                self.pending.merged(&*self.storage, report).await;
+            }
+            *self.state.write() = LockState::Unlocked(open);
         }
         self.note_owner_activity();
         Ok(self.new_session())

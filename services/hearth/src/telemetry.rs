@@ -149,6 +149,19 @@ pub fn observe_store(store: Arc<Store>) {
         .with_description("Samples in the in-memory projection (0 unless unlocked)")
         .with_callback(move |o| o.observe(s.projection_samples() as u64, &[]))
         .build();
+    let s = store.clone();
+    let _pending_batches = m
+        .u64_observable_gauge("hearth.pending.batches")
+        .with_description("Writes accepted while locked, waiting for the next unlock")
+        .with_callback(move |o| o.observe(s.pending().totals().batches, &[]))
+        .build();
+    let s = store.clone();
+    let _pending_bytes = m
+        .u64_observable_gauge("hearth.pending.bytes")
+        .with_unit("By")
+        .with_description("Sealed bytes of writes waiting for the next unlock")
+        .with_callback(move |o| o.observe(s.pending().totals().bytes, &[]))
+        .build();
     let _state = m
         .u64_observable_gauge("hearth.lock.state")
         .with_description("1 for the current lock state")

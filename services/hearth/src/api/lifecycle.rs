@@ -16,6 +16,7 @@ use super::problem::{ApiJson, BodyErrors, Problem};
 use super::AppState;
 use crate::keys::RecoveryKey;
 use crate::lock::{LockError, LockStateName};
+use crate::pending::merge::MergeReport;
 use crate::store::SessionToken;
 use crate::wire::lifecycle as wire;
 use crate::wire::{ErrorCode, ProblemDetails};
@@ -158,11 +159,13 @@ fn session_response(
     token: SessionToken,
     recovery_key: Option<RecoveryKey>,
     secure: bool,
+    pending: Option<MergeReport>,
 ) -> Response {
     let mut response = Json(wire::Session {
         token: token.0.as_str().to_string(),
         state: LockStateName::Unlocked,
         recovery_key: recovery_key.map(|k| Zeroizing::new(k.as_str().to_string())),
+        pending,
     })
     .into_response();
     if let Some(v) = session_cookie_header(token.0.as_str(), secure) {
@@ -193,7 +196,7 @@ pub async fn setup(
         .setup_with_recovery(&body.setup_code, &body.passphrase, Some(peer.ip()))
         .await
         .map_err(lock_problem)?;
-    Ok(session_response(token, Some(recovery_key), state.tls))
+    Ok(session_response(token, Some(recovery_key), state.tls, None))
 }
 
 /// Unlocks with the passphrase (or the recovery key) and opens an owner
@@ -221,7 +224,8 @@ pub async fn unlock(
         .unlock_with(secret, Some(peer.ip()))
         .await
         .map_err(lock_problem)?;
-    Ok(session_response(token, None, state.tls))
+    let merged = state.store.pending().take_merge_report();
+    Ok(session_response(token, None, state.tls, merged))
 }
 
 /// Locks: keys and projection are wiped; every owner session ends.

@@ -13,6 +13,7 @@ use sqlx::migrate::{MigrateError, Migrator};
 
 use crate::crypto::KdfParams;
 use crate::log::{LogHead, LogRecord};
+use crate::pending::seal::StoredKeyPair;
 
 pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
@@ -101,6 +102,39 @@ pub trait Storage: Send + Sync {
 
     /// Marks every data key retired: new records get new keys.
     async fn retire_data_keys(&self) -> Result<(), StorageError>;
+    /// The pending-write key pair, once created.
+    async fn pending_key(&self) -> Result<Option<StoredKeyPair>, StorageError>;
+
+    /// Stores `pair` unless a pair exists; returns the pair in force.
+    async fn put_pending_key(&self, pair: &StoredKeyPair) -> Result<StoredKeyPair, StorageError>;
+
+    /// Commits one sealed pending batch durably; returns its arrival
+    /// sequence number (increasing, never reused).
+    async fn add_pending(&self, sealed: &[u8]) -> Result<u64, StorageError>;
+
+    /// Up to `limit` pending batches with a sequence number above `after`,
+    /// in arrival order.
+    async fn pending_after(&self, after: u64, limit: u32) -> Result<Vec<PendingRow>, StorageError>;
+
+    /// Removes merged pending batches.
+    async fn remove_pending(&self, seqs: &[u64]) -> Result<(), StorageError>;
+
+    /// How many pending batches there are, and their bytes.
+    async fn pending_totals(&self) -> Result<PendingTotals, StorageError>;
+}
+
+/// One sealed pending batch.
+#[derive(Clone, Debug)]
+pub struct PendingRow {
+    pub seq: u64,
+    pub sealed: Vec<u8>,
+}
+
+/// Counts only: what metrics and limits need.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingTotals {
+    pub batches: u64,
+    pub bytes: u64,
 }
 
 /// A data key as the keyring table keeps it.

@@ -6,9 +6,13 @@ use sqlx::migrate::{Migrate, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{hash_from, to_u64, KeySlotRow, Keyring, Storage, StorageError, StoredDataKey};
+use super::{
+    hash_from, to_u64, KeySlotRow, Keyring, PendingRow, PendingTotals, Storage, StorageError,
+    StoredDataKey,
+};
 use crate::crypto::KdfParams;
 use crate::log::{LogHead, LogRecord};
+use crate::pending::seal::StoredKeyPair;
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 
@@ -315,6 +319,80 @@ impl Storage for SqliteStorage {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn pending_key(&self) -> Result<Option<StoredKeyPair>, StorageError> {
+        let row = sqlx::query("SELECT public_key, wrapped_private_key FROM pending_key")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| StoredKeyPair {
+            public_key: r.get(0),
+            wrapped_private_key: r.get(1),
+        }))
+    }
+
+    async fn put_pending_key(&self, pair: &StoredKeyPair) -> Result<StoredKeyPair, StorageError> {
+        sqlx::query(
+            "INSERT INTO pending_key (singleton, public_key, wrapped_private_key) \
+             VALUES (1, ?, ?) ON CONFLICT (singleton) DO NOTHING",
+        )
+        .bind(&pair.public_key)
+        .bind(&pair.wrapped_private_key)
+        .execute(&self.pool)
+        .await?;
+        self.pending_key()
+            .await?
+            .ok_or_else(|| StorageError::Corrupt("pending key vanished".into()))
+    }
+
+    async fn add_pending(&self, sealed: &[u8]) -> Result<u64, StorageError> {
+        // The pool runs with synchronous=FULL: committed means on disk.
+        let seq: i64 =
+            sqlx::query_scalar("INSERT INTO pending_writes (body) VALUES (?) RETURNING seq")
+                .bind(sealed)
+                .fetch_one(&self.pool)
+                .await?;
+        to_u64(seq, "pending seq")
+    }
+
+    async fn pending_after(&self, after: u64, limit: u32) -> Result<Vec<PendingRow>, StorageError> {
+        let rows =
+            sqlx::query("SELECT seq, body FROM pending_writes WHERE seq > ? ORDER BY seq LIMIT ?")
+                .bind(after as i64)
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(PendingRow {
+                    seq: to_u64(r.get(0), "pending seq")?,
+                    sealed: r.get(1),
+                })
+            })
+            .collect()
+    }
+
+    async fn remove_pending(&self, seqs: &[u64]) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        for seq in seqs {
+            sqlx::query("DELETE FROM pending_writes WHERE seq = ?")
+                .bind(*seq as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn pending_totals(&self) -> Result<PendingTotals, StorageError> {
+        let row =
+            sqlx::query("SELECT count(*), coalesce(sum(length(body)), 0) FROM pending_writes")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(PendingTotals {
+            batches: to_u64(row.get(0), "pending count")?,
+            bytes: to_u64(row.get(1), "pending bytes")?,
+        })
     }
 }
 

@@ -27,6 +27,12 @@ pub struct Session {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, nullable = false)]
     pub recovery_key: Option<Zeroizing<String>>,
+    /// What became of the writes accepted while locked, when this unlock
+    /// merged them: batches that failed to open or were refused are named
+    /// by arrival number and kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub pending: Option<crate::pending::merge::MergeReport>,
 }
 
 /// First-run setup.

@@ -71,6 +71,12 @@ error_codes! {
     ImportRunning = "import_running",
     /// An item of a pushed payload that Hearth does not import.
     NotImported = "not_imported",
+    /// The store is locked and the writes waiting for its unlock fill the
+    /// space allowed them (`507`).
+    PendingFull = "pending_full",
+    /// The store is locked and as many writes as allowed wait for its
+    /// unlock (`429`).
+    PendingBatchesFull = "pending_batches_full",
 }
 
 /// One invalid field.

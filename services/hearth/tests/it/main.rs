@@ -18,6 +18,7 @@ mod erasure;
 mod import_apple;
 mod import_hae;
 mod oauth;
+mod pending;
 mod privacy;
 mod queries;
 mod sync;

@@ -106,6 +106,7 @@ impl TestDatabase {
             public_url: None,
             allowed_hosts: Vec::new(),
             tls: Default::default(),
+            pending: Default::default(),
             log_format: "text".into(),
         }
     }
