@@ -16,7 +16,7 @@
 //! - [`api`]: the HTTP surface; [`web`]: the pages for the owner's browser;
 //! - [`catalogue`]: sample types and units;
 //! - [`telemetry`]: logs, traces and metrics that carry no health data;
-//! - [`startup`]: building and running the server.
+//! - [`startup`]: building and running the server; [`hardening`]: no core dumps.
 
 #![forbid(unsafe_code)]
 
@@ -28,6 +28,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod hardening;
 pub mod lock;
 pub mod log;
 pub mod oauth;

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use crate::crypto::{self, DataKey, KdfParams};
+use crate::log::head::{HeadAuthenticator, HeadCheckError, HeadFault};
 use crate::log::replay::ReplayError;
+use crate::log::LogHead;
 use crate::storage::{Keyring, Storage, StorageError};
 use crate::store::{OpenStore, Store};
 
@@ -55,6 +57,9 @@ pub enum LockError {
     WeakPassphrase,
     #[error("the log failed verification at record {seq}: {detail}")]
     Tampered { seq: u64, detail: String },
+    /// Behind its high-water mark, or a head that fails authentication.
+    #[error("{0}")]
+    RolledBack(HeadFault),
     #[error("storage: {0}")]
     Storage(String),
 }
@@ -179,6 +184,10 @@ pub async fn initialise(
             wrapped_keys: vec![(data_key.key_id, data_key.wrap(&kek))],
         })
         .await?;
+    let empty = LogHead::EMPTY;
+    storage
+        .set_head_mac(empty, &HeadAuthenticator::new(&data_key).head_mac(empty))
+        .await?;
     Ok(())
 }
 
@@ -214,6 +223,15 @@ pub fn spawn_idle_lock(store: Arc<Store>, timeout: Duration) {
             }
         }
     });
+}
+
+impl From<HeadCheckError> for LockError {
+    fn from(e: HeadCheckError) -> Self {
+        match e {
+            HeadCheckError::Fault(fault) => LockError::RolledBack(fault),
+            e => LockError::Storage(e.to_string()),
+        }
+    }
 }
 
 impl ReplayError {

@@ -5,7 +5,7 @@
 //! The states it moves between, and why, are the lock model in
 //! [`crate::lock`]; this file holds the handle and performs the transitions.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use crate::crypto::{self, KdfParams};
 use crate::lock::{
     initialise, open_data_key, Backoffs, Client, LockError, LockState, LockStateName, Unavailable,
 };
+use crate::log::head::{self, HeadAuthenticator, StateFile};
 use crate::log::replay::{replay, ReplayError};
 use crate::log::writer::Writer;
 use crate::projection::Projection;
@@ -70,6 +71,15 @@ pub struct Store {
     started: Instant,
     /// Apps, grants and token state: kept across lock, rebuilt at unlock.
     apps: Arc<Apps>,
+    /// Where the high-water mark is kept (outside the database).
+    state_file: Option<StateFile>,
+    /// Counts locks: a read that began in one unlocked period and ends in
+    /// another (or while locked) must not be answered.
+    lock_epoch: AtomicU64,
+}
+
+fn file_less() -> &'static std::path::Path {
+    std::path::Path::new("(no state file)")
 }
 
 /// An owner session token, handed out once.
@@ -101,7 +111,26 @@ impl Store {
             last_activity_ms: AtomicI64::new(0),
             started: Instant::now(),
             apps: Arc::new(Apps::default()),
+            state_file: None,
+            lock_epoch: AtomicU64::new(0),
         })
+    }
+
+    /// Keeps the high-water mark in `file`: checked at unlock, moved after
+    /// commits.
+    pub fn with_state_file(mut self, file: StateFile) -> Store {
+        self.state_file = Some(file);
+        self
+    }
+
+    /// While unlocked, which unlocked period this is; `None` otherwise. A
+    /// read that saw the same value before and after its work computed it
+    /// from a projection that was not wiped meanwhile.
+    pub fn unlocked_epoch(&self) -> Option<u64> {
+        match &*self.state.read() {
+            LockState::Unlocked(_) => Some(self.lock_epoch.load(Ordering::Acquire)),
+            _ => None,
+        }
     }
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
@@ -191,6 +220,7 @@ impl Store {
         if matches!(&*self.state.read(), LockState::Uninitialised { .. }) {
             return Err(LockError::NotInitialised);
         }
+        let unlock_started = Instant::now();
         let Some(key) = open_data_key(&*self.storage, passphrase).await? else {
             self.backoff.lock().fail(client);
             return Err(LockError::WrongPassphrase);
@@ -202,8 +232,14 @@ impl Store {
                 .instrument(tracing::info_span!("replay"))
                 .await
                 .map_err(ReplayError::into_lock_error)?;
+            // After replay, which names a damaged record first: the head
+            // and the mark catch what a consistent chain cannot.
+            let auth = HeadAuthenticator::new(&key);
+            let head = match &self.state_file {
+                Some(file) => head::check_at_unlock(&*self.storage, &auth, file).await?,
+                None => head::check(&*self.storage, Some(&auth), None, file_less()).await?.0,
+            };
             self.apps.replace(registry);
-            let head = self.storage.head().await?;
             tracing::info!(
                 records = head.seq,
                 samples = projection.sample_count(),
@@ -217,8 +253,12 @@ impl Store {
                 head,
                 projection.clone(),
                 self.apps.clone(),
+                self.state_file.clone(),
             );
             *self.state.write() = LockState::Unlocked(Arc::new(OpenStore { projection, writer }));
+            crate::telemetry::metrics()
+                .unlock_duration
+                .record(unlock_started.elapsed().as_secs_f64(), &[]);
         }
         self.note_owner_activity();
         Ok(self.new_session())
@@ -231,7 +271,10 @@ impl Store {
         let previous = {
             let mut state = self.state.write();
             match &*state {
-                LockState::Unlocked(_) => std::mem::replace(&mut *state, LockState::Locked),
+                LockState::Unlocked(_) => {
+                    self.lock_epoch.fetch_add(1, Ordering::AcqRel);
+                    std::mem::replace(&mut *state, LockState::Locked)
+                }
                 _ => return,
             }
         };

@@ -5,6 +5,7 @@ pub mod auth;
 mod changes;
 mod characteristics;
 pub mod host;
+mod inflight;
 mod lifecycle;
 mod oauth;
 pub mod openapi;
@@ -91,6 +92,10 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
                 "this method is not allowed here",
             )
         })
+        .layer(middleware::from_fn_with_state(
+            state.store.clone(),
+            inflight::reads_finish_before_lock,
+        ))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             Arc::new(overload::ConcurrencyLimit::new(

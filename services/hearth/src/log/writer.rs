@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use super::chain::{LogHead, LogRecord};
+use super::head::{HeadAuthenticator, MarkKeeper, StateFile};
 use super::event::{
     Device, DeviceGroup, Envelope, Event, SourceKey, StoredSample, SyncRecord, TypeBatch,
 };
@@ -151,11 +152,16 @@ impl Writer {
         head: LogHead,
         projection: Arc<Projection>,
         apps: Arc<Apps>,
+        state_file: Option<StateFile>,
     ) -> Writer {
         let (tx, rx) = mpsc::channel(1024);
+        let head_auth = HeadAuthenticator::new(&key);
+        let marks = state_file.map(|file| MarkKeeper::spawn(head_auth.clone(), file, head));
         let task = WriterTask {
             storage,
             key,
+            head_auth,
+            marks,
             head,
             projection,
             apps,
@@ -219,6 +225,10 @@ enum Answer {
 struct WriterTask {
     storage: Arc<dyn Storage>,
     key: DataKey,
+    /// Authenticates each new head in the commit that writes it.
+    head_auth: HeadAuthenticator,
+    /// Moves the high-water mark after commits.
+    marks: Option<MarkKeeper>,
     head: LogHead,
     projection: Arc<Projection>,
     apps: Arc<Apps>,
@@ -275,9 +285,15 @@ impl WriterTask {
                         let _ = reply.send(Err(WriteError::Unavailable));
                     }
                 }
+                if let Some(marks) = self.marks.take() {
+                    marks.finish().await;
+                }
                 let _ = done.send(());
                 return;
             }
+        }
+        if let Some(marks) = self.marks.take() {
+            marks.finish().await;
         }
     }
 
@@ -324,7 +340,7 @@ impl WriterTask {
         let samples: usize = envelopes.iter().map(|(_, e)| e.sample_count()).sum();
         let appended = self
             .storage
-            .append(self.head, &records)
+            .append(self.head, &records, &self.head_auth.head_mac(head))
             .instrument(tracing::info_span!(
                 "commit",
                 records = records.len(),
@@ -365,6 +381,9 @@ impl WriterTask {
             return;
         }
         self.head = head;
+        if let Some(marks) = &self.marks {
+            marks.advance(head);
+        }
         for (seq, envelope) in &envelopes {
             if self.apps.apply(envelope) {
                 continue;

@@ -61,6 +61,10 @@ error_codes! {
     TooManySeries = "too_many_series",
     /// The server is at its limit of concurrent requests; retry after a moment.
     Overloaded = "overloaded",
+    /// The log is behind its high-water mark or its head fails
+    /// authentication (an older copy was restored, or the tail was cut);
+    /// `hearth restore --accept-rollback` accepts a deliberate restore.
+    RollbackDetected = "rollback_detected",
 }
 
 /// One invalid field.
