@@ -241,9 +241,11 @@ impl KdfArgs {
 impl StorageArgs {
     /// Where the high-water mark is kept.
     pub fn state_file(&self) -> crate::log::head::StateFile {
-        crate::log::head::StateFile::new(self.state_file.clone().unwrap_or_else(|| {
-            self.data_dir.join(crate::log::head::STATE_FILE_NAME)
-        }))
+        crate::log::head::StateFile::new(
+            self.state_file
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join(crate::log::head::STATE_FILE_NAME)),
+        )
     }
 
     /// The database URL, creating the data directory for the SQLite default.

@@ -11,7 +11,9 @@
 pub fn disable_core_dumps() -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        use rustix::process::{setrlimit, set_dumpable_behavior, DumpableBehavior, Resource, Rlimit};
+        use rustix::process::{
+            set_dumpable_behavior, setrlimit, DumpableBehavior, Resource, Rlimit,
+        };
         setrlimit(
             Resource::Core,
             Rlimit {

@@ -237,7 +237,11 @@ impl Store {
             let auth = HeadAuthenticator::new(&key);
             let head = match &self.state_file {
                 Some(file) => head::check_at_unlock(&*self.storage, &auth, file).await?,
-                None => head::check(&*self.storage, Some(&auth), None, file_less()).await?.0,
+                None => {
+                    head::check(&*self.storage, Some(&auth), None, file_less())
+                        .await?
+                        .0
+                }
             };
             self.apps.replace(registry);
             tracing::info!(

@@ -336,10 +336,7 @@ pub async fn check(
     }
     let hash_there = hash_at(storage, mark.head.seq, head).await?;
     if hash_there != Some(mark.head.hash) {
-        return Err(HeadFault::Diverged {
-            seq: mark.head.seq,
-        }
-        .into());
+        return Err(HeadFault::Diverged { seq: mark.head.seq }.into());
     }
     Ok((head, finding))
 }

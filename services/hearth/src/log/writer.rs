@@ -14,10 +14,10 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use super::chain::{LogHead, LogRecord};
-use super::head::{HeadAuthenticator, MarkKeeper, StateFile};
 use super::event::{
     Device, DeviceGroup, Envelope, Event, SourceKey, StoredSample, SyncRecord, TypeBatch,
 };
+use super::head::{HeadAuthenticator, MarkKeeper, StateFile};
 use crate::apps::Apps;
 use crate::catalogue::{self, TypeIndex};
 use crate::crypto::{self, DataKey};

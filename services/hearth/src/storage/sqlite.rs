@@ -230,14 +230,13 @@ impl Storage for SqliteStorage {
     }
 
     async fn set_head_mac(&self, head: LogHead, mac: &HeadMac) -> Result<(), StorageError> {
-        let set = sqlx::query(
-            "UPDATE store_meta SET head_mac = ? WHERE head_seq = ? AND head_hash = ?",
-        )
-        .bind(&mac[..])
-        .bind(head.seq as i64)
-        .bind(&head.hash[..])
-        .execute(&self.pool)
-        .await?;
+        let set =
+            sqlx::query("UPDATE store_meta SET head_mac = ? WHERE head_seq = ? AND head_hash = ?")
+                .bind(&mac[..])
+                .bind(head.seq as i64)
+                .bind(&head.hash[..])
+                .execute(&self.pool)
+                .await?;
         if set.rows_affected() != 1 {
             let (now, _) = self.authenticated_head().await?;
             return Err(StorageError::HeadMoved {
@@ -259,9 +258,9 @@ impl Storage for SqliteStorage {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        options.open(path).map_err(|e| {
-            StorageError::Backup(format!("creating {}: {e}", path.display()))
-        })?;
+        options
+            .open(path)
+            .map_err(|e| StorageError::Backup(format!("creating {}: {e}", path.display())))?;
         let target = path.to_str().ok_or_else(|| {
             StorageError::Backup(format!("{} is not a UTF-8 path", path.display()))
         })?;
