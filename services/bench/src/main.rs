@@ -139,6 +139,7 @@ impl Server {
             storage: StorageArgs {
                 data_dir: dir.path().to_path_buf(),
                 database_url: Some(url),
+                state_file: None,
             },
             kdf: KdfArgs {
                 kdf_memory_kib: kdf.memory_kib,

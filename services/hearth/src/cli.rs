@@ -1,7 +1,12 @@
+//! The owner's commands besides serving.
+//!
 //! `hearth app …`, `hearth passphrase`, `hearth keyslot …`, `hearth
-//! recovery`: the owner's commands, as a client of the running server's
-//! owner API. Going through the server keeps one writer for the log and one
-//! live registry; the CLI never opens the database itself.
+//! recovery`, `hearth keys …` and `hearth import …` are clients of the
+//! running server's owner API: going through the server keeps one writer for
+//! the log and one live registry. `hearth backup` and `hearth restore` work
+//! on the database directly: a backup only reads (a consistent snapshot
+//! beside the running server); accepting a restore appends one record, so it
+//! runs with the server stopped.
 
 use std::path::Path;
 
@@ -9,8 +14,12 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use crate::config::{AppCommand, KeysCommand, KeyslotCommand, ServerArgs};
+use crate::config::{AppCommand, KeysCommand, KeyslotCommand, ServerArgs, StorageArgs};
+use crate::keys::data_keys::DataKeys;
+use crate::log::head::{self, HeadAuthenticator, HeadCheckError};
+use crate::log::replay::walk;
 use crate::startup::read_secret;
+use crate::storage::{self, StorageError};
 
 pub(crate) async fn call(rb: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
     let r = rb
@@ -250,6 +259,83 @@ pub async fn recovery(server: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `hearth backup FILE`.
+pub async fn backup(storage_args: StorageArgs, file: &Path) -> anyhow::Result<()> {
+    let storage = storage::connect(&storage_args.database_url()?).await?;
+    match storage.backup_to(file).await {
+        Ok(()) => {
+            let (head, _) = storage.authenticated_head().await?;
+            println!(
+                "backup written to {} (log up to record {}); check it with \
+                 `hearth verify --backup {}`",
+                file.display(),
+                head.seq,
+                file.display()
+            );
+            Ok(())
+        }
+        Err(StorageError::Backup(how)) if storage.backend_name() == "postgres" => {
+            println!("{how}");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `hearth restore --accept-rollback`: the whole log must check out with
+/// the passphrase (chain and every record); only its being behind the mark
+/// (or its head not matching) is accepted, and the acceptance is logged.
+pub async fn restore(
+    storage_args: StorageArgs,
+    accept_rollback: bool,
+    passphrase_file: &Path,
+) -> anyhow::Result<()> {
+    if !accept_rollback {
+        bail!(
+            "restore accepts a log that is behind its high-water mark, losing the records \
+             after it: pass --accept-rollback to confirm"
+        );
+    }
+    let storage = storage::connect(&storage_args.database_url()?).await?;
+    let passphrase = read_secret(passphrase_file)?;
+    let root = crate::lock::open_data_key(&*storage, &passphrase)
+        .await?
+        .context("wrong passphrase")?;
+    let keys = DataKeys::load(&*storage, root).await?;
+    let walked = walk(&*storage, Some(&keys), |_, _| Ok(()))
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "the log itself is damaged ({e}); a restore accepts an older log, not a \
+                 damaged one"
+            )
+        })?;
+    let state = storage_args.state_file();
+    let mark = state.read()?;
+    let auth = HeadAuthenticator::new(keys.root());
+    match head::check(&*storage, Some(&auth), mark.as_ref(), state.path()).await {
+        Ok(_) => {
+            println!(
+                "nothing to accept: the log ({} records) is not behind its high-water mark",
+                walked.records
+            );
+            return Ok(());
+        }
+        Err(HeadCheckError::Fault(fault)) if fault.is_acceptable_restore() => {
+            println!("accepting: {fault}");
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let now_us = crate::clock::Clock::default().now_us();
+    let accepted = head::accept_restore(&*storage, keys.root(), &state, now_us).await?;
+    println!(
+        "restore accepted: the log ended at record {}, its high-water mark was record {}; \
+         logged as record {}",
+        accepted.restored_seq, accepted.mark_seq, accepted.event_seq
+    );
+    Ok(())
+}
+
 /// Writes a key file readable by its owner only; `-` is standard output.
 /// An existing file is never overwritten.
 pub fn write_key_file(path: &Path, contents: &str) -> anyhow::Result<()> {
@@ -303,4 +389,41 @@ pub async fn keys(server: ServerArgs, command: KeysCommand) -> anyhow::Result<()
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// A private copy of a backup file, so that checking it (which brings its
+/// schema up to date) never changes the backup itself. Removed on drop.
+pub struct BackupCopy {
+    dir: std::path::PathBuf,
+}
+
+impl BackupCopy {
+    pub fn of(file: &Path) -> anyhow::Result<BackupCopy> {
+        anyhow::ensure!(file.is_file(), "{} is not a file", file.display());
+        let dir = std::env::temp_dir().join(format!(
+            "hearth-verify-{}",
+            hex::encode(crate::crypto::random_bytes::<8>())
+        ));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(&dir)?;
+        let copy = BackupCopy { dir };
+        std::fs::copy(file, copy.dir.join("backup.db"))
+            .with_context(|| format!("reading {}", file.display()))?;
+        Ok(copy)
+    }
+
+    pub fn url(&self) -> String {
+        format!("sqlite://{}", self.dir.join("backup.db").display())
+    }
+}
+
+impl Drop for BackupCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

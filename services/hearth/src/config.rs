@@ -58,13 +58,39 @@ pub enum Command {
         #[command(subcommand)]
         command: ImportCommand,
     },
-    /// Check the log's hash chain; with a passphrase, also open every record.
+    /// Check the log's hash chain and its high-water mark; with a
+    /// passphrase, also open every record and authenticate the head.
     Verify {
         #[command(flatten)]
         storage: StorageArgs,
         /// File holding the passphrase; `-` reads standard input.
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
+        /// Check a backup file made by `hearth backup` instead of the store
+        /// (the file is copied first and never changed).
+        #[arg(long, value_name = "FILE")]
+        backup: Option<PathBuf>,
+    },
+    /// Copy the store to FILE while it runs (SQLite: a consistent snapshot,
+    /// ciphertext only); for Postgres, print how to back it up.
+    Backup {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Where to write the copy; must not exist yet.
+        file: PathBuf,
+    },
+    /// Accept a log that is behind its high-water mark (an older copy
+    /// restored on purpose): logs the acceptance and moves the mark. Run it
+    /// with the server stopped.
+    Restore {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Required: says that losing the records after the restored copy is intended.
+        #[arg(long)]
+        accept_rollback: bool,
+        /// File holding the passphrase; `-` reads standard input.
+        #[arg(long)]
+        passphrase_file: PathBuf,
     },
     /// Change the store passphrase through the running server. Proven by the
     /// current passphrase, or by the recovery key when it is lost.
@@ -215,6 +241,12 @@ pub struct StorageArgs {
     /// file elsewhere. Default: `hearth.db` inside the data directory.
     #[arg(long, env = "HEARTH_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// The state file holding the log's high-water mark, which catches a
+    /// rollback of the database to an older copy. Default: `hearth.state`
+    /// in the data directory. Kept apart from the database (another disk or
+    /// host mount), it also catches a rollback of the whole data directory.
+    #[arg(long, env = "HEARTH_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -344,6 +376,15 @@ impl KdfArgs {
 }
 
 impl StorageArgs {
+    /// Where the high-water mark is kept.
+    pub fn state_file(&self) -> crate::log::head::StateFile {
+        crate::log::head::StateFile::new(
+            self.state_file
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join(crate::log::head::STATE_FILE_NAME)),
+        )
+    }
+
     /// The database URL, creating the data directory for the SQLite default.
     pub fn database_url(&self) -> anyhow::Result<String> {
         if let Some(url) = &self.database_url {

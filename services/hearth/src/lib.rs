@@ -20,7 +20,7 @@
 //!   Health Auto Export pushes); [`export`]: the owner's full export;
 //! - [`keys`]: the key hierarchy (root key, key slots, data keys);
 //! - [`telemetry`]: logs, traces and metrics that carry no health data;
-//! - [`startup`]: building and running the server.
+//! - [`startup`]: building and running the server; [`hardening`]: no core dumps.
 
 #![forbid(unsafe_code)]
 
@@ -33,6 +33,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod export;
+pub mod hardening;
 pub mod import;
 pub mod keys;
 pub mod lock;

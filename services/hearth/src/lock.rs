@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use crate::crypto::{DataKey, KdfParams};
+use crate::log::head::{HeadCheckError, HeadFault};
 use crate::log::replay::ReplayError;
 use crate::storage::{Storage, StorageError};
 use crate::store::{OpenStore, Store};
@@ -55,6 +56,9 @@ pub enum LockError {
     WeakPassphrase,
     #[error("the log failed verification at record {seq}: {detail}")]
     Tampered { seq: u64, detail: String },
+    /// Behind its high-water mark, or a head that fails authentication.
+    #[error("{0}")]
+    RolledBack(HeadFault),
     #[error("storage: {0}")]
     Storage(String),
     #[error("wrong recovery key")]
@@ -194,6 +198,15 @@ pub fn spawn_idle_lock(store: Arc<Store>, timeout: Duration) {
             }
         }
     });
+}
+
+impl From<HeadCheckError> for LockError {
+    fn from(e: HeadCheckError) -> Self {
+        match e {
+            HeadCheckError::Fault(fault) => LockError::RolledBack(fault),
+            e => LockError::Storage(e.to_string()),
+        }
+    }
 }
 
 impl ReplayError {

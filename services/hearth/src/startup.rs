@@ -45,6 +45,22 @@ pub fn read_secret(path: &Path) -> anyhow::Result<zeroize::Zeroizing<String>> {
     Ok(zeroize::Zeroizing::new(text))
 }
 
+/// Creates the directory that will hold `file`, owner-only, if missing.
+fn ensure_private_dir(file: &Path) -> anyhow::Result<()> {
+    let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn check_key_file_permissions(path: &Path) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
@@ -72,7 +88,9 @@ impl Application {
                 "key derivation is weaker than recommended; use this only for tests"
             );
         }
-        let store = Arc::new(Store::open(storage, kdf).await?);
+        let state_file = args.storage.state_file();
+        ensure_private_dir(state_file.path())?;
+        let store = Arc::new(Store::open(storage, kdf).await?.with_state_file(state_file));
         store.pending().set_limits(args.pending.limits());
         telemetry::observe_store(store.clone());
         if let Some(code) = store.setup_code() {

@@ -5,7 +5,7 @@
 //! The states it moves between, and why, are the lock model in
 //! [`crate::lock`]; this file holds the handle and performs the transitions.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,9 +22,8 @@ use crate::caller::Caller;
 use crate::crypto::{self, KdfParams};
 use crate::keys::data_keys::DataKeys;
 use crate::keys::{self, RecoveryKey, RootKey, Secret};
-use crate::lock::{
-    initialise, Backoffs, Client, LockError, LockState, LockStateName, Unavailable,
-};
+use crate::lock::{initialise, Backoffs, Client, LockError, LockState, LockStateName, Unavailable};
+use crate::log::head::{self, HeadAuthenticator, StateFile};
 use crate::log::replay::{replay, ReplayError};
 use crate::log::writer::{NewEntry, Writer};
 use crate::pending::{self, PendingIntake, Refusal};
@@ -81,6 +80,15 @@ pub struct Store {
     apps: Arc<Apps>,
     /// Writes accepted while locked.
     pending: PendingIntake,
+    /// Where the high-water mark is kept (outside the database).
+    state_file: Option<StateFile>,
+    /// Counts locks: a read that began in one unlocked period and ends in
+    /// another (or while locked) must not be answered.
+    lock_epoch: AtomicU64,
+}
+
+fn file_less() -> &'static std::path::Path {
+    std::path::Path::new("(no state file)")
 }
 
 /// An owner session token, handed out once.
@@ -114,7 +122,26 @@ impl Store {
             last_activity_ms: AtomicI64::new(0),
             started: Instant::now(),
             apps: Arc::new(Apps::default()),
+            state_file: None,
+            lock_epoch: AtomicU64::new(0),
         })
+    }
+
+    /// Keeps the high-water mark in `file`: checked at unlock, moved after
+    /// commits.
+    pub fn with_state_file(mut self, file: StateFile) -> Store {
+        self.state_file = Some(file);
+        self
+    }
+
+    /// While unlocked, which unlocked period this is; `None` otherwise. A
+    /// read that saw the same value before and after its work computed it
+    /// from a projection that was not wiped meanwhile.
+    pub fn unlocked_epoch(&self) -> Option<u64> {
+        match &*self.state.read() {
+            LockState::Unlocked(_) => Some(self.lock_epoch.load(Ordering::Acquire)),
+            _ => None,
+        }
     }
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
@@ -290,6 +317,7 @@ impl Store {
         if matches!(&*self.state.read(), LockState::Uninitialised { .. }) {
             return Err(LockError::NotInitialised);
         }
+        let unlock_started = Instant::now();
         let key = self.open_root_or_back_off(secret, client).await?;
         if let Secret::Passphrase(passphrase) = secret {
             keys::adopt_legacy(&*self.storage, passphrase, &key, self.kdf).await?;
@@ -305,8 +333,18 @@ impl Store {
                     .await
                     .map_err(ReplayError::into_lock_error)?;
             keys.settle(&*self.storage, &walked).await?;
+            // After replay, which names a damaged record first: the head
+            // and the mark catch what a consistent chain cannot.
+            let auth = HeadAuthenticator::new(keys.root());
+            let head = match &self.state_file {
+                Some(file) => head::check_at_unlock(&*self.storage, &auth, file).await?,
+                None => {
+                    head::check(&*self.storage, Some(&auth), None, file_less())
+                        .await?
+                        .0
+                }
+            };
             self.apps.replace(registry);
-            let head = self.storage.head().await?;
             tracing::info!(
                 records = head.seq,
                 erased_records = walked.erased,
@@ -314,7 +352,10 @@ impl Store {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "store unlocked"
             );
-            let opening = self.pending.opening_key(&*self.storage, &key).await?;
+            let opening = self
+                .pending
+                .opening_key(&*self.storage, keys.root())
+                .await?;
             let projection = Arc::new(projection);
             let writer = Writer::spawn(
                 self.storage.clone(),
@@ -322,6 +363,7 @@ impl Store {
                 head,
                 projection.clone(),
                 self.apps.clone(),
+                self.state_file.clone(),
             );
             let open = Arc::new(OpenStore { projection, writer });
             // Writes that arrived while locked go first, in arrival order.
@@ -333,6 +375,9 @@ impl Store {
                 self.pending.merged(&*self.storage, report).await;
             }
             *self.state.write() = LockState::Unlocked(open);
+            crate::telemetry::metrics()
+                .unlock_duration
+                .record(unlock_started.elapsed().as_secs_f64(), &[]);
         }
         self.note_owner_activity();
         Ok(self.new_session())
@@ -345,7 +390,10 @@ impl Store {
         let previous = {
             let mut state = self.state.write();
             match &*state {
-                LockState::Unlocked(_) => std::mem::replace(&mut *state, LockState::Locked),
+                LockState::Unlocked(_) => {
+                    self.lock_epoch.fetch_add(1, Ordering::AcqRel);
+                    std::mem::replace(&mut *state, LockState::Locked)
+                }
                 _ => return,
             }
         };

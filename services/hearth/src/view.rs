@@ -215,7 +215,7 @@ impl View {
     }
 
     /// Seals change-feed anchors.
-    pub fn anchor_key(&self) -> &[u8; 32] {
+    pub fn anchor_key(&self) -> crate::crypto::SecretKey {
         self.projection.anchor_key()
     }
 

@@ -129,6 +129,14 @@ pub(super) fn lock_problem(e: LockError) -> Problem {
                 e.to_string(),
             )
         }
+        e @ LockError::RolledBack(_) => {
+            tracing::error!(error = %e, "unlock refused");
+            Problem::new(
+                StatusCode::CONFLICT,
+                ErrorCode::RollbackDetected,
+                e.to_string(),
+            )
+        }
         LockError::Storage(e) => {
             tracing::error!(error = %e, "unlock failed");
             Problem::internal()

@@ -8,6 +8,7 @@ mod erasure;
 mod export;
 pub mod host;
 mod imports;
+mod inflight;
 mod ingest;
 mod keys;
 mod lifecycle;
@@ -103,6 +104,10 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
                 "this method is not allowed here",
             )
         })
+        .layer(middleware::from_fn_with_state(
+            state.store.clone(),
+            inflight::reads_finish_before_lock,
+        ))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             Arc::new(overload::ConcurrencyLimit::new(

@@ -83,7 +83,8 @@ impl Registry {
             | Event::SamplesWritten { .. }
             | Event::SourcePriority { .. }
             | Event::CharacteristicsSet { .. }
-            | Event::KeysDestroyed { .. } => return false,
+            | Event::KeysDestroyed { .. }
+            | Event::RestoreAccepted { .. } => return false,
             Event::AppRegistered(record) => match self.apps.get_mut(&record.app_id) {
                 Some(app) => app.record = record.clone(),
                 None => {

@@ -91,6 +91,13 @@ pub enum Event {
         source: Option<String>,
         type_id: Option<String>,
     },
+    /// The owner accepted a log behind its high-water mark (a restored
+    /// older copy, or a cut tail): the mark stood at `mark_seq`, the log
+    /// ended at `restored_seq`.
+    RestoreAccepted {
+        mark_seq: u64,
+        restored_seq: u64,
+    },
 }
 
 /// A sample's sync identifier: chosen by the source that wrote it and

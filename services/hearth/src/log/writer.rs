@@ -17,6 +17,7 @@ use super::chain::{LogHead, LogRecord};
 use super::event::{
     Device, DeviceGroup, Envelope, Event, SourceKey, StoredSample, SyncRecord, TypeBatch,
 };
+use super::head::{HeadAuthenticator, MarkKeeper, StateFile};
 use crate::apps::Apps;
 use crate::catalogue::{self, TypeIndex};
 use crate::crypto;
@@ -170,11 +171,16 @@ impl Writer {
         head: LogHead,
         projection: Arc<Projection>,
         apps: Arc<Apps>,
+        state_file: Option<StateFile>,
     ) -> Writer {
         let (tx, rx) = mpsc::channel(1024);
+        let head_auth = HeadAuthenticator::new(keys.root());
+        let marks = state_file.map(|file| MarkKeeper::spawn(head_auth.clone(), file, head));
         let task = WriterTask {
             storage,
             keys,
+            head_auth,
+            marks,
             head,
             projection,
             apps,
@@ -267,6 +273,10 @@ enum Answer {
 struct WriterTask {
     storage: Arc<dyn Storage>,
     keys: DataKeys,
+    /// Authenticates each new head in the commit that writes it.
+    head_auth: HeadAuthenticator,
+    /// Moves the high-water mark after commits.
+    marks: Option<MarkKeeper>,
     head: LogHead,
     projection: Arc<Projection>,
     apps: Arc<Apps>,
@@ -332,9 +342,15 @@ impl WriterTask {
                         let _ = reply.send(Err(WriteError::Unavailable));
                     }
                 }
+                if let Some(marks) = self.marks.take() {
+                    marks.finish().await;
+                }
                 let _ = done.send(());
                 return;
             }
+        }
+        if let Some(marks) = self.marks.take() {
+            marks.finish().await;
         }
     }
 
@@ -395,7 +411,7 @@ impl WriterTask {
         let samples: usize = envelopes.iter().map(|(_, e)| e.sample_count()).sum();
         let appended = self
             .storage
-            .append(self.head, &records)
+            .append(self.head, &records, &self.head_auth.head_mac(head))
             .instrument(tracing::info_span!(
                 "commit",
                 records = records.len(),
@@ -436,6 +452,9 @@ impl WriterTask {
             return;
         }
         self.head = head;
+        if let Some(marks) = &self.marks {
+            marks.advance(head);
+        }
         // The erasure events are durable: now the keys go. Should that fail,
         // they are kept for a retry here, and the next unlock finishes it.
         let mut erase_failed = false;

@@ -151,8 +151,9 @@ pub struct Projection {
     /// Per type, the copies of one source's rows handed to callers that
     /// read only their own, with the source generation each was made at.
     own_copies: Vec<Mutex<OwnCopies>>,
-    /// Seals change-feed anchors; derived from the data key at unlock.
-    anchor_key: crate::crypto::SecretKey,
+    /// Seals change-feed anchors; derived from the data key at unlock,
+    /// zeroised at lock.
+    anchor_key: RwLock<crate::crypto::SecretKey>,
 }
 
 impl Default for Projection {
@@ -319,16 +320,16 @@ impl Projection {
             notes: broadcast::channel(1024).0,
             series,
             own_copies,
-            anchor_key: crate::crypto::random_key(),
+            anchor_key: RwLock::new(crate::crypto::random_key()),
         }
     }
 
-    pub fn anchor_key(&self) -> &[u8; 32] {
-        &self.anchor_key
+    pub fn anchor_key(&self) -> crate::crypto::SecretKey {
+        self.anchor_key.read().clone()
     }
 
     pub fn set_anchor_key(&mut self, key: crate::crypto::SecretKey) {
-        self.anchor_key = key;
+        *self.anchor_key.get_mut() = key;
     }
 
     /// The last log record applied: the head of the change feed.
@@ -648,6 +649,7 @@ impl Projection {
         }
         *self.priority.write() = (0, Vec::new());
         wipe_pairs(&mut self.characteristics.write());
+        zeroize::Zeroize::zeroize(&mut **self.anchor_key.write());
         let _ = self.notes.send(Note::Locked);
     }
 }

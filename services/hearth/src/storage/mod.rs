@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use sqlx::migrate::{MigrateError, Migrator};
 
 use crate::crypto::KdfParams;
+use crate::log::head::HeadMac;
 use crate::log::{LogHead, LogRecord};
 use crate::pending::seal::StoredKeyPair;
 
@@ -32,6 +33,8 @@ pub enum StorageError {
     Migrate(#[from] MigrateError),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Backup(String),
 }
 
 /// The KDF parameters, salt and wrapped data keys.
@@ -74,8 +77,14 @@ pub trait Storage: Send + Sync {
     async fn head(&self) -> Result<LogHead, StorageError>;
 
     /// Appends `records` (which must continue from `expected`) and moves the
-    /// head, in one durable transaction.
-    async fn append(&self, expected: LogHead, records: &[LogRecord]) -> Result<(), StorageError>;
+    /// head, with `head_mac` authenticating the new head, in one durable
+    /// transaction.
+    async fn append(
+        &self,
+        expected: LogHead,
+        records: &[LogRecord],
+        head_mac: &HeadMac,
+    ) -> Result<(), StorageError>;
 
     /// Up to `limit` records with a sequence number above `after`, in order.
     async fn records_after(&self, after: u64, limit: u32) -> Result<Vec<LogRecord>, StorageError>;
@@ -121,6 +130,17 @@ pub trait Storage: Send + Sync {
 
     /// How many pending batches there are, and their bytes.
     async fn pending_totals(&self) -> Result<PendingTotals, StorageError>;
+
+    /// The head with its MAC (`None` before the first authenticated commit).
+    async fn authenticated_head(&self) -> Result<(LogHead, Option<HeadMac>), StorageError>;
+
+    /// Sets the head's MAC, if the head is still `head`.
+    async fn set_head_mac(&self, head: LogHead, mac: &HeadMac) -> Result<(), StorageError>;
+
+    /// A consistent copy of the database (ciphertext only, as stored) at
+    /// `path`, taken while the store runs; or, where the backend has its
+    /// own tools for that, an error saying how to use them.
+    async fn backup_to(&self, path: &std::path::Path) -> Result<(), StorageError>;
 }
 
 /// One sealed pending batch.
@@ -167,6 +187,10 @@ fn hash_from(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], StorageError> {
     bytes
         .try_into()
         .map_err(|_| StorageError::Corrupt(format!("{what} is not 32 bytes")))
+}
+
+fn mac_from(bytes: Option<Vec<u8>>) -> Result<Option<HeadMac>, StorageError> {
+    bytes.map(|b| hash_from(b, "head_mac")).transpose()
 }
 
 fn to_u64(v: i64, what: &str) -> Result<u64, StorageError> {

@@ -4,10 +4,11 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 
 use super::{
-    hash_from, to_u64, KeySlotRow, Keyring, PendingRow, PendingTotals, Storage, StorageError,
-    StoredDataKey,
+    hash_from, mac_from, to_u64, KeySlotRow, Keyring, PendingRow, PendingTotals, Storage,
+    StorageError, StoredDataKey,
 };
 use crate::crypto::KdfParams;
+use crate::log::head::HeadMac;
 use crate::log::{LogHead, LogRecord};
 use crate::pending::seal::StoredKeyPair;
 
@@ -154,17 +155,28 @@ impl Storage for PostgresStorage {
         })
     }
 
-    async fn append(&self, expected: LogHead, records: &[LogRecord]) -> Result<(), StorageError> {
+    async fn append(
+        &self,
+        expected: LogHead,
+        records: &[LogRecord],
+        head_mac: &HeadMac,
+    ) -> Result<(), StorageError> {
         let Some(last) = records.last() else {
             return Ok(());
         };
         let mut tx = self.pool.begin().await?;
+        // Durable on commit whatever the server's default: an answer means
+        // the records reached the server's disk.
+        sqlx::query("SET LOCAL synchronous_commit = on")
+            .execute(&mut *tx)
+            .await?;
         let moved = sqlx::query(
-            "UPDATE store_meta SET head_seq = $1, head_hash = $2 \
-             WHERE head_seq = $3 AND head_hash = $4",
+            "UPDATE store_meta SET head_seq = $1, head_hash = $2, head_mac = $3 \
+             WHERE head_seq = $4 AND head_hash = $5",
         )
         .bind(last.seq as i64)
         .bind(&last.hash[..])
+        .bind(&head_mac[..])
         .bind(expected.seq as i64)
         .bind(&expected.hash[..])
         .execute(&mut *tx)
@@ -399,6 +411,50 @@ impl Storage for PostgresStorage {
             batches: to_u64(row.get(0), "pending count")?,
             bytes: to_u64(row.get(1), "pending bytes")?,
         })
+    }
+
+    async fn authenticated_head(&self) -> Result<(LogHead, Option<HeadMac>), StorageError> {
+        let row = sqlx::query("SELECT head_seq, head_hash, head_mac FROM store_meta")
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StorageError::NotInitialised)?;
+        let head = LogHead {
+            seq: to_u64(row.get(0), "head_seq")?,
+            hash: hash_from(row.get(1), "head_hash")?,
+        };
+        Ok((head, mac_from(row.get(2))?))
+    }
+
+    async fn set_head_mac(&self, head: LogHead, mac: &HeadMac) -> Result<(), StorageError> {
+        let set = sqlx::query(
+            "UPDATE store_meta SET head_mac = $1 WHERE head_seq = $2 AND head_hash = $3",
+        )
+        .bind(&mac[..])
+        .bind(head.seq as i64)
+        .bind(&head.hash[..])
+        .execute(&self.pool)
+        .await?;
+        if set.rows_affected() != 1 {
+            let (now, _) = self.authenticated_head().await?;
+            return Err(StorageError::HeadMoved {
+                expected: head.seq,
+                found: now.seq,
+            });
+        }
+        Ok(())
+    }
+
+    async fn backup_to(&self, _path: &std::path::Path) -> Result<(), StorageError> {
+        Err(StorageError::Backup(
+            "Postgres is backed up with its own tools, which take a consistent snapshot \
+             while Hearth runs (ciphertext only, as stored):\n  \
+             pg_dump --format=custom --file=hearth.dump \"$HEARTH_DATABASE_URL\"\n\
+             Restore into an empty database with:\n  \
+             pg_restore --dbname=\"$NEW_DATABASE_URL\" hearth.dump\n\
+             Keep the state file (HEARTH_STATE_FILE) where it is: a restored copy is behind \
+             its mark until you run `hearth restore --accept-rollback`."
+                .into(),
+        ))
     }
 }
 

@@ -7,10 +7,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    hash_from, to_u64, KeySlotRow, Keyring, PendingRow, PendingTotals, Storage, StorageError,
-    StoredDataKey,
+    hash_from, mac_from, to_u64, KeySlotRow, Keyring, PendingRow, PendingTotals, Storage,
+    StorageError, StoredDataKey,
 };
 use crate::crypto::KdfParams;
+use crate::log::head::HeadMac;
 use crate::log::{LogHead, LogRecord};
 use crate::pending::seal::StoredKeyPair;
 
@@ -166,16 +167,23 @@ impl Storage for SqliteStorage {
         })
     }
 
-    async fn append(&self, expected: LogHead, records: &[LogRecord]) -> Result<(), StorageError> {
+    async fn append(
+        &self,
+        expected: LogHead,
+        records: &[LogRecord],
+        head_mac: &HeadMac,
+    ) -> Result<(), StorageError> {
         let Some(last) = records.last() else {
             return Ok(());
         };
         let mut tx = self.pool.begin().await?;
         let moved = sqlx::query(
-            "UPDATE store_meta SET head_seq = ?, head_hash = ? WHERE head_seq = ? AND head_hash = ?",
+            "UPDATE store_meta SET head_seq = ?, head_hash = ?, head_mac = ? \
+             WHERE head_seq = ? AND head_hash = ?",
         )
         .bind(last.seq as i64)
         .bind(&last.hash[..])
+        .bind(&head_mac[..])
         .bind(expected.seq as i64)
         .bind(&expected.hash[..])
         .execute(&mut *tx)
@@ -393,6 +401,63 @@ impl Storage for SqliteStorage {
             batches: to_u64(row.get(0), "pending count")?,
             bytes: to_u64(row.get(1), "pending bytes")?,
         })
+    }
+
+    async fn authenticated_head(&self) -> Result<(LogHead, Option<HeadMac>), StorageError> {
+        let row = sqlx::query("SELECT head_seq, head_hash, head_mac FROM store_meta")
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StorageError::NotInitialised)?;
+        let head = LogHead {
+            seq: to_u64(row.get(0), "head_seq")?,
+            hash: hash_from(row.get(1), "head_hash")?,
+        };
+        Ok((head, mac_from(row.get(2))?))
+    }
+
+    async fn set_head_mac(&self, head: LogHead, mac: &HeadMac) -> Result<(), StorageError> {
+        let set =
+            sqlx::query("UPDATE store_meta SET head_mac = ? WHERE head_seq = ? AND head_hash = ?")
+                .bind(&mac[..])
+                .bind(head.seq as i64)
+                .bind(&head.hash[..])
+                .execute(&self.pool)
+                .await?;
+        if set.rows_affected() != 1 {
+            let (now, _) = self.authenticated_head().await?;
+            return Err(StorageError::HeadMoved {
+                expected: head.seq,
+                found: now.seq,
+            });
+        }
+        Ok(())
+    }
+
+    async fn backup_to(&self, path: &std::path::Path) -> Result<(), StorageError> {
+        // VACUUM INTO reads one snapshot (a read transaction under WAL, so
+        // the writer goes on) and writes a compact copy. It needs a file
+        // that does not exist or is empty: create it owner-only first.
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        options
+            .open(path)
+            .map_err(|e| StorageError::Backup(format!("creating {}: {e}", path.display())))?;
+        let target = path.to_str().ok_or_else(|| {
+            StorageError::Backup(format!("{} is not a UTF-8 path", path.display()))
+        })?;
+        sqlx::query("VACUUM INTO ?")
+            .bind(target)
+            .execute(&self.pool)
+            .await?;
+        std::fs::File::open(path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StorageError::Backup(format!("syncing {}: {e}", path.display())))?;
+        Ok(())
     }
 }
 

@@ -77,6 +77,10 @@ error_codes! {
     /// The store is locked and as many writes as allowed wait for its
     /// unlock (`429`).
     PendingBatchesFull = "pending_batches_full",
+    /// The log is behind its high-water mark or its head fails
+    /// authentication (an older copy was restored, or the tail was cut);
+    /// `hearth restore --accept-rollback` accepts a deliberate restore.
+    RollbackDetected = "rollback_detected",
 }
 
 /// One invalid field.

@@ -95,6 +95,7 @@ impl TestDatabase {
             storage: StorageArgs {
                 data_dir: self.dir.path().to_path_buf(),
                 database_url: Some(self.url.clone()),
+                state_file: None,
             },
             kdf: fast_kdf(),
             unlock_key_file: None,
