@@ -178,12 +178,19 @@ pub async fn initialise(
     crate::keys::initialise(storage, passphrase, kdf).await
 }
 
-/// Opens the root key with `passphrase`; `None` if it is wrong.
+/// Opens the root key with `secret`, a passphrase or the contents of a key
+/// file (the commands that read a "passphrase file" accept either); `None`
+/// if it opens no slot.
 pub async fn open_data_key(
     storage: &dyn Storage,
-    passphrase: &str,
+    secret: &str,
 ) -> Result<Option<DataKey>, LockError> {
-    crate::keys::open_root(storage, crate::keys::Secret::Passphrase(passphrase)).await
+    let secret = if crate::keys::is_key_file(secret) {
+        crate::keys::Secret::KeyFile(secret)
+    } else {
+        crate::keys::Secret::Passphrase(secret)
+    };
+    crate::keys::open_root(storage, secret).await
 }
 
 /// Locks the store after `timeout` without activity.

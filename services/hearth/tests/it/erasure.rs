@@ -11,7 +11,8 @@ use std::process::Command;
 use hearth::crypto::{self, DataKey};
 use hearth::keys::data_keys::{open_wrapped, KeyScope};
 use hearth::log::event::{Envelope, Event, StoredSample, TypeBatch};
-use hearth::log::LogRecord;
+use hearth::log::head::HeadAuthenticator;
+use hearth::log::{LogHead, LogRecord};
 use serde_json::{json, Value};
 
 use crate::support::{sample, steps, Backend, TestApp, TestDatabase, PASSPHRASE};
@@ -419,7 +420,13 @@ async fn records_under_the_root_key_still_open_and_erase(backend: Backend) {
     };
     let body = crypto::seal(&root.key, &root.record_aad(seq), &envelope.encode());
     let record = LogRecord::new(seq, root.key_id, head.hash, body);
-    storage.append(head, &[record]).await.unwrap();
+    // Written as that version would have, with the head authenticated as
+    // this one does.
+    let mac = HeadAuthenticator::new(&root).head_mac(LogHead {
+        seq,
+        hash: record.hash,
+    });
+    storage.append(head, &[record], &mac).await.unwrap();
     drop(storage);
 
     let mut app = TestApp::start(&db).await;
