@@ -153,6 +153,9 @@ fn spawn_server(db: &TestDatabase, key_file: &Path) -> Server {
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .arg("--database-url")
         .arg(&db.url)
+        // The test's own directory, so its state file is its own.
+        .arg("--data-dir")
+        .arg(db.dir.path())
         .arg("--unlock-key-file")
         .arg(key_file)
         .args(["--kdf-memory-kib", "256", "--kdf-iterations", "1"])
@@ -186,6 +189,8 @@ fn init_store(db: &TestDatabase, key_file: &Path) {
         .args(["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"])
         .arg("--database-url")
         .arg(&db.url)
+        .arg("--data-dir")
+        .arg(db.dir.path())
         .arg("--passphrase-file")
         .arg(key_file)
         .stdout(Stdio::null())
