@@ -35,7 +35,7 @@ fn too_large(max: u64) -> Problem {
 /// the same export again, or a newer one that overlaps it, adds nothing
 /// twice.
 #[utoipa::path(post, path = "/v1/imports", tag = "imports", operation_id = "create_import",
-    request_body(content = Vec<u8>, description = "An Apple Health `export.zip`, or its export XML", content_type = "application/zip"),
+    request_body(content = wire::ExportUpload, description = "An Apple Health `export.zip`, or its export XML", content_type = "application/zip"),
     responses(
         (status = 202, description = "The export was accepted and is being imported", body = wire::ImportJob),
         (status = 400, description = "Not an acceptable export (`import_refused`): damaged or truncated zip, unsafe file names, a zip bomb, entity declarations, no `HealthData`; nothing was stored", body = ProblemDetails, content_type = "application/problem+json"),

@@ -6,6 +6,13 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+/// The body of `POST /v1/imports`: an Apple Health `export.zip`, or its
+/// export XML, as raw bytes. It describes the body for the API description;
+/// the handler streams the body to a file and never holds it whole.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct ExportUpload(pub Vec<u8>);
+
 /// Where an import job is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

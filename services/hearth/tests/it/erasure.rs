@@ -4,8 +4,6 @@
 //! `hearth verify` and replay skip and count them. Data-key rotation: new
 //! records under new keys, old ones still readable.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use hearth::crypto::{self, DataKey};
@@ -15,6 +13,7 @@ use hearth::log::head::HeadAuthenticator;
 use hearth::log::{LogHead, LogRecord};
 use serde_json::{json, Value};
 
+use crate::process::{hearth_bin, passphrase_file, verify};
 use crate::support::{sample, steps, Backend, TestApp, TestDatabase, PASSPHRASE};
 
 both_backends!(
@@ -23,33 +22,6 @@ both_backends!(
     rotation_keeps_old_records_readable,
     records_under_the_root_key_still_open_and_erase,
 );
-
-fn hearth_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_hearth")
-}
-
-fn passphrase_file(dir: &Path) -> PathBuf {
-    let path = dir.join("passphrase");
-    std::fs::write(&path, format!("{PASSPHRASE}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
-}
-
-/// `hearth verify`, with the passphrase: (exit code, standard output).
-fn verify(db: &TestDatabase) -> (i32, String) {
-    let out = Command::new(hearth_bin())
-        .arg("verify")
-        .arg("--database-url")
-        .arg(&db.url)
-        .arg("--passphrase-file")
-        .arg(passphrase_file(db.dir.path()))
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
 
 /// A stored record as the database holds it.
 struct RawRecord {
@@ -243,7 +215,7 @@ async fn erasing_a_source_destroys_its_keys(backend: Backend) {
 
     // Restart and unlock: replay skips the erased records and counts them.
     app.stop().await;
-    let (code, out) = verify(&db);
+    let (code, out) = verify(&db, Some(&passphrase_file(db.dir.path())));
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("result: ok"), "{out}");
     assert!(
@@ -308,7 +280,7 @@ async fn erasing_a_type_destroys_its_keys(backend: Backend) {
     }
 
     app.stop().await;
-    let (code, out) = verify(&db);
+    let (code, out) = verify(&db, Some(&passphrase_file(db.dir.path())));
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains(&format!("records erased: {}", erased_records.len())),
@@ -371,7 +343,7 @@ async fn rotation_keeps_old_records_readable(backend: Backend) {
     assert_eq!(stats(&app, "step_count").await["sum"], 7.0);
 
     app.stop().await;
-    let (code, out) = verify(&db);
+    let (code, out) = verify(&db, Some(&passphrase_file(db.dir.path())));
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("records erased: 0"), "{out}");
     let mut app = TestApp::start(&db).await;
@@ -440,7 +412,7 @@ async fn records_under_the_root_key_still_open_and_erase(backend: Backend) {
     assert_eq!(stats(&app, "step_count").await["count"], 0);
     app.stop().await;
 
-    let (code, out) = verify(&db);
+    let (code, out) = verify(&db, Some(&passphrase_file(db.dir.path())));
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("records erased: 1"), "{out}");
     let mut app = TestApp::start(&db).await;

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::process::{find, raw_bytes, secret_file, verify};
 use crate::support::{steps, Backend, TestApp, TestDatabase, PASSPHRASE};
 use serde_json::{json, Value};
 
@@ -141,26 +142,15 @@ async fn passphrase_change_keeps_the_data_and_retires_the_old_passphrase(backend
         slots,
         json!({ "slots": [{ "id": 1, "kind": "passphrase" }, { "id": 2, "kind": "recovery" }] })
     );
-    let (code, out) = verify_with_passphrase(&db, NEW_PASSPHRASE);
+    let (code, out) = verify(
+        &db,
+        Some(&secret_file(
+            db.dir.path(),
+            "verify-passphrase",
+            NEW_PASSPHRASE,
+        )),
+    );
     assert_eq!(code, 0, "{out}");
-}
-
-fn verify_with_passphrase(db: &TestDatabase, passphrase: &str) -> (i32, String) {
-    let file = db.dir.path().join("verify-passphrase");
-    std::fs::write(&file, passphrase).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .arg("verify")
-        .arg("--database-url")
-        .arg(&db.url)
-        .arg("--passphrase-file")
-        .arg(&file)
-        .output()
-        .unwrap();
-    std::fs::remove_file(&file).unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
 }
 
 async fn recovery_key_unlocks_and_sets_a_new_passphrase(backend: Backend) {
@@ -249,13 +239,6 @@ fn keyslot_cli(app: &TestApp, pass: &Path, args: &[&str]) -> std::process::Outpu
         .args(args)
         .output()
         .expect("run hearth keyslot")
-}
-
-fn secret_file(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, format!("{text}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
 }
 
 async fn key_file_slot_unlocks_at_start_until_revoked(backend: Backend) {
@@ -474,41 +457,6 @@ async fn store_from_before_key_slots_moves_to_them(backend: Backend) {
     assert_eq!(r.status(), 200);
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The raw database: SQLite's files, or a Postgres dump.
-fn raw_database(db: &TestDatabase) -> Vec<u8> {
-    match db.backend {
-        Backend::Sqlite => {
-            let mut all = Vec::new();
-            for suffix in ["", "-wal", "-shm"] {
-                let path = format!("{}{suffix}", db.sqlite_path().display());
-                if let Ok(bytes) = std::fs::read(&path) {
-                    all.extend(bytes);
-                }
-            }
-            assert!(all.len() > 4096, "the database files were read");
-            all
-        }
-        Backend::Postgres => {
-            let bindir = std::env::var("HEARTH_PG_BINDIR")
-                .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
-            let out = Command::new(format!("{bindir}/pg_dump"))
-                .arg(&db.url)
-                .output()
-                .expect("run pg_dump");
-            assert!(out.status.success());
-            assert!(
-                find(&out.stdout, b"COPY public.keyslots"),
-                "dump holds the slots"
-            );
-            out.stdout
-        }
-    }
-}
-
 async fn no_secret_of_the_key_slots_at_rest(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let (app, first_recovery) = set_up(&db).await;
@@ -547,7 +495,7 @@ async fn no_secret_of_the_key_slots_at_rest(backend: Backend) {
         .decode(&key_part)
         .unwrap();
 
-    let haystack = raw_database(&db);
+    let haystack = raw_bytes(&db, "keyslots");
     let mut needles: Vec<(&str, Vec<u8>)> = vec![
         ("old passphrase", PASSPHRASE.as_bytes().to_vec()),
         ("new passphrase", NEW_PASSPHRASE.as_bytes().to_vec()),

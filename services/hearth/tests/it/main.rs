@@ -1,6 +1,7 @@
 //! The integration tests: one binary (one link of the crate), a module per
 //! area, every test against the real server on SQLite and on Postgres.
-//! `support` is the shared harness.
+//! `support` is the shared harness; `process` runs the `hearth` binary as
+//! a process of its own (crashes, restarts, the commands).
 
 #[macro_use]
 mod support;
@@ -20,6 +21,7 @@ mod keys;
 mod oauth;
 mod pending;
 mod privacy;
+mod process;
 mod queries;
 mod rollback;
 mod sync;

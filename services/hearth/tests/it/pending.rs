@@ -2,13 +2,10 @@
 //! kept durably, merged exactly once at the next unlock.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::process::{find, init_store, owner_token, passphrase_file, raw_bytes, spawn_server};
 use crate::support::{sample, steps, Backend, TestApp, TestDatabase, PASSPHRASE};
 use serde_json::{json, Value};
 
@@ -131,95 +128,12 @@ async fn locked_store_accepts_app_writes_and_merges_them_at_unlock(backend: Back
     assert!(again.get("pending").is_none(), "{again}");
 }
 
-fn hearth_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_hearth")
-}
-
-fn passphrase_file(dir: &Path) -> PathBuf {
-    let path = dir.join("passphrase");
-    std::fs::write(&path, format!("{PASSPHRASE}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-/// Runs the `hearth` binary, unlocked by its key file, and waits until it listens.
-fn spawn_server(db: &TestDatabase, key_file: &Path) -> Server {
-    let mut child = Command::new(hearth_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .arg("--database-url")
-        .arg(&db.url)
-        // The test's own directory, so its state file is its own.
-        .arg("--data-dir")
-        .arg(db.dir.path())
-        .arg("--unlock-key-file")
-        .arg(key_file)
-        .args(["--kdf-memory-kib", "256", "--kdf-iterations", "1"])
-        .env("HEARTH_IDLE_LOCK_SECS", "0")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn hearth");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        if let Ok(v) = serde_json::from_str::<Value>(&line) {
-            if let Some(addr) = v["fields"]["addr"].as_str() {
-                break addr.to_string();
-            }
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        base: format!("http://{addr}"),
-    }
-}
-
-fn init_store(db: &TestDatabase, key_file: &Path) {
-    let status = Command::new(hearth_bin())
-        .args(["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"])
-        .arg("--database-url")
-        .arg(&db.url)
-        .arg("--data-dir")
-        .arg(db.dir.path())
-        .arg("--passphrase-file")
-        .arg(key_file)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 async fn post(base: &str, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
     let mut rb = reqwest::Client::new().post(format!("{base}{path}"));
     if let Some(t) = token {
         rb = rb.bearer_auth(t);
     }
     rb.json(body).send().await.unwrap()
-}
-
-async fn owner_token(base: &str) -> String {
-    let r = post(
-        base,
-        "/v1/unlock",
-        None,
-        &json!({ "passphrase": PASSPHRASE }),
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 async fn kill_9_while_locked_loses_no_accepted_write(backend: Backend) {
@@ -453,44 +367,6 @@ const MARKER_TEXT: &str = "PendingMarker-r8Kq2Z";
 const MARKER_VALUE: f64 = 4321.987;
 const MARKER_GLUCOSE: f64 = 98.7654;
 
-fn find(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The raw database: SQLite's files while the server runs, or a Postgres dump.
-fn raw_bytes(db: &TestDatabase) -> Vec<u8> {
-    match db.backend {
-        Backend::Sqlite => {
-            let mut all = Vec::new();
-            for suffix in ["", "-wal", "-shm"] {
-                let path = format!("{}{suffix}", db.sqlite_path().display());
-                if let Ok(bytes) = std::fs::read(&path) {
-                    all.extend(bytes);
-                }
-            }
-            all
-        }
-        Backend::Postgres => {
-            let bindir = std::env::var("HEARTH_PG_BINDIR")
-                .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
-            let out = Command::new(format!("{bindir}/pg_dump"))
-                .arg(&db.url)
-                .output()
-                .expect("run pg_dump");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(
-                find(&out.stdout, b"COPY public.pending_writes"),
-                "the dump holds the pending table"
-            );
-            out.stdout
-        }
-    }
-}
-
 async fn nothing_of_a_pending_write_is_readable_at_rest(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let mut app = TestApp::unlocked(&db).await;
@@ -503,7 +379,7 @@ async fn nothing_of_a_pending_write_is_readable_at_rest(backend: Backend) {
     let glucose = sample("blood_glucose", 8, MARKER_GLUCOSE, "mg/dL");
     accepted(app.as_token(&token).write(vec![marked, glucose]).await).await;
 
-    let haystack = raw_bytes(&db);
+    let haystack = raw_bytes(&db, "pending_writes");
     let mut needles: Vec<(&str, Vec<u8>)> = vec![
         ("metadata text", MARKER_TEXT.as_bytes().to_vec()),
         ("metadata key", b"pending_note".to_vec()),

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
+use crate::process::{hearth_at, hearth_bin, passphrase_file, verify_at};
 use crate::support::*;
 
 both_backends!(
@@ -20,52 +21,14 @@ both_backends!(
     reads_in_flight_at_lock_are_full_or_503,
 );
 
-fn hearth_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_hearth")
-}
-
-fn passphrase_file(dir: &Path) -> PathBuf {
-    let path = dir.join("passphrase");
-    std::fs::write(&path, format!("{PASSPHRASE}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
+/// `hearth verify` of the database at `url`, with the passphrase or without.
+fn verify(db: &TestDatabase, url: &str, with_key: bool) -> (i32, String) {
+    let key = passphrase_file(db.dir.path());
+    verify_at(db, url, with_key.then_some(key.as_path()))
 }
 
 fn state_file(db: &TestDatabase) -> PathBuf {
     db.dir.path().join("hearth.state")
-}
-
-/// Runs `hearth ARGS… --database-url URL --data-dir DIR`; returns exit code
-/// and standard output (standard error appended).
-fn hearth(db: &TestDatabase, url: &str, args: &[&str]) -> (i32, String) {
-    let out = Command::new(hearth_bin())
-        .args(args)
-        .arg("--database-url")
-        .arg(url)
-        .arg("--data-dir")
-        .arg(db.dir.path())
-        .env_remove("HEARTH_STATE_FILE")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-fn verify(db: &TestDatabase, url: &str, with_key: bool) -> (i32, String) {
-    let key = passphrase_file(db.dir.path());
-    let key = key.to_str().unwrap();
-    if with_key {
-        hearth(db, url, &["verify", "--passphrase-file", key])
-    } else {
-        hearth(db, url, &["verify"])
-    }
 }
 
 /// A server on `url` whose data directory (and state file) is `db`'s.
@@ -195,9 +158,9 @@ async fn older_copy_is_refused_until_the_restore_is_accepted(backend: Backend) {
 
     let key = passphrase_file(db.dir.path());
     let key = key.to_str().unwrap();
-    let (code, out) = hearth(&db, &url, &["restore", "--passphrase-file", key]);
+    let (code, out) = hearth_at(&db, &url, &["restore", "--passphrase-file", key]);
     assert_ne!(code, 0, "restore needs --accept-rollback: {out}");
-    let (code, out) = hearth(
+    let (code, out) = hearth_at(
         &db,
         &url,
         &["restore", "--accept-rollback", "--passphrase-file", key],
@@ -221,7 +184,7 @@ async fn older_copy_is_refused_until_the_restore_is_accepted(backend: Backend) {
     write_batches(&app, 20, 1).await;
     assert_eq!(step_count(&app).await, 8);
     app.stop().await;
-    let (code, out) = hearth(
+    let (code, out) = hearth_at(
         &db,
         &url,
         &["restore", "--accept-rollback", "--passphrase-file", key],
@@ -446,11 +409,11 @@ async fn backup_is_consistent_and_verifiable(backend: Backend) {
         vec!["verify", "--backup", target],
         vec!["verify", "--backup", target, "--passphrase-file", key],
     ] {
-        let (code, out) = hearth(&db, &db.url, &args);
+        let (code, out) = hearth_at(&db, &db.url, &args);
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("result: ok"), "{out}");
     }
-    let (_, out) = hearth(
+    let (_, out) = hearth_at(
         &db,
         &db.url,
         &["verify", "--backup", target, "--passphrase-file", key],
@@ -474,7 +437,7 @@ async fn backup_is_consistent_and_verifiable(backend: Backend) {
     .await
     .unwrap();
     pool.close().await;
-    let (code, out) = hearth(&db, &db.url, &["verify", "--backup", target]);
+    let (code, out) = hearth_at(&db, &db.url, &["verify", "--backup", target]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("first bad sequence number: 2\n"), "{out}");
 }
