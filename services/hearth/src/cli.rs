@@ -61,15 +61,7 @@ fn base_url(server: &str) -> String {
 }
 
 pub async fn run(server: ServerArgs, command: AppCommand) -> anyhow::Result<()> {
-    let base = base_url(&server.server);
-    let passphrase = read_secret(&server.passphrase_file)?;
-    let client = reqwest::Client::new();
-    let token = sign_in(
-        &client,
-        &base,
-        &json!({ "passphrase": passphrase.as_str() }),
-    )
-    .await?;
+    let (client, base, token) = owner_session(&server).await?;
     let out = match command {
         AppCommand::Add {
             name,

@@ -2,27 +2,14 @@
 //! rotation: the owner's handles on the data keys. Erasure destroys keys
 //! rather than hiding rows; see `keys::data_keys`.
 
-use axum::http::StatusCode;
 use axum::Json;
 
-use super::auth::{Access, Caller};
+use super::auth::{Access, OwnerAccess};
 use super::problem::{ApiPath, CommonErrors, Problem};
 use super::samples::write_problem;
 use crate::samples::lookup_type;
 use crate::wire::erasure as wire;
-use crate::wire::{ErrorCode, ProblemDetails};
-
-fn owner_only(caller: &Caller) -> Result<(), Problem> {
-    if matches!(caller, Caller::Owner) {
-        Ok(())
-    } else {
-        Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::OwnerOnly,
-            "only the owner may do this",
-        ))
-    }
-}
+use crate::wire::ProblemDetails;
 
 async fn erase(
     access: &Access,
@@ -56,10 +43,9 @@ async fn erase(
     ),
     security(("owner" = [])))]
 pub async fn erase_source(
-    access: Access,
+    OwnerAccess(access): OwnerAccess,
     ApiPath(source): ApiPath<String>,
 ) -> Result<Json<wire::Erasure>, Problem> {
-    owner_only(&access.caller)?;
     if source.is_empty() || source.len() > 128 {
         return Err(Problem::invalid(
             None,
@@ -82,10 +68,9 @@ pub async fn erase_source(
     ),
     security(("owner" = [])))]
 pub async fn erase_type(
-    access: Access,
+    OwnerAccess(access): OwnerAccess,
     ApiPath(type_id): ApiPath<String>,
 ) -> Result<Json<wire::Erasure>, Problem> {
-    owner_only(&access.caller)?;
     let ty = lookup_type(None, &type_id)?;
     erase(
         &access,
@@ -106,8 +91,9 @@ pub async fn erase_type(
         CommonErrors,
     ),
     security(("owner" = [])))]
-pub async fn rotate_keys(access: Access) -> Result<Json<wire::KeyRotation>, Problem> {
-    owner_only(&access.caller)?;
+pub async fn rotate_keys(
+    OwnerAccess(access): OwnerAccess,
+) -> Result<Json<wire::KeyRotation>, Problem> {
     let retired = access
         .open
         .writer
