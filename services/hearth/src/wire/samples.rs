@@ -92,7 +92,7 @@ pub enum MetadataValue {
 }
 
 /// A device to record with a sample.
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDevice {
     /// 1 to 128 bytes, without `/` or `,`.

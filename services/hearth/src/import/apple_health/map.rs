@@ -171,31 +171,31 @@ impl ExportDevice {
         // Values may hold commas (`hardware:Watch2,4`): a field starts
         // only at `, key:` for a known key.
         const KEYS: &[&str] = &[
-            "name",
-            "manufacturer",
-            "model",
-            "hardware",
-            "software",
-            "localIdentifier",
-            "UDIDeviceIdentifier",
-            "creation date",
-            "FDA UDI",
+            "name:",
+            "manufacturer:",
+            "model:",
+            "hardware:",
+            "software:",
+            "localIdentifier:",
+            "UDIDeviceIdentifier:",
+            "creation date:",
+            "FDA UDI:",
         ];
         let mut starts: Vec<(usize, &str)> = Vec::new();
         for key in KEYS {
             let mut from = 0;
-            while let Some(at) = body[from..].find(&format!("{key}:")) {
+            while let Some(at) = body[from..].find(key) {
                 let at = from + at;
                 let ok = at == 0 || body[..at].ends_with(", ");
                 if ok {
                     starts.push((at, key));
                 }
-                from = at + key.len() + 1;
+                from = at + key.len();
             }
         }
         starts.sort();
         for (i, &(at, key)) in starts.iter().enumerate() {
-            let value_start = at + key.len() + 1;
+            let value_start = at + key.len();
             let value_end = starts
                 .get(i + 1)
                 .map_or(body.len(), |&(next, _)| next.saturating_sub(2));
@@ -204,11 +204,11 @@ impl ExportDevice {
                 continue;
             }
             let slot = match key {
-                "name" => &mut device.name,
-                "manufacturer" => &mut device.manufacturer,
-                "model" => &mut device.model,
-                "hardware" => &mut device.hardware,
-                "software" => &mut device.software,
+                "name:" => &mut device.name,
+                "manufacturer:" => &mut device.manufacturer,
+                "model:" => &mut device.model,
+                "hardware:" => &mut device.hardware,
+                "software:" => &mut device.software,
                 _ => continue,
             };
             *slot = Some(value.to_string());

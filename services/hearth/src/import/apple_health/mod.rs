@@ -25,6 +25,7 @@ pub mod xml;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufReader, BufWriter, Read, Seek, Write as _};
+use std::rc::Rc;
 
 use hashbrown::{HashMap, HashSet};
 use serde::Serialize;
@@ -111,6 +112,7 @@ pub fn import(export: &Export, sink: &mut dyn Sink) -> Result<Tally, ImportError
         held_count: 0,
         deferred: Deferred::new()?,
         members: HashSet::new(),
+        devices: Devices::default(),
     };
     export.with_xml(|input| {
         let mut elements = xml::elements(input)?;
@@ -140,6 +142,7 @@ struct Importer<'a> {
     deferred: Deferred,
     /// Digests of the records correlations held.
     members: HashSet<[u8; 16]>,
+    devices: Devices,
 }
 
 /// Records of correlation member types, set aside until every correlation
@@ -173,15 +176,15 @@ impl Deferred {
 
 /// The first 16 bytes of the SHA-256 of an element as exported, without
 /// the device's memory address.
-fn digest(el: &Element) -> [u8; 16] {
-    fn feed(h: &mut Sha256, el: &Element) {
+fn digest(el: &Element, devices: &mut Devices) -> [u8; 16] {
+    fn feed(h: &mut Sha256, el: &Element, devices: &mut Devices) {
         h.update(el.name.as_bytes());
         h.update([0]);
         for (k, v) in &el.attrs {
             h.update(k.as_bytes());
             h.update([1]);
             if k == "device" {
-                let d = ExportDevice::parse(v);
+                let d = &devices.parse(v).export;
                 for part in [&d.name, &d.manufacturer, &d.model, &d.hardware, &d.software] {
                     h.update(part.as_deref().unwrap_or("").as_bytes());
                     h.update([3]);
@@ -194,12 +197,12 @@ fn digest(el: &Element) -> [u8; 16] {
         h.update(el.text.as_bytes());
         h.update([4]);
         for c in &el.children {
-            feed(h, c);
+            feed(h, c, devices);
         }
         h.update([5]);
     }
     let mut h = Sha256::new();
-    feed(&mut h, el);
+    feed(&mut h, el, devices);
     let full = h.finalize();
     let mut out = [0u8; 16];
     out.copy_from_slice(&full[..16]);
@@ -221,29 +224,56 @@ pub fn source_name(source: Option<&str>) -> String {
     format!("{SOURCE_PREFIX}{name}")
 }
 
-fn device_of(el: &Element) -> (Option<wire::NewDevice>, Option<ExportDevice>) {
-    let Some(text) = el.attr("device") else {
-        return (None, None);
-    };
-    let d = ExportDevice::parse(text);
-    let name = d
-        .name
-        .as_deref()
-        .or(d.model.as_deref())
-        .and_then(|n| map::name_part(n, 128));
-    let Some(name) = name else {
-        return (None, Some(d));
-    };
-    let device = wire::NewDevice {
-        name,
-        model: d.model.as_deref().and_then(|m| map::name_part(m, 128)),
-        manufacturer: d
-            .manufacturer
+/// A device string as the export wrote it, and as Hearth's device.
+struct ParsedDevice {
+    export: ExportDevice,
+    device: Option<wire::NewDevice>,
+}
+
+/// Device strings already parsed: an export names a handful of devices on
+/// millions of records.
+#[derive(Default)]
+struct Devices {
+    parsed: HashMap<String, Rc<ParsedDevice>>,
+}
+
+impl Devices {
+    /// Devices kept before the cache starts over.
+    const MAX: usize = 1024;
+
+    fn parse(&mut self, text: &str) -> Rc<ParsedDevice> {
+        // Keyed without the memory address, which may differ per record.
+        let key = text.find(">,").map_or(text, |at| &text[at..]);
+        if let Some(parsed) = self.parsed.get(key) {
+            return parsed.clone();
+        }
+        if self.parsed.len() >= Self::MAX {
+            self.parsed.clear();
+        }
+        let export = ExportDevice::parse(text);
+        let device = export
+            .name
             .as_deref()
-            .and_then(|m| map::name_part(m, 128)),
-        kind: Some(d.kind().to_string()),
-    };
-    (Some(device), Some(d))
+            .or(export.model.as_deref())
+            .and_then(|n| map::name_part(n, 128))
+            .map(|name| wire::NewDevice {
+                name,
+                model: export.model.as_deref().and_then(|m| map::name_part(m, 128)),
+                manufacturer: export
+                    .manufacturer
+                    .as_deref()
+                    .and_then(|m| map::name_part(m, 128)),
+                kind: Some(export.kind().to_string()),
+            });
+        let parsed = Rc::new(ParsedDevice { export, device });
+        self.parsed.insert(key.to_string(), parsed.clone());
+        parsed
+    }
+
+    /// The device of `el`, if it names one.
+    fn of(&mut self, el: &Element) -> Option<Rc<ParsedDevice>> {
+        el.attr("device").map(|text| self.parse(text))
+    }
 }
 
 /// Most metadata keys taken from one record, leaving room for Hearth's own.
@@ -467,9 +497,9 @@ impl Importer<'_> {
                 return None;
             }
         }
-        let (device, export_device) = device_of(el);
-        s.device = device;
-        s.metadata = self.fit(metadata_of(el, export_device.as_ref()));
+        let parsed = self.devices.of(el);
+        s.device = parsed.as_ref().and_then(|p| p.device.clone());
+        s.metadata = self.fit(metadata_of(el, parsed.as_ref().map(|p| &p.export)));
         Some((identifier, s))
     }
 
@@ -477,7 +507,7 @@ impl Importer<'_> {
         let Some((identifier, mut s)) = self.sample_of(el) else {
             return Ok(());
         };
-        s.sync_id = Some(Cow::Owned(sync_id(&digest(el), None)));
+        s.sync_id = Some(Cow::Owned(sync_id(&digest(el, &mut self.devices), None)));
         let Some(entry) = self.validate(&identifier, s) else {
             return Ok(());
         };
@@ -531,13 +561,13 @@ impl Importer<'_> {
                 value,
                 unit,
             });
-            digests.push(digest(child));
+            digests.push(digest(child, &mut self.devices));
         }
         let mut s = blank_sample(ty.id, start, end);
-        s.sync_id = Some(Cow::Owned(sync_id(&digest(el), None)));
-        let (device, export_device) = device_of(el);
-        s.device = device;
-        s.metadata = self.fit(metadata_of(el, export_device.as_ref()));
+        s.sync_id = Some(Cow::Owned(sync_id(&digest(el, &mut self.devices), None)));
+        let parsed = self.devices.of(el);
+        s.device = parsed.as_ref().and_then(|p| p.device.clone());
+        s.metadata = self.fit(metadata_of(el, parsed.as_ref().map(|p| &p.export)));
         s.members = Some(members);
         let Some(entry) = self.validate(&identifier, s) else {
             return Ok(());
@@ -568,7 +598,7 @@ impl Importer<'_> {
             reader.read_exact(&mut bytes).map_err(io)?;
             let el: Element =
                 postcard::from_bytes(&bytes).map_err(|e| ImportError::Store(e.to_string()))?;
-            if self.members.contains(&digest(&el)) {
+            if self.members.contains(&digest(&el, &mut self.devices)) {
                 self.tally.correlation_duplicates += 1;
                 continue;
             }
@@ -589,9 +619,9 @@ impl Importer<'_> {
         let mut s = blank_sample("workout", start, end);
         let activity = map::activity(&identifier).unwrap_or("other");
         s.activity = Some(activity.to_string());
-        let (device, export_device) = device_of(el);
-        s.device = device;
-        let mut meta = metadata_of(el, export_device.as_ref());
+        let parsed = self.devices.of(el);
+        s.device = parsed.as_ref().and_then(|p| p.device.clone());
+        let mut meta = metadata_of(el, parsed.as_ref().map(|p| &p.export));
         if activity == "other" && identifier != "HKWorkoutActivityTypeOther" {
             meta.insert(
                 "workoutActivityType".into(),
@@ -659,7 +689,7 @@ impl Importer<'_> {
                 .skip("WorkoutEvent list too long to keep (workout kept)");
         }
         s.metadata = self.fit(meta);
-        let d = digest(el);
+        let d = digest(el, &mut self.devices);
         s.sync_id = Some(Cow::Owned(sync_id(&d, None)));
         let Some(entry) = self.validate(&identifier, s) else {
             return Ok(());
