@@ -80,6 +80,48 @@ pub async fn erase_type(
     .await
 }
 
+/// Deletes all data of an import family: every source named
+/// `<family>:…` (an Apple Health import writes one such source per app or
+/// device of the export, under the family `apple-health`), in one commit,
+/// by destroying their data keys as for a single source.
+#[utoipa::path(delete, path = "/v1/source-families/{family}", tag = "samples", operation_id = "erase_source_family",
+    params(("family" = String, Path, description = "The family: the part of its sources' names before `:`, e.g. `apple-health`")),
+    responses(
+        (status = 200, description = "Erased", body = wire::FamilyErasure),
+        (status = 400, body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "Only the owner may erase", body = ProblemDetails, content_type = "application/problem+json"),
+        CommonErrors,
+    ),
+    security(("owner" = [])))]
+pub async fn erase_source_family(
+    OwnerAccess(access): OwnerAccess,
+    ApiPath(family): ApiPath<String>,
+) -> Result<Json<wire::FamilyErasure>, Problem> {
+    let valid = !family.is_empty()
+        && family.len() <= 64
+        && family
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !valid {
+        return Err(Problem::invalid(
+            None,
+            "family",
+            "a family has 1 to 64 letters, digits, `-`, `_` or `.`",
+        ));
+    }
+    let (keys, samples, sources) = access
+        .open
+        .writer
+        .erase_family(family)
+        .await
+        .map_err(write_problem)?;
+    Ok(Json(wire::FamilyErasure {
+        sources,
+        keys_destroyed: keys,
+        samples_erased: samples,
+    }))
+}
+
 /// Rotates the data keys: every record written after the answer is sealed
 /// under a new key of its source and type. Records written before stay
 /// under their old keys (which stay stored and keep opening them); nothing

@@ -184,6 +184,7 @@ pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::revoke_slot))
         .routes(routes!(erasure::erase_source))
         .routes(routes!(erasure::erase_type))
+        .routes(routes!(erasure::erase_source_family))
         .routes(routes!(erasure::rotate_keys))
         .merge(
             // An export is streamed to a file: the JSON body cap does not apply.

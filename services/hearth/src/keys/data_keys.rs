@@ -16,6 +16,8 @@
 //! itself, with [`LEGACY_KEY_ID`]; they stay readable, and cannot be shredded
 //! without destroying everything.
 
+use std::collections::BTreeSet;
+
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -227,6 +229,19 @@ impl DataKeys {
             .collect();
         ids.sort_unstable();
         ids
+    }
+
+    /// The sources whose name starts with `prefix` that have sample keys.
+    pub fn sources_starting_with(&self, prefix: &str) -> BTreeSet<String> {
+        self.keys
+            .values()
+            .filter_map(|e| match &e.scope {
+                KeyScope::Samples { source, .. } if source.starts_with(prefix) => {
+                    Some(source.clone())
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// New records of the scopes of `key_ids` get fresh keys from now on.

@@ -105,6 +105,9 @@ pub enum Write {
         source: Option<String>,
         type_id: Option<String>,
     },
+    /// Erases every source named `<family>:…` (an import family, such as
+    /// `apple-health`), in one commit.
+    EraseFamily { family: String },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -120,10 +123,12 @@ pub enum WriteOutcome {
     Deleted,
     Logged,
     Set,
-    /// Data keys destroyed, and the live samples that went with them.
+    /// Data keys destroyed, the live samples that went with them, and for
+    /// a family the sources erased.
     Erased {
         keys: usize,
         samples: usize,
+        sources: Vec<String>,
     },
     /// Keys retired by a rotation.
     Rotated {
@@ -208,7 +213,23 @@ impl Writer {
         type_id: Option<String>,
     ) -> Result<(usize, usize), WriteError> {
         match self.write(Write::Erase { source, type_id }).await? {
-            WriteOutcome::Erased { keys, samples } => Ok((keys, samples)),
+            WriteOutcome::Erased { keys, samples, .. } => Ok((keys, samples)),
+            _ => Err(WriteError::Storage),
+        }
+    }
+
+    /// Erases every source of an import family (`<family>:…`); returns the
+    /// keys destroyed, the live samples erased and the sources.
+    pub async fn erase_family(
+        &self,
+        family: String,
+    ) -> Result<(usize, usize, Vec<String>), WriteError> {
+        match self.write(Write::EraseFamily { family }).await? {
+            WriteOutcome::Erased {
+                keys,
+                samples,
+                sources,
+            } => Ok((keys, samples, sources)),
             _ => Err(WriteError::Storage),
         }
     }
@@ -575,26 +596,66 @@ impl WriterTask {
                 management(Event::CharacteristicsSet { values }),
             )),
             Write::Erase { source, type_id } => {
-                let key_ids = self.keys.erased_by(source.as_deref(), type_id.as_deref());
-                // Later requests of this group already get fresh keys.
-                self.keys.stop_using(&key_ids);
-                let samples = self.live_samples(source.as_deref(), type_id.as_deref());
-                if key_ids.is_empty() && samples == 0 {
-                    return Ok((WriteOutcome::Erased { keys: 0, samples }, Vec::new()));
+                let (keys, samples, event) = self.erasure(source, type_id);
+                Ok((
+                    WriteOutcome::Erased {
+                        keys,
+                        samples,
+                        sources: Vec::new(),
+                    },
+                    event.map_or_else(Vec::new, management),
+                ))
+            }
+            Write::EraseFamily { family } => {
+                let prefix = format!("{family}:");
+                let mut sources = self.keys.sources_starting_with(&prefix);
+                sources.extend(self.projection.sources_starting_with(&prefix));
+                let (mut keys, mut samples) = (0, 0);
+                let mut erased = Vec::new();
+                let mut events = Vec::new();
+                for source in sources {
+                    let (k, n, event) = self.erasure(Some(source.clone()), None);
+                    if let Some(event) = event {
+                        keys += k;
+                        samples += n;
+                        erased.push(source);
+                        events.push((KeyScope::Management, event));
+                    }
                 }
                 Ok((
                     WriteOutcome::Erased {
-                        keys: key_ids.len(),
+                        keys,
                         samples,
+                        sources: erased,
                     },
-                    management(Event::KeysDestroyed {
-                        key_ids,
-                        source,
-                        type_id,
-                    }),
+                    events,
                 ))
             }
         }
+    }
+
+    /// The keys an erasure of `source` / `type_id` destroys, the live
+    /// samples that go with them, and the event that records it (none when
+    /// there is nothing to erase).
+    fn erasure(
+        &mut self,
+        source: Option<String>,
+        type_id: Option<String>,
+    ) -> (usize, usize, Option<Event>) {
+        let key_ids = self.keys.erased_by(source.as_deref(), type_id.as_deref());
+        // Later requests of this group already get fresh keys.
+        self.keys.stop_using(&key_ids);
+        let samples = self.live_samples(source.as_deref(), type_id.as_deref());
+        if key_ids.is_empty() && samples == 0 {
+            return (0, 0, None);
+        }
+        let keys = key_ids.len();
+        let event = Event::KeysDestroyed {
+            key_ids,
+            source,
+            type_id,
+        };
+        (keys, samples, Some(event))
     }
 
     /// Live samples of `source` (all if `None`) of `type_id` (all if `None`).

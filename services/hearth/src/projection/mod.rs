@@ -451,6 +451,17 @@ impl Projection {
         self.sources.read().names[id as usize].clone()
     }
 
+    /// Every source whose name starts with `prefix`.
+    pub fn sources_starting_with(&self, prefix: &str) -> Vec<String> {
+        self.sources
+            .read()
+            .names
+            .iter()
+            .filter(|n| n.starts_with(prefix))
+            .map(|n| n.to_string())
+            .collect()
+    }
+
     /// The name of source `id`, if it is one.
     pub fn source_name_checked(&self, id: u32) -> Option<Arc<str>> {
         self.sources.read().names.get(id as usize).cloned()

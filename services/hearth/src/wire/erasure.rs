@@ -13,6 +13,18 @@ pub struct Erasure {
     pub samples_erased: usize,
 }
 
+/// What erasing an import family destroyed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FamilyErasure {
+    /// The sources erased, each named `<family>:…`.
+    pub sources: Vec<String>,
+    /// Data keys destroyed: the records they sealed can never be opened
+    /// again, with any passphrase.
+    pub keys_destroyed: usize,
+    /// Live samples that went with them.
+    pub samples_erased: usize,
+}
+
 /// What a data-key rotation did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct KeyRotation {

@@ -24,7 +24,7 @@ both_backends!(
 );
 
 /// A stored record as the database holds it.
-struct RawRecord {
+pub(crate) struct RawRecord {
     seq: u64,
     key_id: u32,
     body: Vec<u8>,
@@ -32,14 +32,14 @@ struct RawRecord {
 
 /// What an attacker with the database file and the passphrase has: the
 /// root key, every data key still stored (opened), and the raw log.
-struct Recovered {
+pub(crate) struct Recovered {
     root: DataKey,
     /// (key id, key, scope, wrapped form)
     keys: Vec<(u32, DataKey, KeyScope, Vec<u8>)>,
     records: Vec<RawRecord>,
 }
 
-async fn recover(db: &TestDatabase) -> Recovered {
+pub(crate) async fn recover(db: &TestDatabase) -> Recovered {
     let storage = hearth::storage::connect(&db.url).await.unwrap();
     let root = hearth::lock::open_data_key(&*storage, PASSPHRASE)
         .await
@@ -77,7 +77,7 @@ async fn recover(db: &TestDatabase) -> Recovered {
 
 impl Recovered {
     /// Key ids serving a scope `pick` accepts.
-    fn key_ids(&self, pick: impl Fn(&KeyScope) -> bool) -> Vec<u32> {
+    pub(crate) fn key_ids(&self, pick: impl Fn(&KeyScope) -> bool) -> Vec<u32> {
         self.keys
             .iter()
             .filter(|(_, _, s, _)| pick(s))
@@ -86,7 +86,7 @@ impl Recovered {
     }
 
     /// The records sealed under any of `ids`.
-    fn records_under(&self, ids: &[u32]) -> Vec<&RawRecord> {
+    pub(crate) fn records_under(&self, ids: &[u32]) -> Vec<&RawRecord> {
         self.records
             .iter()
             .filter(|r| ids.contains(&r.key_id))
@@ -95,7 +95,7 @@ impl Recovered {
 
     /// Whether any key this database still holds (the root key included)
     /// opens `record`, under its own key id or the key's.
-    fn opens(&self, record: &RawRecord) -> bool {
+    pub(crate) fn opens(&self, record: &RawRecord) -> bool {
         let candidates = std::iter::once(&self.root).chain(self.keys.iter().map(|(_, k, ..)| k));
         candidates.into_iter().any(|k| {
             [record.key_id, k.key_id].iter().any(|&key_id| {

@@ -395,4 +395,117 @@ both_backends!(
     a_newer_overlapping_export_adds_only_what_is_new,
     bad_exports_are_refused_and_nothing_is_stored,
     an_import_beside_an_app_writing_counts_each_sample_once,
+    erasing_the_import_family_erases_every_imported_source,
 );
+
+/// `DELETE /v1/source-families/apple-health` erases every source an import
+/// wrote, by destroying their keys, and nothing of the owner's or an app's.
+async fn erasing_the_import_family_erases_every_imported_source(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let reg = app
+        .register_app("Pedometer", "https://p.example/cb", false)
+        .await;
+    let token = app
+        .mint(
+            reg["id"].as_str().unwrap(),
+            &["step_count"],
+            &["step_count"],
+        )
+        .await;
+    let r = app
+        .as_token(&token)
+        .write((0..10).map(|m| steps(m, 7.0)).collect())
+        .await;
+    assert_eq!(r.status(), 201);
+    let r = app.write((20..25).map(|m| steps(m, 2.0)).collect()).await;
+    assert_eq!(r.status(), 201);
+    let options = Options {
+        days: 2,
+        ..Options::default()
+    };
+    let (body, written) = export_zip(&options);
+    let job = import(&app, body.clone()).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let mut imported = 0;
+    for ty in written.samples.keys() {
+        imported += app.list_all(ty, 1000).await.len();
+    }
+    imported -= 15; // the app's and the owner's steps
+
+    // Not a family name, and not the owner: refused, nothing erased.
+    for bad in ["apple%3Ahealth", "a%2Fb", &"x".repeat(65)] {
+        let r = app.delete(&format!("/v1/source-families/{bad}")).await;
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    let r = app
+        .as_token(&token)
+        .delete("/v1/source-families/apple-health")
+        .await;
+    assert_eq!(r.status(), 403);
+    let none = app.delete("/v1/source-families/fitbit").await;
+    assert_eq!(none.status(), 200);
+    let none: Value = none.json().await.unwrap();
+    assert_eq!(none["sources"], json!([]), "{none}");
+    assert_eq!(none["samples_erased"], 0);
+
+    let family = |s: &hearth::keys::data_keys::KeyScope| {
+        matches!(s, hearth::keys::data_keys::KeyScope::Samples { source, .. }
+            if source.starts_with("apple-health:"))
+    };
+    let family_keys = crate::erasure::recover(&db).await.key_ids(family);
+    assert!(!family_keys.is_empty());
+    let r = app.delete("/v1/source-families/apple-health").await;
+    assert_eq!(r.status(), 200);
+    let erased: Value = r.json().await.unwrap();
+    let mut sources: Vec<String> = serde_json::from_value(erased["sources"].clone()).unwrap();
+    sources.sort();
+    let mut expected: Vec<String> = job["summary"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(sources, expected);
+    assert!(sources.iter().all(|s| s.starts_with("apple-health:")));
+    assert_eq!(
+        erased["samples_erased"].as_u64().unwrap() as usize,
+        imported
+    );
+    assert!(erased["keys_destroyed"].as_u64().unwrap() > 0);
+
+    // What remains is the app's and the owner's.
+    let all = app.get_json("/v1/statistics?type=step_count").await;
+    assert_eq!(all["sum"].as_f64().unwrap(), 80.0, "{all}");
+    for ty in written.samples.keys() {
+        let left = app.list_all(ty, 1000).await;
+        let expected = if ty == "step_count" { 15 } else { 0 };
+        assert_eq!(left.len(), expected, "{ty}");
+    }
+
+    // No key of the family is left in the database, and none of what is
+    // left opens the family's records.
+    let after = crate::erasure::recover(&db).await;
+    assert!(after.key_ids(family).is_empty());
+    let sealed = after.records_under(&family_keys);
+    assert!(!sealed.is_empty());
+    assert!(sealed.iter().all(|r| !after.opens(r)));
+
+    // Importing the export again brings it all back, under new keys.
+    let again = import(&app, body).await;
+    assert_eq!(again["state"], "succeeded", "{again}");
+    assert_eq!(again["summary"]["unchanged"], 0, "{again}");
+    for (ty, n) in &written.samples {
+        let extra = if ty == "step_count" { 15 } else { 0 };
+        assert_eq!(app.list_all(ty, 1000).await.len() as u64, n + extra, "{ty}");
+    }
+    let phone = app
+        .get_json("/v1/statistics?type=step_count&sources=apple-health:iPhone")
+        .await;
+    assert!(
+        close(phone["sum"].as_f64().unwrap(), written.steps_sum),
+        "{phone}"
+    );
+    app.stop().await;
+}
