@@ -27,7 +27,9 @@ fn too_large(max: u64) -> Problem {
 /// Imports an Apple Health export as the owner. The body is the
 /// `export.zip` the Health app writes, or its export XML alone; it is
 /// stored in a temporary file as it arrives, checked whole (a refusal
-/// stores nothing), then imported in the background. Follow the job with
+/// stores nothing), then imported in the background. The upload may take
+/// as long as it needs (the server's request timeout does not apply), but
+/// is dropped with `408` when nothing arrives for that long. Follow the job with
 /// `GET /v1/imports/{id}`.
 ///
 /// Each `sourceName` of the export becomes a source `apple-health:<name>`;
@@ -43,6 +45,7 @@ fn too_large(max: u64) -> Problem {
         (status = 409, description = "Another import is running (`import_running`)", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 413, description = "Larger than the server's import cap", body = ProblemDetails, content_type = "application/problem+json"),
         CommonErrors,
+        (status = 408, description = "The upload stalled: nothing arrived for the server's request timeout", body = ProblemDetails, content_type = "application/problem+json"),
     ),
     security(("owner" = [])))]
 pub async fn create(
@@ -66,7 +69,20 @@ pub async fn create(
     let mut out = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(std_file));
     let mut stream = body.into_data_stream();
     let mut received: u64 = 0;
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let next = tokio::time::timeout(state.upload_idle, stream.next())
+            .await
+            .map_err(|_| {
+                Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    ErrorCode::UnreadableBody,
+                    format!(
+                        "the upload stalled: nothing arrived for {} s; nothing was stored",
+                        state.upload_idle.as_secs()
+                    ),
+                )
+            })?;
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| unreadable(format!("reading the upload: {e}")))?;
         received += chunk.len() as u64;
         if received > max {

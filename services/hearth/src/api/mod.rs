@@ -24,13 +24,12 @@ mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -57,6 +56,8 @@ pub struct AppState {
     /// Import jobs, and the largest export an upload may be.
     pub(crate) imports: Arc<crate::import::Imports>,
     pub(crate) max_import_bytes: u64,
+    /// How long an upload may go without a byte before it is dropped.
+    pub(crate) upload_idle: Duration,
 }
 
 pub struct Limits {
@@ -91,6 +92,7 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         observers: Arc::default(),
         imports: Arc::default(),
         max_import_bytes: limits.max_import_bytes,
+        upload_idle: limits.request_timeout,
     };
     let (routes, _) = documented_routes().split_for_parts();
     let router = routes
@@ -121,9 +123,9 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
             host::check_host,
         ))
         .layer(middleware::from_fn(security_headers))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
+        .layer(middleware::from_fn_with_state(
             limits.request_timeout,
+            request_deadline,
         ))
         .with_state(state);
     if tls {
@@ -134,6 +136,23 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         ))
     } else {
         router
+    }
+}
+
+/// Answers `408` to a request that takes longer than `timeout`. An export
+/// upload is exempt: gigabytes take longer than that on a home network, so
+/// its handler drops it instead when no byte arrives for as long.
+async fn request_deadline(
+    State(timeout): State<Duration>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    if req.method() == axum::http::Method::POST && req.uri().path() == "/v1/imports" {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
     }
 }
 

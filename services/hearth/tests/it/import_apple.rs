@@ -396,6 +396,7 @@ both_backends!(
     bad_exports_are_refused_and_nothing_is_stored,
     an_import_beside_an_app_writing_counts_each_sample_once,
     erasing_the_import_family_erases_every_imported_source,
+    an_upload_outlasts_the_request_timeout_but_not_a_stall,
 );
 
 /// `DELETE /v1/source-families/apple-health` erases every source an import
@@ -507,5 +508,104 @@ async fn erasing_the_import_family_erases_every_imported_source(backend: Backend
         close(phone["sum"].as_f64().unwrap(), written.steps_sum),
         "{phone}"
     );
+    app.stop().await;
+}
+
+/// Sends `body` as an upload in `pieces` parts, `pause` apart, then waits
+/// for the answer; returns its status line and body.
+async fn trickle(app: &TestApp, body: &[u8], pieces: usize, pause: Duration) -> String {
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let token = app.token.clone().unwrap();
+    let head = format!(
+        "POST /v1/imports HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/zip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for piece in body.chunks(body.len().div_ceil(pieces)) {
+        tokio::time::sleep(pause).await;
+        if stream.write_all(piece).await.is_err() {
+            break;
+        }
+    }
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// An export that takes longer to arrive than the server's request timeout
+/// is still taken (a few gigabytes over a home network take minutes); one
+/// that stops arriving for that long is dropped, and nothing is stored.
+async fn an_upload_outlasts_the_request_timeout_but_not_a_stall(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let mut args = db.serve_args();
+    args.request_timeout_secs = 1;
+    let mut app = TestApp::start_with(args).await;
+    app.setup().await;
+    let (body, _) = export_zip(&Options {
+        days: 2,
+        ..Options::default()
+    });
+    // Three seconds in all, never a second without a byte.
+    let answer = trickle(&app, &body, 8, Duration::from_millis(400)).await;
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+
+    // Half of it, then nothing.
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let token = app.token.clone().unwrap();
+    let head = format!(
+        "POST /v1/imports HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/zip\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..body.len() / 2]).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("the stalled upload is answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("stalled"), "{answer}");
+
+    // Every other request keeps the timeout: a write whose body stops
+    // half way is answered 408 after a second.
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let json = serde_json::to_vec(&json!({ "samples": [steps(1, 5.0)] })).unwrap();
+    let head = format!(
+        "POST /v1/samples HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        json.len()
+    );
+    let started = Instant::now();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&json[..json.len() / 2]).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+        .await
+        .expect("the stalled write is answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // The first import completes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let jobs = app
+            .get("/v1/imports/00000000-0000-0000-0000-000000000000")
+            .await;
+        assert_eq!(jobs.status(), 404);
+        let steps = app.get_json("/v1/statistics?type=step_count").await;
+        if steps["count"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the trickled import stored nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     app.stop().await;
 }
