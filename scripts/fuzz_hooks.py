@@ -1,7 +1,7 @@
 """Schemathesis hooks for scripts/fuzz_api.py (loaded via SCHEMATHESIS_HOOKS).
 
-`POST /v1/imports` takes a raw `application/zip` body, which schemathesis has
-no serializer for: generated binary values are sent as they are, anything
+`POST /v1/imports` takes a raw `application/zip` or `application/x-ndjson`
+body, which schemathesis has no serializer for: generated binary values are sent as they are, anything
 else as its JSON text, so the endpoint is fuzzed with arbitrary bytes.
 """
 
@@ -10,7 +10,7 @@ import json
 import schemathesis
 
 
-@schemathesis.serializer("application/zip")
+@schemathesis.serializer("application/zip", "application/x-ndjson")
 def raw_bytes(ctx, value):
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)

@@ -225,10 +225,14 @@ pub enum ImportCommand {
         #[arg(long)]
         json: bool,
     },
-    /// A Hearth `ndjson` export (`hearth export`); running it again adds nothing.
+    /// A Hearth `ndjson` export (`hearth export`), each sample under the
+    /// source it came from; running it again adds nothing.
     Ndjson {
         /// The export file; `-` reads standard input.
         path: PathBuf,
+        /// Print the finished job as JSON instead of the summary.
+        #[arg(long)]
+        json: bool,
     },
 }
 

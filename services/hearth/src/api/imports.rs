@@ -12,7 +12,7 @@ use super::auth::OwnerAccess;
 use super::problem::{ApiPath, CommonErrors, Problem};
 use super::AppState;
 use crate::import::apple_health::archive::ArchiveLimits;
-use crate::import::{self, StartError};
+use crate::import::{self, Format, StartError};
 use crate::wire::imports as wire;
 use crate::wire::{ErrorCode, ProblemDetails};
 
@@ -24,20 +24,27 @@ fn too_large(max: u64) -> Problem {
     )
 }
 
-/// Imports an Apple Health export as the owner. The body is the
-/// `export.zip` the Health app writes, or its export XML alone; it is
+/// Imports an export as the owner: an Apple Health `export.zip` (or its
+/// export XML alone), or with `Content-Type: application/x-ndjson` a
+/// Hearth export (`GET /v1/export`). The body is
 /// stored in a temporary file as it arrives, checked whole (a refusal
 /// stores nothing), then imported in the background. The upload may take
 /// as long as it needs (the server's request timeout does not apply), but
 /// is dropped with `408` when nothing arrives for that long. Follow the job with
 /// `GET /v1/imports/{id}`.
 ///
-/// Each `sourceName` of the export becomes a source `apple-health:<name>`;
-/// every sample carries a `sync_id` derived from its content, so importing
-/// the same export again, or a newer one that overlaps it, adds nothing
-/// twice.
+/// Each `sourceName` of an Apple Health export becomes a source
+/// `apple-health:<name>`; every sample carries a `sync_id` derived from its
+/// content, so importing the same export again, or a newer one that
+/// overlaps it, adds nothing twice. A Hearth export's samples keep the
+/// sources they came from (and their `sync_id`s), and its source priority
+/// order and characteristics are restored.
 #[utoipa::path(post, path = "/v1/imports", tag = "imports", operation_id = "create_import",
-    request_body(content = wire::ExportUpload, description = "An Apple Health `export.zip`, or its export XML", content_type = "application/zip"),
+    request_body(description = "An Apple Health `export.zip` (or its export XML), or a Hearth `ndjson` export",
+        content(
+            (wire::ExportUpload = "application/zip"),
+            (wire::ExportUpload = "application/x-ndjson"),
+        )),
     responses(
         (status = 202, description = "The export was accepted and is being imported", body = wire::ImportJob),
         (status = 400, description = "Not an acceptable export (`import_refused`): damaged or truncated zip, unsafe file names, a zip bomb, entity declarations, no `HealthData`; nothing was stored", body = ProblemDetails, content_type = "application/problem+json"),
@@ -55,6 +62,21 @@ pub async fn create(
     body: Body,
 ) -> Result<(StatusCode, Json<wire::ImportJob>), Problem> {
     let max = state.max_import_bytes;
+    let format = match headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .as_deref()
+    {
+        Some("application/x-ndjson") => Format::Ndjson,
+        _ => Format::AppleHealth,
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -104,7 +126,8 @@ pub async fn create(
     }
     let job = state
         .imports
-        .start_apple_health(
+        .start(
+            format,
             access.open.clone(),
             access.apps.clone(),
             path,

@@ -1,10 +1,8 @@
 //! Hearth's own export format, and reading it back as writes.
 //!
-//! Reading it back goes through `POST /v1/samples` like any other write:
-//! every sample is written with its exported id as its `sync_id`, so an
-//! interrupted import can simply be run again. The samples then belong to
-//! the importing caller's source (the owner, for `hearth import ndjson`);
-//! the source each came from stays in the export file.
+//! Reading it back (`import::ndjson`) writes every sample under the source
+//! it came from, with its own `sync_id` if it had one and its exported id
+//! otherwise, so an interrupted import can simply be run again.
 
 use std::collections::HashMap;
 
@@ -23,9 +21,12 @@ pub fn sample_record(mut sample: Value) -> Value {
 
 /// One line of an export.
 pub enum Line {
-    Header { version: u64 },
+    Header {
+        version: u64,
+    },
     Characteristics(Map<String, Value>),
-    SourcePriority,
+    /// The owner's priority order: `{"order":[{"source","device"}…]}`.
+    SourcePriority(Value),
     Sample(Value),
 }
 
@@ -43,7 +44,7 @@ pub fn parse_line(text: &str) -> Result<Line, String> {
                 .cloned()
                 .unwrap_or_default(),
         )),
-        Some("source_priority") => Ok(Line::SourcePriority),
+        Some("source_priority") => Ok(Line::SourcePriority(value)),
         Some("sample") => Ok(Line::Sample(value)),
         Some(other) => Err(format!("unknown record `{other}`")),
         None => Err("a line without `record`".into()),
@@ -60,14 +61,25 @@ pub fn is_route(sample: &Value) -> bool {
     sample.get("type").and_then(Value::as_str) == Some("workout_route")
 }
 
-/// An exported sample as a sample to write (`POST /v1/samples`): its
-/// exported id becomes its `sync_id`, a route names its workout by the id
-/// the import gave it (`workouts` maps exported ids to new ones).
+/// An exported sample as a sample to write (`POST /v1/samples`): it keeps
+/// its `sync_id` and version (its source goes on syncing with them), or
+/// else its exported id becomes its `sync_id`; a route names its workout by
+/// the id the import gave it (`workouts` maps exported ids to new ones).
 pub fn new_sample(sample: &Value, workouts: &HashMap<String, String>) -> Result<Value, String> {
     let obj = sample.as_object().ok_or("a sample is an object")?;
     let id = exported_id(sample).ok_or("a sample without `id`")?;
     let mut out = Map::new();
-    out.insert("sync_id".into(), Value::from(id));
+    match obj.get("sync_id").and_then(Value::as_str) {
+        Some(sync_id) => {
+            out.insert("sync_id".into(), Value::from(sync_id));
+            if let Some(v) = obj.get("sync_version").filter(|v| !v.is_null()) {
+                out.insert("sync_version".into(), v.clone());
+            }
+        }
+        None => {
+            out.insert("sync_id".into(), Value::from(id));
+        }
+    }
     for field in [
         "type", "start", "end", "value", "unit", "metadata", "device", "activity", "energy",
         "distance", "route",

@@ -10,23 +10,32 @@ use anyhow::{bail, Context};
 use futures_util::stream;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::apple_health::xml::is_export;
 use crate::cli::{call, owner_session};
 use crate::config::{ImportCommand, ServerArgs};
 
 pub async fn run(server: ServerArgs, command: ImportCommand) -> anyhow::Result<()> {
-    let (path, json) = match command {
-        ImportCommand::AppleHealth { path, json } => (path, json),
-        ImportCommand::Ndjson { path } => {
-            return crate::export::client::run_import(server, path).await;
-        }
+    let (path, json, content_type) = match command {
+        ImportCommand::AppleHealth { path, json } => (path, json, "application/zip"),
+        ImportCommand::Ndjson { path, json } => (path, json, "application/x-ndjson"),
     };
     let (client, base, token) = owner_session(&server).await?;
-    // A folder travels as a zip of the files an import reads.
+    // A folder travels as a zip of the files an import reads; standard
+    // input as a file, so that its size is known.
     let packed;
-    let upload: &Path = if path.is_dir() {
+    let upload: &Path = if path.as_os_str() == "-" {
+        let (file, temp) = tempfile::Builder::new()
+            .prefix("hearth-import-")
+            .tempfile()?
+            .into_parts();
+        let mut out = tokio::fs::File::from_std(file);
+        tokio::io::copy(&mut tokio::io::stdin(), &mut out).await?;
+        out.flush().await?;
+        packed = temp;
+        packed.as_ref()
+    } else if path.is_dir() && content_type == "application/zip" {
         packed = tokio::task::spawn_blocking({
             let path = path.clone();
             move || pack_folder(&path)
@@ -68,7 +77,7 @@ pub async fn run(server: ServerArgs, command: ImportCommand) -> anyhow::Result<(
         client
             .post(format!("{base}/v1/imports"))
             .bearer_auth(&token)
-            .header("content-type", "application/zip")
+            .header("content-type", content_type)
             .header("content-length", size)
             .body(reqwest::Body::wrap_stream(body)),
         "uploading the export",
@@ -125,8 +134,13 @@ fn print_summary(job: &Value) {
     let p = &job["progress"];
     let elapsed = p["elapsed_s"].as_f64().unwrap_or(0.0);
     let records = p["records"].as_u64().unwrap_or(0);
+    let of = if job["format"] == "apple_health" {
+        " of XML"
+    } else {
+        ""
+    };
     println!(
-        "read {records} records ({:.1} MB of XML) in {elapsed:.1} s",
+        "read {records} records ({:.1} MB{of}) in {elapsed:.1} s",
         p["bytes_read"].as_u64().unwrap_or(0) as f64 / 1e6
     );
     let Some(s) = job.get("summary") else {

@@ -10,6 +10,7 @@
 pub mod apple_health;
 pub mod client;
 pub mod health_auto_export;
+pub mod ndjson;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +24,7 @@ use uuid::Uuid;
 
 use crate::apps::Apps;
 use crate::caller::Caller;
+use crate::log::event::SourceKey;
 use crate::log::writer::{NewEntry, Write, WriteError, WriteOutcome, Writer};
 use crate::store::OpenStore;
 use crate::wire::imports as wire;
@@ -65,9 +67,25 @@ enum State {
     Failed { error: String, partial: bool },
 }
 
+/// What an upload holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// An Apple Health `export.zip`, or its export XML.
+    AppleHealth,
+    /// Hearth's own `ndjson` export.
+    Ndjson,
+}
+
+/// An upload checked and ready to import.
+enum Checked {
+    AppleHealth(Export),
+    Ndjson(std::path::PathBuf),
+}
+
 /// One import and how far it got.
 pub struct Job {
     pub id: Uuid,
+    format: Format,
     started: Instant,
     finished: Mutex<Option<Instant>>,
     counters: Counters,
@@ -127,7 +145,10 @@ impl Job {
         };
         wire::ImportJob {
             id: self.id,
-            format: "apple_health",
+            format: match self.format {
+                Format::AppleHealth => "apple_health",
+                Format::Ndjson => "ndjson",
+            },
             state,
             error,
             progress,
@@ -143,8 +164,9 @@ impl Imports {
 
     /// Checks the uploaded export at `upload` and starts importing it as
     /// the owner. The file is removed when the job ends.
-    pub async fn start_apple_health(
+    pub async fn start(
         &self,
+        format: Format,
         open: Arc<OpenStore>,
         apps: Arc<Apps>,
         upload: tempfile::TempPath,
@@ -153,13 +175,23 @@ impl Imports {
         if self.jobs.lock().values().any(|j| j.is_running()) {
             return Err(StartError::Busy);
         }
-        let (export, upload) =
-            tokio::task::spawn_blocking(move || (Export::open(&upload, limits), upload))
-                .await
-                .map_err(|_| StartError::Refused("the export could not be checked".into()))?;
-        let export = export.map_err(|e| StartError::Refused(e.to_string()))?;
+        let (checked, upload) = tokio::task::spawn_blocking(move || {
+            let checked = match format {
+                Format::AppleHealth => Export::open(&upload, limits)
+                    .map(|e| (e.xml_bytes, Checked::AppleHealth(e)))
+                    .map_err(|e| e.to_string()),
+                Format::Ndjson => ndjson::check(&upload)
+                    .map(|bytes| (bytes, Checked::Ndjson(upload.to_path_buf())))
+                    .map_err(|e| e.to_string()),
+            };
+            (checked, upload)
+        })
+        .await
+        .map_err(|_| StartError::Refused("the export could not be checked".into()))?;
+        let (bytes_total, checked) = checked.map_err(StartError::Refused)?;
         let job = Arc::new(Job {
             id: Uuid::new_v4(),
+            format,
             started: Instant::now(),
             finished: Mutex::new(None),
             counters: Counters::default(),
@@ -167,7 +199,7 @@ impl Imports {
         });
         job.counters
             .bytes_total
-            .store(export.xml_bytes, Ordering::Relaxed);
+            .store(bytes_total, Ordering::Relaxed);
         {
             let mut jobs = self.jobs.lock();
             if jobs.values().any(|j| j.is_running()) {
@@ -185,7 +217,7 @@ impl Imports {
             }
             jobs.insert(job.id, job.clone());
         }
-        tokio::spawn(run(job.clone(), export, upload, open, apps));
+        tokio::spawn(run(job.clone(), checked, upload, open, apps));
         Ok(job)
     }
 }
@@ -198,11 +230,12 @@ enum Batch {
         reply: Option<oneshot::Sender<Vec<u128>>>,
     },
     Characteristics(Vec<(String, String)>),
+    Priority(Vec<SourceKey>),
 }
 
 async fn run(
     job: Arc<Job>,
-    export: Export,
+    checked: Checked,
     upload: tempfile::TempPath,
     open: Arc<OpenStore>,
     apps: Arc<Apps>,
@@ -212,9 +245,12 @@ async fn run(
     let parse_job = job.clone();
     let parsed = tokio::task::spawn_blocking(move || {
         let mut sink = ChannelSink { tx, job: parse_job };
-        let tally = apple_health::import(&export, &mut sink);
+        let tally = match &checked {
+            Checked::AppleHealth(export) => apple_health::import(export, &mut sink),
+            Checked::Ndjson(path) => ndjson::import(path, &mut sink),
+        };
         drop(sink);
-        drop(export);
+        drop(checked);
         drop(upload);
         tally
     })
@@ -280,6 +316,12 @@ impl Sink for ChannelSink {
             .map_err(|_| stopped())
     }
 
+    fn source_priority(&mut self, order: Vec<SourceKey>) -> Result<(), ImportError> {
+        self.tx
+            .blocking_send(Batch::Priority(order))
+            .map_err(|_| stopped())
+    }
+
     fn progress(&mut self, xml_bytes: u64, records: u64) {
         let c = &self.job.counters;
         c.bytes_read.store(xml_bytes, Ordering::Relaxed);
@@ -327,6 +369,12 @@ async fn write_batches(
                         .await
                         .map_err(store_error)?;
                 }
+            }
+            Batch::Priority(order) => {
+                open.writer
+                    .write(Write::SetSourcePriority { order })
+                    .await
+                    .map_err(store_error)?;
             }
         }
     }

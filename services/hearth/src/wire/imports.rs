@@ -26,7 +26,7 @@ pub enum ImportState {
 #[derive(Serialize, ToSchema)]
 pub struct ImportJob {
     pub id: Uuid,
-    /// What is imported: `apple_health`.
+    /// What is imported: `apple_health`, or `ndjson` (a Hearth export).
     #[schema(example = "apple_health")]
     pub format: &'static str,
     pub state: ImportState,
@@ -44,11 +44,12 @@ pub struct ImportJob {
 /// How far an import got.
 #[derive(Serialize, ToSchema)]
 pub struct ImportProgress {
-    /// Size of the export XML, uncompressed.
+    /// Size of the export XML, uncompressed (of the file, for `ndjson`).
     pub bytes_total: u64,
     /// Bytes of it read so far.
     pub bytes_read: u64,
-    /// Elements (records, correlations, workouts, ...) read so far.
+    /// Elements (records, correlations, workouts, ...) read so far, or
+    /// lines of an `ndjson` export.
     pub records: u64,
     /// Samples stored new.
     pub added: u64,

@@ -597,7 +597,7 @@ both_backends!(
 );
 
 /// Store A's answers for comparison: statistics, hourly buckets and every
-/// sample without what a store assigns (ids, source, sync identifiers).
+/// sample without what a store assigns (ids, sync identifiers).
 async fn answers(app: &TestApp) -> Vec<Value> {
     let mut out = Vec::new();
     for ty in [
@@ -626,18 +626,29 @@ async fn answers(app: &TestApp) -> Vec<Value> {
         "workout",
         "workout_route",
     ] {
-        for mut s in app.list_all(ty, 1000).await {
-            strip(&mut s);
-            out.push(s);
+        // Samples at the same time list in id order, which differs.
+        let mut listed = app.list_all(ty, 1000).await;
+        for s in &mut listed {
+            strip(s);
         }
+        listed.sort_by_key(|s| s.to_string());
+        out.extend(listed);
     }
     out.push(app.get_json("/v1/characteristics").await);
     out
 }
 
+/// Compares answers one by one, naming the first that differs.
+fn same_answers(a: &[Value], b: &[Value]) {
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert_eq!(x, y, "answer {i} differs");
+    }
+    assert_eq!(a.len(), b.len(), "as many answers");
+}
+
 fn strip(sample: &mut Value) {
     let obj = sample.as_object_mut().unwrap();
-    for field in ["id", "source", "sync_id", "sync_version", "workout"] {
+    for field in ["id", "sync_id", "sync_version", "workout"] {
         obj.remove(field);
     }
     if let Some(Value::Array(members)) = obj.get_mut("members") {
@@ -645,6 +656,24 @@ fn strip(sample: &mut Value) {
             strip(m);
         }
     }
+}
+
+/// Uploads a Hearth export and waits for the job to end; answers the job.
+async fn import_ndjson(app: &TestApp, body: Vec<u8>) -> Value {
+    let r = app
+        .post_raw("/v1/imports", "application/x-ndjson", body)
+        .await;
+    assert_eq!(r.status(), 202, "import: {}", r.text().await.unwrap());
+    let job: Value = r.json().await.unwrap();
+    let id = job["id"].as_str().unwrap().to_string();
+    for _ in 0..600 {
+        let job = app.get_json(&format!("/v1/imports/{id}")).await;
+        if job["state"] != "running" {
+            return job;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the import did not end");
 }
 
 async fn a_full_export_imports_into_an_empty_store_with_equal_answers(backend: Backend) {
@@ -690,6 +719,31 @@ async fn a_full_export_imports_into_an_empty_store_with_equal_answers(backend: B
         {"qty": 7.9, "date": "2026-01-01 09:30:00 +0100", "mealTime": "After Meal", "source": "Contour"},
     ]}]}});
     assert_eq!(push(&a, &key, &glucose).await.0, 200);
+    // Steps of a second source over the owner's, counted first by the
+    // owner's order: the statistics depend on whose they are.
+    let pedometer = a
+        .register_app("Pedometer", "https://p.example/cb", false)
+        .await;
+    let pedometer = pedometer["id"].as_str().unwrap().to_string();
+    let ptoken = a.mint(&pedometer, &["step_count"], &["step_count"]).await;
+    let r = a
+        .as_token(&ptoken)
+        .write(
+            (0..30)
+                .map(|m| crate::support::steps(m * 7, 11.0))
+                .collect(),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let r = a
+        .client
+        .put(a.url("/v1/sources/priority"))
+        .bearer_auth(a.token.as_deref().unwrap())
+        .json(&json!({"order": [{"source": pedometer}, {"source": "owner"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 
     let r = a.get("/v1/export").await;
     assert_eq!(r.status(), 200);
@@ -708,21 +762,34 @@ async fn a_full_export_imports_into_an_empty_store_with_equal_answers(backend: B
         0,
         "members travel inside their correlation"
     );
-    assert_eq!(of_type("step_count"), 120);
+    assert_eq!(of_type("step_count"), 150);
     assert_eq!(of_type("workout_route"), 1);
     let sample_lines = lines.iter().filter(|l| l["record"] == "sample").count();
 
     // Store B, empty, imports it the way `hearth import ndjson` does.
     let db_b = TestDatabase::new(backend).await;
     let b = TestApp::unlocked(&db_b).await;
-    let token = b.token.clone().unwrap();
-    let summary =
-        hearth::export::client::import_ndjson(&b.client, &b.base, &token, &export[..], false)
-            .await
-            .unwrap();
-    assert_eq!(summary.samples, sample_lines as u64);
-    assert!(summary.characteristics);
-    assert_eq!(answers(&a).await, answers(&b).await);
+    let job = import_ndjson(&b, export.clone()).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["format"], "ndjson");
+    let summary = &job["summary"];
+    let stored: u64 = summary["samples"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(stored, sample_lines as u64);
+    assert_eq!(summary["characteristics"], 2);
+    same_answers(&answers(&a).await, &answers(&b).await);
+    assert_eq!(
+        a.get_json("/v1/sources/priority").await,
+        b.get_json("/v1/sources/priority").await
+    );
+    assert_eq!(
+        a.get_json("/v1/sources?type=step_count").await,
+        b.get_json("/v1/sources?type=step_count").await
+    );
     let routes = b.list_all("workout_route", 10).await;
     let workouts = b.list_all("workout", 10).await;
     assert_eq!(
@@ -731,12 +798,47 @@ async fn a_full_export_imports_into_an_empty_store_with_equal_answers(backend: B
     );
 
     // Importing again adds nothing.
-    let again =
-        hearth::export::client::import_ndjson(&b.client, &b.base, &token, &export[..], false)
-            .await
-            .unwrap();
-    assert_eq!(again.added, 0);
-    assert_eq!(answers(&a).await, answers(&b).await);
+    let again = import_ndjson(&b, export.clone()).await;
+    assert_eq!(again["state"], "succeeded", "{again}");
+    assert_eq!(again["summary"]["added"], 0, "{again}");
+    same_answers(&answers(&a).await, &answers(&b).await);
+
+    // What is not a Hearth export, or not one this server reads, is
+    // refused whole: nothing of it is stored.
+    let c_db = TestDatabase::new(backend).await;
+    let c = TestApp::unlocked(&c_db).await;
+    let text = String::from_utf8(export.clone()).unwrap();
+    let (head, rest) = text.split_once('\n').unwrap();
+    let bad_sample = text.replacen("\"step_count\"", "\"no_such_type\"", 1);
+    let huge = format!(
+        "{head}\n{{\"record\":\"sample\",\"x\":\"{}\"}}\n",
+        "a".repeat(5 << 20)
+    );
+    for (body, why) in [
+        (rest.to_string(), "first line is not the header"),
+        (text.replacen("\"version\":1", "\"version\":9", 1), "version 9"),
+        (bad_sample, "no_such_type"),
+        (format!("{head}\nnot json\n"), "line 2: not JSON"),
+        (huge, "line 2: longer than 4 MiB"),
+        (format!("{head}\n{{\"record\":\"sample\",\"id\":\"x\",\"type\":\"step_count\",\"source\":\"\"}}\n"), "source"),
+        (String::new(), "empty"),
+    ] {
+        let r = c
+            .post_raw("/v1/imports", "application/x-ndjson", body.into_bytes())
+            .await;
+        assert_eq!(r.status(), 400, "{why}");
+        let problem: Value = r.json().await.unwrap();
+        assert!(
+            problem["detail"].as_str().unwrap().contains(why),
+            "{why}: {problem}"
+        );
+    }
+    assert!(c.list_all("step_count", 10).await.is_empty());
+    assert_eq!(
+        c.get_json("/v1/characteristics").await["date_of_birth"],
+        Value::Null
+    );
+    c.stop().await;
 
     // The FHIR form holds the same samples as Observations.
     let r = a.get("/v1/export?format=fhir").await;

@@ -34,6 +34,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::catalogue::{self, Kind, TypeIndex};
+use crate::log::event::SourceKey;
 use crate::log::writer::NewEntry;
 use crate::samples::{self, MAX_ROUTE_POINTS};
 use crate::wire::samples as wire;
@@ -67,6 +68,8 @@ pub trait Sink {
     fn add_now(&mut self, source: &str, entries: Vec<NewEntry>) -> Result<Vec<u128>, ImportError>;
     /// Characteristics from the export (`Me`), as `(type id, value)`.
     fn characteristics(&mut self, values: Vec<(String, String)>) -> Result<(), ImportError>;
+    /// The owner's priority order of sources, replacing the store's.
+    fn source_priority(&mut self, order: Vec<SourceKey>) -> Result<(), ImportError>;
     /// Bytes of XML read and records seen so far.
     fn progress(&mut self, xml_bytes: u64, records: u64);
 }
