@@ -660,6 +660,10 @@ async fn bench_unlock(args: &Args, admin: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+// The server runs in this process, with the allocator its binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {
     let args = Args::parse();
