@@ -1,0 +1,128 @@
+//! Consented research: studies the owner adds, the owner's consent and
+//! withdrawal, the signed consent receipt, and SMART Backend Services
+//! authorization for the study's own client.
+//!
+//! - [`study`]: the study description and the study's client keys;
+//! - [`event`]: what the log keeps (studies, decisions, withdrawals);
+//! - [`registry`]: the studies as the log says they stand, kept beside the
+//!   app registry;
+//! - [`consent`]: the consent document, the decision, the receipt's claims;
+//! - [`signing`]: the store's receipt-signing key;
+//! - [`smart`]: the token endpoint's checks and the `jwks_uri` cache.
+//!
+//! A study reaches data only as a [`Study`]: an access token checked on
+//! every request against the consent in force, so a withdrawal or a
+//! narrower decision takes effect at once. Reads made for a study are to
+//! go through the read boundary (`View`) like every other caller's.
+
+pub mod consent;
+pub mod event;
+pub mod registry;
+pub mod signing;
+pub mod smart;
+pub mod study;
+
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+
+use crate::apps::{digest, Apps};
+use event::ConsentRecord;
+
+/// What a study's token may ask for (SMART `system/*.rs` scopes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StudyScope {
+    /// `system/Observation.rs`: the consented types as Observations.
+    Observation,
+    /// `system/Patient.rs`: the study's pseudonym for the owner.
+    Patient,
+}
+
+impl StudyScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StudyScope::Observation => "system/Observation.rs",
+            StudyScope::Patient => "system/Patient.rs",
+        }
+    }
+}
+
+/// A study's access token as presented on a request, with the consent in
+/// force at that moment: the caller a study's reads are made for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Study {
+    pub study_id: String,
+    pub scopes: Vec<StudyScope>,
+    /// The owner's decision in force: which types, whether routes.
+    pub consent: ConsentRecord,
+    /// The SHA-256 of the token presented, to check again later.
+    pub token_hash: [u8; 32],
+}
+
+impl Study {
+    pub fn has_scope(&self, scope: StudyScope) -> bool {
+        self.scopes.contains(&scope)
+    }
+}
+
+pub(crate) struct TokenEntry {
+    pub study_id: String,
+    pub scopes: Vec<StudyScope>,
+    pub expires_us: i64,
+}
+
+/// Studies' access tokens, by hash. In memory only: they live five
+/// minutes, and a restart simply makes the study ask again.
+#[derive(Default)]
+pub struct StudyTokens {
+    tokens: Mutex<HashMap<[u8; 32], TokenEntry>>,
+}
+
+impl StudyTokens {
+    pub(crate) fn add(&self, hash: [u8; 32], entry: TokenEntry, now_us: i64) {
+        let mut tokens = self.tokens.lock();
+        tokens.retain(|_, t| t.expires_us > now_us);
+        tokens.insert(hash, entry);
+    }
+
+    /// Every token of `study_id` dies now.
+    pub fn revoke_study(&self, study_id: &str) {
+        self.tokens.lock().retain(|_, t| t.study_id != study_id);
+    }
+}
+
+/// The research side of the server: studies' tokens and fetched key sets.
+#[derive(Default)]
+pub struct Research {
+    pub tokens: StudyTokens,
+    pub jwks: smart::JwksCache,
+}
+
+impl Research {
+    /// The study behind a bearer token: the token is live, the study not
+    /// withdrawn or removed, and the owner's consent in force.
+    pub fn authenticate(&self, token: &str, apps: &Apps) -> Option<Study> {
+        let hash = digest(token);
+        let now = apps.clock.now_us();
+        let (study_id, scopes) = {
+            let tokens = self.tokens.tokens.lock();
+            let t = tokens.get(&hash).filter(|t| t.expires_us > now)?;
+            (t.study_id.clone(), t.scopes.clone())
+        };
+        let registry = apps.read();
+        let consent = registry.studies().get(&study_id)?.live_consent()?.clone();
+        Some(Study {
+            study_id,
+            scopes,
+            consent,
+            token_hash: hash,
+        })
+    }
+}
+
+/// RFC 3339, to the second, for microseconds since the epoch.
+pub fn rfc3339(us: i64) -> String {
+    jiff::Timestamp::from_microsecond(us)
+        .map(|t| t.round(jiff::Unit::Second).unwrap_or(t).to_string())
+        .unwrap_or_default()
+}
