@@ -126,3 +126,132 @@ pub fn rfc3339(us: i64) -> String {
         .map(|t| t.round(jiff::Unit::Second).unwrap_or(t).to_string())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::event::{Envelope, Event};
+    use event::{ResearchEvent, StudyRecord};
+
+    fn apply(apps: &Apps, at_us: i64, event: ResearchEvent) {
+        apps.apply(&Envelope {
+            at_us,
+            event: Event::Research(event),
+        });
+    }
+
+    fn description() -> String {
+        serde_json::json!({
+            "name": "n", "organisation": "o", "contact": "c", "purpose": "p",
+            "procedures": "p", "risks_and_benefits": "r", "duration": "d",
+            "data_use_and_sharing": "u", "withdrawal": "w",
+            "requested_types": ["step_count"],
+            "date_range": { "start": "2025-01-01" },
+            "frequency": "once", "deidentification": "safe_harbor",
+            "jwks_uri": "https://study.example/jwks.json",
+        })
+        .to_string()
+    }
+
+    fn consent(study_id: &str) -> ConsentRecord {
+        ConsentRecord {
+            study_id: study_id.into(),
+            types: vec!["step_count".into()],
+            routes: false,
+            decided_us: 1,
+            receipt: "r".into(),
+        }
+    }
+
+    #[test]
+    fn a_study_token_works_only_under_a_live_consent() {
+        let apps = Apps::default();
+        let research = Research::default();
+        let now = apps.clock.now_us();
+        apply(
+            &apps,
+            1,
+            ResearchEvent::StudyAdded(StudyRecord {
+                study_id: "study_a".into(),
+                description: description(),
+                added_us: 1,
+            }),
+        );
+        let token = "hst_secret";
+        let entry = |expires_us| TokenEntry {
+            study_id: "study_a".into(),
+            scopes: vec![StudyScope::Observation],
+            expires_us,
+        };
+        research
+            .tokens
+            .add(digest(token), entry(now + 60_000_000), now);
+        assert!(
+            research.authenticate(token, &apps).is_none(),
+            "no consent yet"
+        );
+
+        apply(&apps, 2, ResearchEvent::ConsentGiven(consent("study_a")));
+        let study = research.authenticate(token, &apps).expect("consented");
+        assert_eq!(study.study_id, "study_a");
+        assert!(study.has_scope(StudyScope::Observation));
+        assert!(!study.has_scope(StudyScope::Patient));
+        assert_eq!(study.consent.types, ["step_count"]);
+        assert!(research.authenticate("hst_other", &apps).is_none());
+
+        // Withdrawal stops the token at once, and no consent revives it.
+        apply(
+            &apps,
+            3,
+            ResearchEvent::StudyWithdrawn {
+                study_id: "study_a".into(),
+            },
+        );
+        assert!(research.authenticate(token, &apps).is_none());
+        apply(&apps, 4, ResearchEvent::ConsentGiven(consent("study_a")));
+        assert!(research.authenticate(token, &apps).is_none());
+        assert_eq!(
+            apps.read().studies().get("study_a").unwrap().withdrawn_us,
+            Some(3)
+        );
+
+        // Expired tokens and revoked ones are refused too.
+        apply(
+            &apps,
+            5,
+            ResearchEvent::StudyAdded(StudyRecord {
+                study_id: "study_b".into(),
+                description: description(),
+                added_us: 5,
+            }),
+        );
+        apply(&apps, 6, ResearchEvent::ConsentGiven(consent("study_b")));
+        let mut b = entry(now - 1);
+        b.study_id = "study_b".into();
+        research.tokens.add(digest("hst_expired"), b, now - 2);
+        assert!(research.authenticate("hst_expired", &apps).is_none());
+        let mut b = entry(now + 60_000_000);
+        b.study_id = "study_b".into();
+        research.tokens.add(digest("hst_b"), b, now);
+        assert!(research.authenticate("hst_b", &apps).is_some());
+        research.tokens.revoke_study("study_b");
+        assert!(research.authenticate("hst_b", &apps).is_none());
+        apply(
+            &apps,
+            7,
+            ResearchEvent::StudyRemoved {
+                study_id: "study_b".into(),
+            },
+        );
+        assert!(apps.read().studies().get("study_b").is_none());
+    }
+
+    #[test]
+    fn study_events_round_trip_through_the_log_encoding() {
+        let env = Envelope {
+            at_us: 9,
+            event: Event::Research(ResearchEvent::ConsentGiven(consent("study_a"))),
+        };
+        assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
+    }
+}

@@ -879,6 +879,80 @@ async fn published_key_sets_are_fetched_and_cached(backend: Backend) {
     let id = add_study(&app, &description(json!({ "jwks_uri": gone }))).await;
     consent(&app, &id, &["step_count"]).await;
     refused(&app, &assertion(&app, &key, &id), "unreachable jwks_uri").await;
+
+    // One that never answers: given up after the timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uri = format!("http://{}/jwks.json", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let id = add_study(&app, &description(json!({ "jwks_uri": uri }))).await;
+    consent(&app, &id, &["step_count"]).await;
+    let started = std::time::Instant::now();
+    refused(&app, &assertion(&app, &key, &id), "silent jwks_uri").await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(4) && waited < std::time::Duration::from_secs(15),
+        "{waited:?}"
+    );
+    app.stop().await;
+}
+
+async fn studies_are_managed_from_the_command_line(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let dir = db.dir.path();
+    let passphrase = crate::process::passphrase_file(dir);
+    let file = dir.join("study.json");
+    let key = es384_key("ec-1");
+    std::fs::write(&file, description(inline(&[&key])).to_string()).unwrap();
+    let run = |args: Vec<String>| {
+        let base = app.base.clone();
+        let passphrase = passphrase.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(crate::process::hearth_bin())
+                .arg("study")
+                .arg("--server")
+                .arg(base)
+                .arg("--passphrase-file")
+                .arg(passphrase)
+                .args(args)
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).to_string(),
+                String::from_utf8_lossy(&out.stderr).to_string(),
+            )
+        })
+    };
+    let (code, out, err) = run(vec!["add".into(), file.display().to_string()])
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    let added: Value = serde_json::from_str(&out).unwrap();
+    let id = added["id"].as_str().unwrap().to_string();
+    assert_eq!(added["status"], "awaiting_consent");
+
+    let (code, out, _) = run(vec!["list".into()]).await.unwrap();
+    assert_eq!(code, Some(0));
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed["studies"][0]["id"], id.as_str());
+
+    // An invalid description is refused with the server's reason.
+    std::fs::write(&file, json!({ "name": "x" }).to_string()).unwrap();
+    let (code, _, err) = run(vec!["add".into(), file.display().to_string()])
+        .await
+        .unwrap();
+    assert_ne!(code, Some(0));
+    assert!(err.contains("400"), "{err}");
+
+    let (code, _, err) = run(vec!["remove".into(), id.clone()]).await.unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(app.get(&format!("/v1/studies/{id}")).await.status(), 404);
     app.stop().await;
 }
 
@@ -890,4 +964,5 @@ both_backends!(
     the_token_endpoint_refuses_every_forged_assertion,
     used_assertions_stay_used_across_a_restart,
     published_key_sets_are_fetched_and_cached,
+    studies_are_managed_from_the_command_line,
 );
