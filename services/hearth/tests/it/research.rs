@@ -874,6 +874,13 @@ async fn published_key_sets_are_fetched_and_cached(backend: Backend) {
     }
     assert_eq!(fetches.load(Ordering::SeqCst), 2, "no-store is honoured");
 
+    // A kid that names two keys of the type authenticates nobody.
+    let twice = json!({ "keys": [key.jwk, key.jwk] });
+    let (uri, _) = serve_jwks(twice, "max-age=60").await;
+    let id = add_study(&app, &description(json!({ "jwks_uri": uri }))).await;
+    consent(&app, &id, &["step_count"]).await;
+    refused(&app, &assertion(&app, &key, &id), "kid matching two keys").await;
+
     // A key set that cannot be fetched authenticates nobody.
     let gone = "http://127.0.0.1:9/jwks.json";
     let id = add_study(&app, &description(json!({ "jwks_uri": gone }))).await;
