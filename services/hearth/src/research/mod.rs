@@ -247,6 +247,45 @@ mod tests {
     }
 
     #[test]
+    fn studies_round_trip_through_their_snapshot_state() {
+        let apps = Apps::default();
+        apply(
+            &apps,
+            1,
+            ResearchEvent::StudyAdded(StudyRecord {
+                study_id: "study_a".into(),
+                description: description(),
+                added_us: 1,
+            }),
+        );
+        apply(&apps, 2, ResearchEvent::ConsentGiven(consent("study_a")));
+        apply(
+            &apps,
+            3,
+            ResearchEvent::StudyWithdrawn {
+                study_id: "study_a".into(),
+            },
+        );
+        apply(
+            &apps,
+            4,
+            ResearchEvent::StudyAdded(StudyRecord {
+                study_id: "study_b".into(),
+                description: description(),
+                added_us: 4,
+            }),
+        );
+        let state = apps.read().studies().to_state();
+        let bytes = postcard::to_stdvec(&state).unwrap();
+        let back = registry::Studies::from_state(postcard::from_bytes(&bytes).unwrap());
+        assert_eq!(back.to_state(), state);
+        let a = back.get("study_a").unwrap();
+        assert_eq!(a.withdrawn_us, Some(3));
+        assert!(a.consent.is_some() && a.live_consent().is_none());
+        assert!(back.get("study_b").unwrap().consent.is_none());
+    }
+
+    #[test]
     fn study_events_round_trip_through_the_log_encoding() {
         let env = Envelope {
             at_us: 9,

@@ -84,3 +84,35 @@ impl Studies {
         self.studies.values()
     }
 }
+
+/// The studies as a snapshot of the registry keeps them, in id order:
+/// each study's record, the decision in force and when it was withdrawn.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StudiesState {
+    studies: Vec<(StudyRecord, Option<ConsentRecord>, Option<i64>)>,
+}
+
+impl Studies {
+    pub fn to_state(&self) -> StudiesState {
+        StudiesState {
+            studies: self
+                .studies
+                .values()
+                .map(|s| (s.record.clone(), s.consent.clone(), s.withdrawn_us))
+                .collect(),
+        }
+    }
+
+    pub fn from_state(state: StudiesState) -> Studies {
+        let mut studies = Studies::default();
+        for (record, consent, withdrawn_us) in state.studies {
+            let (id, added_us) = (record.study_id.clone(), record.added_us);
+            studies.apply(&ResearchEvent::StudyAdded(record), added_us);
+            if let Some(entry) = studies.studies.get_mut(&id) {
+                entry.consent = consent;
+                entry.withdrawn_us = withdrawn_us;
+            }
+        }
+        studies
+    }
+}
