@@ -415,8 +415,17 @@ pub async fn token(
     if let Err(p) = state.token_limiter.take(peer.ip()) {
         return p.into_response();
     }
-    let Ok(body) = body else {
-        return token_error(TokenError::InvalidRequest("the body could not be read"));
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::PayloadTooLarge,
+                "the request body is larger than the server accepts",
+            )
+            .into_response()
+        }
+        Err(_) => return token_error(TokenError::InvalidRequest("the body could not be read")),
     };
     if !state.store.registry_loaded() {
         return Problem::from(crate::lock::Unavailable::Sealed).into_response();
