@@ -14,7 +14,9 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use crate::config::{AppCommand, KeysCommand, KeyslotCommand, ServerArgs, StorageArgs};
+use crate::config::{
+    AppCommand, KeysCommand, KeyslotCommand, ServerArgs, StorageArgs, StudyCommand,
+};
 use crate::keys::data_keys::DataKeys;
 use crate::log::head::{self, HeadAuthenticator, HeadCheckError};
 use crate::log::replay::walk;
@@ -418,4 +420,56 @@ impl Drop for BackupCopy {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `hearth study …`: studies, through the owner API.
+pub async fn study(server: ServerArgs, command: StudyCommand) -> anyhow::Result<()> {
+    // Read the description before signing in: a bad file costs no unlock.
+    let description = match &command {
+        StudyCommand::Add { file } => {
+            let text = if file == Path::new("-") {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            Some(
+                serde_json::from_str::<Value>(&text)
+                    .with_context(|| format!("{} is not JSON", file.display()))?,
+            )
+        }
+        _ => None,
+    };
+    let (client, base, token) = owner_session(&server).await?;
+    let out = match command {
+        StudyCommand::Add { .. } => {
+            call(
+                client
+                    .post(format!("{base}/v1/studies"))
+                    .bearer_auth(&token)
+                    .json(&description),
+                "adding the study",
+            )
+            .await?
+        }
+        StudyCommand::List => {
+            call(
+                client.get(format!("{base}/v1/studies")).bearer_auth(&token),
+                "listing studies",
+            )
+            .await?
+        }
+        StudyCommand::Remove { study_id } => {
+            call(
+                client
+                    .delete(format!("{base}/v1/studies/{study_id}"))
+                    .bearer_auth(&token),
+                "removing the study",
+            )
+            .await?;
+            json!({ "removed": study_id })
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
 }

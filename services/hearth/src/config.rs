@@ -139,6 +139,13 @@ pub enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Manage research studies through the running server's owner API.
+    Study {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: StudyCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -405,4 +412,15 @@ impl StorageArgs {
             self.data_dir.join("hearth.db").display()
         ))
     }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StudyCommand {
+    /// Add a study from its description (a JSON file; `-`: standard input).
+    /// Nothing leaves until you consent.
+    Add { file: PathBuf },
+    /// List the studies with where each stands.
+    List,
+    /// Remove a study with your decision on it; its tokens stop at once.
+    Remove { study_id: String },
 }

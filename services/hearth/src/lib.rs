@@ -19,6 +19,7 @@
 //! - [`import`]: other tools' formats as samples (Apple Health export jobs,
 //!   Health Auto Export pushes); [`export`]: the owner's full export;
 //! - [`keys`]: the key hierarchy (root key, key slots, data keys);
+//! - [`research`]: studies, consent, receipts and the studies' token endpoint;
 //! - [`telemetry`]: logs, traces and metrics that carry no health data;
 //! - [`startup`]: building and running the server; [`hardening`]: no core dumps.
 
@@ -43,6 +44,7 @@ pub mod pending;
 pub mod policy;
 pub mod projection;
 pub mod query;
+pub mod research;
 pub mod samples;
 pub mod startup;
 pub mod storage;

@@ -74,6 +74,7 @@ async fn main() -> ExitCode {
         Some(Command::Keyslot { server, command }) => hearth::cli::keyslot(server, command).await,
         Some(Command::Recovery { server }) => hearth::cli::recovery(server).await,
         Some(Command::Keys { server, command }) => hearth::cli::keys(server, command).await,
+        Some(Command::Study { server, command }) => hearth::cli::study(server, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -39,6 +39,8 @@ pub struct OpenStore {
     /// Private: everything outside the store reads through a [`View`].
     projection: Arc<Projection>,
     pub writer: Writer,
+    /// Wraps the receipt-signing key (`research::signing`); gone at lock.
+    pub signing_wrap: crypto::SecretKey,
 }
 
 impl OpenStore {
@@ -357,6 +359,7 @@ impl Store {
                 .opening_key(&*self.storage, keys.root())
                 .await?;
             let projection = Arc::new(projection);
+            let signing_wrap = keys.root().derive(crate::research::signing::WRAP_LABEL);
             let writer = Writer::spawn(
                 self.storage.clone(),
                 keys,
@@ -365,7 +368,11 @@ impl Store {
                 self.apps.clone(),
                 self.state_file.clone(),
             );
-            let open = Arc::new(OpenStore { projection, writer });
+            let open = Arc::new(OpenStore {
+                projection,
+                writer,
+                signing_wrap,
+            });
             // Writes that arrived while locked go first, in arrival order.
             let _closed = self.pending.close().await;
             if let Some(opening) = opening {

@@ -16,6 +16,7 @@ mod oauth;
 pub mod openapi;
 mod overload;
 pub mod problem;
+mod research;
 pub(crate) mod samples;
 mod sources;
 mod statistics;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub(crate) max_import_bytes: u64,
     /// How long an upload may go without a byte before it is dropped.
     pub(crate) upload_idle: Duration,
+    /// Studies' access tokens and fetched key sets.
+    pub(crate) research: Arc<crate::research::Research>,
 }
 
 pub struct Limits {
@@ -93,6 +96,7 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         imports: Arc::default(),
         max_import_bytes: limits.max_import_bytes,
         upload_idle: limits.request_timeout,
+        research: Arc::default(),
     };
     let (routes, _) = documented_routes().split_for_parts();
     let router = routes
@@ -214,6 +218,19 @@ pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(imports::get_one))
         .routes(routes!(ingest::health_auto_export))
         .routes(routes!(export::export))
+        .routes(routes!(research::create, research::list))
+        .routes(routes!(research::get_one, research::remove))
+        .routes(routes!(research::get_consent, research::give_consent))
+        .routes(routes!(research::receipt))
+        .routes(routes!(research::withdraw))
+        .routes(routes!(research::jwks))
+        .routes(routes!(research::smart_configuration))
+        .routes(routes!(research::fhir_smart_configuration))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(research::token))
+                .layer(DefaultBodyLimit::max(CREDENTIAL_BODY_BYTES * 8)),
+        )
 }
 
 /// Headers every response carries: no caching of health data, no sniffing,

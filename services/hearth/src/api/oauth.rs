@@ -35,7 +35,7 @@ fn server(state: &AppState) -> AuthorizationServer<'_> {
 }
 
 /// The issuer: the configured public URL, else what the client called us by.
-fn issuer(state: &AppState, headers: &HeaderMap) -> String {
+pub(crate) fn issuer(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(url) = &state.public_url {
         return url.trim_end_matches('/').to_string();
     }

@@ -116,6 +116,7 @@ impl Modify for SecuritySchemes {
         (name = "imports", description = "Bringing data in: Apple Health exports, imported as background jobs"),
         (name = "oauth", description = "The OAuth 2.1 authorization server: metadata, consent, tokens, revocation"),
         (name = "keys", description = "The owner's keys: passphrase change, recovery key, key slots for unattended unlock"),
+        (name = "research", description = "Research studies: the owner adds them, consents per type with a signed receipt, and withdraws; studies authenticate with SMART Backend Services"),
     )
 )]
 pub struct ApiDoc;

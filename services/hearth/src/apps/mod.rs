@@ -58,6 +58,8 @@ pub struct Registry {
     spent: HashMap<[u8; 32], ([u8; 16], Option<i64>)>,
     revoked_families: HashSet<[u8; 16]>,
     inserts: u32,
+    /// Research studies and the owner's decisions on them.
+    studies: crate::research::registry::Studies,
 }
 
 /// SHA-256 of a token or secret: what the log and memory keep.
@@ -137,6 +139,7 @@ impl Registry {
                         .retain(|_, (_, expires)| expires.is_none_or(|e| e > now_us));
                 }
             }
+            Event::Research(event) => self.studies.apply(event, envelope.at_us),
             Event::TokensRevoked { hashes, families } => {
                 for h in hashes {
                     self.tokens.remove(h);
@@ -152,6 +155,10 @@ impl Registry {
 
     pub fn app(&self, app_id: &str) -> Option<&App> {
         self.apps.get(app_id)
+    }
+
+    pub fn studies(&self) -> &crate::research::registry::Studies {
+        &self.studies
     }
 
     pub fn apps(&self) -> impl Iterator<Item = &App> {

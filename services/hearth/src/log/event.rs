@@ -98,6 +98,8 @@ pub enum Event {
         mark_seq: u64,
         restored_seq: u64,
     },
+    /// Studies: added, removed, consented to, withdrawn from.
+    Research(crate::research::event::ResearchEvent),
 }
 
 /// A sample's sync identifier: chosen by the source that wrote it and

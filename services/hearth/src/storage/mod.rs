@@ -15,6 +15,7 @@ use crate::crypto::KdfParams;
 use crate::log::head::HeadMac;
 use crate::log::{LogHead, LogRecord};
 use crate::pending::seal::StoredKeyPair;
+use crate::research::signing::StoredSigningKey;
 
 pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
@@ -141,6 +142,25 @@ pub trait Storage: Send + Sync {
     /// `path`, taken while the store runs; or, where the backend has its
     /// own tools for that, an error saying how to use them.
     async fn backup_to(&self, path: &std::path::Path) -> Result<(), StorageError>;
+
+    /// The store's receipt-signing key, once created.
+    async fn signing_key(&self) -> Result<Option<StoredSigningKey>, StorageError>;
+
+    /// Stores `key` unless a key exists; returns the key in force.
+    async fn put_signing_key(
+        &self,
+        key: &StoredSigningKey,
+    ) -> Result<StoredSigningKey, StorageError>;
+
+    /// Records a client assertion (by `digest`) as used until `expires_us`,
+    /// durably; `false` if it was already recorded: a replay. Forgets the
+    /// ones expired by `now_us`.
+    async fn spend_assertion(
+        &self,
+        digest: &[u8; 32],
+        expires_us: i64,
+        now_us: i64,
+    ) -> Result<bool, StorageError>;
 }
 
 /// One sealed pending batch.

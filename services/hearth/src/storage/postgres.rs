@@ -11,6 +11,7 @@ use crate::crypto::KdfParams;
 use crate::log::head::HeadMac;
 use crate::log::{LogHead, LogRecord};
 use crate::pending::seal::StoredKeyPair;
+use crate::research::signing::StoredSigningKey;
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -455,6 +456,69 @@ impl Storage for PostgresStorage {
              its mark until you run `hearth restore --accept-rollback`."
                 .into(),
         ))
+    }
+
+    async fn signing_key(&self) -> Result<Option<StoredSigningKey>, StorageError> {
+        let row = sqlx::query("SELECT kid, public_jwk, wrapped_private_key FROM signing_key")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| StoredSigningKey {
+            kid: r.get(0),
+            public_jwk: r.get(1),
+            wrapped_private_key: r.get(2),
+        }))
+    }
+
+    async fn put_signing_key(
+        &self,
+        key: &StoredSigningKey,
+    ) -> Result<StoredSigningKey, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = on")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO signing_key (singleton, kid, public_jwk, wrapped_private_key) \
+             VALUES (1, $1, $2, $3) ON CONFLICT (singleton) DO NOTHING",
+        )
+        .bind(&key.kid)
+        .bind(&key.public_jwk)
+        .bind(&key.wrapped_private_key)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.signing_key()
+            .await?
+            .ok_or_else(|| StorageError::Corrupt("signing key vanished".into()))
+    }
+
+    async fn spend_assertion(
+        &self,
+        digest: &[u8; 32],
+        expires_us: i64,
+        now_us: i64,
+    ) -> Result<bool, StorageError> {
+        // A replay must be caught after a crash too: never rely on the
+        // server's default.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = on")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM spent_assertions WHERE expires_us <= $1")
+            .bind(now_us)
+            .execute(&mut *tx)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO spent_assertions (digest, expires_us) VALUES ($1, $2) \
+             ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(&digest[..])
+        .bind(expires_us)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(inserted == 1)
     }
 }
 

@@ -14,6 +14,7 @@ use crate::crypto::KdfParams;
 use crate::log::head::HeadMac;
 use crate::log::{LogHead, LogRecord};
 use crate::pending::seal::StoredKeyPair;
+use crate::research::signing::StoredSigningKey;
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 
@@ -458,6 +459,59 @@ impl Storage for SqliteStorage {
             .and_then(|f| f.sync_all())
             .map_err(|e| StorageError::Backup(format!("syncing {}: {e}", path.display())))?;
         Ok(())
+    }
+
+    async fn signing_key(&self) -> Result<Option<StoredSigningKey>, StorageError> {
+        let row = sqlx::query("SELECT kid, public_jwk, wrapped_private_key FROM signing_key")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| StoredSigningKey {
+            kid: r.get(0),
+            public_jwk: r.get(1),
+            wrapped_private_key: r.get(2),
+        }))
+    }
+
+    async fn put_signing_key(
+        &self,
+        key: &StoredSigningKey,
+    ) -> Result<StoredSigningKey, StorageError> {
+        sqlx::query(
+            "INSERT INTO signing_key (singleton, kid, public_jwk, wrapped_private_key) \
+             VALUES (1, ?, ?, ?) ON CONFLICT (singleton) DO NOTHING",
+        )
+        .bind(&key.kid)
+        .bind(&key.public_jwk)
+        .bind(&key.wrapped_private_key)
+        .execute(&self.pool)
+        .await?;
+        self.signing_key()
+            .await?
+            .ok_or_else(|| StorageError::Corrupt("signing key vanished".into()))
+    }
+
+    async fn spend_assertion(
+        &self,
+        digest: &[u8; 32],
+        expires_us: i64,
+        now_us: i64,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM spent_assertions WHERE expires_us <= ?")
+            .bind(now_us)
+            .execute(&mut *tx)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO spent_assertions (digest, expires_us) VALUES (?, ?) \
+             ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(&digest[..])
+        .bind(expires_us)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(inserted == 1)
     }
 }
 

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod problem;
 pub mod queries;
+pub mod research;
 pub mod samples;
 
 pub use problem::{ErrorCode, FieldError, ProblemDetails};

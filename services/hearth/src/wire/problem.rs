@@ -81,6 +81,8 @@ error_codes! {
     /// authentication (an older copy was restored, or the tail was cut);
     /// `hearth restore --accept-rollback` accepts a deliberate restore.
     RollbackDetected = "rollback_detected",
+    /// The owner withdrew from this study: it cannot be consented to again.
+    StudyWithdrawn = "study_withdrawn",
 }
 
 /// One invalid field.

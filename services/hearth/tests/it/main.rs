@@ -23,6 +23,7 @@ mod pending;
 mod privacy;
 mod process;
 mod queries;
+mod research;
 mod rollback;
 mod sync;
 mod telemetry;
