@@ -139,8 +139,11 @@ pub fn check(path: &Path) -> Result<u64, ImportError> {
         let line = format::parse_line(text);
         let line = line.map_err(|e| lines.refused(e))?;
         match line {
+            Line::Header { .. } if header => {
+                return Err(lines.refused("a second header line"));
+            }
             Line::Header { version } => {
-                if header || version != u64::from(format::VERSION) {
+                if version != u64::from(format::VERSION) {
                     return Err(lines.refused(format!(
                         "export format version {version}; this Hearth reads version {}",
                         format::VERSION

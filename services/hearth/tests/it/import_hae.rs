@@ -822,6 +822,7 @@ async fn a_full_export_imports_into_an_empty_store_with_equal_answers(backend: B
         (huge, "line 2: longer than 4 MiB"),
         (format!("{head}\n{{\"record\":\"sample\",\"id\":\"x\",\"type\":\"step_count\",\"source\":\"\"}}\n"), "source"),
         (String::new(), "empty"),
+        (format!("{text}{head}\n"), "a second header line"),
     ] {
         let r = c
             .post_raw("/v1/imports", "application/x-ndjson", body.into_bytes())
