@@ -142,6 +142,7 @@ impl Server {
             allowed_hosts: Vec::new(),
             tls: Default::default(),
             log_format: "text".into(),
+            snapshot_every: hearth::projection::snapshot::DEFAULT_EVERY,
         };
         let app = Application::build(&args).await?;
         let base = format!("http://127.0.0.1:{}", app.port());

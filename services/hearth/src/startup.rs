@@ -72,6 +72,7 @@ impl Application {
             );
         }
         let store = Arc::new(Store::open(storage, kdf).await?);
+        store.set_snapshot_every(args.snapshot_every);
         telemetry::observe_store(store.clone());
         if let Some(code) = store.setup_code() {
             // The console is the one channel only the operator sees.

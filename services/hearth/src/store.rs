@@ -5,7 +5,7 @@
 //! The states it moves between, and why, are the lock model in
 //! [`crate::lock`]; this file holds the handle and performs the transitions.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use crate::lock::{
 };
 use crate::log::replay::{replay, ReplayError};
 use crate::log::writer::Writer;
+use crate::projection::snapshot::{self, SnapshotKey, Snapshots};
 use crate::projection::Projection;
 use crate::storage::Storage;
 use crate::view::View;
@@ -37,6 +38,8 @@ pub struct OpenStore {
     /// Private: everything outside the store reads through a [`View`].
     projection: Arc<Projection>,
     pub writer: Writer,
+    /// Sealed snapshots of the projection, so the next unlock is quick.
+    pub snapshots: Snapshots,
 }
 
 impl OpenStore {
@@ -70,6 +73,8 @@ pub struct Store {
     started: Instant,
     /// Apps, grants and token state: kept across lock, rebuilt at unlock.
     apps: Arc<Apps>,
+    /// Records between background snapshots.
+    snapshot_every: AtomicU64,
 }
 
 /// An owner session token, handed out once.
@@ -101,7 +106,23 @@ impl Store {
             last_activity_ms: AtomicI64::new(0),
             started: Instant::now(),
             apps: Arc::new(Apps::default()),
+            snapshot_every: AtomicU64::new(snapshot::DEFAULT_EVERY),
         })
+    }
+
+    /// Takes a snapshot every `records` log records while unlocked (from
+    /// the next unlock on).
+    pub fn set_snapshot_every(&self, records: u64) {
+        self.snapshot_every.store(records.max(1), Ordering::Relaxed);
+    }
+
+    /// Records and seconds the newest snapshot is behind the head; `None`
+    /// unless unlocked.
+    pub fn snapshot_age(&self) -> Option<(u64, f64)> {
+        match &*self.state.read() {
+            LockState::Unlocked(open) => Some(open.snapshots.age()),
+            _ => None,
+        }
     }
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
@@ -210,7 +231,15 @@ impl Store {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "store unlocked"
             );
+            *projection.cut() = head;
             let projection = Arc::new(projection);
+            let snapshots = Snapshots::spawn(
+                self.storage.clone(),
+                SnapshotKey::new(&key),
+                projection.clone(),
+                self.apps.clone(),
+                self.snapshot_every.load(Ordering::Relaxed),
+            );
             let writer = Writer::spawn(
                 self.storage.clone(),
                 key,
@@ -218,7 +247,11 @@ impl Store {
                 projection.clone(),
                 self.apps.clone(),
             );
-            *self.state.write() = LockState::Unlocked(Arc::new(OpenStore { projection, writer }));
+            *self.state.write() = LockState::Unlocked(Arc::new(OpenStore {
+                projection,
+                writer,
+                snapshots,
+            }));
         }
         self.note_owner_activity();
         Ok(self.new_session())
@@ -237,6 +270,7 @@ impl Store {
         };
         if let LockState::Unlocked(open) = previous {
             open.writer.shutdown().await;
+            open.snapshots.finish().await;
             open.projection.wipe();
         }
         self.sessions.lock().clear();

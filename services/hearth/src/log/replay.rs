@@ -1,9 +1,10 @@
 //! Reading the log back: replay at unlock and `hearth verify`.
 
-use super::chain::{ChainFault, ChainVerifier};
+use super::chain::{ChainFault, ChainVerifier, LogHead};
 use super::event::{DecodeError, Envelope};
 use crate::apps::Registry;
 use crate::crypto::{self, DataKey};
+use crate::projection::snapshot::{self, Start};
 use crate::projection::{Projection, ProjectionBuilder};
 use crate::storage::{Storage, StorageError};
 
@@ -45,11 +46,22 @@ impl ReplayError {
 pub async fn walk(
     storage: &dyn Storage,
     key: Option<&DataKey>,
+    visit: impl FnMut(u64, Envelope) -> Result<(), ReplayError>,
+) -> Result<u64, ReplayError> {
+    walk_from(storage, key, LogHead::EMPTY, visit).await
+}
+
+/// [`walk`] over the records after `from`, a record already checked: the
+/// chain is checked from it to the head.
+pub async fn walk_from(
+    storage: &dyn Storage,
+    key: Option<&DataKey>,
+    from: LogHead,
     mut visit: impl FnMut(u64, Envelope) -> Result<(), ReplayError>,
 ) -> Result<u64, ReplayError> {
     let head = storage.head().await?;
-    let mut chain = ChainVerifier::default();
-    let mut after = 0;
+    let mut chain = ChainVerifier { last: from };
+    let mut after = from.seq;
     loop {
         let page = storage.records_after(after, PAGE).await?;
         let Some(last) = page.last() else { break };
@@ -76,16 +88,35 @@ pub async fn walk(
     Ok(chain.last.seq)
 }
 
-/// Rebuilds the projection and the app registry from the log; refuses on
-/// any fault.
+/// Rebuilds the projection and the app registry from the newest usable
+/// snapshot and the records after it, or from the whole log when no
+/// snapshot opens and matches; refuses on any fault in what it reads.
 pub async fn replay(
     storage: &dyn Storage,
     key: &DataKey,
     now_us: i64,
 ) -> Result<(Projection, Registry), ReplayError> {
-    let mut builder = ProjectionBuilder::new();
-    let mut registry = Registry::default();
-    walk(storage, Some(key), |seq, envelope| {
+    let start = snapshot::load_newest(storage, key).await;
+    replay_from(storage, key, now_us, start).await
+}
+
+/// Rebuilds from `start` (a snapshot) and the records after it, or from the
+/// whole log when `start` is `None`.
+pub async fn replay_from(
+    storage: &dyn Storage,
+    key: &DataKey,
+    now_us: i64,
+    start: Option<Start>,
+) -> Result<(Projection, Registry), ReplayError> {
+    let (mut builder, mut registry, from) = match start {
+        Some(s) => (s.builder, s.registry, s.at),
+        None => (
+            ProjectionBuilder::new(),
+            Registry::default(),
+            LogHead::EMPTY,
+        ),
+    };
+    walk_from(storage, Some(key), from, |seq, envelope| {
         if registry.apply(&envelope, now_us) {
             return Ok(());
         }

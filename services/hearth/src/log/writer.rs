@@ -365,6 +365,8 @@ impl WriterTask {
             return;
         }
         self.head = head;
+        // A snapshot sees this commit whole or not at all.
+        let mut cut = self.projection.cut();
         for (seq, envelope) in &envelopes {
             if self.apps.apply(envelope) {
                 continue;
@@ -373,6 +375,8 @@ impl WriterTask {
                 tracing::error!(error = %e, "committed event could not be projected");
             }
         }
+        *cut = head;
+        drop(cut);
         for (reply, outcome) in answers {
             let _ = reply.send(Ok(outcome));
         }

@@ -4,6 +4,7 @@
 //! updated by the writer after each commit, wiped at lock.
 
 mod columns;
+pub mod snapshot;
 mod sync_ids;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +19,7 @@ use sync_ids::SyncIds;
 pub use sync_ids::SyncTag;
 
 use crate::catalogue::{self, TypeIndex};
+use crate::log::chain::LogHead;
 use crate::log::event::{Device, Envelope, Event, SourceKey, StoredSample, SyncRecord, TypeBatch};
 use crate::query::series::SeriesCache;
 
@@ -153,6 +155,11 @@ pub struct Projection {
     own_copies: Vec<Mutex<OwnCopies>>,
     /// Seals change-feed anchors; derived from the data key at unlock.
     anchor_key: crate::crypto::SecretKey,
+    /// The last log record applied (registry records included); held by
+    /// the writer while it applies a commit, so a snapshot sees whole ones.
+    cut: Mutex<LogHead>,
+    /// The newest snapshot: its sequence number and when it was taken.
+    last_snapshot: Mutex<Option<(u64, i64)>>,
 }
 
 impl Default for Projection {
@@ -290,6 +297,8 @@ impl Projection {
             series,
             own_copies,
             anchor_key: crate::crypto::random_key(),
+            cut: Mutex::new(LogHead::EMPTY),
+            last_snapshot: Mutex::new(None),
         }
     }
 
@@ -299,6 +308,17 @@ impl Projection {
 
     pub fn set_anchor_key(&mut self, key: crate::crypto::SecretKey) {
         self.anchor_key = key;
+    }
+
+    /// Holds the writer's place while it applies a commit: a snapshot taken
+    /// under it sees every record up to the head it names and none after.
+    pub fn cut(&self) -> parking_lot::MutexGuard<'_, LogHead> {
+        self.cut.lock()
+    }
+
+    /// The newest snapshot's sequence number and when it was taken.
+    pub fn last_snapshot(&self) -> Option<(u64, i64)> {
+        *self.last_snapshot.lock()
     }
 
     /// The last log record applied: the head of the change feed.
@@ -609,12 +629,19 @@ pub struct ProjectionBuilder {
     priority: (u64, Vec<SourceKey>),
     characteristics: Vec<(String, String)>,
     last_seq: u64,
+    /// A snapshot's rows per type, when starting from one.
+    base: Vec<Option<columns::ColumnData>>,
+    /// A snapshot's deletions, resolved already.
+    base_deletions: Vec<Deletion>,
+    /// The snapshot started from: its sequence number and when it was taken.
+    snapshot: Option<(u64, i64)>,
 }
 
 impl ProjectionBuilder {
     pub fn new() -> ProjectionBuilder {
         ProjectionBuilder {
             rows: catalogue::all().iter().map(|_| Vec::new()).collect(),
+            base: catalogue::all().iter().map(|_| None).collect(),
             ..ProjectionBuilder::default()
         }
     }
@@ -662,6 +689,7 @@ impl ProjectionBuilder {
 
     pub fn finish(self) -> Projection {
         let tombstones = self.tombstones;
+        let mut bases = self.base;
         // Where each deleted sample lived, learnt while dropping it.
         let mut dropped_from: HashMap<u128, (TypeIndex, u32)> = HashMap::new();
         let kept: Vec<Vec<Row>> = self
@@ -677,14 +705,23 @@ impl ProjectionBuilder {
                         }
                         keep
                     });
+                    if let Some(base) = &mut bases[t] {
+                        base.retain(|id, source| {
+                            let keep = !tombstones.contains(&id);
+                            if !keep {
+                                dropped_from.insert(id, (TypeIndex(t as u16), source));
+                            }
+                            keep
+                        });
+                    }
                 }
                 rows
             })
             .collect();
         let deleted: Vec<Deletion> = self
-            .deleted
-            .iter()
-            .filter_map(|&(seq, id)| {
+            .base_deletions
+            .into_iter()
+            .chain(self.deleted.iter().filter_map(|&(seq, id)| {
                 let &(ty, source) = dropped_from.get(&id)?;
                 Some(Deletion {
                     seq,
@@ -692,7 +729,7 @@ impl ProjectionBuilder {
                     ty,
                     source,
                 })
-            })
+            }))
             .collect();
         let mut last_delete = vec![0u32; kept.len()];
         let mut deletions = Deletions::default();
@@ -707,8 +744,12 @@ impl ProjectionBuilder {
         let columns: Vec<TypeColumns> = kept
             .into_iter()
             .zip(last_delete)
-            .map(|(rows, last_delete)| {
-                let mut cols = TypeColumns::from_rows(rows, &none);
+            .zip(bases)
+            .map(|((rows, last_delete), base)| {
+                let mut cols = match base {
+                    Some(base) => TypeColumns::from_base(base, rows),
+                    None => TypeColumns::from_rows(rows, &none),
+                };
                 if last_delete > 0 {
                     cols.touch(last_delete);
                 }
@@ -724,6 +765,7 @@ impl ProjectionBuilder {
         projection.priority = RwLock::new(self.priority);
         projection.characteristics = RwLock::new(self.characteristics);
         projection.applied_seq = AtomicU64::new(self.last_seq);
+        projection.last_snapshot = Mutex::new(self.snapshot);
         projection
     }
 }

@@ -61,6 +61,33 @@ pub trait Storage: Send + Sync {
 
     /// Up to `limit` records with a sequence number above `after`, in order.
     async fn records_after(&self, after: u64, limit: u32) -> Result<Vec<LogRecord>, StorageError>;
+
+    /// The complete snapshots stored, newest first.
+    async fn snapshots(&self) -> Result<Vec<SnapshotHeader>, StorageError>;
+
+    /// The sealed chunks of the snapshot at `seq`, in order.
+    async fn snapshot_chunks(&self, seq: u64) -> Result<Vec<Vec<u8>>, StorageError>;
+
+    /// Stores a snapshot (replacing one at the same sequence number), then
+    /// deletes all but the newest `keep`, in one transaction.
+    async fn put_snapshot(
+        &self,
+        header: &SnapshotHeader,
+        chunks: &[Vec<u8>],
+        keep: usize,
+    ) -> Result<(), StorageError>;
+
+    /// Deletes every snapshot.
+    async fn delete_snapshots(&self) -> Result<(), StorageError>;
+}
+
+/// A stored snapshot: the log record it was taken at, the key id it is
+/// sealed under and its number of chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotHeader {
+    pub at: LogHead,
+    pub key_id: u32,
+    pub chunks: u32,
 }
 
 /// Opens the database named by `url` (`sqlite://…` or `postgres://…`) and

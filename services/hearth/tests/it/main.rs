@@ -16,5 +16,6 @@ mod edge;
 mod oauth;
 mod privacy;
 mod queries;
+mod snapshots;
 mod sync;
 mod telemetry;

@@ -106,6 +106,7 @@ impl TestDatabase {
             allowed_hosts: Vec::new(),
             tls: Default::default(),
             log_format: "text".into(),
+            snapshot_every: hearth::projection::snapshot::DEFAULT_EVERY,
         }
     }
 }

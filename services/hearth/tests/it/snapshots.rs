@@ -1,0 +1,588 @@
+//! Sealed snapshots: unlock from a snapshot and the records after it builds
+//! exactly what a replay of the whole log builds; a snapshot that does not
+//! open, or does not match the log, is passed over; nothing of one is
+//! readable in the raw database.
+
+use std::process::Command;
+use std::time::Duration;
+
+use hearth::lock::open_data_key;
+use hearth::log::replay::replay_from;
+use hearth::projection::snapshot::{self, canonical_dump};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::{json, Value};
+
+use crate::support::{sample, steps, Backend, TestApp, TestDatabase, PASSPHRASE};
+
+both_backends!(
+    snapshot_and_tail_equal_a_full_replay,
+    lock_takes_a_snapshot_that_unlock_reads,
+    a_corrupted_snapshot_falls_back_to_full_replay,
+    a_snapshot_not_matching_the_log_is_not_used,
+    snapshots_are_taken_every_n_records,
+    discarding_snapshots_leaves_only_a_new_one,
+    nothing_of_a_snapshot_is_readable_at_rest,
+);
+
+/// Direct access to the database, as someone holding the file or a dump has.
+enum RawDb {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl RawDb {
+    async fn open(db: &TestDatabase) -> RawDb {
+        match db.backend {
+            Backend::Sqlite => RawDb::Sqlite(sqlx::SqlitePool::connect(&db.url).await.unwrap()),
+            Backend::Postgres => RawDb::Postgres(sqlx::PgPool::connect(&db.url).await.unwrap()),
+        }
+    }
+
+    async fn exec(&self, sql: &str) {
+        match self {
+            RawDb::Sqlite(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+            RawDb::Postgres(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+        }
+        .unwrap()
+    }
+
+    /// `(seq, chunk, body)` of every stored snapshot chunk.
+    async fn chunks(&self) -> Vec<(i64, i64, Vec<u8>)> {
+        let sql = "SELECT seq, chunk, body FROM snapshots ORDER BY seq, chunk";
+        match self {
+            RawDb::Sqlite(p) => sqlx::query_as(sql).fetch_all(p).await.unwrap(),
+            RawDb::Postgres(p) => {
+                let rows: Vec<(i64, i32, Vec<u8>)> =
+                    sqlx::query_as(sql).fetch_all(p).await.unwrap();
+                rows.into_iter().map(|(s, c, b)| (s, c as i64, b)).collect()
+            }
+        }
+    }
+
+    fn bytes(&self, b: &[u8]) -> String {
+        match self {
+            RawDb::Sqlite(_) => format!("X'{}'", hex::encode(b)),
+            RawDb::Postgres(_) => format!("'\\x{}'::bytea", hex::encode(b)),
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            RawDb::Sqlite(p) => p.close().await,
+            RawDb::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// The canonical dumps of a full replay and of the newest snapshot plus
+/// the records after it; `None` for the second when no snapshot opens.
+async fn both_paths(app: &TestApp) -> (String, Option<(u64, String)>) {
+    let storage = app.store.storage().clone();
+    let key = open_data_key(&*storage, PASSPHRASE)
+        .await
+        .unwrap()
+        .expect("passphrase opens the keyring");
+    let now = app.store.apps().clock.now_us();
+    let (p, r) = replay_from(&*storage, &key, now, None).await.unwrap();
+    let full = canonical_dump(&p, &r);
+    let Some(start) = snapshot::load_newest(&*storage, &key).await else {
+        return (full, None);
+    };
+    let at = start.at.seq;
+    let (p, r) = replay_from(&*storage, &key, now, Some(start))
+        .await
+        .unwrap();
+    (full, Some((at, canonical_dump(&p, &r))))
+}
+
+async fn head_seq(app: &TestApp) -> u64 {
+    app.store.storage().head().await.unwrap().seq
+}
+
+async fn put_json(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
+    app.client
+        .put(app.url(path))
+        .bearer_auth(app.token.as_deref().unwrap())
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// One step of a random history.
+#[derive(Clone, Debug)]
+enum Op {
+    /// A sample from source `source` (0: the owner), optionally with a sync
+    /// id (and version), a device and metadata.
+    Write {
+        source: usize,
+        heart: bool,
+        minute: i64,
+        value: u8,
+        sync: Option<(u8, i64)>,
+        device: Option<u8>,
+        metadata: bool,
+    },
+    /// The owner deletes the `pick`-th sample written so far.
+    Delete {
+        pick: usize,
+    },
+    /// A correlation with members.
+    Food {
+        minute: i64,
+        members: u8,
+    },
+    Priority {
+        reversed: bool,
+    },
+    Characteristics {
+        year: u16,
+    },
+    /// A new app with a credential.
+    RegisterApp,
+    /// A snapshot now.
+    Snapshot,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (
+            0..3usize,
+            any::<bool>(),
+            0..300i64,
+            any::<u8>(),
+            proptest::option::of((0..4u8, 0..3i64)),
+            proptest::option::of(0..3u8),
+            any::<bool>(),
+        )
+            .prop_map(|(source, heart, minute, value, sync, device, metadata)| Op::Write {
+                source,
+                heart,
+                minute,
+                value,
+                sync,
+                device,
+                metadata,
+            }),
+        2 => any::<usize>().prop_map(|pick| Op::Delete { pick }),
+        1 => (0..300i64, 1..3u8).prop_map(|(minute, members)| Op::Food { minute, members }),
+        1 => any::<bool>().prop_map(|reversed| Op::Priority { reversed }),
+        1 => (1950..2000u16).prop_map(|year| Op::Characteristics { year }),
+        1 => Just(Op::RegisterApp),
+        1 => Just(Op::Snapshot),
+    ]
+}
+
+/// Plays `ops` against a fresh store, with a snapshot after op `snap_at`.
+async fn play(backend: Backend, ops: &[Op], snap_at: usize) -> (TestApp, TestDatabase) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let types = ["step_count", "heart_rate", "food", "dietary_sugar"];
+    let mut tokens = vec![app.token.clone().unwrap()];
+    let register = |n: usize| format!("app{n}");
+    for n in 0..2 {
+        let reg = app
+            .register_app(&register(n), &format!("https://app{n}.example/cb"), false)
+            .await;
+        tokens.push(app.mint(reg["id"].as_str().unwrap(), &[], &types).await);
+    }
+    let open = app.store.open_store().unwrap();
+    let mut ids: Vec<String> = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            Op::Write {
+                source,
+                heart,
+                minute,
+                value,
+                sync,
+                device,
+                metadata,
+            } => {
+                let mut s = if *heart {
+                    sample("heart_rate", *minute, 40.0 + *value as f64, "count/min")
+                } else {
+                    steps(*minute, *value as f64)
+                };
+                match sync {
+                    Some((id, version)) => {
+                        s["sync_id"] = json!(format!("s{id}"));
+                        s["sync_version"] = json!(version);
+                    }
+                    None => {
+                        s.as_object_mut().unwrap().remove("sync_id");
+                    }
+                }
+                if let Some(d) = device {
+                    s["device"] = json!({ "name": format!("d{d}"), "kind": "watch" });
+                }
+                if *metadata {
+                    s["metadata"] = json!({ "note": format!("n{value}") });
+                }
+                let token = &tokens[*source % tokens.len()];
+                let r = app.as_token(token).write(vec![s]).await;
+                assert!(r.status().as_u16() < 500, "write: {}", r.status());
+                if r.status().is_success() {
+                    let body: Value = r.json().await.unwrap();
+                    for id in body["ids"].as_array().into_iter().flatten() {
+                        ids.push(id.as_str().unwrap().to_string());
+                    }
+                }
+            }
+            Op::Delete { pick } => {
+                if !ids.is_empty() {
+                    let id = ids[pick % ids.len()].clone();
+                    let r = app.delete(&format!("/v1/samples/{id}")).await;
+                    assert!(r.status().as_u16() < 500);
+                }
+            }
+            Op::Food { minute, members } => {
+                let mut s = sample("food", *minute, 0.0, "g");
+                s.as_object_mut().unwrap().remove("value");
+                s.as_object_mut().unwrap().remove("unit");
+                let mut list = vec![json!({ "type": "dietary_sugar", "value": 12.5, "unit": "g" })];
+                if *members > 1 {
+                    list.push(json!({ "type": "dietary_caffeine", "value": 0.08, "unit": "g" }));
+                }
+                s["members"] = json!(list);
+                let r = app.write(vec![s]).await;
+                assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+            }
+            Op::Priority { reversed } => {
+                let mut order = vec![json!({"source": "app0"}), json!({"source": "app1"})];
+                if *reversed {
+                    order.reverse();
+                }
+                let r = put_json(&app, "/v1/sources/priority", &json!({ "order": order })).await;
+                assert!(r.status().is_success(), "priority: {}", r.status());
+            }
+            Op::Characteristics { year } => {
+                let body = json!({ "date_of_birth": format!("{year}-03-01") });
+                let r = put_json(&app, "/v1/characteristics", &body).await;
+                assert!(r.status().is_success(), "characteristics: {}", r.status());
+            }
+            Op::RegisterApp => {
+                let n = tokens.len() + 10;
+                let reg = app
+                    .register_app(&register(n), &format!("https://app{n}.example/cb"), false)
+                    .await;
+                tokens.push(app.mint(reg["id"].as_str().unwrap(), &[], &types).await);
+            }
+            Op::Snapshot => {
+                open.snapshots.take_now().await.unwrap();
+            }
+        }
+        if i == snap_at {
+            open.snapshots.take_now().await.unwrap();
+        }
+    }
+    (app, db)
+}
+
+/// Over random histories of writes, replacements by sync id, deletions,
+/// correlations, priorities, characteristics and app registrations, the
+/// newest snapshot and the records after it build what the whole log does.
+async fn snapshot_and_tail_equal_a_full_replay(backend: Backend) {
+    let cases = if backend == Backend::Sqlite { 12 } else { 6 };
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let strategy = (
+        proptest::collection::vec(op(), 1..40),
+        any::<prop::sample::Index>(),
+    );
+    let handle = tokio::runtime::Handle::current();
+    runner
+        .run(&strategy, |(ops, snap_at)| {
+            let snap_at = snap_at.index(ops.len());
+            tokio::task::block_in_place(|| {
+                handle.block_on(async {
+                    let (app, _db) = play(backend, &ops, snap_at).await;
+                    let (full, snapshot) = both_paths(&app).await;
+                    let (at, from_snapshot) = snapshot.expect("a snapshot opens");
+                    assert!(at > 0 && at <= head_seq(&app).await);
+                    assert_eq!(full, from_snapshot, "snapshot at {at}");
+                    app.stop().await;
+                })
+            });
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Some samples and an app, so the state is not trivial.
+async fn some_history(app: &TestApp) -> Vec<String> {
+    let mut ids = Vec::new();
+    for batch in 0..4 {
+        let samples = (0..25).map(|m| steps(batch * 100 + m, m as f64)).collect();
+        let r = app.write(samples).await;
+        assert_eq!(r.status(), 201);
+        let body: Value = r.json().await.unwrap();
+        ids.extend(
+            body["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string()),
+        );
+    }
+    assert_eq!(
+        app.delete(&format!("/v1/samples/{}", ids[3]))
+            .await
+            .status(),
+        204
+    );
+    app.register_app("history", "https://history.example/cb", false)
+        .await;
+    ids
+}
+
+async fn lock(app: &TestApp) {
+    let r = app.post_json("/v1/lock", &json!({})).await;
+    assert!(r.status().is_success(), "lock: {}", r.status());
+}
+
+async fn lock_takes_a_snapshot_that_unlock_reads(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let mut app = TestApp::unlocked(&db).await;
+    some_history(&app).await;
+    let before = app.get_json("/v1/statistics?type=step_count").await;
+    let head = head_seq(&app).await;
+    lock(&app).await;
+    let stored = app.store.storage().snapshots().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].at.seq, head, "taken at the head");
+    assert_eq!(app.unlock().await.status(), 200);
+    assert_eq!(app.get_json("/v1/statistics?type=step_count").await, before);
+    // Nothing new: locking again takes no second snapshot.
+    lock(&app).await;
+    assert_eq!(app.store.storage().snapshots().await.unwrap().len(), 1);
+    // Two more snapshots: the newest two are kept.
+    for minute in [1000, 1001] {
+        assert_eq!(app.unlock().await.status(), 200);
+        assert_eq!(app.write(vec![steps(minute, 1.0)]).await.status(), 201);
+        lock(&app).await;
+    }
+    let stored = app.store.storage().snapshots().await.unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].at.seq, head_seq(&app).await, "newest first");
+    assert!(stored[1].at.seq < stored[0].at.seq);
+    assert_eq!(app.unlock().await.status(), 200);
+    let (full, snapshot) = both_paths(&app).await;
+    assert_eq!(Some(full), snapshot.map(|(_, d)| d));
+    // Shutdown takes one too.
+    assert_eq!(app.write(vec![steps(1002, 1.0)]).await.status(), 201);
+    let head = head_seq(&app).await;
+    app.stop().await;
+    let app = TestApp::start(&db).await;
+    assert_eq!(
+        app.store.storage().snapshots().await.unwrap()[0].at.seq,
+        head
+    );
+    app.stop().await;
+}
+
+async fn a_corrupted_snapshot_falls_back_to_full_replay(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let mut app = TestApp::unlocked(&db).await;
+    some_history(&app).await;
+    let before = app.list_all("step_count", 50).await;
+    lock(&app).await;
+    let raw = RawDb::open(&db).await;
+    let chunks = raw.chunks().await;
+    assert_eq!(chunks.len(), 1);
+    let (seq, chunk, mut body) = chunks.into_iter().next().unwrap();
+    let middle = body.len() / 2;
+    body[middle] ^= 0x01;
+    raw.exec(&format!(
+        "UPDATE snapshots SET body = {} WHERE seq = {seq} AND chunk = {chunk}",
+        raw.bytes(&body)
+    ))
+    .await;
+    raw.close().await;
+    assert_eq!(app.unlock().await.status(), 200, "unlock still succeeds");
+    assert_eq!(app.list_all("step_count", 50).await, before);
+    let (_, snapshot) = both_paths(&app).await;
+    assert!(snapshot.is_none(), "the flipped snapshot is not used");
+    app.stop().await;
+}
+
+async fn a_snapshot_not_matching_the_log_is_not_used(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let mut app = TestApp::unlocked(&db).await;
+    some_history(&app).await;
+    let before = app.list_all("step_count", 50).await;
+    lock(&app).await;
+    let raw = RawDb::open(&db).await;
+    let (seq, _, _) = raw.chunks().await.remove(0);
+    // Another hash at its sequence number: not the record in the log.
+    raw.exec(&format!(
+        "UPDATE snapshots SET hash = {}",
+        raw.bytes(&[7u8; 32])
+    ))
+    .await;
+    assert_eq!(app.unlock().await.status(), 200);
+    assert_eq!(app.list_all("step_count", 50).await, before);
+    assert!(both_paths(&app).await.1.is_none());
+    lock(&app).await;
+    // The snapshot at lock was retaken at the head; move it one record back,
+    // with that record's hash: the seal binds where it was taken.
+    let raw_seq = raw.chunks().await.remove(0).0;
+    assert_eq!(raw_seq, seq, "nothing new: the same place");
+    raw.exec("DELETE FROM snapshots").await;
+    assert_eq!(app.unlock().await.status(), 200);
+    assert_eq!(app.write(vec![steps(2000, 3.0)]).await.status(), 201);
+    lock(&app).await;
+    let (seq, _, _) = raw.chunks().await.remove(0);
+    let previous = app
+        .store
+        .storage()
+        .records_after(seq as u64 - 2, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    raw.exec(&format!(
+        "UPDATE snapshots SET seq = {}, hash = {}",
+        seq - 1,
+        raw.bytes(&previous.hash)
+    ))
+    .await;
+    raw.close().await;
+    assert_eq!(app.unlock().await.status(), 200);
+    assert!(both_paths(&app).await.1.is_none());
+    assert_eq!(app.list_all("step_count", 50).await.len(), before.len() + 1);
+    app.stop().await;
+}
+
+async fn snapshots_are_taken_every_n_records(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let mut args = db.serve_args();
+    args.snapshot_every = 5;
+    let mut app = TestApp::start_with(args).await;
+    app.setup().await;
+    for minute in 0..12 {
+        assert_eq!(app.write(vec![steps(minute, 1.0)]).await.status(), 201);
+    }
+    let mut waited = Duration::ZERO;
+    let stored = loop {
+        let stored = app.store.storage().snapshots().await.unwrap();
+        if stored.first().is_some_and(|s| s.at.seq >= 10) || waited > Duration::from_secs(20) {
+            break stored;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
+    };
+    assert!(!stored.is_empty(), "a snapshot was taken in the background");
+    assert!(
+        stored[0].at.seq >= 10,
+        "and kept up: {:?}",
+        stored[0].at.seq
+    );
+    let (behind, _) = app.store.snapshot_age().expect("unlocked");
+    assert!(behind < 5, "snapshot age {behind} records");
+    let (full, snapshot) = both_paths(&app).await;
+    assert_eq!(Some(full), snapshot.map(|(_, d)| d));
+    app.stop().await;
+}
+
+async fn discarding_snapshots_leaves_only_a_new_one(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let mut app = TestApp::unlocked(&db).await;
+    some_history(&app).await;
+    lock(&app).await;
+    assert_eq!(app.unlock().await.status(), 200);
+    assert_eq!(app.write(vec![steps(900, 1.0)]).await.status(), 201);
+    let open = app.store.open_store().unwrap();
+    open.snapshots.take_now().await.unwrap();
+    assert_eq!(app.store.storage().snapshots().await.unwrap().len(), 2);
+    assert_eq!(app.write(vec![steps(901, 1.0)]).await.status(), 201);
+    open.snapshots.discard_all_and_retake().await.unwrap();
+    let stored = app.store.storage().snapshots().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].at.seq, head_seq(&app).await);
+    assert_eq!(app.store.snapshot_age().unwrap().0, 0);
+    drop(open);
+    snapshot::discard_all(&**app.store.storage()).await.unwrap();
+    assert!(app.store.storage().snapshots().await.unwrap().is_empty());
+    app.stop().await;
+}
+
+const MARKER_VALUE: f64 = 7356.125;
+const MARKER_TEXT: &str = "snapshot-marker-ocelot";
+const MARKER_APP: &str = "Snapshot Marker Tapir";
+
+fn find(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+async fn nothing_of_a_snapshot_is_readable_at_rest(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let mut marked = steps(5, MARKER_VALUE);
+    let sync_id = "snapshot-marker-sync-id";
+    marked["sync_id"] = json!(sync_id);
+    marked["metadata"] = json!({ "snapshot_note": MARKER_TEXT });
+    let r = app.write(vec![marked]).await;
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let uuid = uuid::Uuid::parse_str(&id).unwrap();
+    app.register_app(MARKER_APP, "https://tapir.example/cb", false)
+        .await;
+    lock(&app).await;
+    let raw = RawDb::open(&db).await;
+    let chunks = raw.chunks().await;
+    assert!(!chunks.is_empty(), "a snapshot is stored");
+    raw.close().await;
+
+    let mut needles: Vec<(&str, Vec<u8>)> = vec![
+        ("value LE", MARKER_VALUE.to_le_bytes().to_vec()),
+        ("value BE", MARKER_VALUE.to_be_bytes().to_vec()),
+        ("value text", b"7356.125".to_vec()),
+        ("metadata", MARKER_TEXT.as_bytes().to_vec()),
+        ("metadata key", b"snapshot_note".to_vec()),
+        ("sync id", sync_id.as_bytes().to_vec()),
+        ("app name", MARKER_APP.as_bytes().to_vec()),
+        ("sample id", id.as_bytes().to_vec()),
+        ("sample id bytes", uuid.as_bytes().to_vec()),
+        ("sample id LE", uuid.as_u128().to_le_bytes().to_vec()),
+        ("type name", b"step_count".to_vec()),
+    ];
+    let hexed: Vec<(&str, Vec<u8>)> = needles
+        .iter()
+        .map(|(n, b)| (*n, hex::encode(b).into_bytes()))
+        .collect();
+    needles.extend(hexed);
+    let haystack: Vec<u8> = match backend {
+        Backend::Sqlite => {
+            let mut all = Vec::new();
+            for suffix in ["", "-wal", "-shm"] {
+                if let Ok(bytes) = std::fs::read(format!("{}{suffix}", db.sqlite_path().display()))
+                {
+                    all.extend(bytes);
+                }
+            }
+            all
+        }
+        Backend::Postgres => {
+            let bindir = std::env::var("HEARTH_PG_BINDIR")
+                .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
+            let out = Command::new(format!("{bindir}/pg_dump"))
+                .arg(&db.url)
+                .output()
+                .expect("run pg_dump");
+            assert!(out.status.success());
+            assert!(find(&out.stdout, b"COPY public.snapshots"));
+            out.stdout
+        }
+    };
+    for (name, needle) in &needles {
+        assert!(!find(&haystack, needle), "{name} found in the raw database");
+    }
+    app.stop().await;
+}
