@@ -867,6 +867,46 @@ mod tests {
         assert_eq!(vals, vec![5.0, 1.0, 4.0, 6.0, 3.0]);
     }
 
+    /// A snapshot's rows and rows added after it build the same columns as
+    /// all the rows at once, whether the later rows interleave or not.
+    #[test]
+    fn base_and_tail_build_what_all_rows_do() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for tail_len in [0usize, 1, 7, 40] {
+            let all: Vec<Row> = (0..200u128)
+                .map(|id| Row {
+                    source: rng.gen_range(0..3),
+                    seq: id as u32,
+                    ..row(id + 1, rng.gen_range(0..500))
+                })
+                .collect();
+            let (base_rows, tail) = all.split_at(all.len() - tail_len);
+            let mut encoded = Vec::new();
+            let base = TypeColumns::from_rows(base_rows.to_vec(), &Default::default());
+            let (n, metadata) = base.encode_live(&mut encoded);
+            let metadata = metadata
+                .into_iter()
+                .map(|(id, m)| (id, m.into_boxed_str()))
+                .collect();
+            let data = ColumnData::decode(&encoded, n, metadata).expect("decodes");
+            let merged = TypeColumns::from_base(data, tail.to_vec());
+            let direct = TypeColumns::from_rows(all.clone(), &Default::default());
+            assert_eq!(starts(&merged), starts(&direct));
+            assert_eq!(merged.last_seq(), direct.last_seq());
+            assert_eq!(merged.longest_us(), direct.longest_us());
+            for r in 0..direct.len() {
+                assert_eq!(merged.row(r), direct.row(r));
+                assert_eq!(merged.find(direct.id_of(r)), Some(r));
+            }
+            for source in 0..3 {
+                let (a, b) = (merged.only_source(source), direct.only_source(source));
+                assert_eq!(starts(&a), starts(&b));
+            }
+        }
+        assert!(ColumnData::decode(&[0; ENCODED_ROW_BYTES + 1], 1, HashMap::new()).is_none());
+    }
+
     #[test]
     fn from_rows_sorts_and_drops() {
         let dropped: hashbrown::HashSet<u128> = [2u128].into_iter().collect();
