@@ -678,6 +678,8 @@ async fn bench_unlock(args: &Args, admin: &str) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {
     let args = Args::parse();
+    // Hearth's own logs (timings of unlock and snapshots) when asked for.
+    let _telemetry = std::env::var_os("HEARTH_LOG").map(|_| hearth::telemetry::init("text"));
     const PARTS: [&str; 5] = ["ingest", "query", "buckets", "unlock", "hidden"];
     if let Some(unknown) = args.only.iter().find(|o| !PARTS.contains(&o.as_str())) {
         anyhow::bail!("no part {unknown:?}; the parts are {}", PARTS.join(", "));

@@ -24,7 +24,7 @@
 //! [`Snapshots::discard_all_and_retake`] while unlocked).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -263,16 +263,13 @@ fn open_chunks(
                 let mut at = 0;
                 for (i, sealed) in sealed.iter().enumerate() {
                     let aad = key.aad(header.at, (first + i) as u32, header.chunks);
-                    match crypto::open(&key.key, &aad, sealed) {
-                        Ok(part) => {
-                            out[at..at + part.len()].copy_from_slice(&part);
-                            at += part.len();
-                        }
-                        Err(_) => {
-                            failed.store(true, std::sync::atomic::Ordering::Relaxed);
-                            return;
-                        }
+                    let size = sealed.len() - OVERHEAD;
+                    let part = &mut out[at..at + size];
+                    if crypto::open_into(&key.key, &aad, sealed, part).is_err() {
+                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        return;
                     }
+                    at += size;
                 }
             });
         }
@@ -403,14 +400,28 @@ pub async fn open(
     if !intact || record.hash != header.at.hash {
         return Err(Rejected::NotInLog(seq));
     }
+    let started = Instant::now();
     let chunks = storage.snapshot_chunks(seq).await?;
+    let read_ms = started.elapsed().as_millis() as u64;
     let key = key.clone();
-    tokio::task::spawn_blocking(move || {
+    let (start, plain) = tokio::task::spawn_blocking(move || {
         let plain = open_chunks(&key, &header, &chunks)?;
-        decode(&plain, header.at)
+        let opened_ms = started.elapsed().as_millis() as u64;
+        let start = decode(&plain, header.at)?;
+        tracing::info!(
+            seq,
+            read_ms,
+            opened_ms,
+            decoded_ms = started.elapsed().as_millis() as u64,
+            "snapshot opened"
+        );
+        Ok::<_, Rejected>((start, plain))
     })
     .await
-    .map_err(|_| Rejected::Malformed)?
+    .map_err(|_| Rejected::Malformed)??;
+    // The plaintext is wiped off the unlock path.
+    tokio::task::spawn_blocking(move || drop(plain));
+    Ok(start)
 }
 
 /// The newest snapshot that opens and matches the log, if any; each one
@@ -470,6 +481,7 @@ impl Taker {
 
     async fn take_now(self: &Arc<Self>) -> Result<bool, SnapshotError> {
         let taker = self.clone();
+        let started = Instant::now();
         let sealed = tokio::task::spawn_blocking(move || {
             let taken_us = taker.apps.clock.now_us();
             let (at, plain) = capture(&taker.projection, &taker.apps, taken_us);
@@ -477,19 +489,24 @@ impl Taker {
             if at.seq == 0 || current == Some(at.seq) {
                 return None;
             }
+            let captured_ms = started.elapsed().as_millis() as u64;
             let (header, chunks) = seal(&taker.key, at, &plain);
-            Some((header, chunks, taken_us))
+            Some((header, chunks, taken_us, captured_ms))
         })
         .await
         .map_err(|_| SnapshotError::Task)?;
-        let Some((header, chunks, taken_us)) = sealed else {
+        let Some((header, chunks, taken_us, captured_ms)) = sealed else {
             return Ok(false);
         };
+        let sealed_ms = started.elapsed().as_millis() as u64;
         self.storage.put_snapshot(&header, &chunks, KEEP).await?;
         *self.projection.last_snapshot.lock() = Some((header.at.seq, taken_us));
         tracing::info!(
             seq = header.at.seq,
             chunks = header.chunks,
+            captured_ms,
+            sealed_ms,
+            stored_ms = started.elapsed().as_millis() as u64,
             "snapshot taken"
         );
         Ok(true)
