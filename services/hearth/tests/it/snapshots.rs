@@ -23,6 +23,7 @@ both_backends!(
     snapshots_are_taken_every_n_records,
     discarding_snapshots_leaves_only_a_new_one,
     nothing_of_a_snapshot_is_readable_at_rest,
+    tampering_after_a_snapshot_is_refused_at_unlock,
 );
 
 /// Direct access to the database, as someone holding the file or a dump has.
@@ -58,6 +59,14 @@ impl RawDb {
                 rows.into_iter().map(|(s, c, b)| (s, c as i64, b)).collect()
             }
         }
+    }
+
+    async fn drop_guards(&self) {
+        self.exec(match self {
+            RawDb::Sqlite(_) => "DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;",
+            RawDb::Postgres(_) => "DROP TRIGGER events_append_only ON events;",
+        })
+        .await
     }
 
     fn bytes(&self, b: &[u8]) -> String {
@@ -584,5 +593,50 @@ async fn nothing_of_a_snapshot_is_readable_at_rest(backend: Backend) {
     for (name, needle) in &needles {
         assert!(!find(&haystack, needle), "{name} found in the raw database");
     }
+    app.stop().await;
+}
+
+/// A snapshot vouches for the records up to its own; every record after it
+/// is checked at unlock, and a modified one is named.
+async fn tampering_after_a_snapshot_is_refused_at_unlock(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let mut app = TestApp::unlocked(&db).await;
+    some_history(&app).await;
+    lock(&app).await;
+    let at = app.store.storage().snapshots().await.unwrap()[0].at.seq;
+    assert_eq!(app.unlock().await.status(), 200);
+    for minute in 0..3 {
+        assert_eq!(
+            app.write(vec![steps(3000 + minute, 1.0)]).await.status(),
+            201
+        );
+    }
+    app.stop().await;
+    // Shutdown took a newer snapshot: drop it, keeping the one at `at`.
+    let raw = RawDb::open(&db).await;
+    raw.exec(&format!("DELETE FROM snapshots WHERE seq > {at}"))
+        .await;
+    raw.drop_guards().await;
+    let tampered = at + 2;
+    raw.exec(&format!(
+        "UPDATE events SET body = {} WHERE seq = {tampered}",
+        raw.bytes(&[9u8; 64])
+    ))
+    .await;
+    raw.close().await;
+    let app = TestApp::start(&db).await;
+    let r = app
+        .post_json("/v1/unlock", &json!({ "passphrase": PASSPHRASE }))
+        .await;
+    assert_eq!(r.status(), 500);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "log_tampered");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("record {tampered}")),
+        "{body}"
+    );
     app.stop().await;
 }
