@@ -3,7 +3,7 @@
 # README's "Self-hosting with docker compose", in a scratch copy of the
 # repository (its own .env, secrets/ and dumps):
 #
-#   setup (build, init with the key file, up, /readyz unlocked) → an app, a
+#   setup (build, init writing the key file, up, /readyz unlocked) → an app, a
 #   credential, samples written and read through 127.0.0.1:7380 → restart →
 #   the manual-unlock overlay (sealed, then POST /v1/unlock) → pg_dump backup
 #   → restore over the running database → down -v and restore into a fresh
@@ -277,10 +277,11 @@ cp .env.example .env
 sed -i "s/^POSTGRES_PASSWORD=.*/POSTGRES_PASSWORD=$(openssl rand -hex 24)/" .env
 sed -i "s/^HEARTH_IMAGE_TAG=.*/HEARTH_IMAGE_TAG=$image_tag/; s/^HEARTH_BUILD_TARGET=.*/HEARTH_BUILD_TARGET=prebuilt/" .env
 mkdir -p secrets
-(umask 077 && printf '%s' "$passphrase" >secrets/unlock-key)
-$sudo chown 10001:10001 secrets/unlock-key
 docker compose build
-docker compose run --rm hearth init --passphrase-file /run/secrets/hearth_unlock_key
+(umask 077 && printf '%s' "$passphrase" \
+  | docker compose run --rm -T hearth init --passphrase-file - --key-file - >secrets/unlock-key)
+$sudo chown 10001:10001 secrets/unlock-key
+grep -q '^hearth-key-v1:' secrets/unlock-key || fail "init wrote no key file"
 guard_egress
 docker compose up -d --wait --wait-timeout 120
 guard_egress
@@ -327,7 +328,7 @@ CREDENTIAL=$(call "/v1/apps/$CLIENT_ID/credentials" -X POST -H "authorization: B
   -d '{"name":"bathroom scale","write":["body_mass"],"read":["body_mass"]}' | jq -r .token)
 [ -n "$CREDENTIAL" ] && [ "$CREDENTIAL" != null ] || fail "no credential"
 # The CLI in the container, as the README shows.
-docker compose exec -T hearth hearth app --passphrase-file /run/secrets/hearth_unlock_key list \
+printf '%s' "$passphrase" | docker compose exec -T hearth hearth app --passphrase-file - list \
   | jq -e --arg id "$CLIENT_ID" '[.. | objects | select(.id? == $id)] | length > 0' >/dev/null \
   || fail "hearth app list does not show the app"
 

@@ -64,7 +64,11 @@ def fuzz(label, database_url, args):
                "--workers", "1",
                "--warnings", "off"]
         print(f"== schemathesis on {label}: {' '.join(cmd[:4])} …", flush=True)
-        result = subprocess.run(cmd, cwd=ROOT)
+        # Serializers for the media types JSON does not cover (fuzz_hooks.py).
+        env = dict(os.environ, SCHEMATHESIS_HOOKS="fuzz_hooks",
+                   PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(os.path.abspath(__file__)),
+                                                            os.environ.get("PYTHONPATH")])))
+        result = subprocess.run(cmd, cwd=ROOT, env=env)
         print(f"== schemathesis on {label} took {time.time() - started:.0f} s", flush=True)
         return result.returncode
 

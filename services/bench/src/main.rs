@@ -12,12 +12,20 @@
 //!   a replay of the whole log, and projection bytes per sample;
 //! - hidden: an app without read access lists, sums and buckets its own
 //!   samples in stores that also hold millions of hidden samples, against the
-//!   same reads in a store without them (see [`hidden`]).
+//!   same reads in a store without them (see [`hidden`]);
+//! - import (only when asked, `--only import`): a generated Apple Health
+//!   export imported through `POST /v1/imports`, beside
+//!   `healthkit-to-sqlite` (see [`import`]).
+//! - pending: an app's writes while the store is locked (`202`), beside the
+//!   same load unlocked, and seconds to merge a million pending samples at
+//!   unlock (see [`pending`]).
 //!
 //! Needs a Postgres server: `HEARTH_BENCH_DATABASE_URL`, or the
 //! `HEARTH_TEST_DATABASE_URL` that `scripts/with-postgres.sh` provides.
 
 mod hidden;
+mod import;
+mod pending;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,7 +54,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ingest,query,buckets,unlock,hidden"
+        default_value = "ingest,query,buckets,unlock,hidden,pending"
     )]
     only: Vec<String>,
     /// Repetitions per figure (the median is printed).
@@ -65,6 +73,9 @@ struct Args {
     /// Hidden samples in the stores of the hidden-data figure, one store each.
     #[arg(long, value_delimiter = ',', default_value = "1000000,5000000")]
     hidden_samples: Vec<usize>,
+    /// Pending samples merged at unlock in the pending figure.
+    #[arg(long, env = "HEARTH_BENCH_MERGE_SAMPLES", default_value_t = 1_000_000)]
+    pending_merge_samples: usize,
     /// Backend of the stores in the hidden-data figure.
     #[arg(long, value_enum, default_value = "sqlite")]
     backend: Backend,
@@ -133,6 +144,7 @@ impl Server {
             storage: StorageArgs {
                 data_dir: dir.path().to_path_buf(),
                 database_url: Some(url),
+                state_file: None,
             },
             kdf: KdfArgs {
                 kdf_memory_kib: kdf.memory_kib,
@@ -141,11 +153,13 @@ impl Server {
             unlock_key_file: None,
             idle_lock_secs: 0,
             max_body_bytes: 16 * 1024 * 1024,
+            max_import_bytes: 6 << 30,
             max_concurrent_requests: 256,
             request_timeout_secs: 120,
             public_url: None,
             allowed_hosts: Vec::new(),
             tls: Default::default(),
+            pending: Default::default(),
             log_format: "text".into(),
             snapshot_every: hearth::projection::snapshot::DEFAULT_EVERY,
         };
@@ -680,7 +694,9 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     let args = Args::parse();
     // Hearth's own logs (timings of unlock and snapshots) when asked for.
     let _telemetry = std::env::var_os("HEARTH_LOG").map(|_| hearth::telemetry::init("text"));
-    const PARTS: [&str; 5] = ["ingest", "query", "buckets", "unlock", "hidden"];
+    const PARTS: [&str; 7] = [
+        "ingest", "query", "buckets", "unlock", "hidden", "pending", "import",
+    ];
     if let Some(unknown) = args.only.iter().find(|o| !PARTS.contains(&o.as_str())) {
         anyhow::bail!("no part {unknown:?}; the parts are {}", PARTS.join(", "));
     }
@@ -697,6 +713,12 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     }
     if args.only.iter().any(|o| o == "unlock") {
         bench_unlock(&args, &admin).await?;
+    }
+    if args.only.iter().any(|o| o == "pending") {
+        pending::bench_pending(&args, &admin).await?;
+    }
+    if args.only.iter().any(|o| o == "import") {
+        import::bench_import(args.backend, &admin).await?;
     }
     // A figure whose answers were wrong fails the run, after every table.
     let mut answers_hold = true;

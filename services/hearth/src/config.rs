@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::crypto::KdfParams;
+use crate::pending::PendingLimits;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,6 +37,10 @@ pub enum Command {
         /// File holding the passphrase; `-` reads standard input.
         #[arg(long)]
         passphrase_file: PathBuf,
+        /// Also add a key slot for unattended unlock and write its key file
+        /// here (mode 600; `-`: standard output), for `HEARTH_UNLOCK_KEY_FILE`.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
     },
     /// Print the OpenAPI description of the HTTP API (as committed in openapi/hearth.yaml).
     Openapi,
@@ -46,14 +51,115 @@ pub enum Command {
         #[command(subcommand)]
         command: AppCommand,
     },
-    /// Check the log's hash chain; with a passphrase, also open every record.
+    /// Import data through the running server's owner API.
+    Import {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+    /// Check the log's hash chain and its high-water mark; with a
+    /// passphrase, also open every record and authenticate the head.
     Verify {
         #[command(flatten)]
         storage: StorageArgs,
         /// File holding the passphrase; `-` reads standard input.
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
+        /// Check a backup file made by `hearth backup` instead of the store
+        /// (the file is copied first and never changed).
+        #[arg(long, value_name = "FILE")]
+        backup: Option<PathBuf>,
     },
+    /// Copy the store to FILE while it runs (SQLite: a consistent snapshot,
+    /// ciphertext only); for Postgres, print how to back it up.
+    Backup {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Where to write the copy; must not exist yet.
+        file: PathBuf,
+    },
+    /// Accept a log that is behind its high-water mark (an older copy
+    /// restored on purpose): logs the acceptance and moves the mark. Run it
+    /// with the server stopped.
+    Restore {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Required: says that losing the records after the restored copy is intended.
+        #[arg(long)]
+        accept_rollback: bool,
+        /// File holding the passphrase; `-` reads standard input.
+        #[arg(long)]
+        passphrase_file: PathBuf,
+    },
+    /// Change the store passphrase through the running server. Proven by the
+    /// current passphrase, or by the recovery key when it is lost.
+    Passphrase {
+        /// The server's URL.
+        #[arg(long, env = "HEARTH_SERVER", default_value = "http://127.0.0.1:7380")]
+        server: String,
+        /// File holding the current passphrase (`-`: standard input).
+        #[arg(long, required_unless_present = "recovery_key_file")]
+        passphrase_file: Option<PathBuf>,
+        /// File holding the recovery key instead (`-`: standard input).
+        #[arg(long, conflicts_with = "passphrase_file")]
+        recovery_key_file: Option<PathBuf>,
+        /// File holding the new passphrase (`-`: standard input).
+        #[arg(long)]
+        new_passphrase_file: PathBuf,
+    },
+    /// Key slots for unattended unlock, through the running server.
+    Keyslot {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: KeyslotCommand,
+    },
+    /// Make a new recovery key (printed once); the old one stops working.
+    Recovery {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Manage the data keys through the running server's owner API.
+    Keys {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Export everything the store holds, through the running server.
+    Export {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// `ndjson` (Hearth's own; `hearth import ndjson` reads it) or `fhir`
+        /// (FHIR R4 Patient and Observations).
+        #[arg(long, default_value = "ndjson", value_parser = ["ndjson", "fhir"])]
+        format: String,
+        /// The file to write; standard output when absent.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyslotCommand {
+    /// Add a key slot and write its key to FILE (mode 600), for
+    /// `HEARTH_UNLOCK_KEY_FILE`.
+    Add {
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// List the key slots: ids and kinds.
+    List,
+    /// Revoke a key slot: its file no longer opens the store.
+    Revoke { id: i64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Seal new records under new data keys. Records already written stay
+    /// under their old keys, which keep opening them; nothing is re-encrypted.
+    Rotate,
 }
 
 /// How the CLI reaches the running server as its owner.
@@ -109,6 +215,23 @@ pub enum AppCommand {
     Remove { app_id: String },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// An Apple Health export: the `export.zip` from the Health app, the
+    /// folder it unzips to, or the export XML itself.
+    AppleHealth {
+        path: PathBuf,
+        /// Print the summary as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A Hearth `ndjson` export (`hearth export`); running it again adds nothing.
+    Ndjson {
+        /// The export file; `-` reads standard input.
+        path: PathBuf,
+    },
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct StorageArgs {
     /// Directory for the SQLite database (created with owner-only permissions).
@@ -118,6 +241,12 @@ pub struct StorageArgs {
     /// file elsewhere. Default: `hearth.db` inside the data directory.
     #[arg(long, env = "HEARTH_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// The state file holding the log's high-water mark, which catches a
+    /// rollback of the database to an older copy. Default: `hearth.state`
+    /// in the data directory. Kept apart from the database (another disk or
+    /// host mount), it also catches a rollback of the whole data directory.
+    #[arg(long, env = "HEARTH_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -139,8 +268,10 @@ pub struct ServeArgs {
     pub storage: StorageArgs,
     #[command(flatten)]
     pub kdf: KdfArgs,
-    /// Unlock at start with the passphrase in this file, for unattended
-    /// servers. The file must not be readable by group or others.
+    /// Unlock at start with this key file (from `hearth keyslot add` or
+    /// `hearth init --key-file`), for unattended servers. The file must not
+    /// be readable by group or others. A file holding the passphrase is
+    /// accepted only while the store has no key-file slot.
     #[arg(long, env = "HEARTH_UNLOCK_KEY_FILE")]
     pub unlock_key_file: Option<PathBuf>,
     /// Lock after this many seconds without requests (0: never). Not applied
@@ -150,6 +281,10 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "HEARTH_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Largest export `POST /v1/imports` accepts, in bytes (it is stored in
+    /// a temporary file, never held in memory).
+    #[arg(long, env = "HEARTH_MAX_IMPORT_BYTES", default_value_t = 6 << 30)]
+    pub max_import_bytes: u64,
     /// Requests in progress at once; beyond it requests are answered `503`
     /// (`overloaded`, with `Retry-After`) rather than queued. Unlocking,
     /// locking, health checks and the pages have a small pool of their own.
@@ -171,6 +306,8 @@ pub struct ServeArgs {
     pub allowed_hosts: Vec<String>,
     #[command(flatten)]
     pub tls: TlsArgs,
+    #[command(flatten)]
+    pub pending: PendingArgs,
     /// Log format: `text` or `json`.
     #[arg(long, env = "HEARTH_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -201,6 +338,38 @@ pub struct TlsArgs {
     pub tls_key: Option<PathBuf>,
 }
 
+/// Writes accepted while locked, waiting for the next unlock.
+#[derive(Args, Debug, Clone)]
+pub struct PendingArgs {
+    /// Most sealed bytes of writes waiting while locked; beyond it writes
+    /// are answered `507` (`pending_full`).
+    #[arg(long, env = "HEARTH_MAX_PENDING_BYTES", default_value_t = PendingLimits::default().max_bytes)]
+    pub max_pending_bytes: u64,
+    /// Most writes (requests) waiting while locked; beyond it writes are
+    /// answered `429` (`pending_batches_full`).
+    #[arg(long, env = "HEARTH_MAX_PENDING_BATCHES", default_value_t = PendingLimits::default().max_batches)]
+    pub max_pending_batches: u64,
+}
+
+impl Default for PendingArgs {
+    fn default() -> PendingArgs {
+        let limits = PendingLimits::default();
+        PendingArgs {
+            max_pending_bytes: limits.max_bytes,
+            max_pending_batches: limits.max_batches,
+        }
+    }
+}
+
+impl PendingArgs {
+    pub fn limits(&self) -> PendingLimits {
+        PendingLimits {
+            max_bytes: self.max_pending_bytes,
+            max_batches: self.max_pending_batches,
+        }
+    }
+}
+
 impl KdfArgs {
     pub fn params(&self) -> KdfParams {
         KdfParams {
@@ -212,6 +381,15 @@ impl KdfArgs {
 }
 
 impl StorageArgs {
+    /// Where the high-water mark is kept.
+    pub fn state_file(&self) -> crate::log::head::StateFile {
+        crate::log::head::StateFile::new(
+            self.state_file
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join(crate::log::head::STATE_FILE_NAME)),
+        )
+    }
+
     /// The database URL, creating the data directory for the SQLite default.
     pub fn database_url(&self) -> anyhow::Result<String> {
         if let Some(url) = &self.database_url {

@@ -1,9 +1,11 @@
 //! Key derivation, key wrapping and record sealing.
 //!
-//! Key hierarchy: passphrase --Argon2id--> key-encryption key (KEK) which wraps
-//! the random data key and the store id. The data key seals every log record
-//! with AES-256-GCM-SIV; the additional data binds store id, sequence number and
-//! key id so a record cannot be moved to another place or store undetected.
+//! The store's root key ([`DataKey`]) seals log records with AES-256-GCM-SIV;
+//! the additional data binds store id, sequence number and key id so a record
+//! cannot be moved to another place or store undetected. Subkeys for other
+//! purposes come from [`DataKey::derive`] (HKDF-SHA256). How the root key is
+//! wrapped (key slots) is [`crate::keys`]; the whole hierarchy is
+//! `docs/keys.md`.
 
 use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
 use aes_gcm_siv::{Aes256GcmSiv, Nonce};
@@ -27,6 +29,8 @@ pub enum CryptoError {
     Kdf(String),
     #[error("malformed key material")]
     Malformed,
+    #[error("KDF parameters out of bounds: {0}")]
+    OutOfBounds(String),
 }
 
 /// Argon2id cost parameters; stored in the clear beside the salt.
@@ -44,6 +48,41 @@ impl KdfParams {
         iterations: 3,
         parallelism: 1,
     };
+
+    /// Argon2id memory, iterations and lanes accepted from storage. Checked
+    /// before anything is allocated: the parameters sit in the clear, and a
+    /// huge value must give an error, not an allocation failure.
+    pub const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+    pub const MIN_MEMORY_KIB: u32 = 8;
+    pub const MAX_ITERATIONS: u32 = 64;
+    pub const MAX_PARALLELISM: u32 = 16;
+
+    pub fn check_bounds(&self) -> Result<(), CryptoError> {
+        let within = |v: u32, lo: u32, hi: u32| (lo..=hi).contains(&v);
+        if !within(self.parallelism, 1, Self::MAX_PARALLELISM) {
+            return Err(CryptoError::OutOfBounds(format!(
+                "parallelism {} (allowed 1 to {})",
+                self.parallelism,
+                Self::MAX_PARALLELISM
+            )));
+        }
+        let min_memory = Self::MIN_MEMORY_KIB.max(8 * self.parallelism);
+        if !within(self.memory_kib, min_memory, Self::MAX_MEMORY_KIB) {
+            return Err(CryptoError::OutOfBounds(format!(
+                "memory {} KiB (allowed {min_memory} to {} KiB)",
+                self.memory_kib,
+                Self::MAX_MEMORY_KIB
+            )));
+        }
+        if !within(self.iterations, 1, Self::MAX_ITERATIONS) {
+            return Err(CryptoError::OutOfBounds(format!(
+                "iterations {} (allowed 1 to {})",
+                self.iterations,
+                Self::MAX_ITERATIONS
+            )));
+        }
+        Ok(())
+    }
 
     pub fn is_weaker_than_recommended(&self) -> bool {
         self.memory_kib < Self::RECOMMENDED.memory_kib
@@ -63,11 +102,15 @@ pub fn random_key() -> SecretKey {
     Zeroizing::new(random_bytes::<KEY_LEN>())
 }
 
+/// Argon2id over `passphrase`. The parameters are bounds-checked and the
+/// working memory is reserved fallibly, so no value read from storage can
+/// abort the process.
 pub fn derive_kek(
     passphrase: &[u8],
     salt: &[u8],
     params: KdfParams,
 ) -> Result<SecretKey, CryptoError> {
+    params.check_bounds()?;
     let argon_params = argon2::Params::new(
         params.memory_kib,
         params.iterations,
@@ -75,15 +118,27 @@ pub fn derive_kek(
         Some(KEY_LEN),
     )
     .map_err(|e| CryptoError::Kdf(e.to_string()))?;
+    let blocks = argon_params.block_count();
     let argon = argon2::Argon2::new(
         argon2::Algorithm::Argon2id,
         argon2::Version::V0x13,
         argon_params,
     );
+    let mut memory: Vec<argon2::Block> = Vec::new();
+    memory.try_reserve_exact(blocks).map_err(|_| {
+        CryptoError::Kdf(format!(
+            "cannot reserve {} KiB for Argon2id",
+            params.memory_kib
+        ))
+    })?;
+    memory.resize(blocks, argon2::Block::default());
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
-    argon
-        .hash_password_into(passphrase, salt, out.as_mut())
-        .map_err(|e| CryptoError::Kdf(e.to_string()))?;
+    let result = argon
+        .hash_password_into_with_memory(passphrase, salt, out.as_mut(), &mut memory)
+        .map_err(|e| CryptoError::Kdf(e.to_string()));
+    // The working memory holds values derived from the passphrase.
+    memory.iter_mut().for_each(zeroize::Zeroize::zeroize);
+    result?;
     Ok(out)
 }
 
@@ -153,7 +208,9 @@ pub fn open_into(
         })
 }
 
-/// What the KEK protects: the data key and the store id, wrapped together.
+/// The store's root key and store id: what each key slot wraps (see
+/// [`crate::keys`], which calls it [`crate::keys::RootKey`]). Today it also
+/// seals the log records, as key id 1.
 pub struct DataKey {
     pub key_id: u32,
     pub key: SecretKey,
@@ -202,14 +259,14 @@ impl DataKey {
         })
     }
 
-    /// A key for another purpose, derived from the data key and `label`.
+    /// A key for another purpose: HKDF-SHA256 of the root key with `label`
+    /// (named `hearth/<purpose>/v1`) as its info.
     pub fn derive(&self, label: &[u8]) -> SecretKey {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        h.update(b"hearth-derive-v1");
-        h.update(self.key.as_ref());
-        h.update(label);
-        Zeroizing::new(h.finalize().into())
+        let hkdf = hkdf::Hkdf::<sha2::Sha256>::new(None, self.key.as_ref());
+        let mut out = Zeroizing::new([0u8; KEY_LEN]);
+        hkdf.expand(label, out.as_mut())
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        out
     }
 
     /// Additional data for the record at `seq`.
@@ -245,6 +302,40 @@ mod tests {
         let wrong = derive_kek(b"battery staple", &salt, FAST).unwrap();
         assert!(DataKey::unwrap(&wrong, dk.key_id, &wrapped).is_err());
         assert!(DataKey::unwrap(&kek, dk.key_id + 1, &wrapped).is_err());
+    }
+
+    #[test]
+    fn derive_is_hkdf_sha256_with_the_label_as_info() {
+        let dk = DataKey::generate();
+        let mut okm = [0u8; KEY_LEN];
+        hkdf::Hkdf::<sha2::Sha256>::new(None, dk.key.as_ref())
+            .expand(b"hearth/head-mac/v1", &mut okm)
+            .unwrap();
+        assert_eq!(dk.derive(b"hearth/head-mac/v1").as_ref(), &okm);
+        let a = dk.derive(b"hearth/head-mac/v1");
+        let b = dk.derive(b"hearth/pending-key-wrap/v1");
+        assert_ne!(a.as_ref(), b.as_ref());
+        assert_eq!(a.as_ref(), dk.derive(b"hearth/head-mac/v1").as_ref());
+    }
+
+    #[test]
+    fn kdf_parameters_out_of_bounds_are_refused_before_allocating() {
+        for memory_kib in [u32::MAX, KdfParams::MAX_MEMORY_KIB + 1, 0] {
+            let params = KdfParams { memory_kib, ..FAST };
+            assert!(matches!(
+                derive_kek(b"pw", &[0; SALT_LEN], params),
+                Err(CryptoError::OutOfBounds(_))
+            ));
+        }
+        for (iterations, parallelism) in [(0, 1), (65, 1), (1, 0), (1, 17)] {
+            let params = KdfParams {
+                iterations,
+                parallelism,
+                ..FAST
+            };
+            assert!(params.check_bounds().is_err());
+        }
+        assert!(KdfParams::RECOMMENDED.check_bounds().is_ok());
     }
 
     #[test]

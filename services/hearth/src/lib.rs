@@ -1,6 +1,7 @@
 //! Hearth: a self-hosted, encrypted personal health data store.
 //!
 //! Where things live:
+//! - [`keys`]: the key hierarchy: root key, key slots, recovery key;
 //! - [`lock`]: the lock model (uninitialised, sealed, unlocked, locked);
 //! - [`store`]: the store handle that holds the lock state and the open store;
 //! - [`log`]: the encrypted append-only log, its single writer, replay, verify;
@@ -15,8 +16,11 @@
 //! - [`query`]: buckets, source merging and the change feed over projections;
 //! - [`api`]: the HTTP surface; [`web`]: the pages for the owner's browser;
 //! - [`catalogue`]: sample types and units;
+//! - [`import`]: other tools' formats as samples (Apple Health export jobs,
+//!   Health Auto Export pushes); [`export`]: the owner's full export;
+//! - [`keys`]: the key hierarchy (root key, key slots, data keys);
 //! - [`telemetry`]: logs, traces and metrics that carry no health data;
-//! - [`startup`]: building and running the server.
+//! - [`startup`]: building and running the server; [`hardening`]: no core dumps.
 
 #![forbid(unsafe_code)]
 
@@ -28,9 +32,14 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod export;
+pub mod hardening;
+pub mod import;
+pub mod keys;
 pub mod lock;
 pub mod log;
 pub mod oauth;
+pub mod pending;
 pub mod policy;
 pub mod projection;
 pub mod query;

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
-use crate::crypto::{self, DataKey, KdfParams};
+use crate::crypto::{DataKey, KdfParams};
+use crate::log::head::{HeadCheckError, HeadFault};
 use crate::log::replay::ReplayError;
-use crate::storage::{Keyring, Storage, StorageError};
+use crate::storage::{Storage, StorageError};
 use crate::store::{OpenStore, Store};
 
 /// The longest back-off after wrong passphrases.
@@ -55,8 +56,22 @@ pub enum LockError {
     WeakPassphrase,
     #[error("the log failed verification at record {seq}: {detail}")]
     Tampered { seq: u64, detail: String },
+    /// Behind its high-water mark, or a head that fails authentication.
+    #[error("{0}")]
+    RolledBack(HeadFault),
     #[error("storage: {0}")]
     Storage(String),
+    #[error("wrong recovery key")]
+    WrongRecoveryKey,
+    #[error("this is not a recovery key: a character is mistyped, missing or extra")]
+    MalformedRecoveryKey,
+    #[error("the key file does not open this store (revoked, or for another store)")]
+    WrongKeyFile,
+    /// A key slot whose stored numbers are out of bounds or unknown.
+    #[error("{0}")]
+    KeySlot(String),
+    #[error("there is no key-file slot {0}")]
+    NoSuchKeySlot(i64),
 }
 
 impl From<StorageError> for LockError {
@@ -153,53 +168,29 @@ impl Backoff {
     }
 }
 
-/// Creates the keyring: Argon2id KEK from the passphrase wraps a fresh data key.
+/// Creates the keyring: a root key wrapped in a passphrase slot and a
+/// recovery slot ([`crate::keys`]). Returns the recovery key, to show once.
 pub async fn initialise(
     storage: &dyn Storage,
     passphrase: &str,
     kdf: KdfParams,
-) -> Result<(), LockError> {
-    if passphrase.chars().count() < MIN_PASSPHRASE_CHARS {
-        return Err(LockError::WeakPassphrase);
-    }
-    if storage.keyring().await?.is_some() {
-        return Err(LockError::AlreadyInitialised);
-    }
-    let salt = crypto::random_bytes::<{ crypto::SALT_LEN }>();
-    let pass = Zeroizing::new(passphrase.as_bytes().to_vec());
-    let kek = tokio::task::spawn_blocking(move || crypto::derive_kek(&pass, &salt, kdf))
-        .await
-        .expect("key derivation task")
-        .map_err(|e| LockError::Storage(e.to_string()))?;
-    let data_key = DataKey::generate();
-    storage
-        .initialise(&Keyring {
-            kdf,
-            salt: salt.to_vec(),
-            wrapped_keys: vec![(data_key.key_id, data_key.wrap(&kek))],
-        })
-        .await?;
-    Ok(())
+) -> Result<crate::keys::RecoveryKey, LockError> {
+    crate::keys::initialise(storage, passphrase, kdf).await
 }
 
-/// Opens the data key with `passphrase`; `None` if it is wrong.
+/// Opens the root key with `secret`, a passphrase or the contents of a key
+/// file (the commands that read a "passphrase file" accept either); `None`
+/// if it opens no slot.
 pub async fn open_data_key(
     storage: &dyn Storage,
-    passphrase: &str,
+    secret: &str,
 ) -> Result<Option<DataKey>, LockError> {
-    let keyring = storage.keyring().await?.ok_or(LockError::NotInitialised)?;
-    let pass = Zeroizing::new(passphrase.as_bytes().to_vec());
-    let salt = keyring.salt.clone();
-    let kek = tokio::task::spawn_blocking(move || crypto::derive_kek(&pass, &salt, keyring.kdf))
-        .await
-        .expect("key derivation task")
-        .map_err(|e| LockError::Storage(e.to_string()))?;
-    for (key_id, wrapped) in &keyring.wrapped_keys {
-        if let Ok(key) = DataKey::unwrap(&kek, *key_id, wrapped) {
-            return Ok(Some(key));
-        }
-    }
-    Ok(None)
+    let secret = if crate::keys::is_key_file(secret) {
+        crate::keys::Secret::KeyFile(secret)
+    } else {
+        crate::keys::Secret::Passphrase(secret)
+    };
+    crate::keys::open_root(storage, secret).await
 }
 
 /// Locks the store after `timeout` without activity.
@@ -214,6 +205,15 @@ pub fn spawn_idle_lock(store: Arc<Store>, timeout: Duration) {
             }
         }
     });
+}
+
+impl From<HeadCheckError> for LockError {
+    fn from(e: HeadCheckError) -> Self {
+        match e {
+            HeadCheckError::Fault(fault) => LockError::RolledBack(fault),
+            e => LockError::Storage(e.to_string()),
+        }
+    }
 }
 
 impl ReplayError {

@@ -16,6 +16,7 @@ use tower::Layer;
 use crate::api::host::AllowedHosts;
 use crate::api::{self, Limits};
 use crate::config::ServeArgs;
+use crate::keys::{self, Secret};
 use crate::lock;
 use crate::storage;
 use crate::store::Store;
@@ -42,6 +43,22 @@ pub fn read_secret(path: &Path) -> anyhow::Result<zeroize::Zeroizing<String>> {
         text.pop();
     }
     Ok(zeroize::Zeroizing::new(text))
+}
+
+/// Creates the directory that will hold `file`, owner-only, if missing.
+fn ensure_private_dir(file: &Path) -> anyhow::Result<()> {
+    let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn check_key_file_permissions(path: &Path) -> anyhow::Result<()> {
@@ -71,7 +88,10 @@ impl Application {
                 "key derivation is weaker than recommended; use this only for tests"
             );
         }
-        let store = Arc::new(Store::open(storage, kdf).await?);
+        let state_file = args.storage.state_file();
+        ensure_private_dir(state_file.path())?;
+        let store = Arc::new(Store::open(storage, kdf).await?.with_state_file(state_file));
+        store.pending().set_limits(args.pending.limits());
         store.set_snapshot_every(args.snapshot_every);
         telemetry::observe_store(store.clone());
         if let Some(code) = store.setup_code() {
@@ -84,9 +104,24 @@ impl Application {
         let mut unattended = false;
         if let Some(path) = &args.unlock_key_file {
             check_key_file_permissions(path)?;
-            let secret = read_secret(path)?;
+            let text = read_secret(path)?;
+            let secret = if keys::is_key_file(&text) {
+                Secret::KeyFile(&text)
+            } else if keys::has_key_file_slot(&**store.storage()).await? {
+                anyhow::bail!(
+                    "{} holds a passphrase, but this store unlocks unattended with key slots: \
+                     use a file from `hearth keyslot add --file` (see docs/keys.md)",
+                    path.display()
+                );
+            } else {
+                tracing::warn!(
+                    "the unlock key file holds the passphrase; add a key slot \
+                     (`hearth keyslot add --file F`) and use its file instead"
+                );
+                Secret::Passphrase(&text)
+            };
             store
-                .unlock(&secret, None)
+                .unlock_with(secret, None)
                 .await
                 .context("unlocking with the key file")?;
             unattended = true;
@@ -117,6 +152,7 @@ impl Application {
                 public_url: args.public_url.clone(),
                 allowed_hosts,
                 tls_fingerprint: tls.as_ref().map(|t| t.fingerprint.clone()),
+                max_import_bytes: args.max_import_bytes,
             },
         );
         let listener = TcpListener::bind(args.listen)

@@ -20,13 +20,15 @@ use zeroize::Zeroizing;
 use crate::apps::Apps;
 use crate::caller::Caller;
 use crate::crypto::{self, KdfParams};
-use crate::lock::{
-    initialise, open_data_key, Backoffs, Client, LockError, LockState, LockStateName, Unavailable,
-};
+use crate::keys::data_keys::DataKeys;
+use crate::keys::{self, RecoveryKey, RootKey, Secret};
+use crate::lock::{initialise, Backoffs, Client, LockError, LockState, LockStateName, Unavailable};
+use crate::log::head::{self, HeadAuthenticator, StateFile};
 use crate::log::replay::{replay, ReplayError};
-use crate::log::writer::Writer;
+use crate::log::writer::{NewEntry, Writer};
+use crate::pending::{self, PendingIntake, Refusal};
 use crate::projection::snapshot::{self, SnapshotKey, Snapshots};
-use crate::projection::Projection;
+use crate::projection::{Cut, Projection};
 use crate::storage::Storage;
 use crate::view::View;
 
@@ -58,6 +60,30 @@ impl OpenStore {
     pub fn memory_bytes(&self) -> usize {
         self.projection.memory_bytes()
     }
+
+    /// Whether the log ever held a sample of `ty` with `id`, live or
+    /// deleted (for merging pending writes exactly once).
+    pub(crate) fn has_held(&self, ty: crate::catalogue::TypeIndex, id: u128) -> bool {
+        self.projection.columns(ty).find(id).is_some()
+    }
+
+    /// Erases `source` (every type) or `type_id` (every source) by
+    /// destroying their data keys (see [`Writer::erase`]), then discards
+    /// every snapshot, which still holds the erased samples, and takes a
+    /// new one in the background. Returns the keys destroyed and the live
+    /// samples that went with them.
+    pub async fn erase(
+        &self,
+        source: Option<String>,
+        type_id: Option<String>,
+    ) -> Result<(usize, usize), crate::log::writer::WriteError> {
+        let erased = self.writer.erase(source, type_id).await?;
+        if let Err(e) = self.snapshots.discard_all_and_retake().await {
+            tracing::error!(error = %e, "discarding snapshots after an erasure failed");
+            return Err(crate::log::writer::WriteError::Storage);
+        }
+        Ok(erased)
+    }
 }
 
 pub struct Store {
@@ -73,8 +99,19 @@ pub struct Store {
     started: Instant,
     /// Apps, grants and token state: kept across lock, rebuilt at unlock.
     apps: Arc<Apps>,
+    /// Writes accepted while locked.
+    pending: PendingIntake,
+    /// Where the high-water mark is kept (outside the database).
+    state_file: Option<StateFile>,
+    /// Counts locks: a read that began in one unlocked period and ends in
+    /// another (or while locked) must not be answered.
+    lock_epoch: AtomicU64,
     /// Records between background snapshots.
     snapshot_every: AtomicU64,
+}
+
+fn file_less() -> &'static std::path::Path {
+    std::path::Path::new("(no state file)")
 }
 
 /// An owner session token, handed out once.
@@ -96,7 +133,9 @@ impl Store {
                 setup_code: Zeroizing::new(URL_SAFE_NO_PAD.encode(code)),
             }
         };
+        let pending = PendingIntake::load(&*storage).await?;
         Ok(Store {
+            pending,
             storage,
             kdf,
             state: RwLock::new(state),
@@ -106,6 +145,8 @@ impl Store {
             last_activity_ms: AtomicI64::new(0),
             started: Instant::now(),
             apps: Arc::new(Apps::default()),
+            state_file: None,
+            lock_epoch: AtomicU64::new(0),
             snapshot_every: AtomicU64::new(snapshot::DEFAULT_EVERY),
         })
     }
@@ -125,8 +166,46 @@ impl Store {
         }
     }
 
+    /// Keeps the high-water mark in `file`: checked at unlock, moved after
+    /// commits.
+    pub fn with_state_file(mut self, file: StateFile) -> Store {
+        self.state_file = Some(file);
+        self
+    }
+
+    /// While unlocked, which unlocked period this is; `None` otherwise. A
+    /// read that saw the same value before and after its work computed it
+    /// from a projection that was not wiped meanwhile.
+    pub fn unlocked_epoch(&self) -> Option<u64> {
+        match &*self.state.read() {
+            LockState::Unlocked(_) => Some(self.lock_epoch.load(Ordering::Acquire)),
+            _ => None,
+        }
+    }
+
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+
+    /// Writes accepted while locked: limits, counts, the last merge.
+    pub fn pending(&self) -> &PendingIntake {
+        &self.pending
+    }
+
+    /// Seals and commits an app's validated write while the store is
+    /// locked; `Refusal::NotLocked` if it is not (any more).
+    pub async fn accept_pending(
+        &self,
+        app: &crate::apps::AppCaller,
+        entries: &[NewEntry],
+    ) -> Result<usize, Refusal> {
+        let _admitted = self.pending.admit().await;
+        if !matches!(&*self.state.read(), LockState::Locked) {
+            return Err(Refusal::NotLocked);
+        }
+        self.pending
+            .accept(&*self.storage, app, self.apps.clock.now_us(), entries)
+            .await
     }
 
     /// The app registry; empty until the first unlock since process start.
@@ -176,6 +255,16 @@ impl Store {
         passphrase: &str,
         client: Client,
     ) -> Result<SessionToken, LockError> {
+        Ok(self.setup_with_recovery(code, passphrase, client).await?.0)
+    }
+
+    /// Setup, also returning the recovery key to show the owner once.
+    pub async fn setup_with_recovery(
+        &self,
+        code: &str,
+        passphrase: &str,
+        client: Client,
+    ) -> Result<(SessionToken, RecoveryKey), LockError> {
         let _gate = self.gate.lock().await;
         self.backoff.lock().check(client)?;
         let matches = match &*self.state.read() {
@@ -188,9 +277,12 @@ impl Store {
             self.backoff.lock().fail(client);
             return Err(LockError::WrongSetupCode);
         }
-        initialise(&*self.storage, passphrase, self.kdf).await?;
+        let recovery = initialise(&*self.storage, passphrase, self.kdf).await?;
         *self.state.write() = LockState::Sealed;
-        self.unlock_locked(passphrase, client).await
+        let session = self
+            .unlock_locked(Secret::Passphrase(passphrase), client)
+            .await?;
+        Ok((session, recovery))
     }
 
     /// Unlocks with the passphrase; failures back off for `client` alone.
@@ -199,59 +291,157 @@ impl Store {
         passphrase: &str,
         client: Client,
     ) -> Result<SessionToken, LockError> {
+        self.unlock_with(Secret::Passphrase(passphrase), client)
+            .await
+    }
+
+    /// Unlocks with a passphrase, the recovery key or a key file's contents.
+    pub async fn unlock_with(
+        &self,
+        secret: Secret<'_>,
+        client: Client,
+    ) -> Result<SessionToken, LockError> {
         let _gate = self.gate.lock().await;
         self.backoff.lock().check(client)?;
-        self.unlock_locked(passphrase, client).await
+        self.unlock_locked(secret, client).await
+    }
+
+    /// Opens the root key with an owner's `secret`, for the key-slot
+    /// operations in [`crate::keys`]; wrong secrets back off like unlock's.
+    /// The guard keeps other unlocks and key changes out meanwhile.
+    pub(crate) async fn owner_root(
+        &self,
+        secret: Secret<'_>,
+        client: Client,
+    ) -> Result<(RootKey, &dyn Storage, tokio::sync::MutexGuard<'_, ()>), LockError> {
+        let gate = self.gate.lock().await;
+        self.backoff.lock().check(client)?;
+        let root = self.open_root_or_back_off(secret, client).await?;
+        Ok((root, &*self.storage, gate))
+    }
+
+    /// The Argon2id parameters new passphrase slots get.
+    pub fn kdf(&self) -> KdfParams {
+        self.kdf
+    }
+
+    async fn open_root_or_back_off(
+        &self,
+        secret: Secret<'_>,
+        client: Client,
+    ) -> Result<RootKey, LockError> {
+        let opened = keys::open_root(&*self.storage, secret).await;
+        match opened {
+            Ok(Some(root)) => {
+                self.backoff.lock().succeed(client);
+                Ok(root)
+            }
+            Ok(None) => {
+                self.backoff.lock().fail(client);
+                Err(secret.wrong())
+            }
+            Err(e @ LockError::MalformedRecoveryKey) => {
+                self.backoff.lock().fail(client);
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn unlock_locked(
         &self,
-        passphrase: &str,
+        secret: Secret<'_>,
         client: Client,
     ) -> Result<SessionToken, LockError> {
         if matches!(&*self.state.read(), LockState::Uninitialised { .. }) {
             return Err(LockError::NotInitialised);
         }
-        let Some(key) = open_data_key(&*self.storage, passphrase).await? else {
-            self.backoff.lock().fail(client);
-            return Err(LockError::WrongPassphrase);
-        };
-        self.backoff.lock().succeed(client);
+        let unlock_started = Instant::now();
+        let key = self.open_root_or_back_off(secret, client).await?;
+        if let Secret::Passphrase(passphrase) = secret {
+            keys::adopt_legacy(&*self.storage, passphrase, &key, self.kdf).await?;
+        }
         if !matches!(&*self.state.read(), LockState::Unlocked(_)) {
             let started = Instant::now();
-            let (projection, registry) = replay(&*self.storage, &key, self.apps.clock.now_us())
-                .instrument(tracing::info_span!("replay"))
+            let mut keys = DataKeys::load(&*self.storage, key)
                 .await
-                .map_err(ReplayError::into_lock_error)?;
+                .map_err(|e| LockError::Storage(e.to_string()))?;
+            let (projection, registry, walked) =
+                replay(&*self.storage, &keys, self.apps.clock.now_us())
+                    .instrument(tracing::info_span!("replay"))
+                    .await
+                    .map_err(ReplayError::into_lock_error)?;
+            keys.settle(&*self.storage, &walked).await?;
+            // After replay, which names a damaged record first: the head
+            // and the mark catch what a consistent chain cannot.
+            let auth = HeadAuthenticator::new(keys.root());
+            let head = match &self.state_file {
+                Some(file) => head::check_at_unlock(&*self.storage, &auth, file).await?,
+                None => {
+                    head::check(&*self.storage, Some(&auth), None, file_less())
+                        .await?
+                        .0
+                }
+            };
             self.apps.replace(registry);
-            let head = self.storage.head().await?;
             tracing::info!(
                 records = head.seq,
+                erased_records = walked.erased,
                 samples = projection.sample_count(),
+                from_snapshot = projection.last_snapshot().map(|(seq, _)| seq),
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "store unlocked"
             );
-            *projection.cut() = head;
+            // A snapshot older than the last erasure still holds what it
+            // erased (the process stopped before discarding it).
+            let stale = walked.last_erasure > 0
+                && projection
+                    .last_snapshot()
+                    .is_none_or(|(seq, _)| seq < walked.last_erasure);
+            if stale {
+                snapshot::discard_before(&*self.storage, walked.last_erasure).await?;
+            }
+            let opening = self
+                .pending
+                .opening_key(&*self.storage, keys.root())
+                .await?;
+            *projection.cut() = Cut { head, keys: walked };
             let projection = Arc::new(projection);
             let snapshots = Snapshots::spawn(
                 self.storage.clone(),
-                SnapshotKey::new(&key),
+                SnapshotKey::new(keys.root()),
                 projection.clone(),
                 self.apps.clone(),
                 self.snapshot_every.load(Ordering::Relaxed),
             );
+            if stale {
+                snapshots.take_soon();
+            }
             let writer = Writer::spawn(
                 self.storage.clone(),
-                key,
+                keys,
                 head,
                 projection.clone(),
                 self.apps.clone(),
+                self.state_file.clone(),
             );
-            *self.state.write() = LockState::Unlocked(Arc::new(OpenStore {
+            let open = Arc::new(OpenStore {
                 projection,
                 writer,
                 snapshots,
-            }));
+            });
+            // Writes that arrived while locked go first, in arrival order.
+            let _closed = self.pending.close().await;
+            if let Some(opening) = opening {
+                let report = pending::merge::merge(&*self.storage, &opening, &open, &self.apps)
+                    .instrument(tracing::info_span!("merge_pending"))
+                    .await;
+                self.pending.merged(&*self.storage, report).await;
+            }
+            *self.state.write() = LockState::Unlocked(open);
+            crate::telemetry::metrics()
+                .unlock_duration
+                .record(unlock_started.elapsed().as_secs_f64(), &[]);
         }
         self.note_owner_activity();
         Ok(self.new_session())
@@ -264,7 +454,10 @@ impl Store {
         let previous = {
             let mut state = self.state.write();
             match &*state {
-                LockState::Unlocked(_) => std::mem::replace(&mut *state, LockState::Locked),
+                LockState::Unlocked(_) => {
+                    self.lock_epoch.fetch_add(1, Ordering::AcqRel);
+                    std::mem::replace(&mut *state, LockState::Locked)
+                }
                 _ => return,
             }
         };

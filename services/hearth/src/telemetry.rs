@@ -111,6 +111,7 @@ pub struct Metrics {
     pub commit_duration: Histogram<f64>,
     pub commit_samples: Histogram<u64>,
     pub commits: Counter<u64>,
+    pub unlock_duration: Histogram<f64>,
 }
 
 pub fn metrics() -> &'static Metrics {
@@ -135,6 +136,14 @@ pub fn metrics() -> &'static Metrics {
             commits: m
                 .u64_counter("hearth.log.commits")
                 .with_description("Group commits, by outcome")
+                .build(),
+            unlock_duration: m
+                .f64_histogram("hearth.store.unlock.duration")
+                .with_unit("s")
+                .with_description(
+                    "Time from a correct secret to an open store: key derivation, replay and \
+                     the rollback check",
+                )
                 .build(),
         }
     })
@@ -171,6 +180,19 @@ pub fn observe_store(store: Arc<Store>) {
                 o.observe(seconds, &[]);
             }
         })
+        .build();
+    let s = store.clone();
+    let _pending_batches = m
+        .u64_observable_gauge("hearth.pending.batches")
+        .with_description("Writes accepted while locked, waiting for the next unlock")
+        .with_callback(move |o| o.observe(s.pending().totals().batches, &[]))
+        .build();
+    let s = store.clone();
+    let _pending_bytes = m
+        .u64_observable_gauge("hearth.pending.bytes")
+        .with_unit("By")
+        .with_description("Sealed bytes of writes waiting for the next unlock")
+        .with_callback(move |o| o.observe(s.pending().totals().bytes, &[]))
         .build();
     let _state = m
         .u64_observable_gauge("hearth.lock.state")

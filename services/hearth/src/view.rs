@@ -153,6 +153,15 @@ impl View {
         self.projection.sync_tag(id)
     }
 
+    /// The version of the caller's own sample under `sync_id`, if one is
+    /// stored: a caller always sees what it wrote.
+    pub fn own_sync_version(&self, sync_id: &str) -> Option<i64> {
+        let source = self.projection.source_id(self.caller.source())?;
+        self.projection
+            .synced(source, sync_id)
+            .map(|(_, tag)| tag.version)
+    }
+
     /// The name of a source whose sample the caller sees.
     pub fn source_name(&self, source: u32) -> Arc<str> {
         self.projection.source_name(source)
@@ -206,7 +215,7 @@ impl View {
     }
 
     /// Seals change-feed anchors.
-    pub fn anchor_key(&self) -> &[u8; 32] {
+    pub fn anchor_key(&self) -> crate::crypto::SecretKey {
         self.projection.anchor_key()
     }
 

@@ -100,7 +100,7 @@ pub async fn changes(
         check_unit(catalogue::get(types[0]), q.unit.as_deref())?;
     }
     let view = &access.view;
-    let anchor = parse_anchor(q.anchor.as_deref(), view.anchor_key())?;
+    let anchor = parse_anchor(q.anchor.as_deref(), &view.anchor_key())?;
     let limit = page_limit(q.limit.as_deref())?;
     let page = changes::page(view, &types, anchor, limit);
     let mut added = Vec::new();
@@ -122,7 +122,7 @@ pub async fn changes(
     Ok(Json(wire::ChangePage {
         added,
         deleted,
-        anchor: page.next.encode(view.anchor_key()),
+        anchor: page.next.encode(&view.anchor_key()),
         has_more: page.has_more,
     }))
 }
@@ -258,7 +258,7 @@ impl Observer {
         let (types, latest) = changes::changed_types(&view, &self.types, self.reported);
         for ty in types {
             self.queue
-                .push_back(change_event(ty, latest, view.anchor_key()));
+                .push_back(change_event(ty, latest, &view.anchor_key()));
         }
         self.reported = latest;
     }
@@ -294,7 +294,7 @@ impl Observer {
                     if seen {
                         fired.push(ty);
                         self.queue
-                            .push_back(change_event(ty, seq, view.anchor_key()));
+                            .push_back(change_event(ty, seq, &view.anchor_key()));
                     }
                 }
                 self.reported = seq;
@@ -385,7 +385,7 @@ pub async fn observe(
             let key = access.view.anchor_key();
             v.to_str()
                 .ok()
-                .and_then(|t| Anchor::decode(t, key))
+                .and_then(|t| Anchor::decode(t, &key))
                 .ok_or_else(|| {
                     Problem::invalid(None, "Last-Event-ID", "not an event id from this stream")
                 })
@@ -420,7 +420,7 @@ pub async fn observe(
         seq: observer.reported,
         after_id: None,
     }
-    .encode(access.view.anchor_key());
+    .encode(&access.view.anchor_key());
     observer.queue.push_back(
         SseEvent::default()
             .event("ready")

@@ -9,11 +9,14 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use parking_lot::Mutex;
+use zeroize::Zeroizing;
 
 use super::auth::{session_cookie_header, Caller};
 use super::problem::{ApiJson, BodyErrors, Problem};
 use super::AppState;
+use crate::keys::RecoveryKey;
 use crate::lock::{LockError, LockStateName};
+use crate::pending::merge::MergeReport;
 use crate::store::SessionToken;
 use crate::wire::lifecycle as wire;
 use crate::wire::{ErrorCode, ProblemDetails};
@@ -94,7 +97,7 @@ fn too_many(retry_after: Duration) -> Problem {
     }
 }
 
-fn lock_problem(e: LockError) -> Problem {
+pub(super) fn lock_problem(e: LockError) -> Problem {
     match e {
         LockError::WrongPassphrase => Problem::new(
             StatusCode::UNAUTHORIZED,
@@ -126,17 +129,51 @@ fn lock_problem(e: LockError) -> Problem {
                 e.to_string(),
             )
         }
+        e @ LockError::RolledBack(_) => {
+            tracing::error!(error = %e, "unlock refused");
+            Problem::new(
+                StatusCode::CONFLICT,
+                ErrorCode::RollbackDetected,
+                e.to_string(),
+            )
+        }
         LockError::Storage(e) => {
             tracing::error!(error = %e, "unlock failed");
             Problem::internal()
         }
+        LockError::WrongRecoveryKey => Problem::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::WrongRecoveryKey,
+            "wrong recovery key",
+        ),
+        e @ LockError::MalformedRecoveryKey => {
+            Problem::invalid(None, "recovery_key", e.to_string())
+        }
+        // Key files are read from disk at start, never sent over HTTP.
+        LockError::WrongKeyFile => Problem::unauthenticated(),
+        e @ LockError::KeySlot(_) => {
+            tracing::error!(error = %e, "key slot refused");
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::KeySlotInvalid,
+                e.to_string(),
+            )
+        }
+        LockError::NoSuchKeySlot(_) => Problem::not_found(),
     }
 }
 
-fn session_response(token: SessionToken, secure: bool) -> Response {
+fn session_response(
+    token: SessionToken,
+    recovery_key: Option<RecoveryKey>,
+    secure: bool,
+    pending: Option<MergeReport>,
+) -> Response {
     let mut response = Json(wire::Session {
         token: token.0.as_str().to_string(),
         state: LockStateName::Unlocked,
+        recovery_key: recovery_key.map(|k| Zeroizing::new(k.as_str().to_string())),
+        pending,
     })
     .into_response();
     if let Some(v) = session_cookie_header(token.0.as_str(), secure) {
@@ -149,7 +186,7 @@ fn session_response(token: SessionToken, secure: bool) -> Response {
 #[utoipa::path(post, path = "/v1/setup", tag = "lifecycle", operation_id = "setup",
     request_body = wire::SetupRequest,
     responses(
-        (status = 200, description = "Initialised and unlocked", body = wire::Session),
+        (status = 200, description = "Initialised and unlocked; the body holds the recovery key, shown this once", body = wire::Session),
         (status = 400, body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "Wrong setup code", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 409, description = "Already initialised", body = ProblemDetails, content_type = "application/problem+json"),
@@ -162,24 +199,25 @@ pub async fn setup(
     ApiJson(body): ApiJson<wire::SetupRequest>,
 ) -> Result<Response, Problem> {
     state.passphrase_limiter.take(peer.ip())?;
-    let token = state
+    let (token, recovery_key) = state
         .store
-        .setup(&body.setup_code, &body.passphrase, Some(peer.ip()))
+        .setup_with_recovery(&body.setup_code, &body.passphrase, Some(peer.ip()))
         .await
         .map_err(lock_problem)?;
-    Ok(session_response(token, state.tls))
+    Ok(session_response(token, Some(recovery_key), state.tls, None))
 }
 
-/// Unlocks with the passphrase and opens an owner session.
+/// Unlocks with the passphrase (or the recovery key) and opens an owner
+/// session.
 #[utoipa::path(post, path = "/v1/unlock", tag = "lifecycle", operation_id = "unlock",
     request_body = wire::UnlockRequest,
     responses(
         (status = 200, description = "Unlocked", body = wire::Session),
         (status = 400, body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 401, description = "Wrong passphrase", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong passphrase or recovery key", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 409, description = "Not initialised", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "Back-off after failures", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 500, description = "The log failed verification", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 500, description = "The log failed verification, or a key slot is invalid", body = ProblemDetails, content_type = "application/problem+json"),
         BodyErrors,
     ))]
 pub async fn unlock(
@@ -188,12 +226,14 @@ pub async fn unlock(
     ApiJson(body): ApiJson<wire::UnlockRequest>,
 ) -> Result<Response, Problem> {
     state.passphrase_limiter.take(peer.ip())?;
+    let secret = super::keys::secret(&body.passphrase, &body.recovery_key)?;
     let token = state
         .store
-        .unlock(&body.passphrase, Some(peer.ip()))
+        .unlock_with(secret, Some(peer.ip()))
         .await
         .map_err(lock_problem)?;
-    Ok(session_response(token, state.tls))
+    let merged = state.store.pending().take_merge_report();
+    Ok(session_response(token, None, state.tls, merged))
 }
 
 /// Locks: keys and projection are wiped; every owner session ends.

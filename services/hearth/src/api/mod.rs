@@ -4,7 +4,13 @@ mod apps;
 pub mod auth;
 mod changes;
 mod characteristics;
+mod erasure;
+mod export;
 pub mod host;
+mod imports;
+mod inflight;
+mod ingest;
+mod keys;
 mod lifecycle;
 mod oauth;
 pub mod openapi;
@@ -48,6 +54,9 @@ pub struct AppState {
     pub(crate) tls: bool,
     /// Open observer streams, capped per token and in all.
     pub(crate) observers: Arc<changes::StreamSlots>,
+    /// Import jobs, and the largest export an upload may be.
+    pub(crate) imports: Arc<crate::import::Imports>,
+    pub(crate) max_import_bytes: u64,
 }
 
 pub struct Limits {
@@ -61,6 +70,8 @@ pub struct Limits {
     /// The certificate's fingerprint when serving HTTPS: cookies are then
     /// `Secure` and responses carry HSTS.
     pub tls_fingerprint: Option<String>,
+    /// The largest export `POST /v1/imports` takes, in bytes.
+    pub max_import_bytes: u64,
 }
 
 pub fn router(store: Arc<Store>, limits: Limits) -> Router {
@@ -78,6 +89,8 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         public_url: limits.public_url.clone(),
         tls,
         observers: Arc::default(),
+        imports: Arc::default(),
+        max_import_bytes: limits.max_import_bytes,
     };
     let (routes, _) = documented_routes().split_for_parts();
     let router = routes
@@ -91,6 +104,10 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
                 "this method is not allowed here",
             )
         })
+        .layer(middleware::from_fn_with_state(
+            state.store.clone(),
+            inflight::reads_finish_before_lock,
+        ))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             Arc::new(overload::ConcurrencyLimit::new(
@@ -134,6 +151,9 @@ pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(lifecycle::unlock))
         .routes(routes!(oauth::token))
         .routes(routes!(oauth::revoke))
+        .routes(routes!(keys::change_passphrase))
+        .routes(routes!(keys::recreate_recovery_key))
+        .routes(routes!(keys::add_slot, keys::list_slots))
         .layer(DefaultBodyLimit::max(CREDENTIAL_BODY_BYTES));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(lifecycle::healthz))
@@ -161,6 +181,19 @@ pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(oauth::metadata))
         .routes(routes!(oauth::authorize, oauth::decide))
         .routes(routes!(openapi::serve_spec))
+        .routes(routes!(keys::revoke_slot))
+        .routes(routes!(erasure::erase_source))
+        .routes(routes!(erasure::erase_type))
+        .routes(routes!(erasure::rotate_keys))
+        .merge(
+            // An export is streamed to a file: the JSON body cap does not apply.
+            OpenApiRouter::new()
+                .routes(routes!(imports::create))
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .routes(routes!(imports::get_one))
+        .routes(routes!(ingest::health_auto_export))
+        .routes(routes!(export::export))
 }
 
 /// Headers every response carries: no caching of health data, no sniffing,

@@ -10,7 +10,8 @@ use std::sync::OnceLock;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{
-    AuthorizationCode, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Scopes, SecurityScheme,
+    ApiKey, ApiKeyValue, AuthorizationCode, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Scopes,
+    SecurityScheme,
 };
 use utoipa::{Modify, OpenApi};
 
@@ -46,6 +47,13 @@ impl Modify for SecuritySchemes {
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "app_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "api-key",
+                "An app credential in the header Health Auto Export sends (its ingest endpoint only)",
+            ))),
         );
         let mut scopes: Vec<(String, String)> = catalogue::all()
             .iter()
@@ -105,7 +113,9 @@ impl Modify for SecuritySchemes {
         (name = "samples", description = "Writing and reading health samples"),
         (name = "queries", description = "Statistics collections, sources, characteristics, the change feed and the observer stream"),
         (name = "apps", description = "The owner's registry of apps, their grants and credentials; an app's own permission status"),
+        (name = "imports", description = "Bringing data in: Apple Health exports, imported as background jobs"),
         (name = "oauth", description = "The OAuth 2.1 authorization server: metadata, consent, tokens, revocation"),
+        (name = "keys", description = "The owner's keys: passphrase change, recovery key, key slots for unattended unlock"),
     )
 )]
 pub struct ApiDoc;

@@ -1,8 +1,11 @@
 //! Samples: write a batch, list, read and delete by id; the type catalogue.
 
+use std::sync::Arc;
+
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -11,15 +14,20 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::auth::Access;
+use super::auth::{Access, Caller};
 use super::problem::{parse_json, ApiPath, BodyErrors, CommonErrors, JsonBody, Problem};
+use super::AppState;
+use crate::apps::{AppCaller, Apps};
 use crate::catalogue::{self, TypeIndex};
-use crate::log::writer::{Write, WriteError, WriteOutcome};
+use crate::lock::Unavailable;
+use crate::log::writer::{NewEntry, Write, WriteError, WriteOutcome};
+use crate::pending::Refusal;
 use crate::policy;
 use crate::projection::Row;
 use crate::query::samples::{self as query, SampleQuery};
 use crate::query::sources::{self, DEVICE_KINDS};
 use crate::samples::{self, check_unit, lookup_type, time_bounds};
+use crate::store::Store;
 use crate::wire::samples as wire;
 use crate::wire::{ErrorCode, ProblemDetails};
 
@@ -68,34 +76,144 @@ pub(crate) fn write_problem(e: WriteError) -> Problem {
     }
 }
 
+/// Where a write goes: the writer of an unlocked store, or, while locked,
+/// the pending table (for an app; the owner has no session while locked).
+pub enum WriteTarget {
+    Open(Access),
+    Locked {
+        store: Arc<Store>,
+        app: AppCaller,
+        apps: Arc<Apps>,
+    },
+}
+
+impl FromRequestParts<AppState> for WriteTarget {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        if !matches!(state.store.open_store(), Err(Unavailable::Locked)) {
+            return Access::from_request_parts(parts, state)
+                .await
+                .map(WriteTarget::Open);
+        }
+        // Anyone else gets the lock state, the same answer as before.
+        match Caller::from_request_parts(parts, state).await {
+            Ok(Caller::App(app)) => Ok(WriteTarget::Locked {
+                store: state.store.clone(),
+                app,
+                apps: state.store.apps().clone(),
+            }),
+            Ok(Caller::Owner) | Err(_) => Err(Unavailable::Locked.into()),
+        }
+    }
+}
+
 /// Writes a batch of samples, all or nothing.
 ///
 /// A source writes with at most 64 distinct devices: a batch that would
 /// give it a 65th is refused whole (`400 too_many_devices`).
+///
+/// While the store is locked, an app's write is checked exactly as when
+/// unlocked, sealed to the store's public key, stored durably and answered
+/// `202` with the number of samples accepted; it is added to the store, in
+/// arrival order, when the owner next unlocks. A sealed store (not
+/// unlocked since the server started) accepts nothing (`503 store_sealed`).
 #[utoipa::path(post, path = "/v1/samples", tag = "samples", operation_id = "add_samples",
     request_body = wire::SampleBatch,
     responses(
         (status = 201, description = "At least one sample was added or replaced", body = wire::WriteOutcome),
         (status = 200, description = "Every sample was already stored", body = wire::WriteOutcome),
+        (status = 202, description = "The store is locked: the batch is stored sealed and will be added at the next unlock", body = wire::PendingAccepted),
         (status = 403, description = "No write permission for a type", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 409, description = "A `sync_id` of the caller's holds other content at the same or a higher `sync_version` (`sync_conflict`)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "Locked, and as many writes as allowed wait for the unlock (`pending_batches_full`)", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 507, description = "Locked, and the writes waiting for the unlock fill the space allowed them (`pending_full`)", body = ProblemDetails, content_type = "application/problem+json"),
         CommonErrors, BodyErrors,
     ),
     security(("owner" = []), ("apps" = [])))]
-pub async fn add(
-    access: Access,
-    JsonBody(bytes): JsonBody,
-) -> Result<(StatusCode, Json<wire::WriteOutcome>), Problem> {
+pub async fn add(target: WriteTarget, JsonBody(bytes): JsonBody) -> Result<Response, Problem> {
     let body: wire::SampleBatch<'_> = parse_json(&bytes)?;
+    let (caller, apps) = match &target {
+        WriteTarget::Open(access) => (access.caller.clone(), access.apps.clone()),
+        WriteTarget::Locked { app, apps, .. } => (Caller::App(app.clone()), apps.clone()),
+    };
+    let entries = validated_entries(&caller, &apps, body)?;
+    let access = match target {
+        WriteTarget::Open(access) => access,
+        WriteTarget::Locked { store, app, apps } => {
+            match store.accept_pending(&app, &entries).await {
+                Ok(count) => {
+                    let body = wire::PendingAccepted {
+                        accepted: count as u64,
+                    };
+                    return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+                }
+                // Unlocked while this request waited for the merge.
+                Err(Refusal::NotLocked) => {
+                    let open = store.open_store()?;
+                    Access {
+                        view: open.view(caller.clone(), apps.clone()),
+                        open,
+                        caller,
+                        apps,
+                    }
+                }
+                Err(e) => return Err(pending_problem(e)),
+            }
+        }
+    };
+    write_now(&access, entries)
+        .await
+        .map(IntoResponse::into_response)
+}
+
+/// A request's samples validated for `caller`: sizes, types, units, times,
+/// sync identifiers and write permission, the same whether the store is
+/// unlocked or locked.
+fn validated_entries(
+    caller: &Caller,
+    apps: &Apps,
+    body: wire::SampleBatch<'_>,
+) -> Result<Vec<NewEntry>, Problem> {
     samples::check_batch(&body)?;
     let mut entries = Vec::with_capacity(body.samples.len());
     for (i, s) in body.samples.into_iter().enumerate() {
         let entry = samples::validate(i, s)?;
         for new in &entry.samples {
-            policy::check_write(&access.caller, &access.apps, new.type_index)?;
+            policy::check_write(caller, apps, new.type_index)?;
         }
         entries.push(entry);
     }
+    Ok(entries)
+}
+
+fn pending_problem(e: Refusal) -> Problem {
+    match e {
+        Refusal::BytesFull { .. } => Problem::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            ErrorCode::PendingFull,
+            format!("{e}; the owner's next unlock makes room"),
+        ),
+        Refusal::BatchesFull { .. } => Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::PendingBatchesFull,
+            format!("{e}; the owner's next unlock makes room"),
+        ),
+        Refusal::NoKey | Refusal::NotLocked => Unavailable::Locked.into(),
+        Refusal::Storage => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::StorageUnavailable,
+            "the database did not accept the write; nothing was stored",
+        ),
+    }
+}
+
+/// Checks route references against what the caller sees and hands the
+/// batch to the writer.
+async fn write_now(
+    access: &Access,
+    entries: Vec<NewEntry>,
+) -> Result<(StatusCode, Json<wire::WriteOutcome>), Problem> {
     samples::check_routes(&access.view, &entries)?;
     let outcome = access
         .open

@@ -82,7 +82,9 @@ impl Registry {
             | Event::DeviceSamplesAdded { .. }
             | Event::SamplesWritten { .. }
             | Event::SourcePriority { .. }
-            | Event::CharacteristicsSet { .. } => return false,
+            | Event::CharacteristicsSet { .. }
+            | Event::KeysDestroyed { .. }
+            | Event::RestoreAccepted { .. } => return false,
             Event::AppRegistered(record) => match self.apps.get_mut(&record.app_id) {
                 Some(app) => app.record = record.clone(),
                 None => {

@@ -82,6 +82,22 @@ pub enum Event {
         synced: Vec<SyncRecord>,
         replaced: Vec<[u8; 16]>,
     },
+    /// Data keys destroyed (erasure): the records sealed under `key_ids`
+    /// can never be opened again, and the samples of `source` (of every
+    /// type, or of `type_id` only) written before this event are gone. With
+    /// no source, `type_id` of every source.
+    KeysDestroyed {
+        key_ids: Vec<u32>,
+        source: Option<String>,
+        type_id: Option<String>,
+    },
+    /// The owner accepted a log behind its high-water mark (a restored
+    /// older copy, or a cut tail): the mark stood at `mark_seq`, the log
+    /// ended at `restored_seq`.
+    RestoreAccepted {
+        mark_seq: u64,
+        restored_seq: u64,
+    },
 }
 
 /// A sample's sync identifier: chosen by the source that wrote it and
@@ -346,5 +362,18 @@ pub(crate) mod tests {
         };
         assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
         assert_eq!(env.sample_count(), 1);
+    }
+
+    #[test]
+    fn key_destruction_round_trips() {
+        let env = Envelope {
+            at_us: 6,
+            event: Event::KeysDestroyed {
+                key_ids: vec![4, 9],
+                source: Some("app_x".into()),
+                type_id: None,
+            },
+        };
+        assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod chain;
 pub mod event;
+pub mod head;
 pub mod replay;
 pub mod writer;
 

@@ -1,9 +1,12 @@
 //! Reading the log back: replay at unlock and `hearth verify`.
 
-use super::chain::{ChainFault, ChainVerifier, LogHead};
-use super::event::{DecodeError, Envelope};
+use hashbrown::{HashMap, HashSet};
+
+use super::chain::{ChainFault, ChainVerifier, LogHead, LogRecord};
+use super::event::{DecodeError, Envelope, Event};
 use crate::apps::Registry;
-use crate::crypto::{self, DataKey};
+use crate::crypto;
+use crate::keys::data_keys::DataKeys;
 use crate::projection::snapshot::{self, Start};
 use crate::projection::{Projection, ProjectionBuilder};
 use crate::storage::{Storage, StorageError};
@@ -40,27 +43,111 @@ impl ReplayError {
     }
 }
 
-/// Walks the whole log in order, checking the chain, and with a key also
-/// opening every record and handing its event to `visit`. Returns the
-/// number of records checked.
-pub async fn walk(
-    storage: &dyn Storage,
-    key: Option<&DataKey>,
-    visit: impl FnMut(u64, Envelope) -> Result<(), ReplayError>,
-) -> Result<u64, ReplayError> {
-    walk_from(storage, key, LogHead::EMPTY, visit).await
+/// What a walk over the log found: also what the log up to a record says
+/// about data keys, which a snapshot carries so that unlock from it knows
+/// as much as a full replay.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Walked {
+    /// Records whose chain links were checked.
+    pub records: u64,
+    /// Records sealed under keys an erasure destroyed: legitimately
+    /// unreadable, skipped.
+    pub erased: u64,
+    /// Keys the log says were destroyed.
+    pub destroyed: Vec<u32>,
+    /// The highest key id any record or erasure names.
+    pub highest_key_id: u32,
+    /// The sequence number of the last erasure event (0 if none): a
+    /// snapshot taken before it may hold erased data.
+    pub last_erasure: u64,
+    /// Records sealed under each key id, so an erasure after a snapshot
+    /// counts the records before it too.
+    pub per_key: HashMap<u32, u64>,
 }
 
-/// [`walk`] over the records after `from`, a record already checked: the
-/// chain is checked from it to the head.
+impl Walked {
+    /// Notes committed records (with their events) as a walk would: what
+    /// the writer keeps for the next snapshot. `keys_gone` says whether the
+    /// keys the events destroy are gone from the keyring already.
+    pub fn advance(
+        &mut self,
+        records: &[LogRecord],
+        envelopes: &[(u64, Envelope)],
+        keys_gone: bool,
+    ) {
+        for record in records {
+            self.records = self.records.max(record.seq);
+            self.note_record(record.key_id);
+        }
+        for (seq, envelope) in envelopes {
+            if let Event::KeysDestroyed { key_ids, .. } = &envelope.event {
+                let before = std::mem::take(&mut self.per_key);
+                self.note_erasure(*seq, key_ids, &before, |_| keys_gone);
+                self.per_key = before;
+            }
+        }
+    }
+
+    fn note_record(&mut self, key_id: u32) {
+        self.highest_key_id = self.highest_key_id.max(key_id);
+        *self.per_key.entry(key_id).or_default() += 1;
+    }
+
+    /// An erasure event at `seq` destroying `key_ids`. The records counted
+    /// in `before` under a key newly destroyed and `gone` from the keyring
+    /// are erased (a walk counts the records it meets itself).
+    fn note_erasure(
+        &mut self,
+        seq: u64,
+        key_ids: &[u32],
+        before: &HashMap<u32, u64>,
+        gone: impl Fn(u32) -> bool,
+    ) {
+        self.last_erasure = seq;
+        for &id in key_ids {
+            self.highest_key_id = self.highest_key_id.max(id);
+            if !self.destroyed.contains(&id) {
+                self.destroyed.push(id);
+                if gone(id) {
+                    self.erased += before.get(&id).copied().unwrap_or(0);
+                }
+            }
+        }
+        self.destroyed.sort_unstable();
+    }
+}
+
+/// Walks the whole log in order, checking the chain, and with the keys also
+/// opening every record and handing its event to `visit`. A record whose
+/// key is gone is skipped if a later erasure event names that key, and is
+/// an error otherwise.
+pub async fn walk(
+    storage: &dyn Storage,
+    keys: Option<&DataKeys>,
+    visit: impl FnMut(u64, Envelope) -> Result<(), ReplayError>,
+) -> Result<Walked, ReplayError> {
+    walk_from(storage, keys, LogHead::EMPTY, Walked::default(), visit).await
+}
+
+/// [`walk`] over the records after `from`, a record already checked, with
+/// `known` what the log up to it says about keys (a snapshot's): the chain
+/// is checked from `from` to the head.
 pub async fn walk_from(
     storage: &dyn Storage,
-    key: Option<&DataKey>,
+    keys: Option<&DataKeys>,
     from: LogHead,
+    known: Walked,
     mut visit: impl FnMut(u64, Envelope) -> Result<(), ReplayError>,
-) -> Result<u64, ReplayError> {
+) -> Result<Walked, ReplayError> {
     let head = storage.head().await?;
     let mut chain = ChainVerifier { last: from };
+    // Records before `from` under each key: erased if a later erasure
+    // destroys their key (the tail's own are counted as they are met).
+    let before_from = known.per_key.clone();
+    let mut walked = known;
+    walked.records = from.seq;
+    // Records under a missing key, until an erasure event accounts for them.
+    let mut unreadable: Vec<(u64, u32)> = Vec::new();
     let mut after = from.seq;
     loop {
         let page = storage.records_after(after, PAGE).await?;
@@ -68,55 +155,64 @@ pub async fn walk_from(
         after = last.seq;
         for record in &page {
             chain.check(record)?;
-            if let Some(key) = key {
-                let seq = record.seq;
-                if record.key_id != key.key_id {
-                    return Err(ReplayError::UnknownKey {
-                        seq,
-                        key_id: record.key_id,
-                    });
-                }
-                let plain = crypto::open(&key.key, &key.record_aad(seq), &record.body)
-                    .map_err(|_| ReplayError::Authentication { seq })?;
-                let envelope =
-                    Envelope::decode(&plain).map_err(|error| ReplayError::Decode { seq, error })?;
-                visit(seq, envelope)?;
+            walked.note_record(record.key_id);
+            let Some(keys) = keys else { continue };
+            let seq = record.seq;
+            let Some(key) = keys.get(record.key_id) else {
+                unreadable.push((seq, record.key_id));
+                continue;
+            };
+            let plain = crypto::open(&key.key, &key.record_aad(seq), &record.body)
+                .map_err(|_| ReplayError::Authentication { seq })?;
+            let envelope =
+                Envelope::decode(&plain).map_err(|error| ReplayError::Decode { seq, error })?;
+            if let Event::KeysDestroyed { key_ids, .. } = &envelope.event {
+                walked.note_erasure(seq, key_ids, &before_from, |id| keys.get(id).is_none());
             }
+            visit(seq, envelope)?;
         }
     }
     chain.finish(head)?;
-    Ok(chain.last.seq)
+    walked.records = chain.last.seq;
+    let destroyed: HashSet<u32> = walked.destroyed.iter().copied().collect();
+    if let Some(&(seq, key_id)) = unreadable.iter().find(|(_, k)| !destroyed.contains(k)) {
+        return Err(ReplayError::UnknownKey { seq, key_id });
+    }
+    walked.erased += unreadable.len() as u64;
+    Ok(walked)
 }
 
 /// Rebuilds the projection and the app registry from the newest usable
 /// snapshot and the records after it, or from the whole log when no
 /// snapshot opens and matches; refuses on any fault in what it reads.
+/// Records under destroyed keys are skipped and counted.
 pub async fn replay(
     storage: &dyn Storage,
-    key: &DataKey,
+    keys: &DataKeys,
     now_us: i64,
-) -> Result<(Projection, Registry), ReplayError> {
-    let start = snapshot::load_newest(storage, key).await;
-    replay_from(storage, key, now_us, start).await
+) -> Result<(Projection, Registry, Walked), ReplayError> {
+    let start = snapshot::load_newest(storage, keys.root()).await;
+    replay_from(storage, keys, now_us, start).await
 }
 
 /// Rebuilds from `start` (a snapshot) and the records after it, or from the
 /// whole log when `start` is `None`.
 pub async fn replay_from(
     storage: &dyn Storage,
-    key: &DataKey,
+    keys: &DataKeys,
     now_us: i64,
     start: Option<Start>,
-) -> Result<(Projection, Registry), ReplayError> {
-    let (mut builder, mut registry, from) = match start {
-        Some(s) => (s.builder, s.registry, s.at),
+) -> Result<(Projection, Registry, Walked), ReplayError> {
+    let (mut builder, mut registry, from, known) = match start {
+        Some(s) => (s.builder, s.registry, s.at, s.keys),
         None => (
             ProjectionBuilder::new(),
             Registry::default(),
             LogHead::EMPTY,
+            Walked::default(),
         ),
     };
-    walk_from(storage, Some(key), from, |seq, envelope| {
+    let walked = walk_from(storage, Some(keys), from, known, |seq, envelope| {
         if registry.apply(&envelope, now_us) {
             return Ok(());
         }
@@ -126,6 +222,6 @@ pub async fn replay_from(
     })
     .await?;
     let mut projection = builder.finish();
-    projection.set_anchor_key(key.derive(b"change-feed anchors"));
-    Ok((projection, registry))
+    projection.set_anchor_key(keys.root().derive(b"change-feed anchors"));
+    Ok((projection, registry, walked))
 }

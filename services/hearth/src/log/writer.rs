@@ -17,12 +17,14 @@ use super::chain::{LogHead, LogRecord};
 use super::event::{
     Device, DeviceGroup, Envelope, Event, SourceKey, StoredSample, SyncRecord, TypeBatch,
 };
+use super::head::{HeadAuthenticator, MarkKeeper, StateFile};
 use crate::apps::Apps;
 use crate::catalogue::{self, TypeIndex};
-use crate::crypto::{self, DataKey};
+use crate::crypto;
+use crate::keys::data_keys::{DataKeys, KeyScope};
 use crate::projection::{Projection, Row};
 use crate::samples;
-use crate::storage::Storage;
+use crate::storage::{Storage, StoredDataKey};
 use crate::telemetry;
 
 /// Most requests folded into one commit.
@@ -96,6 +98,13 @@ pub enum Write {
     SetSourcePriority { order: Vec<SourceKey> },
     /// The owner's characteristics, replacing the previous set.
     SetCharacteristics { values: Vec<(String, String)> },
+    /// Destroys the data keys of `source` (every type), or of `type_id`
+    /// (every source), or of both together: their samples become
+    /// unrecoverable (crypto-shredding).
+    Erase {
+        source: Option<String>,
+        type_id: Option<String>,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -111,6 +120,15 @@ pub enum WriteOutcome {
     Deleted,
     Logged,
     Set,
+    /// Data keys destroyed, and the live samples that went with them.
+    Erased {
+        keys: usize,
+        samples: usize,
+    },
+    /// Keys retired by a rotation.
+    Rotated {
+        retired: usize,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -135,6 +153,8 @@ type NewDevices = HashMap<String, HashSet<Device>>;
 
 enum Command {
     Write(Write, Reply),
+    /// Data-key rotation: between groups, never inside one.
+    Rotate(Reply),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -147,15 +167,20 @@ pub struct Writer {
 impl Writer {
     pub fn spawn(
         storage: Arc<dyn Storage>,
-        key: DataKey,
+        keys: DataKeys,
         head: LogHead,
         projection: Arc<Projection>,
         apps: Arc<Apps>,
+        state_file: Option<StateFile>,
     ) -> Writer {
         let (tx, rx) = mpsc::channel(1024);
+        let head_auth = HeadAuthenticator::new(keys.root());
+        let marks = state_file.map(|file| MarkKeeper::spawn(head_auth.clone(), file, head));
         let task = WriterTask {
             storage,
-            key,
+            keys,
+            head_auth,
+            marks,
             head,
             projection,
             apps,
@@ -174,7 +199,36 @@ impl Writer {
         answer.await.map_err(|_| WriteError::Unavailable)?
     }
 
-    /// Finishes what is queued, then stops and drops the data key.
+    /// Erases `source` (every type) or `type_id` (every source) by
+    /// destroying their data keys; returns the keys destroyed and the live
+    /// samples that went with them.
+    pub async fn erase(
+        &self,
+        source: Option<String>,
+        type_id: Option<String>,
+    ) -> Result<(usize, usize), WriteError> {
+        match self.write(Write::Erase { source, type_id }).await? {
+            WriteOutcome::Erased { keys, samples } => Ok((keys, samples)),
+            _ => Err(WriteError::Storage),
+        }
+    }
+
+    /// Rotates the data keys: every record committed after the answer is
+    /// sealed under a new key of its scope; old records keep their keys.
+    /// Returns how many keys were retired.
+    pub async fn rotate_keys(&self) -> Result<usize, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Rotate(reply))
+            .await
+            .map_err(|_| WriteError::Unavailable)?;
+        match answer.await.map_err(|_| WriteError::Unavailable)?? {
+            WriteOutcome::Rotated { retired } => Ok(retired),
+            _ => Err(WriteError::Storage),
+        }
+    }
+
+    /// Finishes what is queued, then stops and drops the data keys.
     pub async fn shutdown(&self) {
         let (done, wait) = oneshot::channel();
         if self.tx.send(Command::Shutdown(done)).await.is_ok() {
@@ -218,7 +272,11 @@ enum Answer {
 
 struct WriterTask {
     storage: Arc<dyn Storage>,
-    key: DataKey,
+    keys: DataKeys,
+    /// Authenticates each new head in the commit that writes it.
+    head_auth: HeadAuthenticator,
+    /// Moves the high-water mark after commits.
+    marks: Option<MarkKeeper>,
     head: LogHead,
     projection: Arc<Projection>,
     apps: Arc<Apps>,
@@ -241,10 +299,15 @@ impl WriterTask {
             let mut group = Vec::new();
             let mut samples = sample_count(&first);
             let mut shutdown = None;
+            let mut rotate = None;
             let mut next = Some(first);
             while let Some(cmd) = next.take() {
                 match cmd {
                     Command::Write(w, reply) => group.push((w, reply)),
+                    Command::Rotate(reply) => {
+                        rotate = Some(reply);
+                        break;
+                    }
                     Command::Shutdown(done) => {
                         shutdown = Some(done);
                         break;
@@ -264,20 +327,30 @@ impl WriterTask {
                 group = Vec::new();
                 match cmd {
                     Command::Write(w, reply) => group.push((w, reply)),
+                    Command::Rotate(reply) => rotate = Some(reply),
                     Command::Shutdown(done) => shutdown = Some(done),
                 }
             }
             self.commit_group(group).await;
+            if let Some(reply) = rotate {
+                let _ = reply.send(self.rotate().await);
+            }
             if let Some(done) = shutdown {
                 rx.close();
                 while let Ok(cmd) = rx.try_recv() {
-                    if let Command::Write(_, reply) = cmd {
+                    if let Command::Write(_, reply) | Command::Rotate(reply) = cmd {
                         let _ = reply.send(Err(WriteError::Unavailable));
                     }
+                }
+                if let Some(marks) = self.marks.take() {
+                    marks.finish().await;
                 }
                 let _ = done.send(());
                 return;
             }
+        }
+        if let Some(marks) = self.marks.take() {
+            marks.finish().await;
         }
     }
 
@@ -297,34 +370,48 @@ impl WriterTask {
         let mut records = Vec::new();
         let mut envelopes = Vec::new();
         let mut answers = Vec::new();
+        let mut new_keys: Vec<StoredDataKey> = Vec::new();
+        let mut destroyed: Vec<u32> = Vec::new();
         let mut head = self.head;
         for (write, reply) in group {
             match self.prepare(write, &mut pending, &mut new_devices) {
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
-                Ok((outcome, None)) => answers.push((reply, outcome)),
-                Ok((outcome, Some(event))) => {
-                    let envelope = Envelope { at_us, event };
-                    let seq = head.seq + 1;
-                    let body =
-                        crypto::seal(&self.key.key, &self.key.record_aad(seq), &envelope.encode());
-                    let record = LogRecord::new(seq, self.key.key_id, head.hash, body);
-                    head = LogHead {
-                        seq,
-                        hash: record.hash,
-                    };
-                    records.push(record);
-                    envelopes.push((seq, envelope));
+                Ok((outcome, events)) => {
+                    for (scope, event) in events {
+                        if let Event::KeysDestroyed { key_ids, .. } = &event {
+                            destroyed.extend(key_ids);
+                        }
+                        let envelope = Envelope { at_us, event };
+                        let seq = head.seq + 1;
+                        let record = self.seal(&scope, seq, head, &envelope, &mut new_keys);
+                        head = LogHead {
+                            seq,
+                            hash: record.hash,
+                        };
+                        records.push(record);
+                        envelopes.push((seq, envelope));
+                    }
                     answers.push((reply, outcome));
                 }
             }
+        }
+        // A key is stored before the first record sealed under it commits.
+        if let Err(e) = self.storage.add_data_keys(&new_keys).await {
+            tracing::error!(error = %e, "storing new data keys failed");
+            let ids: Vec<u32> = new_keys.iter().map(|k| k.key_id).collect();
+            self.keys.forget(&ids);
+            for (reply, _) in answers {
+                let _ = reply.send(Err(WriteError::Storage));
+            }
+            return;
         }
         let started = std::time::Instant::now();
         let samples: usize = envelopes.iter().map(|(_, e)| e.sample_count()).sum();
         let appended = self
             .storage
-            .append(self.head, &records)
+            .append(self.head, &records, &self.head_auth.head_mac(head))
             .instrument(tracing::info_span!(
                 "commit",
                 records = records.len(),
@@ -365,6 +452,21 @@ impl WriterTask {
             return;
         }
         self.head = head;
+        if let Some(marks) = &self.marks {
+            marks.advance(head);
+        }
+        // The erasure events are durable: now the keys go. Should that fail,
+        // they are kept for a retry here, and the next unlock finishes it.
+        let mut erase_failed = false;
+        if !destroyed.is_empty() {
+            match self.storage.destroy_data_keys(&destroyed).await {
+                Ok(()) => self.keys.forget(&destroyed),
+                Err(e) => {
+                    tracing::error!(error = %e, "destroying data keys failed");
+                    erase_failed = true;
+                }
+            }
+        }
         // A snapshot sees this commit whole or not at all.
         let mut cut = self.projection.cut();
         for (seq, envelope) in &envelopes {
@@ -375,25 +477,63 @@ impl WriterTask {
                 tracing::error!(error = %e, "committed event could not be projected");
             }
         }
-        *cut = head;
+        cut.head = head;
+        cut.keys.advance(&records, &envelopes, !erase_failed);
         drop(cut);
         for (reply, outcome) in answers {
-            let _ = reply.send(Ok(outcome));
+            // An erasure whose keys are still stored is not done.
+            let _ = reply.send(match outcome {
+                WriteOutcome::Erased { .. } if erase_failed => Err(WriteError::Storage),
+                outcome => Ok(outcome),
+            });
         }
     }
 
-    /// Checks one request; returns its outcome and the event to log, if any.
+    /// Seals `envelope` as record `seq` under the current key of `scope`,
+    /// creating that key (into `new_keys`) if the scope has none.
+    fn seal(
+        &mut self,
+        scope: &KeyScope,
+        seq: u64,
+        prev: LogHead,
+        envelope: &Envelope,
+        new_keys: &mut Vec<StoredDataKey>,
+    ) -> LogRecord {
+        let (key_id, created) = self.keys.current(scope);
+        new_keys.extend(created);
+        let key = self.keys.get(key_id).expect("the current key is open");
+        let body = crypto::seal(&key.key, &key.record_aad(seq), &envelope.encode());
+        LogRecord::new(seq, key_id, prev.hash, body)
+    }
+
+    /// Retires every data key in use, durably, then in memory.
+    async fn rotate(&mut self) -> Result<WriteOutcome, WriteError> {
+        if self.poisoned {
+            return Err(WriteError::Unavailable);
+        }
+        let retired = self.keys.current_ids().len();
+        self.storage.retire_data_keys().await.map_err(|e| {
+            tracing::error!(error = %e, "retiring data keys failed");
+            WriteError::Storage
+        })?;
+        self.keys.retire_all();
+        Ok(WriteOutcome::Rotated { retired })
+    }
+
+    /// Checks one request; returns its outcome and the events to log, each
+    /// with the scope whose key seals it.
     fn prepare(
-        &self,
+        &mut self,
         write: Write,
         pending: &mut Pending,
         new_devices: &mut NewDevices,
-    ) -> Result<(WriteOutcome, Option<Event>), WriteError> {
+    ) -> Result<(WriteOutcome, Vec<(KeyScope, Event)>), WriteError> {
+        let management = |event| vec![(KeyScope::Management, event)];
         match write {
             Write::AddSamples { source, entries } => {
                 let devices_added = self.check_device_cap(&source, &entries, new_devices)?;
                 let prepared = self.prepare_add(source.clone(), entries, pending)?;
-                if prepared.1.is_some() {
+                if !prepared.1.is_empty() {
                     new_devices.entry(source).or_default().extend(devices_added);
                 }
                 Ok(prepared)
@@ -406,29 +546,89 @@ impl WriterTask {
                 if pending.deleted.contains(&id) {
                     return Err(WriteError::NotFound);
                 }
-                match self.projection.find(id) {
-                    Some((_, row))
-                        if !only_own || *self.projection.source_name(row.source) == *source => {}
-                    _ => return Err(WriteError::NotFound),
-                }
+                // A deletion is sealed with the sample's own scope: erasing
+                // that scope takes both, and nothing it deleted comes back.
+                let scope = match self.projection.find(id) {
+                    Some((ty, row)) => {
+                        let owner = self.projection.source_name(row.source);
+                        if only_own && *owner != *source {
+                            return Err(WriteError::NotFound);
+                        }
+                        KeyScope::samples(&owner, catalogue::get(ty).id)
+                    }
+                    None => return Err(WriteError::NotFound),
+                };
                 pending.deleted.insert(id);
                 Ok((
                     WriteOutcome::Deleted,
-                    Some(Event::SamplesDeleted {
+                    vec![(
+                        scope,
+                        Event::SamplesDeleted {
+                            source,
+                            ids: vec![id.to_be_bytes()],
+                        },
+                    )],
+                ))
+            }
+            Write::Registry(event) => Ok((WriteOutcome::Logged, management(event))),
+            Write::SetSourcePriority { order } => Ok((
+                WriteOutcome::Set,
+                management(Event::SourcePriority { order }),
+            )),
+            Write::SetCharacteristics { values } => Ok((
+                WriteOutcome::Set,
+                management(Event::CharacteristicsSet { values }),
+            )),
+            Write::Erase { source, type_id } => {
+                let key_ids = self.keys.erased_by(source.as_deref(), type_id.as_deref());
+                // Later requests of this group already get fresh keys.
+                self.keys.stop_using(&key_ids);
+                let samples = self.live_samples(source.as_deref(), type_id.as_deref());
+                if key_ids.is_empty() && samples == 0 {
+                    return Ok((WriteOutcome::Erased { keys: 0, samples }, Vec::new()));
+                }
+                Ok((
+                    WriteOutcome::Erased {
+                        keys: key_ids.len(),
+                        samples,
+                    },
+                    management(Event::KeysDestroyed {
+                        key_ids,
                         source,
-                        ids: vec![id.to_be_bytes()],
+                        type_id,
                     }),
                 ))
             }
-            Write::Registry(event) => Ok((WriteOutcome::Logged, Some(event))),
-            Write::SetSourcePriority { order } => {
-                Ok((WriteOutcome::Set, Some(Event::SourcePriority { order })))
-            }
-            Write::SetCharacteristics { values } => Ok((
-                WriteOutcome::Set,
-                Some(Event::CharacteristicsSet { values }),
-            )),
         }
+    }
+
+    /// Live samples of `source` (all if `None`) of `type_id` (all if `None`).
+    fn live_samples(&self, source: Option<&str>, type_id: Option<&str>) -> usize {
+        let source = match source {
+            Some(name) => match self.projection.source_id(name) {
+                Some(id) => Some(id),
+                None => return 0,
+            },
+            None => None,
+        };
+        let types: Vec<TypeIndex> = match type_id {
+            Some(id) => catalogue::lookup(id).into_iter().collect(),
+            None => (0..catalogue::all().len())
+                .map(|t| TypeIndex(t as u16))
+                .collect(),
+        };
+        types
+            .into_iter()
+            .map(|ty| {
+                let cols = self.projection.columns(ty);
+                match source {
+                    None => cols.live_len(),
+                    Some(s) => (0..cols.len())
+                        .filter(|&r| cols.source_of(r) == s && !cols.is_deleted(r))
+                        .count(),
+                }
+            })
+            .sum()
     }
 
     /// Refuses a batch that would give `source` more than
@@ -473,11 +673,11 @@ impl WriterTask {
         source: String,
         entries: Vec<NewEntry>,
         pending: &mut Pending,
-    ) -> Result<(WriteOutcome, Option<Event>), WriteError> {
+    ) -> Result<(WriteOutcome, Vec<(KeyScope, Event)>), WriteError> {
         let mut fresh: Vec<Fresh> = Vec::new();
         let mut answers = Vec::with_capacity(entries.len());
         let mut in_request: HashMap<Box<str>, usize> = HashMap::new();
-        let mut replaced: Vec<[u8; 16]> = Vec::new();
+        let mut replaced: Vec<([u8; 16], TypeIndex)> = Vec::new();
         let mut unchanged = 0;
         for (index, entry) in entries.into_iter().enumerate() {
             let Some(sync) = entry.sync.clone() else {
@@ -520,7 +720,7 @@ impl WriterTask {
                         replaces = fresh[slot].replaces;
                     }
                     None => {
-                        replaced.extend(samples.iter().map(|s| s.sample.id));
+                        replaced.extend(samples.iter().map(|s| (s.sample.id, s.type_index)));
                         replaces = true;
                     }
                 }
@@ -566,12 +766,12 @@ impl WriterTask {
             .map(|f| f.entry)
             .collect();
         if live.is_empty() {
-            return Ok((outcome, None));
+            return Ok((outcome, Vec::new()));
         }
         // The request is accepted: later requests of the group see it.
         pending
             .deleted
-            .extend(replaced.iter().map(|id| u128::from_be_bytes(*id)));
+            .extend(replaced.iter().map(|(id, _)| u128::from_be_bytes(*id)));
         let mut synced = Vec::new();
         for entry in &live {
             let Some(sync) = &entry.sync else { continue };
@@ -592,58 +792,7 @@ impl WriterTask {
                     },
                 );
         }
-        type ByType = Vec<(TypeIndex, Vec<StoredSample>)>;
-        let mut by_device: Vec<(Option<Device>, ByType)> = Vec::new();
-        let mut device_at: HashMap<Option<Device>, usize> = HashMap::new();
-        for new in live.into_iter().flat_map(|e| e.samples) {
-            let at = *device_at.entry(new.device.clone()).or_insert_with(|| {
-                by_device.push((new.device.clone(), Vec::new()));
-                by_device.len() - 1
-            });
-            let by_type = &mut by_device[at].1;
-            match by_type.iter_mut().find(|(t, _)| *t == new.type_index) {
-                Some((_, v)) => v.push(new.sample),
-                None => by_type.push((new.type_index, vec![new.sample])),
-            }
-        }
-        let batches = |by_type: ByType| -> Vec<TypeBatch> {
-            by_type
-                .into_iter()
-                .map(|(t, samples)| TypeBatch {
-                    type_id: catalogue::get(t).id.to_string(),
-                    samples,
-                })
-                .collect()
-        };
-        let groups = |by_device: Vec<(Option<Device>, ByType)>| -> Vec<DeviceGroup> {
-            by_device
-                .into_iter()
-                .map(|(device, by_type)| DeviceGroup {
-                    device,
-                    batches: batches(by_type),
-                })
-                .collect()
-        };
-        let event = if !synced.is_empty() || !replaced.is_empty() {
-            Event::SamplesWritten {
-                source,
-                groups: groups(by_device),
-                synced,
-                replaced,
-            }
-        } else if by_device.iter().all(|(d, _)| d.is_none()) {
-            let (_, by_type) = by_device.pop().expect("at least one sample");
-            Event::SamplesAdded {
-                source,
-                batches: batches(by_type),
-            }
-        } else {
-            Event::DeviceSamplesAdded {
-                source,
-                groups: groups(by_device),
-            }
-        };
-        Ok((outcome, Some(event)))
+        Ok((outcome, scoped_events(&source, live, synced, replaced)))
     }
 
     /// The live entry of `source` holding `sync_id`, as earlier requests of
@@ -691,6 +840,123 @@ impl WriterTask {
             device: self.projection.device(row.source, row.device),
         }
     }
+}
+
+/// A request's accepted samples as log events, one per type: each event is
+/// sealed under the key of (`source`, its type), so erasing a source or a
+/// type destroys exactly the keys of its records. Replacements are logged
+/// with the type of the sample they delete; they come first, as they did
+/// inside the single event of a request before keys were per scope.
+/// Correlation types are logged after every other type of the request, so
+/// a correlation's members precede it.
+fn scoped_events(
+    source: &str,
+    live: Vec<NewEntry>,
+    synced: Vec<SyncRecord>,
+    replaced: Vec<([u8; 16], TypeIndex)>,
+) -> Vec<(KeyScope, Event)> {
+    let with_sync = !synced.is_empty() || !replaced.is_empty();
+    // Per type in order of first appearance: devices in order of first
+    // appearance, each with its samples.
+    type ByDevice = Vec<(Option<Device>, Vec<StoredSample>)>;
+    let mut by_type: Vec<(TypeIndex, ByDevice)> = Vec::new();
+    for new in live.into_iter().flat_map(|e| e.samples) {
+        let at = match by_type.iter().position(|(t, _)| *t == new.type_index) {
+            Some(at) => at,
+            None => {
+                by_type.push((new.type_index, Vec::new()));
+                by_type.len() - 1
+            }
+        };
+        let devices = &mut by_type[at].1;
+        match devices.iter_mut().find(|(d, _)| *d == new.device) {
+            Some((_, samples)) => samples.push(new.sample),
+            None => devices.push((new.device, vec![new.sample])),
+        }
+    }
+    // Correlations after every member type, so replay and the projection
+    // know their members' types when they reach them.
+    by_type.sort_by_key(|(ty, _)| catalogue::get(*ty).members().is_some());
+    let sync_of: HashMap<[u8; 16], SyncRecord> = synced.into_iter().map(|r| (r.id, r)).collect();
+    let mut events = Vec::new();
+    let replaced_of = |ty: TypeIndex| -> Vec<[u8; 16]> {
+        replaced
+            .iter()
+            .filter(|(_, t)| *t == ty)
+            .map(|(id, _)| *id)
+            .collect()
+    };
+    let scope = |ty: TypeIndex| KeyScope::samples(source, catalogue::get(ty).id);
+    // Replacements of types the request writes no sample of.
+    let mut replaced_only: Vec<TypeIndex> = replaced
+        .iter()
+        .map(|(_, t)| *t)
+        .filter(|t| !by_type.iter().any(|(w, _)| w == t))
+        .collect();
+    replaced_only.dedup();
+    replaced_only.sort_unstable();
+    replaced_only.dedup();
+    for ty in replaced_only {
+        events.push((
+            scope(ty),
+            Event::SamplesWritten {
+                source: source.to_string(),
+                groups: Vec::new(),
+                synced: Vec::new(),
+                replaced: replaced_of(ty),
+            },
+        ));
+    }
+    for (ty, devices) in by_type {
+        let type_id = catalogue::get(ty).id.to_string();
+        let event = if with_sync {
+            let synced = devices
+                .iter()
+                .flat_map(|(_, samples)| samples)
+                .filter_map(|s| sync_of.get(&s.id).cloned())
+                .collect();
+            Event::SamplesWritten {
+                source: source.to_string(),
+                groups: device_groups(&type_id, devices),
+                synced,
+                replaced: replaced_of(ty),
+            }
+        } else if devices.iter().all(|(d, _)| d.is_none()) {
+            Event::SamplesAdded {
+                source: source.to_string(),
+                batches: devices
+                    .into_iter()
+                    .map(|(_, samples)| TypeBatch {
+                        type_id: type_id.clone(),
+                        samples,
+                    })
+                    .collect(),
+            }
+        } else {
+            Event::DeviceSamplesAdded {
+                source: source.to_string(),
+                groups: device_groups(&type_id, devices),
+            }
+        };
+        events.push((scope(ty), event));
+    }
+    events
+}
+
+fn device_groups(
+    type_id: &str,
+    devices: Vec<(Option<Device>, Vec<StoredSample>)>,
+) -> Vec<DeviceGroup> {
+    devices
+        .into_iter()
+        .map(|(device, samples)| DeviceGroup {
+            device,
+            batches: vec![TypeBatch {
+                type_id: type_id.to_string(),
+                samples,
+            }],
+        })
+        .collect()
 }
 
 /// Whether `new` holds what `stored` holds: the same samples in the same

@@ -536,17 +536,17 @@ impl TypeColumns {
 
     fn push(&mut self, row: Row) {
         let r = self.len();
-        self.start.push(row.start_us);
-        self.end.push(row.end_us);
-        self.value.push(row.value);
-        self.id.push(row.id);
-        self.source.push(row.source);
-        self.seq.push(row.seq);
-        self.device.push(row.device);
-        self.start_offset.push(row.start_offset_min);
-        self.end_offset.push(row.end_offset_min);
+        push_wiped(&mut self.start, row.start_us);
+        push_wiped(&mut self.end, row.end_us);
+        push_wiped(&mut self.value, row.value);
+        push_wiped(&mut self.id, row.id);
+        push_wiped(&mut self.source, row.source);
+        push_wiped(&mut self.seq, row.seq);
+        push_wiped(&mut self.device, row.device);
+        push_wiped(&mut self.start_offset, row.start_offset_min);
+        push_wiped(&mut self.end_offset, row.end_offset_min);
         if r.is_multiple_of(64) {
-            self.deleted.push(0);
+            push_wiped(&mut self.deleted, 0);
         }
         self.by_source.entry(row.source).or_default().add(r);
         self.longest_us = self.longest_us.max(row.end_us.saturating_sub(row.start_us));
@@ -814,6 +814,20 @@ impl TypeColumns {
         cols.rebuild_index();
         cols
     }
+}
+
+/// Appends `x` to a column. When the column must grow, the values are
+/// copied to a buffer twice the size and the old buffer is zeroised before
+/// it is freed: a plain `Vec::push` would hand it back to the allocator
+/// with the values in it, where the lock's wipe can no longer reach them.
+fn push_wiped<T: Zeroize + Copy>(column: &mut Vec<T>, x: T) {
+    if column.len() == column.capacity() {
+        let mut grown = Vec::with_capacity((column.capacity() * 2).max(16));
+        grown.extend_from_slice(column);
+        column.zeroize();
+        *column = grown;
+    }
+    column.push(x);
 }
 
 #[cfg(test)]

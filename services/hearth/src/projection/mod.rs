@@ -21,6 +21,7 @@ pub use sync_ids::SyncTag;
 use crate::catalogue::{self, TypeIndex};
 use crate::log::chain::LogHead;
 use crate::log::event::{Device, Envelope, Event, SourceKey, StoredSample, SyncRecord, TypeBatch};
+use crate::log::replay::Walked;
 use crate::query::series::SeriesCache;
 
 /// What observers hear from the projection.
@@ -153,13 +154,36 @@ pub struct Projection {
     /// Per type, the copies of one source's rows handed to callers that
     /// read only their own, with the source generation each was made at.
     own_copies: Vec<Mutex<OwnCopies>>,
-    /// Seals change-feed anchors; derived from the data key at unlock.
-    anchor_key: crate::crypto::SecretKey,
-    /// The last log record applied (registry records included); held by
-    /// the writer while it applies a commit, so a snapshot sees whole ones.
-    cut: Mutex<LogHead>,
+    /// Seals change-feed anchors; derived from the data key at unlock,
+    /// zeroised at lock.
+    anchor_key: RwLock<crate::crypto::SecretKey>,
+    /// Where the projection stands in the log; held by the writer while it
+    /// applies a commit, so a snapshot sees whole ones.
+    cut: Mutex<Cut>,
     /// The newest snapshot: its sequence number and when it was taken.
     last_snapshot: Mutex<Option<(u64, i64)>>,
+    /// The erasures applied since unlock: a snapshot leaves out the
+    /// deletions they listed, as a replay (which cannot open those records)
+    /// would.
+    erasures: Mutex<Vec<ErasedScope>>,
+}
+
+/// What one erasure covered: a source (all if `None`) and a type (all if
+/// `None`), up to record `seq`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ErasedScope {
+    pub seq: u64,
+    pub source: Option<u32>,
+    pub ty: Option<TypeIndex>,
+}
+
+impl ErasedScope {
+    /// Whether `d` lists a sample this erasure covered.
+    pub fn covers(&self, d: &Deletion) -> bool {
+        d.seq <= self.seq
+            && self.source.is_none_or(|s| s == d.source)
+            && self.ty.is_none_or(|t| t == d.ty)
+    }
 }
 
 impl Default for Projection {
@@ -186,7 +210,12 @@ fn row_from(sample: &StoredSample, source: u32, device: u16, seq: u64) -> Row {
 /// The member types of the correlations an add event writes, keyed by the
 /// correlation's id. Members are written in the same request as their
 /// correlation, so the event itself says what type each one is.
-fn correlation_members(groups: &Groups<'_>) -> Vec<(u128, Box<[TypeIndex]>)> {
+/// Members written in the same request but sealed in records of their own
+/// type (one record per source and type) are found through `earlier`.
+fn correlation_members(
+    groups: &Groups<'_>,
+    earlier: impl Fn(u128) -> Option<TypeIndex>,
+) -> Vec<(u128, Box<[TypeIndex]>)> {
     let batches = || groups.iter().flat_map(|(_, batches)| batches.iter());
     let is_correlation = |b: &TypeBatch| {
         catalogue::lookup(&b.type_id).is_some_and(|t| catalogue::get(t).members().is_some())
@@ -211,7 +240,7 @@ fn correlation_members(groups: &Groups<'_>) -> Vec<(u128, Box<[TypeIndex]>)> {
         .map(|(t, s)| {
             let mut types: Vec<TypeIndex> = crate::samples::member_ids(t, s.metadata.as_deref())
                 .iter()
-                .filter_map(|id| type_of.get(id).copied())
+                .filter_map(|id| type_of.get(id).copied().or_else(|| earlier(*id)))
                 .collect();
             types.sort_unstable();
             types.dedup();
@@ -265,6 +294,49 @@ fn sync_tags(event: &Event, source: u32) -> Result<Vec<(u128, SyncTag)>, Unknown
     Ok(out)
 }
 
+/// Whether samples of `ty` can be members of some correlation type.
+fn is_member_type(ty: TypeIndex) -> bool {
+    static MEMBERS: std::sync::OnceLock<HashSet<TypeIndex>> = std::sync::OnceLock::new();
+    MEMBERS
+        .get_or_init(|| {
+            catalogue::all()
+                .iter()
+                .filter_map(|t| t.members())
+                .flatten()
+                .filter_map(|m| catalogue::lookup(m))
+                .collect()
+        })
+        .contains(&ty)
+}
+
+/// Where the projection stands in the log: the last record applied
+/// (registry records included), and what the log up to it says about data
+/// keys (which a snapshot carries for the next unlock).
+#[derive(Clone, Debug)]
+pub struct Cut {
+    pub head: LogHead,
+    pub keys: Walked,
+}
+
+impl Default for Cut {
+    fn default() -> Cut {
+        Cut {
+            head: LogHead::EMPTY,
+            keys: Walked::default(),
+        }
+    }
+}
+
+/// The types an erasure of `type_id` covers: that one, or all.
+fn erased_types(type_id: Option<&str>) -> Vec<TypeIndex> {
+    match type_id {
+        Some(id) => catalogue::lookup(id).into_iter().collect(),
+        None => (0..catalogue::all().len())
+            .map(|t| TypeIndex(t as u16))
+            .collect(),
+    }
+}
+
 /// The samples an event deletes: a deletion's, or those a write replaces.
 fn deleted_ids(event: &Event) -> &[[u8; 16]] {
     match event {
@@ -296,23 +368,24 @@ impl Projection {
             notes: broadcast::channel(1024).0,
             series,
             own_copies,
-            anchor_key: crate::crypto::random_key(),
-            cut: Mutex::new(LogHead::EMPTY),
+            anchor_key: RwLock::new(crate::crypto::random_key()),
+            cut: Mutex::new(Cut::default()),
             last_snapshot: Mutex::new(None),
+            erasures: Mutex::new(Vec::new()),
         }
     }
 
-    pub fn anchor_key(&self) -> &[u8; 32] {
-        &self.anchor_key
+    pub fn anchor_key(&self) -> crate::crypto::SecretKey {
+        self.anchor_key.read().clone()
     }
 
     pub fn set_anchor_key(&mut self, key: crate::crypto::SecretKey) {
-        self.anchor_key = key;
+        *self.anchor_key.get_mut() = key;
     }
 
     /// Holds the writer's place while it applies a commit: a snapshot taken
     /// under it sees every record up to the head it names and none after.
-    pub fn cut(&self) -> parking_lot::MutexGuard<'_, LogHead> {
+    pub fn cut(&self) -> parking_lot::MutexGuard<'_, Cut> {
         self.cut.lock()
     }
 
@@ -503,7 +576,7 @@ impl Projection {
             }
         }
         if let Some((source, groups)) = device_groups(&envelope.event) {
-            let members = correlation_members(&groups);
+            let members = correlation_members(&groups, |id| self.find(id).map(|(t, _)| t));
             if !members.is_empty() {
                 self.correlations.write().extend(members);
             }
@@ -531,6 +604,11 @@ impl Projection {
             }
         }
         match &envelope.event {
+            Event::KeysDestroyed {
+                source, type_id, ..
+            } => {
+                self.erase(seq, source.as_deref(), type_id.as_deref(), &mut touched);
+            }
             Event::SourcePriority { order } => {
                 let mut p = self.priority.write();
                 *p = (p.0 + 1, order.clone());
@@ -550,6 +628,61 @@ impl Projection {
             touched: touched.into(),
         });
         Ok(())
+    }
+
+    /// Drops every live sample of `source` (of every source if `None`) and
+    /// of `type_id` (of every type if `None`): their keys were destroyed.
+    /// Apps see them as deletions in the change feed.
+    fn erase(
+        &self,
+        seq: u64,
+        source: Option<&str>,
+        type_id: Option<&str>,
+        touched: &mut Vec<(TypeIndex, u32)>,
+    ) {
+        if source.is_none() && type_id.is_none() {
+            return;
+        }
+        let source = match source {
+            Some(name) => match self.source_id(name) {
+                Some(id) => Some(id),
+                None => return,
+            },
+            None => None,
+        };
+        let ty = match type_id {
+            Some(id) => match catalogue::lookup(id) {
+                Some(ty) => Some(ty),
+                None => return,
+            },
+            None => None,
+        };
+        let types = erased_types(type_id);
+        self.erasures.lock().push(ErasedScope { seq, source, ty });
+        let mut deletions = self.deletions.write();
+        let mut sync_ids = self.sync_ids.write();
+        for ty in types {
+            let mut cols = self.types[ty.0 as usize].write();
+            let ids: Vec<(u128, u32)> = (0..cols.len())
+                .filter(|&r| !cols.is_deleted(r) && source.is_none_or(|s| cols.source_of(r) == s))
+                .map(|r| (cols.id_of(r), cols.source_of(r)))
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            for (id, source) in ids {
+                cols.delete(id);
+                sync_ids.remove(id);
+                deletions.push(Deletion {
+                    seq,
+                    id,
+                    ty,
+                    source,
+                });
+                touched.push((ty, source));
+            }
+            cols.touch(u32::try_from(seq).unwrap_or(u32::MAX));
+        }
     }
 
     pub fn sample_count(&self) -> usize {
@@ -586,6 +719,7 @@ impl Projection {
         }
         *self.priority.write() = (0, Vec::new());
         wipe_pairs(&mut self.characteristics.write());
+        zeroize::Zeroize::zeroize(&mut **self.anchor_key.write());
         let _ = self.notes.send(Note::Locked);
     }
 }
@@ -629,6 +763,9 @@ pub struct ProjectionBuilder {
     priority: (u64, Vec<SourceKey>),
     characteristics: Vec<(String, String)>,
     last_seq: u64,
+    /// Types of the member-type samples of the commit being read.
+    recent_member_types: HashMap<u128, TypeIndex>,
+    recent_at_us: Option<i64>,
     /// A snapshot's rows per type, when starting from one.
     base: Vec<Option<columns::ColumnData>>,
     /// A snapshot's deletions, resolved already.
@@ -648,6 +785,7 @@ impl ProjectionBuilder {
 
     pub fn add(&mut self, seq: u64, envelope: Envelope) -> Result<(), UnknownType> {
         self.last_seq = seq;
+        self.note_member_samples(&envelope);
         for id in deleted_ids(&envelope.event) {
             let id = u128::from_be_bytes(*id);
             self.tombstones.insert(id);
@@ -655,7 +793,9 @@ impl ProjectionBuilder {
             self.sync_ids.remove(id);
         }
         if let Some((source, groups)) = device_groups(&envelope.event) {
-            self.correlations.extend(correlation_members(&groups));
+            let recent = &self.recent_member_types;
+            self.correlations
+                .extend(correlation_members(&groups, |id| recent.get(&id).copied()));
             let source = self.sources.intern(source);
             for (id, tag) in sync_tags(&envelope.event, source)? {
                 self.sync_ids.insert(id, tag);
@@ -675,6 +815,9 @@ impl ProjectionBuilder {
             }
         }
         match envelope.event {
+            Event::KeysDestroyed {
+                source, type_id, ..
+            } => self.erase(source.as_deref(), type_id.as_deref()),
             Event::SourcePriority { order } => {
                 self.priority = (self.priority.0 + 1, order);
             }
@@ -685,6 +828,68 @@ impl ProjectionBuilder {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Remembers the types of samples that may be members of a correlation
+    /// written by the same commit (which shares their time of acceptance).
+    fn note_member_samples(&mut self, envelope: &Envelope) {
+        if self.recent_at_us != Some(envelope.at_us) {
+            self.recent_at_us = Some(envelope.at_us);
+            self.recent_member_types.clear();
+        }
+        let Some((_, groups)) = device_groups(&envelope.event) else {
+            return;
+        };
+        for batch in groups.iter().flat_map(|(_, batches)| batches.iter()) {
+            let Some(ty) = catalogue::lookup(&batch.type_id) else {
+                continue;
+            };
+            if !is_member_type(ty) {
+                continue;
+            }
+            for sample in &batch.samples {
+                self.recent_member_types
+                    .insert(u128::from_be_bytes(sample.id), ty);
+            }
+        }
+    }
+
+    /// Drops the samples of an erased scope collected so far; later ones
+    /// (under new keys) stay.
+    fn erase(&mut self, source: Option<&str>, type_id: Option<&str>) {
+        if source.is_none() && type_id.is_none() {
+            return;
+        }
+        let source = match source {
+            Some(name) => match self.sources.ids.get(name) {
+                Some(&id) => Some(id),
+                None => return,
+            },
+            None => None,
+        };
+        for ty in erased_types(type_id) {
+            let sync_ids = &mut self.sync_ids;
+            self.rows[ty.0 as usize].retain(|r| {
+                let erased = source.is_none_or(|s| r.source == s);
+                if erased {
+                    sync_ids.remove(r.id);
+                }
+                !erased
+            });
+            // A snapshot's rows of the scope go the same way, and the
+            // deletions it listed of them (sealed under the same keys).
+            self.base_deletions
+                .retain(|d| d.ty != ty || source.is_some_and(|s| s != d.source));
+            if let Some(base) = &mut self.base[ty.0 as usize] {
+                base.retain(|id, row_source| {
+                    let erased = source.is_none_or(|s| row_source == s);
+                    if erased {
+                        sync_ids.remove(id);
+                    }
+                    !erased
+                });
+            }
+        }
     }
 
     pub fn finish(self) -> Projection {

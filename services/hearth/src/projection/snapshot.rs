@@ -5,8 +5,11 @@
 //! type (as little-endian columns), the sources with their devices, sync
 //! identifiers, deletions, correlations, the source priority, the
 //! characteristics, the registry, and that record's sequence number and
-//! chain hash. It is split into chunks, each sealed with AES-256-GCM-SIV
-//! under a key derived from the data key (`hearth/snapshot/v1`), with
+//! chain hash, and what the log up to that record says about data keys
+//! (the keys erasures destroyed, the highest key id named, records per key,
+//! the last erasure). It is split into chunks, each sealed with
+//! AES-256-GCM-SIV under a key derived from the root key
+//! (`hearth/snapshot/v1`), with
 //! additional data binding the store id, the record's sequence number and
 //! hash, the key id and the chunk's place: a chunk cannot be moved to
 //! another snapshot, position or store.
@@ -20,8 +23,10 @@
 //! `hearth verify` checks the whole log.
 //!
 //! A snapshot holds whatever the projection held when it was taken, data
-//! since erased included: erasure must call [`discard_all`] (or
-//! [`Snapshots::discard_all_and_retake`] while unlocked).
+//! since erased included: erasure discards every snapshot
+//! ([`Snapshots::discard_all_and_retake`]), and an unlock whose replay
+//! meets an erasure after the snapshot it started from (the process
+//! stopped in between) discards the snapshots older than that erasure.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +43,7 @@ use crate::catalogue::{self, TypeIndex};
 use crate::crypto::{self, DataKey, SecretKey, STORE_ID_LEN};
 use crate::log::chain::{record_hash, LogHead};
 use crate::log::event::{Device, SourceKey};
+use crate::log::replay::Walked;
 use crate::storage::{SnapshotHeader, Storage, StorageError};
 
 /// The label the snapshot key is derived under.
@@ -62,11 +68,12 @@ pub struct SnapshotKey {
 }
 
 impl SnapshotKey {
-    pub fn new(data_key: &DataKey) -> SnapshotKey {
+    /// Derived from the root key: snapshots span every data key.
+    pub fn new(root: &DataKey) -> SnapshotKey {
         SnapshotKey {
-            key: data_key.derive(KEY_LABEL),
-            key_id: data_key.key_id,
-            store_id: data_key.store_id,
+            key: root.derive(KEY_LABEL),
+            key_id: root.key_id,
+            store_id: root.store_id,
         }
     }
 
@@ -103,6 +110,43 @@ struct Meta {
     priority: (u64, Vec<SourceKey>),
     characteristics: Vec<(String, String)>,
     registry: RegistryState,
+    keys: KeyState,
+}
+
+/// What the log up to the snapshot's record says about data keys: a
+/// [`Walked`] in a fixed order.
+#[derive(Serialize, Deserialize)]
+struct KeyState {
+    erased: u64,
+    destroyed: Vec<u32>,
+    highest_key_id: u32,
+    last_erasure: u64,
+    per_key: Vec<(u32, u64)>,
+}
+
+impl KeyState {
+    fn of(walked: &Walked) -> KeyState {
+        let mut per_key: Vec<(u32, u64)> = walked.per_key.iter().map(|(&k, &n)| (k, n)).collect();
+        per_key.sort_unstable();
+        KeyState {
+            erased: walked.erased,
+            destroyed: walked.destroyed.clone(),
+            highest_key_id: walked.highest_key_id,
+            last_erasure: walked.last_erasure,
+            per_key,
+        }
+    }
+
+    fn into_walked(self, records: u64) -> Walked {
+        Walked {
+            records,
+            erased: self.erased,
+            destroyed: self.destroyed,
+            highest_key_id: self.highest_key_id,
+            last_erasure: self.last_erasure,
+            per_key: self.per_key.into_iter().collect(),
+        }
+    }
 }
 
 /// One type's rows: how many (their columns lie in the row section, in
@@ -119,7 +163,7 @@ struct TypeMeta {
 /// the database meanwhile; it waits only to apply the next commit).
 fn capture(projection: &Projection, apps: &Apps, taken_us: i64) -> (LogHead, Zeroizing<Vec<u8>>) {
     let cut = projection.cut();
-    let at = *cut;
+    let at = cut.head;
     let mut plain = Zeroizing::new(vec![FORMAT_VERSION]);
     let mut columns = Vec::new();
     let type_ids: Vec<String> = catalogue::all().iter().map(|t| t.id.to_owned()).collect();
@@ -156,11 +200,15 @@ fn capture(projection: &Projection, apps: &Apps, taken_us: i64) -> (LogHead, Zer
     sync_tags.sort_unstable_by_key(|t| t.0);
     let deletions = {
         let deletions = projection.deletions.read();
+        let erasures = projection.erasures.lock();
         let mut by_type: Vec<_> = deletions.by_type.iter().collect();
         by_type.sort_unstable_by_key(|(ty, _)| ty.0);
         by_type
             .into_iter()
             .flat_map(|(_, list)| list.iter())
+            // A replay cannot list what erasures covered: neither does a
+            // snapshot.
+            .filter(|d| !erasures.iter().any(|e| e.covers(d)))
             .map(|d| (d.seq, d.id, d.ty.0, d.source))
             .collect()
     };
@@ -183,6 +231,7 @@ fn capture(projection: &Projection, apps: &Apps, taken_us: i64) -> (LogHead, Zer
         priority: projection.priority(),
         characteristics: projection.characteristics(),
         registry: apps.read().to_state(),
+        keys: KeyState::of(&cut.keys),
     };
     drop(cut);
     let meta = Zeroizing::new(postcard::to_stdvec(&meta).expect("in-memory encoding"));
@@ -281,11 +330,12 @@ fn open_chunks(
 }
 
 /// Where replay starts from a snapshot: the builder and registry as they
-/// were after record `at`.
+/// were after record `at`, and what the log up to it says about keys.
 pub struct Start {
     pub builder: ProjectionBuilder,
     pub registry: Registry,
     pub at: LogHead,
+    pub keys: Walked,
 }
 
 /// Decodes a snapshot's plaintext.
@@ -376,6 +426,7 @@ fn decode(plain: &[u8], at: LogHead) -> Result<Start, Rejected> {
         builder,
         registry: Registry::from_state(meta.registry),
         at,
+        keys: meta.keys.into_walked(at.seq),
     })
 }
 
@@ -426,8 +477,8 @@ pub async fn open(
 
 /// The newest snapshot that opens and matches the log, if any; each one
 /// passed over is logged.
-pub async fn load_newest(storage: &dyn Storage, data_key: &DataKey) -> Option<Start> {
-    let key = SnapshotKey::new(data_key);
+pub async fn load_newest(storage: &dyn Storage, root: &DataKey) -> Option<Start> {
+    let key = SnapshotKey::new(root);
     let headers = match storage.snapshots().await {
         Ok(headers) => headers,
         Err(e) => {
@@ -448,10 +499,16 @@ pub async fn load_newest(storage: &dyn Storage, data_key: &DataKey) -> Option<St
     None
 }
 
-/// Deletes every snapshot. Erasure calls it: a snapshot taken before keys
-/// were destroyed still holds the data they sealed.
+/// Deletes every snapshot: a snapshot taken before keys were destroyed
+/// still holds the data they sealed, and one taken of a log since rolled
+/// back describes records that are not there.
 pub async fn discard_all(storage: &dyn Storage) -> Result<(), StorageError> {
-    storage.delete_snapshots().await
+    storage.delete_snapshots(u64::MAX).await
+}
+
+/// Deletes the snapshots taken before record `seq` (an erasure).
+pub async fn discard_before(storage: &dyn Storage, seq: u64) -> Result<(), StorageError> {
+    storage.delete_snapshots(seq).await
 }
 
 /// Takes snapshots of one open store.
@@ -468,7 +525,7 @@ struct Taker {
 impl Taker {
     /// Records applied since the newest snapshot.
     fn behind(&self) -> u64 {
-        let head = self.projection.cut().seq;
+        let head = self.projection.cut().head.seq;
         let last = self.projection.last_snapshot().map_or(0, |(seq, _)| seq);
         head.saturating_sub(last)
     }
@@ -480,6 +537,11 @@ impl Taker {
     }
 
     async fn take_now(self: &Arc<Self>) -> Result<bool, SnapshotError> {
+        if self.behind() == 0 && self.projection.last_snapshot().is_some() {
+            // The newest snapshot covers the head (say, at lock right after
+            // an unlock from it): nothing to capture.
+            return Ok(false);
+        }
         let taker = self.clone();
         let started = Instant::now();
         let sealed = tokio::task::spawn_blocking(move || {
@@ -526,6 +588,8 @@ pub enum SnapshotError {
 pub struct Snapshots {
     taker: Arc<Taker>,
     stop: watch::Sender<bool>,
+    /// Asks the background task for a snapshot now.
+    soon: Arc<tokio::sync::Notify>,
     task: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -546,12 +610,16 @@ impl Snapshots {
             busy: tokio::sync::Mutex::new(()),
         });
         let (stop, mut stopped) = watch::channel(false);
+        let soon = Arc::new(tokio::sync::Notify::new());
+        let asked = soon.clone();
         let background = taker.clone();
         let task = tokio::spawn(async move {
             let mut notes = background.projection.subscribe();
             loop {
+                let mut now = false;
                 tokio::select! {
                     _ = stopped.changed() => return,
+                    _ = asked.notified() => now = true,
                     note = notes.recv() => match note {
                         Ok(Note::Locked) | Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                             return
@@ -560,7 +628,7 @@ impl Snapshots {
                     },
                     _ = tokio::time::sleep(TICK) => {}
                 }
-                if background.behind() >= background.every {
+                if now || background.behind() >= background.every {
                     if let Err(e) = background.take().await {
                         tracing::warn!(error = %e, "background snapshot failed");
                     }
@@ -570,6 +638,7 @@ impl Snapshots {
         Snapshots {
             taker,
             stop,
+            soon,
             task: parking_lot::Mutex::new(Some(task)),
         }
     }
@@ -604,14 +673,23 @@ impl Snapshots {
         }
     }
 
-    /// Deletes every snapshot and takes a new one of the projection as it
+    /// Asks for a snapshot in the background, however few records it is
+    /// behind.
+    pub fn take_soon(&self) {
+        self.soon.notify_one();
+    }
+
+    /// Deletes every snapshot (after one being taken, which may predate
+    /// the erasure), then asks for a new one of the projection as it
     /// stands: what erasure calls once its records are applied, so no
     /// snapshot holds erased data.
     pub async fn discard_all_and_retake(&self) -> Result<(), SnapshotError> {
-        let _one = self.taker.busy.lock().await;
-        discard_all(&*self.taker.storage).await?;
-        *self.taker.projection.last_snapshot.lock() = None;
-        self.taker.take_now().await?;
+        {
+            let _one = self.taker.busy.lock().await;
+            discard_all(&*self.taker.storage).await?;
+            *self.taker.projection.last_snapshot.lock() = None;
+        }
+        self.take_soon();
         Ok(())
     }
 }

@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use sqlx::migrate::{MigrateError, Migrator};
 
 use crate::crypto::KdfParams;
+use crate::log::head::HeadMac;
 use crate::log::{LogHead, LogRecord};
+use crate::pending::seal::StoredKeyPair;
 
 pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
@@ -31,6 +33,8 @@ pub enum StorageError {
     Migrate(#[from] MigrateError),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Backup(String),
 }
 
 /// The KDF parameters, salt and wrapped data keys.
@@ -40,6 +44,23 @@ pub struct Keyring {
     pub salt: Vec<u8>,
     /// `(key_id, wrapped key)` pairs.
     pub wrapped_keys: Vec<(u32, Vec<u8>)>,
+    /// The key slots wrapping the root key (see [`crate::keys`]); empty in a
+    /// store from before key slots, which wraps it in `wrapped_keys`.
+    pub keyslots: Vec<KeySlotRow>,
+}
+
+/// One key slot as stored. The numbers stay as the database holds them:
+/// [`crate::keys`] checks them, since they are in the clear.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeySlotRow {
+    pub slot_id: i64,
+    pub kind: String,
+    pub kdf: String,
+    pub kdf_memory_kib: i64,
+    pub kdf_iterations: i64,
+    pub kdf_parallelism: i64,
+    pub salt: Vec<u8>,
+    pub wrapped_root: Vec<u8>,
 }
 
 #[async_trait]
@@ -56,11 +77,70 @@ pub trait Storage: Send + Sync {
     async fn head(&self) -> Result<LogHead, StorageError>;
 
     /// Appends `records` (which must continue from `expected`) and moves the
-    /// head, in one durable transaction.
-    async fn append(&self, expected: LogHead, records: &[LogRecord]) -> Result<(), StorageError>;
+    /// head, with `head_mac` authenticating the new head, in one durable
+    /// transaction.
+    async fn append(
+        &self,
+        expected: LogHead,
+        records: &[LogRecord],
+        head_mac: &HeadMac,
+    ) -> Result<(), StorageError>;
 
     /// Up to `limit` records with a sequence number above `after`, in order.
     async fn records_after(&self, after: u64, limit: u32) -> Result<Vec<LogRecord>, StorageError>;
+
+    /// Writes a key slot, replacing the slot of the same id.
+    async fn put_keyslot(&self, slot: &KeySlotRow) -> Result<(), StorageError>;
+
+    /// Deletes a key slot; `false` if there was none of that id.
+    async fn delete_keyslot(&self, slot_id: i64) -> Result<bool, StorageError>;
+
+    /// Moves a store from before key slots to them: writes its first slot
+    /// and deletes the root key's old passphrase wrap (key id 1 in the
+    /// keyring table), in one transaction; nothing if it already has slots.
+    async fn adopt_legacy_root_wrap(&self, slot: &KeySlotRow) -> Result<(), StorageError>;
+    /// Every data key, wrapped, in key id order.
+    async fn data_keys(&self) -> Result<Vec<StoredDataKey>, StorageError>;
+
+    /// Stores new wrapped data keys durably.
+    async fn add_data_keys(&self, keys: &[StoredDataKey]) -> Result<(), StorageError>;
+
+    /// Deletes wrapped data keys for good (erasure), leaving as little of
+    /// them behind in the database files as the backend allows.
+    async fn destroy_data_keys(&self, key_ids: &[u32]) -> Result<(), StorageError>;
+
+    /// Marks every data key retired: new records get new keys.
+    async fn retire_data_keys(&self) -> Result<(), StorageError>;
+    /// The pending-write key pair, once created.
+    async fn pending_key(&self) -> Result<Option<StoredKeyPair>, StorageError>;
+
+    /// Stores `pair` unless a pair exists; returns the pair in force.
+    async fn put_pending_key(&self, pair: &StoredKeyPair) -> Result<StoredKeyPair, StorageError>;
+
+    /// Commits one sealed pending batch durably; returns its arrival
+    /// sequence number (increasing, never reused).
+    async fn add_pending(&self, sealed: &[u8]) -> Result<u64, StorageError>;
+
+    /// Up to `limit` pending batches with a sequence number above `after`,
+    /// in arrival order.
+    async fn pending_after(&self, after: u64, limit: u32) -> Result<Vec<PendingRow>, StorageError>;
+
+    /// Removes merged pending batches.
+    async fn remove_pending(&self, seqs: &[u64]) -> Result<(), StorageError>;
+
+    /// How many pending batches there are, and their bytes.
+    async fn pending_totals(&self) -> Result<PendingTotals, StorageError>;
+
+    /// The head with its MAC (`None` before the first authenticated commit).
+    async fn authenticated_head(&self) -> Result<(LogHead, Option<HeadMac>), StorageError>;
+
+    /// Sets the head's MAC, if the head is still `head`.
+    async fn set_head_mac(&self, head: LogHead, mac: &HeadMac) -> Result<(), StorageError>;
+
+    /// A consistent copy of the database (ciphertext only, as stored) at
+    /// `path`, taken while the store runs; or, where the backend has its
+    /// own tools for that, an error saying how to use them.
+    async fn backup_to(&self, path: &std::path::Path) -> Result<(), StorageError>;
 
     /// The complete snapshots stored, newest first.
     async fn snapshots(&self) -> Result<Vec<SnapshotHeader>, StorageError>;
@@ -77,8 +157,10 @@ pub trait Storage: Send + Sync {
         keep: usize,
     ) -> Result<(), StorageError>;
 
-    /// Deletes every snapshot.
-    async fn delete_snapshots(&self) -> Result<(), StorageError>;
+    /// Deletes the snapshots taken at a record before `before` (all of
+    /// them with `u64::MAX`), leaving as little of them behind in the
+    /// database files as the backend allows.
+    async fn delete_snapshots(&self, before: u64) -> Result<(), StorageError>;
 }
 
 /// A stored snapshot: the log record it was taken at, the key id it is
@@ -89,6 +171,34 @@ pub struct SnapshotHeader {
     pub key_id: u32,
     pub chunks: u32,
 }
+
+/// One sealed pending batch.
+#[derive(Clone, Debug)]
+pub struct PendingRow {
+    pub seq: u64,
+    pub sealed: Vec<u8>,
+}
+
+/// Counts only: what metrics and limits need.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingTotals {
+    pub batches: u64,
+    pub bytes: u64,
+}
+
+/// A data key as the keyring table keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredDataKey {
+    pub key_id: u32,
+    pub wrapped: Vec<u8>,
+    /// Rotated out: still opens old records, never seals new ones.
+    pub retired: bool,
+}
+
+const KEYSLOT_COLUMNS: &str =
+    "slot_id, kind, kdf, kdf_memory_kib, kdf_iterations, kdf_parallelism, salt, wrapped_root";
+const SELECT_KEYSLOTS: &str = "SELECT slot_id, kind, kdf, kdf_memory_kib, kdf_iterations, \
+     kdf_parallelism, salt, wrapped_root FROM keyslots ORDER BY slot_id";
 
 /// Opens the database named by `url` (`sqlite://…` or `postgres://…`) and
 /// brings its schema up to date.
@@ -106,6 +216,10 @@ fn hash_from(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], StorageError> {
     bytes
         .try_into()
         .map_err(|_| StorageError::Corrupt(format!("{what} is not 32 bytes")))
+}
+
+fn mac_from(bytes: Option<Vec<u8>>) -> Result<Option<HeadMac>, StorageError> {
+    bytes.map(|b| hash_from(b, "head_mac")).transpose()
 }
 
 fn to_u64(v: i64, what: &str) -> Result<u64, StorageError> {

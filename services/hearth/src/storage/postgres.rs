@@ -3,9 +3,14 @@ use sqlx::migrate::{Migrate, Migrator};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 
-use super::{hash_from, to_u64, Keyring, SnapshotHeader, Storage, StorageError};
+use super::{
+    hash_from, mac_from, to_u64, KeySlotRow, Keyring, PendingRow, PendingTotals, SnapshotHeader,
+    Storage, StorageError, StoredDataKey,
+};
 use crate::crypto::KdfParams;
+use crate::log::head::HeadMac;
 use crate::log::{LogHead, LogRecord};
+use crate::pending::seal::StoredKeyPair;
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -88,7 +93,14 @@ impl Storage for PostgresStorage {
         let keys = sqlx::query("SELECT key_id, wrapped_key FROM keyring ORDER BY key_id")
             .fetch_all(&self.pool)
             .await?;
+        let keyslots = sqlx::query(super::SELECT_KEYSLOTS)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(keyslot_from_row)
+            .collect();
         Ok(Some(Keyring {
+            keyslots,
             kdf: KdfParams {
                 memory_kib: meta.get::<i32, _>(0) as u32,
                 iterations: meta.get::<i32, _>(1) as u32,
@@ -125,6 +137,9 @@ impl Storage for PostgresStorage {
                 .execute(&mut *tx)
                 .await?;
         }
+        for slot in &keyring.keyslots {
+            insert_keyslot(&mut tx, slot).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -140,17 +155,28 @@ impl Storage for PostgresStorage {
         })
     }
 
-    async fn append(&self, expected: LogHead, records: &[LogRecord]) -> Result<(), StorageError> {
+    async fn append(
+        &self,
+        expected: LogHead,
+        records: &[LogRecord],
+        head_mac: &HeadMac,
+    ) -> Result<(), StorageError> {
         let Some(last) = records.last() else {
             return Ok(());
         };
         let mut tx = self.pool.begin().await?;
+        // Durable on commit whatever the server's default: an answer means
+        // the records reached the server's disk.
+        sqlx::query("SET LOCAL synchronous_commit = on")
+            .execute(&mut *tx)
+            .await?;
         let moved = sqlx::query(
-            "UPDATE store_meta SET head_seq = $1, head_hash = $2 \
-             WHERE head_seq = $3 AND head_hash = $4",
+            "UPDATE store_meta SET head_seq = $1, head_hash = $2, head_mac = $3 \
+             WHERE head_seq = $4 AND head_hash = $5",
         )
         .bind(last.seq as i64)
         .bind(&last.hash[..])
+        .bind(&head_mac[..])
         .bind(expected.seq as i64)
         .bind(&expected.hash[..])
         .execute(&mut *tx)
@@ -205,6 +231,230 @@ impl Storage for PostgresStorage {
                 })
             })
             .collect()
+    }
+
+    async fn put_keyslot(&self, slot: &KeySlotRow) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM keyslots WHERE slot_id = $1")
+            .bind(slot.slot_id)
+            .execute(&mut *tx)
+            .await?;
+        insert_keyslot(&mut tx, slot).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_keyslot(&self, slot_id: i64) -> Result<bool, StorageError> {
+        let deleted = sqlx::query("DELETE FROM keyslots WHERE slot_id = $1")
+            .bind(slot_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(deleted.rows_affected() == 1)
+    }
+
+    async fn adopt_legacy_root_wrap(&self, slot: &KeySlotRow) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let slots: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM keyslots")
+            .fetch_one(&mut *tx)
+            .await?;
+        if slots > 0 {
+            return Ok(());
+        }
+        insert_keyslot(&mut tx, slot).await?;
+        sqlx::query("DELETE FROM keyring WHERE key_id = $1")
+            .bind(crate::crypto::FIRST_KEY_ID as i32)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn data_keys(&self) -> Result<Vec<StoredDataKey>, StorageError> {
+        let rows =
+            sqlx::query("SELECT key_id, wrapped_key, retired FROM data_keys ORDER BY key_id")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StoredDataKey {
+                key_id: r.get::<i32, _>(0) as u32,
+                wrapped: r.get(1),
+                retired: r.get(2),
+            })
+            .collect())
+    }
+
+    async fn add_data_keys(&self, keys: &[StoredDataKey]) -> Result<(), StorageError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for k in keys {
+            sqlx::query("INSERT INTO data_keys (key_id, wrapped_key, retired) VALUES ($1, $2, $3)")
+                .bind(k.key_id as i32)
+                .bind(&k.wrapped)
+                .bind(k.retired)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn destroy_data_keys(&self, key_ids: &[u32]) -> Result<(), StorageError> {
+        if key_ids.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i32> = key_ids.iter().map(|&id| id as i32).collect();
+        sqlx::query("DELETE FROM data_keys WHERE key_id = ANY($1)")
+            .bind(&ids)
+            .execute(&self.pool)
+            .await?;
+        // A deleted row stays in the table's pages until they are rewritten:
+        // rewrite the (small) table now so the old file is released.
+        sqlx::query("VACUUM FULL data_keys")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn retire_data_keys(&self) -> Result<(), StorageError> {
+        sqlx::query("UPDATE data_keys SET retired = TRUE WHERE NOT retired")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn pending_key(&self) -> Result<Option<StoredKeyPair>, StorageError> {
+        let row = sqlx::query("SELECT public_key, wrapped_private_key FROM pending_key")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| StoredKeyPair {
+            public_key: r.get(0),
+            wrapped_private_key: r.get(1),
+        }))
+    }
+
+    async fn put_pending_key(&self, pair: &StoredKeyPair) -> Result<StoredKeyPair, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = on")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO pending_key (singleton, public_key, wrapped_private_key) \
+             VALUES (1, $1, $2) ON CONFLICT (singleton) DO NOTHING",
+        )
+        .bind(&pair.public_key)
+        .bind(&pair.wrapped_private_key)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.pending_key()
+            .await?
+            .ok_or_else(|| StorageError::Corrupt("pending key vanished".into()))
+    }
+
+    async fn add_pending(&self, sealed: &[u8]) -> Result<u64, StorageError> {
+        // A 202 promises durability: never rely on the server's default.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = on")
+            .execute(&mut *tx)
+            .await?;
+        let seq: i64 =
+            sqlx::query_scalar("INSERT INTO pending_writes (body) VALUES ($1) RETURNING seq")
+                .bind(sealed)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        to_u64(seq, "pending seq")
+    }
+
+    async fn pending_after(&self, after: u64, limit: u32) -> Result<Vec<PendingRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT seq, body FROM pending_writes WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(PendingRow {
+                    seq: to_u64(r.get(0), "pending seq")?,
+                    sealed: r.get(1),
+                })
+            })
+            .collect()
+    }
+
+    async fn remove_pending(&self, seqs: &[u64]) -> Result<(), StorageError> {
+        let seqs: Vec<i64> = seqs.iter().map(|&s| s as i64).collect();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = on")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM pending_writes WHERE seq = ANY($1)")
+            .bind(&seqs)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn pending_totals(&self) -> Result<PendingTotals, StorageError> {
+        let row = sqlx::query(
+            "SELECT count(*), coalesce(sum(octet_length(body)), 0)::bigint FROM pending_writes",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(PendingTotals {
+            batches: to_u64(row.get(0), "pending count")?,
+            bytes: to_u64(row.get(1), "pending bytes")?,
+        })
+    }
+
+    async fn authenticated_head(&self) -> Result<(LogHead, Option<HeadMac>), StorageError> {
+        let row = sqlx::query("SELECT head_seq, head_hash, head_mac FROM store_meta")
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StorageError::NotInitialised)?;
+        let head = LogHead {
+            seq: to_u64(row.get(0), "head_seq")?,
+            hash: hash_from(row.get(1), "head_hash")?,
+        };
+        Ok((head, mac_from(row.get(2))?))
+    }
+
+    async fn set_head_mac(&self, head: LogHead, mac: &HeadMac) -> Result<(), StorageError> {
+        let set = sqlx::query(
+            "UPDATE store_meta SET head_mac = $1 WHERE head_seq = $2 AND head_hash = $3",
+        )
+        .bind(&mac[..])
+        .bind(head.seq as i64)
+        .bind(&head.hash[..])
+        .execute(&self.pool)
+        .await?;
+        if set.rows_affected() != 1 {
+            let (now, _) = self.authenticated_head().await?;
+            return Err(StorageError::HeadMoved {
+                expected: head.seq,
+                found: now.seq,
+            });
+        }
+        Ok(())
+    }
+
+    async fn backup_to(&self, _path: &std::path::Path) -> Result<(), StorageError> {
+        Err(StorageError::Backup(
+            "Postgres is backed up with its own tools, which take a consistent snapshot \
+             while Hearth runs (ciphertext only, as stored):\n  \
+             pg_dump --format=custom --file=hearth.dump \"$HEARTH_DATABASE_URL\"\n\
+             Restore into an empty database with:\n  \
+             pg_restore --dbname=\"$NEW_DATABASE_URL\" hearth.dump\n\
+             Keep the state file (HEARTH_STATE_FILE) where it is: a restored copy is behind \
+             its mark until you run `hearth restore --accept-rollback`."
+                .into(),
+        ))
     }
 
     async fn snapshots(&self) -> Result<Vec<SnapshotHeader>, StorageError> {
@@ -283,10 +533,50 @@ impl Storage for PostgresStorage {
         Ok(())
     }
 
-    async fn delete_snapshots(&self) -> Result<(), StorageError> {
-        sqlx::query("DELETE FROM snapshots")
+    async fn delete_snapshots(&self, before: u64) -> Result<(), StorageError> {
+        sqlx::query("DELETE FROM snapshots WHERE seq < $1")
+            .bind(before.min(i64::MAX as u64) as i64)
+            .execute(&self.pool)
+            .await?;
+        // Deleted rows stay in the table's pages until they are rewritten:
+        // rewrite the (now empty) table so the old file is released.
+        sqlx::query("VACUUM FULL snapshots")
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+async fn insert_keyslot(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    slot: &KeySlotRow,
+) -> Result<(), StorageError> {
+    sqlx::query(&format!(
+        "INSERT INTO keyslots ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        super::KEYSLOT_COLUMNS
+    ))
+    .bind(slot.slot_id)
+    .bind(&slot.kind)
+    .bind(&slot.kdf)
+    .bind(slot.kdf_memory_kib)
+    .bind(slot.kdf_iterations)
+    .bind(slot.kdf_parallelism)
+    .bind(&slot.salt)
+    .bind(&slot.wrapped_root)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn keyslot_from_row(row: &sqlx::postgres::PgRow) -> KeySlotRow {
+    KeySlotRow {
+        slot_id: row.get("slot_id"),
+        kind: row.get("kind"),
+        kdf: row.get("kdf"),
+        kdf_memory_kib: row.get("kdf_memory_kib"),
+        kdf_iterations: row.get("kdf_iterations"),
+        kdf_parallelism: row.get("kdf_parallelism"),
+        salt: row.get("salt"),
+        wrapped_root: row.get("wrapped_root"),
     }
 }

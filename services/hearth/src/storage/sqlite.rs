@@ -6,9 +6,14 @@ use sqlx::migrate::{Migrate, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{hash_from, to_u64, Keyring, SnapshotHeader, Storage, StorageError};
+use super::{
+    hash_from, mac_from, to_u64, KeySlotRow, Keyring, PendingRow, PendingTotals, SnapshotHeader,
+    Storage, StorageError, StoredDataKey,
+};
 use crate::crypto::KdfParams;
+use crate::log::head::HeadMac;
 use crate::log::{LogHead, LogRecord};
+use crate::pending::seal::StoredKeyPair;
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 
@@ -23,6 +28,9 @@ impl SqliteStorage {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
+            // Deleted content is overwritten, so a destroyed data key does
+            // not linger in free pages of the file.
+            .pragma("secure_delete", "ON")
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -94,7 +102,14 @@ impl Storage for SqliteStorage {
         let keys = sqlx::query("SELECT key_id, wrapped_key FROM keyring ORDER BY key_id")
             .fetch_all(&self.pool)
             .await?;
+        let keyslots = sqlx::query(super::SELECT_KEYSLOTS)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(keyslot_from_row)
+            .collect();
         Ok(Some(Keyring {
+            keyslots,
             kdf: KdfParams {
                 memory_kib: meta.get::<i64, _>(0) as u32,
                 iterations: meta.get::<i64, _>(1) as u32,
@@ -134,6 +149,9 @@ impl Storage for SqliteStorage {
                 .execute(&mut *tx)
                 .await?;
         }
+        for slot in &keyring.keyslots {
+            insert_keyslot(&mut tx, slot).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -149,16 +167,23 @@ impl Storage for SqliteStorage {
         })
     }
 
-    async fn append(&self, expected: LogHead, records: &[LogRecord]) -> Result<(), StorageError> {
+    async fn append(
+        &self,
+        expected: LogHead,
+        records: &[LogRecord],
+        head_mac: &HeadMac,
+    ) -> Result<(), StorageError> {
         let Some(last) = records.last() else {
             return Ok(());
         };
         let mut tx = self.pool.begin().await?;
         let moved = sqlx::query(
-            "UPDATE store_meta SET head_seq = ?, head_hash = ? WHERE head_seq = ? AND head_hash = ?",
+            "UPDATE store_meta SET head_seq = ?, head_hash = ?, head_mac = ? \
+             WHERE head_seq = ? AND head_hash = ?",
         )
         .bind(last.seq as i64)
         .bind(&last.hash[..])
+        .bind(&head_mac[..])
         .bind(expected.seq as i64)
         .bind(&expected.hash[..])
         .execute(&mut *tx)
@@ -207,6 +232,232 @@ impl Storage for SqliteStorage {
                 })
             })
             .collect()
+    }
+
+    async fn put_keyslot(&self, slot: &KeySlotRow) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM keyslots WHERE slot_id = ?")
+            .bind(slot.slot_id)
+            .execute(&mut *tx)
+            .await?;
+        insert_keyslot(&mut tx, slot).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_keyslot(&self, slot_id: i64) -> Result<bool, StorageError> {
+        let deleted = sqlx::query("DELETE FROM keyslots WHERE slot_id = ?")
+            .bind(slot_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(deleted.rows_affected() == 1)
+    }
+
+    async fn adopt_legacy_root_wrap(&self, slot: &KeySlotRow) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let slots: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM keyslots")
+            .fetch_one(&mut *tx)
+            .await?;
+        if slots > 0 {
+            return Ok(());
+        }
+        insert_keyslot(&mut tx, slot).await?;
+        sqlx::query("DELETE FROM keyring WHERE key_id = ?")
+            .bind(crate::crypto::FIRST_KEY_ID as i64)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn data_keys(&self) -> Result<Vec<StoredDataKey>, StorageError> {
+        let rows =
+            sqlx::query("SELECT key_id, wrapped_key, retired FROM data_keys ORDER BY key_id")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StoredDataKey {
+                key_id: r.get::<i64, _>(0) as u32,
+                wrapped: r.get(1),
+                retired: r.get::<i64, _>(2) != 0,
+            })
+            .collect())
+    }
+
+    async fn add_data_keys(&self, keys: &[StoredDataKey]) -> Result<(), StorageError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for k in keys {
+            sqlx::query("INSERT INTO data_keys (key_id, wrapped_key, retired) VALUES (?, ?, ?)")
+                .bind(k.key_id as i64)
+                .bind(&k.wrapped)
+                .bind(i64::from(k.retired))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn destroy_data_keys(&self, key_ids: &[u32]) -> Result<(), StorageError> {
+        if key_ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for id in key_ids {
+            sqlx::query("DELETE FROM data_keys WHERE key_id = ?")
+                .bind(*id as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        // The write-ahead log still holds the pages as they were when the
+        // key was written: fold it into the (securely deleted) file and cut it.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn retire_data_keys(&self) -> Result<(), StorageError> {
+        sqlx::query("UPDATE data_keys SET retired = 1 WHERE retired = 0")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn pending_key(&self) -> Result<Option<StoredKeyPair>, StorageError> {
+        let row = sqlx::query("SELECT public_key, wrapped_private_key FROM pending_key")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| StoredKeyPair {
+            public_key: r.get(0),
+            wrapped_private_key: r.get(1),
+        }))
+    }
+
+    async fn put_pending_key(&self, pair: &StoredKeyPair) -> Result<StoredKeyPair, StorageError> {
+        sqlx::query(
+            "INSERT INTO pending_key (singleton, public_key, wrapped_private_key) \
+             VALUES (1, ?, ?) ON CONFLICT (singleton) DO NOTHING",
+        )
+        .bind(&pair.public_key)
+        .bind(&pair.wrapped_private_key)
+        .execute(&self.pool)
+        .await?;
+        self.pending_key()
+            .await?
+            .ok_or_else(|| StorageError::Corrupt("pending key vanished".into()))
+    }
+
+    async fn add_pending(&self, sealed: &[u8]) -> Result<u64, StorageError> {
+        // The pool runs with synchronous=FULL: committed means on disk.
+        let seq: i64 =
+            sqlx::query_scalar("INSERT INTO pending_writes (body) VALUES (?) RETURNING seq")
+                .bind(sealed)
+                .fetch_one(&self.pool)
+                .await?;
+        to_u64(seq, "pending seq")
+    }
+
+    async fn pending_after(&self, after: u64, limit: u32) -> Result<Vec<PendingRow>, StorageError> {
+        let rows =
+            sqlx::query("SELECT seq, body FROM pending_writes WHERE seq > ? ORDER BY seq LIMIT ?")
+                .bind(after as i64)
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(PendingRow {
+                    seq: to_u64(r.get(0), "pending seq")?,
+                    sealed: r.get(1),
+                })
+            })
+            .collect()
+    }
+
+    async fn remove_pending(&self, seqs: &[u64]) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        for seq in seqs {
+            sqlx::query("DELETE FROM pending_writes WHERE seq = ?")
+                .bind(*seq as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn pending_totals(&self) -> Result<PendingTotals, StorageError> {
+        let row =
+            sqlx::query("SELECT count(*), coalesce(sum(length(body)), 0) FROM pending_writes")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(PendingTotals {
+            batches: to_u64(row.get(0), "pending count")?,
+            bytes: to_u64(row.get(1), "pending bytes")?,
+        })
+    }
+
+    async fn authenticated_head(&self) -> Result<(LogHead, Option<HeadMac>), StorageError> {
+        let row = sqlx::query("SELECT head_seq, head_hash, head_mac FROM store_meta")
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StorageError::NotInitialised)?;
+        let head = LogHead {
+            seq: to_u64(row.get(0), "head_seq")?,
+            hash: hash_from(row.get(1), "head_hash")?,
+        };
+        Ok((head, mac_from(row.get(2))?))
+    }
+
+    async fn set_head_mac(&self, head: LogHead, mac: &HeadMac) -> Result<(), StorageError> {
+        let set =
+            sqlx::query("UPDATE store_meta SET head_mac = ? WHERE head_seq = ? AND head_hash = ?")
+                .bind(&mac[..])
+                .bind(head.seq as i64)
+                .bind(&head.hash[..])
+                .execute(&self.pool)
+                .await?;
+        if set.rows_affected() != 1 {
+            let (now, _) = self.authenticated_head().await?;
+            return Err(StorageError::HeadMoved {
+                expected: head.seq,
+                found: now.seq,
+            });
+        }
+        Ok(())
+    }
+
+    async fn backup_to(&self, path: &std::path::Path) -> Result<(), StorageError> {
+        // VACUUM INTO reads one snapshot (a read transaction under WAL, so
+        // the writer goes on) and writes a compact copy. It needs a file
+        // that does not exist or is empty: create it owner-only first.
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        options
+            .open(path)
+            .map_err(|e| StorageError::Backup(format!("creating {}: {e}", path.display())))?;
+        let target = path.to_str().ok_or_else(|| {
+            StorageError::Backup(format!("{} is not a UTF-8 path", path.display()))
+        })?;
+        sqlx::query("VACUUM INTO ?")
+            .bind(target)
+            .execute(&self.pool)
+            .await?;
+        std::fs::File::open(path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StorageError::Backup(format!("syncing {}: {e}", path.display())))?;
+        Ok(())
     }
 
     async fn snapshots(&self) -> Result<Vec<SnapshotHeader>, StorageError> {
@@ -285,10 +536,50 @@ impl Storage for SqliteStorage {
         Ok(())
     }
 
-    async fn delete_snapshots(&self) -> Result<(), StorageError> {
-        sqlx::query("DELETE FROM snapshots")
+    async fn delete_snapshots(&self, before: u64) -> Result<(), StorageError> {
+        sqlx::query("DELETE FROM snapshots WHERE seq < ?")
+            .bind(before.min(i64::MAX as u64) as i64)
+            .execute(&self.pool)
+            .await?;
+        // As for destroyed keys: the write-ahead log still holds the old
+        // pages; fold it into the (securely deleted) file and cut it.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+async fn insert_keyslot(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    slot: &KeySlotRow,
+) -> Result<(), StorageError> {
+    sqlx::query(&format!(
+        "INSERT INTO keyslots ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        super::KEYSLOT_COLUMNS
+    ))
+    .bind(slot.slot_id)
+    .bind(&slot.kind)
+    .bind(&slot.kdf)
+    .bind(slot.kdf_memory_kib)
+    .bind(slot.kdf_iterations)
+    .bind(slot.kdf_parallelism)
+    .bind(&slot.salt)
+    .bind(&slot.wrapped_root)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn keyslot_from_row(row: &sqlx::sqlite::SqliteRow) -> KeySlotRow {
+    KeySlotRow {
+        slot_id: row.get("slot_id"),
+        kind: row.get("kind"),
+        kdf: row.get("kdf"),
+        kdf_memory_kib: row.get("kdf_memory_kib"),
+        kdf_iterations: row.get("kdf_iterations"),
+        kdf_parallelism: row.get("kdf_parallelism"),
+        salt: row.get("salt"),
+        wrapped_root: row.get("wrapped_root"),
     }
 }

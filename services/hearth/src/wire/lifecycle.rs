@@ -22,6 +22,17 @@ pub struct Readiness {
 pub struct Session {
     pub token: String,
     pub state: LockStateName,
+    /// At setup only: the recovery key, shown this once. It opens the store
+    /// if the passphrase is lost; keep it apart from the passphrase.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, nullable = false)]
+    pub recovery_key: Option<Zeroizing<String>>,
+    /// What became of the writes accepted while locked, when this unlock
+    /// merged them: batches that failed to open or were refused are named
+    /// by arrival number and kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub pending: Option<crate::pending::merge::MergeReport>,
 }
 
 /// First-run setup.
@@ -36,9 +47,15 @@ pub struct SetupRequest {
     pub passphrase: Zeroizing<String>,
 }
 
+/// Unlock with the passphrase, or with the recovery key instead.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnlockRequest {
-    #[schema(value_type = String)]
-    pub passphrase: Zeroizing<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub passphrase: Option<Zeroizing<String>>,
+    /// The recovery key (`XXXX-XXXX-…`), when the passphrase is lost.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub recovery_key: Option<Zeroizing<String>>,
 }

@@ -6,6 +6,10 @@
 //! these into what they validate and store.
 
 pub mod apps;
+pub mod erasure;
+pub mod imports;
+pub mod ingest;
+pub mod keys;
 pub mod lifecycle;
 pub mod problem;
 pub mod queries;

@@ -61,6 +61,26 @@ error_codes! {
     TooManySeries = "too_many_series",
     /// The server is at its limit of concurrent requests; retry after a moment.
     Overloaded = "overloaded",
+    WrongRecoveryKey = "wrong_recovery_key",
+    /// A key slot in the database is out of bounds or unknown: refused
+    /// before any key derivation.
+    KeySlotInvalid = "key_slot_invalid",
+    /// An uploaded export was refused before anything of it was stored.
+    ImportRefused = "import_refused",
+    /// Another import is running.
+    ImportRunning = "import_running",
+    /// An item of a pushed payload that Hearth does not import.
+    NotImported = "not_imported",
+    /// The store is locked and the writes waiting for its unlock fill the
+    /// space allowed them (`507`).
+    PendingFull = "pending_full",
+    /// The store is locked and as many writes as allowed wait for its
+    /// unlock (`429`).
+    PendingBatchesFull = "pending_batches_full",
+    /// The log is behind its high-water mark or its head fails
+    /// authentication (an older copy was restored, or the tail was cut);
+    /// `hearth restore --accept-rollback` accepts a deliberate restore.
+    RollbackDetected = "rollback_detected",
 }
 
 /// One invalid field.

@@ -166,6 +166,14 @@ pub struct WriteOutcome {
     pub ids: Vec<Uuid>,
 }
 
+/// The answer to a write accepted while the store is locked: how many
+/// samples will be added at the next unlock, and nothing else (no ids).
+#[derive(Serialize, ToSchema)]
+pub struct PendingAccepted {
+    /// Samples in the request.
+    pub accepted: u64,
+}
+
 /// A sample as the API returns it.
 #[derive(Serialize, ToSchema)]
 pub struct Sample {

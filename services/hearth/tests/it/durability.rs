@@ -2,13 +2,13 @@
 //! sees, and what tampering `hearth verify` and unlock catch.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::process::{
+    find, init_store, owner_token, passphrase_file, raw_bytes, spawn_server, verify,
+};
 use crate::support::{sample, steps, Backend, TestApp, TestDatabase, PASSPHRASE};
 use serde_json::{json, Value};
 
@@ -25,17 +25,6 @@ both_backends!(
     log_refuses_edits_through_the_schema,
     store_from_before_the_sqlx_migrator_opens,
 );
-
-fn hearth_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_hearth")
-}
-
-fn passphrase_file(dir: &Path) -> PathBuf {
-    let path = dir.join("passphrase");
-    std::fs::write(&path, format!("{PASSPHRASE}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
-}
 
 async fn restart_comes_back_sealed_with_data_intact(backend: Backend) {
     let db = TestDatabase::new(backend).await;
@@ -123,10 +112,6 @@ fn needles(id: uuid::Uuid) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 async fn nothing_readable_at_rest(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let app = TestApp::unlocked(&db).await;
@@ -164,38 +149,7 @@ async fn nothing_readable_at_rest(backend: Backend) {
     let token: Value = r.json().await.unwrap();
     let token = token["token"].as_str().unwrap().to_string();
 
-    let haystack: Vec<u8> = match backend {
-        Backend::Sqlite => {
-            // The database, its write-ahead log and shared memory, while the server runs.
-            let mut all = Vec::new();
-            for suffix in ["", "-wal", "-shm"] {
-                let path = format!("{}{suffix}", db.sqlite_path().display());
-                if let Ok(bytes) = std::fs::read(&path) {
-                    all.extend(bytes);
-                }
-            }
-            assert!(all.len() > 4096, "the database files were read");
-            all
-        }
-        Backend::Postgres => {
-            let bindir = std::env::var("HEARTH_PG_BINDIR")
-                .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
-            let out = Command::new(format!("{bindir}/pg_dump"))
-                .arg(&db.url)
-                .output()
-                .expect("run pg_dump");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(
-                find(&out.stdout, b"COPY public.events"),
-                "dump holds the log"
-            );
-            out.stdout
-        }
-    };
+    let haystack = raw_bytes(&db, "events");
     let mut all = needles(id);
     for (name, value) in [
         ("app id", &app_id),
@@ -222,85 +176,6 @@ async fn nothing_readable_at_rest(backend: Backend) {
         .get_json("/v1/statistics?type=blood_glucose")
         .await;
     assert_eq!(s["max"], MARKER_GLUCOSE);
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-/// Runs the `hearth` binary, unlocked by its key file, and waits until it listens.
-fn spawn_server(db: &TestDatabase, key_file: &Path) -> Server {
-    let mut child = Command::new(hearth_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .arg("--database-url")
-        .arg(&db.url)
-        .arg("--unlock-key-file")
-        .arg(key_file)
-        .env("HEARTH_IDLE_LOCK_SECS", "0")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn hearth");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        if let Ok(v) = serde_json::from_str::<Value>(&line) {
-            if let Some(addr) = v["fields"]["addr"].as_str() {
-                break addr.to_string();
-            }
-        }
-    };
-    // Keep draining so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        base: format!("http://{addr}"),
-    }
-}
-
-async fn owner_token(base: &str) -> String {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/v1/unlock"))
-        .json(&json!({ "passphrase": PASSPHRASE }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-fn init_store(db: &TestDatabase, key_file: &Path) {
-    let status = Command::new(hearth_bin())
-        .args(["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"])
-        .arg("--database-url")
-        .arg(&db.url)
-        .arg("--passphrase-file")
-        .arg(key_file)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-fn verify(db: &TestDatabase, key_file: Option<&Path>) -> (i32, String) {
-    let mut cmd = Command::new(hearth_bin());
-    cmd.arg("verify").arg("--database-url").arg(&db.url);
-    if let Some(f) = key_file {
-        cmd.arg("--passphrase-file").arg(f);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
 }
 
 async fn kill_9_loses_no_acknowledged_write(backend: Backend) {
@@ -667,8 +542,17 @@ async fn forged_chain_fails_authentication(backend: Backend) {
     .await
     .unwrap();
 
+    // The high-water mark outside the database still knows the real last
+    // record, so even a check without the key notices the new history.
     let (code, out) = verify(&db, None);
-    assert_eq!(code, 0, "the forged chain is consistent: {out}");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("first bad sequence number: 6\n"), "{out}");
+    std::fs::remove_file(db.dir.path().join("hearth.state")).unwrap();
+    let (code, out) = verify(&db, None);
+    assert_eq!(
+        code, 0,
+        "without the mark, the forged chain is consistent: {out}"
+    );
     let key_file = passphrase_file(db.dir.path());
     let (code, out) = verify(&db, Some(&key_file));
     assert_eq!(code, 1, "{out}");

@@ -1,6 +1,7 @@
 //! The integration tests: one binary (one link of the crate), a module per
 //! area, every test against the real server on SQLite and on Postgres.
-//! `support` is the shared harness.
+//! `support` is the shared harness; `process` runs the `hearth` binary as
+//! a process of its own (crashes, restarts, the commands).
 
 #[macro_use]
 mod support;
@@ -13,9 +14,16 @@ mod consent_browser;
 mod correlations;
 mod durability;
 mod edge;
+mod erasure;
+mod import_apple;
+mod import_hae;
+mod keys;
 mod oauth;
+mod pending;
 mod privacy;
+mod process;
 mod queries;
+mod rollback;
 mod snapshots;
 mod sync;
 mod telemetry;

@@ -1,18 +1,21 @@
 //! Sealed snapshots: unlock from a snapshot and the records after it builds
 //! exactly what a replay of the whole log builds; a snapshot that does not
 //! open, or does not match the log, is passed over; nothing of one is
-//! readable in the raw database.
+//! readable in the raw database. Snapshots carry what the log says about
+//! data keys, go with an erasure, and never outlive an accepted rollback.
 
 use std::process::Command;
 use std::time::Duration;
 
+use hearth::keys::data_keys::DataKeys;
 use hearth::lock::open_data_key;
-use hearth::log::replay::replay_from;
+use hearth::log::replay::{replay_from, Walked};
 use hearth::projection::snapshot::{self, canonical_dump};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
 
+use crate::process::{passphrase_file, verify};
 use crate::support::{sample, steps, Backend, TestApp, TestDatabase, PASSPHRASE};
 
 both_backends!(
@@ -24,6 +27,9 @@ both_backends!(
     discarding_snapshots_leaves_only_a_new_one,
     nothing_of_a_snapshot_is_readable_at_rest,
     tampering_after_a_snapshot_is_refused_at_unlock,
+    erasure_discards_snapshots_and_unlock_from_the_next_keeps_it_erased,
+    an_erasure_after_the_snapshot_unlock_starts_from_drops_its_samples,
+    accepted_rollback_leaves_no_snapshot_of_the_lost_records,
 );
 
 /// Direct access to the database, as someone holding the file or a dump has.
@@ -34,9 +40,13 @@ enum RawDb {
 
 impl RawDb {
     async fn open(db: &TestDatabase) -> RawDb {
-        match db.backend {
-            Backend::Sqlite => RawDb::Sqlite(sqlx::SqlitePool::connect(&db.url).await.unwrap()),
-            Backend::Postgres => RawDb::Postgres(sqlx::PgPool::connect(&db.url).await.unwrap()),
+        RawDb::at(db.backend, &db.url).await
+    }
+
+    async fn at(backend: Backend, url: &str) -> RawDb {
+        match backend {
+            Backend::Sqlite => RawDb::Sqlite(sqlx::SqlitePool::connect(url).await.unwrap()),
+            Backend::Postgres => RawDb::Postgres(sqlx::PgPool::connect(url).await.unwrap()),
         }
     }
 
@@ -87,22 +97,29 @@ impl RawDb {
 /// The canonical dumps of a full replay and of the newest snapshot plus
 /// the records after it; `None` for the second when no snapshot opens.
 async fn both_paths(app: &TestApp) -> (String, Option<(u64, String)>) {
+    let ((full, _), snapshot) = both_walks(app).await;
+    (full, snapshot.map(|(at, dump, _)| (at, dump)))
+}
+
+/// [`both_paths`], with what each path learnt about data keys.
+async fn both_walks(app: &TestApp) -> ((String, Walked), Option<(u64, String, Walked)>) {
     let storage = app.store.storage().clone();
-    let key = open_data_key(&*storage, PASSPHRASE)
+    let root = open_data_key(&*storage, PASSPHRASE)
         .await
         .unwrap()
         .expect("passphrase opens the keyring");
+    let keys = DataKeys::load(&*storage, root).await.unwrap();
     let now = app.store.apps().clock.now_us();
-    let (p, r) = replay_from(&*storage, &key, now, None).await.unwrap();
-    let full = canonical_dump(&p, &r);
-    let Some(start) = snapshot::load_newest(&*storage, &key).await else {
+    let (p, r, walked) = replay_from(&*storage, &keys, now, None).await.unwrap();
+    let full = (canonical_dump(&p, &r), walked);
+    let Some(start) = snapshot::load_newest(&*storage, keys.root()).await else {
         return (full, None);
     };
     let at = start.at.seq;
-    let (p, r) = replay_from(&*storage, &key, now, Some(start))
+    let (p, r, walked) = replay_from(&*storage, &keys, now, Some(start))
         .await
         .unwrap();
-    (full, Some((at, canonical_dump(&p, &r))))
+    (full, Some((at, canonical_dump(&p, &r), walked)))
 }
 
 async fn head_seq(app: &TestApp) -> u64 {
@@ -509,7 +526,8 @@ async fn discarding_snapshots_leaves_only_a_new_one(backend: Backend) {
     assert_eq!(app.store.storage().snapshots().await.unwrap().len(), 2);
     assert_eq!(app.write(vec![steps(901, 1.0)]).await.status(), 201);
     open.snapshots.discard_all_and_retake().await.unwrap();
-    let stored = app.store.storage().snapshots().await.unwrap();
+    // The new one is taken in the background.
+    let stored = snapshots_from(&app, head_seq(&app).await).await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].at.seq, head_seq(&app).await);
     assert_eq!(app.store.snapshot_age().unwrap().0, 0);
@@ -638,5 +656,291 @@ async fn tampering_after_a_snapshot_is_refused_at_unlock(backend: Backend) {
             .contains(&format!("record {tampered}")),
         "{body}"
     );
+    app.stop().await;
+}
+
+/// The stored snapshots once the newest is at `seq` or later (taken in the
+/// background), waiting up to 20 s.
+async fn snapshots_from(app: &TestApp, seq: u64) -> Vec<hearth::storage::SnapshotHeader> {
+    for _ in 0..200 {
+        let stored = app.store.storage().snapshots().await.unwrap();
+        if stored.first().is_some_and(|s| s.at.seq >= seq) {
+            return stored;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no snapshot at {seq} or later");
+}
+
+/// Every data key id in the keyring table.
+async fn key_ids(app: &TestApp) -> Vec<u32> {
+    let keys = app.store.storage().data_keys().await.unwrap();
+    keys.into_iter().map(|k| k.key_id).collect()
+}
+
+async fn step_stats(app: &TestApp) -> Value {
+    app.get_json("/v1/statistics?type=step_count").await
+}
+
+/// A store where the owner wrote first and an app last, so the app's data
+/// keys have the highest ids: a new key reusing an erased id would show.
+/// Returns the app's id and token.
+async fn owner_then_app(app: &TestApp) -> (String, String) {
+    assert_eq!(
+        app.write((0..5).map(|m| steps(m, 1.0)).collect())
+            .await
+            .status(),
+        201
+    );
+    let reg = app
+        .register_app("Erased", "https://erased.example/cb", false)
+        .await;
+    let app_id = reg["id"].as_str().unwrap().to_string();
+    let token = app
+        .mint(&app_id, &["step_count"], &["step_count", "heart_rate"])
+        .await;
+    let as_app = app.as_token(&token);
+    for batch in 0..3 {
+        let samples = (0..4).map(|m| steps(100 + batch * 10 + m, 100.0)).collect();
+        assert_eq!(as_app.write(samples).await.status(), 201);
+    }
+    let heart = sample("heart_rate", 7, 60.0, "count/min");
+    assert_eq!(as_app.write(vec![heart]).await.status(), 201);
+    (app_id, token)
+}
+
+/// Erasure deletes every snapshot (they hold the erased samples) and a new
+/// one follows; unlock from it keeps the samples erased, knows which keys
+/// were destroyed and gives new records keys with new ids.
+async fn erasure_discards_snapshots_and_unlock_from_the_next_keeps_it_erased(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let mut app = TestApp::unlocked(&db).await;
+    let (app_id, token) = owner_then_app(&app).await;
+    lock(&app).await;
+    let before_erasure = app.store.storage().snapshots().await.unwrap();
+    assert_eq!(before_erasure.len(), 1);
+    assert_eq!(app.unlock().await.status(), 200);
+    assert_eq!(step_stats(&app).await["count"], 17);
+
+    let keys_before = key_ids(&app).await;
+    let r = app.delete(&format!("/v1/sources/{app_id}")).await;
+    assert_eq!(r.status(), 200);
+    let erasure_seq = head_seq(&app).await;
+    let keys_after = key_ids(&app).await;
+    let destroyed: Vec<u32> = keys_before
+        .iter()
+        .copied()
+        .filter(|id| !keys_after.contains(id))
+        .collect();
+    assert_eq!(destroyed.len(), 2, "the app's step and heart keys");
+    assert!(
+        destroyed.iter().all(|d| keys_after.iter().all(|k| k < d)),
+        "the erased keys were the newest: {keys_after:?} {destroyed:?}"
+    );
+    // The snapshot from before is gone; the one after is at the erasure.
+    let stored = snapshots_from(&app, erasure_seq).await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].at.seq, erasure_seq);
+    assert!(stored
+        .iter()
+        .all(|s| !before_erasure.iter().any(|b| b.at == s.at)));
+
+    lock(&app).await;
+    assert_eq!(app.store.storage().snapshots().await.unwrap().len(), 1);
+    assert_eq!(app.unlock().await.status(), 200);
+    let ((_, full), from_snapshot) = both_walks(&app).await;
+    let (at, _, walked) = from_snapshot.expect("unlock starts from the snapshot");
+    assert_eq!(at, erasure_seq);
+    assert_eq!(walked, full, "the snapshot knows what a full replay knows");
+    assert_eq!(walked.destroyed, destroyed);
+    assert_eq!(walked.erased, 4, "three step records and one heart rate");
+    assert_eq!(step_stats(&app).await["count"], 5, "only the owner's");
+    let heart = app.get_json("/v1/statistics?type=heart_rate").await;
+    assert_eq!(heart["count"], 0);
+
+    // The app writes again: its new key's id is none of the destroyed ones.
+    let as_app = app.as_token(&token);
+    assert_eq!(as_app.write(vec![steps(500, 3.0)]).await.status(), 201);
+    let new: Vec<u32> = key_ids(&app)
+        .await
+        .into_iter()
+        .filter(|id| !keys_after.contains(id))
+        .collect();
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert!(
+        destroyed.iter().all(|d| new[0] > *d),
+        "new key {} reuses or undercuts {destroyed:?}",
+        new[0]
+    );
+    assert_eq!(step_stats(&app).await["count"], 6);
+    app.stop().await;
+
+    let (code, out) = verify(&db, Some(&passphrase_file(db.dir.path())));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("records erased: 4"), "{out}");
+}
+
+/// `(seq, chunk, chunks, key_id, hash, body)` of every snapshot chunk.
+type SnapshotRow = (i64, i64, i64, i64, Vec<u8>, Vec<u8>);
+/// The same as Postgres types it (`INTEGER` is 32 bits there).
+type PgSnapshotRow = (i64, i32, i32, i32, Vec<u8>, Vec<u8>);
+
+async fn snapshot_rows(backend: Backend, url: &str) -> Vec<SnapshotRow> {
+    let sql = "SELECT seq, chunk, chunks, key_id, hash, body FROM snapshots ORDER BY seq, chunk";
+    match backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+            let rows = sqlx::query_as(sql).fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            rows
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            let rows: Vec<PgSnapshotRow> = sqlx::query_as(sql).fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            rows.into_iter()
+                .map(|(s, c, n, k, h, b)| (s, c as i64, n as i64, k as i64, h, b))
+                .collect()
+        }
+    }
+}
+
+/// Puts snapshot rows back, replacing every stored snapshot.
+async fn put_snapshot_rows(backend: Backend, url: &str, rows: &[SnapshotRow]) {
+    let raw = RawDb::at(backend, url).await;
+    raw.exec("DELETE FROM snapshots").await;
+    for (seq, chunk, chunks, key_id, hash, body) in rows {
+        raw.exec(&format!(
+            "INSERT INTO snapshots (seq, chunk, chunks, key_id, hash, body) \
+             VALUES ({seq}, {chunk}, {chunks}, {key_id}, {}, {})",
+            raw.bytes(hash),
+            raw.bytes(body)
+        ))
+        .await;
+    }
+    raw.close().await;
+}
+
+/// The process stops after an erasure commits and before the snapshots go:
+/// unlock starts from a snapshot that still holds the erased samples, meets
+/// the erasure in the records after it, drops them, and deletes that
+/// snapshot.
+async fn an_erasure_after_the_snapshot_unlock_starts_from_drops_its_samples(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let mut app = TestApp::unlocked(&db).await;
+    let (app_id, _) = owner_then_app(&app).await;
+    lock(&app).await;
+    let stale = snapshot_rows(backend, &db.url).await;
+    assert!(!stale.is_empty());
+    let stale_seq = stale[0].0 as u64;
+    assert_eq!(app.unlock().await.status(), 200);
+    let r = app.delete(&format!("/v1/sources/{app_id}")).await;
+    assert_eq!(r.status(), 200);
+    let erasure_seq = head_seq(&app).await;
+    assert_eq!(app.write(vec![steps(600, 2.0)]).await.status(), 201);
+    app.stop().await;
+    // As if the snapshots had never been discarded.
+    put_snapshot_rows(backend, &db.url, &stale).await;
+
+    let mut app = TestApp::start(&db).await;
+    assert_eq!(app.unlock().await.status(), 200);
+    assert_eq!(step_stats(&app).await["count"], 6, "the owner's only");
+    let heart = app.get_json("/v1/statistics?type=heart_rate").await;
+    assert_eq!(heart["count"], 0);
+    // The stale snapshot is gone; a new one is taken in the background.
+    let stored = snapshots_from(&app, erasure_seq).await;
+    assert!(stored.iter().all(|s| s.at.seq >= erasure_seq), "{stored:?}");
+    assert!(stored.iter().all(|s| s.at.seq != stale_seq));
+
+    // Replayed from the stale snapshot, the state and what is known of keys
+    // are a full replay's (its rows of the erased source are dropped).
+    put_snapshot_rows(backend, &db.url, &stale).await;
+    let ((_, full), from_snapshot) = both_walks(&app).await;
+    let (at, _, walked) = from_snapshot.expect("the stale snapshot opens");
+    assert_eq!(at, stale_seq);
+    assert_eq!(walked, full);
+    app.stop().await;
+}
+
+/// A restore accepted after a rollback discards the snapshots, and a
+/// snapshot of records the log no longer holds (or holds differently) is
+/// never used: unlock builds what a full replay builds.
+async fn accepted_rollback_leaves_no_snapshot_of_the_lost_records(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    some_history(&app).await;
+    let older_head = head_seq(&app).await;
+    app.stop().await;
+    let older_rows = snapshot_rows(backend, &db.url).await;
+    let older_url = crate::rollback::copy_database(&db, "older").await;
+
+    // More records, and snapshots of them.
+    let mut app = TestApp::start(&db).await;
+    assert_eq!(app.unlock().await.status(), 200);
+    for minute in 0..4 {
+        assert_eq!(
+            app.write(vec![steps(700 + minute, 5.0)]).await.status(),
+            201
+        );
+    }
+    lock(&app).await;
+    // The snapshot at the lock, of records the restore will lose (the one
+    // kept before it is of the restored log itself).
+    let mut newer_rows = snapshot_rows(backend, &db.url).await;
+    let newer_seq = newer_rows.last().unwrap().0 as u64;
+    assert!(newer_seq > older_head);
+    newer_rows.retain(|r| r.0 as u64 == newer_seq);
+    app.stop().await;
+
+    let url = crate::rollback::restore_database(&db, &older_url).await;
+    let key = passphrase_file(db.dir.path());
+    let (code, out) = crate::process::hearth_at(
+        &db,
+        &url,
+        &[
+            "restore",
+            "--accept-rollback",
+            "--passphrase-file",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(!older_rows.is_empty());
+    assert!(
+        snapshot_rows(backend, &url).await.is_empty(),
+        "restore discards them"
+    );
+
+    // A snapshot of the lost records, put back: its records are not in the
+    // restored log (or are other records), so it is passed over.
+    let mut args = db.serve_args();
+    args.storage.database_url = Some(url.clone());
+    let mut app = TestApp::start_with(args.clone()).await;
+    assert_eq!(app.unlock().await.status(), 200);
+    for minute in 0..6 {
+        assert_eq!(
+            app.write(vec![steps(800 + minute, 1.0)]).await.status(),
+            201
+        );
+    }
+    assert!(
+        head_seq(&app).await >= newer_seq,
+        "the log grew past it again"
+    );
+    app.stop().await;
+    put_snapshot_rows(backend, &url, &newer_rows).await;
+    let mut app = TestApp::start_with(args).await;
+    assert_eq!(app.unlock().await.status(), 200);
+    let (_, snapshot) = both_paths(&app).await;
+    assert!(snapshot.is_none(), "the lost records' snapshot is not used");
+    // Unlock built what the full replay builds: the restored records and
+    // those written since, none of the lost ones.
+    let listed = app.list_all("step_count", 50).await;
+    assert_eq!(listed.len(), 99 + 6);
+    assert_eq!(step_stats(&app).await["count"], 105);
+    lock(&app).await;
+    assert_eq!(app.unlock().await.status(), 200);
+    let (full, snapshot) = both_paths(&app).await;
+    assert_eq!(snapshot.map(|(_, d)| d), Some(full));
     app.stop().await;
 }

@@ -16,7 +16,13 @@ async function post(path, body) {
     body: JSON.stringify(body),
   });
   if (r.ok) {
-    $("message").textContent = "Unlocked.";
+    const session = await r.json();
+    // Setup answers the recovery key, this once.
+    $("message").textContent = session.recovery_key
+      ? "Unlocked. Your recovery key (shown this once; write it down and keep it apart " +
+        "from the passphrase, it opens the store if the passphrase is lost): " +
+        session.recovery_key
+      : "Unlocked.";
   } else {
     const problem = await r.json();
     $("message").textContent = problem.detail;

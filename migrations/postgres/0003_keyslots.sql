@@ -1,0 +1,14 @@
+-- Key slots: the root key (with the store id) wrapped once per way in:
+-- the passphrase, the recovery key, unattended key files. In the clear:
+-- slot id, kind, KDF name and parameters, salt. The wrap's additional data
+-- binds all of them. docs/keys.md describes the hierarchy.
+CREATE TABLE keyslots (
+    slot_id         BIGINT  PRIMARY KEY,
+    kind            TEXT    NOT NULL CHECK (kind IN ('passphrase', 'recovery', 'key_file')),
+    kdf             TEXT    NOT NULL,
+    kdf_memory_kib  BIGINT  NOT NULL,
+    kdf_iterations  BIGINT  NOT NULL,
+    kdf_parallelism BIGINT  NOT NULL,
+    salt            BYTEA   NOT NULL,
+    wrapped_root    BYTEA   NOT NULL
+);

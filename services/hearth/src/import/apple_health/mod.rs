@@ -1,0 +1,791 @@
+//! Importing an Apple Health export (`export.zip` from the Health app).
+//!
+//! The export XML is read as a stream, one child of `<HealthData>` at a
+//! time, and each record becomes a request sample validated exactly as an
+//! app's write would be, then handed to a [`Sink`] (the store's writer).
+//!
+//! - Every sample carries a `sync_id` that is a digest of the record as
+//!   exported (with the device string's memory address left out, which
+//!   changes between exports): importing an export twice, or a newer one
+//!   that overlaps it, stores each sample once.
+//! - Each `sourceName` becomes a source `apple-health:<name>`, so the
+//!   owner's priority order and the `sources=` filter treat them like apps;
+//!   the prefix groups one import family.
+//! - A correlation's members are also listed as records of their own: the
+//!   records of member types are set aside in a temporary file and stored
+//!   at the end only if no correlation held them.
+//! - What Hearth cannot hold is counted in the [`Tally`], never an error.
+
+pub mod archive;
+pub mod generate;
+pub mod gpx;
+pub mod map;
+pub mod xml;
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufReader, BufWriter, Read, Seek, Write as _};
+
+use hashbrown::{HashMap, HashSet};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::catalogue::{self, Kind, TypeIndex};
+use crate::log::writer::NewEntry;
+use crate::samples::{self, MAX_ROUTE_POINTS};
+use crate::wire::samples as wire;
+use archive::{Export, RouteFile, RouteFiles};
+use map::ExportDevice;
+use xml::Element;
+
+/// The prefix of the sources an Apple Health import writes as.
+pub const SOURCE_PREFIX: &str = "apple-health:";
+
+/// Why an import stopped.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ImportError {
+    /// Found before anything was stored: the file is not an acceptable export.
+    #[error("{0}")]
+    Refused(String),
+    /// Found part way: what was stored before stays (importing the export
+    /// again completes it, adding nothing twice).
+    #[error("{0}")]
+    Malformed(String),
+    /// The store did not take a write.
+    #[error("{0}")]
+    Store(String),
+}
+
+/// Where imported samples go.
+pub trait Sink {
+    /// Stores `entries` as `source`, whenever convenient.
+    fn add(&mut self, source: &str, entries: Vec<NewEntry>) -> Result<(), ImportError>;
+    /// Stores `entries` as `source` now, answering the id of each.
+    fn add_now(&mut self, source: &str, entries: Vec<NewEntry>) -> Result<Vec<u128>, ImportError>;
+    /// Characteristics from the export (`Me`), as `(type id, value)`.
+    fn characteristics(&mut self, values: Vec<(String, String)>) -> Result<(), ImportError>;
+    /// Bytes of XML read and records seen so far.
+    fn progress(&mut self, xml_bytes: u64, records: u64);
+}
+
+/// What an import read, mapped and left out.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Tally {
+    /// Elements read below `<HealthData>`.
+    pub records: u64,
+    /// Samples handed to the store, by Hearth type.
+    pub samples: BTreeMap<String, u64>,
+    /// Records whose type Hearth does not have, by identifier.
+    pub unknown: BTreeMap<String, u64>,
+    /// Records left out, by reason.
+    pub skipped: BTreeMap<String, u64>,
+    /// Records that repeat a member of a correlation (stored once, as the member).
+    pub correlation_duplicates: u64,
+    /// Characteristics taken from `Me`.
+    pub characteristics: u64,
+    /// The sources written as.
+    pub sources: BTreeSet<String>,
+}
+
+impl Tally {
+    fn skip(&mut self, reason: impl Into<String>) {
+        *self.skipped.entry(reason.into()).or_default() += 1;
+    }
+}
+
+/// Entries held per source before they are written together.
+const BATCH: usize = 4000;
+/// Entries held across all sources.
+const HELD: usize = 32_000;
+const PROGRESS_EVERY: u64 = 2048;
+
+/// Reads `export` into `sink`.
+pub fn import(export: &Export, sink: &mut dyn Sink) -> Result<Tally, ImportError> {
+    let mut importer = Importer {
+        routes: export.routes()?,
+        sink,
+        tally: Tally::default(),
+        held: HashMap::new(),
+        held_count: 0,
+        deferred: Deferred::new()?,
+        members: HashSet::new(),
+    };
+    export.with_xml(|input| {
+        let mut elements = xml::elements(input)?;
+        while let Some(el) = elements.next_element()? {
+            importer.tally.records += 1;
+            importer.element(el)?;
+            if importer.tally.records.is_multiple_of(PROGRESS_EVERY) {
+                let records = importer.tally.records;
+                importer.sink.progress(elements.position(), records);
+            }
+        }
+        let records = importer.tally.records;
+        importer.sink.progress(elements.position(), records);
+        Ok(())
+    })?;
+    importer.replay_deferred()?;
+    importer.flush_all()?;
+    Ok(importer.tally)
+}
+
+struct Importer<'a> {
+    routes: RouteFiles,
+    sink: &'a mut dyn Sink,
+    tally: Tally,
+    held: HashMap<String, Vec<NewEntry>>,
+    held_count: usize,
+    deferred: Deferred,
+    /// Digests of the records correlations held.
+    members: HashSet<[u8; 16]>,
+}
+
+/// Records of correlation member types, set aside until every correlation
+/// has been seen.
+struct Deferred {
+    file: BufWriter<std::fs::File>,
+    count: u64,
+}
+
+impl Deferred {
+    fn new() -> Result<Deferred, ImportError> {
+        let file = tempfile::tempfile()
+            .map_err(|e| ImportError::Store(format!("a temporary file: {e}")))?;
+        Ok(Deferred {
+            file: BufWriter::new(file),
+            count: 0,
+        })
+    }
+
+    fn push(&mut self, el: &Element) -> Result<(), ImportError> {
+        let bytes = postcard::to_stdvec(el).map_err(|e| ImportError::Store(e.to_string()))?;
+        let io = |e: std::io::Error| ImportError::Store(format!("a temporary file: {e}"));
+        self.file
+            .write_all(&(bytes.len() as u32).to_le_bytes())
+            .map_err(io)?;
+        self.file.write_all(&bytes).map_err(io)?;
+        self.count += 1;
+        Ok(())
+    }
+}
+
+/// The first 16 bytes of the SHA-256 of an element as exported, without
+/// the device's memory address.
+fn digest(el: &Element) -> [u8; 16] {
+    fn feed(h: &mut Sha256, el: &Element) {
+        h.update(el.name.as_bytes());
+        h.update([0]);
+        for (k, v) in &el.attrs {
+            h.update(k.as_bytes());
+            h.update([1]);
+            if k == "device" {
+                let d = ExportDevice::parse(v);
+                for part in [&d.name, &d.manufacturer, &d.model, &d.hardware, &d.software] {
+                    h.update(part.as_deref().unwrap_or("").as_bytes());
+                    h.update([3]);
+                }
+            } else {
+                h.update(v.as_bytes());
+            }
+            h.update([2]);
+        }
+        h.update(el.text.as_bytes());
+        h.update([4]);
+        for c in &el.children {
+            feed(h, c);
+        }
+        h.update([5]);
+    }
+    let mut h = Sha256::new();
+    feed(&mut h, el);
+    let full = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+fn sync_id(d: &[u8; 16], part: Option<usize>) -> String {
+    match part {
+        None => format!("ah1-{}", hex::encode(d)),
+        Some(p) => format!("ah1-{}-{p}", hex::encode(d)),
+    }
+}
+
+/// The Hearth source of an export's `sourceName`.
+pub fn source_name(source: Option<&str>) -> String {
+    let name = source
+        .and_then(|s| map::name_part(s, 100))
+        .unwrap_or_else(|| "unnamed source".into());
+    format!("{SOURCE_PREFIX}{name}")
+}
+
+fn device_of(el: &Element) -> (Option<wire::NewDevice>, Option<ExportDevice>) {
+    let Some(text) = el.attr("device") else {
+        return (None, None);
+    };
+    let d = ExportDevice::parse(text);
+    let name = d
+        .name
+        .as_deref()
+        .or(d.model.as_deref())
+        .and_then(|n| map::name_part(n, 128));
+    let Some(name) = name else {
+        return (None, Some(d));
+    };
+    let device = wire::NewDevice {
+        name,
+        model: d.model.as_deref().and_then(|m| map::name_part(m, 128)),
+        manufacturer: d
+            .manufacturer
+            .as_deref()
+            .and_then(|m| map::name_part(m, 128)),
+        kind: Some(d.kind().to_string()),
+    };
+    (Some(device), Some(d))
+}
+
+/// Most metadata keys taken from one record, leaving room for Hearth's own.
+const MAX_KEYS: usize = 56;
+
+/// A record's metadata: its `MetadataEntry` children, its source's version,
+/// the device's hardware and software, and a heart rate variability
+/// reading's beat-to-beat list.
+fn metadata_of(el: &Element, device: Option<&ExportDevice>) -> Map<String, Value> {
+    let mut m = Map::new();
+    for entry in el.children_named("MetadataEntry") {
+        let (Some(k), Some(v)) = (entry.attr("key"), entry.attr("value")) else {
+            continue;
+        };
+        if k.is_empty() || k.len() > 128 || k.starts_with(samples::RESERVED) || m.len() >= MAX_KEYS
+        {
+            continue;
+        }
+        m.insert(k.to_string(), Value::String(v.to_string()));
+    }
+    if let Some(v) = el.attr("sourceVersion") {
+        m.insert("sourceVersion".into(), Value::String(v.into()));
+    }
+    if let Some(d) = device {
+        if let Some(h) = &d.hardware {
+            m.insert("deviceHardware".into(), Value::String(h.clone()));
+        }
+        if let Some(s) = &d.software {
+            m.insert("deviceSoftware".into(), Value::String(s.clone()));
+        }
+    }
+    for list in el.children_named("HeartRateVariabilityMetadataList") {
+        let beats: Vec<String> = list
+            .children_named("InstantaneousBeatsPerMinute")
+            .filter_map(|b| Some(format!("{}@{}", b.attr("bpm")?, b.attr("time")?)))
+            .collect();
+        if !beats.is_empty() {
+            m.insert(
+                "HeartRateVariabilityMetadataList".into(),
+                Value::String(beats.join(";")),
+            );
+        }
+    }
+    m
+}
+
+fn blank_sample(type_id: &str, start: String, end: String) -> wire::NewSample<'static> {
+    wire::NewSample {
+        sync_id: None,
+        sync_version: None,
+        type_id: Cow::Owned(type_id.to_string()),
+        start: Cow::Owned(start),
+        end: Cow::Owned(end),
+        value: Value::Null,
+        unit: None,
+        metadata: None,
+        device: None,
+        members: None,
+        activity: None,
+        energy: None,
+        distance: None,
+        workout: None,
+        route: None,
+    }
+}
+
+fn times(el: &Element) -> Option<(String, String)> {
+    Some((
+        map::date(el.attr("startDate")?)?,
+        map::date(el.attr("endDate")?)?,
+    ))
+}
+
+fn is_member_type(ti: TypeIndex) -> bool {
+    let id = catalogue::get(ti).id;
+    catalogue::all().iter().any(|t| match t.kind {
+        Kind::Correlation { members } => members.contains(&id),
+        _ => false,
+    })
+}
+
+impl Importer<'_> {
+    fn element(&mut self, el: Element) -> Result<(), ImportError> {
+        match el.name.as_str() {
+            "Record" => {
+                let member = el
+                    .attr("type")
+                    .and_then(map::type_of)
+                    .is_some_and(is_member_type);
+                if member {
+                    self.deferred.push(&el)
+                } else {
+                    self.record(&el)
+                }
+            }
+            "Correlation" => self.correlation(&el),
+            "Workout" => self.workout(&el),
+            "Me" => {
+                self.me(&el)?;
+                Ok(())
+            }
+            "ExportDate" => Ok(()),
+            "ActivitySummary" => {
+                self.tally
+                    .skip("ActivitySummary (Hearth has no type for daily ring summaries)");
+                Ok(())
+            }
+            other => {
+                self.tally.skip(format!("{other} (not imported)"));
+                Ok(())
+            }
+        }
+    }
+
+    /// Validates `s` as a write would; a refusal is counted, not an error.
+    fn validate(&mut self, identifier: &str, s: wire::NewSample<'static>) -> Option<NewEntry> {
+        match samples::validate(0, s) {
+            Ok(entry) => Some(entry),
+            Err(e) => {
+                *self
+                    .tally
+                    .skipped
+                    .entry(format!("{identifier}: {}", e.message))
+                    .or_default() += 1;
+                None
+            }
+        }
+    }
+
+    /// Metadata within what one sample holds: the beat-to-beat list goes
+    /// first, then keys from the end, each loss counted.
+    fn fit(&mut self, mut m: Map<String, Value>) -> Option<Map<String, Value>> {
+        // Room for the keys Hearth adds to workouts and correlations.
+        const ROOM: usize = samples::MAX_METADATA_BYTES - 600;
+        let size = |m: &Map<String, Value>| serde_json::to_string(m).map_or(0, |t| t.len());
+        if size(&m) > ROOM && m.remove("HeartRateVariabilityMetadataList").is_some() {
+            self.tally
+                .skip("HeartRateVariabilityMetadataList too long to keep (sample kept)");
+        }
+        while size(&m) > ROOM {
+            let Some(last) = m.keys().next_back().cloned() else {
+                break;
+            };
+            m.remove(&last);
+            self.tally
+                .skip("metadata entry past a sample's 4 KiB (sample kept)");
+        }
+        (!m.is_empty()).then_some(m)
+    }
+
+    fn hold(&mut self, source: String, entry: NewEntry) -> Result<(), ImportError> {
+        let ty = entry
+            .samples
+            .last()
+            .map(|s| catalogue::get(s.type_index).id);
+        if let Some(ty) = ty {
+            *self.tally.samples.entry(ty.to_string()).or_default() += 1;
+        }
+        self.tally.sources.insert(source.clone());
+        let batch = self.held.entry(source.clone()).or_default();
+        batch.push(entry);
+        self.held_count += 1;
+        if batch.len() >= BATCH {
+            let batch = std::mem::take(batch);
+            self.held_count -= batch.len();
+            self.sink.add(&source, batch)?;
+        }
+        if self.held_count >= HELD {
+            self.flush_all()?;
+        }
+        Ok(())
+    }
+
+    fn flush_all(&mut self) -> Result<(), ImportError> {
+        let sources: Vec<String> = self.held.keys().cloned().collect();
+        for source in sources {
+            let batch = self.held.remove(&source).unwrap_or_default();
+            if !batch.is_empty() {
+                self.sink.add(&source, batch)?;
+            }
+        }
+        self.held_count = 0;
+        Ok(())
+    }
+
+    /// A quantity or category sample, as a request sample.
+    fn sample_of(&mut self, el: &Element) -> Option<(String, wire::NewSample<'static>)> {
+        let identifier = el.attr("type").unwrap_or("(no type)").to_string();
+        let Some(ti) = map::type_of(&identifier) else {
+            *self.tally.unknown.entry(identifier).or_default() += 1;
+            return None;
+        };
+        let ty = catalogue::get(ti);
+        let Some((start, end)) = times(el) else {
+            self.tally.skip(format!("{identifier}: unreadable dates"));
+            return None;
+        };
+        let mut s = blank_sample(ty.id, start, end);
+        match &ty.kind {
+            Kind::Quantity { .. } => {
+                let Some(v) = el.attr("value").and_then(|v| v.trim().parse::<f64>().ok()) else {
+                    self.tally
+                        .skip(format!("{identifier}: value is not a number"));
+                    return None;
+                };
+                let (v, unit) = map::quantity(ty, v, el.attr("unit").unwrap_or(""));
+                s.value = serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number);
+                s.unit = Some(Cow::Owned(unit));
+            }
+            Kind::Category { .. } => {
+                let raw = el.attr("value").unwrap_or("");
+                let Some(v) = map::category_value(ty, raw) else {
+                    self.tally
+                        .skip(format!("{identifier}: unknown value {raw}"));
+                    return None;
+                };
+                s.value = Value::String(v.to_string());
+            }
+            _ => {
+                *self.tally.unknown.entry(identifier).or_default() += 1;
+                return None;
+            }
+        }
+        let (device, export_device) = device_of(el);
+        s.device = device;
+        s.metadata = self.fit(metadata_of(el, export_device.as_ref()));
+        Some((identifier, s))
+    }
+
+    fn record(&mut self, el: &Element) -> Result<(), ImportError> {
+        let Some((identifier, mut s)) = self.sample_of(el) else {
+            return Ok(());
+        };
+        s.sync_id = Some(Cow::Owned(sync_id(&digest(el), None)));
+        let Some(entry) = self.validate(&identifier, s) else {
+            return Ok(());
+        };
+        self.hold(source_name(el.attr("sourceName")), entry)
+    }
+
+    fn correlation(&mut self, el: &Element) -> Result<(), ImportError> {
+        let identifier = el.attr("type").unwrap_or("(no type)").to_string();
+        let ti = map::type_of(&identifier);
+        let Some(ty) = ti
+            .map(catalogue::get)
+            .filter(|t| matches!(t.kind, Kind::Correlation { .. }))
+        else {
+            *self.tally.unknown.entry(identifier).or_default() += 1;
+            return Ok(());
+        };
+        let Some((start, end)) = times(el) else {
+            self.tally.skip(format!("{identifier}: unreadable dates"));
+            return Ok(());
+        };
+        let Kind::Correlation { members: allowed } = ty.kind else {
+            return Ok(());
+        };
+        let mut members = Vec::new();
+        let mut digests = Vec::new();
+        for child in el.children_named("Record") {
+            let mty = child
+                .attr("type")
+                .and_then(map::type_of)
+                .map(catalogue::get)
+                .filter(|m| allowed.contains(&m.id));
+            let value = child
+                .attr("value")
+                .and_then(|v| v.trim().parse::<f64>().ok());
+            let (Some(mty), Some(value)) = (mty, value) else {
+                self.tally
+                    .skip(format!("{identifier}: a member Hearth cannot hold"));
+                continue;
+            };
+            if members
+                .iter()
+                .any(|m: &wire::NewMember| m.type_id == mty.id)
+            {
+                self.tally
+                    .skip(format!("{identifier}: a member type listed twice"));
+                continue;
+            }
+            let (value, unit) = map::quantity(mty, value, child.attr("unit").unwrap_or(""));
+            members.push(wire::NewMember {
+                type_id: mty.id.to_string(),
+                value,
+                unit,
+            });
+            digests.push(digest(child));
+        }
+        let mut s = blank_sample(ty.id, start, end);
+        s.sync_id = Some(Cow::Owned(sync_id(&digest(el), None)));
+        let (device, export_device) = device_of(el);
+        s.device = device;
+        s.metadata = self.fit(metadata_of(el, export_device.as_ref()));
+        s.members = Some(members);
+        let Some(entry) = self.validate(&identifier, s) else {
+            return Ok(());
+        };
+        // Only a stored correlation stands in for the records it repeats.
+        self.members.extend(digests);
+        for m in &entry.samples[..entry.samples.len() - 1] {
+            *self
+                .tally
+                .samples
+                .entry(catalogue::get(m.type_index).id.to_string())
+                .or_default() += 1;
+        }
+        self.hold(source_name(el.attr("sourceName")), entry)
+    }
+
+    fn replay_deferred(&mut self) -> Result<(), ImportError> {
+        let io = |e: std::io::Error| ImportError::Store(format!("a temporary file: {e}"));
+        self.deferred.file.flush().map_err(io)?;
+        let mut file = self.deferred.file.get_ref().try_clone().map_err(io)?;
+        file.rewind().map_err(io)?;
+        let mut reader = BufReader::new(file);
+        let mut bytes = Vec::new();
+        for _ in 0..self.deferred.count {
+            let mut len = [0u8; 4];
+            reader.read_exact(&mut len).map_err(io)?;
+            bytes.resize(u32::from_le_bytes(len) as usize, 0);
+            reader.read_exact(&mut bytes).map_err(io)?;
+            let el: Element =
+                postcard::from_bytes(&bytes).map_err(|e| ImportError::Store(e.to_string()))?;
+            if self.members.contains(&digest(&el)) {
+                self.tally.correlation_duplicates += 1;
+                continue;
+            }
+            self.record(&el)?;
+        }
+        Ok(())
+    }
+
+    fn workout(&mut self, el: &Element) -> Result<(), ImportError> {
+        let identifier = el
+            .attr("workoutActivityType")
+            .unwrap_or("HKWorkoutActivityTypeOther")
+            .to_string();
+        let Some((start, end)) = times(el) else {
+            self.tally.skip("Workout: unreadable dates");
+            return Ok(());
+        };
+        let mut s = blank_sample("workout", start, end);
+        let activity = map::activity(&identifier).unwrap_or("other");
+        s.activity = Some(activity.to_string());
+        let (device, export_device) = device_of(el);
+        s.device = device;
+        let mut meta = metadata_of(el, export_device.as_ref());
+        if activity == "other" && identifier != "HKWorkoutActivityTypeOther" {
+            meta.insert(
+                "workoutActivityType".into(),
+                Value::String(identifier.clone()),
+            );
+        }
+        let measure = |value: Option<&str>, unit: Option<&str>| -> Option<wire::Measure> {
+            Some(wire::Measure {
+                value: value?.parse().ok()?,
+                unit: unit?.to_string(),
+            })
+        };
+        s.energy = measure(
+            el.attr("totalEnergyBurned"),
+            el.attr("totalEnergyBurnedUnit"),
+        );
+        s.distance = measure(el.attr("totalDistance"), el.attr("totalDistanceUnit"));
+        // Newer exports give totals only as statistics.
+        for stat in el.children_named("WorkoutStatistics") {
+            let Some(ti) = stat.attr("type").and_then(map::type_of) else {
+                continue;
+            };
+            let ty = catalogue::get(ti);
+            let unit = stat.attr("unit").unwrap_or("");
+            for field in ["sum", "average", "minimum", "maximum"] {
+                let Some(v) = stat.attr(field).and_then(|v| v.parse::<f64>().ok()) else {
+                    continue;
+                };
+                let (v, unit) = map::quantity(ty, v, unit);
+                if field == "sum" && ty.id == "active_energy_burned" && s.energy.is_none() {
+                    s.energy = Some(wire::Measure {
+                        value: v,
+                        unit: unit.clone(),
+                    });
+                }
+                if field == "sum" && ty.id.starts_with("distance_") && s.distance.is_none() {
+                    s.distance = Some(wire::Measure {
+                        value: v,
+                        unit: unit.clone(),
+                    });
+                }
+                meta.insert(format!("{} {field} ({unit})", ty.id), Value::from(v));
+            }
+        }
+        let events: Vec<String> = el
+            .children_named("WorkoutEvent")
+            .filter_map(|e| {
+                let kind = e.attr("type")?.trim_start_matches("HKWorkoutEventType");
+                let date = e.attr("date").or(e.attr("startDate"))?;
+                Some(match e.attr("duration") {
+                    Some(d) if d != "0" => {
+                        format!("{kind} {date} +{d}{}", e.attr("durationUnit").unwrap_or(""))
+                    }
+                    _ => format!("{kind} {date}"),
+                })
+            })
+            .collect();
+        if !events.is_empty() {
+            meta.insert("WorkoutEvents".into(), Value::String(events.join("; ")));
+        }
+        let size = |m: &Map<String, Value>| serde_json::to_string(m).map_or(0, |t| t.len());
+        if size(&meta) > samples::MAX_METADATA_BYTES - 600 && meta.remove("WorkoutEvents").is_some()
+        {
+            self.tally
+                .skip("WorkoutEvent list too long to keep (workout kept)");
+        }
+        s.metadata = self.fit(meta);
+        let d = digest(el);
+        s.sync_id = Some(Cow::Owned(sync_id(&d, None)));
+        let Some(entry) = self.validate(&identifier, s) else {
+            return Ok(());
+        };
+        let source = source_name(el.attr("sourceName"));
+        let routes: Vec<&Element> = el.children_named("WorkoutRoute").collect();
+        if routes.is_empty() {
+            return self.hold(source, entry);
+        }
+        *self.tally.samples.entry("workout".into()).or_default() += 1;
+        self.tally.sources.insert(source.clone());
+        let ids = self.sink.add_now(&source, vec![entry])?;
+        let Some(&workout_id) = ids.first() else {
+            return Ok(());
+        };
+        for (r, route) in routes.into_iter().enumerate() {
+            let mut points = gpx::locations(route);
+            for file in route.children_named("FileReference") {
+                let path = file.attr("path").unwrap_or("");
+                match self.routes.read(path)? {
+                    RouteFile::Found(data) => match gpx::parse(&data) {
+                        Ok(p) => points.extend(p),
+                        Err(_) => self.tally.skip("workout route file unreadable"),
+                    },
+                    RouteFile::Empty => self.tally.skip("workout route file empty (0 bytes)"),
+                    RouteFile::Missing => self.tally.skip("workout route file missing"),
+                }
+            }
+            if points.is_empty() {
+                continue;
+            }
+            let route_source = route
+                .attr("sourceName")
+                .map_or_else(|| source.clone(), |s| source_name(Some(s)));
+            self.route(&route_source, workout_id, &d, r, points)?;
+        }
+        Ok(())
+    }
+
+    /// A route, in parts of at most the points one route sample holds.
+    fn route(
+        &mut self,
+        source: &str,
+        workout: u128,
+        workout_digest: &[u8; 16],
+        index: usize,
+        mut points: Vec<wire::RoutePoint>,
+    ) -> Result<(), ImportError> {
+        let mut timed: Vec<(i64, wire::RoutePoint)> = Vec::with_capacity(points.len());
+        for p in points.drain(..) {
+            match samples::parse_time(None, "route", &p.time) {
+                Ok((t, _)) => timed.push((t, p)),
+                Err(_) => self.tally.skip("route point with an unreadable time"),
+            }
+        }
+        timed.sort_by_key(|(t, _)| *t);
+        for (part, chunk) in timed.chunks(MAX_ROUTE_POINTS).enumerate() {
+            let start = chunk
+                .first()
+                .map(|(_, p)| p.time.clone())
+                .unwrap_or_default();
+            let end = chunk
+                .last()
+                .map(|(_, p)| p.time.clone())
+                .unwrap_or_default();
+            let mut s = blank_sample("workout_route", start, end);
+            s.workout = Some(Uuid::from_u128(workout));
+            s.route = Some(
+                chunk
+                    .iter()
+                    .map(|(_, p)| wire::RoutePoint {
+                        time: p.time.clone(),
+                        lat: p.lat,
+                        lon: p.lon,
+                        alt: p.alt,
+                    })
+                    .collect(),
+            );
+            s.sync_id = Some(Cow::Owned(sync_id(
+                workout_digest,
+                Some(index * 1000 + part),
+            )));
+            if let Some(entry) = self.validate("WorkoutRoute", s) {
+                self.hold(source.to_string(), entry)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn me(&mut self, el: &Element) -> Result<(), ImportError> {
+        let mut values = Vec::new();
+        for (key, value) in &el.attrs {
+            let Some(name) = key.strip_prefix("HKCharacteristicTypeIdentifier") else {
+                continue;
+            };
+            let id = map::snake_case(name);
+            let Some(ty) = catalogue::lookup(&id).map(catalogue::get) else {
+                self.tally
+                    .skip(format!("Me: {key} (no such characteristic in Hearth)"));
+                continue;
+            };
+            let Kind::Characteristic { values: allowed } = ty.kind else {
+                continue;
+            };
+            let mapped = match allowed {
+                None => (value.len() == 10).then(|| value.clone()),
+                Some(allowed) => {
+                    // `HKBloodTypeAPositive` → `a_positive`.
+                    let words = map::snake_case(value);
+                    allowed
+                        .iter()
+                        .find(|a| words.ends_with(&format!("_{a}")))
+                        .map(|a| a.to_string())
+                }
+            };
+            match mapped {
+                Some(v) => values.push((id, v)),
+                // `…NotSet`: nothing to keep.
+                None if value.ends_with("NotSet") || value.is_empty() => {}
+                None => self.tally.skip(format!("Me: {key} value {value}")),
+            }
+        }
+        self.tally.characteristics = values.len() as u64;
+        if !values.is_empty() {
+            self.sink.characteristics(values)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,343 @@
+//! Reading an export's XML as a stream of small element trees, one per
+//! child of `<HealthData>`, in constant memory.
+//!
+//! The document type declaration is skipped unread: it is never validated
+//! or trusted (the one in export version 12 is malformed), and any entity
+//! declaration in it is refused, so no entity is ever resolved.
+
+use std::io::{BufRead, BufReader, Cursor, Read};
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
+use serde::{Deserialize, Serialize};
+
+use super::ImportError;
+
+/// How far into a file the prologue (XML declaration and DTD) may reach.
+const MAX_PROLOGUE: usize = 1 << 20;
+/// The largest one element (with its children) may be, counting its
+/// names and attribute values: a workout with a long inline route is a few
+/// megabytes.
+const MAX_ELEMENT_BYTES: usize = 64 << 20;
+
+/// One element with its attributes and children.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Element {
+    pub name: String,
+    pub attrs: Vec<(String, String)>,
+    pub children: Vec<Element>,
+    /// Text directly inside (GPX `ele` and `time`), trimmed.
+    pub text: String,
+}
+
+impl Element {
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+}
+
+/// Whether the start of a file is an Apple Health export (`HealthData`),
+/// whatever the file is called.
+pub fn is_export(head: &[u8]) -> bool {
+    let head = String::from_utf8_lossy(head);
+    head.contains("<!DOCTYPE HealthData") || head.contains("<HealthData")
+}
+
+/// Checks the start of an export (at least its first mebibyte, or all of
+/// it): an export, with no entity declarations.
+pub fn check_head(head: &[u8]) -> Result<(), ImportError> {
+    if !is_export(head) {
+        return Err(ImportError::Refused(
+            "no <HealthData> element near the start: not an Apple Health export".into(),
+        ));
+    }
+    prologue_end(head).map(|_| ())
+}
+
+/// How many bytes [`check_head`] wants.
+pub const HEAD_BYTES: u64 = MAX_PROLOGUE as u64;
+
+/// Where the document proper starts, past the XML declaration and the DTD.
+/// Refuses entity declarations.
+fn prologue_end(head: &[u8]) -> Result<usize, ImportError> {
+    let text = String::from_utf8_lossy(head);
+    let Some(doctype) = text.find("<!DOCTYPE") else {
+        return match text.find("<HealthData") {
+            Some(_) => Ok(0),
+            None => Err(ImportError::Refused(
+                "no <HealthData> element near the start: not an Apple Health export".into(),
+            )),
+        };
+    };
+    // The internal subset ends at `]` then `>`; everything in it is skipped
+    // as text, so a malformed declaration cannot derail the parse.
+    let rest = &text[doctype..];
+    let end = match (rest.find('['), rest.find('>')) {
+        (Some(open), Some(gt)) if open < gt => {
+            let subset = &rest[open..];
+            let close = subset
+                .match_indices(']')
+                .find(|(at, _)| subset[at + 1..].trim_start().starts_with('>'))
+                .map(|(at, _)| at)
+                .ok_or_else(|| {
+                    ImportError::Refused("the document type declaration does not end".into())
+                })?;
+            let after = &subset[close + 1..];
+            let gt = after.find('>').expect("checked above");
+            if subset[..close].contains("<!ENTITY") {
+                return Err(ImportError::Refused(
+                    "the export declares entities (an external entity?): refused, Hearth never resolves them"
+                        .into(),
+                ));
+            }
+            open + close + 1 + gt + 1
+        }
+        (_, Some(gt)) => {
+            if rest[..gt].contains("SYSTEM") || rest[..gt].contains("PUBLIC") {
+                // An external DTD is never fetched; skipping it is harmless.
+            }
+            gt + 1
+        }
+        _ => {
+            return Err(ImportError::Refused(
+                "the document type declaration does not end".into(),
+            ))
+        }
+    };
+    // Offsets in the lossy text equal byte offsets up to here only if the
+    // prologue is valid UTF-8; count bytes of the same prefix instead.
+    let prefix = &text[..doctype + end];
+    Ok(byte_len_of_lossy_prefix(head, prefix))
+}
+
+/// The number of bytes of `raw` that decode (lossily) to `prefix`.
+fn byte_len_of_lossy_prefix(raw: &[u8], prefix: &str) -> usize {
+    if std::str::from_utf8(&raw[..prefix.len().min(raw.len())]).is_ok_and(|s| s == prefix) {
+        return prefix.len();
+    }
+    // Invalid bytes in the prologue: walk chunk by chunk.
+    let mut bytes = 0;
+    let mut chars = 0;
+    let want = prefix.chars().count();
+    for chunk in raw.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if chars == want {
+                return bytes;
+            }
+            bytes += c.len_utf8();
+            chars += 1;
+        }
+        if !chunk.invalid().is_empty() {
+            if chars == want {
+                return bytes;
+            }
+            bytes += chunk.invalid().len();
+            chars += 1;
+        }
+    }
+    bytes
+}
+
+/// Elements read one at a time from below the root.
+pub struct Elements<R: BufRead> {
+    reader: Reader<R>,
+    buf: Vec<u8>,
+    depth: usize,
+    done: bool,
+}
+
+/// The document after its prologue: the rest of the first read, then the input.
+pub type Body<R> = BufReader<std::io::Chain<Cursor<Vec<u8>>, R>>;
+
+/// Opens a stream of elements from `input`, positioned past the prologue.
+pub fn elements<R: Read>(mut input: R) -> Result<Elements<Body<R>>, ImportError> {
+    let mut head = Vec::with_capacity(64 << 10);
+    (&mut input)
+        .take(MAX_PROLOGUE as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| ImportError::Refused(format!("reading the export: {e}")))?;
+    if !is_export(&head) {
+        return Err(ImportError::Refused(
+            "no <HealthData> element near the start: not an Apple Health export".into(),
+        ));
+    }
+    let start = prologue_end(&head)?;
+    head.drain(..start);
+    let chained = Cursor::new(head).chain(input);
+    let mut reader = Reader::from_reader(BufReader::with_capacity(256 << 10, chained));
+    let config = reader.config_mut();
+    config.trim_text(true);
+    config.expand_empty_elements = false;
+    config.check_end_names = true;
+    Ok(Elements {
+        reader,
+        buf: Vec::with_capacity(64 << 10),
+        depth: 0,
+        done: false,
+    })
+}
+
+fn text_of(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// Attribute values unescaped; a reference to an entity that does not
+/// exist is kept as written (it is never resolved).
+fn start_element(e: &BytesStart<'_>) -> Result<Element, String> {
+    let mut el = Element {
+        name: text_of(e.name().as_ref()),
+        ..Element::default()
+    };
+    for attr in e.attributes().with_checks(false) {
+        let attr = attr.map_err(|err| format!("malformed attribute: {err}"))?;
+        let key = text_of(attr.key.as_ref());
+        let raw = text_of(&attr.value);
+        let value = match quick_xml::escape::unescape(&raw) {
+            Ok(v) => v.into_owned(),
+            Err(_) => raw,
+        };
+        el.attrs.push((key, value));
+    }
+    Ok(el)
+}
+
+fn size_of(el: &Element) -> usize {
+    el.name.len()
+        + el.attrs
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 16)
+            .sum::<usize>()
+        + 64
+}
+
+impl<R: BufRead> Elements<R> {
+    /// Bytes of the document read so far (past the prologue).
+    pub fn position(&self) -> u64 {
+        self.reader.buffer_position()
+    }
+
+    /// The next child of the root, whole; `None` at the end of the document.
+    pub fn next_element(&mut self) -> Result<Option<Element>, ImportError> {
+        // Elements open below the root, innermost last.
+        let mut stack: Vec<Element> = Vec::new();
+        let mut bytes = 0usize;
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            self.buf.clear();
+            let event = self.reader.read_event_into(&mut self.buf).map_err(|e| {
+                ImportError::Malformed(format!(
+                    "the export's XML is malformed near byte {}: {e}",
+                    self.reader.error_position()
+                ))
+            })?;
+            match event {
+                Event::Start(e) => {
+                    self.depth += 1;
+                    if self.depth == 1 {
+                        // The root, `HealthData`: its children are what we yield.
+                        continue;
+                    }
+                    let el = start_element(&e).map_err(ImportError::Malformed)?;
+                    bytes += size_of(&el);
+                    stack.push(el);
+                }
+                Event::Empty(e) => {
+                    if self.depth == 0 {
+                        self.done = true;
+                        continue;
+                    }
+                    let el = start_element(&e).map_err(ImportError::Malformed)?;
+                    bytes += size_of(&el);
+                    match stack.last_mut() {
+                        Some(parent) => parent.children.push(el),
+                        None => return Ok(Some(el)),
+                    }
+                }
+                Event::End(_) => {
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.depth == 0 {
+                        self.done = true;
+                        continue;
+                    }
+                    let el = stack.pop().expect("an open element");
+                    match stack.last_mut() {
+                        Some(parent) => parent.children.push(el),
+                        None => return Ok(Some(el)),
+                    }
+                }
+                Event::Text(t) => {
+                    if let Some(el) = stack.last_mut() {
+                        let raw = text_of(&t);
+                        bytes += raw.len();
+                        el.text.push_str(raw.trim());
+                    }
+                }
+                Event::Eof => {
+                    if self.depth > 0 {
+                        return Err(ImportError::Malformed(
+                            "the export ends in the middle of the document (truncated?)".into(),
+                        ));
+                    }
+                    self.done = true;
+                }
+                // Comments, processing instructions, CDATA and a stray
+                // DOCTYPE: nothing Hearth reads.
+                _ => {}
+            }
+            if bytes > MAX_ELEMENT_BYTES {
+                return Err(ImportError::Malformed(format!(
+                    "one element is larger than {} MiB",
+                    MAX_ELEMENT_BYTES >> 20
+                )));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(xml: &str) -> Result<Vec<Element>, ImportError> {
+        let mut els = elements(xml.as_bytes())?;
+        let mut out = Vec::new();
+        while let Some(e) = els.next_element()? {
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn broken_dtd_and_control_characters() {
+        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE HealthData [\n<!ELEMENT HealthData (ExportDate,Me,(Record|Correlation|Workout|ActivitySummary|ClinicalRecord|Audiogram|VisionPrescription)*)>\n<!ATTLIST VisionPrescription\n  type CDATA #REQUIRED\n<!ELEMENT Prism EMPTY>\n]>\n<HealthData locale=\"en_US\">\n <ExportDate value=\"2024-01-01 00:00:00 +0000\"/>\n <Record type=\"HKQuantityTypeIdentifierStepCount\" sourceName=\"Ana\u{b}s iPhone\" value=\"12\"><MetadataEntry key=\"Some key\" value=\"a &amp; b\"/></Record>\n</HealthData>\n";
+        let els = all(xml).unwrap();
+        assert_eq!(els.len(), 2);
+        assert_eq!(els[1].attr("sourceName"), Some("Ana\u{b}s iPhone"));
+        assert_eq!(els[1].children[0].attr("value"), Some("a & b"));
+    }
+
+    #[test]
+    fn entities_are_refused() {
+        let xml = "<?xml version=\"1.0\"?><!DOCTYPE HealthData [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]><HealthData><Record value=\"&xxe;\"/></HealthData>";
+        assert!(matches!(all(xml), Err(ImportError::Refused(_))));
+    }
+
+    #[test]
+    fn truncated_documents_are_an_error() {
+        let xml = "<HealthData><Record value=\"1\"/><Workout a=\"b\">";
+        assert!(matches!(all(xml), Err(ImportError::Malformed(_))));
+        assert!(matches!(all("<Other/>"), Err(ImportError::Refused(_))));
+    }
+}

@@ -1,0 +1,404 @@
+//! Bringing data in from elsewhere.
+//!
+//! An import is a background job over a file the owner uploaded: the file
+//! is checked whole first (a refusal stores nothing), then read as a stream
+//! on a blocking thread while a task hands its batches to the store's
+//! single writer, so parsing and committing overlap. Every imported sample
+//! has a `sync_id`, so an import that stopped part way is completed by
+//! running it again, adding nothing twice.
+
+pub mod apple_health;
+pub mod client;
+pub mod health_auto_export;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use hashbrown::HashMap;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::apps::Apps;
+use crate::caller::Caller;
+use crate::log::writer::{NewEntry, Write, WriteError, WriteOutcome, Writer};
+use crate::store::OpenStore;
+use crate::wire::imports as wire;
+use apple_health::archive::{ArchiveLimits, Export};
+use apple_health::{ImportError, Sink, Tally};
+
+/// Jobs kept for `GET /v1/imports/{id}` after they end.
+const KEEP_FINISHED: usize = 32;
+
+/// The import jobs of this server's lifetime.
+#[derive(Default)]
+pub struct Imports {
+    jobs: Mutex<HashMap<Uuid, Arc<Job>>>,
+}
+
+/// Why an import could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("another import is running; wait for it to end")]
+    Busy,
+    #[error("{0}")]
+    Refused(String),
+}
+
+#[derive(Default)]
+struct Counters {
+    bytes_total: AtomicU64,
+    bytes_read: AtomicU64,
+    records: AtomicU64,
+    added: AtomicU64,
+    replaced: AtomicU64,
+    unchanged: AtomicU64,
+    /// Samples whose `sync_id` held other content (left as stored).
+    conflicts: AtomicU64,
+}
+
+enum State {
+    Running,
+    Succeeded(Tally),
+    Failed { error: String, partial: bool },
+}
+
+/// One import and how far it got.
+pub struct Job {
+    pub id: Uuid,
+    started: Instant,
+    finished: Mutex<Option<Instant>>,
+    counters: Counters,
+    state: Mutex<State>,
+}
+
+impl Job {
+    pub fn is_running(&self) -> bool {
+        matches!(*self.state.lock(), State::Running)
+    }
+
+    /// The job as the API shows it.
+    pub fn snapshot(&self) -> wire::ImportJob {
+        let c = &self.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let end = self.finished.lock().unwrap_or_else(Instant::now);
+        let progress = wire::ImportProgress {
+            bytes_total: load(&c.bytes_total),
+            bytes_read: load(&c.bytes_read),
+            records: load(&c.records),
+            added: load(&c.added),
+            replaced: load(&c.replaced),
+            unchanged: load(&c.unchanged),
+            elapsed_s: end.duration_since(self.started).as_secs_f64(),
+        };
+        let (state, error, summary) = match &*self.state.lock() {
+            State::Running => (wire::ImportState::Running, None, None),
+            State::Succeeded(t) => (
+                wire::ImportState::Succeeded,
+                None,
+                Some(wire::ImportSummary {
+                    records: t.records,
+                    samples: t.samples.clone(),
+                    unknown: t.unknown.clone(),
+                    skipped: t.skipped.clone(),
+                    correlation_duplicates: t.correlation_duplicates,
+                    characteristics: t.characteristics,
+                    sources: t.sources.iter().cloned().collect(),
+                    added: load(&c.added),
+                    replaced: load(&c.replaced),
+                    unchanged: load(&c.unchanged),
+                    conflicts: load(&c.conflicts),
+                }),
+            ),
+            State::Failed { error, partial } => (
+                wire::ImportState::Failed,
+                Some(if *partial {
+                    format!(
+                        "{error}. What was read before this point is stored; importing the \
+                         export again completes it without adding anything twice"
+                    )
+                } else {
+                    format!("{error}. Nothing was stored")
+                }),
+                None,
+            ),
+        };
+        wire::ImportJob {
+            id: self.id,
+            format: "apple_health",
+            state,
+            error,
+            progress,
+            summary,
+        }
+    }
+}
+
+impl Imports {
+    pub fn get(&self, id: Uuid) -> Option<Arc<Job>> {
+        self.jobs.lock().get(&id).cloned()
+    }
+
+    /// Checks the uploaded export at `upload` and starts importing it as
+    /// the owner. The file is removed when the job ends.
+    pub async fn start_apple_health(
+        &self,
+        open: Arc<OpenStore>,
+        apps: Arc<Apps>,
+        upload: tempfile::TempPath,
+        limits: ArchiveLimits,
+    ) -> Result<Arc<Job>, StartError> {
+        if self.jobs.lock().values().any(|j| j.is_running()) {
+            return Err(StartError::Busy);
+        }
+        let (export, upload) =
+            tokio::task::spawn_blocking(move || (Export::open(&upload, limits), upload))
+                .await
+                .map_err(|_| StartError::Refused("the export could not be checked".into()))?;
+        let export = export.map_err(|e| StartError::Refused(e.to_string()))?;
+        let job = Arc::new(Job {
+            id: Uuid::new_v4(),
+            started: Instant::now(),
+            finished: Mutex::new(None),
+            counters: Counters::default(),
+            state: Mutex::new(State::Running),
+        });
+        job.counters
+            .bytes_total
+            .store(export.xml_bytes, Ordering::Relaxed);
+        {
+            let mut jobs = self.jobs.lock();
+            if jobs.values().any(|j| j.is_running()) {
+                return Err(StartError::Busy);
+            }
+            if jobs.len() >= KEEP_FINISHED {
+                let oldest = jobs
+                    .values()
+                    .filter(|j| !j.is_running())
+                    .min_by_key(|j| j.started)
+                    .map(|j| j.id);
+                if let Some(id) = oldest {
+                    jobs.remove(&id);
+                }
+            }
+            jobs.insert(job.id, job.clone());
+        }
+        tokio::spawn(run(job.clone(), export, upload, open, apps));
+        Ok(job)
+    }
+}
+
+/// A batch for the writing task.
+enum Batch {
+    Add {
+        source: String,
+        entries: Vec<NewEntry>,
+        reply: Option<oneshot::Sender<Vec<u128>>>,
+    },
+    Characteristics(Vec<(String, String)>),
+}
+
+async fn run(
+    job: Arc<Job>,
+    export: Export,
+    upload: tempfile::TempPath,
+    open: Arc<OpenStore>,
+    apps: Arc<Apps>,
+) {
+    let (tx, rx) = mpsc::channel(4);
+    let writing = tokio::spawn(write_batches(rx, open, apps, job.clone()));
+    let parse_job = job.clone();
+    let parsed = tokio::task::spawn_blocking(move || {
+        let mut sink = ChannelSink { tx, job: parse_job };
+        let tally = apple_health::import(&export, &mut sink);
+        drop(sink);
+        drop(export);
+        drop(upload);
+        tally
+    })
+    .await
+    .unwrap_or_else(|_| Err(ImportError::Store("the import stopped unexpectedly".into())));
+    let written = writing
+        .await
+        .unwrap_or_else(|_| Err(ImportError::Store("writing stopped unexpectedly".into())));
+    let stored_any = job.counters.added.load(Ordering::Relaxed)
+        + job.counters.replaced.load(Ordering::Relaxed)
+        > 0;
+    let state = match (parsed, written) {
+        // The writer's own failure explains a parse cut short by it.
+        (_, Err(e)) | (Err(e), Ok(())) => {
+            tracing::warn!(job = %job.id, "import failed");
+            State::Failed {
+                error: e.to_string(),
+                partial: stored_any || !matches!(e, ImportError::Refused(_)),
+            }
+        }
+        (Ok(tally), Ok(())) => State::Succeeded(tally),
+    };
+    *job.finished.lock() = Some(Instant::now());
+    *job.state.lock() = state;
+}
+
+struct ChannelSink {
+    tx: mpsc::Sender<Batch>,
+    job: Arc<Job>,
+}
+
+/// The writing task ended early: its error says why.
+fn stopped() -> ImportError {
+    ImportError::Store("writing stopped".into())
+}
+
+impl Sink for ChannelSink {
+    fn add(&mut self, source: &str, entries: Vec<NewEntry>) -> Result<(), ImportError> {
+        self.tx
+            .blocking_send(Batch::Add {
+                source: source.to_string(),
+                entries,
+                reply: None,
+            })
+            .map_err(|_| stopped())
+    }
+
+    fn add_now(&mut self, source: &str, entries: Vec<NewEntry>) -> Result<Vec<u128>, ImportError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .blocking_send(Batch::Add {
+                source: source.to_string(),
+                entries,
+                reply: Some(reply),
+            })
+            .map_err(|_| stopped())?;
+        answer.blocking_recv().map_err(|_| stopped())
+    }
+
+    fn characteristics(&mut self, values: Vec<(String, String)>) -> Result<(), ImportError> {
+        self.tx
+            .blocking_send(Batch::Characteristics(values))
+            .map_err(|_| stopped())
+    }
+
+    fn progress(&mut self, xml_bytes: u64, records: u64) {
+        let c = &self.job.counters;
+        c.bytes_read.store(xml_bytes, Ordering::Relaxed);
+        c.records.store(records, Ordering::Relaxed);
+    }
+}
+
+fn store_error(e: WriteError) -> ImportError {
+    ImportError::Store(match e {
+        WriteError::Unavailable => "the store was locked during the import".into(),
+        e => format!("the store refused a write: {e}"),
+    })
+}
+
+async fn write_batches(
+    mut rx: mpsc::Receiver<Batch>,
+    open: Arc<OpenStore>,
+    apps: Arc<Apps>,
+    job: Arc<Job>,
+) -> Result<(), ImportError> {
+    while let Some(batch) = rx.recv().await {
+        match batch {
+            Batch::Add {
+                source,
+                entries,
+                reply,
+            } => {
+                let ids = write_entries(&open.writer, source, entries, &job).await?;
+                if let Some(reply) = reply {
+                    let _ = reply.send(ids);
+                }
+            }
+            Batch::Characteristics(imported) => {
+                // What the owner set stays; the export fills in the rest.
+                let mut values = open.view(Caller::Owner, apps.clone()).characteristics();
+                let before = values.len();
+                for (k, v) in imported {
+                    if !values.iter().any(|(have, _)| *have == k) {
+                        values.push((k, v));
+                    }
+                }
+                if values.len() > before {
+                    open.writer
+                        .write(Write::SetCharacteristics { values })
+                        .await
+                        .map_err(store_error)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes one batch; a sample whose `sync_id` holds other content is left
+/// as stored and counted, and a source past its device cap keeps writing
+/// without naming devices.
+async fn write_entries(
+    writer: &Writer,
+    source: String,
+    mut entries: Vec<NewEntry>,
+    job: &Job,
+) -> Result<Vec<u128>, ImportError> {
+    let c = &job.counters;
+    // Positions in the batch as sent, of the entries still in it.
+    let mut positions: Vec<usize> = (0..entries.len()).collect();
+    let total = entries.len();
+    loop {
+        let attempt = Write::AddSamples {
+            source: source.clone(),
+            entries: entries.clone(),
+        };
+        match writer.write(attempt).await {
+            Ok(WriteOutcome::Added {
+                added,
+                replaced,
+                unchanged,
+                ids,
+            }) => {
+                c.added.fetch_add(added as u64, Ordering::Relaxed);
+                c.replaced.fetch_add(replaced as u64, Ordering::Relaxed);
+                c.unchanged.fetch_add(unchanged as u64, Ordering::Relaxed);
+                let mut all = vec![0u128; total];
+                for (p, id) in positions.iter().zip(ids) {
+                    all[*p] = id;
+                }
+                return Ok(all);
+            }
+            Ok(_) => {
+                return Err(ImportError::Store(
+                    "unexpected answer from the writer".into(),
+                ))
+            }
+            Err(WriteError::SyncConflict { index }) if index < entries.len() => {
+                c.conflicts.fetch_add(1, Ordering::Relaxed);
+                entries.remove(index);
+                positions.remove(index);
+                if entries.is_empty() {
+                    return Ok(vec![0; total]);
+                }
+            }
+            Err(WriteError::TooManyDevices { .. }) if entries.iter().any(has_device) => {
+                for e in &mut entries {
+                    for s in &mut e.samples {
+                        s.device = None;
+                    }
+                }
+            }
+            Err(e) => return Err(store_error(e)),
+        }
+    }
+}
+
+fn has_device(e: &NewEntry) -> bool {
+    e.samples.iter().any(|s| s.device.is_some())
+}
+
+/// The uploaded file's name prefix in the temporary directory.
+pub fn upload_file(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix("hearth-import-")
+        .tempfile_in(dir)
+}

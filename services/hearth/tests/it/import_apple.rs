@@ -1,0 +1,398 @@
+//! Apple Health import: generated exports of every version imported and
+//! checked against what the generator wrote, re-imports that add nothing,
+//! bad uploads refused with nothing stored, and an import beside an app
+//! writing at the same time.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use hearth::import::apple_health::generate::{self, Options, Written};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{steps, Backend, TestApp, TestDatabase};
+
+fn export_zip(options: &Options) -> (Vec<u8>, Written) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("export.zip");
+    let written = generate::write_zip(&path, options).unwrap();
+    (std::fs::read(&path).unwrap(), written)
+}
+
+fn export_xml(options: &Options) -> (Vec<u8>, Written) {
+    let mut xml = Vec::new();
+    let mut routes = Vec::new();
+    let written = generate::write_xml(&mut xml, options, &mut routes).unwrap();
+    (xml, written)
+}
+
+async fn upload(app: &TestApp, body: Vec<u8>) -> reqwest::Response {
+    app.post_raw("/v1/imports", "application/zip", body).await
+}
+
+/// Uploads and waits for the job to end; answers the job.
+async fn import(app: &TestApp, body: Vec<u8>) -> Value {
+    let r = upload(app, body).await;
+    assert_eq!(r.status(), 202, "import: {}", r.text().await.unwrap());
+    let job: Value = r.json().await.unwrap();
+    let id = job["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let job = app.get_json(&format!("/v1/imports/{id}")).await;
+        if job["state"] != "running" {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "the import did not end: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn counts(v: &Value) -> std::collections::BTreeMap<String, u64> {
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
+        .collect()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * b.abs().max(1.0)
+}
+
+/// Checks what the store answers against what the generator wrote.
+async fn check_store(app: &TestApp, written: &Written) {
+    for (ty, n) in &written.samples {
+        let stats = app
+            .get_json_any(&format!("/v1/samples?type={ty}&limit=1"))
+            .await;
+        assert!(stats["samples"].is_array(), "{ty}: {stats}");
+        let listed = app.list_all(ty, 1000).await.len() as u64;
+        assert_eq!(listed, *n, "samples of {ty}");
+    }
+    let steps = app.get_json("/v1/statistics?type=step_count").await;
+    assert!(
+        close(steps["sum"].as_f64().unwrap(), written.steps_sum),
+        "{steps}"
+    );
+    // The `sources=` filter takes an imported source's name as it is.
+    let phone = app
+        .get_json("/v1/statistics?type=step_count&sources=apple-health:iPhone")
+        .await;
+    assert!(
+        close(phone["sum"].as_f64().unwrap(), written.steps_sum),
+        "{phone}"
+    );
+    let hr = app.get_json("/v1/statistics?type=heart_rate").await;
+    let n = written.samples["heart_rate"] as f64;
+    assert_eq!(hr["count"].as_u64().unwrap(), written.samples["heart_rate"]);
+    assert!(
+        close(hr["min"].as_f64().unwrap(), written.heart_rate_min),
+        "{hr}"
+    );
+    assert!(
+        close(hr["max"].as_f64().unwrap(), written.heart_rate_max),
+        "{hr}"
+    );
+    assert!(
+        close(hr["avg"].as_f64().unwrap(), written.heart_rate_sum / n),
+        "{hr}"
+    );
+    let mut sleep = std::collections::BTreeMap::<String, i64>::new();
+    for s in app.list_all("sleep_analysis", 1000).await {
+        let start = chrono::DateTime::parse_from_rfc3339(s["start"].as_str().unwrap()).unwrap();
+        let end = chrono::DateTime::parse_from_rfc3339(s["end"].as_str().unwrap()).unwrap();
+        *sleep
+            .entry(s["value"].as_str().unwrap().to_string())
+            .or_default() += (end - start).num_seconds();
+    }
+    assert_eq!(sleep, written.sleep_seconds);
+    // Units converted: pounds to kilograms, a fraction to a percentage.
+    let mass = app.list_all("body_mass", 1000).await;
+    let kg = mass[0]["value"].as_f64().unwrap();
+    assert!((60.0..75.0).contains(&kg), "{kg}");
+    let spo2 = app.list_all("oxygen_saturation", 1).await;
+    assert!(spo2[0]["value"].as_f64().unwrap() > 90.0);
+    // Devices, with their kind; metadata with spaces in keys; routes.
+    let sources = app.get_json("/v1/sources?type=heart_rate").await;
+    assert_eq!(sources["sources"][0]["source"], "apple-health:Apple Watch");
+    assert_eq!(sources["sources"][0]["device"]["kind"], "watch");
+    let bp = app.list_all("blood_pressure", 1000).await;
+    assert_eq!(bp[0]["metadata"]["Cuff position"], "left arm");
+    assert_eq!(bp[0]["members"].as_array().unwrap().len(), 2);
+    let hrv = app.list_all("heart_rate_variability_sdnn", 1).await;
+    assert!(hrv[0]["metadata"]["HeartRateVariabilityMetadataList"]
+        .as_str()
+        .unwrap()
+        .contains('@'));
+    let routes = app.list_all("workout_route", 1000).await;
+    let points: usize = routes
+        .iter()
+        .map(|r| r["route"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(points as u64, written.route_points);
+    let characteristics = app.get_json("/v1/characteristics").await;
+    assert_eq!(characteristics["biological_sex"], "female");
+    assert_eq!(characteristics["blood_type"], "ab_positive");
+    assert_eq!(characteristics["date_of_birth"], "1984-05-06");
+}
+
+async fn every_export_version_imports_as_written(backend: Backend) {
+    for version in 11..=14u8 {
+        let db = TestDatabase::new(backend).await;
+        let app = TestApp::unlocked(&db).await;
+        let options = Options {
+            version,
+            days: 5,
+            // A localised export file name.
+            file_name: if version == 13 {
+                "eksport.xml"
+            } else {
+                "export.xml"
+            }
+            .into(),
+            ..Options::default()
+        };
+        // Version 11 goes up as the XML alone (its routes are inline).
+        let (body, written) = if version == 11 {
+            export_xml(&options)
+        } else {
+            export_zip(&options)
+        };
+        let job = import(&app, body.clone()).await;
+        assert_eq!(job["state"], "succeeded", "version {version}: {job}");
+        let summary = &job["summary"];
+        assert_eq!(
+            counts(&summary["samples"]),
+            written.samples,
+            "version {version}"
+        );
+        assert_eq!(counts(&summary["unknown"]), written.unknown);
+        let skipped = counts(&summary["skipped"]);
+        let activity = skipped
+            .iter()
+            .find(|(k, _)| k.starts_with("ActivitySummary"))
+            .map(|(_, n)| *n);
+        assert_eq!(activity, Some(written.activity_summaries), "{skipped:?}");
+        let empty = skipped.get("workout route file empty (0 bytes)").copied();
+        let missing = skipped.get("workout route file missing").copied();
+        assert_eq!(empty.unwrap_or(0), written.empty_route_files);
+        assert_eq!(missing.unwrap_or(0), written.missing_route_files);
+        if version >= 12 {
+            assert_eq!(written.empty_route_files, 1);
+            assert_eq!(written.missing_route_files, 1);
+        }
+        assert_eq!(
+            summary["correlation_duplicates"].as_u64().unwrap(),
+            written.correlation_duplicates
+        );
+        let total: u64 = written.samples.values().sum();
+        assert_eq!(summary["added"].as_u64().unwrap(), total);
+        assert_eq!(summary["records"].as_u64().unwrap(), written.records);
+        assert_eq!(
+            summary["sources"].as_array().unwrap().len(),
+            written.sources.len()
+        );
+        assert_eq!(
+            job["progress"]["records"].as_u64().unwrap(),
+            written.records
+        );
+        check_store(&app, &written).await;
+
+        // Again: every sample is already there.
+        let again = import(&app, body).await;
+        assert_eq!(again["state"], "succeeded", "{again}");
+        assert_eq!(again["summary"]["added"], 0, "{again}");
+        assert_eq!(again["summary"]["unchanged"].as_u64().unwrap(), total);
+        check_store(&app, &written).await;
+        app.stop().await;
+    }
+}
+
+async fn a_newer_overlapping_export_adds_only_what_is_new(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let older = Options {
+        days: 3,
+        ..Options::default()
+    };
+    let newer = Options {
+        days: 6,
+        pointer_salt: 0x5eed,
+        ..Options::default()
+    };
+    let (body, _) = export_zip(&older);
+    assert_eq!(import(&app, body).await["state"], "succeeded");
+    // The same days again, with other device pointers, and three more.
+    let (body, written) = export_zip(&newer);
+    let job = import(&app, body).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    check_store(&app, &written).await;
+    app.stop().await;
+}
+
+/// A zip with these `(name, contents)` entries, deflated.
+fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut out);
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, data) in entries {
+        zip.start_file(*name, options).unwrap();
+        zip.write_all(data).unwrap();
+    }
+    zip.finish().unwrap();
+    out.into_inner()
+}
+
+async fn assert_nothing_stored(app: &TestApp) {
+    for ty in ["step_count", "heart_rate", "sleep_analysis", "workout"] {
+        assert!(app.list_all(ty, 1000).await.is_empty(), "{ty} stored");
+    }
+    assert_eq!(app.get("/healthz").await.status(), 200);
+}
+
+async fn refused(app: &TestApp, body: Vec<u8>, what: &str) -> String {
+    let r = upload(app, body).await;
+    let status = r.status();
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(status, 400, "{what}: {problem}");
+    assert_eq!(problem["code"], "import_refused", "{what}: {problem}");
+    assert_nothing_stored(app).await;
+    problem["detail"].as_str().unwrap().to_string()
+}
+
+async fn bad_exports_are_refused_and_nothing_is_stored(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let (good, _) = export_zip(&Options {
+        days: 2,
+        ..Options::default()
+    });
+
+    let truncated = good[..good.len() / 2].to_vec();
+    let why = refused(&app, truncated, "truncated zip").await;
+    assert!(
+        why.contains("incomplete") || why.contains("damaged"),
+        "{why}"
+    );
+
+    let zeros = vec![0u8; 64 << 20];
+    let why = refused(
+        &app,
+        zip_of(&[("apple_health_export/export.xml", &zeros)]),
+        "zip bomb",
+    )
+    .await;
+    assert!(why.contains("zip bomb"), "{why}");
+
+    let (xml, _) = export_xml(&Options {
+        days: 1,
+        ..Options::default()
+    });
+    let why = refused(
+        &app,
+        zip_of(&[
+            ("apple_health_export/export.xml", &xml),
+            ("apple_health_export/../../etc/cron.d/evil", b"x"),
+        ]),
+        "path traversal",
+    )
+    .await;
+    assert!(why.contains("unsafe file name"), "{why}");
+
+    let entity = br#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE HealthData [
+<!ENTITY secret SYSTEM "file:///etc/passwd">
+]>
+<HealthData locale="en_US">
+ <Record type="HKQuantityTypeIdentifierStepCount" sourceName="&secret;" unit="count" startDate="2020-01-01 10:00:00 +0000" endDate="2020-01-01 10:01:00 +0000" value="10"/>
+</HealthData>
+"#;
+    let why = refused(&app, entity.to_vec(), "external entity").await;
+    assert!(why.contains("entit"), "{why}");
+
+    let why = refused(&app, b"just some bytes".to_vec(), "not an export").await;
+    assert!(why.contains("HealthData"), "{why}");
+
+    // A body that says it is 10 GB is refused before it is read.
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let token = app.token.clone().unwrap();
+    let head = format!(
+        "POST /v1/imports HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/zip\r\nContent-Length: {}\r\n\r\nPK",
+        10u64 << 30
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("an answer before the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    drop(stream);
+    assert_nothing_stored(&app).await;
+
+    // The server still works, and imports.
+    assert_eq!(app.write(vec![json!(steps(1, 5.0))]).await.status(), 201);
+    assert_eq!(import(&app, good).await["state"], "succeeded");
+    app.stop().await;
+}
+
+async fn an_import_beside_an_app_writing_counts_each_sample_once(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let reg = app
+        .register_app("Pedometer", "https://p.example/cb", false)
+        .await;
+    let token = app
+        .mint(
+            reg["id"].as_str().unwrap(),
+            &["step_count"],
+            &["step_count"],
+        )
+        .await;
+    let (body, written) = export_zip(&Options {
+        days: 20,
+        ..Options::default()
+    });
+    let writer = {
+        let client = reqwest::Client::new();
+        let url = app.url("/v1/samples");
+        tokio::spawn(async move {
+            let mut sum = 0.0;
+            for batch in 0..40 {
+                let samples: Vec<Value> = (0..25).map(|i| steps(batch * 25 + i, 3.0)).collect();
+                sum += 3.0 * 25.0;
+                let r = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({ "samples": samples }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+            }
+            sum
+        })
+    };
+    let job = import(&app, body).await;
+    let app_sum = writer.await.unwrap();
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let all = app.get_json("/v1/statistics?type=step_count").await;
+    assert!(
+        close(all["sum"].as_f64().unwrap(), written.steps_sum + app_sum),
+        "{all}"
+    );
+    assert_eq!(
+        app.list_all("step_count", 1000).await.len() as u64,
+        written.samples["step_count"] + 1000
+    );
+    app.stop().await;
+}
+
+both_backends!(
+    every_export_version_imports_as_written,
+    a_newer_overlapping_export_adds_only_what_is_new,
+    bad_exports_are_refused_and_nothing_is_stored,
+    an_import_beside_an_app_writing_counts_each_sample_once,
+);
