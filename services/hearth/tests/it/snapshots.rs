@@ -30,6 +30,7 @@ both_backends!(
     erasure_discards_snapshots_and_unlock_from_the_next_keeps_it_erased,
     an_erasure_after_the_snapshot_unlock_starts_from_drops_its_samples,
     accepted_rollback_leaves_no_snapshot_of_the_lost_records,
+    writes_merged_at_unlock_are_in_the_next_snapshot,
 );
 
 /// Direct access to the database, as someone holding the file or a dump has.
@@ -942,5 +943,40 @@ async fn accepted_rollback_leaves_no_snapshot_of_the_lost_records(backend: Backe
     assert_eq!(app.unlock().await.status(), 200);
     let (full, snapshot) = both_paths(&app).await;
     assert_eq!(snapshot.map(|(_, d)| d), Some(full));
+    app.stop().await;
+}
+
+/// Writes accepted while locked are merged through the writer after unlock
+/// replayed from its snapshot: they are records like any other, in the
+/// snapshot taken at the next lock, and unlock from it has them.
+async fn writes_merged_at_unlock_are_in_the_next_snapshot(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let mut app = TestApp::unlocked(&db).await;
+    some_history(&app).await;
+    let reg = app
+        .register_app("Locked writer", "https://locked.example/cb", false)
+        .await;
+    let token = app
+        .mint(
+            reg["id"].as_str().unwrap(),
+            &["step_count"],
+            &["step_count"],
+        )
+        .await;
+    lock(&app).await;
+    let at_lock = app.store.storage().snapshots().await.unwrap()[0].at.seq;
+    let samples = (0..3).map(|m| steps(5000 + m, 4.0)).collect();
+    assert_eq!(app.as_token(&token).write(samples).await.status(), 202);
+    assert_eq!(app.unlock().await.status(), 200);
+    let head = head_seq(&app).await;
+    assert!(head > at_lock, "the merge appended records");
+    assert_eq!(step_stats(&app).await["count"], 102);
+    lock(&app).await;
+    let stored = app.store.storage().snapshots().await.unwrap();
+    assert_eq!(stored[0].at.seq, head, "the snapshot at lock has the merge");
+    assert_eq!(app.unlock().await.status(), 200);
+    assert_eq!(step_stats(&app).await["count"], 102);
+    let (full, snapshot) = both_paths(&app).await;
+    assert_eq!(snapshot, Some((head, full)));
     app.stop().await;
 }
