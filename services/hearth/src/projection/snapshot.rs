@@ -31,6 +31,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use tokio::sync::watch;
@@ -53,6 +54,8 @@ const FORMAT_VERSION: u8 = 1;
 const CHUNK_BYTES: usize = 8 << 20;
 /// Snapshots kept: the newest, and the one before in case it fails to open.
 const KEEP: usize = 2;
+/// Chunks read at once when opening a snapshot.
+const READERS: usize = 4;
 /// Records between background snapshots unless configured otherwise.
 pub const DEFAULT_EVERY: u64 = 100_000;
 /// How often the background task looks at the head when no sample changes
@@ -243,11 +246,38 @@ fn capture(projection: &Projection, apps: &Apps, taken_us: i64) -> (LogHead, Zer
 /// Splits `plain` into chunks and seals each one.
 fn seal(key: &SnapshotKey, at: LogHead, plain: &[u8]) -> (SnapshotHeader, Vec<Vec<u8>>) {
     let chunks = plain.len().div_ceil(CHUNK_BYTES).max(1) as u32;
-    let sealed = plain
-        .chunks(CHUNK_BYTES)
-        .enumerate()
-        .map(|(i, part)| crypto::seal(&key.key, &key.aad(at, i as u32, chunks), part))
-        .collect();
+    let parts: Vec<&[u8]> = if plain.is_empty() {
+        vec![plain]
+    } else {
+        plain.chunks(CHUNK_BYTES).collect()
+    };
+    // Several chunks at a time, as they are opened.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let per_thread = parts.len().div_ceil(threads).max(1);
+    let sealed = std::thread::scope(|scope| {
+        let groups: Vec<_> = parts
+            .chunks(per_thread)
+            .enumerate()
+            .map(|(group, parts)| {
+                scope.spawn(move || {
+                    parts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, part)| {
+                            let i = (group * per_thread + i) as u32;
+                            crypto::seal(&key.key, &key.aad(at, i, chunks), part)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        groups
+            .into_iter()
+            .flat_map(|g| g.join().expect("sealing does not panic"))
+            .collect()
+    });
     let header = SnapshotHeader {
         at,
         key_id: key.key_id,
@@ -452,7 +482,13 @@ pub async fn open(
         return Err(Rejected::NotInLog(seq));
     }
     let started = Instant::now();
-    let chunks = storage.snapshot_chunks(seq).await?;
+    // Several chunks at a time, a connection each: on Postgres reading
+    // them (out of TOAST) costs more than opening them.
+    let chunks: Vec<Vec<u8>> = stream::iter(0..header.chunks)
+        .map(|chunk| storage.snapshot_chunk(seq, chunk))
+        .buffered(READERS)
+        .try_collect()
+        .await?;
     let read_ms = started.elapsed().as_millis() as u64;
     let key = key.clone();
     let (start, plain) = tokio::task::spawn_blocking(move || {

@@ -145,8 +145,8 @@ pub trait Storage: Send + Sync {
     /// The complete snapshots stored, newest first.
     async fn snapshots(&self) -> Result<Vec<SnapshotHeader>, StorageError>;
 
-    /// The sealed chunks of the snapshot at `seq`, in order.
-    async fn snapshot_chunks(&self, seq: u64) -> Result<Vec<Vec<u8>>, StorageError>;
+    /// One sealed chunk of the snapshot at `seq`.
+    async fn snapshot_chunk(&self, seq: u64, chunk: u32) -> Result<Vec<u8>, StorageError>;
 
     /// Stores a snapshot (replacing one at the same sequence number), then
     /// deletes all but the newest `keep`, in one transaction.

@@ -487,13 +487,13 @@ impl Storage for SqliteStorage {
         Ok(out)
     }
 
-    async fn snapshot_chunks(&self, seq: u64) -> Result<Vec<Vec<u8>>, StorageError> {
-        Ok(
-            sqlx::query_scalar("SELECT body FROM snapshots WHERE seq = ? ORDER BY chunk")
-                .bind(seq as i64)
-                .fetch_all(&self.pool)
-                .await?,
-        )
+    async fn snapshot_chunk(&self, seq: u64, chunk: u32) -> Result<Vec<u8>, StorageError> {
+        sqlx::query_scalar("SELECT body FROM snapshots WHERE seq = ? AND chunk = ?")
+            .bind(seq as i64)
+            .bind(chunk as i64)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StorageError::Corrupt(format!("snapshot {seq} lacks chunk {chunk}")))
     }
 
     async fn put_snapshot(
