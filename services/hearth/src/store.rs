@@ -393,12 +393,20 @@ impl Store {
                 "store unlocked"
             );
             // A snapshot older than the last erasure still holds what it
-            // erased (the process stopped before discarding it).
+            // erased (the process stopped before discarding it, or the
+            // erasure came another way): none is kept.
             let stale = walked.last_erasure > 0
                 && projection
                     .last_snapshot()
                     .is_none_or(|(seq, _)| seq < walked.last_erasure);
-            if stale {
+            let older_kept = walked.last_erasure > 0
+                && self
+                    .storage
+                    .snapshots()
+                    .await?
+                    .iter()
+                    .any(|s| s.at.seq < walked.last_erasure);
+            if older_kept {
                 snapshot::discard_before(&*self.storage, walked.last_erasure).await?;
             }
             let opening = self
