@@ -322,6 +322,9 @@ pub async fn restore(
     }
     let now_us = crate::clock::Clock::default().now_us();
     let accepted = head::accept_restore(&*storage, keys.root(), &state, now_us).await?;
+    // Snapshots may describe records the restored log no longer holds
+    // (unlock would pass them over anyway): the next unlock replays it all.
+    crate::projection::snapshot::discard_all(&*storage).await?;
     println!(
         "restore accepted: the log ended at record {}, its high-water mark was record {}; \
          logged as record {}",

@@ -322,6 +322,11 @@ pub struct ServeArgs {
     /// Log format: `text` or `json`.
     #[arg(long, env = "HEARTH_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// While unlocked, take a sealed snapshot of the projection every this
+    /// many log records (also at lock and shutdown), so unlock replays only
+    /// the records after it.
+    #[arg(long, env = "HEARTH_SNAPSHOT_EVERY", default_value_t = crate::projection::snapshot::DEFAULT_EVERY)]
+    pub snapshot_every: u64,
 }
 
 /// HTTPS: a certificate of the operator's, or one Hearth makes itself.

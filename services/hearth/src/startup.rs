@@ -92,6 +92,7 @@ impl Application {
         ensure_private_dir(state_file.path())?;
         let store = Arc::new(Store::open(storage, kdf).await?.with_state_file(state_file));
         store.pending().set_limits(args.pending.limits());
+        store.set_snapshot_every(args.snapshot_every);
         telemetry::observe_store(store.clone());
         if let Some(code) = store.setup_code() {
             // The console is the one channel only the operator sees.

@@ -27,7 +27,8 @@ use crate::log::head::{self, HeadAuthenticator, StateFile};
 use crate::log::replay::{replay, ReplayError};
 use crate::log::writer::{NewEntry, Writer};
 use crate::pending::{self, PendingIntake, Refusal};
-use crate::projection::Projection;
+use crate::projection::snapshot::{self, SnapshotKey, Snapshots};
+use crate::projection::{Cut, Projection};
 use crate::storage::Storage;
 use crate::view::View;
 
@@ -41,6 +42,8 @@ pub struct OpenStore {
     pub writer: Writer,
     /// Wraps the receipt-signing key (`research::signing`); gone at lock.
     pub signing_wrap: crypto::SecretKey,
+    /// Sealed snapshots of the projection, so the next unlock is quick.
+    pub snapshots: Snapshots,
 }
 
 impl OpenStore {
@@ -65,6 +68,41 @@ impl OpenStore {
     pub(crate) fn has_held(&self, ty: crate::catalogue::TypeIndex, id: u128) -> bool {
         self.projection.columns(ty).find(id).is_some()
     }
+
+    /// Erases `source` (every type) or `type_id` (every source) by
+    /// destroying their data keys (see [`Writer::erase`]), then discards
+    /// every snapshot, which still holds the erased samples, and takes a
+    /// new one in the background. Returns the keys destroyed and the live
+    /// samples that went with them.
+    pub async fn erase(
+        &self,
+        source: Option<String>,
+        type_id: Option<String>,
+    ) -> Result<(usize, usize), crate::log::writer::WriteError> {
+        let erased = self.writer.erase(source, type_id).await?;
+        self.discard_snapshots().await?;
+        Ok(erased)
+    }
+
+    /// Erases every source of an import family (see
+    /// [`Writer::erase_family`]) as [`OpenStore::erase`] erases one.
+    /// Returns the keys destroyed, the live samples erased and the sources.
+    pub async fn erase_family(
+        &self,
+        family: String,
+    ) -> Result<(usize, usize, Vec<String>), crate::log::writer::WriteError> {
+        let erased = self.writer.erase_family(family).await?;
+        self.discard_snapshots().await?;
+        Ok(erased)
+    }
+
+    /// After an erasure: no snapshot may keep what it erased.
+    async fn discard_snapshots(&self) -> Result<(), crate::log::writer::WriteError> {
+        self.snapshots.discard_all_and_retake().await.map_err(|e| {
+            tracing::error!(error = %e, "discarding snapshots after an erasure failed");
+            crate::log::writer::WriteError::Storage
+        })
+    }
 }
 
 pub struct Store {
@@ -87,6 +125,8 @@ pub struct Store {
     /// Counts locks: a read that began in one unlocked period and ends in
     /// another (or while locked) must not be answered.
     lock_epoch: AtomicU64,
+    /// Records between background snapshots.
+    snapshot_every: AtomicU64,
 }
 
 fn file_less() -> &'static std::path::Path {
@@ -126,7 +166,23 @@ impl Store {
             apps: Arc::new(Apps::default()),
             state_file: None,
             lock_epoch: AtomicU64::new(0),
+            snapshot_every: AtomicU64::new(snapshot::DEFAULT_EVERY),
         })
+    }
+
+    /// Takes a snapshot every `records` log records while unlocked (from
+    /// the next unlock on).
+    pub fn set_snapshot_every(&self, records: u64) {
+        self.snapshot_every.store(records.max(1), Ordering::Relaxed);
+    }
+
+    /// Records and seconds the newest snapshot is behind the head; `None`
+    /// unless unlocked.
+    pub fn snapshot_age(&self) -> Option<(u64, f64)> {
+        match &*self.state.read() {
+            LockState::Unlocked(open) => Some(open.snapshots.age()),
+            _ => None,
+        }
     }
 
     /// Keeps the high-water mark in `file`: checked at unlock, moved after
@@ -351,15 +407,44 @@ impl Store {
                 records = head.seq,
                 erased_records = walked.erased,
                 samples = projection.sample_count(),
+                from_snapshot = projection.last_snapshot().map(|(seq, _)| seq),
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "store unlocked"
             );
+            // A snapshot older than the last erasure still holds what it
+            // erased (the process stopped before discarding it, or the
+            // erasure came another way): none is kept.
+            let stale = walked.last_erasure > 0
+                && projection
+                    .last_snapshot()
+                    .is_none_or(|(seq, _)| seq < walked.last_erasure);
+            let older_kept = walked.last_erasure > 0
+                && self
+                    .storage
+                    .snapshots()
+                    .await?
+                    .iter()
+                    .any(|s| s.at.seq < walked.last_erasure);
+            if older_kept {
+                snapshot::discard_before(&*self.storage, walked.last_erasure).await?;
+            }
             let opening = self
                 .pending
                 .opening_key(&*self.storage, keys.root())
                 .await?;
+            *projection.cut() = Cut { head, keys: walked };
             let projection = Arc::new(projection);
             let signing_wrap = keys.root().derive(crate::research::signing::WRAP_LABEL);
+            let snapshots = Snapshots::spawn(
+                self.storage.clone(),
+                SnapshotKey::new(keys.root()),
+                projection.clone(),
+                self.apps.clone(),
+                self.snapshot_every.load(Ordering::Relaxed),
+            );
+            if stale {
+                snapshots.take_soon();
+            }
             let writer = Writer::spawn(
                 self.storage.clone(),
                 keys,
@@ -372,6 +457,7 @@ impl Store {
                 projection,
                 writer,
                 signing_wrap,
+                snapshots,
             });
             // Writes that arrived while locked go first, in arrival order.
             let _closed = self.pending.close().await;
@@ -406,6 +492,7 @@ impl Store {
         };
         if let LockState::Unlocked(open) = previous {
             open.writer.shutdown().await;
+            open.snapshots.finish().await;
             open.projection.wipe();
         }
         self.sessions.lock().clear();

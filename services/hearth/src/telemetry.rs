@@ -159,6 +159,29 @@ pub fn observe_store(store: Arc<Store>) {
         .with_callback(move |o| o.observe(s.projection_samples() as u64, &[]))
         .build();
     let s = store.clone();
+    let _snapshot_records = m
+        .u64_observable_gauge("hearth.snapshot.age.records")
+        .with_description("Log records applied since the newest snapshot (while unlocked)")
+        .with_callback(move |o| {
+            if let Some((records, _)) = s.snapshot_age() {
+                o.observe(records, &[]);
+            }
+        })
+        .build();
+    let s = store.clone();
+    let _snapshot_seconds = m
+        .f64_observable_gauge("hearth.snapshot.age.seconds")
+        .with_unit("s")
+        .with_description(
+            "Seconds since the newest snapshot was taken while records followed it (while unlocked)",
+        )
+        .with_callback(move |o| {
+            if let Some((_, seconds)) = s.snapshot_age().filter(|(_, s)| s.is_finite()) {
+                o.observe(seconds, &[]);
+            }
+        })
+        .build();
+    let s = store.clone();
     let _pending_batches = m
         .u64_observable_gauge("hearth.pending.batches")
         .with_description("Writes accepted while locked, waiting for the next unlock")

@@ -18,7 +18,6 @@ async fn erase(
 ) -> Result<Json<wire::Erasure>, Problem> {
     let (keys, samples) = access
         .open
-        .writer
         .erase(source, type_id)
         .await
         .map_err(write_problem)?;
@@ -111,7 +110,6 @@ pub async fn erase_source_family(
     }
     let (keys, samples, sources) = access
         .open
-        .writer
         .erase_family(family)
         .await
         .map_err(write_problem)?;

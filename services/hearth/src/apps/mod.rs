@@ -202,6 +202,81 @@ impl Registry {
     }
 }
 
+/// One grant as a snapshot keeps it: (type id, read, write).
+type GrantState = (String, Option<bool>, Option<bool>);
+
+/// The registry as a snapshot keeps it: every collection in a fixed order,
+/// so equal registries encode alike.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RegistryState {
+    /// Each app with its grants.
+    apps: Vec<(AppRecord, Vec<GrantState>)>,
+    tokens: Vec<TokenRecord>,
+    spent: Vec<([u8; 32], [u8; 16], Option<i64>)>,
+    revoked_families: Vec<[u8; 16]>,
+    inserts: u32,
+    studies: crate::research::registry::StudiesState,
+}
+
+impl Registry {
+    pub fn to_state(&self) -> RegistryState {
+        let mut tokens: Vec<TokenRecord> = self.tokens.values().cloned().collect();
+        tokens.sort_unstable_by_key(|t| t.hash);
+        let mut spent: Vec<_> = self
+            .spent
+            .iter()
+            .map(|(hash, (family, expires))| (*hash, *family, *expires))
+            .collect();
+        spent.sort_unstable();
+        let mut revoked_families: Vec<[u8; 16]> = self.revoked_families.iter().copied().collect();
+        revoked_families.sort_unstable();
+        RegistryState {
+            apps: self
+                .apps
+                .values()
+                .map(|app| {
+                    let grants = app
+                        .grants
+                        .iter()
+                        .map(|(ty, g)| (ty.clone(), g.read, g.write))
+                        .collect();
+                    (app.record.clone(), grants)
+                })
+                .collect(),
+            tokens,
+            spent,
+            revoked_families,
+            inserts: self.inserts,
+            studies: self.studies.to_state(),
+        }
+    }
+
+    pub fn from_state(state: RegistryState) -> Registry {
+        Registry {
+            apps: state
+                .apps
+                .into_iter()
+                .map(|(record, grants)| {
+                    let grants = grants
+                        .into_iter()
+                        .map(|(ty, read, write)| (ty, Grant { read, write }))
+                        .collect();
+                    (record.app_id.clone(), App { record, grants })
+                })
+                .collect(),
+            tokens: state.tokens.into_iter().map(|t| (t.hash, t)).collect(),
+            spent: state
+                .spent
+                .into_iter()
+                .map(|(hash, family, expires)| (hash, (family, expires)))
+                .collect(),
+            revoked_families: state.revoked_families.into_iter().collect(),
+            inserts: state.inserts,
+            studies: crate::research::registry::Studies::from_state(state.studies),
+        }
+    }
+}
+
 /// The registry shared by the lock model, the writer and the API.
 #[derive(Default)]
 pub struct Apps {

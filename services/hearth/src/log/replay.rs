@@ -1,12 +1,13 @@
 //! Reading the log back: replay at unlock and `hearth verify`.
 
-use hashbrown::HashSet;
+use hashbrown::{HashMap, HashSet};
 
-use super::chain::{ChainFault, ChainVerifier};
+use super::chain::{ChainFault, ChainVerifier, LogHead, LogRecord};
 use super::event::{DecodeError, Envelope, Event};
 use crate::apps::Registry;
 use crate::crypto;
 use crate::keys::data_keys::DataKeys;
+use crate::projection::snapshot::{self, Start};
 use crate::projection::{Projection, ProjectionBuilder};
 use crate::storage::{Storage, StorageError};
 
@@ -42,7 +43,9 @@ impl ReplayError {
     }
 }
 
-/// What a walk over the log found.
+/// What a walk over the log found: also what the log up to a record says
+/// about data keys, which a snapshot carries so that unlock from it knows
+/// as much as a full replay.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Walked {
     /// Records whose chain links were checked.
@@ -54,6 +57,64 @@ pub struct Walked {
     pub destroyed: Vec<u32>,
     /// The highest key id any record or erasure names.
     pub highest_key_id: u32,
+    /// The sequence number of the last erasure event (0 if none): a
+    /// snapshot taken before it may hold erased data.
+    pub last_erasure: u64,
+    /// Records sealed under each key id, so an erasure after a snapshot
+    /// counts the records before it too.
+    pub per_key: HashMap<u32, u64>,
+}
+
+impl Walked {
+    /// Notes committed records (with their events) as a walk would: what
+    /// the writer keeps for the next snapshot. `keys_gone` says whether the
+    /// keys the events destroy are gone from the keyring already.
+    pub fn advance(
+        &mut self,
+        records: &[LogRecord],
+        envelopes: &[(u64, Envelope)],
+        keys_gone: bool,
+    ) {
+        for record in records {
+            self.records = self.records.max(record.seq);
+            self.note_record(record.key_id);
+        }
+        for (seq, envelope) in envelopes {
+            if let Event::KeysDestroyed { key_ids, .. } = &envelope.event {
+                let before = std::mem::take(&mut self.per_key);
+                self.note_erasure(*seq, key_ids, &before, |_| keys_gone);
+                self.per_key = before;
+            }
+        }
+    }
+
+    fn note_record(&mut self, key_id: u32) {
+        self.highest_key_id = self.highest_key_id.max(key_id);
+        *self.per_key.entry(key_id).or_default() += 1;
+    }
+
+    /// An erasure event at `seq` destroying `key_ids`. The records counted
+    /// in `before` under a key newly destroyed and `gone` from the keyring
+    /// are erased (a walk counts the records it meets itself).
+    fn note_erasure(
+        &mut self,
+        seq: u64,
+        key_ids: &[u32],
+        before: &HashMap<u32, u64>,
+        gone: impl Fn(u32) -> bool,
+    ) {
+        self.last_erasure = seq;
+        for &id in key_ids {
+            self.highest_key_id = self.highest_key_id.max(id);
+            if !self.destroyed.contains(&id) {
+                self.destroyed.push(id);
+                if gone(id) {
+                    self.erased += before.get(&id).copied().unwrap_or(0);
+                }
+            }
+        }
+        self.destroyed.sort_unstable();
+    }
 }
 
 /// Walks the whole log in order, checking the chain, and with the keys also
@@ -63,22 +124,38 @@ pub struct Walked {
 pub async fn walk(
     storage: &dyn Storage,
     keys: Option<&DataKeys>,
+    visit: impl FnMut(u64, Envelope) -> Result<(), ReplayError>,
+) -> Result<Walked, ReplayError> {
+    walk_from(storage, keys, LogHead::EMPTY, Walked::default(), visit).await
+}
+
+/// [`walk`] over the records after `from`, a record already checked, with
+/// `known` what the log up to it says about keys (a snapshot's): the chain
+/// is checked from `from` to the head.
+pub async fn walk_from(
+    storage: &dyn Storage,
+    keys: Option<&DataKeys>,
+    from: LogHead,
+    known: Walked,
     mut visit: impl FnMut(u64, Envelope) -> Result<(), ReplayError>,
 ) -> Result<Walked, ReplayError> {
     let head = storage.head().await?;
-    let mut chain = ChainVerifier::default();
-    let mut walked = Walked::default();
-    let mut destroyed: HashSet<u32> = HashSet::new();
+    let mut chain = ChainVerifier { last: from };
+    // Records before `from` under each key: erased if a later erasure
+    // destroys their key (the tail's own are counted as they are met).
+    let before_from = known.per_key.clone();
+    let mut walked = known;
+    walked.records = from.seq;
     // Records under a missing key, until an erasure event accounts for them.
     let mut unreadable: Vec<(u64, u32)> = Vec::new();
-    let mut after = 0;
+    let mut after = from.seq;
     loop {
         let page = storage.records_after(after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         for record in &page {
             chain.check(record)?;
-            walked.highest_key_id = walked.highest_key_id.max(record.key_id);
+            walked.note_record(record.key_id);
             let Some(keys) = keys else { continue };
             let seq = record.seq;
             let Some(key) = keys.get(record.key_id) else {
@@ -90,36 +167,52 @@ pub async fn walk(
             let envelope =
                 Envelope::decode(&plain).map_err(|error| ReplayError::Decode { seq, error })?;
             if let Event::KeysDestroyed { key_ids, .. } = &envelope.event {
-                destroyed.extend(key_ids.iter().copied());
-                walked.highest_key_id = key_ids
-                    .iter()
-                    .copied()
-                    .fold(walked.highest_key_id, u32::max);
+                walked.note_erasure(seq, key_ids, &before_from, |id| keys.get(id).is_none());
             }
             visit(seq, envelope)?;
         }
     }
     chain.finish(head)?;
     walked.records = chain.last.seq;
+    let destroyed: HashSet<u32> = walked.destroyed.iter().copied().collect();
     if let Some(&(seq, key_id)) = unreadable.iter().find(|(_, k)| !destroyed.contains(k)) {
         return Err(ReplayError::UnknownKey { seq, key_id });
     }
-    walked.erased = unreadable.len() as u64;
-    walked.destroyed = destroyed.into_iter().collect();
-    walked.destroyed.sort_unstable();
+    walked.erased += unreadable.len() as u64;
     Ok(walked)
 }
 
-/// Rebuilds the projection and the app registry from the log; refuses on
-/// any fault. Records under destroyed keys are skipped and counted.
+/// Rebuilds the projection and the app registry from the newest usable
+/// snapshot and the records after it, or from the whole log when no
+/// snapshot opens and matches; refuses on any fault in what it reads.
+/// Records under destroyed keys are skipped and counted.
 pub async fn replay(
     storage: &dyn Storage,
     keys: &DataKeys,
     now_us: i64,
 ) -> Result<(Projection, Registry, Walked), ReplayError> {
-    let mut builder = ProjectionBuilder::new();
-    let mut registry = Registry::default();
-    let walked = walk(storage, Some(keys), |seq, envelope| {
+    let start = snapshot::load_newest(storage, keys.root()).await;
+    replay_from(storage, keys, now_us, start).await
+}
+
+/// Rebuilds from `start` (a snapshot) and the records after it, or from the
+/// whole log when `start` is `None`.
+pub async fn replay_from(
+    storage: &dyn Storage,
+    keys: &DataKeys,
+    now_us: i64,
+    start: Option<Start>,
+) -> Result<(Projection, Registry, Walked), ReplayError> {
+    let (mut builder, mut registry, from, known) = match start {
+        Some(s) => (s.builder, s.registry, s.at, s.keys),
+        None => (
+            ProjectionBuilder::new(),
+            Registry::default(),
+            LogHead::EMPTY,
+            Walked::default(),
+        ),
+    };
+    let walked = walk_from(storage, Some(keys), from, known, |seq, envelope| {
         if registry.apply(&envelope, now_us) {
             return Ok(());
         }

@@ -488,6 +488,8 @@ impl WriterTask {
                 }
             }
         }
+        // A snapshot sees this commit whole or not at all.
+        let mut cut = self.projection.cut();
         for (seq, envelope) in &envelopes {
             if self.apps.apply(envelope) {
                 continue;
@@ -496,6 +498,9 @@ impl WriterTask {
                 tracing::error!(error = %e, "committed event could not be projected");
             }
         }
+        cut.head = head;
+        cut.keys.advance(&records, &envelopes, !erase_failed);
+        drop(cut);
         for (reply, outcome) in answers {
             // An erasure whose keys are still stored is not done.
             let _ = reply.send(match outcome {

@@ -577,6 +577,245 @@ impl TypeColumns {
     }
 }
 
+/// Sorted live rows as plain columns: what a snapshot holds of one type.
+#[derive(Default)]
+pub(crate) struct ColumnData {
+    pub start: Vec<i64>,
+    pub end: Vec<i64>,
+    pub value: Vec<f64>,
+    pub id: Vec<u128>,
+    pub source: Vec<u32>,
+    pub seq: Vec<u32>,
+    pub device: Vec<u16>,
+    pub start_offset: Vec<i16>,
+    pub end_offset: Vec<i16>,
+    pub metadata: HashMap<u128, Box<str>>,
+}
+
+/// Bytes per row of the encoded columns.
+pub(crate) const ENCODED_ROW_BYTES: usize = 8 + 8 + 8 + 16 + 4 + 4 + 2 + 2 + 2;
+
+macro_rules! put_column {
+    ($out:expr, $col:expr, $live:expr) => {
+        for (r, v) in $col.iter().enumerate() {
+            if $live(r) {
+                $out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+    };
+}
+
+macro_rules! take_column {
+    ($bytes:expr, $at:expr, $n:expr, $ty:ty) => {{
+        const W: usize = std::mem::size_of::<$ty>();
+        let part = &$bytes[*$at..*$at + $n * W];
+        *$at += $n * W;
+        part.chunks_exact(W)
+            .map(|c| <$ty>::from_le_bytes(c.try_into().expect("exact chunk")))
+            .collect::<Vec<$ty>>()
+    }};
+}
+
+impl ColumnData {
+    pub fn len(&self) -> usize {
+        self.start.len()
+    }
+
+    /// Reads `rows` rows encoded by [`TypeColumns::encode_live`]; `None`
+    /// if `bytes` has another length or the rows are not in order.
+    pub fn decode(
+        bytes: &[u8],
+        rows: usize,
+        metadata: HashMap<u128, Box<str>>,
+    ) -> Option<ColumnData> {
+        if rows.checked_mul(ENCODED_ROW_BYTES) != Some(bytes.len()) {
+            return None;
+        }
+        let at = &mut 0usize;
+        let data = ColumnData {
+            start: take_column!(bytes, at, rows, i64),
+            end: take_column!(bytes, at, rows, i64),
+            value: take_column!(bytes, at, rows, f64),
+            id: take_column!(bytes, at, rows, u128),
+            source: take_column!(bytes, at, rows, u32),
+            seq: take_column!(bytes, at, rows, u32),
+            device: take_column!(bytes, at, rows, u16),
+            start_offset: take_column!(bytes, at, rows, i16),
+            end_offset: take_column!(bytes, at, rows, i16),
+            metadata,
+        };
+        let sorted = data
+            .start
+            .windows(2)
+            .zip(data.id.windows(2))
+            .all(|(s, i)| (s[0], i[0]) < (s[1], i[1]));
+        sorted.then_some(data)
+    }
+
+    /// Keeps the rows `keep(id, source)` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(u128, u32) -> bool) {
+        let mask: Vec<bool> = self
+            .id
+            .iter()
+            .zip(&self.source)
+            .map(|(&id, &source)| keep(id, source))
+            .collect();
+        if mask.iter().all(|&k| k) {
+            return;
+        }
+        fn apply<T: Copy>(col: &mut Vec<T>, mask: &[bool]) {
+            let mut i = 0;
+            col.retain(|_| {
+                i += 1;
+                mask[i - 1]
+            });
+        }
+        for (id, keep) in self.id.iter().zip(&mask) {
+            if !keep {
+                if let Some(mut m) = self.metadata.remove(id) {
+                    m.zeroize();
+                }
+            }
+        }
+        apply(&mut self.start, &mask);
+        apply(&mut self.end, &mask);
+        apply(&mut self.value, &mask);
+        apply(&mut self.id, &mask);
+        apply(&mut self.source, &mask);
+        apply(&mut self.seq, &mask);
+        apply(&mut self.device, &mask);
+        apply(&mut self.start_offset, &mask);
+        apply(&mut self.end_offset, &mask);
+    }
+
+    fn row(&mut self, r: usize) -> Row {
+        Row {
+            id: self.id[r],
+            start_us: self.start[r],
+            start_offset_min: self.start_offset[r],
+            end_us: self.end[r],
+            end_offset_min: self.end_offset[r],
+            value: self.value[r],
+            source: self.source[r],
+            device: self.device[r],
+            seq: self.seq[r],
+            metadata: self.metadata.remove(&self.id[r]),
+        }
+    }
+
+    /// Overwrites every column with zeros.
+    pub fn wipe(&mut self) {
+        self.start.zeroize();
+        self.end.zeroize();
+        self.value.zeroize();
+        self.id.zeroize();
+        self.source.zeroize();
+        self.seq.zeroize();
+        self.device.zeroize();
+        self.start_offset.zeroize();
+        self.end_offset.zeroize();
+        for (_, mut m) in self.metadata.drain() {
+            m.zeroize();
+        }
+    }
+}
+
+impl TypeColumns {
+    /// Appends the live rows to `out` as little-endian columns (see
+    /// [`ColumnData::decode`]); returns how many, and their metadata.
+    pub(crate) fn encode_live(&self, out: &mut Vec<u8>) -> (usize, Vec<(u128, String)>) {
+        let live = |r: usize| self.deleted_count == 0 || !self.is_deleted(r);
+        out.reserve(self.live_len() * ENCODED_ROW_BYTES);
+        put_column!(out, self.start, live);
+        put_column!(out, self.end, live);
+        put_column!(out, self.value, live);
+        put_column!(out, self.id, live);
+        put_column!(out, self.source, live);
+        put_column!(out, self.seq, live);
+        put_column!(out, self.device, live);
+        put_column!(out, self.start_offset, live);
+        put_column!(out, self.end_offset, live);
+        let mut metadata: Vec<(u128, String)> = self
+            .metadata
+            .iter()
+            .filter(|(id, _)| self.find(**id).is_some_and(live))
+            .map(|(&id, m)| (id, m.to_string()))
+            .collect();
+        metadata.sort_unstable_by_key(|(id, _)| *id);
+        (self.live_len(), metadata)
+    }
+
+    /// Builds columns from a snapshot's sorted rows and rows added after it
+    /// (in any order), as [`TypeColumns::from_rows`] would from all of them.
+    pub(crate) fn from_base(mut base: ColumnData, mut tail: Vec<Row>) -> TypeColumns {
+        let last_seq = base
+            .seq
+            .iter()
+            .copied()
+            .chain(tail.iter().map(|r| r.seq))
+            .max()
+            .unwrap_or(0);
+        let mut cols = if tail.is_empty() {
+            // The columns are taken over as they are.
+            let mut cols = TypeColumns {
+                deleted: vec![0; base.len().div_ceil(64)],
+                metadata: std::mem::take(&mut base.metadata),
+                start: std::mem::take(&mut base.start),
+                end: std::mem::take(&mut base.end),
+                value: std::mem::take(&mut base.value),
+                id: std::mem::take(&mut base.id),
+                source: std::mem::take(&mut base.source),
+                seq: std::mem::take(&mut base.seq),
+                device: std::mem::take(&mut base.device),
+                start_offset: std::mem::take(&mut base.start_offset),
+                end_offset: std::mem::take(&mut base.end_offset),
+                ..TypeColumns::default()
+            };
+            let mut current: Option<(u32, &mut SourceRows)> = None;
+            for (r, &source) in cols.source.iter().enumerate() {
+                match &mut current {
+                    Some((s, rows)) if *s == source => rows.add(r),
+                    _ => {
+                        let rows = cols.by_source.entry(source).or_default();
+                        rows.add(r);
+                        current = Some((source, rows));
+                    }
+                }
+            }
+            cols.longest_us = cols
+                .start
+                .iter()
+                .zip(&cols.end)
+                .map(|(&s, &e)| e.saturating_sub(s))
+                .max()
+                .unwrap_or(0)
+                .max(0);
+            cols
+        } else {
+            tail.sort_unstable_by_key(Row::key);
+            let mut cols = TypeColumns::default();
+            cols.reserve_exact(base.len() + tail.len());
+            let mut tail = tail.into_iter().peekable();
+            for r in 0..base.len() {
+                let key = (base.start[r], base.id[r]);
+                while let Some(row) = tail.next_if(|t| t.key() < key) {
+                    cols.push(row);
+                }
+                let row = base.row(r);
+                cols.push(row);
+            }
+            for row in tail {
+                cols.push(row);
+            }
+            base.wipe();
+            cols
+        };
+        cols.last_seq = last_seq;
+        cols.rebuild_index();
+        cols
+    }
+}
+
 /// Appends `x` to a column. When the column must grow, the values are
 /// copied to a buffer twice the size and the old buffer is zeroised before
 /// it is freed: a plain `Vec::push` would hand it back to the allocator
@@ -640,6 +879,46 @@ mod tests {
         assert_eq!(c.start_range(100, 201), 1..5);
         let vals: Vec<f64> = c.values(0..c.len()).collect();
         assert_eq!(vals, vec![5.0, 1.0, 4.0, 6.0, 3.0]);
+    }
+
+    /// A snapshot's rows and rows added after it build the same columns as
+    /// all the rows at once, whether the later rows interleave or not.
+    #[test]
+    fn base_and_tail_build_what_all_rows_do() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for tail_len in [0usize, 1, 7, 40] {
+            let all: Vec<Row> = (0..200u128)
+                .map(|id| Row {
+                    source: rng.gen_range(0..3),
+                    seq: id as u32,
+                    ..row(id + 1, rng.gen_range(0..500))
+                })
+                .collect();
+            let (base_rows, tail) = all.split_at(all.len() - tail_len);
+            let mut encoded = Vec::new();
+            let base = TypeColumns::from_rows(base_rows.to_vec(), &Default::default());
+            let (n, metadata) = base.encode_live(&mut encoded);
+            let metadata = metadata
+                .into_iter()
+                .map(|(id, m)| (id, m.into_boxed_str()))
+                .collect();
+            let data = ColumnData::decode(&encoded, n, metadata).expect("decodes");
+            let merged = TypeColumns::from_base(data, tail.to_vec());
+            let direct = TypeColumns::from_rows(all.clone(), &Default::default());
+            assert_eq!(starts(&merged), starts(&direct));
+            assert_eq!(merged.last_seq(), direct.last_seq());
+            assert_eq!(merged.longest_us(), direct.longest_us());
+            for r in 0..direct.len() {
+                assert_eq!(merged.row(r), direct.row(r));
+                assert_eq!(merged.find(direct.id_of(r)), Some(r));
+            }
+            for source in 0..3 {
+                let (a, b) = (merged.only_source(source), direct.only_source(source));
+                assert_eq!(starts(&a), starts(&b));
+            }
+        }
+        assert!(ColumnData::decode(&[0; ENCODED_ROW_BYTES + 1], 1, HashMap::new()).is_none());
     }
 
     #[test]

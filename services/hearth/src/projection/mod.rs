@@ -4,6 +4,7 @@
 //! updated by the writer after each commit, wiped at lock.
 
 mod columns;
+pub mod snapshot;
 mod sync_ids;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,7 +19,9 @@ use sync_ids::SyncIds;
 pub use sync_ids::SyncTag;
 
 use crate::catalogue::{self, TypeIndex};
+use crate::log::chain::LogHead;
 use crate::log::event::{Device, Envelope, Event, SourceKey, StoredSample, SyncRecord, TypeBatch};
+use crate::log::replay::Walked;
 use crate::query::series::SeriesCache;
 
 /// What observers hear from the projection.
@@ -154,6 +157,33 @@ pub struct Projection {
     /// Seals change-feed anchors; derived from the data key at unlock,
     /// zeroised at lock.
     anchor_key: RwLock<crate::crypto::SecretKey>,
+    /// Where the projection stands in the log; held by the writer while it
+    /// applies a commit, so a snapshot sees whole ones.
+    cut: Mutex<Cut>,
+    /// The newest snapshot: its sequence number and when it was taken.
+    last_snapshot: Mutex<Option<(u64, i64)>>,
+    /// The erasures applied since unlock: a snapshot leaves out the
+    /// deletions they listed, as a replay (which cannot open those records)
+    /// would.
+    erasures: Mutex<Vec<ErasedScope>>,
+}
+
+/// What one erasure covered: a source (all if `None`) and a type (all if
+/// `None`), up to record `seq`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ErasedScope {
+    pub seq: u64,
+    pub source: Option<u32>,
+    pub ty: Option<TypeIndex>,
+}
+
+impl ErasedScope {
+    /// Whether `d` lists a sample this erasure covered.
+    pub fn covers(&self, d: &Deletion) -> bool {
+        d.seq <= self.seq
+            && self.source.is_none_or(|s| s == d.source)
+            && self.ty.is_none_or(|t| t == d.ty)
+    }
 }
 
 impl Default for Projection {
@@ -279,6 +309,24 @@ fn is_member_type(ty: TypeIndex) -> bool {
         .contains(&ty)
 }
 
+/// Where the projection stands in the log: the last record applied
+/// (registry records included), and what the log up to it says about data
+/// keys (which a snapshot carries for the next unlock).
+#[derive(Clone, Debug)]
+pub struct Cut {
+    pub head: LogHead,
+    pub keys: Walked,
+}
+
+impl Default for Cut {
+    fn default() -> Cut {
+        Cut {
+            head: LogHead::EMPTY,
+            keys: Walked::default(),
+        }
+    }
+}
+
 /// The types an erasure of `type_id` covers: that one, or all.
 fn erased_types(type_id: Option<&str>) -> Vec<TypeIndex> {
     match type_id {
@@ -321,6 +369,9 @@ impl Projection {
             series,
             own_copies,
             anchor_key: RwLock::new(crate::crypto::random_key()),
+            cut: Mutex::new(Cut::default()),
+            last_snapshot: Mutex::new(None),
+            erasures: Mutex::new(Vec::new()),
         }
     }
 
@@ -330,6 +381,17 @@ impl Projection {
 
     pub fn set_anchor_key(&mut self, key: crate::crypto::SecretKey) {
         *self.anchor_key.get_mut() = key;
+    }
+
+    /// Holds the writer's place while it applies a commit: a snapshot taken
+    /// under it sees every record up to the head it names and none after.
+    pub fn cut(&self) -> parking_lot::MutexGuard<'_, Cut> {
+        self.cut.lock()
+    }
+
+    /// The newest snapshot's sequence number and when it was taken.
+    pub fn last_snapshot(&self) -> Option<(u64, i64)> {
+        *self.last_snapshot.lock()
     }
 
     /// The last log record applied: the head of the change feed.
@@ -599,7 +661,15 @@ impl Projection {
             },
             None => None,
         };
+        let ty = match type_id {
+            Some(id) => match catalogue::lookup(id) {
+                Some(ty) => Some(ty),
+                None => return,
+            },
+            None => None,
+        };
         let types = erased_types(type_id);
+        self.erasures.lock().push(ErasedScope { seq, source, ty });
         let mut deletions = self.deletions.write();
         let mut sync_ids = self.sync_ids.write();
         for ty in types {
@@ -707,12 +777,19 @@ pub struct ProjectionBuilder {
     /// Types of the member-type samples of the commit being read.
     recent_member_types: HashMap<u128, TypeIndex>,
     recent_at_us: Option<i64>,
+    /// A snapshot's rows per type, when starting from one.
+    base: Vec<Option<columns::ColumnData>>,
+    /// A snapshot's deletions, resolved already.
+    base_deletions: Vec<Deletion>,
+    /// The snapshot started from: its sequence number and when it was taken.
+    snapshot: Option<(u64, i64)>,
 }
 
 impl ProjectionBuilder {
     pub fn new() -> ProjectionBuilder {
         ProjectionBuilder {
             rows: catalogue::all().iter().map(|_| Vec::new()).collect(),
+            base: catalogue::all().iter().map(|_| None).collect(),
             ..ProjectionBuilder::default()
         }
     }
@@ -810,11 +887,25 @@ impl ProjectionBuilder {
                 }
                 !erased
             });
+            // A snapshot's rows of the scope go the same way, and the
+            // deletions it listed of them (sealed under the same keys).
+            self.base_deletions
+                .retain(|d| d.ty != ty || source.is_some_and(|s| s != d.source));
+            if let Some(base) = &mut self.base[ty.0 as usize] {
+                base.retain(|id, row_source| {
+                    let erased = source.is_none_or(|s| row_source == s);
+                    if erased {
+                        sync_ids.remove(id);
+                    }
+                    !erased
+                });
+            }
         }
     }
 
     pub fn finish(self) -> Projection {
         let tombstones = self.tombstones;
+        let mut bases = self.base;
         // Where each deleted sample lived, learnt while dropping it.
         let mut dropped_from: HashMap<u128, (TypeIndex, u32)> = HashMap::new();
         let kept: Vec<Vec<Row>> = self
@@ -830,14 +921,23 @@ impl ProjectionBuilder {
                         }
                         keep
                     });
+                    if let Some(base) = &mut bases[t] {
+                        base.retain(|id, source| {
+                            let keep = !tombstones.contains(&id);
+                            if !keep {
+                                dropped_from.insert(id, (TypeIndex(t as u16), source));
+                            }
+                            keep
+                        });
+                    }
                 }
                 rows
             })
             .collect();
         let deleted: Vec<Deletion> = self
-            .deleted
-            .iter()
-            .filter_map(|&(seq, id)| {
+            .base_deletions
+            .into_iter()
+            .chain(self.deleted.iter().filter_map(|&(seq, id)| {
                 let &(ty, source) = dropped_from.get(&id)?;
                 Some(Deletion {
                     seq,
@@ -845,7 +945,7 @@ impl ProjectionBuilder {
                     ty,
                     source,
                 })
-            })
+            }))
             .collect();
         let mut last_delete = vec![0u32; kept.len()];
         let mut deletions = Deletions::default();
@@ -860,8 +960,12 @@ impl ProjectionBuilder {
         let columns: Vec<TypeColumns> = kept
             .into_iter()
             .zip(last_delete)
-            .map(|(rows, last_delete)| {
-                let mut cols = TypeColumns::from_rows(rows, &none);
+            .zip(bases)
+            .map(|((rows, last_delete), base)| {
+                let mut cols = match base {
+                    Some(base) => TypeColumns::from_base(base, rows),
+                    None => TypeColumns::from_rows(rows, &none),
+                };
                 if last_delete > 0 {
                     cols.touch(last_delete);
                 }
@@ -877,6 +981,7 @@ impl ProjectionBuilder {
         projection.priority = RwLock::new(self.priority);
         projection.characteristics = RwLock::new(self.characteristics);
         projection.applied_seq = AtomicU64::new(self.last_seq);
+        projection.last_snapshot = Mutex::new(self.snapshot);
         projection
     }
 }

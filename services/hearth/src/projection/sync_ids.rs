@@ -41,6 +41,11 @@ impl SyncIds {
         Some((id, self.tags.get(&id)?))
     }
 
+    /// Every synced sample's id and tag, in no order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (u128, &SyncTag)> {
+        self.tags.iter().map(|(&id, tag)| (id, tag))
+    }
+
     pub(super) fn tag(&self, id: u128) -> Option<&SyncTag> {
         self.tags.get(&id)
     }

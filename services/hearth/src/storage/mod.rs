@@ -161,6 +161,34 @@ pub trait Storage: Send + Sync {
         expires_us: i64,
         now_us: i64,
     ) -> Result<bool, StorageError>;
+    /// The complete snapshots stored, newest first.
+    async fn snapshots(&self) -> Result<Vec<SnapshotHeader>, StorageError>;
+
+    /// One sealed chunk of the snapshot at `seq`.
+    async fn snapshot_chunk(&self, seq: u64, chunk: u32) -> Result<Vec<u8>, StorageError>;
+
+    /// Stores a snapshot (replacing one at the same sequence number), then
+    /// deletes all but the newest `keep`, in one transaction.
+    async fn put_snapshot(
+        &self,
+        header: &SnapshotHeader,
+        chunks: &[Vec<u8>],
+        keep: usize,
+    ) -> Result<(), StorageError>;
+
+    /// Deletes the snapshots taken at a record before `before` (all of
+    /// them with `u64::MAX`), leaving as little of them behind in the
+    /// database files as the backend allows.
+    async fn delete_snapshots(&self, before: u64) -> Result<(), StorageError>;
+}
+
+/// A stored snapshot: the log record it was taken at, the key id it is
+/// sealed under and its number of chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotHeader {
+    pub at: LogHead,
+    pub key_id: u32,
+    pub chunks: u32,
 }
 
 /// One sealed pending batch.

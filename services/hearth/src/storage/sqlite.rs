@@ -7,8 +7,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    hash_from, mac_from, to_u64, KeySlotRow, Keyring, PendingRow, PendingTotals, Storage,
-    StorageError, StoredDataKey,
+    hash_from, mac_from, to_u64, KeySlotRow, Keyring, PendingRow, PendingTotals, SnapshotHeader,
+    Storage, StorageError, StoredDataKey,
 };
 use crate::crypto::KdfParams;
 use crate::log::head::HeadMac;
@@ -512,6 +512,95 @@ impl Storage for SqliteStorage {
         .rows_affected();
         tx.commit().await?;
         Ok(inserted == 1)
+    }
+
+    async fn snapshots(&self) -> Result<Vec<SnapshotHeader>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT seq, hash, key_id, chunks, COUNT(*) FROM snapshots \
+             GROUP BY seq, hash, key_id, chunks ORDER BY seq DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let chunks: i64 = r.get(3);
+            let present: i64 = r.get(4);
+            // A snapshot is usable only whole.
+            if chunks != present || chunks < 1 {
+                continue;
+            }
+            out.push(SnapshotHeader {
+                at: LogHead {
+                    seq: to_u64(r.get(0), "snapshot seq")?,
+                    hash: hash_from(r.get(1), "snapshot hash")?,
+                },
+                key_id: r.get::<i64, _>(2) as u32,
+                chunks: chunks as u32,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn snapshot_chunk(&self, seq: u64, chunk: u32) -> Result<Vec<u8>, StorageError> {
+        sqlx::query_scalar("SELECT body FROM snapshots WHERE seq = ? AND chunk = ?")
+            .bind(seq as i64)
+            .bind(chunk as i64)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StorageError::Corrupt(format!("snapshot {seq} lacks chunk {chunk}")))
+    }
+
+    async fn put_snapshot(
+        &self,
+        header: &SnapshotHeader,
+        chunks: &[Vec<u8>],
+        keep: usize,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM snapshots WHERE seq = ?")
+            .bind(header.at.seq as i64)
+            .execute(&mut *tx)
+            .await?;
+        for (i, body) in chunks.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO snapshots (seq, chunk, chunks, key_id, hash, body) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(header.at.seq as i64)
+            .bind(i as i64)
+            .bind(header.chunks as i64)
+            .bind(header.key_id as i64)
+            .bind(&header.at.hash[..])
+            .bind(body)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let kept: Vec<i64> =
+            sqlx::query_scalar("SELECT DISTINCT seq FROM snapshots ORDER BY seq DESC LIMIT ?")
+                .bind(keep.max(1) as i64)
+                .fetch_all(&mut *tx)
+                .await?;
+        if let Some(oldest_kept) = kept.last() {
+            sqlx::query("DELETE FROM snapshots WHERE seq < ?")
+                .bind(oldest_kept)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_snapshots(&self, before: u64) -> Result<(), StorageError> {
+        sqlx::query("DELETE FROM snapshots WHERE seq < ?")
+            .bind(before.min(i64::MAX as u64) as i64)
+            .execute(&self.pool)
+            .await?;
+        // As for destroyed keys: the write-ahead log still holds the old
+        // pages; fold it into the (securely deleted) file and cut it.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }
 

@@ -450,6 +450,12 @@ async fn erasing_the_import_family_erases_every_imported_source(backend: Backend
     assert_eq!(none["sources"], json!([]), "{none}");
     assert_eq!(none["samples_erased"], 0);
 
+    // A snapshot taken at lock holds the family's samples.
+    let r = app.post_json("/v1/lock", &json!({})).await;
+    assert!(r.status().is_success());
+    let mut app = app;
+    assert_eq!(app.unlock().await.status(), 200);
+    assert!(!app.store.storage().snapshots().await.unwrap().is_empty());
     let family = |s: &hearth::keys::data_keys::KeyScope| {
         matches!(s, hearth::keys::data_keys::KeyScope::Samples { source, .. }
             if source.starts_with("apple-health:"))
@@ -459,6 +465,13 @@ async fn erasing_the_import_family_erases_every_imported_source(backend: Backend
     let r = app.delete("/v1/source-families/apple-health").await;
     assert_eq!(r.status(), 200);
     let erased: Value = r.json().await.unwrap();
+    // No snapshot from before the erasure is left.
+    let erased_at = app.store.storage().head().await.unwrap().seq;
+    let snapshots = app.store.storage().snapshots().await.unwrap();
+    assert!(
+        snapshots.iter().all(|s| s.at.seq >= erased_at),
+        "{snapshots:?}"
+    );
     let mut sources: Vec<String> = serde_json::from_value(erased["sources"].clone()).unwrap();
     sources.sort();
     let mut expected: Vec<String> = job["summary"]["sources"]

@@ -25,5 +25,6 @@ mod process;
 mod queries;
 mod research;
 mod rollback;
+mod snapshots;
 mod sync;
 mod telemetry;

@@ -67,7 +67,7 @@ async fn assert_unlock_refused(db: &TestDatabase, url: &str, named: &[&str]) {
 }
 
 /// A copy of the stopped store's database; returns the URL that serves it.
-async fn copy_database(db: &TestDatabase, name: &str) -> String {
+pub(crate) async fn copy_database(db: &TestDatabase, name: &str) -> String {
     match db.backend {
         Backend::Sqlite => {
             let to = db.dir.path().join(format!("{name}.db"));
@@ -107,7 +107,7 @@ async fn copy_database(db: &TestDatabase, name: &str) -> String {
 }
 
 /// Puts the copy at `copy_url` back in place of the store's database.
-async fn restore_database(db: &TestDatabase, copy_url: &str) -> String {
+pub(crate) async fn restore_database(db: &TestDatabase, copy_url: &str) -> String {
     match db.backend {
         Backend::Sqlite => {
             let from = copy_url.trim_start_matches("sqlite://");

@@ -109,6 +109,7 @@ impl TestDatabase {
             tls: Default::default(),
             pending: Default::default(),
             log_format: "text".into(),
+            snapshot_every: hearth::projection::snapshot::DEFAULT_EVERY,
         }
     }
 }

@@ -1,0 +1,778 @@
+//! Sealed snapshots of the projection and the app registry, so that unlock
+//! replays only the records written since the newest one.
+//!
+//! A snapshot is the state after one log record: the live rows of every
+//! type (as little-endian columns), the sources with their devices, sync
+//! identifiers, deletions, correlations, the source priority, the
+//! characteristics, the registry, and that record's sequence number and
+//! chain hash, and what the log up to that record says about data keys
+//! (the keys erasures destroyed, the highest key id named, records per key,
+//! the last erasure). It is split into chunks, each sealed with
+//! AES-256-GCM-SIV under a key derived from the root key
+//! (`hearth/snapshot/v1`), with
+//! additional data binding the store id, the record's sequence number and
+//! hash, the key id and the chunk's place: a chunk cannot be moved to
+//! another snapshot, position or store.
+//!
+//! Snapshots are taken in the background every so many records, at lock and
+//! at shutdown; the newest two are kept. Unlock opens the newest one whose
+//! record still stands in the log with the same hash, then checks the chain
+//! from that record to the head and replays the records after it; a snapshot
+//! that fails to open or to match is skipped (and logged), down to a full
+//! replay. So unlock from a snapshot checks the chain over the tail only:
+//! `hearth verify` checks the whole log.
+//!
+//! A snapshot holds whatever the projection held when it was taken, data
+//! since erased included: erasure discards every snapshot
+//! ([`Snapshots::discard_all_and_retake`]), and an unlock whose replay
+//! meets an erasure after the snapshot it started from (the process
+//! stopped in between) discards the snapshots older than that erasure.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use tokio::sync::watch;
+use zeroize::Zeroizing;
+
+use super::columns::{ColumnData, ENCODED_ROW_BYTES};
+use super::{Deletion, Note, Projection, ProjectionBuilder, SyncTag};
+use crate::apps::{Apps, Registry, RegistryState};
+use crate::catalogue::{self, TypeIndex};
+use crate::crypto::{self, DataKey, SecretKey, STORE_ID_LEN};
+use crate::log::chain::{record_hash, LogHead};
+use crate::log::event::{Device, SourceKey};
+use crate::log::replay::Walked;
+use crate::storage::{SnapshotHeader, Storage, StorageError};
+
+/// The label the snapshot key is derived under.
+pub const KEY_LABEL: &[u8] = b"hearth/snapshot/v1";
+const FORMAT_VERSION: u8 = 1;
+/// Plaintext bytes per sealed chunk: no row holds hundreds of megabytes.
+const CHUNK_BYTES: usize = 8 << 20;
+/// Snapshots kept: the newest, and the one before in case it fails to open.
+const KEEP: usize = 2;
+/// Chunks read at once when opening a snapshot.
+const READERS: usize = 4;
+/// Records between background snapshots unless configured otherwise.
+pub const DEFAULT_EVERY: u64 = 100_000;
+/// How often the background task looks at the head when no sample changes
+/// (registry records send no note).
+const TICK: Duration = Duration::from_secs(10);
+
+/// The key snapshots are sealed under, with what their additional data binds.
+#[derive(Clone)]
+pub struct SnapshotKey {
+    key: SecretKey,
+    key_id: u32,
+    store_id: [u8; STORE_ID_LEN],
+}
+
+impl SnapshotKey {
+    /// Derived from the root key: snapshots span every data key.
+    pub fn new(root: &DataKey) -> SnapshotKey {
+        SnapshotKey {
+            key: root.derive(KEY_LABEL),
+            key_id: root.key_id,
+            store_id: root.store_id,
+        }
+    }
+
+    fn aad(&self, at: LogHead, chunk: u32, chunks: u32) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(18 + STORE_ID_LEN + 8 + 32 + 12);
+        aad.extend_from_slice(b"hearth-snapshot-v1");
+        aad.extend_from_slice(&self.store_id);
+        aad.extend_from_slice(&at.seq.to_be_bytes());
+        aad.extend_from_slice(&at.hash);
+        aad.extend_from_slice(&self.key_id.to_be_bytes());
+        aad.extend_from_slice(&chunk.to_be_bytes());
+        aad.extend_from_slice(&chunks.to_be_bytes());
+        aad
+    }
+}
+
+/// Everything but the rows, encoded with postcard after them.
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    taken_us: i64,
+    /// The last record applied to the projection (registry records aside).
+    applied_seq: u64,
+    /// The types the snapshot names, by id: indices below refer to these.
+    type_ids: Vec<String>,
+    columns: Vec<TypeMeta>,
+    /// Sources in id order, each with its devices in slot order.
+    sources: Vec<(String, Vec<Device>)>,
+    /// (sample id, sync id, version, type, source), by sample id.
+    sync_tags: Vec<(u128, String, i64, u16, u32)>,
+    /// (seq, sample id, type, source), per type in log order.
+    deletions: Vec<(u64, u128, u16, u32)>,
+    /// Correlation id and member types, by id.
+    correlations: Vec<(u128, Vec<u16>)>,
+    priority: (u64, Vec<SourceKey>),
+    characteristics: Vec<(String, String)>,
+    registry: RegistryState,
+    keys: KeyState,
+}
+
+/// What the log up to the snapshot's record says about data keys: a
+/// [`Walked`] in a fixed order.
+#[derive(Serialize, Deserialize)]
+struct KeyState {
+    erased: u64,
+    destroyed: Vec<u32>,
+    highest_key_id: u32,
+    last_erasure: u64,
+    per_key: Vec<(u32, u64)>,
+}
+
+impl KeyState {
+    fn of(walked: &Walked) -> KeyState {
+        let mut per_key: Vec<(u32, u64)> = walked.per_key.iter().map(|(&k, &n)| (k, n)).collect();
+        per_key.sort_unstable();
+        KeyState {
+            erased: walked.erased,
+            destroyed: walked.destroyed.clone(),
+            highest_key_id: walked.highest_key_id,
+            last_erasure: walked.last_erasure,
+            per_key,
+        }
+    }
+
+    fn into_walked(self, records: u64) -> Walked {
+        Walked {
+            records,
+            erased: self.erased,
+            destroyed: self.destroyed,
+            highest_key_id: self.highest_key_id,
+            last_erasure: self.last_erasure,
+            per_key: self.per_key.into_iter().collect(),
+        }
+    }
+}
+
+/// One type's rows: how many (their columns lie in the row section, in
+/// this order) and the metadata of those that have some.
+#[derive(Serialize, Deserialize)]
+struct TypeMeta {
+    ty: u16,
+    rows: u64,
+    metadata: Vec<(u128, String)>,
+}
+
+/// Encodes the projection and the registry as they stand after the last
+/// whole commit. Holds the writer off while copying (the writer commits to
+/// the database meanwhile; it waits only to apply the next commit).
+fn capture(projection: &Projection, apps: &Apps, taken_us: i64) -> (LogHead, Zeroizing<Vec<u8>>) {
+    let cut = projection.cut();
+    let at = cut.head;
+    let mut plain = Zeroizing::new(vec![FORMAT_VERSION]);
+    let mut columns = Vec::new();
+    let type_ids: Vec<String> = catalogue::all().iter().map(|t| t.id.to_owned()).collect();
+    for (t, cols) in projection.types.iter().enumerate() {
+        let cols = cols.read();
+        if cols.live_len() == 0 {
+            continue;
+        }
+        let (rows, metadata) = cols.encode_live(&mut plain);
+        columns.push(TypeMeta {
+            ty: t as u16,
+            rows: rows as u64,
+            metadata,
+        });
+    }
+    let sources = {
+        let sources = projection.sources.read();
+        sources
+            .names
+            .iter()
+            .zip(&sources.devices)
+            .map(|(name, devices)| {
+                let devices = devices.list.iter().map(|d| Device::clone(d)).collect();
+                (name.to_string(), devices)
+            })
+            .collect()
+    };
+    let mut sync_tags: Vec<_> = projection
+        .sync_ids
+        .read()
+        .iter()
+        .map(|(id, t)| (id, t.sync_id.to_string(), t.version, t.ty.0, t.source))
+        .collect();
+    sync_tags.sort_unstable_by_key(|t| t.0);
+    let deletions = {
+        let deletions = projection.deletions.read();
+        let erasures = projection.erasures.lock();
+        let mut by_type: Vec<_> = deletions.by_type.iter().collect();
+        by_type.sort_unstable_by_key(|(ty, _)| ty.0);
+        by_type
+            .into_iter()
+            .flat_map(|(_, list)| list.iter())
+            // A replay cannot list what erasures covered: neither does a
+            // snapshot.
+            .filter(|d| !erasures.iter().any(|e| e.covers(d)))
+            .map(|d| (d.seq, d.id, d.ty.0, d.source))
+            .collect()
+    };
+    let mut correlations: Vec<(u128, Vec<u16>)> = projection
+        .correlations
+        .read()
+        .iter()
+        .map(|(id, types)| (*id, types.iter().map(|t| t.0).collect()))
+        .collect();
+    correlations.sort_unstable_by_key(|c| c.0);
+    let meta = Meta {
+        taken_us,
+        applied_seq: projection.applied_seq(),
+        type_ids,
+        columns,
+        sources,
+        sync_tags,
+        deletions,
+        correlations,
+        priority: projection.priority(),
+        characteristics: projection.characteristics(),
+        registry: apps.read().to_state(),
+        keys: KeyState::of(&cut.keys),
+    };
+    drop(cut);
+    let meta = Zeroizing::new(postcard::to_stdvec(&meta).expect("in-memory encoding"));
+    plain.extend_from_slice(&meta);
+    plain.extend_from_slice(&(meta.len() as u64).to_le_bytes());
+    (at, plain)
+}
+
+/// Splits `plain` into chunks and seals each one.
+fn seal(key: &SnapshotKey, at: LogHead, plain: &[u8]) -> (SnapshotHeader, Vec<Vec<u8>>) {
+    let chunks = plain.len().div_ceil(CHUNK_BYTES).max(1) as u32;
+    let parts: Vec<&[u8]> = if plain.is_empty() {
+        vec![plain]
+    } else {
+        plain.chunks(CHUNK_BYTES).collect()
+    };
+    // Several chunks at a time, as they are opened.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let per_thread = parts.len().div_ceil(threads).max(1);
+    let sealed = std::thread::scope(|scope| {
+        let groups: Vec<_> = parts
+            .chunks(per_thread)
+            .enumerate()
+            .map(|(group, parts)| {
+                scope.spawn(move || {
+                    parts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, part)| {
+                            let i = (group * per_thread + i) as u32;
+                            crypto::seal(&key.key, &key.aad(at, i, chunks), part)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        groups
+            .into_iter()
+            .flat_map(|g| g.join().expect("sealing does not panic"))
+            .collect()
+    });
+    let header = SnapshotHeader {
+        at,
+        key_id: key.key_id,
+        chunks,
+    };
+    (header, sealed)
+}
+
+/// Why a stored snapshot was not used.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejected {
+    #[error("sealed under key id {0}, which is not the open data key")]
+    OtherKey(u32),
+    #[error("the log holds no record {0} with the snapshot's hash")]
+    NotInLog(u64),
+    #[error("a chunk failed authentication")]
+    Authentication,
+    #[error("malformed contents")]
+    Malformed,
+    #[error("names a sample type this build does not know")]
+    UnknownType,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Opens the sealed chunks of one snapshot into its plaintext, several
+/// chunks at a time.
+fn open_chunks(
+    key: &SnapshotKey,
+    header: &SnapshotHeader,
+    chunks: &[Vec<u8>],
+) -> Result<Zeroizing<Vec<u8>>, Rejected> {
+    let n = header.chunks as usize;
+    if chunks.len() != n {
+        return Err(Rejected::Malformed);
+    }
+    const OVERHEAD: usize = crypto::NONCE_LEN + 16;
+    let sizes: Vec<usize> = chunks
+        .iter()
+        .map(|c| c.len().checked_sub(OVERHEAD).ok_or(Rejected::Malformed))
+        .collect::<Result<_, _>>()?;
+    // Every chunk but the last is full: each lands at a known offset.
+    if sizes[..n - 1].iter().any(|&s| s != CHUNK_BYTES) {
+        return Err(Rejected::Malformed);
+    }
+    let total: usize = sizes.iter().sum();
+    let mut plain = Zeroizing::new(vec![0u8; total]);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let per_thread = n.div_ceil(threads).max(1);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let mut rest: &mut [u8] = &mut plain;
+        for (group, sealed) in chunks.chunks(per_thread).enumerate() {
+            let first = group * per_thread;
+            let len: usize = sizes[first..first + sealed.len()].iter().sum();
+            let (out, tail) = std::mem::take(&mut rest).split_at_mut(len);
+            rest = tail;
+            let failed = &failed;
+            scope.spawn(move || {
+                let mut at = 0;
+                for (i, sealed) in sealed.iter().enumerate() {
+                    let aad = key.aad(header.at, (first + i) as u32, header.chunks);
+                    let size = sealed.len() - OVERHEAD;
+                    let part = &mut out[at..at + size];
+                    if crypto::open_into(&key.key, &aad, sealed, part).is_err() {
+                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        return;
+                    }
+                    at += size;
+                }
+            });
+        }
+    });
+    if failed.into_inner() {
+        return Err(Rejected::Authentication);
+    }
+    Ok(plain)
+}
+
+/// Where replay starts from a snapshot: the builder and registry as they
+/// were after record `at`, and what the log up to it says about keys.
+pub struct Start {
+    pub builder: ProjectionBuilder,
+    pub registry: Registry,
+    pub at: LogHead,
+    pub keys: Walked,
+}
+
+/// Decodes a snapshot's plaintext.
+fn decode(plain: &[u8], at: LogHead) -> Result<Start, Rejected> {
+    let (&version, rest) = plain.split_first().ok_or(Rejected::Malformed)?;
+    if version != FORMAT_VERSION || rest.len() < 8 {
+        return Err(Rejected::Malformed);
+    }
+    let (body, len) = rest.split_at(rest.len() - 8);
+    let meta_len = u64::from_le_bytes(len.try_into().expect("8 bytes")) as usize;
+    let rows_len = body
+        .len()
+        .checked_sub(meta_len)
+        .ok_or(Rejected::Malformed)?;
+    let (mut rows, meta) = body.split_at(rows_len);
+    let meta: Meta = postcard::from_bytes(meta).map_err(|_| Rejected::Malformed)?;
+    let types: Vec<TypeIndex> = meta
+        .type_ids
+        .iter()
+        .map(|id| catalogue::lookup(id).ok_or(Rejected::UnknownType))
+        .collect::<Result<_, _>>()?;
+    let ty = |i: u16| {
+        types
+            .get(usize::from(i))
+            .copied()
+            .ok_or(Rejected::Malformed)
+    };
+
+    let mut builder = ProjectionBuilder::new();
+    for (i, (name, devices)) in meta.sources.iter().enumerate() {
+        if builder.sources.intern(name) as usize != i {
+            return Err(Rejected::Malformed);
+        }
+        for device in devices {
+            builder.sources.intern_device(i as u32, Some(device));
+        }
+    }
+    for columns in meta.columns {
+        let t = ty(columns.ty)?;
+        let n = usize::try_from(columns.rows).map_err(|_| Rejected::Malformed)?;
+        let len = n
+            .checked_mul(ENCODED_ROW_BYTES)
+            .filter(|&l| l <= rows.len())
+            .ok_or(Rejected::Malformed)?;
+        let (these, rest) = rows.split_at(len);
+        rows = rest;
+        let metadata: HashMap<u128, Box<str>> = columns
+            .metadata
+            .into_iter()
+            .map(|(id, m)| (id, m.into_boxed_str()))
+            .collect();
+        let data = ColumnData::decode(these, n, metadata).ok_or(Rejected::Malformed)?;
+        let slot = &mut builder.base[usize::from(t.0)];
+        if slot.is_some() {
+            return Err(Rejected::Malformed);
+        }
+        *slot = Some(data);
+    }
+    if !rows.is_empty() {
+        return Err(Rejected::Malformed);
+    }
+    for (id, sync_id, version, t, source) in meta.sync_tags {
+        let tag = SyncTag {
+            sync_id: sync_id.into_boxed_str(),
+            version,
+            ty: ty(t)?,
+            source,
+        };
+        builder.sync_ids.insert(id, tag);
+    }
+    for (seq, id, t, source) in meta.deletions {
+        builder.base_deletions.push(Deletion {
+            seq,
+            id,
+            ty: ty(t)?,
+            source,
+        });
+    }
+    for (id, members) in meta.correlations {
+        let members: Vec<TypeIndex> = members.into_iter().map(ty).collect::<Result<_, _>>()?;
+        builder.correlations.insert(id, members.into());
+    }
+    builder.priority = meta.priority;
+    builder.characteristics = meta.characteristics;
+    builder.last_seq = meta.applied_seq;
+    builder.snapshot = Some((at.seq, meta.taken_us));
+    Ok(Start {
+        builder,
+        registry: Registry::from_state(meta.registry),
+        at,
+        keys: meta.keys.into_walked(at.seq),
+    })
+}
+
+/// Opens the snapshot `header` names, if its record stands in the log.
+pub async fn open(
+    storage: &dyn Storage,
+    key: &SnapshotKey,
+    header: SnapshotHeader,
+) -> Result<Start, Rejected> {
+    if header.key_id != key.key_id {
+        return Err(Rejected::OtherKey(header.key_id));
+    }
+    let seq = header.at.seq;
+    let record = storage
+        .records_after(seq.saturating_sub(1), 1)
+        .await?
+        .pop()
+        .filter(|r| r.seq == seq && seq > 0)
+        .ok_or(Rejected::NotInLog(seq))?;
+    let intact =
+        record.hash == record_hash(record.seq, record.key_id, &record.prev_hash, &record.body);
+    if !intact || record.hash != header.at.hash {
+        return Err(Rejected::NotInLog(seq));
+    }
+    let started = Instant::now();
+    // Several chunks at a time, a connection each: on Postgres reading
+    // them (out of TOAST) costs more than opening them.
+    let chunks: Vec<Vec<u8>> = stream::iter(0..header.chunks)
+        .map(|chunk| storage.snapshot_chunk(seq, chunk))
+        .buffered(READERS)
+        .try_collect()
+        .await?;
+    let read_ms = started.elapsed().as_millis() as u64;
+    let key = key.clone();
+    let (start, plain) = tokio::task::spawn_blocking(move || {
+        let plain = open_chunks(&key, &header, &chunks)?;
+        let opened_ms = started.elapsed().as_millis() as u64;
+        let start = decode(&plain, header.at)?;
+        tracing::info!(
+            seq,
+            read_ms,
+            opened_ms,
+            decoded_ms = started.elapsed().as_millis() as u64,
+            "snapshot opened"
+        );
+        Ok::<_, Rejected>((start, plain))
+    })
+    .await
+    .map_err(|_| Rejected::Malformed)??;
+    // The plaintext is wiped off the unlock path.
+    tokio::task::spawn_blocking(move || drop(plain));
+    Ok(start)
+}
+
+/// The newest snapshot that opens and matches the log, if any; each one
+/// passed over is logged.
+pub async fn load_newest(storage: &dyn Storage, root: &DataKey) -> Option<Start> {
+    let key = SnapshotKey::new(root);
+    let headers = match storage.snapshots().await {
+        Ok(headers) => headers,
+        Err(e) => {
+            tracing::warn!(error = %e, "snapshots unreadable; replaying the whole log");
+            return None;
+        }
+    };
+    for header in headers {
+        match open(storage, &key, header).await {
+            Ok(start) => return Some(start),
+            Err(e) => tracing::warn!(
+                seq = header.at.seq,
+                error = %e,
+                "snapshot not used"
+            ),
+        }
+    }
+    None
+}
+
+/// Deletes every snapshot: a snapshot taken before keys were destroyed
+/// still holds the data they sealed, and one taken of a log since rolled
+/// back describes records that are not there.
+pub async fn discard_all(storage: &dyn Storage) -> Result<(), StorageError> {
+    storage.delete_snapshots(u64::MAX).await
+}
+
+/// Deletes the snapshots taken before record `seq` (an erasure).
+pub async fn discard_before(storage: &dyn Storage, seq: u64) -> Result<(), StorageError> {
+    storage.delete_snapshots(seq).await
+}
+
+/// Takes snapshots of one open store.
+struct Taker {
+    storage: Arc<dyn Storage>,
+    key: SnapshotKey,
+    projection: Arc<Projection>,
+    apps: Arc<Apps>,
+    every: u64,
+    /// One snapshot at a time, and none while snapshots are discarded.
+    busy: tokio::sync::Mutex<()>,
+}
+
+impl Taker {
+    /// Records applied since the newest snapshot.
+    fn behind(&self) -> u64 {
+        let head = self.projection.cut().head.seq;
+        let last = self.projection.last_snapshot().map_or(0, |(seq, _)| seq);
+        head.saturating_sub(last)
+    }
+
+    /// Takes a snapshot unless the newest one is at the head already.
+    async fn take(self: &Arc<Self>) -> Result<bool, SnapshotError> {
+        let _one = self.busy.lock().await;
+        self.take_now().await
+    }
+
+    async fn take_now(self: &Arc<Self>) -> Result<bool, SnapshotError> {
+        if self.behind() == 0 && self.projection.last_snapshot().is_some() {
+            // The newest snapshot covers the head (say, at lock right after
+            // an unlock from it): nothing to capture.
+            return Ok(false);
+        }
+        let taker = self.clone();
+        let started = Instant::now();
+        let sealed = tokio::task::spawn_blocking(move || {
+            let taken_us = taker.apps.clock.now_us();
+            let (at, plain) = capture(&taker.projection, &taker.apps, taken_us);
+            let current = taker.projection.last_snapshot().map(|(seq, _)| seq);
+            if at.seq == 0 || current == Some(at.seq) {
+                return None;
+            }
+            let captured_ms = started.elapsed().as_millis() as u64;
+            let (header, chunks) = seal(&taker.key, at, &plain);
+            Some((header, chunks, taken_us, captured_ms))
+        })
+        .await
+        .map_err(|_| SnapshotError::Task)?;
+        let Some((header, chunks, taken_us, captured_ms)) = sealed else {
+            return Ok(false);
+        };
+        let sealed_ms = started.elapsed().as_millis() as u64;
+        self.storage.put_snapshot(&header, &chunks, KEEP).await?;
+        *self.projection.last_snapshot.lock() = Some((header.at.seq, taken_us));
+        tracing::info!(
+            seq = header.at.seq,
+            chunks = header.chunks,
+            captured_ms,
+            sealed_ms,
+            stored_ms = started.elapsed().as_millis() as u64,
+            "snapshot taken"
+        );
+        Ok(true)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("the snapshot task failed")]
+    Task,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The snapshots of an open store: taken in the background every `every`
+/// records, and once more when the store locks.
+pub struct Snapshots {
+    taker: Arc<Taker>,
+    stop: watch::Sender<bool>,
+    /// Asks the background task for a snapshot now.
+    soon: Arc<tokio::sync::Notify>,
+    task: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Snapshots {
+    pub fn spawn(
+        storage: Arc<dyn Storage>,
+        key: SnapshotKey,
+        projection: Arc<Projection>,
+        apps: Arc<Apps>,
+        every: u64,
+    ) -> Snapshots {
+        let taker = Arc::new(Taker {
+            storage,
+            key,
+            projection,
+            apps,
+            every: every.max(1),
+            busy: tokio::sync::Mutex::new(()),
+        });
+        let (stop, mut stopped) = watch::channel(false);
+        let soon = Arc::new(tokio::sync::Notify::new());
+        let asked = soon.clone();
+        let background = taker.clone();
+        let task = tokio::spawn(async move {
+            let mut notes = background.projection.subscribe();
+            loop {
+                let mut now = false;
+                tokio::select! {
+                    _ = stopped.changed() => return,
+                    _ = asked.notified() => now = true,
+                    note = notes.recv() => match note {
+                        Ok(Note::Locked) | Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            return
+                        }
+                        _ => {}
+                    },
+                    _ = tokio::time::sleep(TICK) => {}
+                }
+                if now || background.behind() >= background.every {
+                    if let Err(e) = background.take().await {
+                        tracing::warn!(error = %e, "background snapshot failed");
+                    }
+                }
+            }
+        });
+        Snapshots {
+            taker,
+            stop,
+            soon,
+            task: parking_lot::Mutex::new(Some(task)),
+        }
+    }
+
+    /// Records applied since the newest snapshot, and seconds since it was
+    /// taken while it is behind (0 when it is at the head).
+    pub fn age(&self) -> (u64, f64) {
+        let behind = self.taker.behind();
+        let seconds = match self.taker.projection.last_snapshot() {
+            _ if behind == 0 => 0.0,
+            Some((_, taken_us)) => (self.taker.apps.clock.now_us() - taken_us).max(0) as f64 / 1e6,
+            None => f64::NAN,
+        };
+        (behind, seconds)
+    }
+
+    /// Takes a snapshot now unless the newest is at the head.
+    pub async fn take_now(&self) -> Result<bool, SnapshotError> {
+        self.taker.take().await
+    }
+
+    /// Stops the background task, then takes a last snapshot if the newest
+    /// is behind: at lock and at shutdown, after the writer stopped.
+    pub async fn finish(&self) {
+        let _ = self.stop.send(true);
+        let task = self.task.lock().take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        if let Err(e) = self.taker.take().await {
+            tracing::warn!(error = %e, "snapshot at lock failed");
+        }
+    }
+
+    /// Asks for a snapshot in the background, however few records it is
+    /// behind.
+    pub fn take_soon(&self) {
+        self.soon.notify_one();
+    }
+
+    /// Deletes every snapshot (after one being taken, which may predate
+    /// the erasure), then asks for a new one of the projection as it
+    /// stands: what erasure calls once its records are applied, so no
+    /// snapshot holds erased data.
+    pub async fn discard_all_and_retake(&self) -> Result<(), SnapshotError> {
+        {
+            let _one = self.taker.busy.lock().await;
+            discard_all(&*self.taker.storage).await?;
+            *self.taker.projection.last_snapshot.lock() = None;
+        }
+        self.take_soon();
+        Ok(())
+    }
+}
+
+/// A canonical rendering of a projection and a registry: equal for equal
+/// states, whatever order they were built in. For tests and benchmarks
+/// comparing unlock paths.
+pub fn canonical_dump(projection: &Projection, registry: &Registry) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    let apps = Apps::default();
+    apps.replace(Registry::from_state(registry.to_state()));
+    let (_, plain) = capture(projection, &apps, 0);
+    let mut out = format!("state {}\n", hex::encode(Sha256::digest(&plain[..])));
+    for (t, cols) in projection.types.iter().enumerate() {
+        let cols = cols.read();
+        if cols.is_empty() && cols.last_seq() == 0 {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "type {} rows {} live {} last_seq {} generation {} reshaped {} longest {}",
+            catalogue::all()[t].id,
+            cols.len(),
+            cols.live_len(),
+            cols.last_seq(),
+            cols.generation(),
+            cols.reshaped(),
+            cols.longest_us(),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "applied {} samples {}",
+        projection.applied_seq(),
+        projection.sample_count()
+    );
+    let meta_len = u64::from_le_bytes(plain[plain.len() - 8..].try_into().expect("8 bytes"));
+    let meta: Meta =
+        postcard::from_bytes(&plain[plain.len() - 8 - meta_len as usize..plain.len() - 8])
+            .expect("just encoded");
+    let _ = writeln!(out, "sources {:?}", meta.sources);
+    let _ = writeln!(out, "sync {:?}", meta.sync_tags);
+    let _ = writeln!(out, "deletions {:?}", meta.deletions);
+    let _ = writeln!(out, "correlations {:?}", meta.correlations);
+    let _ = writeln!(out, "priority {:?}", meta.priority);
+    let _ = writeln!(out, "characteristics {:?}", meta.characteristics);
+    let _ = writeln!(out, "registry {:?}", meta.registry);
+    out
+}
