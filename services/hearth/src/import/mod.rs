@@ -12,6 +12,7 @@ pub mod client;
 pub mod health_auto_export;
 pub mod ndjson;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use std::time::Instant;
 
 use hashbrown::HashMap;
 use parking_lot::Mutex;
+use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -29,7 +31,60 @@ use crate::log::writer::{NewEntry, Write, WriteError, WriteOutcome, Writer};
 use crate::store::OpenStore;
 use crate::wire::imports as wire;
 use apple_health::archive::{ArchiveLimits, Export};
-use apple_health::{ImportError, Sink, Tally};
+
+/// Why an import stopped.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ImportError {
+    /// Found before anything was stored: the file is not an acceptable export.
+    #[error("{0}")]
+    Refused(String),
+    /// Found part way: what was stored before stays (importing the export
+    /// again completes it, adding nothing twice).
+    #[error("{0}")]
+    Malformed(String),
+    /// The store did not take a write.
+    #[error("{0}")]
+    Store(String),
+}
+
+/// Where imported samples go: the store's writer, through the import job.
+pub trait Sink {
+    /// Stores `entries` as `source`, whenever convenient.
+    fn add(&mut self, source: &str, entries: Vec<NewEntry>) -> Result<(), ImportError>;
+    /// Stores `entries` as `source` now, answering the id of each.
+    fn add_now(&mut self, source: &str, entries: Vec<NewEntry>) -> Result<Vec<u128>, ImportError>;
+    /// Characteristics from the export (`Me`), as `(type id, value)`.
+    fn characteristics(&mut self, values: Vec<(String, String)>) -> Result<(), ImportError>;
+    /// The owner's priority order of sources, replacing the store's.
+    fn source_priority(&mut self, order: Vec<SourceKey>) -> Result<(), ImportError>;
+    /// Bytes of XML read and records seen so far.
+    fn progress(&mut self, xml_bytes: u64, records: u64);
+}
+
+/// What an import read, mapped and left out.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Tally {
+    /// Elements read below `<HealthData>`.
+    pub records: u64,
+    /// Samples handed to the store, by Hearth type.
+    pub samples: BTreeMap<String, u64>,
+    /// Records whose type Hearth does not have, by identifier.
+    pub unknown: BTreeMap<String, u64>,
+    /// Records left out, by reason.
+    pub skipped: BTreeMap<String, u64>,
+    /// Records that repeat a member of a correlation (stored once, as the member).
+    pub correlation_duplicates: u64,
+    /// Characteristics taken from `Me`.
+    pub characteristics: u64,
+    /// The sources written as.
+    pub sources: BTreeSet<String>,
+}
+
+impl Tally {
+    pub(crate) fn skip(&mut self, reason: impl Into<String>) {
+        *self.skipped.entry(reason.into()).or_default() += 1;
+    }
+}
 
 /// Jobs kept for `GET /v1/imports/{id}` after they end.
 const KEEP_FINISHED: usize = 32;

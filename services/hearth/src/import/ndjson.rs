@@ -15,7 +15,7 @@ use std::path::Path;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::apple_health::{ImportError, Sink, Tally};
+use super::{ImportError, Sink, Tally};
 use crate::export::ndjson::{self as format, Line};
 use crate::log::event::SourceKey;
 use crate::log::writer::NewEntry;
@@ -89,6 +89,7 @@ fn entry(sample: &Value, workouts: &HashMap<String, String>) -> Result<(String, 
         .ok_or("a sample's `source` has 1 to 128 bytes")?
         .to_string();
     let new = format::new_sample(sample, workouts)?;
+    // Parsed from text as a request body is: the wire type borrows from it.
     let text = serde_json::to_string(&new).map_err(|e| e.to_string())?;
     let parsed: wire::NewSample =
         serde_json::from_str(&text).map_err(|e| format!("not a sample: {e}"))?;

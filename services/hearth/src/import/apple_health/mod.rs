@@ -22,19 +22,18 @@ pub mod gpx;
 pub mod map;
 pub mod xml;
 
+pub use super::{ImportError, Sink, Tally};
+
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufReader, BufWriter, Read, Seek, Write as _};
 use std::rc::Rc;
 
 use hashbrown::{HashMap, HashSet};
-use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::catalogue::{self, Kind, TypeIndex};
-use crate::log::event::SourceKey;
 use crate::log::writer::NewEntry;
 use crate::samples::{self, MAX_ROUTE_POINTS};
 use crate::wire::samples as wire;
@@ -44,60 +43,6 @@ use xml::Element;
 
 /// The prefix of the sources an Apple Health import writes as.
 pub const SOURCE_PREFIX: &str = "apple-health:";
-
-/// Why an import stopped.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum ImportError {
-    /// Found before anything was stored: the file is not an acceptable export.
-    #[error("{0}")]
-    Refused(String),
-    /// Found part way: what was stored before stays (importing the export
-    /// again completes it, adding nothing twice).
-    #[error("{0}")]
-    Malformed(String),
-    /// The store did not take a write.
-    #[error("{0}")]
-    Store(String),
-}
-
-/// Where imported samples go.
-pub trait Sink {
-    /// Stores `entries` as `source`, whenever convenient.
-    fn add(&mut self, source: &str, entries: Vec<NewEntry>) -> Result<(), ImportError>;
-    /// Stores `entries` as `source` now, answering the id of each.
-    fn add_now(&mut self, source: &str, entries: Vec<NewEntry>) -> Result<Vec<u128>, ImportError>;
-    /// Characteristics from the export (`Me`), as `(type id, value)`.
-    fn characteristics(&mut self, values: Vec<(String, String)>) -> Result<(), ImportError>;
-    /// The owner's priority order of sources, replacing the store's.
-    fn source_priority(&mut self, order: Vec<SourceKey>) -> Result<(), ImportError>;
-    /// Bytes of XML read and records seen so far.
-    fn progress(&mut self, xml_bytes: u64, records: u64);
-}
-
-/// What an import read, mapped and left out.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct Tally {
-    /// Elements read below `<HealthData>`.
-    pub records: u64,
-    /// Samples handed to the store, by Hearth type.
-    pub samples: BTreeMap<String, u64>,
-    /// Records whose type Hearth does not have, by identifier.
-    pub unknown: BTreeMap<String, u64>,
-    /// Records left out, by reason.
-    pub skipped: BTreeMap<String, u64>,
-    /// Records that repeat a member of a correlation (stored once, as the member).
-    pub correlation_duplicates: u64,
-    /// Characteristics taken from `Me`.
-    pub characteristics: u64,
-    /// The sources written as.
-    pub sources: BTreeSet<String>,
-}
-
-impl Tally {
-    fn skip(&mut self, reason: impl Into<String>) {
-        *self.skipped.entry(reason.into()).or_default() += 1;
-    }
-}
 
 /// Entries held per source before they are written together.
 const BATCH: usize = 4000;
