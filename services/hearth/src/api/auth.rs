@@ -93,6 +93,7 @@ impl FromRequestParts<AppState> for Caller {
 
 /// An authenticated caller of an unlocked store: what it may read (`view`)
 /// and where its writes go (`open.writer`).
+#[derive(Clone)]
 pub struct Access {
     pub open: Arc<OpenStore>,
     pub view: View,
@@ -117,6 +118,7 @@ impl FromRequestParts<AppState> for Access {
 }
 
 /// The owner, and only the owner, of an unlocked store.
+#[derive(Clone)]
 pub struct OwnerAccess(pub Access);
 
 impl FromRequestParts<AppState> for OwnerAccess {

@@ -16,7 +16,7 @@ mod oauth;
 pub mod openapi;
 mod overload;
 pub mod problem;
-mod research;
+pub(crate) mod research;
 pub(crate) mod samples;
 mod sources;
 mod statistics;
@@ -102,6 +102,7 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
     let router = routes
         // Pages and their assets: not part of the JSON API.
         .merge(crate::web::routes(limits.tls_fingerprint))
+        .merge(crate::web::study::routes())
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async {
             Problem::new(

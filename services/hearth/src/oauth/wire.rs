@@ -37,6 +37,14 @@ impl Params {
         Ok(found)
     }
 
+    /// Every value of `name`, in order (a form's checkboxes of one name).
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The single, non-empty value of `name`.
     pub fn one(&self, name: &str) -> Option<&str> {
         self.get(name).ok().flatten().filter(|v| !v.is_empty())

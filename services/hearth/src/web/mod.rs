@@ -7,6 +7,7 @@
 //! forbid inline code.
 
 pub mod consent;
+pub mod study;
 
 use askama::Template;
 use axum::http::{header, StatusCode};

@@ -26,5 +26,6 @@ mod queries;
 mod research;
 mod rollback;
 mod snapshots;
+mod study_pages;
 mod sync;
 mod telemetry;

@@ -1,0 +1,311 @@
+//! The owner's study pages: the studies added, and each study's consent
+//! document with one switch per requested type (off until the owner turns
+//! it on), the summary of exactly what leaves, the signed receipt to
+//! download, and withdrawal.
+//!
+//! The pages read and decide through the same handlers as the JSON API, so
+//! a decision made here is the one `GET /v1/studies/{id}/consent` shows.
+//! They need the owner's session cookie; every form carries a token bound
+//! to that session and must come from Hearth's own origin.
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::render;
+use crate::api::auth::{session_cookie, OwnerAccess};
+use crate::api::problem::{ApiJson, ApiPath, Problem};
+use crate::api::{research, AppState};
+use crate::oauth::wire::Params;
+use crate::research::consent::WITHDRAWAL_NOTICE;
+use crate::wire::research::{ConsentDecision, ConsentDocument, StudyStatus};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/studies", get(list_page))
+        .route("/studies/{id}", get(study_page))
+        .route("/studies/{id}/consent", post(consent_form))
+        .route("/studies/{id}/withdraw", post(withdraw_form))
+}
+
+/// The owner, signed in with the session cookie: the token that proves a
+/// form came from one of the owner's pages is derived from it.
+struct OwnerPage {
+    access: OwnerAccess,
+    csrf: String,
+}
+
+/// Bound to one session and useless without it: a page elsewhere can
+/// neither read the cookie nor compute this.
+fn csrf_token(session: &str) -> String {
+    hex::encode(
+        Sha256::new()
+            .chain_update(b"hearth/page-form/v1\0")
+            .chain_update(session)
+            .finalize(),
+    )
+}
+
+impl FromRequestParts<AppState> for OwnerPage {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Some(session) = session_cookie(&parts.headers).map(str::to_owned) else {
+            return Err(sign_in_first());
+        };
+        let access = OwnerAccess::from_request_parts(parts, state)
+            .await
+            .map_err(|p| match p.status {
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => sign_in_first(),
+                _ => message_page(p.status, "Hearth cannot show this page now", &p.detail),
+            })?;
+        Ok(OwnerPage {
+            access,
+            csrf: csrf_token(&session),
+        })
+    }
+}
+
+/// Why a form was refused before anything was done.
+enum FormRefused {
+    NotAForm,
+    ForeignToken,
+}
+
+impl IntoResponse for FormRefused {
+    fn into_response(self) -> Response {
+        match self {
+            FormRefused::NotAForm => message_page(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "This form cannot be read",
+                "Send the form from Hearth's page.",
+            ),
+            FormRefused::ForeignToken => message_page(
+                StatusCode::FORBIDDEN,
+                "This form did not come from your Hearth page",
+                "Open the page again and send the form from there.",
+            ),
+        }
+    }
+}
+
+/// A form's fields, once its token matched the session's.
+fn checked_form(page: &OwnerPage, headers: &HeaderMap, body: &[u8]) -> Result<Params, FormRefused> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Err(FormRefused::NotAForm);
+    }
+    let params = Params::parse(body);
+    let sent = params.get("csrf_token").ok().flatten().unwrap_or("");
+    if !bool::from(sent.as_bytes().ct_eq(page.csrf.as_bytes())) {
+        return Err(FormRefused::ForeignToken);
+    }
+    Ok(params)
+}
+
+struct StudyRow {
+    id: String,
+    name: String,
+    organisation: String,
+    status: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "studies.html")]
+struct StudiesPage {
+    studies: Vec<StudyRow>,
+}
+
+fn status_text(status: StudyStatus) -> &'static str {
+    match status {
+        StudyStatus::AwaitingConsent => "Awaiting your decision",
+        StudyStatus::Consented => "Sharing",
+        StudyStatus::Withdrawn => "Withdrawn",
+    }
+}
+
+async fn list_page(page: OwnerPage) -> Response {
+    let Json(list) = research::list(page.access).await;
+    let studies = list
+        .studies
+        .into_iter()
+        .map(|s| StudyRow {
+            id: s.id,
+            name: s.description.name,
+            organisation: s.description.organisation,
+            status: status_text(s.status),
+        })
+        .collect();
+    render(StatusCode::OK, &StudiesPage { studies })
+}
+
+struct SwitchRow {
+    type_id: String,
+    label: String,
+    on: bool,
+}
+
+#[derive(Template)]
+#[template(path = "study.html")]
+struct StudyPage {
+    doc: ConsentDocument,
+    status: &'static str,
+    withdrawn: bool,
+    switches: Vec<SwitchRow>,
+    csrf_token: String,
+    withdrawal_notice: &'static str,
+    error: Option<String>,
+}
+
+/// `step_count` → `Step count`.
+fn display_name(type_id: &str) -> String {
+    let spaced = type_id.replace('_', " ");
+    let mut chars = spaced.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().collect::<String>() + chars.as_str(),
+        None => spaced,
+    }
+}
+
+async fn show(page: OwnerPage, id: String, status: StatusCode, error: Option<String>) -> Response {
+    let doc = match research::get_consent(page.access, ApiPath(id)).await {
+        Ok(Json(doc)) => doc,
+        Err(p) => return problem_page(p),
+    };
+    let switches = doc
+        .switches
+        .iter()
+        .map(|s| SwitchRow {
+            label: display_name(&s.type_id),
+            type_id: s.type_id.clone(),
+            on: s.on,
+        })
+        .collect();
+    let page = StudyPage {
+        status: status_text(doc.status),
+        withdrawn: doc.status == StudyStatus::Withdrawn,
+        doc,
+        switches,
+        csrf_token: page.csrf,
+        withdrawal_notice: WITHDRAWAL_NOTICE,
+        error,
+    };
+    render(status, &page)
+}
+
+async fn study_page(page: OwnerPage, Path(id): Path<String>) -> Response {
+    show(page, id, StatusCode::OK, None).await
+}
+
+/// The switches that are on become the decision; none on is no decision.
+async fn consent_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    page: OwnerPage,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let params = match checked_form(&page, &headers, &body) {
+        Ok(params) => params,
+        Err(refused) => return refused.into_response(),
+    };
+    let types: Vec<String> = params.all("type").map(str::to_owned).collect();
+    if types.is_empty() {
+        let error = "Turn on at least one type to share, or leave the study as it is.";
+        return show(page, id, StatusCode::BAD_REQUEST, Some(error.into())).await;
+    }
+    let routes = params.get("routes").ok().flatten() == Some("on");
+    let decision = ConsentDecision { types, routes };
+    let access = page.access.clone();
+    match research::give_consent(
+        State(state),
+        headers,
+        access,
+        ApiPath(id.clone()),
+        ApiJson(decision),
+    )
+    .await
+    {
+        Ok(_) => Redirect::to(&format!("/studies/{}", urlencoding(&id))).into_response(),
+        Err(p) if p.status == StatusCode::BAD_REQUEST || p.status == StatusCode::CONFLICT => {
+            let detail = p
+                .errors
+                .first()
+                .map_or(p.detail.clone(), |e| e.message.clone());
+            show(page, id, p.status, Some(detail)).await
+        }
+        Err(p) => problem_page(p),
+    }
+}
+
+async fn withdraw_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    page: OwnerPage,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(refused) = checked_form(&page, &headers, &body) {
+        return refused.into_response();
+    }
+    match research::withdraw(State(state), page.access, ApiPath(id.clone())).await {
+        Ok(_) => Redirect::to(&format!("/studies/{}", urlencoding(&id))).into_response(),
+        Err(p) => problem_page(p),
+    }
+}
+
+fn urlencoding(id: &str) -> String {
+    url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    message: &'a str,
+    sign_in: bool,
+}
+
+fn message_page(status: StatusCode, title: &str, message: &str) -> Response {
+    render(
+        status,
+        &MessagePage {
+            title,
+            message,
+            sign_in: false,
+        },
+    )
+}
+
+fn sign_in_first() -> Response {
+    render(
+        StatusCode::UNAUTHORIZED,
+        &MessagePage {
+            title: "Unlock Hearth first",
+            message: "This page is for the owner. Unlock Hearth on its home page, then come back.",
+            sign_in: true,
+        },
+    )
+}
+
+fn problem_page(p: Problem) -> Response {
+    let title = match p.status {
+        StatusCode::NOT_FOUND => "No such study",
+        _ => "This cannot be done now",
+    };
+    message_page(p.status, title, &p.detail)
+}
