@@ -295,6 +295,8 @@ async fn run(
     open: Arc<OpenStore>,
     apps: Arc<Apps>,
 ) {
+    // One snapshot when the import is done, not one every so many records.
+    let deferred = open.snapshots.defer();
     let (tx, rx) = mpsc::channel(4);
     let writing = tokio::spawn(write_batches(rx, open, apps, job.clone()));
     let parse_job = job.clone();
@@ -328,6 +330,7 @@ async fn run(
         }
         (Ok(tally), Ok(())) => State::Succeeded(tally),
     };
+    drop(deferred);
     *job.finished.lock() = Some(Instant::now());
     *job.state.lock() = state;
 }

@@ -556,6 +556,10 @@ struct Taker {
     every: u64,
     /// One snapshot at a time, and none while snapshots are discarded.
     busy: tokio::sync::Mutex<()>,
+    /// Imports running: each snapshot captures the whole projection, so
+    /// one every `every` records of an import of millions would capture
+    /// it over and over; the import takes one when it ends instead.
+    deferred: std::sync::atomic::AtomicUsize,
 }
 
 impl Taker {
@@ -644,6 +648,7 @@ impl Snapshots {
             apps,
             every: every.max(1),
             busy: tokio::sync::Mutex::new(()),
+            deferred: std::sync::atomic::AtomicUsize::new(0),
         });
         let (stop, mut stopped) = watch::channel(false);
         let soon = Arc::new(tokio::sync::Notify::new());
@@ -664,7 +669,11 @@ impl Snapshots {
                     },
                     _ = tokio::time::sleep(TICK) => {}
                 }
-                if now || background.behind() >= background.every {
+                let deferred = background
+                    .deferred
+                    .load(std::sync::atomic::Ordering::Acquire)
+                    > 0;
+                if now || (!deferred && background.behind() >= background.every) {
                     if let Err(e) = background.take().await {
                         tracing::warn!(error = %e, "background snapshot failed");
                     }
@@ -715,6 +724,19 @@ impl Snapshots {
         self.soon.notify_one();
     }
 
+    /// Holds back the snapshots taken every so many records until the
+    /// guard is dropped, which asks for one: for a bulk import. Snapshots
+    /// asked for (an erasure's) and the one at lock are still taken.
+    pub fn defer(&self) -> DeferredSnapshots {
+        self.taker
+            .deferred
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        DeferredSnapshots {
+            taker: self.taker.clone(),
+            soon: self.soon.clone(),
+        }
+    }
+
     /// Deletes every snapshot (after one being taken, which may predate
     /// the erasure), then asks for a new one of the projection as it
     /// stands: what erasure calls once its records are applied, so no
@@ -727,6 +749,24 @@ impl Snapshots {
         }
         self.take_soon();
         Ok(())
+    }
+}
+
+/// Snapshots by record count wait while this lives: see [`Snapshots::defer`].
+pub struct DeferredSnapshots {
+    taker: Arc<Taker>,
+    soon: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for DeferredSnapshots {
+    fn drop(&mut self) {
+        let before = self
+            .taker
+            .deferred
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        if before == 1 && self.taker.behind() > 0 {
+            self.soon.notify_one();
+        }
     }
 }
 

@@ -397,6 +397,7 @@ both_backends!(
     an_import_beside_an_app_writing_counts_each_sample_once,
     erasing_the_import_family_erases_every_imported_source,
     an_upload_outlasts_the_request_timeout_but_not_a_stall,
+    an_import_takes_one_snapshot_when_it_ends,
 );
 
 /// `DELETE /v1/source-families/apple-health` erases every source an import
@@ -619,6 +620,62 @@ async fn an_upload_outlasts_the_request_timeout_but_not_a_stall(backend: Backend
             "the trickled import stored nothing"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+}
+
+/// An import is one snapshot, taken when it ends: snapshots every so many
+/// records would capture the growing projection over and over.
+async fn an_import_takes_one_snapshot_when_it_ends(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let mut args = db.serve_args();
+    args.snapshot_every = 5;
+    let mut app = TestApp::start_with(args).await;
+    app.setup().await;
+    let (zip, _) = export_zip(&Options {
+        days: 30,
+        ..Options::default()
+    });
+    let before = app.store.storage().head().await.unwrap().seq;
+    let job = import(&app, zip).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let head = app.store.storage().head().await.unwrap().seq;
+    assert!(
+        head > before + 20,
+        "the import wrote {} records",
+        head - before
+    );
+    let mut waited = Duration::ZERO;
+    let stored = loop {
+        let stored = app.store.storage().snapshots().await.unwrap();
+        if stored.first().is_some_and(|s| s.at.seq == head) || waited > Duration::from_secs(30) {
+            break stored;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
+    };
+    let seqs: Vec<u64> = stored.iter().map(|s| s.at.seq).collect();
+    assert_eq!(
+        seqs.first(),
+        Some(&head),
+        "one snapshot at the import's end: {seqs:?}"
+    );
+    assert!(
+        seqs[1..].iter().all(|&seq| seq <= before),
+        "none while it ran ({before}..{head}): {seqs:?}"
+    );
+    // Written records after the import are snapshotted every 5 again.
+    for minute in 0..6 {
+        assert_eq!(app.write(vec![steps(minute, 1.0)]).await.status(), 201);
+    }
+    let mut waited = Duration::ZERO;
+    while app.store.storage().snapshots().await.unwrap()[0].at.seq <= head {
+        assert!(
+            waited < Duration::from_secs(30),
+            "no snapshot after the import"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
     }
     app.stop().await;
 }
