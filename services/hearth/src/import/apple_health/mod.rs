@@ -61,6 +61,7 @@ pub fn import(export: &Export, sink: &mut dyn Sink) -> Result<Tally, ImportError
         deferred: Deferred::new()?,
         members: HashSet::new(),
         devices: Devices::default(),
+        types: TypeNames::default(),
     };
     export.with_xml(|input| {
         let mut elements = xml::elements(input)?;
@@ -91,6 +92,25 @@ struct Importer<'a> {
     /// Digests of the records correlations held.
     members: HashSet<[u8; 16]>,
     devices: Devices,
+    types: TypeNames,
+}
+
+/// The catalogue type of each `type` attribute seen, worked out once: an
+/// export names a few dozen types over millions of records.
+#[derive(Default)]
+struct TypeNames {
+    known: HashMap<Box<str>, Option<TypeIndex>>,
+}
+
+impl TypeNames {
+    fn of(&mut self, identifier: &str) -> Option<TypeIndex> {
+        if let Some(&ti) = self.known.get(identifier) {
+            return ti;
+        }
+        let ti = map::type_of(identifier);
+        self.known.insert(identifier.into(), ti);
+        ti
+    }
 }
 
 /// Records of correlation member types, set aside until every correlation
@@ -296,11 +316,20 @@ fn times(el: &Element) -> Option<(String, String)> {
 }
 
 fn is_member_type(ti: TypeIndex) -> bool {
-    let id = catalogue::get(ti).id;
-    catalogue::all().iter().any(|t| match t.kind {
-        Kind::Correlation { members } => members.contains(&id),
-        _ => false,
-    })
+    static MEMBERS: std::sync::OnceLock<Vec<TypeIndex>> = std::sync::OnceLock::new();
+    MEMBERS
+        .get_or_init(|| {
+            catalogue::all()
+                .iter()
+                .filter_map(|t| match t.kind {
+                    Kind::Correlation { members } => Some(members),
+                    _ => None,
+                })
+                .flatten()
+                .filter_map(|id| catalogue::lookup(id))
+                .collect()
+        })
+        .contains(&ti)
 }
 
 impl Importer<'_> {
@@ -309,7 +338,7 @@ impl Importer<'_> {
             "Record" => {
                 let member = el
                     .attr("type")
-                    .and_then(map::type_of)
+                    .and_then(|t| self.types.of(t))
                     .is_some_and(is_member_type);
                 if member {
                     self.deferred.push(&el)
@@ -356,6 +385,15 @@ impl Importer<'_> {
     fn fit(&mut self, mut m: Map<String, Value>) -> Option<Map<String, Value>> {
         // Room for the keys Hearth adds to workouts and correlations.
         const ROOM: usize = samples::MAX_METADATA_BYTES - 600;
+        // Escaping makes a string at most six times longer (`\u001f`):
+        // below that bound the map fits without serialising it.
+        let bound: usize = m
+            .iter()
+            .map(|(k, v)| 6 * k.len() + v.as_str().map_or(ROOM, |v| 6 * v.len()) + 6)
+            .sum();
+        if bound <= ROOM {
+            return (!m.is_empty()).then_some(m);
+        }
         let size = |m: &Map<String, Value>| serde_json::to_string(m).map_or(0, |t| t.len());
         if size(&m) > ROOM && m.remove("HeartRateVariabilityMetadataList").is_some() {
             self.tally
@@ -378,10 +416,20 @@ impl Importer<'_> {
             .last()
             .map(|s| catalogue::get(s.type_index).id);
         if let Some(ty) = ty {
-            *self.tally.samples.entry(ty.to_string()).or_default() += 1;
+            match self.tally.samples.get_mut(ty) {
+                Some(n) => *n += 1,
+                None => {
+                    self.tally.samples.insert(ty.to_string(), 1);
+                }
+            }
         }
-        self.tally.sources.insert(source.clone());
-        let batch = self.held.entry(source.clone()).or_default();
+        if !self.tally.sources.contains(&source) {
+            self.tally.sources.insert(source.clone());
+        }
+        let batch = match self.held.get_mut(&source) {
+            Some(batch) => batch,
+            None => self.held.entry(source.clone()).or_default(),
+        };
         batch.push(entry);
         self.held_count += 1;
         if batch.len() >= BATCH {
@@ -410,7 +458,7 @@ impl Importer<'_> {
     /// A quantity or category sample, as a request sample.
     fn sample_of(&mut self, el: &Element) -> Option<(String, wire::NewSample<'static>)> {
         let identifier = el.attr("type").unwrap_or("(no type)").to_string();
-        let Some(ti) = map::type_of(&identifier) else {
+        let Some(ti) = self.types.of(&identifier) else {
             *self.tally.unknown.entry(identifier).or_default() += 1;
             return None;
         };
@@ -464,7 +512,7 @@ impl Importer<'_> {
 
     fn correlation(&mut self, el: &Element) -> Result<(), ImportError> {
         let identifier = el.attr("type").unwrap_or("(no type)").to_string();
-        let ti = map::type_of(&identifier);
+        let ti = self.types.of(&identifier);
         let Some(ty) = ti
             .map(catalogue::get)
             .filter(|t| matches!(t.kind, Kind::Correlation { .. }))
