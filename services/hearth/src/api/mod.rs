@@ -19,7 +19,7 @@ pub mod problem;
 pub(crate) mod research;
 pub(crate) mod samples;
 mod sources;
-mod statistics;
+pub(crate) mod statistics;
 mod status;
 
 use std::sync::Arc;
@@ -103,6 +103,7 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         // Pages and their assets: not part of the JSON API.
         .merge(crate::web::routes(limits.tls_fingerprint))
         .merge(crate::web::study::routes())
+        .merge(crate::web::data::routes())
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async {
             Problem::new(

@@ -6,7 +6,10 @@
 //! served from `/static/`, never inline, so the content security policy can
 //! forbid inline code.
 
+pub mod chart;
 pub mod consent;
+pub mod data;
+pub mod owner;
 pub mod study;
 
 use askama::Template;
@@ -18,6 +21,7 @@ use axum::Router;
 const UNLOCK_SCRIPT: &str = include_str!("static/unlock.js");
 const CONSENT_SCRIPT: &str = include_str!("static/consent.js");
 const CONSENT_STYLE: &str = include_str!("static/consent.css");
+const PAGES_STYLE: &str = include_str!("static/pages.css");
 
 /// The pages that need no state, and the static assets of every page.
 /// `tls_fingerprint` is the certificate's SHA-256 fingerprint when Hearth
@@ -41,6 +45,7 @@ where
             get(|| asset(JAVASCRIPT, CONSENT_SCRIPT)),
         )
         .route("/static/consent.css", get(|| asset(CSS, CONSENT_STYLE)))
+        .route("/static/pages.css", get(|| asset(CSS, PAGES_STYLE)))
 }
 
 /// A rendered page with `status`.

@@ -10,20 +10,16 @@
 
 use askama::Template;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
+use super::owner::{checked_form, message_page, urlencoding, OwnerPage};
 use super::render;
-use crate::api::auth::{session_cookie, OwnerAccess};
 use crate::api::problem::{ApiJson, ApiPath, Problem};
 use crate::api::{research, AppState};
-use crate::oauth::wire::Params;
 use crate::research::consent::WITHDRAWAL_NOTICE;
 use crate::wire::research::{ConsentDecision, ConsentDocument, StudyStatus};
 
@@ -33,88 +29,6 @@ pub fn routes() -> Router<AppState> {
         .route("/studies/{id}", get(study_page))
         .route("/studies/{id}/consent", post(consent_form))
         .route("/studies/{id}/withdraw", post(withdraw_form))
-}
-
-/// The owner, signed in with the session cookie: the token that proves a
-/// form came from one of the owner's pages is derived from it.
-struct OwnerPage {
-    access: OwnerAccess,
-    csrf: String,
-}
-
-/// Bound to one session and useless without it: a page elsewhere can
-/// neither read the cookie nor compute this.
-fn csrf_token(session: &str) -> String {
-    hex::encode(
-        Sha256::new()
-            .chain_update(b"hearth/page-form/v1\0")
-            .chain_update(session)
-            .finalize(),
-    )
-}
-
-impl FromRequestParts<AppState> for OwnerPage {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let Some(session) = session_cookie(&parts.headers).map(str::to_owned) else {
-            return Err(sign_in_first());
-        };
-        let access = OwnerAccess::from_request_parts(parts, state)
-            .await
-            .map_err(|p| match p.status {
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => sign_in_first(),
-                _ => message_page(p.status, "Hearth cannot show this page now", &p.detail),
-            })?;
-        Ok(OwnerPage {
-            access,
-            csrf: csrf_token(&session),
-        })
-    }
-}
-
-/// Why a form was refused before anything was done.
-enum FormRefused {
-    NotAForm,
-    ForeignToken,
-}
-
-impl IntoResponse for FormRefused {
-    fn into_response(self) -> Response {
-        match self {
-            FormRefused::NotAForm => message_page(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "This form cannot be read",
-                "Send the form from Hearth's page.",
-            ),
-            FormRefused::ForeignToken => message_page(
-                StatusCode::FORBIDDEN,
-                "This form did not come from your Hearth page",
-                "Open the page again and send the form from there.",
-            ),
-        }
-    }
-}
-
-/// A form's fields, once its token matched the session's.
-fn checked_form(page: &OwnerPage, headers: &HeaderMap, body: &[u8]) -> Result<Params, FormRefused> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| {
-            m.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !is_form {
-        return Err(FormRefused::NotAForm);
-    }
-    let params = Params::parse(body);
-    let sent = params.get("csrf_token").ok().flatten().unwrap_or("");
-    if !bool::from(sent.as_bytes().ct_eq(page.csrf.as_bytes())) {
-        return Err(FormRefused::ForeignToken);
-    }
-    Ok(params)
 }
 
 struct StudyRow {
@@ -127,6 +41,7 @@ struct StudyRow {
 #[derive(Template)]
 #[template(path = "studies.html")]
 struct StudiesPage {
+    csrf_token: String,
     studies: Vec<StudyRow>,
 }
 
@@ -139,6 +54,7 @@ fn status_text(status: StudyStatus) -> &'static str {
 }
 
 async fn list_page(page: OwnerPage) -> Response {
+    let csrf_token = page.csrf;
     let Json(list) = research::list(page.access).await;
     let studies = list
         .studies
@@ -150,7 +66,13 @@ async fn list_page(page: OwnerPage) -> Response {
             status: status_text(s.status),
         })
         .collect();
-    render(StatusCode::OK, &StudiesPage { studies })
+    render(
+        StatusCode::OK,
+        &StudiesPage {
+            csrf_token,
+            studies,
+        },
+    )
 }
 
 struct SwitchRow {
@@ -266,40 +188,6 @@ async fn withdraw_form(
         Ok(_) => Redirect::to(&format!("/studies/{}", urlencoding(&id))).into_response(),
         Err(p) => problem_page(p),
     }
-}
-
-fn urlencoding(id: &str) -> String {
-    url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
-}
-
-#[derive(Template)]
-#[template(path = "message.html")]
-struct MessagePage<'a> {
-    title: &'a str,
-    message: &'a str,
-    sign_in: bool,
-}
-
-fn message_page(status: StatusCode, title: &str, message: &str) -> Response {
-    render(
-        status,
-        &MessagePage {
-            title,
-            message,
-            sign_in: false,
-        },
-    )
-}
-
-fn sign_in_first() -> Response {
-    render(
-        StatusCode::UNAUTHORIZED,
-        &MessagePage {
-            title: "Unlock Hearth first",
-            message: "This page is for the owner. Unlock Hearth on its home page, then come back.",
-            sign_in: true,
-        },
-    )
 }
 
 fn problem_page(p: Problem) -> Response {

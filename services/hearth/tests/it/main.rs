@@ -19,6 +19,7 @@ mod import_apple;
 mod import_hae;
 mod keys;
 mod oauth;
+mod owner_pages;
 mod pending;
 mod privacy;
 mod process;

@@ -7,6 +7,7 @@ async function refresh() {
   $("state").textContent = "The store is " + state + ".";
   $("unlock").hidden = !(state === "sealed" || state === "locked");
   $("setup").hidden = state !== "uninitialised";
+  $("open").hidden = state !== "unlocked";
 }
 
 async function post(path, body) {

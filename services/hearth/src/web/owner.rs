@@ -1,0 +1,136 @@
+//! What every owner page shares: the owner signed in with the session
+//! cookie, the token that binds a form to that session, and the pages
+//! that say why something cannot be shown.
+
+use askama::Template;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::render;
+use crate::api::auth::{session_cookie, OwnerAccess};
+use crate::api::AppState;
+use crate::oauth::wire::Params;
+
+/// The owner, signed in with the session cookie: the token that proves a
+/// form came from one of the owner's pages is derived from it.
+pub struct OwnerPage {
+    pub access: OwnerAccess,
+    pub csrf: String,
+}
+
+/// Bound to one session and useless without it: a page elsewhere can
+/// neither read the cookie nor compute this.
+fn csrf_token(session: &str) -> String {
+    hex::encode(
+        Sha256::new()
+            .chain_update(b"hearth/page-form/v1\0")
+            .chain_update(session)
+            .finalize(),
+    )
+}
+
+impl FromRequestParts<AppState> for OwnerPage {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Some(session) = session_cookie(&parts.headers).map(str::to_owned) else {
+            return Err(sign_in_first());
+        };
+        let access = OwnerAccess::from_request_parts(parts, state)
+            .await
+            .map_err(|p| match p.status {
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => sign_in_first(),
+                _ => message_page(p.status, "Hearth cannot show this page now", &p.detail),
+            })?;
+        Ok(OwnerPage {
+            access,
+            csrf: csrf_token(&session),
+        })
+    }
+}
+
+/// Why a form was refused before anything was done.
+pub enum FormRefused {
+    NotAForm,
+    ForeignToken,
+}
+
+impl IntoResponse for FormRefused {
+    fn into_response(self) -> Response {
+        match self {
+            FormRefused::NotAForm => message_page(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "This form cannot be read",
+                "Send the form from Hearth's page.",
+            ),
+            FormRefused::ForeignToken => message_page(
+                StatusCode::FORBIDDEN,
+                "This form did not come from your Hearth page",
+                "Open the page again and send the form from there.",
+            ),
+        }
+    }
+}
+
+/// A form's fields, once its token matched the session's.
+pub fn checked_form(
+    page: &OwnerPage,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Params, FormRefused> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Err(FormRefused::NotAForm);
+    }
+    let params = Params::parse(body);
+    let sent = params.get("csrf_token").ok().flatten().unwrap_or("");
+    if !bool::from(sent.as_bytes().ct_eq(page.csrf.as_bytes())) {
+        return Err(FormRefused::ForeignToken);
+    }
+    Ok(params)
+}
+
+pub fn urlencoding(id: &str) -> String {
+    url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    message: &'a str,
+    sign_in: bool,
+}
+
+pub fn message_page(status: StatusCode, title: &str, message: &str) -> Response {
+    render(
+        status,
+        &MessagePage {
+            title,
+            message,
+            sign_in: false,
+        },
+    )
+}
+
+pub fn sign_in_first() -> Response {
+    render(
+        StatusCode::UNAUTHORIZED,
+        &MessagePage {
+            title: "Unlock Hearth first",
+            message: "This page is for the owner. Unlock Hearth on its home page, then come back.",
+            sign_in: true,
+        },
+    )
+}

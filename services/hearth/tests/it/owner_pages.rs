@@ -1,0 +1,206 @@
+//! The owner's data pages: summary, browse and a type's page, what they
+//! show and escape, their forms (delete, lock) and what a page from
+//! elsewhere or a locked store gets.
+
+use chrono::{DateTime, Duration, Utc};
+use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, ORIGIN};
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+fn cookie(app: &TestApp) -> String {
+    format!("hearth_session={}", app.token.as_deref().unwrap())
+}
+
+async fn page(app: &TestApp, path: &str) -> (u16, String) {
+    let r = TestApp::no_redirect_client()
+        .get(app.url(path))
+        .header(COOKIE, cookie(app))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+async fn post_form(
+    app: &TestApp,
+    path: &str,
+    csrf: &str,
+    origin: Option<&str>,
+) -> reqwest::Response {
+    let mut request = TestApp::no_redirect_client()
+        .post(app.url(path))
+        .header(COOKIE, cookie(app))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("csrf_token={csrf}"));
+    if let Some(origin) = origin {
+        request = request.header(ORIGIN, origin);
+    }
+    request.send().await.unwrap()
+}
+
+/// Today's first minutes in UTC, never after now.
+fn today_at(minute: i64) -> DateTime<Utc> {
+    let now = DateTime::from_timestamp_micros(hearth::clock::Clock::default().now_us()).unwrap();
+    let midnight = now.date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc();
+    (midnight + Duration::minutes(minute)).min(now)
+}
+
+fn at(ty: &str, t: DateTime<Utc>, value: f64, unit: &str) -> Value {
+    json!({
+        "type": ty,
+        "start": t.to_rfc3339(),
+        "end": (t + Duration::seconds(30)).to_rfc3339(),
+        "value": value,
+        "unit": unit,
+    })
+}
+
+async fn the_owner_sees_today_this_week_and_each_type(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let mut from_watch = at("step_count", today_at(1), 1200.0, "count");
+    from_watch["device"] = json!({ "name": "<img src=x onerror=alert(1)>", "kind": "watch" });
+    let r = app
+        .write(vec![
+            from_watch,
+            at("step_count", today_at(2), 800.0, "count"),
+            at(
+                "step_count",
+                today_at(0) - Duration::days(2),
+                5000.0,
+                "count",
+            ),
+            at("heart_rate", today_at(1), 61.0, "count/min"),
+            at("heart_rate", today_at(2), 95.0, "count/min"),
+        ])
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+
+    // Nothing without the owner's session.
+    for path in ["/summary", "/types", "/types/step_count"] {
+        let r = TestApp::no_redirect_client()
+            .get(app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        let html = r.text().await.unwrap();
+        assert!(!html.contains("Step count"), "{path}: {html}");
+    }
+
+    let (status, html) = page(&app, "/summary?tz=UTC").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("id=\"tile-step_count\""), "{html}");
+    assert!(
+        html.contains("Today: <strong>2000 count</strong>"),
+        "{html}"
+    );
+    assert!(html.contains("This week: 7000 count"), "{html}");
+    assert!(html.contains("id=\"tile-heart_rate\""));
+    assert!(
+        html.contains("Today: <strong>61.0 – 95.0 count/min</strong>"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("id=\"tile-resting_heart_rate\""),
+        "no data, no tile"
+    );
+    assert!(html.contains("<svg class=\"chart\""));
+    assert!(
+        html.contains("href=\"/privacy\""),
+        "every page links the privacy notice"
+    );
+    assert!(
+        !html.contains("src=\"http") && !html.contains("href=\"http"),
+        "nothing from elsewhere"
+    );
+
+    let (status, html) = page(&app, "/types").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("<h2>Activity</h2>"), "{html}");
+    assert!(html.contains("id=\"type-step_count\""));
+    assert!(html.contains("id=\"type-heart_rate\""));
+    assert!(
+        !html.contains("id=\"type-blood_glucose\""),
+        "types without data are left out"
+    );
+
+    for period in ["day", "week", "month", "year"] {
+        let (status, html) = page(&app, &format!("/types/step_count?period={period}&tz=UTC")).await;
+        assert_eq!(status, 200, "{period}: {html}");
+        assert!(html.contains("<svg class=\"chart\""), "{period}");
+        assert!(html.contains("id=\"numbers\""), "{period}");
+        let current = format!("aria-current=\"page\" id=\"period-{period}\"");
+        assert!(html.contains(&current), "{period}: {html}");
+    }
+    let (_, day) = page(&app, "/types/step_count?period=day&tz=UTC").await;
+    assert!(
+        day.contains("<td>2000</td>"),
+        "today's first hour sums both samples: {day}"
+    );
+    let (_, week) = page(&app, "/types/step_count?period=week&tz=UTC").await;
+    assert!(
+        week.contains("<td>5000</td>") && week.contains("<td>2000</td>"),
+        "{week}"
+    );
+    // The device name is text, never markup.
+    assert!(!week.contains("<img src=x"), "{week}");
+    assert!(
+        week.contains("&#60;img src=x onerror=alert(1)&#62;"),
+        "{week}"
+    );
+    // A day across a DST change still renders, in the owner's zone.
+    let (status, _) = page(&app, "/types/heart_rate?period=month&tz=America%2FNew_York").await;
+    assert_eq!(status, 200);
+    assert_eq!(page(&app, "/types/step_count?period=decade").await.0, 400);
+    assert_eq!(page(&app, "/types/no_such_type").await.0, 404);
+    app.stop().await;
+}
+
+async fn page_forms_delete_and_lock_only_from_the_owners_pages(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let r = app
+        .write(vec![at("step_count", today_at(1), 1234.0, "count")])
+        .await;
+    assert_eq!(r.status(), 201);
+    let (_, html) = page(&app, "/types/step_count?tz=UTC").await;
+    let csrf = hidden_field(&html, "csrf_token").unwrap();
+    let listed = app.list_all("step_count", 10).await;
+    let id = listed[0]["id"].as_str().unwrap().to_string();
+    let delete = format!("/types/step_count/samples/{id}/delete");
+
+    assert_eq!(post_form(&app, &delete, "wrong", None).await.status(), 403);
+    assert_eq!(
+        post_form(&app, &delete, &csrf, Some("http://evil.example"))
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(app.list_all("step_count", 10).await.len(), 1);
+    let r = post_form(&app, &delete, &csrf, None).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()[LOCATION], "/types/step_count");
+    assert!(app.list_all("step_count", 10).await.is_empty());
+
+    assert_eq!(post_form(&app, "/lock", "wrong", None).await.status(), 403);
+    assert_eq!(app.get("/readyz").await.status(), 200, "still unlocked");
+    let r = post_form(&app, "/lock", &csrf, None).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()[LOCATION], "/");
+    for path in ["/summary", "/types", "/types/step_count", "/studies"] {
+        let (status, html) = page(&app, path).await;
+        assert_ne!(status, 200, "{path} while locked");
+        assert!(
+            !html.contains("Step count") && !html.contains("1234"),
+            "{path}: {html}"
+        );
+    }
+    app.stop().await;
+}
+
+both_backends!(
+    the_owner_sees_today_this_week_and_each_type,
+    page_forms_delete_and_lock_only_from_the_owners_pages,
+);
