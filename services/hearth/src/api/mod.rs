@@ -18,7 +18,7 @@ mod overload;
 pub mod problem;
 pub(crate) mod research;
 pub(crate) mod samples;
-mod sources;
+pub(crate) mod sources;
 pub(crate) mod statistics;
 mod status;
 

@@ -22,11 +22,12 @@ use super::chart::{self, Point};
 use super::owner::{checked_form, message_page, urlencoding, OwnerPage};
 use super::render;
 use crate::api::auth::Access;
+use crate::api::problem::ApiJson;
 use crate::api::problem::{ApiPath, Problem};
 use crate::api::samples::ApiQuery;
-use crate::api::{samples, statistics, AppState};
+use crate::api::{samples, sources, statistics, AppState};
 use crate::catalogue::{self, Aggregation, Kind, SampleType};
-use crate::wire::queries::BucketCollection;
+use crate::wire::queries::{BucketCollection, SourceKey, SourceList, SourcePriority};
 use crate::wire::samples::{SamplePage, SampleValue};
 
 pub fn routes() -> Router<AppState> {
@@ -35,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/types", get(browse_page))
         .route("/types/{type}", get(type_page))
         .route("/types/{type}/samples/{id}/delete", post(delete_form))
+        .route("/types/{type}/sources/move", post(move_source_form))
         .route("/lock", post(lock_form))
 }
 
@@ -157,6 +159,15 @@ async fn api_buckets(access: Access, query: String) -> Result<BucketCollection, 
     statistics::buckets(access, ApiQuery(q))
         .await
         .map(|Json(b)| b)
+}
+
+async fn api_sources(access: Access, type_id: &str) -> Result<SourceList, Problem> {
+    let uri: Uri = format!("/?type={type_id}")
+        .parse()
+        .map_err(|_| Problem::internal())?;
+    let Query(q) = Query::<sources::SourcesQuery>::try_from_uri(&uri)
+        .map_err(|e| Problem::invalid(None, "query", e.body_text()))?;
+    sources::list(access, ApiQuery(q)).await.map(|Json(l)| l)
 }
 
 async fn api_samples(access: Access, query: String) -> Result<SamplePage, Problem> {
@@ -323,6 +334,11 @@ struct PageQuery {
     tz: Option<String>,
 }
 
+struct SourceRow {
+    name: String,
+    device: String,
+}
+
 struct PeriodLink {
     name: &'static str,
     href: String,
@@ -338,6 +354,8 @@ struct TypePage {
     chart: Option<Chart>,
     periods: Vec<PeriodLink>,
     samples: Vec<SampleRow>,
+    /// In the order statistics prefer them.
+    sources: Vec<SourceRow>,
 }
 
 async fn type_page(
@@ -365,6 +383,17 @@ async fn type_page(
         Ok(chart) => chart,
         Err(p) => return message_page(p.status, "This chart cannot be drawn", &p.detail),
     };
+    let sources = match api_sources(access.clone(), ty.id).await {
+        Ok(list) => list
+            .sources
+            .into_iter()
+            .map(|s| SourceRow {
+                name: s.source,
+                device: s.device.map(|d| d.name).unwrap_or_default(),
+            })
+            .collect(),
+        Err(p) => return message_page(p.status, "These sources cannot be listed", &p.detail),
+    };
     let latest = match api_samples(access, format!("type={}&limit=20&order=desc", ty.id)).await {
         Ok(latest) => latest,
         Err(p) => return message_page(p.status, "These samples cannot be listed", &p.detail),
@@ -390,8 +419,77 @@ async fn type_page(
             chart,
             periods,
             samples: sample_rows(latest),
+            sources,
         },
     )
+}
+
+/// Moves one of a type's sources up or down: the type's sources, in their
+/// new order, go to the front of the owner's priority order, ahead of the
+/// rest as it stood. Statistics of every type follow the new order.
+async fn move_source_form(
+    headers: HeaderMap,
+    page: OwnerPage,
+    Path(type_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let params = match checked_form(&page, &headers, &body) {
+        Ok(params) => params,
+        Err(refused) => return refused.into_response(),
+    };
+    let index = params.one("index").and_then(|i| i.parse::<usize>().ok());
+    let up = match params.one("direction") {
+        Some("up") => true,
+        Some("down") => false,
+        _ => {
+            return message_page(
+                StatusCode::BAD_REQUEST,
+                "This move cannot be made",
+                "Move a source up or down.",
+            )
+        }
+    };
+    let access = page.access.0;
+    let listed = match api_sources(access.clone(), &type_id).await {
+        Ok(list) => list.sources,
+        Err(p) => return message_page(p.status, "These sources cannot be listed", &p.detail),
+    };
+    let mut keys: Vec<SourceKey> = listed
+        .into_iter()
+        .map(|s| SourceKey {
+            source: s.source,
+            device: s.device.map(|d| d.name),
+        })
+        .collect();
+    let other = match (index, up) {
+        (Some(i), true) if i > 0 && i < keys.len() => i - 1,
+        (Some(i), false) if i + 1 < keys.len() => i + 1,
+        _ => {
+            return message_page(
+                StatusCode::BAD_REQUEST,
+                "This move cannot be made",
+                "There is no source to swap with.",
+            )
+        }
+    };
+    keys.swap(index.unwrap_or(0), other);
+    let (_, current) = access.view.priority();
+    let same = |a: &SourceKey, source: &str, device: Option<&str>| {
+        a.source == source && a.device.as_deref() == device
+    };
+    let rest = current
+        .iter()
+        .filter(|k| !keys.iter().any(|n| same(n, &k.source, k.device.as_deref())))
+        .map(|k| SourceKey {
+            source: k.source.clone(),
+            device: k.device.clone(),
+        })
+        .collect::<Vec<_>>();
+    let order: Vec<SourceKey> = keys.into_iter().chain(rest).take(64).collect();
+    match sources::put_priority(access, ApiJson(SourcePriority { order })).await {
+        Ok(_) => Redirect::to(&format!("/types/{}#sources", urlencoding(&type_id))).into_response(),
+        Err(p) => message_page(p.status, "The order cannot be changed", &p.detail),
+    }
 }
 
 struct TypeLink {

@@ -200,7 +200,75 @@ async fn page_forms_delete_and_lock_only_from_the_owners_pages(backend: Backend)
     app.stop().await;
 }
 
+/// The source order on a type's page decides which of two overlapping
+/// sources the chart counts.
+async fn moving_a_source_up_changes_the_chart(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let pedometer = app
+        .register_app("Pedometer", "https://app.example/cb", true)
+        .await;
+    let app_id = pedometer["id"].as_str().unwrap();
+    let token = app.mint(app_id, &[], &["step_count"]).await;
+    let t = today_at(1);
+    assert_eq!(
+        app.write(vec![at("step_count", t, 100.0, "count")])
+            .await
+            .status(),
+        201
+    );
+    let r = app
+        .as_token(&token)
+        .write(vec![at("step_count", t, 300.0, "count")])
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let day = "/types/step_count?period=day&tz=UTC";
+    let (_, html) = page(&app, day).await;
+    let first_is_app =
+        html.find(&format!("<li>{app_id}")).unwrap() < html.find("<li>owner").unwrap();
+    let (shown, hidden) = if first_is_app {
+        ("300", "100")
+    } else {
+        ("100", "300")
+    };
+    assert!(html.contains(&format!("<td>{shown}</td>")), "{html}");
+    assert!(!html.contains(&format!("<td>{hidden}</td>")), "{html}");
+    let csrf = hidden_field(&html, "csrf_token").unwrap();
+
+    let r = TestApp::no_redirect_client()
+        .post(app.url("/types/step_count/sources/move"))
+        .header(COOKIE, cookie(&app))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("csrf_token={csrf}&index=1&direction=up"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let (_, html) = page(&app, day).await;
+    assert!(
+        html.contains(&format!("<td>{hidden}</td>")),
+        "the other source counts now: {html}"
+    );
+    assert!(!html.contains(&format!("<td>{shown}</td>")), "{html}");
+    let order = app.get_json("/v1/sources/priority").await;
+    let expected = if first_is_app { "owner" } else { app_id };
+    assert_eq!(order["order"][0]["source"], expected, "{order}");
+    // Past the end is refused, and changes nothing.
+    let r = TestApp::no_redirect_client()
+        .post(app.url("/types/step_count/sources/move"))
+        .header(COOKIE, cookie(&app))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("csrf_token={csrf}&index=1&direction=down"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(app.get_json("/v1/sources/priority").await, order);
+    app.stop().await;
+}
+
 both_backends!(
     the_owner_sees_today_this_week_and_each_type,
     page_forms_delete_and_lock_only_from_the_owners_pages,
+    moving_a_source_up_changes_the_chart,
 );
