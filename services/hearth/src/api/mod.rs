@@ -1,10 +1,10 @@
 //! The HTTP API.
 
-mod apps;
+pub(crate) mod apps;
 pub mod auth;
 mod changes;
 mod characteristics;
-mod erasure;
+pub(crate) mod erasure;
 mod export;
 pub mod host;
 mod imports;
@@ -104,6 +104,7 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         .merge(crate::web::routes(limits.tls_fingerprint))
         .merge(crate::web::study::routes())
         .merge(crate::web::data::routes())
+        .merge(crate::web::apps::routes())
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async {
             Problem::new(

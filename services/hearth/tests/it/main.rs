@@ -7,6 +7,7 @@
 mod support;
 
 mod api;
+mod app_pages;
 mod apps;
 mod bounds;
 mod catalogue;
