@@ -17,8 +17,8 @@ pub struct Point {
 
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 220.0;
-const LEFT: f64 = 56.0;
-const BOTTOM: f64 = 28.0;
+const LEFT: f64 = 72.0;
+const BOTTOM: f64 = 34.0;
 const TOP: f64 = 12.0;
 
 /// A round step for about four gridlines up to `max`.

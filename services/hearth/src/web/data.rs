@@ -37,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/types/{type}", get(type_page))
         .route("/types/{type}/samples/{id}/delete", post(delete_form))
         .route("/types/{type}/sources/move", post(move_source_form))
+        .route("/import", get(import_page))
         .route("/lock", post(lock_form))
 }
 
@@ -200,7 +201,7 @@ struct ChartRow {
 fn format_figure(v: Option<f64>) -> String {
     match v {
         None => "—".into(),
-        Some(v) if v.abs() >= 100.0 => format!("{v:.0}"),
+        Some(v) if v.abs() >= 100.0 || v.fract() == 0.0 => format!("{v:.0}"),
         Some(v) => format!("{v:.1}"),
     }
 }
@@ -703,6 +704,23 @@ async fn summary_page(page: OwnerPage, Query(q): Query<PageQuery>) -> Response {
             tiles,
             sleep,
             workouts,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "import.html")]
+struct ImportPage {
+    csrf_token: String,
+}
+
+/// Upload an export with a live progress bar (the script follows the
+/// import job), and download a full export.
+async fn import_page(page: OwnerPage) -> Response {
+    render(
+        StatusCode::OK,
+        &ImportPage {
+            csrf_token: page.csrf,
         },
     )
 }

@@ -23,6 +23,7 @@ const UNLOCK_SCRIPT: &str = include_str!("static/unlock.js");
 const CONSENT_SCRIPT: &str = include_str!("static/consent.js");
 const CONSENT_STYLE: &str = include_str!("static/consent.css");
 const PAGES_STYLE: &str = include_str!("static/pages.css");
+const IMPORT_SCRIPT: &str = include_str!("static/import.js");
 
 /// The pages that need no state, and the static assets of every page.
 /// `tls_fingerprint` is the certificate's SHA-256 fingerprint when Hearth
@@ -47,12 +48,26 @@ where
         )
         .route("/static/consent.css", get(|| asset(CSS, CONSENT_STYLE)))
         .route("/static/pages.css", get(|| asset(CSS, PAGES_STYLE)))
+        .route(
+            "/static/import.js",
+            get(|| asset(JAVASCRIPT, IMPORT_SCRIPT)),
+        )
 }
 
-/// A rendered page with `status`.
+/// A rendered page with `status`. Pages send `Referrer-Policy:
+/// same-origin`: with `no-referrer` a browser posts their forms with
+/// `Origin: null`, which cannot be told from a cross-site post and is
+/// refused; `same-origin` still tells no other site anything.
 pub fn render(status: StatusCode, page: &impl Template) -> Response {
     match page.render() {
-        Ok(html) => (status, Html(html)).into_response(),
+        Ok(html) => {
+            let mut response = (status, Html(html)).into_response();
+            response.headers_mut().insert(
+                header::REFERRER_POLICY,
+                header::HeaderValue::from_static("same-origin"),
+            );
+            response
+        }
         Err(e) => {
             tracing::error!(error = %e, "a page failed to render");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
