@@ -44,6 +44,8 @@ pub struct OpenStore {
     pub signing_wrap: crypto::SecretKey,
     /// Sealed snapshots of the projection, so the next unlock is quick.
     pub snapshots: Snapshots,
+    /// Writes apps' counted reads and writes to the audit every minute.
+    pub audit_flusher: crate::audit::Flusher,
 }
 
 impl OpenStore {
@@ -453,11 +455,13 @@ impl Store {
                 self.apps.clone(),
                 self.state_file.clone(),
             );
+            let audit_flusher = crate::audit::Flusher::spawn(self.apps.clone(), writer.clone());
             let open = Arc::new(OpenStore {
                 projection,
                 writer,
                 signing_wrap,
                 snapshots,
+                audit_flusher,
             });
             // Writes that arrived while locked go first, in arrival order.
             let _closed = self.pending.close().await;
@@ -491,9 +495,13 @@ impl Store {
             }
         };
         if let LockState::Unlocked(open) = previous {
+            // Counted reads and writes go to the log before the writer stops.
+            open.audit_flusher.finish().await;
+            let _ = crate::audit::flush(&self.apps, &open.writer).await;
             open.writer.shutdown().await;
             open.snapshots.finish().await;
             open.projection.wipe();
+            self.apps.wipe_audit();
         }
         self.sessions.lock().clear();
         tracing::info!("store locked");

@@ -232,6 +232,13 @@ impl View {
         }
     }
 
+    /// Counts, for the audit, what this caller is handed of `type_id`:
+    /// `samples` samples in full, `summaries` aggregate answers. Every
+    /// answer built from a view calls it once per sample or figure set.
+    pub fn disclose(&self, type_id: &'static str, samples: u64, summaries: u64) {
+        crate::audit::note_read(&self.apps, &self.caller, type_id, samples, summaries);
+    }
+
     /// The owner's characteristics: (type id, value).
     pub fn characteristics(&self) -> Vec<(String, String)> {
         self.projection.characteristics()
