@@ -45,6 +45,7 @@ pub mod log;
 pub mod oauth;
 pub mod pending;
 pub mod policy;
+pub mod privacy;
 pub mod projection;
 pub mod query;
 pub mod research;

@@ -204,6 +204,11 @@ impl Store {
         }
     }
 
+    /// Where the high-water mark is kept, if anywhere.
+    pub fn state_file_path(&self) -> Option<&std::path::Path> {
+        self.state_file.as_ref().map(StateFile::path)
+    }
+
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
     }

@@ -1,5 +1,5 @@
-//! Pages for the owner's browser: the unlock and setup page, and the
-//! pages of the OAuth consent flow.
+//! Pages for the owner's browser: the unlock and setup page, the pages of
+//! the OAuth consent flow, and the privacy notice.
 //!
 //! Pages are askama templates (in `templates/`, checked at compile time,
 //! HTML-escaped by default) that extend `base.html`; scripts and styles are
@@ -7,6 +7,7 @@
 //! forbid inline code.
 
 pub mod consent;
+pub mod privacy;
 
 use askama::Template;
 use axum::http::{header, StatusCode};

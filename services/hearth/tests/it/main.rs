@@ -8,6 +8,7 @@ mod support;
 
 mod api;
 mod apps;
+mod audit;
 mod bounds;
 mod catalogue;
 mod consent_browser;
@@ -21,6 +22,7 @@ mod keys;
 mod oauth;
 mod pending;
 mod privacy;
+mod privacy_notice;
 mod process;
 mod queries;
 mod research;

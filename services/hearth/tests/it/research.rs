@@ -17,7 +17,7 @@ use crate::support::{Backend, TestApp, TestDatabase};
 /// A study's key pair: the private half signs assertions, the public half
 /// (a JWK) is registered.
 #[derive(Clone)]
-struct StudyKey {
+pub(crate) struct StudyKey {
     alg: Algorithm,
     kid: String,
     encoding: EncodingKey,
@@ -28,7 +28,7 @@ fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn es384_key(kid: &str) -> StudyKey {
+pub(crate) fn es384_key(kid: &str) -> StudyKey {
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
     let pair =
@@ -66,7 +66,7 @@ fn rs384_key() -> StudyKey {
     .clone()
 }
 
-fn description(keys: Value) -> Value {
+pub(crate) fn description(keys: Value) -> Value {
     let mut d = json!({
         "name": "Sleep and Heart Study",
         "organisation": "Example University",
@@ -89,18 +89,18 @@ fn description(keys: Value) -> Value {
     d
 }
 
-fn inline(keys: &[&StudyKey]) -> Value {
+pub(crate) fn inline(keys: &[&StudyKey]) -> Value {
     json!({ "jwks": { "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() } })
 }
 
-async fn add_study(app: &TestApp, body: &Value) -> String {
+pub(crate) async fn add_study(app: &TestApp, body: &Value) -> String {
     let r = app.post_json("/v1/studies", body).await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     let study: Value = r.json().await.unwrap();
     study["id"].as_str().unwrap().to_string()
 }
 
-async fn consent(app: &TestApp, id: &str, types: &[&str]) -> Value {
+pub(crate) async fn consent(app: &TestApp, id: &str, types: &[&str]) -> Value {
     let r = app
         .post_json(
             &format!("/v1/studies/{id}/consent"),
