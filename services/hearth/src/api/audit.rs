@@ -111,7 +111,7 @@ fn day_text(day: i32) -> String {
         .unwrap_or_default()
 }
 
-fn entry(record: AuditRecord, registry: &Registry) -> wire::AuditEntry {
+pub(super) fn entry(record: AuditRecord, registry: &Registry) -> wire::AuditEntry {
     match record {
         AuditRecord::Usage(u) => {
             let usage = wire::AppUsage {

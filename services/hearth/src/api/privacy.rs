@@ -16,6 +16,7 @@ use axum::Json;
 use super::auth::Access;
 use super::problem::{CommonErrors, Problem};
 use super::AppState;
+use crate::audit::AuditFilter;
 use crate::privacy::{self, Deployment};
 use crate::wire::privacy::PrivacyNotice;
 
@@ -57,8 +58,25 @@ pub async fn notice(
     Ok(Json(notice_for(&state, Some(&access))))
 }
 
-/// `/privacy`: the notice as a page, for whoever asks (see the module).
+/// Disclosures the owner's page lists, newest first.
+const RECENT_DISCLOSURES: usize = 50;
+
+/// `/privacy`: the notice as a page, for whoever asks (see the module);
+/// the owner's also lists the newest disclosures of the audit.
 pub async fn page(State(state): State<AppState>, mut parts: Parts) -> Response {
     let access = Access::from_request_parts(&mut parts, &state).await.ok();
-    crate::web::privacy::privacy_page(&notice_for(&state, access.as_ref()))
+    let notice = notice_for(&state, access.as_ref());
+    let mut recent = Vec::new();
+    if let Some(access) = access.as_ref().filter(|a| a.caller.is_owner()) {
+        let _ = crate::audit::flush(&access.apps, &access.open.writer).await;
+        let registry = access.apps.read();
+        let (records, _) = registry
+            .audit()
+            .page(&AuditFilter::default(), None, RECENT_DISCLOSURES);
+        recent = records
+            .into_iter()
+            .map(|r| super::audit::entry(r, &registry))
+            .collect();
+    }
+    crate::web::privacy::privacy_page(&notice, &recent)
 }

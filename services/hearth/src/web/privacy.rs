@@ -6,17 +6,21 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::render;
+use crate::wire::audit::AuditEntry;
 use crate::wire::privacy::{NoticeAudience, PrivacyNotice};
 
 #[derive(Template)]
 #[template(path = "privacy.html")]
 struct PrivacyPage<'a> {
     notice: &'a PrivacyNotice,
+    /// The newest audit entries (the owner's page only).
+    recent: &'a [AuditEntry],
 }
 
-/// The notice as HTML; every name an app or study chose is escaped.
-pub fn privacy_page(notice: &PrivacyNotice) -> Response {
-    render(StatusCode::OK, &PrivacyPage { notice })
+/// The notice as HTML, with the owner's newest disclosures; every name an
+/// app or study chose is escaped.
+pub fn privacy_page(notice: &PrivacyNotice, recent: &[AuditEntry]) -> Response {
+    render(StatusCode::OK, &PrivacyPage { notice, recent })
 }
 
 impl PrivacyPage<'_> {

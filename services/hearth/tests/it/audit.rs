@@ -146,6 +146,23 @@ async fn the_owner_sees_each_apps_reads_per_type_and_day(backend: Backend) {
         entries.iter().all(|e| e["app_name"] == "reader"),
         "{entries:?}"
     );
+
+    // The owner's privacy page lists them too; an app's page does not.
+    let page = app.get("/privacy").await.text().await.unwrap();
+    assert!(page.contains(r#"<section id="audit">"#), "{page}");
+    assert!(page.contains("<td>reader read</td><td>heart_rate</td><td>4 samples"));
+    assert!(page.contains("<td>counter wrote</td><td>step_count</td><td>2 samples"));
+    let theirs = app
+        .client
+        .get(app.url("/privacy"))
+        .bearer_auth(&a_token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!theirs.contains(r#"id="audit""#), "{theirs}");
 }
 
 async fn counts_survive_lock_unlock_and_restart(backend: Backend) {
