@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use crate::process::{find, raw_bytes};
 use crate::support::{steps, Backend, TestApp, TestDatabase};
 
 both_backends!(
@@ -15,6 +16,7 @@ both_backends!(
     filters_narrow_and_pages_follow_cursors,
     bad_filter_values_are_refused_plainly,
     a_study_export_disclosure_shows_up,
+    the_audit_is_ciphertext_at_rest,
 );
 
 /// Today (UTC) by the server's clock.
@@ -351,4 +353,44 @@ async fn a_study_export_disclosure_shows_up(backend: Backend) {
     let mut app = TestApp::start(&db).await;
     assert_eq!(app.unlock().await.status(), 200);
     assert_eq!(audit(&app, "kind=study_export").await, [expected]);
+}
+
+async fn the_audit_is_ciphertext_at_rest(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    seeded(&app).await;
+    let (reader, token) = app_with(&app, "reader", &["step_count"], &[]).await;
+    read_samples(&app, &token, "type=step_count").await;
+    let open = app.store.open_store().unwrap();
+    let disclosure = hearth::audit::StudyExportDisclosure {
+        study_id: "study_MARKERAUDITSTUDY".into(),
+        job_id: "job_MARKERAUDITJOB".into(),
+        types: vec!["step_count".into()],
+        counts: BTreeMap::from([("step_count".into(), 3)]),
+        range_start_us: None,
+        range_end_us: None,
+        bytes: 77,
+        at_us: 1_767_312_000_000_000,
+    };
+    hearth::audit::record_study_export(&open.writer, disclosure)
+        .await
+        .unwrap();
+    drop(open);
+    // Logged (the listing flushes the tally), then snapshotted at lock.
+    assert_eq!(audit(&app, "").await.len(), 2);
+    let r = app.post_json("/v1/lock", &json!({})).await;
+    assert!(r.status().is_success());
+
+    let haystack = raw_bytes(&db, "events");
+    for marker in [
+        "study_MARKERAUDITSTUDY",
+        "job_MARKERAUDITJOB",
+        reader.as_str(),
+    ] {
+        assert!(!find(&haystack, marker.as_bytes()), "{marker} in the clear");
+        assert!(
+            !find(&haystack, hex::encode(marker).as_bytes()),
+            "{marker} in the clear (hex)"
+        );
+    }
 }
