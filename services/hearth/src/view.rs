@@ -21,6 +21,9 @@
 //! A view of a type the caller reads holds that type's read lock while an
 //! answer is computed; the copy of a caller's own rows holds it only while
 //! copying.
+//!
+//! What an answer hands an app is counted for the audit through
+//! [`View::disclose`]: once per sample presented, once per aggregate answer.
 
 use std::ops::Deref;
 use std::sync::Arc;
