@@ -1,8 +1,8 @@
 //! Apps' reads and writes counted in memory between flushes: an app may
 //! read thousands of times a day, and one event per read would fill the
 //! log with audit records. The counts are written as one
-//! [`AuditEvent::AppUsage`](super::event::AuditEvent::AppUsage) every minute, before the store locks and when
-//! the owner asks for the audit.
+//! [`AuditEvent::AppUsage`](super::event::AuditEvent::AppUsage) every
+//! minute, before the store locks and when the owner asks for the audit.
 
 use std::collections::HashMap;
 use std::sync::Arc;
