@@ -20,6 +20,8 @@
 //!   Health Auto Export pushes); [`export`]: the owner's full export;
 //! - [`keys`]: the key hierarchy (root key, key slots, data keys);
 //! - [`research`]: studies, consent, receipts and the studies' token endpoint;
+//! - [`audit`]: every disclosure (apps' reads, study exports) as log events;
+//!   [`privacy`]: the privacy notice generated from the live configuration;
 //! - [`telemetry`]: logs, traces and metrics that carry no health data;
 //! - [`startup`]: building and running the server; [`hardening`]: no core dumps.
 
@@ -27,6 +29,7 @@
 
 pub mod api;
 pub mod apps;
+pub mod audit;
 pub mod caller;
 pub mod catalogue;
 pub mod cli;
@@ -42,6 +45,7 @@ pub mod log;
 pub mod oauth;
 pub mod pending;
 pub mod policy;
+pub mod privacy;
 pub mod projection;
 pub mod query;
 pub mod research;

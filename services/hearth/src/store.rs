@@ -44,6 +44,8 @@ pub struct OpenStore {
     pub signing_wrap: crypto::SecretKey,
     /// Sealed snapshots of the projection, so the next unlock is quick.
     pub snapshots: Snapshots,
+    /// Writes apps' counted reads and writes to the audit every minute.
+    pub audit_flusher: crate::audit::Flusher,
 }
 
 impl OpenStore {
@@ -200,6 +202,11 @@ impl Store {
             LockState::Unlocked(_) => Some(self.lock_epoch.load(Ordering::Acquire)),
             _ => None,
         }
+    }
+
+    /// Where the high-water mark is kept, if anywhere.
+    pub fn state_file_path(&self) -> Option<&std::path::Path> {
+        self.state_file.as_ref().map(StateFile::path)
     }
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
@@ -453,11 +460,13 @@ impl Store {
                 self.apps.clone(),
                 self.state_file.clone(),
             );
+            let audit_flusher = crate::audit::Flusher::spawn(self.apps.clone(), writer.clone());
             let open = Arc::new(OpenStore {
                 projection,
                 writer,
                 signing_wrap,
                 snapshots,
+                audit_flusher,
             });
             // Writes that arrived while locked go first, in arrival order.
             let _closed = self.pending.close().await;
@@ -491,9 +500,13 @@ impl Store {
             }
         };
         if let LockState::Unlocked(open) = previous {
+            // Counted reads and writes go to the log before the writer stops.
+            open.audit_flusher.finish().await;
+            let _ = crate::audit::flush(&self.apps, &open.writer).await;
             open.writer.shutdown().await;
             open.snapshots.finish().await;
             open.projection.wipe();
+            self.apps.wipe_audit();
         }
         self.sessions.lock().clear();
         tracing::info!("store locked");

@@ -78,7 +78,16 @@ pub fn init(log_format: &str) -> Telemetry {
     if let Some(m) = &meter {
         opentelemetry::global::set_meter_provider(m.clone());
     }
+    EXPORTING.store(tracer.is_some(), std::sync::atomic::Ordering::Relaxed);
     Telemetry { tracer, meter }
+}
+
+/// Whether spans and metrics leave for an OpenTelemetry endpoint.
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process exports telemetry (the privacy notice says so).
+pub fn exporting() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 type Providers = (Option<SdkTracerProvider>, Option<SdkMeterProvider>);

@@ -21,6 +21,9 @@
 //! A view of a type the caller reads holds that type's read lock while an
 //! answer is computed; the copy of a caller's own rows holds it only while
 //! copying.
+//!
+//! What an answer hands an app is counted for the audit through
+//! [`View::disclose`]: once per sample presented, once per aggregate answer.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -230,6 +233,13 @@ impl View {
             Visibility::All => true,
             Visibility::OnlySource(s) => s == source,
         }
+    }
+
+    /// Counts, for the audit, what this caller is handed of `type_id`:
+    /// `samples` samples in full, `summaries` aggregate answers. Every
+    /// answer built from a view calls it once per sample or figure set.
+    pub fn disclose(&self, type_id: &'static str, samples: u64, summaries: u64) {
+        crate::audit::note_read(&self.apps, &self.caller, type_id, samples, summaries);
     }
 
     /// The owner's characteristics: (type id, value).

@@ -1,6 +1,7 @@
 //! The HTTP API.
 
 pub(crate) mod apps;
+mod audit;
 pub mod auth;
 mod changes;
 mod characteristics;
@@ -15,6 +16,7 @@ mod lifecycle;
 mod oauth;
 pub mod openapi;
 mod overload;
+mod privacy;
 pub mod problem;
 pub(crate) mod research;
 pub(crate) mod samples;
@@ -105,6 +107,7 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         .merge(crate::web::study::routes())
         .merge(crate::web::data::routes())
         .merge(crate::web::apps::routes())
+        .route("/privacy", axum::routing::get(privacy::page))
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -234,6 +237,8 @@ pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
                 .routes(routes!(research::token))
                 .layer(DefaultBodyLimit::max(CREDENTIAL_BODY_BYTES * 8)),
         )
+        .routes(routes!(audit::list))
+        .routes(routes!(privacy::notice))
 }
 
 /// Headers every response carries: no caching of health data, no sniffing,

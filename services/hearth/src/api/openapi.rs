@@ -117,6 +117,7 @@ impl Modify for SecuritySchemes {
         (name = "oauth", description = "The OAuth 2.1 authorization server: metadata, consent, tokens, revocation"),
         (name = "keys", description = "The owner's keys: passphrase change, recovery key, key slots for unattended unlock"),
         (name = "research", description = "Research studies: the owner adds them, consents per type with a signed receipt, and withdraws; studies authenticate with SMART Backend Services"),
+        (name = "audit", description = "What left the store: the owner's audit of apps' reads and writes and of study exports, and the privacy notice"),
     )
 )]
 pub struct ApiDoc;

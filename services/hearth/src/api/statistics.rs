@@ -40,6 +40,7 @@ fn range_figures(
 ) -> Figures {
     let rows = cols.start_range(from, to);
     let ty = catalogue::get(ti);
+    view.disclose(ty.id, 0, 1);
     let mut f = buckets::discrete_figures(cols, rows.clone(), selection.as_deref());
     if ty.aggregation() == Some(Aggregation::Cumulative) {
         f.sum = view.series(ti, cols, selection, table).sum_rows(cols, rows);
@@ -332,6 +333,7 @@ pub async fn buckets(
     })
     .await?
     .map_err(bucket_problem)?;
+    access.view.disclose(ty.id, 0, 1);
     let discrete = ty.aggregation() == Some(Aggregation::Discrete);
     let unit = q.unit.as_deref();
     let starts: Vec<String> = result.edges.iter().map(|&e| format_zoned(e, &tz)).collect();

@@ -60,6 +60,9 @@ pub struct Registry {
     inserts: u32,
     /// Research studies and the owner's decisions on them.
     studies: crate::research::registry::Studies,
+    /// Disclosures, as the log records them; wiped at lock (see
+    /// [`Apps::wipe_audit`]) and carried by snapshots beside the registry.
+    audit: crate::audit::AuditIndex,
 }
 
 /// SHA-256 of a token or secret: what the log and memory keep.
@@ -140,6 +143,7 @@ impl Registry {
                 }
             }
             Event::Research(event) => self.studies.apply(event, envelope.at_us),
+            Event::Audit(event) => self.audit.apply(event),
             Event::TokensRevoked { hashes, families } => {
                 for h in hashes {
                     self.tokens.remove(h);
@@ -159,6 +163,15 @@ impl Registry {
 
     pub fn studies(&self) -> &crate::research::registry::Studies {
         &self.studies
+    }
+
+    pub fn audit(&self) -> &crate::audit::AuditIndex {
+        &self.audit
+    }
+
+    /// Sets the audit a snapshot carried.
+    pub fn set_audit(&mut self, audit: crate::audit::AuditIndex) {
+        self.audit = audit;
     }
 
     pub fn apps(&self) -> impl Iterator<Item = &App> {
@@ -273,6 +286,7 @@ impl Registry {
             revoked_families: state.revoked_families.into_iter().collect(),
             inserts: state.inserts,
             studies: crate::research::registry::Studies::from_state(state.studies),
+            audit: crate::audit::AuditIndex::default(),
         }
     }
 }
@@ -285,6 +299,8 @@ pub struct Apps {
     /// Serialises check-then-write changes of token state (code exchange,
     /// refresh rotation), so two racing requests cannot both pass a check.
     pub gate: tokio::sync::Mutex<()>,
+    /// Apps' reads and writes not yet written to the audit.
+    pub tally: crate::audit::Tally,
 }
 
 impl Apps {
@@ -295,6 +311,12 @@ impl Apps {
     pub fn apply(&self, envelope: &Envelope) -> bool {
         let now = self.clock.now_us();
         self.registry.write().apply(envelope, now)
+    }
+
+    /// Drops the audit from memory at lock: it says what apps did with
+    /// health data, and unlock rebuilds it from the log.
+    pub fn wipe_audit(&self) {
+        self.registry.write().audit = crate::audit::AuditIndex::default();
     }
 
     /// Swaps in the registry rebuilt by replay at unlock.

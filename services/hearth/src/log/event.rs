@@ -100,6 +100,8 @@ pub enum Event {
     },
     /// Studies: added, removed, consented to, withdrawn from.
     Research(crate::research::event::ResearchEvent),
+    /// Disclosures: apps' usage per app, type and day, and study exports.
+    Audit(crate::audit::AuditEvent),
 }
 
 /// A sample's sync identifier: chosen by the source that wrote it and

@@ -501,6 +501,7 @@ impl WriterTask {
         cut.head = head;
         cut.keys.advance(&records, &envelopes, !erase_failed);
         drop(cut);
+        crate::audit::note_writes(&self.apps, at_us, &envelopes);
         for (reply, outcome) in answers {
             // An erasure whose keys are still stored is not done.
             let _ = reply.send(match outcome {

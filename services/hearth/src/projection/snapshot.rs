@@ -40,6 +40,7 @@ use zeroize::Zeroizing;
 use super::columns::{ColumnData, ENCODED_ROW_BYTES};
 use super::{Deletion, Note, Projection, ProjectionBuilder, SyncTag};
 use crate::apps::{Apps, Registry, RegistryState};
+use crate::audit::{AuditIndex, AuditState};
 use crate::catalogue::{self, TypeIndex};
 use crate::crypto::{self, DataKey, SecretKey, STORE_ID_LEN};
 use crate::log::chain::{record_hash, LogHead};
@@ -49,7 +50,10 @@ use crate::storage::{SnapshotHeader, Storage, StorageError};
 
 /// The label the snapshot key is derived under.
 pub const KEY_LABEL: &[u8] = b"hearth/snapshot/v1";
-const FORMAT_VERSION: u8 = 1;
+/// 2: the audit follows the rest as a section of its own (see [`capture`]);
+/// 1, from before the audit existed, still opens, with an empty audit.
+const FORMAT_VERSION: u8 = 2;
+const FORMAT_WITHOUT_AUDIT: u8 = 1;
 /// Plaintext bytes per sealed chunk: no row holds hundreds of megabytes.
 const CHUNK_BYTES: usize = 8 << 20;
 /// Snapshots kept: the newest, and the one before in case it fails to open.
@@ -164,6 +168,10 @@ struct TypeMeta {
 /// Encodes the projection and the registry as they stand after the last
 /// whole commit. Holds the writer off while copying (the writer commits to
 /// the database meanwhile; it waits only to apply the next commit).
+///
+/// Layout: the version byte, the rows, the postcard [`Meta`] and its
+/// length (8 bytes, little-endian), then the postcard audit and its length:
+/// stripping the audit section leaves the form of version 1.
 fn capture(projection: &Projection, apps: &Apps, taken_us: i64) -> (LogHead, Zeroizing<Vec<u8>>) {
     let cut = projection.cut();
     let at = cut.head;
@@ -236,10 +244,14 @@ fn capture(projection: &Projection, apps: &Apps, taken_us: i64) -> (LogHead, Zer
         registry: apps.read().to_state(),
         keys: KeyState::of(&cut.keys),
     };
+    let audit = apps.read().audit().to_state();
     drop(cut);
     let meta = Zeroizing::new(postcard::to_stdvec(&meta).expect("in-memory encoding"));
     plain.extend_from_slice(&meta);
     plain.extend_from_slice(&(meta.len() as u64).to_le_bytes());
+    let audit = Zeroizing::new(postcard::to_stdvec(&audit).expect("in-memory encoding"));
+    plain.extend_from_slice(&audit);
+    plain.extend_from_slice(&(audit.len() as u64).to_le_bytes());
     (at, plain)
 }
 
@@ -371,7 +383,16 @@ pub struct Start {
 /// Decodes a snapshot's plaintext.
 fn decode(plain: &[u8], at: LogHead) -> Result<Start, Rejected> {
     let (&version, rest) = plain.split_first().ok_or(Rejected::Malformed)?;
-    if version != FORMAT_VERSION || rest.len() < 8 {
+    let (rest, audit) = match version {
+        FORMAT_VERSION => {
+            let (rest, audit) = trailing_section(rest)?;
+            let audit: AuditState = postcard::from_bytes(audit).map_err(|_| Rejected::Malformed)?;
+            (rest, AuditIndex::from_state(audit))
+        }
+        FORMAT_WITHOUT_AUDIT => (rest, AuditIndex::default()),
+        _ => return Err(Rejected::Malformed),
+    };
+    if rest.len() < 8 {
         return Err(Rejected::Malformed);
     }
     let (body, len) = rest.split_at(rest.len() - 8);
@@ -452,12 +473,25 @@ fn decode(plain: &[u8], at: LogHead) -> Result<Start, Rejected> {
     builder.characteristics = meta.characteristics;
     builder.last_seq = meta.applied_seq;
     builder.snapshot = Some((at.seq, meta.taken_us));
+    let mut registry = Registry::from_state(meta.registry);
+    registry.set_audit(audit);
     Ok(Start {
         builder,
-        registry: Registry::from_state(meta.registry),
+        registry,
         at,
         keys: meta.keys.into_walked(at.seq),
     })
+}
+
+/// Splits the last section (its bytes, then their length in 8 bytes) off
+/// `bytes`: (what precedes it, the section).
+fn trailing_section(bytes: &[u8]) -> Result<(&[u8], &[u8]), Rejected> {
+    let body_len = bytes.len().checked_sub(8).ok_or(Rejected::Malformed)?;
+    let (body, len) = bytes.split_at(body_len);
+    let len = usize::try_from(u64::from_le_bytes(len.try_into().expect("8 bytes")))
+        .map_err(|_| Rejected::Malformed)?;
+    let start = body.len().checked_sub(len).ok_or(Rejected::Malformed)?;
+    Ok(body.split_at(start))
 }
 
 /// Opens the snapshot `header` names, if its record stands in the log.
@@ -777,7 +811,9 @@ pub fn canonical_dump(projection: &Projection, registry: &Registry) -> String {
     use sha2::{Digest, Sha256};
     use std::fmt::Write;
     let apps = Apps::default();
-    apps.replace(Registry::from_state(registry.to_state()));
+    let mut copy = Registry::from_state(registry.to_state());
+    copy.set_audit(AuditIndex::from_state(registry.audit().to_state()));
+    apps.replace(copy);
     let (_, plain) = capture(projection, &apps, 0);
     let mut out = format!("state {}\n", hex::encode(Sha256::digest(&plain[..])));
     for (t, cols) in projection.types.iter().enumerate() {
@@ -803,10 +839,10 @@ pub fn canonical_dump(projection: &Projection, registry: &Registry) -> String {
         projection.applied_seq(),
         projection.sample_count()
     );
-    let meta_len = u64::from_le_bytes(plain[plain.len() - 8..].try_into().expect("8 bytes"));
-    let meta: Meta =
-        postcard::from_bytes(&plain[plain.len() - 8 - meta_len as usize..plain.len() - 8])
-            .expect("just encoded");
+    let (rest, audit) = trailing_section(&plain[1..]).expect("just encoded");
+    let (_, meta) = trailing_section(rest).expect("just encoded");
+    let meta: Meta = postcard::from_bytes(meta).expect("just encoded");
+    let audit: AuditState = postcard::from_bytes(audit).expect("just encoded");
     let _ = writeln!(out, "sources {:?}", meta.sources);
     let _ = writeln!(out, "sync {:?}", meta.sync_tags);
     let _ = writeln!(out, "deletions {:?}", meta.deletions);
@@ -814,5 +850,47 @@ pub fn canonical_dump(projection: &Projection, registry: &Registry) -> String {
     let _ = writeln!(out, "priority {:?}", meta.priority);
     let _ = writeln!(out, "characteristics {:?}", meta.characteristics);
     let _ = writeln!(out, "registry {:?}", meta.registry);
+    let _ = writeln!(out, "audit {audit:?}");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{AuditEvent, Direction, UsageEntry};
+    use crate::log::event::{Envelope, Event};
+
+    #[test]
+    fn the_audit_rides_along_and_snapshots_from_before_it_still_open() {
+        let projection = ProjectionBuilder::new().finish();
+        let apps = Apps::default();
+        apps.apply(&Envelope {
+            at_us: 1,
+            event: Event::Audit(AuditEvent::AppUsage {
+                entries: vec![UsageEntry {
+                    day: 3,
+                    app_id: "app_1".into(),
+                    type_id: "step_count".into(),
+                    direction: Direction::Read,
+                    samples: 9,
+                    summaries: 0,
+                }],
+            }),
+        });
+        let (at, plain) = capture(&projection, &apps, 0);
+        let start = decode(&plain, at).unwrap_or_else(|_| panic!("a fresh snapshot opens"));
+        assert_eq!(
+            start.registry.audit().to_state(),
+            apps.read().audit().to_state()
+        );
+        // The form before the audit: no audit section, version 1.
+        let (rest, _) = trailing_section(&plain[1..]).unwrap();
+        let mut old = vec![FORMAT_WITHOUT_AUDIT];
+        old.extend_from_slice(rest);
+        let start = decode(&old, at).unwrap_or_else(|_| panic!("a version 1 snapshot opens"));
+        assert_eq!(start.registry.audit().to_state(), AuditState::default());
+        let mut unknown = plain.to_vec();
+        unknown[0] = 3;
+        assert!(decode(&unknown, at).is_err());
+    }
 }

@@ -21,11 +21,14 @@ pub fn present(
     unit: Option<&str>,
 ) -> Result<Sample, SampleError> {
     let (mut out, member_ids) = plain(view, ty, row, unit)?;
+    view.disclose(ty.id, 1, 0);
     if ty.members().is_some() {
         let mut members = Vec::new();
         for id in member_ids {
             if let Some((mti, member)) = view.find(id.as_u128()) {
-                members.push(plain(view, catalogue::get(mti), &member, None)?.0);
+                let member_type = catalogue::get(mti);
+                members.push(plain(view, member_type, &member, None)?.0);
+                view.disclose(member_type.id, 1, 0);
             }
         }
         out.members = Some(members);

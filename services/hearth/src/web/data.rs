@@ -656,15 +656,19 @@ async fn summary_page(page: OwnerPage, Query(q): Query<PageQuery>) -> Response {
         rfc3339(&week_start),
         rfc3339(&week_end)
     );
-    let workouts = match api_samples(page.access.0.clone(), format!("type=workout&{week_query}"))
-        .await
-    {
-        Ok(p) => {
-            let minutes: f64 = p.samples.iter().filter_map(|s| s.duration_s).sum::<f64>() / 60.0;
-            format!("{} this week, {minutes:.0} min", p.samples.len())
-        }
-        Err(p) => return message_page(p.status, "The summary cannot be shown", &p.detail),
-    };
+    let workouts =
+        match api_samples(page.access.0.clone(), format!("type=workout&{week_query}")).await {
+            Ok(p) => {
+                let minutes = p
+                    .samples
+                    .iter()
+                    .filter_map(|s| s.duration_s)
+                    .fold(0.0, |a, d| a + d)
+                    / 60.0;
+                format!("{} this week, {minutes:.0} min", p.samples.len())
+            }
+            Err(p) => return message_page(p.status, "The summary cannot be shown", &p.detail),
+        };
     // Last night: the time asleep in sleep samples ending since yesterday noon.
     let noon = week_end
         .checked_sub(36.hours())

@@ -1,5 +1,5 @@
-//! Pages for the owner's browser: the unlock and setup page, and the
-//! pages of the OAuth consent flow.
+//! Pages for the owner's browser: the unlock and setup page, the pages of
+//! the OAuth consent flow, and the privacy notice.
 //!
 //! Pages are askama templates (in `templates/`, checked at compile time,
 //! HTML-escaped by default) that extend `base.html`; scripts and styles are
@@ -11,6 +11,7 @@ pub mod chart;
 pub mod consent;
 pub mod data;
 pub mod owner;
+pub mod privacy;
 pub mod study;
 
 use askama::Template;

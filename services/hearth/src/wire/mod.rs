@@ -6,11 +6,13 @@
 //! these into what they validate and store.
 
 pub mod apps;
+pub mod audit;
 pub mod erasure;
 pub mod imports;
 pub mod ingest;
 pub mod keys;
 pub mod lifecycle;
+pub mod privacy;
 pub mod problem;
 pub mod queries;
 pub mod research;

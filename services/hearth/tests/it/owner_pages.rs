@@ -99,7 +99,7 @@ async fn the_owner_sees_today_this_week_and_each_type(backend: Backend) {
     assert!(html.contains("This week: 7000 count"), "{html}");
     assert!(html.contains("id=\"tile-heart_rate\""));
     assert!(
-        html.contains("Today: <strong>61.0 – 95.0 count/min</strong>"),
+        html.contains("Today: <strong>61 – 95 count/min</strong>"),
         "{html}"
     );
     assert!(

@@ -100,7 +100,7 @@ pub(crate) async fn add_study(app: &TestApp, body: &Value) -> String {
     study["id"].as_str().unwrap().to_string()
 }
 
-async fn consent(app: &TestApp, id: &str, types: &[&str]) -> Value {
+pub(crate) async fn consent(app: &TestApp, id: &str, types: &[&str]) -> Value {
     let r = app
         .post_json(
             &format!("/v1/studies/{id}/consent"),
