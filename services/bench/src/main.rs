@@ -25,6 +25,7 @@
 
 mod hidden;
 mod import;
+mod pages;
 mod pending;
 
 use std::sync::Arc;
@@ -76,6 +77,9 @@ struct Args {
     /// Pending samples merged at unlock in the pending figure.
     #[arg(long, env = "HEARTH_BENCH_MERGE_SAMPLES", default_value_t = 1_000_000)]
     pending_merge_samples: usize,
+    /// Samples in the store the owner's pages are timed on.
+    #[arg(long, env = "HEARTH_BENCH_PAGES_SAMPLES", default_value_t = 10_000_000)]
+    pages_samples: usize,
     /// Backend of the stores in the hidden-data figure.
     #[arg(long, value_enum, default_value = "sqlite")]
     backend: Backend,
@@ -698,8 +702,8 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     let args = Args::parse();
     // Hearth's own logs (timings of unlock and snapshots) when asked for.
     let _telemetry = std::env::var_os("HEARTH_LOG").map(|_| hearth::telemetry::init("text"));
-    const PARTS: [&str; 7] = [
-        "ingest", "query", "buckets", "unlock", "hidden", "pending", "import",
+    const PARTS: [&str; 8] = [
+        "ingest", "query", "buckets", "unlock", "hidden", "pending", "import", "pages",
     ];
     if let Some(unknown) = args.only.iter().find(|o| !PARTS.contains(&o.as_str())) {
         anyhow::bail!("no part {unknown:?}; the parts are {}", PARTS.join(", "));
@@ -723,6 +727,9 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     }
     if args.only.iter().any(|o| o == "import") {
         import::bench_import(args.backend, &admin).await?;
+    }
+    if args.only.iter().any(|o| o == "pages") {
+        pages::bench_pages(&args, &admin).await?;
     }
     // A figure whose answers were wrong fails the run, after every table.
     let mut answers_hold = true;
