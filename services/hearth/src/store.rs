@@ -44,6 +44,8 @@ pub struct OpenStore {
     pub signing_wrap: crypto::SecretKey,
     /// Sealed snapshots of the projection, so the next unlock is quick.
     pub snapshots: Snapshots,
+    /// Seals research export jobs and their secrets; gone at lock.
+    pub export_key: crypto::SecretKey,
 }
 
 impl OpenStore {
@@ -435,6 +437,7 @@ impl Store {
             *projection.cut() = Cut { head, keys: walked };
             let projection = Arc::new(projection);
             let signing_wrap = keys.root().derive(crate::research::signing::WRAP_LABEL);
+            let export_key = keys.root().derive(crate::research::bulk::KEY_LABEL);
             let snapshots = Snapshots::spawn(
                 self.storage.clone(),
                 SnapshotKey::new(keys.root()),
@@ -458,6 +461,7 @@ impl Store {
                 writer,
                 signing_wrap,
                 snapshots,
+                export_key,
             });
             // Writes that arrived while locked go first, in arrival order.
             let _closed = self.pending.close().await;

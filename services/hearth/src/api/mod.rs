@@ -2,6 +2,7 @@
 
 mod apps;
 pub mod auth;
+mod bulk;
 mod changes;
 mod characteristics;
 mod erasure;
@@ -76,6 +77,8 @@ pub struct Limits {
     pub tls_fingerprint: Option<String>,
     /// The largest export `POST /v1/imports` takes, in bytes.
     pub max_import_bytes: u64,
+    /// Where research export files are written; no exports run without.
+    pub export_dir: Option<std::path::PathBuf>,
 }
 
 pub fn router(store: Arc<Store>, limits: Limits) -> Router {
@@ -98,6 +101,10 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         upload_idle: limits.request_timeout,
         research: Arc::default(),
     };
+    if let Some(dir) = limits.export_dir.clone() {
+        state.research.exports.set_dir(dir);
+        state.research.exports.spawn_runner(state.store.clone());
+    }
     let (routes, _) = documented_routes().split_for_parts();
     let router = routes
         // Pages and their assets: not part of the JSON API.
@@ -231,6 +238,10 @@ pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
                 .routes(routes!(research::token))
                 .layer(DefaultBodyLimit::max(CREDENTIAL_BODY_BYTES * 8)),
         )
+        .routes(routes!(bulk::group_export))
+        .routes(routes!(bulk::patient_export))
+        .routes(routes!(bulk::status, bulk::delete))
+        .routes(routes!(bulk::file))
 }
 
 /// Headers every response carries: no caching of health data, no sniffing,

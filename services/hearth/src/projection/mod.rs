@@ -166,6 +166,58 @@ pub struct Projection {
     /// deletions they listed, as a replay (which cannot open those records)
     /// would.
     erasures: Mutex<Vec<ErasedScope>>,
+    /// When records reached the log: for research exports' `_since`.
+    arrivals: Mutex<ArrivalClock>,
+}
+
+/// When log records were committed, to the second: `(first seq, at_us)`
+/// whenever the second changes. Records up to a snapshot are known only
+/// to have arrived by the time it was taken.
+#[derive(Debug, Default)]
+pub struct ArrivalClock {
+    /// The snapshot started from: everything up to its record arrived by
+    /// its time.
+    base: Option<(u64, i64)>,
+    /// `(seq, at_us)` of the first record of each second, ascending.
+    marks: Vec<(u64, i64)>,
+}
+
+impl ArrivalClock {
+    fn note(&mut self, seq: u64, at_us: i64) {
+        // The writer's clock may step back (pending writes keep their own
+        // time); arrival only moves forward.
+        let last = self.marks.last().map(|&(_, t)| t);
+        let at_us = last.map_or(at_us, |l| l.max(at_us));
+        if last.is_none_or(|l| at_us.div_euclid(1_000_000) > l.div_euclid(1_000_000)) {
+            self.marks.push((seq, at_us));
+        }
+    }
+
+    /// The last record that certainly reached the log at or before
+    /// `since_us`: every record after it may have arrived later. Errs
+    /// towards including more, never fewer.
+    pub fn settled_by(&self, since_us: i64) -> u64 {
+        let floor_second = since_us.div_euclid(1_000_000);
+        // Marks of a second strictly before `since`'s second are settled;
+        // the records of the mark after the last of them may not be.
+        let settled = self
+            .marks
+            .partition_point(|&(_, t)| t.div_euclid(1_000_000) < floor_second);
+        let from_marks = match self.marks.get(settled) {
+            Some(&(seq, _)) if settled > 0 => seq.saturating_sub(1),
+            None if settled > 0 => {
+                // Every mark is settled: a record of the last mark's
+                // second may still be followed by more of that second.
+                self.marks[settled - 1].0.saturating_sub(1)
+            }
+            _ => 0,
+        };
+        let from_base = match self.base {
+            Some((seq, taken_us)) if taken_us < since_us => seq,
+            _ => 0,
+        };
+        from_marks.max(from_base)
+    }
 }
 
 /// What one erasure covered: a source (all if `None`) and a type (all if
@@ -371,6 +423,7 @@ impl Projection {
             anchor_key: RwLock::new(crate::crypto::random_key()),
             cut: Mutex::new(Cut::default()),
             last_snapshot: Mutex::new(None),
+            arrivals: Mutex::new(ArrivalClock::default()),
             erasures: Mutex::new(Vec::new()),
         }
     }
@@ -390,6 +443,11 @@ impl Projection {
     }
 
     /// The newest snapshot's sequence number and when it was taken.
+    /// When records reached the log (see [`ArrivalClock`]).
+    pub fn arrivals(&self) -> parking_lot::MutexGuard<'_, ArrivalClock> {
+        self.arrivals.lock()
+    }
+
     pub fn last_snapshot(&self) -> Option<(u64, i64)> {
         *self.last_snapshot.lock()
     }
@@ -631,6 +689,7 @@ impl Projection {
             }
             _ => {}
         }
+        self.arrivals.lock().note(seq, envelope.at_us);
         self.applied_seq.store(seq, Ordering::Release);
         touched.sort_unstable();
         touched.dedup();
@@ -783,6 +842,7 @@ pub struct ProjectionBuilder {
     base_deletions: Vec<Deletion>,
     /// The snapshot started from: its sequence number and when it was taken.
     snapshot: Option<(u64, i64)>,
+    arrivals: ArrivalClock,
 }
 
 impl ProjectionBuilder {
@@ -796,6 +856,7 @@ impl ProjectionBuilder {
 
     pub fn add(&mut self, seq: u64, envelope: Envelope) -> Result<(), UnknownType> {
         self.last_seq = seq;
+        self.arrivals.note(seq, envelope.at_us);
         self.note_member_samples(&envelope);
         for id in deleted_ids(&envelope.event) {
             let id = u128::from_be_bytes(*id);
@@ -982,6 +1043,9 @@ impl ProjectionBuilder {
         projection.characteristics = RwLock::new(self.characteristics);
         projection.applied_seq = AtomicU64::new(self.last_seq);
         projection.last_snapshot = Mutex::new(self.snapshot);
+        let mut arrivals = self.arrivals;
+        arrivals.base = self.snapshot;
+        projection.arrivals = Mutex::new(arrivals);
         projection
     }
 }
