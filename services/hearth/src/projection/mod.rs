@@ -170,50 +170,46 @@ pub struct Projection {
     arrivals: Mutex<ArrivalClock>,
 }
 
-/// When log records were committed, to the second: `(first seq, at_us)`
-/// whenever the second changes. Records up to a snapshot are known only
-/// to have arrived by the time it was taken.
+/// When log records were committed, to the millisecond: `(first seq,
+/// millisecond)` whenever the millisecond changes, so every record from
+/// one mark to the next arrived in that mark's millisecond. Records up to
+/// a snapshot are known only to have arrived by the time it was taken.
 #[derive(Debug, Default)]
 pub struct ArrivalClock {
     /// The snapshot started from: everything up to its record arrived by
     /// its time.
     base: Option<(u64, i64)>,
-    /// `(seq, at_us)` of the first record of each second, ascending.
+    /// `(seq, ms)` of the first record of each millisecond, ascending.
     marks: Vec<(u64, i64)>,
+    last_seq: u64,
 }
 
 impl ArrivalClock {
     fn note(&mut self, seq: u64, at_us: i64) {
         // The writer's clock may step back (pending writes keep their own
         // time); arrival only moves forward.
-        let last = self.marks.last().map(|&(_, t)| t);
-        let at_us = last.map_or(at_us, |l| l.max(at_us));
-        if last.is_none_or(|l| at_us.div_euclid(1_000_000) > l.div_euclid(1_000_000)) {
-            self.marks.push((seq, at_us));
+        let ms = at_us.div_euclid(1000);
+        if self.marks.last().is_none_or(|&(_, last)| ms > last) {
+            self.marks.push((seq, ms));
         }
+        self.last_seq = seq;
     }
 
     /// The last record that certainly reached the log at or before
     /// `since_us`: every record after it may have arrived later. Errs
     /// towards including more, never fewer.
     pub fn settled_by(&self, since_us: i64) -> u64 {
-        let floor_second = since_us.div_euclid(1_000_000);
-        // Marks of a second strictly before `since`'s second are settled;
-        // the records of the mark after the last of them may not be.
-        let settled = self
-            .marks
-            .partition_point(|&(_, t)| t.div_euclid(1_000_000) < floor_second);
+        let since_ms = since_us.div_euclid(1000);
+        // A millisecond before `since`'s is settled; `since`'s own is not
+        // (its records may be a microsecond later).
+        let settled = self.marks.partition_point(|&(_, ms)| ms < since_ms);
         let from_marks = match self.marks.get(settled) {
-            Some(&(seq, _)) if settled > 0 => seq.saturating_sub(1),
-            None if settled > 0 => {
-                // Every mark is settled: a record of the last mark's
-                // second may still be followed by more of that second.
-                self.marks[settled - 1].0.saturating_sub(1)
-            }
-            _ => 0,
+            Some(&(seq, _)) => seq.saturating_sub(1),
+            None if settled > 0 => self.last_seq,
+            None => 0,
         };
         let from_base = match self.base {
-            Some((seq, taken_us)) if taken_us < since_us => seq,
+            Some((seq, taken_us)) if taken_us <= since_us => seq,
             _ => 0,
         };
         from_marks.max(from_base)
@@ -442,12 +438,12 @@ impl Projection {
         self.cut.lock()
     }
 
-    /// The newest snapshot's sequence number and when it was taken.
     /// When records reached the log (see [`ArrivalClock`]).
     pub fn arrivals(&self) -> parking_lot::MutexGuard<'_, ArrivalClock> {
         self.arrivals.lock()
     }
 
+    /// The newest snapshot's sequence number and when it was taken.
     pub fn last_snapshot(&self) -> Option<(u64, i64)> {
         *self.last_snapshot.lock()
     }
@@ -1246,5 +1242,38 @@ mod tests {
         check(&live);
         live.wipe();
         assert!(live.synced(0, "walk").is_none());
+    }
+}
+
+#[cfg(test)]
+mod arrival_tests {
+    use super::ArrivalClock;
+
+    #[test]
+    fn records_settle_by_the_millisecond_and_never_early() {
+        let mut clock = ArrivalClock::default();
+        clock.note(1, 1_000_100);
+        clock.note(2, 1_000_900);
+        clock.note(3, 1_002_000);
+        // The clock stepped back: arrival still moves forward.
+        clock.note(4, 900_000);
+        clock.note(5, 1_005_000);
+        assert_eq!(clock.settled_by(999_999), 0);
+        // Records 1 and 2 share a millisecond with `since`: not settled.
+        assert_eq!(clock.settled_by(1_000_500), 0);
+        assert_eq!(clock.settled_by(1_001_000), 2);
+        assert_eq!(clock.settled_by(1_002_999), 2);
+        assert_eq!(clock.settled_by(1_003_000), 4);
+        assert_eq!(clock.settled_by(2_000_000), 5);
+        // A snapshot's records arrived by the time it was taken.
+        let mut started = ArrivalClock {
+            base: Some((100, 5_000_000)),
+            ..ArrivalClock::default()
+        };
+        assert_eq!(started.settled_by(4_000_000), 0);
+        assert_eq!(started.settled_by(5_000_000), 100);
+        started.note(101, 6_000_000);
+        assert_eq!(started.settled_by(6_000_000), 100);
+        assert_eq!(started.settled_by(6_001_000), 101);
     }
 }

@@ -24,6 +24,7 @@ mod privacy;
 mod process;
 mod queries;
 mod research;
+mod research_export;
 mod rollback;
 mod snapshots;
 mod sync;
