@@ -669,7 +669,7 @@ async fn nothing_outside_consent_shows(backend: Backend) {
 
 async fn exports_survive_lock_and_restart_and_since_catches_late_data(backend: Backend) {
     let db = TestDatabase::new(backend).await;
-    let mut app = TestApp::unlocked(&db).await;
+    let app = TestApp::unlocked(&db).await;
     let batch = (0..10)
         .map(|m| sample("step_count", m, 10.0, "count"))
         .collect();
