@@ -16,6 +16,9 @@
 //! - import (only when asked, `--only import`): a generated Apple Health
 //!   export imported through `POST /v1/imports`, beside
 //!   `healthkit-to-sqlite` (see [`import`]).
+//! - export (only when asked, `--only export`): a study's FHIR Bulk Data
+//!   export of a store of step samples, resources/s and peak memory, beside
+//!   `GET /v1/samples` paging of the same data (see [`export`]).
 //! - pending: an app's writes while the store is locked (`202`), beside the
 //!   same load unlocked, and seconds to merge a million pending samples at
 //!   unlock (see [`pending`]).
@@ -23,6 +26,7 @@
 //! Needs a Postgres server: `HEARTH_BENCH_DATABASE_URL`, or the
 //! `HEARTH_TEST_DATABASE_URL` that `scripts/with-postgres.sh` provides.
 
+mod export;
 mod hidden;
 mod import;
 mod pending;
@@ -76,6 +80,9 @@ struct Args {
     /// Pending samples merged at unlock in the pending figure.
     #[arg(long, env = "HEARTH_BENCH_MERGE_SAMPLES", default_value_t = 1_000_000)]
     pending_merge_samples: usize,
+    /// Samples a study exports in the export figure.
+    #[arg(long, env = "HEARTH_BENCH_EXPORT_SAMPLES", default_value_t = 100_000)]
+    export_samples: usize,
     /// Backend of the stores in the hidden-data figure.
     #[arg(long, value_enum, default_value = "sqlite")]
     backend: Backend,
@@ -698,8 +705,8 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     let args = Args::parse();
     // Hearth's own logs (timings of unlock and snapshots) when asked for.
     let _telemetry = std::env::var_os("HEARTH_LOG").map(|_| hearth::telemetry::init("text"));
-    const PARTS: [&str; 7] = [
-        "ingest", "query", "buckets", "unlock", "hidden", "pending", "import",
+    const PARTS: [&str; 8] = [
+        "ingest", "query", "buckets", "unlock", "hidden", "pending", "import", "export",
     ];
     if let Some(unknown) = args.only.iter().find(|o| !PARTS.contains(&o.as_str())) {
         anyhow::bail!("no part {unknown:?}; the parts are {}", PARTS.join(", "));
@@ -723,6 +730,9 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     }
     if args.only.iter().any(|o| o == "import") {
         import::bench_import(args.backend, &admin).await?;
+    }
+    if args.only.iter().any(|o| o == "export") {
+        export::bench_export(args.backend, &admin, args.export_samples).await?;
     }
     // A figure whose answers were wrong fails the run, after every table.
     let mut answers_hold = true;

@@ -871,7 +871,13 @@ impl Plan {
         self.job.total.store(
             types
                 .iter()
-                .map(|&t| view.columns(t).live_len() as u64)
+                // Within the consented range only: progress says nothing
+                // of what lies outside it.
+                .map(|&t| {
+                    view.columns(t)
+                        .start_range(self.range_us.0, self.range_us.1)
+                        .len() as u64
+                })
                 .sum(),
             Ordering::Release,
         );
