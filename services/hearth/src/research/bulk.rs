@@ -33,7 +33,6 @@ use tokio::sync::Notify;
 use super::deidentify::{Policy, StudySecrets};
 use super::resources::{self, OutputFormat, Record};
 use super::{rfc3339, Study, StudyScope};
-use crate::apps::Apps;
 use crate::caller::Caller;
 use crate::catalogue::{self, Aggregation, Kind, TypeIndex};
 use crate::crypto;
@@ -633,12 +632,19 @@ impl ExportJobs {
         done.written
             .store(job.written.load(Ordering::Acquire), Ordering::Release);
         *done.last_poll.lock() = *job.last_poll.lock();
-        let mut jobs = self.jobs.lock();
-        if jobs.contains_key(&job.record.job_id) && !job.cancelled.load(Ordering::Acquire) {
-            jobs.insert(job.record.job_id.clone(), done);
-        } else {
-            drop(jobs);
+        let kept = {
+            let mut jobs = self.jobs.lock();
+            let live =
+                jobs.contains_key(&job.record.job_id) && !job.cancelled.load(Ordering::Acquire);
+            if live {
+                jobs.insert(job.record.job_id.clone(), done);
+            }
+            live
+        };
+        if !kept {
+            // Deleted or withdrawn while it was being recorded.
             remove_dir(&dir);
+            let _ = store.storage().delete_export_job(&job.record.job_id).await;
         }
     }
 }
@@ -1262,12 +1268,4 @@ pub fn rfc3339_precise(us: i64) -> String {
     jiff::Timestamp::from_microsecond(us)
         .map(|t| t.to_string())
         .unwrap_or_default()
-}
-
-/// Whether `apps` still knows `study_id` with a live consent.
-pub fn consented(apps: &Apps, study_id: &str) -> bool {
-    apps.read()
-        .studies()
-        .get(study_id)
-        .is_some_and(|s| s.live_consent().is_some())
 }

@@ -718,6 +718,17 @@ async fn exports_survive_lock_and_restart_and_since_catches_late_data(backend: B
     assert_eq!(app.post_json("/v1/lock", &json!({})).await.status(), 204);
     let locked = kick_off(&app, &token, &group).await;
     assert_eq!(locked.status(), 503);
+    // A job that has not finished says it waits for the owner.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let waiting = poll(&app, &token, &status_url).await;
+    match waiting.status().as_u16() {
+        202 => {
+            let progress = waiting.headers()["x-progress"].to_str().unwrap();
+            assert!(progress.contains("locked"), "{progress}");
+        }
+        200 => {}
+        s => panic!("status while locked: {s}"),
+    }
     app.stop().await;
     let mut app = TestApp::start(&db).await;
     assert_eq!(app.unlock().await.status(), 200);
