@@ -135,6 +135,8 @@ struct Figure {
     resources: u64,
     secs: f64,
     growth: u64,
+    /// For the export: seconds until the manifest came.
+    job_secs: Option<f64>,
 }
 
 impl Figure {
@@ -146,6 +148,13 @@ impl Figure {
             self.resources as f64 / self.secs,
             self.growth as f64 / 1e6
         );
+        if let Some(job) = self.job_secs {
+            println!(
+                "  {:<34} job done after {job:.1} s (polled each second), download {:.1} s",
+                "",
+                self.secs - job
+            );
+        }
     }
 }
 
@@ -178,6 +187,7 @@ async fn bulk_export(
             s => anyhow::bail!("status answered {s}"),
         }
     };
+    let job_secs = started.elapsed().as_secs_f64();
     let token = study_token(http, server, study).await?;
     let mut resources = 0;
     for file in manifest["output"].as_array().context("output")? {
@@ -201,6 +211,7 @@ async fn bulk_export(
         resources,
         secs,
         growth: peak.saturating_sub(before),
+        job_secs: Some(job_secs),
     })
 }
 
@@ -235,6 +246,7 @@ async fn paging(http: &reqwest::Client, server: &Server) -> anyhow::Result<Figur
         resources,
         secs,
         growth: peak.saturating_sub(before),
+        job_secs: None,
     })
 }
 

@@ -716,6 +716,21 @@ impl SealedWriter {
         Ok(())
     }
 
+    /// A line `write` puts in the buffer itself (with its newline); nothing
+    /// is kept when it answers `false`.
+    fn raw_line(&mut self, write: impl FnOnce(&mut Vec<u8>) -> bool) -> std::io::Result<bool> {
+        let len = self.buffer.len();
+        if !write(&mut self.buffer) {
+            self.buffer.truncate(len);
+            return Ok(false);
+        }
+        self.count += 1;
+        if self.buffer.len() >= CHUNK {
+            self.flush_chunk(false)?;
+        }
+        Ok(true)
+    }
+
     fn flush_chunk(&mut self, last: bool) -> std::io::Result<()> {
         let sealed = crypto::seal(
             &self.key,
@@ -967,7 +982,16 @@ impl Plan {
                     _ => DAY_US,
                 };
                 let cumulative = sample_type.aggregation() == Some(Aggregation::Cumulative);
+                let template = match record.format {
+                    OutputFormat::Fhir => resources::QuantityTemplate::new(&policy, sample_type),
+                    OutputFormat::OpenMHealth => None,
+                };
                 let emit = |r: &Record, w: &mut SealedWriter| -> Result<bool, Interrupted> {
+                    if let Some(template) = &template {
+                        if w.raw_line(|buf| template.write(&policy, r, buf))? {
+                            return Ok(true);
+                        }
+                    }
                     let line = match record.format {
                         OutputFormat::Fhir => resources::observation(&policy, r),
                         OutputFormat::OpenMHealth => {

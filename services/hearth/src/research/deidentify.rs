@@ -116,6 +116,19 @@ impl Policy<'_> {
         }
     }
 
+    /// A stored instant shifted, in whole UTC seconds; `None` at the Safe
+    /// Harbor level, where no instant leaves. The same instant
+    /// [`Policy::moment`] gives, for writing it out directly.
+    pub fn shifted_second(&self, us: i64) -> Option<i64> {
+        match self.level {
+            DeidentificationLevel::SafeHarbor => None,
+            _ => Some(
+                us.saturating_add(self.secrets.shift_days * DAY_US)
+                    .div_euclid(1_000_000),
+            ),
+        }
+    }
+
     /// The owner's birth from the date of birth (`YYYY-MM-DD`), as of
     /// `now_us` (real time): ages over 89 are one category; otherwise the
     /// year, of the shifted date when dates are shifted.
@@ -280,6 +293,20 @@ mod tests {
             p.moment(T + 3_600_000_000),
             Moment::Shifted("2024-12-22T13:00:00Z".into())
         );
+    }
+
+    #[test]
+    fn shifted_seconds_are_the_shifted_moments() {
+        let s = secrets(-10);
+        let p = policy(DeidentificationLevel::ShiftedDates, &s, false);
+        let second = p.shifted_second(T + 123_456).unwrap();
+        let ts = jiff::Timestamp::from_second(second).unwrap();
+        assert_eq!(
+            p.moment(T + 123_456),
+            Moment::Shifted(ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        );
+        let harbor = policy(DeidentificationLevel::SafeHarbor, &s, false);
+        assert_eq!(harbor.shifted_second(T), None);
     }
 
     #[test]
