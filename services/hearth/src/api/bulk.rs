@@ -17,6 +17,7 @@ use crate::lock::Unavailable;
 use crate::research::bulk::{self, KickOffError, ResourceKind, Status, POLL_INTERVAL};
 use crate::research::resources::OutputFormat;
 use crate::research::Study;
+use crate::wire::ProblemDetails;
 
 const FHIR_JSON: &str = "application/fhir+json";
 
@@ -363,9 +364,11 @@ fn http_date(us: i64) -> Option<HeaderValue> {
         (status = 200, description = "The manifest: transactionTime, request, requiresAccessToken, output[{type,url,count}], error[]", content_type = "application/json",
             headers(("Expires" = String, description = "When the files go"))),
         (status = 202, description = "In progress", headers(("X-Progress" = String), ("Retry-After" = u64))),
+        (status = 401, description = "No live token of a consented study (OperationOutcome)"),
         (status = 404, description = "No such export, deleted or expired (OperationOutcome)"),
         (status = 429, description = "Polled too soon (OperationOutcome)", headers(("Retry-After" = u64))),
         (status = 500, description = "The export failed (OperationOutcome)"),
+        (status = 503, description = "The store has not been unlocked since the server started (OperationOutcome)"),
     ),
     security(("study" = [])))]
 pub async fn status(
@@ -417,7 +420,9 @@ pub async fn status(
     params(("job" = String, Path, description = "The export's id")),
     responses(
         (status = 202, description = "Cancelled, or its files deleted"),
+        (status = 401, description = "No live token of a consented study (OperationOutcome)"),
         (status = 404, description = "No such export (OperationOutcome)"),
+        (status = 503, description = "The store has not been unlocked since the server started (OperationOutcome)"),
     ),
     security(("study" = [])))]
 pub async fn delete(
@@ -450,6 +455,7 @@ pub async fn delete(
     ),
     responses(
         (status = 200, description = "One resource per line", body = String, content_type = "application/fhir+ndjson"),
+        (status = 400, description = "A malformed file number", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "No live token of the study (OperationOutcome)"),
         (status = 404, description = "No such file, or expired (OperationOutcome)"),
         (status = 503, description = "The store is locked (OperationOutcome)"),

@@ -103,7 +103,7 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
     };
     if let Some(dir) = limits.export_dir.clone() {
         state.research.exports.set_dir(dir);
-        state.research.exports.spawn_runner(state.store.clone());
+        state.research.exports.spawn_runner(&state.store);
     }
     let (routes, _) = documented_routes().split_for_parts();
     let router = routes

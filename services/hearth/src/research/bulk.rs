@@ -255,12 +255,15 @@ impl ExportJobs {
         self.dir.lock().as_ref().map(|d| d.join(job_id))
     }
 
-    /// Starts the runner (once).
-    pub fn spawn_runner(self: &Arc<Self>, store: Arc<Store>) {
+    /// Starts the runner (once). It holds the store only while it works,
+    /// and ends when the server has dropped it: a stopped server leaves no
+    /// connection to the database behind.
+    pub fn spawn_runner(self: &Arc<Self>, store: &Arc<Store>) {
         if self.started.swap(true, Ordering::AcqRel) {
             return;
         }
         let jobs = self.clone();
+        let store = Arc::downgrade(store);
         tokio::spawn(async move { jobs.run(store).await });
     }
 
@@ -485,9 +488,12 @@ impl ExportJobs {
 
     /// The background runner: runs queued jobs one at a time while the
     /// store is open, and sweeps expired ones.
-    async fn run(self: Arc<Self>, store: Arc<Store>) {
+    async fn run(self: Arc<Self>, store: std::sync::Weak<Store>) {
         loop {
             let _ = tokio::time::timeout(Duration::from_millis(500), self.wake.notified()).await;
+            let Some(store) = store.upgrade() else {
+                return;
+            };
             let open = match store.open_store() {
                 Ok(open) => open,
                 Err(_) => {
