@@ -19,6 +19,7 @@ both_backends!(
     withdrawal_cancels_a_running_export,
     nothing_outside_consent_shows,
     exports_survive_lock_and_restart_and_since_catches_late_data,
+    daily_studies_receive_sums_and_averages,
 );
 
 const MARK_META: &str = "MarkerMetaQ7Z";
@@ -754,4 +755,73 @@ async fn exports_survive_lock_and_restart_and_since_catches_late_data(backend: B
 
 fn urlencode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+async fn daily_studies_receive_sums_and_averages(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    // Two UTC days of steps and heart rate (minute 0 is 2025-12-31T23:00Z).
+    let mut batch: Vec<Value> = (60..120)
+        .map(|m| sample("step_count", m, 10.0, "count"))
+        .collect();
+    batch.extend((1500..1510).map(|m| sample("step_count", m, 7.0, "count")));
+    batch.extend(
+        [60.0, 70.0, 80.0]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| sample("heart_rate", 100 + i as i64, *v, "count/min")),
+    );
+    batch.push(json!({
+        "type": "workout", "activity": "running",
+        "start": "2026-01-01T07:00:00+01:00", "end": "2026-01-01T07:30:00+01:00",
+    }));
+    assert_eq!(app.write(batch).await.status(), 201);
+    let key = es384_key("es-d");
+    let id = add_study(
+        &app,
+        &study_description(
+            &key,
+            &["step_count", "heart_rate", "workout"],
+            "shifted_dates",
+            false,
+            "daily",
+        ),
+    )
+    .await;
+    consent(&app, &id, &["step_count", "heart_rate", "workout"], false).await;
+    let token = study_token(&app, &key, &id, "system/Observation.rs").await;
+    let m = manifest(
+        &app,
+        &token,
+        &started(&app, &token, &format!("/fhir/Group/{id}/$export")).await,
+    )
+    .await;
+    let files = download(&app, &token, &m).await;
+    validate(&m, &files);
+    let mut got: Vec<(String, f64, String)> = lines(&files["Observation"])
+        .iter()
+        .map(|o| {
+            (
+                loinc_or_hearth_code(o),
+                o["valueQuantity"]["value"].as_f64().unwrap(),
+                o["extension"][0]["valueCode"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(
+        got,
+        vec![
+            ("heart_rate".into(), 70.0, "average".into()),
+            ("step_count".into(), 70.0, "sum".into()),
+            ("step_count".into(), 600.0, "sum".into()),
+        ]
+    );
+    // A workout has nothing to sum: it stays home, and the error file says so.
+    assert!(files["OperationOutcome"].contains("workout"));
+    for obs in lines(&files["Observation"]) {
+        let start = instant_us(obs["effectivePeriod"]["start"].as_str().unwrap()).unwrap();
+        let end = instant_us(obs["effectivePeriod"]["end"].as_str().unwrap()).unwrap();
+        assert_eq!(end - start, 86_400_000_000, "one day");
+    }
 }
