@@ -16,6 +16,9 @@
 //! - import (only when asked, `--only import`): a generated Apple Health
 //!   export imported through `POST /v1/imports`, beside
 //!   `healthkit-to-sqlite` (see [`import`]).
+//! - export (only when asked, `--only export`): a study's FHIR Bulk Data
+//!   export of a store of step samples, resources/s and peak memory, beside
+//!   `GET /v1/samples` paging of the same data (see [`export`]).
 //! - pending: an app's writes while the store is locked (`202`), beside the
 //!   same load unlocked, and seconds to merge a million pending samples at
 //!   unlock (see [`pending`]).
@@ -23,6 +26,7 @@
 //! Needs a Postgres server: `HEARTH_BENCH_DATABASE_URL`, or the
 //! `HEARTH_TEST_DATABASE_URL` that `scripts/with-postgres.sh` provides.
 
+mod export;
 mod hidden;
 mod import;
 mod pages;
@@ -80,6 +84,9 @@ struct Args {
     /// Samples in the store the owner's pages are timed on.
     #[arg(long, env = "HEARTH_BENCH_PAGES_SAMPLES", default_value_t = 10_000_000)]
     pages_samples: usize,
+    /// Samples a study exports in the export figure.
+    #[arg(long, env = "HEARTH_BENCH_EXPORT_SAMPLES", default_value_t = 100_000)]
+    export_samples: usize,
     /// Backend of the stores in the hidden-data figure.
     #[arg(long, value_enum, default_value = "sqlite")]
     backend: Backend,
@@ -702,8 +709,8 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     let args = Args::parse();
     // Hearth's own logs (timings of unlock and snapshots) when asked for.
     let _telemetry = std::env::var_os("HEARTH_LOG").map(|_| hearth::telemetry::init("text"));
-    const PARTS: [&str; 8] = [
-        "ingest", "query", "buckets", "unlock", "hidden", "pending", "import", "pages",
+    const PARTS: [&str; 9] = [
+        "ingest", "query", "buckets", "unlock", "hidden", "pending", "import", "export", "pages",
     ];
     if let Some(unknown) = args.only.iter().find(|o| !PARTS.contains(&o.as_str())) {
         anyhow::bail!("no part {unknown:?}; the parts are {}", PARTS.join(", "));
@@ -730,6 +737,9 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
     }
     if args.only.iter().any(|o| o == "pages") {
         pages::bench_pages(&args, &admin).await?;
+    }
+    if args.only.iter().any(|o| o == "export") {
+        export::bench_export(args.backend, &admin, args.export_samples).await?;
     }
     // A figure whose answers were wrong fails the run, after every table.
     let mut answers_hold = true;

@@ -52,7 +52,33 @@ fn may_read(caller: &Caller, apps: &Apps, ty: TypeIndex) -> bool {
             app.has_scope(&format!("read:{type_id}"))
                 && apps.read().grant(&app.app_id, type_id).read == Some(true)
         }
+        Caller::Study(study) => study_may_read(study, ty),
     }
+}
+
+/// A study reads a type when the consent in force switches it on (a
+/// correlation's member types come with it, inside the correlation), under
+/// the SMART scope that covers it; workout routes also need the owner's
+/// separate switch.
+fn study_may_read(study: &crate::research::Study, ty: TypeIndex) -> bool {
+    use crate::research::StudyScope;
+    let sample_type = catalogue::get(ty);
+    let consented = |id: &str| study.consent.types.iter().any(|t| t == id);
+    if sample_type.is_characteristic() {
+        return study.has_scope(StudyScope::Patient) && consented(sample_type.id);
+    }
+    if !study.has_scope(StudyScope::Observation) {
+        return false;
+    }
+    if matches!(sample_type.kind, catalogue::Kind::Route) {
+        return study.consent.routes && consented(sample_type.id);
+    }
+    consented(sample_type.id)
+        || study.consent.types.iter().any(|t| {
+            catalogue::lookup(t)
+                .and_then(|c| catalogue::get(c).members())
+                .is_some_and(|members| members.contains(&sample_type.id))
+        })
 }
 
 /// Which samples of `ty` the caller sees. A caller without read access sees
@@ -161,6 +187,7 @@ pub fn write_status(caller: &Caller, apps: &Apps, ty: TypeIndex) -> WriteStatus 
                 None => WriteStatus::NotDetermined,
             }
         }
+        Caller::Study(_) => WriteStatus::Denied,
     }
 }
 

@@ -70,7 +70,8 @@ pub fn notice(
     let audience = match caller {
         Some(Caller::Owner) => NoticeAudience::Owner,
         Some(Caller::App(_)) => NoticeAudience::App,
-        None => NoticeAudience::Public,
+        // A study learns nothing of the store beyond what it was given.
+        Some(Caller::Study(_)) | None => NoticeAudience::Public,
     };
     let owner = audience == NoticeAudience::Owner;
     let apps = match caller {
@@ -80,7 +81,7 @@ pub fn notice(
             .map(|a| app_notice(a, false))
             .into_iter()
             .collect(),
-        None => Vec::new(),
+        Some(Caller::Study(_)) | None => Vec::new(),
     };
     let studies = if owner {
         registry.studies().iter().map(study_notice).collect()

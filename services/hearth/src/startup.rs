@@ -153,6 +153,7 @@ impl Application {
                 allowed_hosts,
                 tls_fingerprint: tls.as_ref().map(|t| t.fingerprint.clone()),
                 max_import_bytes: args.max_import_bytes,
+                export_dir: Some(args.storage.data_dir.join("exports")),
             },
         );
         let listener = TcpListener::bind(args.listen)

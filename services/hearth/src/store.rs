@@ -46,6 +46,8 @@ pub struct OpenStore {
     pub snapshots: Snapshots,
     /// Writes apps' counted reads and writes to the audit every minute.
     pub audit_flusher: crate::audit::Flusher,
+    /// Seals research export jobs and their secrets; gone at lock.
+    pub export_key: crypto::SecretKey,
 }
 
 impl OpenStore {
@@ -442,6 +444,7 @@ impl Store {
             *projection.cut() = Cut { head, keys: walked };
             let projection = Arc::new(projection);
             let signing_wrap = keys.root().derive(crate::research::signing::WRAP_LABEL);
+            let export_key = keys.root().derive(crate::research::bulk::KEY_LABEL);
             let snapshots = Snapshots::spawn(
                 self.storage.clone(),
                 SnapshotKey::new(keys.root()),
@@ -467,6 +470,7 @@ impl Store {
                 signing_wrap,
                 snapshots,
                 audit_flusher,
+                export_key,
             });
             // Writes that arrived while locked go first, in arrival order.
             let _closed = self.pending.close().await;

@@ -246,4 +246,17 @@ impl View {
     pub fn characteristics(&self) -> Vec<(String, String)> {
         self.projection.characteristics()
     }
+
+    /// The owner's characteristics the caller reads: (type id, value).
+    pub fn readable_characteristics(&self) -> Vec<(String, String)> {
+        let mut out = self.projection.characteristics();
+        out.retain(|(id, _)| crate::catalogue::lookup(id).is_some_and(|ty| self.reads(ty)));
+        out
+    }
+
+    /// The last log record that certainly reached Hearth by `since_us`:
+    /// samples of later records arrived after it (or may have).
+    pub fn settled_by(&self, since_us: i64) -> u64 {
+        self.projection.arrivals().settled_by(since_us)
+    }
 }

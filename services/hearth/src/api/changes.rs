@@ -214,6 +214,7 @@ impl StreamSlots {
         let key = match caller {
             Caller::Owner => None,
             Caller::App(app) => Some(app.token_id),
+            Caller::Study(_) => None,
         };
         let mut guard = self.open.lock();
         let (per_caller, total) = &mut *guard;
@@ -315,6 +316,7 @@ impl Observer {
         match &self.caller {
             Caller::Owner => true,
             Caller::App(app) => self.apps.still_valid(app),
+            Caller::Study(_) => false,
         }
     }
 

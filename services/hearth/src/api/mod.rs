@@ -3,6 +3,7 @@
 pub(crate) mod apps;
 mod audit;
 pub mod auth;
+mod bulk;
 mod changes;
 mod characteristics;
 pub(crate) mod erasure;
@@ -78,6 +79,8 @@ pub struct Limits {
     pub tls_fingerprint: Option<String>,
     /// The largest export `POST /v1/imports` takes, in bytes.
     pub max_import_bytes: u64,
+    /// Where research export files are written; no exports run without.
+    pub export_dir: Option<std::path::PathBuf>,
 }
 
 pub fn router(store: Arc<Store>, limits: Limits) -> Router {
@@ -100,6 +103,10 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         upload_idle: limits.request_timeout,
         research: Arc::default(),
     };
+    if let Some(dir) = limits.export_dir.clone() {
+        state.research.exports.set_dir(dir);
+        state.research.exports.spawn_runner(&state.store);
+    }
     let (routes, _) = documented_routes().split_for_parts();
     let router = routes
         // Pages and their assets: not part of the JSON API.
@@ -239,6 +246,10 @@ pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
         )
         .routes(routes!(audit::list))
         .routes(routes!(privacy::notice))
+        .routes(routes!(bulk::group_export))
+        .routes(routes!(bulk::patient_export))
+        .routes(routes!(bulk::status, bulk::delete))
+        .routes(routes!(bulk::file))
 }
 
 /// Headers every response carries: no caching of health data, no sniffing,

@@ -49,6 +49,17 @@ impl Modify for SecuritySchemes {
             ),
         );
         components.add_security_scheme(
+            "study",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A study's access token from /fhir/token (SMART Backend Services)",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
             "app_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "api-key",
@@ -118,6 +129,7 @@ impl Modify for SecuritySchemes {
         (name = "keys", description = "The owner's keys: passphrase change, recovery key, key slots for unattended unlock"),
         (name = "research", description = "Research studies: the owner adds them, consents per type with a signed receipt, and withdraws; studies authenticate with SMART Backend Services"),
         (name = "audit", description = "What left the store: the owner's audit of apps' reads and writes and of study exports, and the privacy notice"),
+        (name = "fhir", description = "FHIR Bulk Data export for studies (kick-off, status, manifest, files): de-identified data under the consent in force, with the study's SMART access token; errors are OperationOutcomes"),
     )
 )]
 pub struct ApiDoc;

@@ -157,6 +157,11 @@ pub async fn remove(
     )
     .await?;
     state.research.tokens.revoke_study(&id);
+    state
+        .research
+        .exports
+        .withdraw(&**state.store.storage(), Some(&access.0.open), &id)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -312,6 +317,11 @@ pub async fn withdraw(
         .await?;
     }
     state.research.tokens.revoke_study(&id);
+    state
+        .research
+        .exports
+        .withdraw(&**state.store.storage(), Some(&access.0.open), &id)
+        .await;
     let at = with_study(&access, &id, |s| {
         s.withdrawn_us.ok_or_else(Problem::internal)
     })?;

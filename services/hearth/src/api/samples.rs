@@ -103,7 +103,7 @@ impl FromRequestParts<AppState> for WriteTarget {
                 app,
                 apps: state.store.apps().clone(),
             }),
-            Ok(Caller::Owner) | Err(_) => Err(Unavailable::Locked.into()),
+            Ok(Caller::Owner | Caller::Study(_)) | Err(_) => Err(Unavailable::Locked.into()),
         }
     }
 }

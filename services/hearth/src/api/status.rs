@@ -101,6 +101,7 @@ pub async fn request_status(
     let should = match &access.caller {
         Caller::Owner => false,
         Caller::App(app) => policy::should_request(app, &access.apps, &read, &write),
+        Caller::Study(_) => false,
     };
     Ok(Json(wire::RequestStatus {
         status: if should {

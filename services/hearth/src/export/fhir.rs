@@ -6,13 +6,13 @@
 
 use serde_json::{json, Map, Value};
 
-const HEARTH_TYPES: &str = "https://hearth.invalid/fhir/CodeSystem/sample-type";
-const LOINC: &str = "http://loinc.org";
-const UCUM: &str = "http://unitsofmeasure.org";
-const CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
+pub(crate) const HEARTH_TYPES: &str = "https://hearth.invalid/fhir/CodeSystem/sample-type";
+pub(crate) const LOINC: &str = "http://loinc.org";
+pub(crate) const UCUM: &str = "http://unitsofmeasure.org";
+pub(crate) const CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
 
 /// LOINC code, display, and the UCUM form of Hearth's canonical unit.
-fn loinc(type_id: &str) -> Option<(&'static str, &'static str, &'static str)> {
+pub(crate) fn loinc(type_id: &str) -> Option<(&'static str, &'static str, &'static str)> {
     Some(match type_id {
         "step_count" => ("55423-8", "Number of steps", "{steps}"),
         "heart_rate" => ("8867-4", "Heart rate", "/min"),
@@ -34,7 +34,7 @@ fn loinc(type_id: &str) -> Option<(&'static str, &'static str, &'static str)> {
     })
 }
 
-fn is_vital(type_id: &str) -> bool {
+pub(crate) fn is_vital(type_id: &str) -> bool {
     matches!(
         type_id,
         "heart_rate"
@@ -49,7 +49,7 @@ fn is_vital(type_id: &str) -> bool {
     )
 }
 
-fn code(type_id: &str) -> Value {
+pub(crate) fn code(type_id: &str) -> Value {
     let mut coding = Vec::new();
     if let Some((code, display, _)) = loinc(type_id) {
         coding.push(json!({"system": LOINC, "code": code, "display": display}));
@@ -58,7 +58,7 @@ fn code(type_id: &str) -> Value {
     json!({"coding": coding, "text": type_id})
 }
 
-fn quantity(type_id: &str, value: &Value, unit: Option<&str>) -> Value {
+pub(crate) fn quantity(type_id: &str, value: &Value, unit: Option<&str>) -> Value {
     let ucum = loinc(type_id)
         .map(|(_, _, u)| u)
         .filter(|u| !u.is_empty())

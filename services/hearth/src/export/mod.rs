@@ -15,7 +15,7 @@
 //!   one exists, UCUM units, Hearth's type ids as a second coding).
 
 pub mod client;
-mod fhir;
+pub(crate) mod fhir;
 pub mod ndjson;
 
 use hashbrown::HashSet;

@@ -166,6 +166,54 @@ pub struct Projection {
     /// deletions they listed, as a replay (which cannot open those records)
     /// would.
     erasures: Mutex<Vec<ErasedScope>>,
+    /// When records reached the log: for research exports' `_since`.
+    arrivals: Mutex<ArrivalClock>,
+}
+
+/// When log records were committed, to the millisecond: `(first seq,
+/// millisecond)` whenever the millisecond changes, so every record from
+/// one mark to the next arrived in that mark's millisecond. Records up to
+/// a snapshot are known only to have arrived by the time it was taken.
+#[derive(Debug, Default)]
+pub struct ArrivalClock {
+    /// The snapshot started from: everything up to its record arrived by
+    /// its time.
+    base: Option<(u64, i64)>,
+    /// `(seq, ms)` of the first record of each millisecond, ascending.
+    marks: Vec<(u64, i64)>,
+    last_seq: u64,
+}
+
+impl ArrivalClock {
+    fn note(&mut self, seq: u64, at_us: i64) {
+        // The writer's clock may step back (pending writes keep their own
+        // time); arrival only moves forward.
+        let ms = at_us.div_euclid(1000);
+        if self.marks.last().is_none_or(|&(_, last)| ms > last) {
+            self.marks.push((seq, ms));
+        }
+        self.last_seq = seq;
+    }
+
+    /// The last record that certainly reached the log at or before
+    /// `since_us`: every record after it may have arrived later. Errs
+    /// towards including more, never fewer.
+    pub fn settled_by(&self, since_us: i64) -> u64 {
+        let since_ms = since_us.div_euclid(1000);
+        // A millisecond before `since`'s is settled; `since`'s own is not
+        // (its records may be a microsecond later).
+        let settled = self.marks.partition_point(|&(_, ms)| ms < since_ms);
+        let from_marks = match self.marks.get(settled) {
+            Some(&(seq, _)) => seq.saturating_sub(1),
+            None if settled > 0 => self.last_seq,
+            None => 0,
+        };
+        let from_base = match self.base {
+            Some((seq, taken_us)) if taken_us <= since_us => seq,
+            _ => 0,
+        };
+        from_marks.max(from_base)
+    }
 }
 
 /// What one erasure covered: a source (all if `None`) and a type (all if
@@ -371,6 +419,7 @@ impl Projection {
             anchor_key: RwLock::new(crate::crypto::random_key()),
             cut: Mutex::new(Cut::default()),
             last_snapshot: Mutex::new(None),
+            arrivals: Mutex::new(ArrivalClock::default()),
             erasures: Mutex::new(Vec::new()),
         }
     }
@@ -387,6 +436,11 @@ impl Projection {
     /// under it sees every record up to the head it names and none after.
     pub fn cut(&self) -> parking_lot::MutexGuard<'_, Cut> {
         self.cut.lock()
+    }
+
+    /// When records reached the log (see [`ArrivalClock`]).
+    pub fn arrivals(&self) -> parking_lot::MutexGuard<'_, ArrivalClock> {
+        self.arrivals.lock()
     }
 
     /// The newest snapshot's sequence number and when it was taken.
@@ -631,6 +685,7 @@ impl Projection {
             }
             _ => {}
         }
+        self.arrivals.lock().note(seq, envelope.at_us);
         self.applied_seq.store(seq, Ordering::Release);
         touched.sort_unstable();
         touched.dedup();
@@ -783,6 +838,7 @@ pub struct ProjectionBuilder {
     base_deletions: Vec<Deletion>,
     /// The snapshot started from: its sequence number and when it was taken.
     snapshot: Option<(u64, i64)>,
+    arrivals: ArrivalClock,
 }
 
 impl ProjectionBuilder {
@@ -796,6 +852,7 @@ impl ProjectionBuilder {
 
     pub fn add(&mut self, seq: u64, envelope: Envelope) -> Result<(), UnknownType> {
         self.last_seq = seq;
+        self.arrivals.note(seq, envelope.at_us);
         self.note_member_samples(&envelope);
         for id in deleted_ids(&envelope.event) {
             let id = u128::from_be_bytes(*id);
@@ -982,6 +1039,9 @@ impl ProjectionBuilder {
         projection.characteristics = RwLock::new(self.characteristics);
         projection.applied_seq = AtomicU64::new(self.last_seq);
         projection.last_snapshot = Mutex::new(self.snapshot);
+        let mut arrivals = self.arrivals;
+        arrivals.base = self.snapshot;
+        projection.arrivals = Mutex::new(arrivals);
         projection
     }
 }
@@ -1182,5 +1242,38 @@ mod tests {
         check(&live);
         live.wipe();
         assert!(live.synced(0, "walk").is_none());
+    }
+}
+
+#[cfg(test)]
+mod arrival_tests {
+    use super::ArrivalClock;
+
+    #[test]
+    fn records_settle_by_the_millisecond_and_never_early() {
+        let mut clock = ArrivalClock::default();
+        clock.note(1, 1_000_100);
+        clock.note(2, 1_000_900);
+        clock.note(3, 1_002_000);
+        // The clock stepped back: arrival still moves forward.
+        clock.note(4, 900_000);
+        clock.note(5, 1_005_000);
+        assert_eq!(clock.settled_by(999_999), 0);
+        // Records 1 and 2 share a millisecond with `since`: not settled.
+        assert_eq!(clock.settled_by(1_000_500), 0);
+        assert_eq!(clock.settled_by(1_001_000), 2);
+        assert_eq!(clock.settled_by(1_002_999), 2);
+        assert_eq!(clock.settled_by(1_003_000), 4);
+        assert_eq!(clock.settled_by(2_000_000), 5);
+        // A snapshot's records arrived by the time it was taken.
+        let mut started = ArrivalClock {
+            base: Some((100, 5_000_000)),
+            ..ArrivalClock::default()
+        };
+        assert_eq!(started.settled_by(4_000_000), 0);
+        assert_eq!(started.settled_by(5_000_000), 100);
+        started.note(101, 6_000_000);
+        assert_eq!(started.settled_by(6_000_000), 100);
+        assert_eq!(started.settled_by(6_001_000), 101);
     }
 }

@@ -15,9 +15,12 @@
 //! narrower decision takes effect at once. Reads made for a study are to
 //! go through the read boundary (`View`) like every other caller's.
 
+pub mod bulk;
 pub mod consent;
+pub mod deidentify;
 pub mod event;
 pub mod registry;
+pub mod resources;
 pub mod signing;
 pub mod smart;
 pub mod study;
@@ -96,6 +99,8 @@ impl StudyTokens {
 pub struct Research {
     pub tokens: StudyTokens,
     pub jwks: smart::JwksCache,
+    /// Bulk Data export jobs.
+    pub exports: std::sync::Arc<bulk::ExportJobs>,
 }
 
 impl Research {

@@ -180,6 +180,29 @@ pub trait Storage: Send + Sync {
     /// them with `u64::MAX`), leaving as little of them behind in the
     /// database files as the backend allows.
     async fn delete_snapshots(&self, before: u64) -> Result<(), StorageError>;
+
+    /// Every sealed research export job: (job id, sealed state).
+    async fn export_jobs(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError>;
+
+    /// Stores (or replaces) a job's sealed state, durably.
+    async fn put_export_job(&self, job_id: &str, sealed: &[u8]) -> Result<(), StorageError>;
+
+    /// Forgets a job; `false` if there was none.
+    async fn delete_export_job(&self, job_id: &str) -> Result<bool, StorageError>;
+
+    /// A study's sealed export secrets, by digest of its id.
+    async fn study_secrets(&self, digest: &[u8; 32]) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Stores a study's sealed secrets unless some are stored; returns the
+    /// ones in force.
+    async fn put_study_secrets(
+        &self,
+        digest: &[u8; 32],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, StorageError>;
+
+    /// Forgets a study's secrets.
+    async fn delete_study_secrets(&self, digest: &[u8; 32]) -> Result<(), StorageError>;
 }
 
 /// A stored snapshot: the log record it was taken at, the key id it is

@@ -602,6 +602,75 @@ impl Storage for SqliteStorage {
             .await?;
         Ok(())
     }
+
+    async fn export_jobs(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let rows = sqlx::query("SELECT job_id, body FROM export_jobs ORDER BY job_id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get::<String, _>(0), r.get::<Vec<u8>, _>(1)))
+            .collect())
+    }
+
+    async fn put_export_job(&self, job_id: &str, sealed: &[u8]) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO export_jobs (job_id, body) VALUES (?, ?) \
+             ON CONFLICT (job_id) DO UPDATE SET body = excluded.body",
+        )
+        .bind(job_id)
+        .bind(sealed)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_export_job(&self, job_id: &str) -> Result<bool, StorageError> {
+        let gone = sqlx::query("DELETE FROM export_jobs WHERE job_id = ?")
+            .bind(job_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(gone > 0)
+    }
+
+    async fn study_secrets(&self, digest: &[u8; 32]) -> Result<Option<Vec<u8>>, StorageError> {
+        let row = sqlx::query("SELECT body FROM study_secrets WHERE digest = ?")
+            .bind(&digest[..])
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get::<Vec<u8>, _>(0)))
+    }
+
+    async fn put_study_secrets(
+        &self,
+        digest: &[u8; 32],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO study_secrets (digest, body) VALUES (?, ?) \
+             ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(&digest[..])
+        .bind(sealed)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query("SELECT body FROM study_secrets WHERE digest = ?")
+            .bind(&digest[..])
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(row.get::<Vec<u8>, _>(0))
+    }
+
+    async fn delete_study_secrets(&self, digest: &[u8; 32]) -> Result<(), StorageError> {
+        sqlx::query("DELETE FROM study_secrets WHERE digest = ?")
+            .bind(&digest[..])
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }
 
 async fn insert_keyslot(

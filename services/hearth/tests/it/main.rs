@@ -30,6 +30,7 @@ mod privacy_notice;
 mod process;
 mod queries;
 mod research;
+mod research_export;
 mod rollback;
 mod snapshots;
 mod study_pages;

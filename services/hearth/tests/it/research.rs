@@ -21,7 +21,7 @@ pub(crate) struct StudyKey {
     alg: Algorithm,
     kid: String,
     encoding: EncodingKey,
-    jwk: Value,
+    pub(crate) jwk: Value,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -46,7 +46,7 @@ pub(crate) fn es384_key(kid: &str) -> StudyKey {
 }
 
 /// One RSA key for the whole run: generating one is slow.
-fn rs384_key() -> StudyKey {
+pub(crate) fn rs384_key() -> StudyKey {
     static KEY: OnceLock<StudyKey> = OnceLock::new();
     KEY.get_or_init(|| {
         use rsa::pkcs1::EncodeRsaPrivateKey;
@@ -141,11 +141,11 @@ fn header_of(key: &StudyKey) -> Header {
     h
 }
 
-fn assertion(app: &TestApp, key: &StudyKey, study: &str) -> String {
+pub(crate) fn assertion(app: &TestApp, key: &StudyKey, study: &str) -> String {
     sign(key, header_of(key), &claims(app, study))
 }
 
-async fn request_token(app: &TestApp, assertion: &str, scope: &str) -> (u16, Value) {
+pub(crate) async fn request_token(app: &TestApp, assertion: &str, scope: &str) -> (u16, Value) {
     let r = app
         .client
         .post(token_url(app))
