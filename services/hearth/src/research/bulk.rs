@@ -861,8 +861,6 @@ struct Plan {
 /// A bucket being summed (or averaged) for an aggregate record.
 struct Bucket {
     start_us: i64,
-    sum: f64,
-    n: u64,
 }
 
 impl Plan {
@@ -1091,22 +1089,26 @@ impl Plan {
                         if aggregated {
                             let start = r.start_us.div_euclid(bucket_us) * bucket_us;
                             match &mut bucket {
-                                Some(b) if b.start_us == start => {
-                                    b.sum += r.value;
-                                    b.n += 1;
-                                }
+                                Some(b) if b.start_us == start => {}
                                 _ => {
                                     if let Some(b) = bucket.take() {
-                                        n_type += u64::from(emit(
-                                            &aggregate(sample_type, &b, bucket_us, cumulative),
-                                            w,
-                                        )?);
+                                        let figure = merged_figure(
+                                            &view, ty, b.start_us, bucket_us, cumulative,
+                                        );
+                                        if let Some(value) = figure {
+                                            n_type += u64::from(emit(
+                                                &aggregate(
+                                                    sample_type,
+                                                    b.start_us,
+                                                    bucket_us,
+                                                    value,
+                                                    cumulative,
+                                                ),
+                                                w,
+                                            )?);
+                                        }
                                     }
-                                    bucket = Some(Bucket {
-                                        start_us: start,
-                                        sum: r.value,
-                                        n: 1,
-                                    });
+                                    bucket = Some(Bucket { start_us: start });
                                 }
                             }
                         } else if emit(r, w)? {
@@ -1130,8 +1132,14 @@ impl Plan {
                 if let (Some(b), Some(w)) =
                     (bucket.take(), omh_writer.as_mut().or(fhir_writer.as_mut()))
                 {
-                    n_type +=
-                        u64::from(emit(&aggregate(sample_type, &b, bucket_us, cumulative), w)?);
+                    let figure =
+                        merged_figure(&self.view()?, ty, b.start_us, bucket_us, cumulative);
+                    if let Some(value) = figure {
+                        n_type += u64::from(emit(
+                            &aggregate(sample_type, b.start_us, bucket_us, value, cumulative),
+                            w,
+                        )?);
+                    }
                 }
                 if n_type > 0 {
                     counts.push((sample_type.id.to_string(), n_type));
@@ -1233,26 +1241,59 @@ impl Plan {
     }
 }
 
+/// A bucket's figure as statistics answer it: overlapping samples of
+/// several sources counted once, by the owner's source priority, not
+/// summed across sources (a watch and a phone counting the same steps).
+fn merged_figure(
+    view: &View,
+    ty: TypeIndex,
+    start_us: i64,
+    bucket_us: i64,
+    cumulative: bool,
+) -> Option<f64> {
+    let interval = if bucket_us == HOUR_US { "1h" } else { "1d" };
+    let interval = crate::query::buckets::Interval::parse(interval).ok()?;
+    let anchor = jiff::Timestamp::from_microsecond(start_us)
+        .ok()?
+        .to_zoned(jiff::tz::TimeZone::UTC);
+    let answer = crate::query::buckets::run(
+        view,
+        &crate::query::buckets::BucketRequest {
+            ty,
+            start_us,
+            end_us: start_us + bucket_us,
+            interval: &interval,
+            anchor: &anchor,
+            sources: None,
+            by_source: false,
+        },
+    )
+    .ok()?;
+    let figures = answer.series.first()?.buckets.first()?;
+    if cumulative {
+        (figures.count > 0 || figures.sum != 0.0).then_some(figures.sum)
+    } else {
+        figures.avg
+    }
+}
+
 fn aggregate(
     ty: &'static catalogue::SampleType,
-    b: &Bucket,
+    start_us: i64,
     bucket_us: i64,
+    value: f64,
     cumulative: bool,
 ) -> Record<'static> {
     let mut key = [0u8; 24];
     key[..2].copy_from_slice(&(catalogue::lookup(ty.id).map_or(0, |t| t.0)).to_be_bytes());
-    key[8..16].copy_from_slice(&b.start_us.to_be_bytes());
+    key[8..16].copy_from_slice(&start_us.to_be_bytes());
     key[16..24].copy_from_slice(&bucket_us.to_be_bytes());
     Record {
         ty,
         key,
-        start_us: b.start_us,
-        end_us: b.start_us + bucket_us,
-        value: if cumulative {
-            b.sum
-        } else {
-            b.sum / b.n as f64
-        },
+        start_us,
+        end_us: start_us + bucket_us,
+        value,
         metadata: None,
         panel: None,
         workout_id: None,

@@ -787,6 +787,18 @@ async fn daily_studies_receive_sums_and_averages(backend: Backend) {
         "start": "2026-01-01T07:00:00+01:00", "end": "2026-01-01T07:30:00+01:00",
     }));
     assert_eq!(app.write(batch).await.status(), 201);
+    // A second source counting the same first day's steps: a sum counts
+    // each step once, as statistics do, not once per source.
+    let watch = app
+        .register_app("Watch", "https://watch.example/cb", true)
+        .await;
+    let watch_token = app
+        .mint(watch["id"].as_str().unwrap(), &[], &["step_count"])
+        .await;
+    let same: Vec<Value> = (60..120)
+        .map(|m| sample("step_count", m, 10.0, "count"))
+        .collect();
+    assert_eq!(app.as_token(&watch_token).write(same).await.status(), 201);
     let key = es384_key("es-d");
     let id = add_study(
         &app,
