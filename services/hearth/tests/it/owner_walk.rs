@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use hearth::import::apple_health::generate::{self, Options};
 use serde_json::{json, Value};
 
-use crate::browser::Driver;
+use crate::browser::{Accessibility, Driver};
 use crate::support::{Backend, TestApp, TestDatabase, PASSPHRASE};
 
 both_backends!(a_new_owner_walks_through_every_page);
@@ -63,18 +63,21 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
     let Some(driver) = Driver::start().await else {
         return;
     };
+    let a11y = Accessibility::load();
     let base = app.base.clone();
     let site = |path: &str| format!("{base}{path}");
 
     // Setup, in the page, with the code the server printed.
     driver.goto(&site("/")).await;
     driver.wait_for_text("#state", "uninitialised").await;
+    a11y.check(&driver, "/ (setup)").await;
     let code = app.store.setup_code().expect("a new store");
     driver.type_into("#setup_code", &code).await;
     driver.type_into("#new_passphrase", PASSPHRASE).await;
     driver.click("#setup button").await;
     driver.wait_for_text("#message", "recovery key").await;
     driver.wait_for_text("#state", "unlocked").await;
+    a11y.check(&driver, "/ (unlocked)").await;
     photograph(&driver, "home", backend).await;
     // The API side of the test acts as the owner too.
     let r = app
@@ -92,6 +95,7 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
     let zip = dir.path().join("export.zip");
     generate::write_zip(&zip, &Options::default()).unwrap();
     driver.goto(&site("/import")).await;
+    a11y.check(&driver, "/import").await;
     driver
         .type_into("#import-file", zip.to_str().unwrap())
         .await;
@@ -101,6 +105,7 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
         .wait_for_text("#import-summary", "Samples added")
         .await;
     assert!(summary.contains("apple-health:"), "{summary}");
+    a11y.check(&driver, "/import (done)").await;
     photograph(&driver, "import", backend).await;
 
     // Today's steps from the owner and from an app, overlapping.
@@ -124,9 +129,11 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
         tile.contains("100 count") || tile.contains("300 count"),
         "{tile}"
     );
+    a11y.check(&driver, "/summary").await;
     photograph(&driver, "summary", backend).await;
 
     driver.goto(&site("/types")).await;
+    a11y.check(&driver, "/types").await;
     driver.click("#type-step_count").await;
     for period in ["day", "week", "month", "year"] {
         driver.click(&format!("#period-{period}")).await;
@@ -143,6 +150,7 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
             .await
             .contains("The numbers behind the chart"));
     }
+    a11y.check(&driver, "/types/step_count").await;
     photograph(&driver, "type", backend).await;
 
     // The source order changes what the day's chart counts.
@@ -201,6 +209,7 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
 
     // An app registered, switched, given a credential that is then revoked.
     driver.goto(&site("/apps")).await;
+    a11y.check(&driver, "/apps").await;
     driver.type_into("#name", "Sleep Diary").await;
     driver.type_into("#purpose", "Keeps a sleep diary").await;
     driver
@@ -224,6 +233,7 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
     driver.wait_for_text("#app-name", "Sleep Diary").await;
     assert!(!driver.selected("#read-sleep_analysis").await);
     assert!(driver.selected("#write-sleep_analysis").await);
+    a11y.check(&driver, "/apps/{id}").await;
     photograph(&driver, "app", backend).await;
     driver.click("#credentials button").await;
     driver
@@ -238,12 +248,19 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
 
     driver.goto(&site("/studies")).await;
     driver.wait_for_text("h1", "Studies").await;
+    a11y.check(&driver, "/studies").await;
     photograph(&driver, "studies", backend).await;
+
+    driver.goto(&site("/privacy")).await;
+    driver.wait_for_text("h1", "Privacy").await;
+    a11y.check(&driver, "/privacy").await;
+    photograph(&driver, "privacy", backend).await;
 
     // Lock: back on the home page, and no owner page opens any more.
     driver.goto(&site("/summary")).await;
     driver.click("#lock").await;
     driver.wait_for_text("#state", "locked").await;
+    a11y.check(&driver, "/ (locked)").await;
     driver.goto(&site("/summary")).await;
     let text = driver.page_text().await;
     assert!(!text.contains("Today"), "{text}");
