@@ -1,7 +1,7 @@
 //! The HTTP API.
 
 pub(crate) mod apps;
-mod audit;
+pub(crate) mod audit;
 pub mod auth;
 mod changes;
 mod characteristics;
@@ -107,6 +107,7 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         .merge(crate::web::study::routes())
         .merge(crate::web::data::routes())
         .merge(crate::web::apps::routes())
+        .merge(crate::web::access::routes())
         .route("/privacy", axum::routing::get(privacy::page))
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async {

@@ -6,6 +6,7 @@
 //! served from `/static/`, never inline, so the content security policy can
 //! forbid inline code.
 
+pub mod access;
 pub mod apps;
 pub mod chart;
 pub mod consent;

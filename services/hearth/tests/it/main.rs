@@ -6,6 +6,7 @@
 #[macro_use]
 mod support;
 
+mod access_pages;
 mod api;
 mod app_pages;
 mod apps;

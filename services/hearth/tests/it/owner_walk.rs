@@ -1,7 +1,8 @@
 //! A new owner's first visit, in a real browser: setup, an import through
 //! the import page, the summary, a type's page by day, week, month and
 //! year, the source order changing the chart, an app registered with its
-//! switches and a credential minted and revoked, and the lock. Screenshots
+//! switches and a credential minted and revoked, the access log, the
+//! privacy notice and the lock; axe-core checks each page. Screenshots
 //! of each page at a phone's and a desktop's width go to
 //! `target/screenshots/` for a person to look at.
 
@@ -245,6 +246,24 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
         .get("/v1/samples?type=sleep_analysis")
         .await;
     assert_eq!(r.status(), 401, "the revoked credential is refused");
+
+    // The access log shows the pedometer's write of today's steps.
+    driver.goto(&site("/access")).await;
+    driver.wait_for_text("h1", "Access log").await;
+    driver.wait_for_text("#entries", "Pedometer wrote").await;
+    driver.click("#kind").await;
+    driver
+        .execute(
+            "document.querySelector('#kind').value = 'app_write';",
+            json!([]),
+            false,
+        )
+        .await;
+    driver.click("#filter-button").await;
+    driver.wait_for_text("#entries", "Step count").await;
+    assert!(driver.current_url().await.contains("kind=app_write"));
+    a11y.check(&driver, "/access").await;
+    photograph(&driver, "access", backend).await;
 
     driver.goto(&site("/studies")).await;
     driver.wait_for_text("h1", "Studies").await;
