@@ -118,7 +118,10 @@ impl Driver {
             .post(format!("{}/session", driver.base))
             .json(&json!({ "capabilities": { "alwaysMatch": {
                 "browserName": "chrome",
-                "goog:chromeOptions": { "binary": CHROMIUM, "args": args }
+                "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+                // The console, where Chromium reports what the page's
+                // content security policy refused.
+                "goog:loggingPrefs": { "browser": "ALL" }
             }}}))
             .send()
             .await
@@ -259,6 +262,25 @@ impl Driver {
         base64::engine::general_purpose::STANDARD
             .decode(v.as_str().unwrap())
             .unwrap()
+    }
+
+    /// What the content security policy refused since the last call: the
+    /// browser console's messages about it (reading the log empties it).
+    pub async fn csp_violations(&self) -> Vec<String> {
+        let log = self
+            .cmd(
+                reqwest::Method::POST,
+                "/se/log",
+                Some(json!({ "type": "browser" })),
+            )
+            .await;
+        log.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry["message"].as_str())
+            .filter(|m| m.contains("Content Security Policy"))
+            .map(str::to_string)
+            .collect()
     }
 
     /// Waits until `css` matches an element whose text contains `text`.

@@ -2,7 +2,8 @@
 //! the import page, the summary, a type's page by day, week, month and
 //! year, the source order changing the chart, an app registered with its
 //! switches and a credential minted and revoked, the access log, the
-//! privacy notice and the lock; axe-core checks each page. Screenshots
+//! privacy notice and the lock; axe-core checks each page, and any
+//! content security policy violation fails the walk. Screenshots
 //! of each page at a phone's and a desktop's width go to
 //! `target/screenshots/` for a person to look at.
 
@@ -40,6 +41,18 @@ async fn photograph(driver: &Driver, name: &str, backend: Backend) {
     }
 }
 
+/// The open page passes axe-core and its content security policy refused
+/// nothing since the last page was checked.
+async fn check_page(driver: &Driver, a11y: &Accessibility, page: &str) {
+    a11y.check(driver, page).await;
+    let refused = driver.csp_violations().await;
+    assert!(
+        refused.is_empty(),
+        "{page}: content security policy violations:\n{}",
+        refused.join("\n")
+    );
+}
+
 fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(hearth::clock::Clock::default().now_us()).unwrap()
 }
@@ -71,14 +84,30 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
     // Setup, in the page, with the code the server printed.
     driver.goto(&site("/")).await;
     driver.wait_for_text("#state", "uninitialised").await;
-    a11y.check(&driver, "/ (setup)").await;
+    // The check sees what the policy refuses: an inline script is refused.
+    driver
+        .execute(
+            "const s = document.createElement('script');
+             s.textContent = 'window.inlineRan = true;';
+             document.body.append(s);
+             return window.inlineRan === true;",
+            json!([]),
+            false,
+        )
+        .await;
+    let refused = driver.csp_violations().await;
+    assert!(
+        refused.iter().any(|m| m.contains("script-src")),
+        "an inline script was not reported: {refused:?}"
+    );
+    check_page(&driver, &a11y, "/ (setup)").await;
     let code = app.store.setup_code().expect("a new store");
     driver.type_into("#setup_code", &code).await;
     driver.type_into("#new_passphrase", PASSPHRASE).await;
     driver.click("#setup button").await;
     driver.wait_for_text("#message", "recovery key").await;
     driver.wait_for_text("#state", "unlocked").await;
-    a11y.check(&driver, "/ (unlocked)").await;
+    check_page(&driver, &a11y, "/ (unlocked)").await;
     photograph(&driver, "home", backend).await;
     // The API side of the test acts as the owner too.
     let r = app
@@ -96,7 +125,7 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
     let zip = dir.path().join("export.zip");
     generate::write_zip(&zip, &Options::default()).unwrap();
     driver.goto(&site("/import")).await;
-    a11y.check(&driver, "/import").await;
+    check_page(&driver, &a11y, "/import").await;
     driver
         .type_into("#import-file", zip.to_str().unwrap())
         .await;
@@ -106,7 +135,7 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
         .wait_for_text("#import-summary", "Samples added")
         .await;
     assert!(summary.contains("apple-health:"), "{summary}");
-    a11y.check(&driver, "/import (done)").await;
+    check_page(&driver, &a11y, "/import (done)").await;
     photograph(&driver, "import", backend).await;
 
     // Today's steps from the owner and from an app, overlapping.
@@ -130,11 +159,11 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
         tile.contains("100 count") || tile.contains("300 count"),
         "{tile}"
     );
-    a11y.check(&driver, "/summary").await;
+    check_page(&driver, &a11y, "/summary").await;
     photograph(&driver, "summary", backend).await;
 
     driver.goto(&site("/types")).await;
-    a11y.check(&driver, "/types").await;
+    check_page(&driver, &a11y, "/types").await;
     driver.click("#type-step_count").await;
     for period in ["day", "week", "month", "year"] {
         driver.click(&format!("#period-{period}")).await;
@@ -151,7 +180,7 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
             .await
             .contains("The numbers behind the chart"));
     }
-    a11y.check(&driver, "/types/step_count").await;
+    check_page(&driver, &a11y, "/types/step_count").await;
     photograph(&driver, "type", backend).await;
 
     // The source order changes what the day's chart counts.
@@ -210,7 +239,7 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
 
     // An app registered, switched, given a credential that is then revoked.
     driver.goto(&site("/apps")).await;
-    a11y.check(&driver, "/apps").await;
+    check_page(&driver, &a11y, "/apps").await;
     driver.type_into("#name", "Sleep Diary").await;
     driver.type_into("#purpose", "Keeps a sleep diary").await;
     driver
@@ -234,7 +263,7 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
     driver.wait_for_text("#app-name", "Sleep Diary").await;
     assert!(!driver.selected("#read-sleep_analysis").await);
     assert!(driver.selected("#write-sleep_analysis").await);
-    a11y.check(&driver, "/apps/{id}").await;
+    check_page(&driver, &a11y, "/apps/{id}").await;
     photograph(&driver, "app", backend).await;
     driver.click("#credentials button").await;
     driver
@@ -262,24 +291,24 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
     driver.click("#filter-button").await;
     driver.wait_for_text("#entries", "Step count").await;
     assert!(driver.current_url().await.contains("kind=app_write"));
-    a11y.check(&driver, "/access").await;
+    check_page(&driver, &a11y, "/access").await;
     photograph(&driver, "access", backend).await;
 
     driver.goto(&site("/studies")).await;
     driver.wait_for_text("h1", "Studies").await;
-    a11y.check(&driver, "/studies").await;
+    check_page(&driver, &a11y, "/studies").await;
     photograph(&driver, "studies", backend).await;
 
     driver.goto(&site("/privacy")).await;
     driver.wait_for_text("h1", "Privacy").await;
-    a11y.check(&driver, "/privacy").await;
+    check_page(&driver, &a11y, "/privacy").await;
     photograph(&driver, "privacy", backend).await;
 
     // Lock: back on the home page, and no owner page opens any more.
     driver.goto(&site("/summary")).await;
     driver.click("#lock").await;
     driver.wait_for_text("#state", "locked").await;
-    a11y.check(&driver, "/ (locked)").await;
+    check_page(&driver, &a11y, "/ (locked)").await;
     driver.goto(&site("/summary")).await;
     let text = driver.page_text().await;
     assert!(!text.contains("Today"), "{text}");
