@@ -11,7 +11,7 @@ pub mod host;
 mod imports;
 mod inflight;
 mod ingest;
-mod keys;
+pub(crate) mod keys;
 mod lifecycle;
 mod oauth;
 pub mod openapi;
@@ -108,6 +108,7 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         .merge(crate::web::data::routes())
         .merge(crate::web::apps::routes())
         .merge(crate::web::access::routes())
+        .merge(crate::web::settings::routes())
         .route("/privacy", axum::routing::get(privacy::page))
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async {

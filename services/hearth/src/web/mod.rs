@@ -13,6 +13,7 @@ pub mod consent;
 pub mod data;
 pub mod owner;
 pub mod privacy;
+pub mod settings;
 pub mod study;
 
 use askama::Template;

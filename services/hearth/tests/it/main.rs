@@ -32,6 +32,7 @@ mod process;
 mod queries;
 mod research;
 mod rollback;
+mod settings_pages;
 mod snapshots;
 mod study_pages;
 mod sync;
