@@ -304,6 +304,11 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
     check_page(&driver, &a11y, "/privacy").await;
     photograph(&driver, "privacy", backend).await;
 
+    driver.goto(&site("/settings")).await;
+    driver.wait_for_text("h1", "Settings").await;
+    check_page(&driver, &a11y, "/settings").await;
+    photograph(&driver, "settings", backend).await;
+
     // Lock: back on the home page, and no owner page opens any more.
     driver.goto(&site("/summary")).await;
     driver.click("#lock").await;
