@@ -10,6 +10,7 @@ use crate::support::*;
 both_backends!(
     the_passphrase_and_recovery_key_change_from_the_settings_page,
     settings_forms_refuse_foreign_posts_and_wrong_secrets,
+    the_settings_page_says_when_the_store_locks_itself,
 );
 
 const NEW_PASSPHRASE: &str = "a brand new passphrase";
@@ -200,4 +201,24 @@ async fn settings_forms_refuse_foreign_posts_and_wrong_secrets(backend: Backend)
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+}
+
+async fn the_settings_page_says_when_the_store_locks_itself(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let (_, html) = page(&app, "/settings").await;
+    assert!(!html.contains("id=\"idle-lock\""), "no idle lock: {html}");
+    app.stop().await;
+
+    let mut args = db.serve_args();
+    args.idle_lock_secs = 600;
+    let mut app = TestApp::start_with(args).await;
+    let r = app.unlock().await;
+    assert_eq!(r.status(), 200);
+    let (status, html) = page(&app, "/settings").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("Hearth locks itself after 10 minutes without activity"),
+        "{html}"
+    );
 }
