@@ -195,6 +195,7 @@ pub async fn open_data_key(
 
 /// Locks the store after `timeout` without activity.
 pub fn spawn_idle_lock(store: Arc<Store>, timeout: Duration) {
+    store.set_idle_lock(timeout);
     tokio::spawn(async move {
         let tick = (timeout / 4).clamp(Duration::from_millis(200), Duration::from_secs(15));
         loop {

@@ -119,6 +119,8 @@ pub struct Store {
     /// SHA-256 of owner session tokens, with expiry.
     sessions: Mutex<Vec<([u8; 32], Instant)>>,
     last_activity_ms: AtomicI64,
+    /// The idle lock's timeout in milliseconds; 0 while there is none.
+    idle_lock_ms: AtomicI64,
     started: Instant,
     /// Apps, grants and token state: kept across lock, rebuilt at unlock.
     apps: Arc<Apps>,
@@ -166,6 +168,7 @@ impl Store {
             backoff: Mutex::new(Backoffs::default()),
             sessions: Mutex::new(Vec::new()),
             last_activity_ms: AtomicI64::new(0),
+            idle_lock_ms: AtomicI64::new(0),
             started: Instant::now(),
             apps: Arc::new(Apps::default()),
             state_file: None,
@@ -556,5 +559,18 @@ impl Store {
         self.started
             .elapsed()
             .saturating_sub(Duration::from_millis(last.max(0) as u64))
+    }
+
+    /// The idle lock started: the owner's pages say when it will act.
+    pub fn set_idle_lock(&self, timeout: Duration) {
+        self.idle_lock_ms
+            .store(timeout.as_millis() as i64, Ordering::Relaxed);
+    }
+
+    /// How long the store stays open without the owner; none when it never
+    /// locks itself.
+    pub fn idle_lock(&self) -> Option<Duration> {
+        let ms = self.idle_lock_ms.load(Ordering::Relaxed);
+        (ms > 0).then(|| Duration::from_millis(ms as u64))
     }
 }

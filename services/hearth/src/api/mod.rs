@@ -1,7 +1,7 @@
 //! The HTTP API.
 
 pub(crate) mod apps;
-mod audit;
+pub(crate) mod audit;
 pub mod auth;
 mod bulk;
 mod changes;
@@ -12,7 +12,7 @@ pub mod host;
 mod imports;
 mod inflight;
 mod ingest;
-mod keys;
+pub(crate) mod keys;
 mod lifecycle;
 mod oauth;
 pub mod openapi;
@@ -114,6 +114,8 @@ pub fn router(store: Arc<Store>, limits: Limits) -> Router {
         .merge(crate::web::study::routes())
         .merge(crate::web::data::routes())
         .merge(crate::web::apps::routes())
+        .merge(crate::web::access::routes())
+        .merge(crate::web::settings::routes())
         .route("/privacy", axum::routing::get(privacy::page))
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async {

@@ -19,7 +19,8 @@ const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 220.0;
 const LEFT: f64 = 72.0;
 const BOTTOM: f64 = 34.0;
-const TOP: f64 = 12.0;
+/// Room above the plot for the unit, clear of the top gridline's label.
+const TOP: f64 = 34.0;
 
 /// A round step for about four gridlines up to `max`.
 fn grid_step(max: f64) -> f64 {
@@ -75,7 +76,7 @@ pub fn svg(title: &str, unit: &str, points: &[Point]) -> String {
     let _ = write!(
         out,
         "<text class=\"axis\" x=\"4\" y=\"{}\">{}</text>",
-        TOP + 2.0,
+        TOP - 14.0,
         escape(unit)
     );
     let every = (points.len() / 8).max(1);

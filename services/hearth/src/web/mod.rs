@@ -6,12 +6,14 @@
 //! served from `/static/`, never inline, so the content security policy can
 //! forbid inline code.
 
+pub mod access;
 pub mod apps;
 pub mod chart;
 pub mod consent;
 pub mod data;
 pub mod owner;
 pub mod privacy;
+pub mod settings;
 pub mod study;
 
 use askama::Template;

@@ -118,7 +118,10 @@ impl Driver {
             .post(format!("{}/session", driver.base))
             .json(&json!({ "capabilities": { "alwaysMatch": {
                 "browserName": "chrome",
-                "goog:chromeOptions": { "binary": CHROMIUM, "args": args }
+                "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+                // The console, where Chromium reports what the page's
+                // content security policy refused.
+                "goog:loggingPrefs": { "browser": "ALL" }
             }}}))
             .send()
             .await
@@ -261,6 +264,25 @@ impl Driver {
             .unwrap()
     }
 
+    /// What the content security policy refused since the last call: the
+    /// browser console's messages about it (reading the log empties it).
+    pub async fn csp_violations(&self) -> Vec<String> {
+        let log = self
+            .cmd(
+                reqwest::Method::POST,
+                "/se/log",
+                Some(json!({ "type": "browser" })),
+            )
+            .await;
+        log.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry["message"].as_str())
+            .filter(|m| m.contains("Content Security Policy"))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Waits until `css` matches an element whose text contains `text`.
     pub async fn wait_for_text(&self, css: &str, text: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -283,5 +305,70 @@ impl Driver {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// axe-core's script, from `HEARTH_AXE_JS` or where `.ci/run` installs it.
+fn axe_source() -> Option<String> {
+    let path = std::env::var_os("HEARTH_AXE_JS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/axe/node_modules/axe-core/axe.min.js")
+        });
+    match std::fs::read_to_string(&path) {
+        Ok(source) => Some(source),
+        Err(e) => {
+            // CI installs it (.ci/run); there, a missing axe fails.
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{} is required when CI is set: {e}",
+                path.display()
+            );
+            eprintln!("skipping accessibility checks: {} ({e})", path.display());
+            None
+        }
+    }
+}
+
+/// Checks the open page with axe-core: no serious or critical violation.
+pub struct Accessibility {
+    source: Option<String>,
+}
+
+impl Accessibility {
+    pub fn load() -> Accessibility {
+        Accessibility {
+            source: axe_source(),
+        }
+    }
+
+    /// Fails with every serious or critical violation on the open page.
+    pub async fn check(&self, driver: &Driver, page: &str) {
+        let Some(source) = &self.source else {
+            return;
+        };
+        // WebDriver scripts run outside the page's CSP, so the page needs no
+        // exception for the checker.
+        driver.execute(source, json!([]), false).await;
+        let violations = driver
+            .execute(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, { resultTypes: ['violations'] })
+                   .then((r) => done(r.violations
+                     .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+                     .map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+                                    nodes: v.nodes.map((n) => n.html + ' — ' + n.failureSummary) }))))
+                   .catch((e) => done([{ id: 'axe-error', help: String(e) }]));",
+                json!([]),
+                true,
+            )
+            .await;
+        let list = violations.as_array().cloned().unwrap_or_default();
+        assert!(
+            list.is_empty(),
+            "{page}: accessibility violations:\n{}",
+            serde_json::to_string_pretty(&violations).unwrap()
+        );
     }
 }

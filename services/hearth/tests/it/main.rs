@@ -6,6 +6,7 @@
 #[macro_use]
 mod support;
 
+mod access_pages;
 mod api;
 mod app_pages;
 mod apps;
@@ -32,6 +33,7 @@ mod queries;
 mod research;
 mod research_export;
 mod rollback;
+mod settings_pages;
 mod snapshots;
 mod study_pages;
 mod sync;

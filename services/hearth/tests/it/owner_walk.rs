@@ -1,7 +1,9 @@
 //! A new owner's first visit, in a real browser: setup, an import through
 //! the import page, the summary, a type's page by day, week, month and
 //! year, the source order changing the chart, an app registered with its
-//! switches and a credential minted and revoked, and the lock. Screenshots
+//! switches and a credential minted and revoked, the access log, the
+//! privacy notice and the lock; axe-core checks each page, and any
+//! content security policy violation fails the walk. Screenshots
 //! of each page at a phone's and a desktop's width go to
 //! `target/screenshots/` for a person to look at.
 
@@ -11,7 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 use hearth::import::apple_health::generate::{self, Options};
 use serde_json::{json, Value};
 
-use crate::browser::Driver;
+use crate::browser::{Accessibility, Driver};
 use crate::support::{Backend, TestApp, TestDatabase, PASSPHRASE};
 
 both_backends!(a_new_owner_walks_through_every_page);
@@ -39,6 +41,18 @@ async fn photograph(driver: &Driver, name: &str, backend: Backend) {
     }
 }
 
+/// The open page passes axe-core and its content security policy refused
+/// nothing since the last page was checked.
+async fn check_page(driver: &Driver, a11y: &Accessibility, page: &str) {
+    a11y.check(driver, page).await;
+    let refused = driver.csp_violations().await;
+    assert!(
+        refused.is_empty(),
+        "{page}: content security policy violations:\n{}",
+        refused.join("\n")
+    );
+}
+
 fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(hearth::clock::Clock::default().now_us()).unwrap()
 }
@@ -63,18 +77,37 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
     let Some(driver) = Driver::start().await else {
         return;
     };
+    let a11y = Accessibility::load();
     let base = app.base.clone();
     let site = |path: &str| format!("{base}{path}");
 
     // Setup, in the page, with the code the server printed.
     driver.goto(&site("/")).await;
     driver.wait_for_text("#state", "uninitialised").await;
+    // The check sees what the policy refuses: an inline script is refused.
+    driver
+        .execute(
+            "const s = document.createElement('script');
+             s.textContent = 'window.inlineRan = true;';
+             document.body.append(s);
+             return window.inlineRan === true;",
+            json!([]),
+            false,
+        )
+        .await;
+    let refused = driver.csp_violations().await;
+    assert!(
+        refused.iter().any(|m| m.contains("script-src")),
+        "an inline script was not reported: {refused:?}"
+    );
+    check_page(&driver, &a11y, "/ (setup)").await;
     let code = app.store.setup_code().expect("a new store");
     driver.type_into("#setup_code", &code).await;
     driver.type_into("#new_passphrase", PASSPHRASE).await;
     driver.click("#setup button").await;
     driver.wait_for_text("#message", "recovery key").await;
     driver.wait_for_text("#state", "unlocked").await;
+    check_page(&driver, &a11y, "/ (unlocked)").await;
     photograph(&driver, "home", backend).await;
     // The API side of the test acts as the owner too.
     let r = app
@@ -92,6 +125,7 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
     let zip = dir.path().join("export.zip");
     generate::write_zip(&zip, &Options::default()).unwrap();
     driver.goto(&site("/import")).await;
+    check_page(&driver, &a11y, "/import").await;
     driver
         .type_into("#import-file", zip.to_str().unwrap())
         .await;
@@ -101,6 +135,7 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
         .wait_for_text("#import-summary", "Samples added")
         .await;
     assert!(summary.contains("apple-health:"), "{summary}");
+    check_page(&driver, &a11y, "/import (done)").await;
     photograph(&driver, "import", backend).await;
 
     // Today's steps from the owner and from an app, overlapping.
@@ -124,9 +159,11 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
         tile.contains("100 count") || tile.contains("300 count"),
         "{tile}"
     );
+    check_page(&driver, &a11y, "/summary").await;
     photograph(&driver, "summary", backend).await;
 
     driver.goto(&site("/types")).await;
+    check_page(&driver, &a11y, "/types").await;
     driver.click("#type-step_count").await;
     for period in ["day", "week", "month", "year"] {
         driver.click(&format!("#period-{period}")).await;
@@ -143,6 +180,7 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
             .await
             .contains("The numbers behind the chart"));
     }
+    check_page(&driver, &a11y, "/types/step_count").await;
     photograph(&driver, "type", backend).await;
 
     // The source order changes what the day's chart counts.
@@ -201,6 +239,7 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
 
     // An app registered, switched, given a credential that is then revoked.
     driver.goto(&site("/apps")).await;
+    check_page(&driver, &a11y, "/apps").await;
     driver.type_into("#name", "Sleep Diary").await;
     driver.type_into("#purpose", "Keeps a sleep diary").await;
     driver
@@ -224,6 +263,7 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
     driver.wait_for_text("#app-name", "Sleep Diary").await;
     assert!(!driver.selected("#read-sleep_analysis").await);
     assert!(driver.selected("#write-sleep_analysis").await);
+    check_page(&driver, &a11y, "/apps/{id}").await;
     photograph(&driver, "app", backend).await;
     driver.click("#credentials button").await;
     driver
@@ -236,14 +276,44 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
         .await;
     assert_eq!(r.status(), 401, "the revoked credential is refused");
 
+    // The access log shows the pedometer's write of today's steps.
+    driver.goto(&site("/access")).await;
+    driver.wait_for_text("h1", "Access log").await;
+    driver.wait_for_text("#entries", "Pedometer wrote").await;
+    driver.click("#kind").await;
+    driver
+        .execute(
+            "document.querySelector('#kind').value = 'app_write';",
+            json!([]),
+            false,
+        )
+        .await;
+    driver.click("#filter-button").await;
+    driver.wait_for_text("#entries", "Step count").await;
+    assert!(driver.current_url().await.contains("kind=app_write"));
+    check_page(&driver, &a11y, "/access").await;
+    photograph(&driver, "access", backend).await;
+
     driver.goto(&site("/studies")).await;
     driver.wait_for_text("h1", "Studies").await;
+    check_page(&driver, &a11y, "/studies").await;
     photograph(&driver, "studies", backend).await;
+
+    driver.goto(&site("/privacy")).await;
+    driver.wait_for_text("h1", "Privacy").await;
+    check_page(&driver, &a11y, "/privacy").await;
+    photograph(&driver, "privacy", backend).await;
+
+    driver.goto(&site("/settings")).await;
+    driver.wait_for_text("h1", "Settings").await;
+    check_page(&driver, &a11y, "/settings").await;
+    photograph(&driver, "settings", backend).await;
 
     // Lock: back on the home page, and no owner page opens any more.
     driver.goto(&site("/summary")).await;
     driver.click("#lock").await;
     driver.wait_for_text("#state", "locked").await;
+    check_page(&driver, &a11y, "/ (locked)").await;
     driver.goto(&site("/summary")).await;
     let text = driver.page_text().await;
     assert!(!text.contains("Today"), "{text}");
