@@ -1,7 +1,7 @@
 //! What a study receives, one line at a time: FHIR R4 `Patient` and
 //! `Observation` resources, or Open mHealth data points. Built only from
 //! what [`super::deidentify`] lets out; the LOINC and UCUM choices are the
-//! owner's export's mapping table ([`crate::export::fhir`]).
+//! owner's export's mapping table (`export::fhir`).
 
 use serde_json::{json, Map, Value};
 

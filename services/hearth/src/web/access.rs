@@ -218,7 +218,15 @@ async fn audit_page(
     access: crate::api::auth::OwnerAccess,
     filter: &AccessFilter,
 ) -> Result<crate::wire::audit::AuditPage, Problem> {
-    let uri: Uri = format!("/?{}", filter.api_query()?)
+    audit_entries(access, &filter.api_query()?).await
+}
+
+/// `GET /v1/audit?{query}` through its handler, for any owner page.
+pub async fn audit_entries(
+    access: crate::api::auth::OwnerAccess,
+    query: &str,
+) -> Result<crate::wire::audit::AuditPage, Problem> {
+    let uri: Uri = format!("/?{query}")
         .parse()
         .map_err(|_| Problem::internal())?;
     let Query(q) = Query::<audit::AuditQuery>::try_from_uri(&uri)

@@ -23,6 +23,7 @@ use crate::api::problem::{ApiJson, ApiPath, Problem};
 use crate::api::{apps, erasure, AppState};
 use crate::oauth::wire::Params;
 use crate::wire::apps::{App, ClientType, GrantChanges, NewApp, NewCredential};
+use crate::wire::audit::AuditEntry;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -156,6 +157,27 @@ struct AppPage {
     token: Option<String>,
     secret: Option<String>,
     erased: Option<String>,
+    /// From the audit: the last day it read and wrote, and what.
+    last_read: Option<String>,
+    last_write: Option<String>,
+}
+
+/// The newest day of `kind` in the app's audit, with the types used then.
+async fn last_use(page: &OwnerPage, id: &str, kind: &str) -> Result<Option<String>, Problem> {
+    let query = format!("kind={kind}&app={}&limit=50", urlencoding(id));
+    let listed = super::access::audit_entries(page.access.clone(), &query).await?;
+    let mut newest: Option<(String, Vec<String>)> = None;
+    for entry in listed.entries {
+        let (AuditEntry::AppRead(u) | AuditEntry::AppWrite(u)) = entry else {
+            continue;
+        };
+        match &mut newest {
+            Some((day, types)) if *day == u.day => types.push(display_name(&u.type_id)),
+            Some(_) => {}
+            None => newest = Some((u.day, vec![display_name(&u.type_id)])),
+        }
+    }
+    Ok(newest.map(|(day, types)| format!("{day} ({})", types.join(", "))))
 }
 
 async fn app_page(page: OwnerPage, Path(id): Path<String>) -> Response {
@@ -166,6 +188,15 @@ async fn show_app(page: OwnerPage, id: String, status: StatusCode, shown: Shown)
     let app = match apps::get_one(page.access.clone(), ApiPath(id.clone())).await {
         Ok(Json(app)) => app,
         Err(p) => return message_page(p.status, "No such app", &p.detail),
+    };
+    let (last_read, last_write) = match (
+        last_use(&page, &id, "app_read").await,
+        last_use(&page, &id, "app_write").await,
+    ) {
+        (Ok(read), Ok(write)) => (read, write),
+        (Err(p), _) | (_, Err(p)) => {
+            return message_page(p.status, "The audit cannot be read", &p.detail)
+        }
     };
     let credentials = match apps::list_credentials(page.access, ApiPath(id)).await {
         Ok(Json(list)) => list.credentials,
@@ -212,6 +243,8 @@ async fn show_app(page: OwnerPage, id: String, status: StatusCode, shown: Shown)
             token,
             secret,
             erased,
+            last_read,
+            last_write,
         },
     )
 }

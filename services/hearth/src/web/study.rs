@@ -21,6 +21,7 @@ use super::render;
 use crate::api::problem::{ApiJson, ApiPath, Problem};
 use crate::api::{research, AppState};
 use crate::research::consent::WITHDRAWAL_NOTICE;
+use crate::wire::audit::AuditEntry;
 use crate::wire::research::{ConsentDecision, ConsentDocument, StudyStatus};
 
 pub fn routes() -> Router<AppState> {
@@ -91,6 +92,15 @@ struct StudyPage {
     csrf_token: String,
     withdrawal_notice: &'static str,
     error: Option<String>,
+    /// The exports the study received, newest first, from the audit.
+    exports: Vec<ExportRow>,
+}
+
+struct ExportRow {
+    at: String,
+    types: String,
+    resources: u64,
+    bytes: u64,
 }
 
 /// `step_count` → `Step count`.
@@ -104,6 +114,23 @@ fn display_name(type_id: &str) -> String {
 }
 
 async fn show(page: OwnerPage, id: String, status: StatusCode, error: Option<String>) -> Response {
+    let query = format!("kind=study_export&study={}&limit=50", urlencoding(&id));
+    let exports = match super::access::audit_entries(page.access.clone(), &query).await {
+        Ok(listed) => listed
+            .entries
+            .into_iter()
+            .filter_map(|e| match e {
+                AuditEntry::StudyExport(x) => Some(ExportRow {
+                    at: x.at.get(..16).unwrap_or(&x.at).replace('T', " "),
+                    types: x.types.join(", "),
+                    resources: x.counts.values().sum(),
+                    bytes: x.bytes,
+                }),
+                _ => None,
+            })
+            .collect(),
+        Err(p) => return problem_page(p),
+    };
     let doc = match research::get_consent(page.access, ApiPath(id)).await {
         Ok(Json(doc)) => doc,
         Err(p) => return problem_page(p),
@@ -125,6 +152,7 @@ async fn show(page: OwnerPage, id: String, status: StatusCode, error: Option<Str
         csrf_token: page.csrf,
         withdrawal_notice: WITHDRAWAL_NOTICE,
         error,
+        exports,
     };
     render(status, &page)
 }

@@ -136,6 +136,10 @@ async fn apps_are_registered_switched_and_revoked_from_their_pages(backend: Back
     );
     let (_, html) = page(&app, &base).await;
     assert!(!html.contains(&token), "the token is not shown again");
+    // The audit says when it last wrote, and what; it has read nothing.
+    assert!(html.contains("Last read: never"), "{html}");
+    assert!(!html.contains("Last write: never"), "{html}");
+    assert!(html.contains("(Step count)"), "{html}");
     assert!(
         html.contains("id=\"read-step_count\" aria-label")
             && html.contains("may read Step count\" checked"),

@@ -460,6 +460,20 @@ async fn studies_export_exactly_what_was_consented(backend: Backend) {
     let bytes: usize = files.values().map(|f| f.len()).sum();
     assert_eq!(entry["bytes"].as_u64(), Some(bytes as u64), "{entry}");
     assert_eq!(entry["counts"]["step_count"], 30, "{entry}");
+    // The study's page lists the export too.
+    let html = reqwest::Client::new()
+        .get(app.url(&format!("/studies/{a}")))
+        .header(
+            "cookie",
+            format!("hearth_session={}", app.token.as_deref().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(&format!("<td>{bytes}</td>")), "{html}");
     let bp = observations
         .iter()
         .find(|o| loinc_or_hearth_code(o) == "blood_pressure")

@@ -98,6 +98,7 @@ async fn the_owner_consents_and_withdraws_on_the_study_page(backend: Backend) {
         !html.contains("id=\"receipt\""),
         "no receipt before a decision"
     );
+    assert!(html.contains("Nothing has left for this study."), "{html}");
     let csrf = hidden_field(&html, "csrf_token").expect("the form carries its token");
     let consent_path = format!("{path}/consent");
 
