@@ -8,13 +8,13 @@
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::Query;
-use axum::http::{StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::data::display_name;
+use super::display_name;
 use super::owner::{message_page, OwnerPage};
 use super::render;
 use crate::api::problem::Problem;
@@ -226,10 +226,6 @@ pub async fn audit_entries(
     access: crate::api::auth::OwnerAccess,
     query: &str,
 ) -> Result<crate::wire::audit::AuditPage, Problem> {
-    let uri: Uri = format!("/?{query}")
-        .parse()
-        .map_err(|_| Problem::internal())?;
-    let Query(q) = Query::<audit::AuditQuery>::try_from_uri(&uri)
-        .map_err(|e| Problem::invalid(None, "query", e.body_text()))?;
+    let q = super::owner::api_query::<audit::AuditQuery>(query)?;
     audit::list(access, ApiQuery(q)).await.map(|Json(p)| p)
 }

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::data::display_name;
+use super::display_name;
 use super::owner::{checked_form, message_page, urlencoding, OwnerPage};
 use super::render;
 use crate::api::problem::{ApiJson, ApiPath, Problem};
@@ -104,10 +104,7 @@ async fn register_form(headers: HeaderMap, page: OwnerPage, body: Bytes) -> Resp
         },
         kind: None,
     };
-    let again = OwnerPage {
-        access: page.access.clone(),
-        csrf: page.csrf.clone(),
-    };
+    let again = page.clone();
     match apps::create(page.access, ApiJson(new)).await {
         Ok((_, Json(app))) => match app.client_secret {
             // A confidential client's secret is shown this once.
@@ -312,10 +309,7 @@ async fn mint_form(
         read: type_list(&params, "read"),
         write: type_list(&params, "write"),
     };
-    let again = OwnerPage {
-        access: page.access.clone(),
-        csrf: page.csrf.clone(),
-    };
+    let again = page.clone();
     match apps::mint_credential(page.access, ApiPath(id.clone()), ApiJson(new)).await {
         Ok((_, Json(c))) => {
             let token = c.token.unwrap_or_default();
@@ -383,10 +377,7 @@ async fn erase_form(
         Ok(params) => params,
         Err(refused) => return refused.into_response(),
     };
-    let again = OwnerPage {
-        access: page.access.clone(),
-        csrf: page.csrf.clone(),
-    };
+    let again = page.clone();
     if let Err(p) = apps::get_one(page.access.clone(), ApiPath(id.clone())).await {
         return message_page(p.status, "No such app", &p.detail);
     }

@@ -5,7 +5,7 @@ use askama::Template;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 
-use super::render;
+use super::{display_name, render};
 use crate::oauth::authorize::ConsentPrompt;
 
 /// One switch: a requested scope and the type's name.
@@ -33,16 +33,6 @@ struct ConsentPage<'a> {
     sections: Vec<Section>,
     ask_passphrase: bool,
     error: Option<&'a str>,
-}
-
-/// `step_count` → `Step count`.
-fn display_name(type_id: &str) -> String {
-    let spaced = type_id.replace('_', " ");
-    let mut chars = spaced.chars();
-    match chars.next() {
-        Some(c) => c.to_uppercase().collect::<String>() + chars.as_str(),
-        None => spaced,
-    }
 }
 
 impl<'a> ConsentPage<'a> {

@@ -9,7 +9,8 @@
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::HeaderMap;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -19,8 +20,8 @@ use jiff::{ToSpan, Zoned};
 use serde::Deserialize;
 
 use super::chart::{self, Point};
-use super::owner::{checked_form, message_page, urlencoding, OwnerPage};
-use super::render;
+use super::owner::{api_query, checked_form, message_page, urlencoding, OwnerPage};
+use super::{display_name, render};
 use crate::api::auth::Access;
 use crate::api::problem::ApiJson;
 use crate::api::problem::{ApiPath, Problem};
@@ -39,16 +40,6 @@ pub fn routes() -> Router<AppState> {
         .route("/types/{type}/sources/move", post(move_source_form))
         .route("/import", get(import_page))
         .route("/lock", post(lock_form))
-}
-
-/// `step_count` → `Step count`.
-pub fn display_name(id: &str) -> String {
-    let spaced = id.replace('_', " ");
-    let mut chars = spaced.chars();
-    match chars.next() {
-        Some(c) => c.to_uppercase().collect::<String>() + chars.as_str(),
-        None => spaced,
-    }
 }
 
 /// The time zone the owner's pages count days in: `tz=` when the page
@@ -152,31 +143,19 @@ impl Period {
 
 /// The API's answer to `path?query` as the owner, through its handler.
 async fn api_buckets(access: Access, query: String) -> Result<BucketCollection, Problem> {
-    let uri: Uri = format!("/?{query}")
-        .parse()
-        .map_err(|_| Problem::internal())?;
-    let Query(q) = Query::<statistics::BucketsQuery>::try_from_uri(&uri)
-        .map_err(|e| Problem::invalid(None, "query", e.body_text()))?;
+    let q = api_query::<statistics::BucketsQuery>(&query)?;
     statistics::buckets(access, ApiQuery(q))
         .await
         .map(|Json(b)| b)
 }
 
 async fn api_sources(access: Access, type_id: &str) -> Result<SourceList, Problem> {
-    let uri: Uri = format!("/?type={type_id}")
-        .parse()
-        .map_err(|_| Problem::internal())?;
-    let Query(q) = Query::<sources::SourcesQuery>::try_from_uri(&uri)
-        .map_err(|e| Problem::invalid(None, "query", e.body_text()))?;
+    let q = api_query::<sources::SourcesQuery>(&format!("type={type_id}"))?;
     sources::list(access, ApiQuery(q)).await.map(|Json(l)| l)
 }
 
 async fn api_samples(access: Access, query: String) -> Result<SamplePage, Problem> {
-    let uri: Uri = format!("/?{query}")
-        .parse()
-        .map_err(|_| Problem::internal())?;
-    let Query(q) = Query::<samples::ListQuery>::try_from_uri(&uri)
-        .map_err(|e| Problem::invalid(None, "query", e.body_text()))?;
+    let q = api_query::<samples::ListQuery>(&query)?;
     samples::list(access, ApiQuery(q)).await.map(|Json(p)| p)
 }
 

@@ -57,6 +57,16 @@ where
         )
 }
 
+/// A type's (or value's) id as a page shows it: `step_count` → `Step count`.
+pub fn display_name(id: &str) -> String {
+    let spaced = id.replace('_', " ");
+    let mut chars = spaced.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().collect::<String>() + chars.as_str(),
+        None => spaced,
+    }
+}
+
 /// A rendered page with `status`. Pages send `Referrer-Policy:
 /// same-origin`: with `no-referrer` a browser posts their forms with
 /// `Origin: null`, which cannot be told from a cross-site post and is

@@ -17,6 +17,7 @@ use crate::oauth::wire::Params;
 
 /// The owner, signed in with the session cookie: the token that proves a
 /// form came from one of the owner's pages is derived from it.
+#[derive(Clone)]
 pub struct OwnerPage {
     pub access: OwnerAccess,
     pub csrf: String,
@@ -133,4 +134,18 @@ pub fn sign_in_first() -> Response {
             sign_in: true,
         },
     )
+}
+
+/// A handler's query parameters from the query string a page composed, as
+/// the API would take them from a request.
+pub fn api_query<T: serde::de::DeserializeOwned>(
+    query: &str,
+) -> Result<T, crate::api::problem::Problem> {
+    use crate::api::problem::Problem;
+    let uri: axum::http::Uri = format!("/?{query}")
+        .parse()
+        .map_err(|_| Problem::internal())?;
+    axum::extract::Query::<T>::try_from_uri(&uri)
+        .map(|axum::extract::Query(q)| q)
+        .map_err(|e| Problem::invalid(None, "query", e.body_text()))
 }

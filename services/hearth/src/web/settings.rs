@@ -101,14 +101,6 @@ async fn settings_page(State(state): State<AppState>, page: OwnerPage) -> Respon
     show(&state.store, page, StatusCode::OK, None, None)
 }
 
-/// The handlers need only the owner's access; the page keeps its token.
-fn again(page: &OwnerPage) -> OwnerPage {
-    OwnerPage {
-        access: page.access.clone(),
-        csrf: page.csrf.clone(),
-    }
-}
-
 async fn passphrase_form(
     State(state): State<AppState>,
     peer: ConnectInfo<SocketAddr>,
@@ -147,7 +139,7 @@ async fn passphrase_form(
                 refused: false,
                 text: "Your passphrase is changed: the old one no longer opens Hearth.".into(),
             };
-            show(&store, again(&page), StatusCode::OK, Some(notice), None)
+            show(&store, page.clone(), StatusCode::OK, Some(notice), None)
         }
         Err(problem) => refused(&store, page, problem),
     }
@@ -180,7 +172,7 @@ async fn recovery_key_form(
             };
             show(
                 &store,
-                again(&page),
+                page.clone(),
                 StatusCode::OK,
                 Some(notice),
                 Some(new.recovery_key),

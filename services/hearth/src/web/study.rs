@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::owner::{checked_form, message_page, urlencoding, OwnerPage};
-use super::render;
+use super::{display_name, render};
 use crate::api::problem::{ApiJson, ApiPath, Problem};
 use crate::api::{research, AppState};
 use crate::research::consent::WITHDRAWAL_NOTICE;
@@ -101,16 +101,6 @@ struct ExportRow {
     types: String,
     resources: u64,
     bytes: u64,
-}
-
-/// `step_count` → `Step count`.
-fn display_name(type_id: &str) -> String {
-    let spaced = type_id.replace('_', " ");
-    let mut chars = spaced.chars();
-    match chars.next() {
-        Some(c) => c.to_uppercase().collect::<String>() + chars.as_str(),
-        None => spaced,
-    }
 }
 
 async fn show(page: OwnerPage, id: String, status: StatusCode, error: Option<String>) -> Response {
