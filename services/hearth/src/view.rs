@@ -247,6 +247,13 @@ impl View {
         self.projection.characteristics()
     }
 
+    /// The types pinned to the owner's summary that the caller reads.
+    pub fn pinned_types(&self) -> Vec<String> {
+        let mut out = self.projection.pinned_types();
+        out.retain(|id| crate::catalogue::lookup(id).is_some_and(|ty| self.reads(ty)));
+        out
+    }
+
     /// The owner's characteristics the caller reads: (type id, value).
     pub fn readable_characteristics(&self) -> Vec<(String, String)> {
         let mut out = self.projection.characteristics();

@@ -24,6 +24,7 @@ pub(crate) mod samples;
 pub(crate) mod sources;
 pub(crate) mod statistics;
 mod status;
+pub(crate) mod summary;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -207,6 +208,7 @@ pub(crate) fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sources::list))
         .routes(routes!(sources::get_priority, sources::put_priority))
         .routes(routes!(characteristics::get, characteristics::put))
+        .routes(routes!(summary::get_pinned, summary::put_pinned))
         .routes(routes!(changes::changes))
         .routes(routes!(changes::observe))
         .routes(routes!(status::write_status))

@@ -88,6 +88,7 @@ impl Registry {
             | Event::SamplesWritten { .. }
             | Event::SourcePriority { .. }
             | Event::CharacteristicsSet { .. }
+            | Event::TypesPinned { .. }
             | Event::KeysDestroyed { .. }
             | Event::RestoreAccepted { .. } => return false,
             Event::AppRegistered(record) => match self.apps.get_mut(&record.app_id) {

@@ -102,6 +102,12 @@ pub enum Event {
     Research(crate::research::event::ResearchEvent),
     /// Disclosures: apps' usage per app, type and day, and study exports.
     Audit(crate::audit::AuditEvent),
+    /// The types the owner pinned to the summary, in their order: the whole
+    /// set. Which types someone watches says something about their health,
+    /// so the choice is kept in the log like the data.
+    TypesPinned {
+        type_ids: Vec<String>,
+    },
 }
 
 /// A sample's sync identifier: chosen by the source that wrote it and

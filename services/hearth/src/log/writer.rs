@@ -98,6 +98,8 @@ pub enum Write {
     SetSourcePriority { order: Vec<SourceKey> },
     /// The owner's characteristics, replacing the previous set.
     SetCharacteristics { values: Vec<(String, String)> },
+    /// The types pinned to the owner's summary, replacing the previous set.
+    PinTypes { type_ids: Vec<String> },
     /// Destroys the data keys of `source` (every type), or of `type_id`
     /// (every source), or of both together: their samples become
     /// unrecoverable (crypto-shredding).
@@ -600,6 +602,10 @@ impl WriterTask {
             Write::SetCharacteristics { values } => Ok((
                 WriteOutcome::Set,
                 management(Event::CharacteristicsSet { values }),
+            )),
+            Write::PinTypes { type_ids } => Ok((
+                WriteOutcome::Set,
+                management(Event::TypesPinned { type_ids }),
             )),
             Write::Erase { source, type_id } => {
                 let (keys, samples, event) = self.erasure(source, type_id);

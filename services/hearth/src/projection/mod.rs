@@ -149,6 +149,8 @@ pub struct Projection {
     applied_seq: AtomicU64,
     /// The owner's characteristics: (type id, value).
     characteristics: RwLock<Vec<(String, String)>>,
+    /// The types pinned to the owner's summary, in order.
+    pinned: RwLock<Vec<String>>,
     notes: broadcast::Sender<Note>,
     series: Vec<SeriesCache>,
     /// Per type, the copies of one source's rows handed to callers that
@@ -412,6 +414,7 @@ impl Projection {
             correlations: RwLock::default(),
             priority: RwLock::default(),
             characteristics: RwLock::default(),
+            pinned: RwLock::default(),
             applied_seq: AtomicU64::new(0),
             notes: broadcast::channel(1024).0,
             series,
@@ -492,6 +495,11 @@ impl Projection {
     /// The owner's characteristics: (type id, value).
     pub fn characteristics(&self) -> Vec<(String, String)> {
         self.characteristics.read().clone()
+    }
+
+    /// The types pinned to the owner's summary, in order.
+    pub fn pinned_types(&self) -> Vec<String> {
+        self.pinned.read().clone()
     }
 
     /// The member types of the correlation `id` (also once deleted): empty
@@ -683,6 +691,11 @@ impl Projection {
                 wipe_pairs(&mut c);
                 *c = values.clone();
             }
+            Event::TypesPinned { type_ids } => {
+                let mut p = self.pinned.write();
+                wipe_strings(&mut p);
+                *p = type_ids.clone();
+            }
             _ => {}
         }
         self.arrivals.lock().note(seq, envelope.at_us);
@@ -785,6 +798,7 @@ impl Projection {
         }
         *self.priority.write() = (0, Vec::new());
         wipe_pairs(&mut self.characteristics.write());
+        wipe_strings(&mut self.pinned.write());
         zeroize::Zeroize::zeroize(&mut **self.anchor_key.write());
         let _ = self.notes.send(Note::Locked);
     }
@@ -799,6 +813,13 @@ fn wipe_shared(copy: Arc<TypeColumns>) {
     if let Ok(mut cols) = Arc::try_unwrap(copy) {
         cols.wipe();
     }
+}
+
+fn wipe_strings(strings: &mut Vec<String>) {
+    for s in strings.iter_mut() {
+        zeroize::Zeroize::zeroize(s);
+    }
+    strings.clear();
 }
 
 fn wipe_pairs(pairs: &mut Vec<(String, String)>) {
@@ -828,6 +849,7 @@ pub struct ProjectionBuilder {
     correlations: HashMap<u128, Box<[TypeIndex]>>,
     priority: (u64, Vec<SourceKey>),
     characteristics: Vec<(String, String)>,
+    pinned: Vec<String>,
     last_seq: u64,
     /// Types of the member-type samples of the commit being read.
     recent_member_types: HashMap<u128, TypeIndex>,
@@ -892,6 +914,10 @@ impl ProjectionBuilder {
             Event::CharacteristicsSet { values } => {
                 wipe_pairs(&mut self.characteristics);
                 self.characteristics = values;
+            }
+            Event::TypesPinned { type_ids } => {
+                wipe_strings(&mut self.pinned);
+                self.pinned = type_ids;
             }
             _ => {}
         }
@@ -1037,6 +1063,7 @@ impl ProjectionBuilder {
         projection.correlations = RwLock::new(self.correlations);
         projection.priority = RwLock::new(self.priority);
         projection.characteristics = RwLock::new(self.characteristics);
+        projection.pinned = RwLock::new(self.pinned);
         projection.applied_seq = AtomicU64::new(self.last_seq);
         projection.last_snapshot = Mutex::new(self.snapshot);
         let mut arrivals = self.arrivals;

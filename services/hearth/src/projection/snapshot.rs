@@ -50,9 +50,11 @@ use crate::storage::{SnapshotHeader, Storage, StorageError};
 
 /// The label the snapshot key is derived under.
 pub const KEY_LABEL: &[u8] = b"hearth/snapshot/v1";
-/// 2: the audit follows the rest as a section of its own (see [`capture`]);
-/// 1, from before the audit existed, still opens, with an empty audit.
-const FORMAT_VERSION: u8 = 2;
+/// 3: the types pinned to the summary follow the audit as a section of
+/// their own (see [`capture`]); 2, from before pins, opens with none, and 1,
+/// from before the audit existed, with an empty audit too.
+const FORMAT_VERSION: u8 = 3;
+const FORMAT_WITHOUT_PINS: u8 = 2;
 const FORMAT_WITHOUT_AUDIT: u8 = 1;
 /// Plaintext bytes per sealed chunk: no row holds hundreds of megabytes.
 const CHUNK_BYTES: usize = 8 << 20;
@@ -170,8 +172,9 @@ struct TypeMeta {
 /// the database meanwhile; it waits only to apply the next commit).
 ///
 /// Layout: the version byte, the rows, the postcard [`Meta`] and its
-/// length (8 bytes, little-endian), then the postcard audit and its length:
-/// stripping the audit section leaves the form of version 1.
+/// length (8 bytes, little-endian), then the postcard audit and its length,
+/// then the pinned types and their length: stripping the last section
+/// leaves the form of version 2, stripping both that of version 1.
 fn capture(projection: &Projection, apps: &Apps, taken_us: i64) -> (LogHead, Zeroizing<Vec<u8>>) {
     let cut = projection.cut();
     let at = cut.head;
@@ -245,6 +248,7 @@ fn capture(projection: &Projection, apps: &Apps, taken_us: i64) -> (LogHead, Zer
         keys: KeyState::of(&cut.keys),
     };
     let audit = apps.read().audit().to_state();
+    let pinned = projection.pinned_types();
     drop(cut);
     let meta = Zeroizing::new(postcard::to_stdvec(&meta).expect("in-memory encoding"));
     plain.extend_from_slice(&meta);
@@ -252,6 +256,9 @@ fn capture(projection: &Projection, apps: &Apps, taken_us: i64) -> (LogHead, Zer
     let audit = Zeroizing::new(postcard::to_stdvec(&audit).expect("in-memory encoding"));
     plain.extend_from_slice(&audit);
     plain.extend_from_slice(&(audit.len() as u64).to_le_bytes());
+    let pinned = Zeroizing::new(postcard::to_stdvec(&pinned).expect("in-memory encoding"));
+    plain.extend_from_slice(&pinned);
+    plain.extend_from_slice(&(pinned.len() as u64).to_le_bytes());
     (at, plain)
 }
 
@@ -383,8 +390,18 @@ pub struct Start {
 /// Decodes a snapshot's plaintext.
 fn decode(plain: &[u8], at: LogHead) -> Result<Start, Rejected> {
     let (&version, rest) = plain.split_first().ok_or(Rejected::Malformed)?;
-    let (rest, audit) = match version {
+    let (rest, pinned) = match version {
         FORMAT_VERSION => {
+            let (rest, pinned) = trailing_section(rest)?;
+            let pinned: Vec<String> =
+                postcard::from_bytes(pinned).map_err(|_| Rejected::Malformed)?;
+            (rest, pinned)
+        }
+        FORMAT_WITHOUT_PINS | FORMAT_WITHOUT_AUDIT => (rest, Vec::new()),
+        _ => return Err(Rejected::Malformed),
+    };
+    let (rest, audit) = match version {
+        FORMAT_VERSION | FORMAT_WITHOUT_PINS => {
             let (rest, audit) = trailing_section(rest)?;
             let audit: AuditState = postcard::from_bytes(audit).map_err(|_| Rejected::Malformed)?;
             (rest, AuditIndex::from_state(audit))
@@ -471,6 +488,7 @@ fn decode(plain: &[u8], at: LogHead) -> Result<Start, Rejected> {
     }
     builder.priority = meta.priority;
     builder.characteristics = meta.characteristics;
+    builder.pinned = pinned;
     builder.last_seq = meta.applied_seq;
     builder.snapshot = Some((at.seq, meta.taken_us));
     let mut registry = Registry::from_state(meta.registry);
@@ -839,8 +857,10 @@ pub fn canonical_dump(projection: &Projection, registry: &Registry) -> String {
         projection.applied_seq(),
         projection.sample_count()
     );
-    let (rest, audit) = trailing_section(&plain[1..]).expect("just encoded");
+    let (rest, pinned) = trailing_section(&plain[1..]).expect("just encoded");
+    let (rest, audit) = trailing_section(rest).expect("just encoded");
     let (_, meta) = trailing_section(rest).expect("just encoded");
+    let pinned: Vec<String> = postcard::from_bytes(pinned).expect("just encoded");
     let meta: Meta = postcard::from_bytes(meta).expect("just encoded");
     let audit: AuditState = postcard::from_bytes(audit).expect("just encoded");
     let _ = writeln!(out, "sources {:?}", meta.sources);
@@ -851,6 +871,7 @@ pub fn canonical_dump(projection: &Projection, registry: &Registry) -> String {
     let _ = writeln!(out, "characteristics {:?}", meta.characteristics);
     let _ = writeln!(out, "registry {:?}", meta.registry);
     let _ = writeln!(out, "audit {audit:?}");
+    let _ = writeln!(out, "pinned {pinned:?}");
     out
 }
 
@@ -883,14 +904,44 @@ mod tests {
             start.registry.audit().to_state(),
             apps.read().audit().to_state()
         );
-        // The form before the audit: no audit section, version 1.
+        // The form before the audit: no pins, no audit section, version 1.
         let (rest, _) = trailing_section(&plain[1..]).unwrap();
+        let (rest, _) = trailing_section(rest).unwrap();
         let mut old = vec![FORMAT_WITHOUT_AUDIT];
         old.extend_from_slice(rest);
         let start = decode(&old, at).unwrap_or_else(|_| panic!("a version 1 snapshot opens"));
         assert_eq!(start.registry.audit().to_state(), AuditState::default());
         let mut unknown = plain.to_vec();
-        unknown[0] = 3;
+        unknown[0] = FORMAT_VERSION + 1;
         assert!(decode(&unknown, at).is_err());
+    }
+
+    #[test]
+    fn pinned_types_ride_along_and_snapshots_from_before_them_still_open() {
+        let mut builder = ProjectionBuilder::new();
+        builder
+            .add(
+                1,
+                Envelope {
+                    at_us: 1,
+                    event: Event::TypesPinned {
+                        type_ids: vec!["body_mass".into(), "step_count".into()],
+                    },
+                },
+            )
+            .unwrap_or_else(|_| panic!("a pin applies"));
+        let projection = builder.finish();
+        let (at, plain) = capture(&projection, &Apps::default(), 0);
+        let start = decode(&plain, at).unwrap_or_else(|_| panic!("a fresh snapshot opens"));
+        assert_eq!(
+            start.builder.finish().pinned_types(),
+            ["body_mass", "step_count"]
+        );
+        // The form before pins: version 2, the audit last.
+        let (rest, _) = trailing_section(&plain[1..]).unwrap();
+        let mut old = vec![FORMAT_WITHOUT_PINS];
+        old.extend_from_slice(rest);
+        let start = decode(&old, at).unwrap_or_else(|_| panic!("a version 2 snapshot opens"));
+        assert!(start.builder.finish().pinned_types().is_empty());
     }
 }

@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::display_name;
-use super::owner::{message_page, OwnerPage};
+use super::owner::{message_page, OwnerFrame, OwnerPage};
 use super::render;
 use crate::api::problem::Problem;
 use crate::api::samples::ApiQuery;
@@ -66,7 +66,7 @@ struct Row {
 #[derive(Template)]
 #[template(path = "access.html")]
 struct AccessPage {
-    csrf_token: String,
+    frame: OwnerFrame,
     filter: AccessFilter,
     apps: Vec<Choice>,
     types: Vec<Choice>,
@@ -203,7 +203,7 @@ async fn access_page(
     render(
         StatusCode::OK,
         &AccessPage {
-            csrf_token: page.csrf,
+            frame: page.frame,
             rows: listed.entries.into_iter().map(row).collect(),
             filter,
             apps,

@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::display_name;
-use super::owner::{checked_form, message_page, urlencoding, OwnerPage};
+use super::owner::{checked_form, message_page, urlencoding, OwnerFrame, OwnerPage};
 use super::render;
 use crate::api::problem::{ApiJson, ApiPath, Problem};
 use crate::api::{apps, erasure, AppState};
@@ -48,7 +48,7 @@ struct AppRow {
 #[derive(Template)]
 #[template(path = "apps.html")]
 struct AppsPage {
-    csrf_token: String,
+    frame: OwnerFrame,
     apps: Vec<AppRow>,
     error: Option<String>,
 }
@@ -71,7 +71,7 @@ async fn show_list(page: OwnerPage, status: StatusCode, error: Option<String>) -
     render(
         status,
         &AppsPage {
-            csrf_token: page.csrf,
+            frame: page.frame,
             apps,
             error,
         },
@@ -146,7 +146,7 @@ enum Shown {
 #[derive(Template)]
 #[template(path = "app.html")]
 struct AppPage {
-    csrf_token: String,
+    frame: OwnerFrame,
     app: App,
     grants: Vec<GrantRow>,
     credentials: Vec<CredentialRow>,
@@ -232,7 +232,7 @@ async fn show_app(page: OwnerPage, id: String, status: StatusCode, shown: Shown)
     render(
         status,
         &AppPage {
-            csrf_token: page.csrf,
+            frame: page.frame,
             app,
             grants,
             credentials,

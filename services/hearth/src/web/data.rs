@@ -20,15 +20,15 @@ use jiff::{ToSpan, Zoned};
 use serde::Deserialize;
 
 use super::chart::{self, Point};
-use super::owner::{api_query, checked_form, message_page, urlencoding, OwnerPage};
+use super::owner::{api_query, checked_form, message_page, urlencoding, OwnerFrame, OwnerPage};
 use super::{display_name, render};
 use crate::api::auth::Access;
 use crate::api::problem::ApiJson;
 use crate::api::problem::{ApiPath, Problem};
 use crate::api::samples::ApiQuery;
-use crate::api::{samples, sources, statistics, AppState};
+use crate::api::{samples, sources, statistics, summary, AppState};
 use crate::catalogue::{self, Aggregation, Kind, SampleType};
-use crate::wire::queries::{BucketCollection, SourceKey, SourceList, SourcePriority};
+use crate::wire::queries::{BucketCollection, PinnedTypes, SourceKey, SourceList, SourcePriority};
 use crate::wire::samples::{SamplePage, SampleValue};
 
 pub fn routes() -> Router<AppState> {
@@ -38,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/types/{type}", get(type_page))
         .route("/types/{type}/samples/{id}/delete", post(delete_form))
         .route("/types/{type}/sources/move", post(move_source_form))
+        .route("/types/{type}/pin", post(pin_form))
         .route("/import", get(import_page))
         .route("/lock", post(lock_form))
 }
@@ -328,7 +329,7 @@ struct PeriodLink {
 #[derive(Template)]
 #[template(path = "type.html")]
 struct TypePage {
-    csrf_token: String,
+    frame: OwnerFrame,
     type_id: &'static str,
     name: String,
     chart: Option<Chart>,
@@ -336,6 +337,8 @@ struct TypePage {
     samples: Vec<SampleRow>,
     /// In the order statistics prefer them.
     sources: Vec<SourceRow>,
+    /// Whether the summary shows this type first.
+    pinned: bool,
 }
 
 async fn type_page(
@@ -393,13 +396,14 @@ async fn type_page(
     render(
         StatusCode::OK,
         &TypePage {
-            csrf_token: page.csrf,
+            frame: page.frame,
             type_id: ty.id,
             name: display_name(ty.id),
             chart,
             periods,
             samples: sample_rows(latest),
             sources,
+            pinned: page.access.0.view.pinned_types().iter().any(|p| p == ty.id),
         },
     )
 }
@@ -486,7 +490,7 @@ struct Group {
 #[derive(Template)]
 #[template(path = "types.html")]
 struct BrowsePage {
-    csrf_token: String,
+    frame: OwnerFrame,
     groups: Vec<Group>,
 }
 
@@ -528,35 +532,39 @@ async fn browse_page(page: OwnerPage) -> Response {
     render(
         StatusCode::OK,
         &BrowsePage {
-            csrf_token: page.csrf,
+            frame: page.frame,
             groups,
         },
     )
 }
 
-/// The summary's types: figures for today and this week.
+/// The summary's own types, after the ones the owner pinned.
 const SUMMARY_TYPES: &[&str] = &[
     "step_count",
     "active_energy_burned",
     "heart_rate",
     "resting_heart_rate",
+    "sleep_analysis",
+    "workout",
 ];
 
 struct Tile {
     type_id: &'static str,
     name: String,
-    today: String,
-    week: String,
-    chart: Chart,
+    pinned: bool,
+    /// The tile's main figure, with what it is of (`Today`, `Last night`).
+    label: &'static str,
+    headline: String,
+    /// A second line, such as the week's figure.
+    detail: Option<String>,
+    chart: Option<Chart>,
 }
 
 #[derive(Template)]
 #[template(path = "summary.html")]
 struct SummaryPage {
-    csrf_token: String,
+    frame: OwnerFrame,
     tiles: Vec<Tile>,
-    sleep: Option<String>,
-    workouts: String,
 }
 
 /// Today's figure and the week's, from the week's daily buckets.
@@ -582,6 +590,9 @@ fn today_and_week(ty: &SampleType, figures: &[Option<(f64, f64, f64)>]) -> (Stri
             .iter()
             .map(|r| r.1)
             .fold(f64::NEG_INFINITY, f64::max);
+        if min == max {
+            return format_figure(Some(min));
+        }
         format!(
             "{} – {}",
             format_figure(Some(min)),
@@ -594,72 +605,69 @@ fn today_and_week(ty: &SampleType, figures: &[Option<(f64, f64, f64)>]) -> (Stri
     )
 }
 
-async fn summary_page(page: OwnerPage, Query(q): Query<PageQuery>) -> Response {
-    let tz = time_zone(q.tz.as_deref());
-    let today = today(&page.access.0, &tz);
-    let Some((week_start, week_end, _)) = Period::Week.range(today, &tz) else {
-        return message_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "No summary",
-            "The date is out of range.",
-        );
-    };
-    let mut tiles = Vec::new();
-    for id in SUMMARY_TYPES {
-        let Some(ty) = catalogue::lookup(id).map(catalogue::get) else {
-            continue;
-        };
-        let chart = match chart_of(page.access.0.clone(), ty, Period::Week, &tz).await {
-            Ok(Some(chart)) => chart,
-            Ok(None) => continue,
-            Err(p) => return message_page(p.status, "The summary cannot be shown", &p.detail),
-        };
-        if chart
-            .figures
-            .iter()
-            .all(|f| f.is_none_or(|f| f.1 == 0.0 && f.0 == 0.0))
-        {
-            continue;
-        }
-        let (today_text, week_text) = today_and_week(ty, &chart.figures);
-        tiles.push(Tile {
-            type_id: ty.id,
-            name: display_name(ty.id),
-            today: format!("{today_text} {}", chart.unit),
-            week: format!("{week_text} {}", chart.unit),
-            chart,
-        });
+/// What the summary's week is: its bounds in the owner's time zone.
+struct Week {
+    start: Zoned,
+    end: Zoned,
+    tz: TimeZone,
+}
+
+impl Week {
+    fn query(&self) -> String {
+        format!(
+            "start={}&end={}&limit=1000",
+            rfc3339(&self.start),
+            rfc3339(&self.end)
+        )
     }
-    let week_query = format!(
-        "start={}&end={}&limit=1000",
-        rfc3339(&week_start),
-        rfc3339(&week_end)
-    );
-    let workouts =
-        match api_samples(page.access.0.clone(), format!("type=workout&{week_query}")).await {
-            Ok(p) => {
-                let minutes = p
-                    .samples
-                    .iter()
-                    .filter_map(|s| s.duration_s)
-                    .fold(0.0, |a, d| a + d)
-                    / 60.0;
-                format!("{} this week, {minutes:.0} min", p.samples.len())
-            }
-            Err(p) => return message_page(p.status, "The summary cannot be shown", &p.detail),
-        };
-    // Last night: the time asleep in sleep samples ending since yesterday noon.
-    let noon = week_end
-        .checked_sub(36.hours())
-        .map(|z| rfc3339(&z))
-        .unwrap_or_default();
-    let sleep = match api_samples(
-        page.access.0.clone(),
-        format!("type=sleep_analysis&start={noon}&limit=1000"),
-    )
-    .await
-    {
-        Ok(p) => {
+}
+
+/// One type's tile, or none when a type the owner did not pin has nothing
+/// to show this week.
+async fn tile(
+    access: &Access,
+    ty: &'static SampleType,
+    pinned: bool,
+    week: &Week,
+) -> Result<Option<Tile>, Problem> {
+    let tile = |label, headline, detail, chart| Tile {
+        type_id: ty.id,
+        name: display_name(ty.id),
+        pinned,
+        label,
+        headline,
+        detail,
+        chart,
+    };
+    match (ty.id, &ty.kind) {
+        ("workout", _) => {
+            let p = api_samples(access.clone(), format!("type=workout&{}", week.query())).await?;
+            let minutes = p
+                .samples
+                .iter()
+                .filter_map(|s| s.duration_s)
+                .fold(0.0, |a, d| a + d)
+                / 60.0;
+            Ok(Some(tile(
+                "This week",
+                format!("{}, {minutes:.0} min", p.samples.len()),
+                None,
+                None,
+            )))
+        }
+        ("sleep_analysis", _) => {
+            // Last night: the time asleep in sleep samples ending since
+            // yesterday noon.
+            let noon = week
+                .end
+                .checked_sub(36.hours())
+                .map(|z| rfc3339(&z))
+                .unwrap_or_default();
+            let p = api_samples(
+                access.clone(),
+                format!("type=sleep_analysis&start={noon}&limit=1000"),
+            )
+            .await?;
             let asleep_s: f64 = p
                 .samples
                 .iter()
@@ -670,42 +678,143 @@ async fn summary_page(page: OwnerPage, Query(q): Query<PageQuery>) -> Response {
                     Some((end.as_second() - start.as_second()) as f64)
                 })
                 .sum();
-            (asleep_s > 0.0).then(|| {
+            let headline = if asleep_s > 0.0 {
                 format!(
                     "{}h {:02}m",
                     (asleep_s / 3600.0) as i64,
                     ((asleep_s % 3600.0) / 60.0) as i64
                 )
-            })
+            } else {
+                "—".into()
+            };
+            Ok(Some(tile("Last night", headline, None, None)))
         }
-        Err(p) => return message_page(p.status, "The summary cannot be shown", &p.detail),
+        (_, Kind::Quantity { .. }) => {
+            let Some(chart) = chart_of(access.clone(), ty, Period::Week, &week.tz).await? else {
+                return Ok(None);
+            };
+            let empty = chart
+                .figures
+                .iter()
+                .all(|f| f.is_none_or(|f| f.1 == 0.0 && f.0 == 0.0));
+            if empty && !pinned {
+                return Ok(None);
+            }
+            let (today_text, week_text) = today_and_week(ty, &chart.figures);
+            Ok(Some(tile(
+                "Today",
+                format!("{today_text} {}", chart.unit),
+                Some(format!("This week: {week_text} {}", chart.unit)),
+                Some(chart),
+            )))
+        }
+        // Categories other than sleep: how many this week, and when the
+        // latest was.
+        _ => {
+            let p = api_samples(access.clone(), format!("type={}&{}", ty.id, week.query())).await?;
+            if p.samples.is_empty() && !pinned {
+                return Ok(None);
+            }
+            let count = match p.samples.len() {
+                1000.. => "1000 or more".to_string(),
+                n => n.to_string(),
+            };
+            let latest = p
+                .samples
+                .iter()
+                .map(|s| s.start.as_str())
+                .max()
+                .map(|t| format!("Latest: {}", t.get(..16).unwrap_or(t).replace('T', " ")));
+            Ok(Some(tile("This week", count, latest, None)))
+        }
+    }
+}
+
+/// Today and this week: the types the owner pinned first, in their order,
+/// then the summary's own.
+async fn summary_page(page: OwnerPage, Query(q): Query<PageQuery>) -> Response {
+    let tz = time_zone(q.tz.as_deref());
+    let today = today(&page.access.0, &tz);
+    let Some((start, end, _)) = Period::Week.range(today, &tz) else {
+        return message_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "No summary",
+            "The date is out of range.",
+        );
     };
+    let week = Week { start, end, tz };
+    let access = page.access.0.clone();
+    let pinned = access.view.pinned_types();
+    let own = SUMMARY_TYPES
+        .iter()
+        .filter(|id| !pinned.iter().any(|p| p == *id))
+        .map(|id| (*id, false));
+    let chosen = pinned.iter().map(|id| (id.as_str(), true));
+    let mut tiles = Vec::new();
+    for (id, is_pinned) in chosen.chain(own) {
+        let Some(ty) = catalogue::lookup(id).map(catalogue::get) else {
+            continue;
+        };
+        match tile(&access, ty, is_pinned, &week).await {
+            Ok(Some(t)) => tiles.push(t),
+            Ok(None) => {}
+            Err(p) => return message_page(p.status, "The summary cannot be shown", &p.detail),
+        }
+    }
     render(
         StatusCode::OK,
         &SummaryPage {
-            csrf_token: page.csrf,
+            frame: page.frame,
             tiles,
-            sleep,
-            workouts,
         },
     )
+}
+
+/// Pins a type to the summary (at the end of the pinned ones) or unpins
+/// it, through the same handler as `PUT /v1/owner/pinned-types`.
+async fn pin_form(
+    headers: HeaderMap,
+    page: OwnerPage,
+    Path(type_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let params = match checked_form(&page, &headers, &body) {
+        Ok(params) => params,
+        Err(refused) => return refused.into_response(),
+    };
+    let pin = match params.one("pinned") {
+        Some("true") => true,
+        Some("false") => false,
+        _ => {
+            return message_page(
+                StatusCode::BAD_REQUEST,
+                "This type cannot be pinned",
+                "Pin a type or unpin it.",
+            )
+        }
+    };
+    let access = page.access.0;
+    let mut types = access.view.pinned_types();
+    types.retain(|t| *t != type_id);
+    if pin {
+        types.push(type_id.clone());
+    }
+    match summary::put_pinned(access, ApiJson(PinnedTypes { types })).await {
+        Ok(_) => Redirect::to(&format!("/types/{}", urlencoding(&type_id))).into_response(),
+        Err(p) => message_page(p.status, "The summary cannot be changed", &p.detail),
+    }
 }
 
 #[derive(Template)]
 #[template(path = "import.html")]
 struct ImportPage {
-    csrf_token: String,
+    frame: OwnerFrame,
 }
 
 /// Upload an export with a live progress bar (the script follows the
 /// import job), and download a full export.
 async fn import_page(page: OwnerPage) -> Response {
-    render(
-        StatusCode::OK,
-        &ImportPage {
-            csrf_token: page.csrf,
-        },
-    )
+    render(StatusCode::OK, &ImportPage { frame: page.frame })
 }
 
 async fn delete_form(

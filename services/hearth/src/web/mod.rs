@@ -27,6 +27,7 @@ const CONSENT_SCRIPT: &str = include_str!("static/consent.js");
 const CONSENT_STYLE: &str = include_str!("static/consent.css");
 const PAGES_STYLE: &str = include_str!("static/pages.css");
 const IMPORT_SCRIPT: &str = include_str!("static/import.js");
+const IDLE_SCRIPT: &str = include_str!("static/idle.js");
 
 /// The pages that need no state, and the static assets of every page.
 /// `tls_fingerprint` is the certificate's SHA-256 fingerprint when Hearth
@@ -55,6 +56,7 @@ where
             "/static/import.js",
             get(|| asset(JAVASCRIPT, IMPORT_SCRIPT)),
         )
+        .route("/static/idle.js", get(|| asset(JAVASCRIPT, IDLE_SCRIPT)))
 }
 
 /// A type's (or value's) id as a page shows it: `step_count` → `Step count`.

@@ -2,6 +2,8 @@
 //! cookie, the token that binds a form to that session, and the pages
 //! that say why something cannot be shown.
 
+use std::time::Duration;
+
 use askama::Template;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -20,7 +22,36 @@ use crate::oauth::wire::Params;
 #[derive(Clone)]
 pub struct OwnerPage {
     pub access: OwnerAccess,
-    pub csrf: String,
+    pub frame: OwnerFrame,
+}
+
+/// What the layout of every owner page shows around its content: the lock
+/// button's form token, and when Hearth locks itself.
+#[derive(Clone)]
+pub struct OwnerFrame {
+    pub csrf_token: String,
+    pub idle_lock: Option<IdleLock>,
+}
+
+/// How long Hearth stays unlocked without the owner: in words for the
+/// notice, in milliseconds for the script that warns before it acts and
+/// clears the page once it has.
+#[derive(Clone)]
+pub struct IdleLock {
+    pub text: String,
+    pub ms: u128,
+}
+
+/// `90 s` → `2 minutes`; under a minute in seconds.
+fn duration_text(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0..=59 => format!("{secs} second{}", if secs == 1 { "" } else { "s" }),
+        _ => {
+            let minutes = secs.div_ceil(60);
+            format!("{minutes} minute{}", if minutes == 1 { "" } else { "s" })
+        }
+    }
 }
 
 /// Bound to one session and useless without it: a page elsewhere can
@@ -47,9 +78,16 @@ impl FromRequestParts<AppState> for OwnerPage {
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => sign_in_first(),
                 _ => message_page(p.status, "Hearth cannot show this page now", &p.detail),
             })?;
+        let idle_lock = state.store.idle_lock().map(|d| IdleLock {
+            text: duration_text(d),
+            ms: d.as_millis(),
+        });
         Ok(OwnerPage {
             access,
-            csrf: csrf_token(&session),
+            frame: OwnerFrame {
+                csrf_token: csrf_token(&session),
+                idle_lock,
+            },
         })
     }
 }
@@ -96,7 +134,7 @@ pub fn checked_form(
     }
     let params = Params::parse(body);
     let sent = params.get("csrf_token").ok().flatten().unwrap_or("");
-    if !bool::from(sent.as_bytes().ct_eq(page.csrf.as_bytes())) {
+    if !bool::from(sent.as_bytes().ct_eq(page.frame.csrf_token.as_bytes())) {
         return Err(FormRefused::ForeignToken);
     }
     Ok(params)

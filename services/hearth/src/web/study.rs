@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::owner::{checked_form, message_page, urlencoding, OwnerPage};
+use super::owner::{checked_form, message_page, urlencoding, OwnerFrame, OwnerPage};
 use super::{display_name, render};
 use crate::api::problem::{ApiJson, ApiPath, Problem};
 use crate::api::{research, AppState};
@@ -42,7 +42,7 @@ struct StudyRow {
 #[derive(Template)]
 #[template(path = "studies.html")]
 struct StudiesPage {
-    csrf_token: String,
+    frame: OwnerFrame,
     studies: Vec<StudyRow>,
 }
 
@@ -55,7 +55,7 @@ fn status_text(status: StudyStatus) -> &'static str {
 }
 
 async fn list_page(page: OwnerPage) -> Response {
-    let csrf_token = page.csrf;
+    let frame = page.frame;
     let Json(list) = research::list(page.access).await;
     let studies = list
         .studies
@@ -67,13 +67,7 @@ async fn list_page(page: OwnerPage) -> Response {
             status: status_text(s.status),
         })
         .collect();
-    render(
-        StatusCode::OK,
-        &StudiesPage {
-            csrf_token,
-            studies,
-        },
-    )
+    render(StatusCode::OK, &StudiesPage { frame, studies })
 }
 
 struct SwitchRow {
@@ -89,7 +83,7 @@ struct StudyPage {
     status: &'static str,
     withdrawn: bool,
     switches: Vec<SwitchRow>,
-    csrf_token: String,
+    frame: OwnerFrame,
     withdrawal_notice: &'static str,
     error: Option<String>,
     /// The exports the study received, newest first, from the audit.
@@ -139,7 +133,7 @@ async fn show(page: OwnerPage, id: String, status: StatusCode, error: Option<Str
         withdrawn: doc.status == StudyStatus::Withdrawn,
         doc,
         switches,
-        csrf_token: page.csrf,
+        frame: page.frame,
         withdrawal_notice: WITHDRAWAL_NOTICE,
         error,
         exports,

@@ -153,6 +153,15 @@ pub struct SourcePriority {
     pub order: Vec<SourceKey>,
 }
 
+/// The types pinned to the owner's summary, in the order it shows them.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedTypes {
+    /// At most 12 type ids from the catalogue (characteristics aside),
+    /// none twice.
+    pub types: Vec<String>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BiologicalSex {

@@ -267,8 +267,172 @@ async fn moving_a_source_up_changes_the_chart(backend: Backend) {
     app.stop().await;
 }
 
+async fn put_pins(app: &TestApp, token: &str, types: Value) -> reqwest::Response {
+    app.client
+        .put(app.url("/v1/owner/pinned-types"))
+        .bearer_auth(token)
+        .json(&json!({ "types": types }))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn pin_form(app: &TestApp, ty: &str, csrf: &str, pinned: bool) -> reqwest::Response {
+    TestApp::no_redirect_client()
+        .post(app.url(&format!("/types/{ty}/pin")))
+        .header(COOKIE, cookie(app))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("csrf_token={csrf}&pinned={pinned}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Where a tile starts on the summary page.
+fn tile_at(html: &str, ty: &str) -> Option<usize> {
+    html.find(&format!("id=\"tile-{ty}\""))
+}
+
+/// The owner pins types to the summary from a type's page or the API: they
+/// come first, in the owner's order, even without data this week; apps can
+/// neither read nor set them; they outlive a restart (from the snapshot
+/// and from the log) and are unreadable while locked.
+async fn pinned_types_come_first_and_outlive_a_restart(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let mut app = TestApp::unlocked(&db).await;
+    let owner = app.token.clone().unwrap();
+    let r = app
+        .write(vec![
+            at("step_count", today_at(1), 1200.0, "count"),
+            at("body_mass", today_at(1), 71.5, "kg"),
+            json!({
+                "type": "mindful_session",
+                "start": today_at(2).to_rfc3339(),
+                "end": (today_at(2) + Duration::minutes(10)).to_rfc3339(),
+                "value": "not_applicable",
+            }),
+        ])
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let (_, html) = page(&app, "/summary?tz=UTC").await;
+    assert!(tile_at(&html, "body_mass").is_none(), "not pinned: {html}");
+
+    // Pinned from the type's page, with the session's token only.
+    let (_, html) = page(&app, "/types/body_mass").await;
+    assert!(html.contains("Pin to the summary"), "{html}");
+    let csrf = hidden_field(&html, "csrf_token").unwrap();
+    assert_eq!(
+        pin_form(&app, "body_mass", "wrong", true).await.status(),
+        403
+    );
+    assert_eq!(
+        app.get_json("/v1/owner/pinned-types").await["types"],
+        json!([])
+    );
+    let r = pin_form(&app, "body_mass", &csrf, true).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()[LOCATION], "/types/body_mass");
+    let (_, html) = page(&app, "/types/body_mass").await;
+    assert!(html.contains("Unpin from the summary"), "{html}");
+    assert_eq!(
+        pin_form(&app, "mindful_session", &csrf, true)
+            .await
+            .status(),
+        303
+    );
+    assert_eq!(
+        pin_form(&app, "blood_glucose", &csrf, true).await.status(),
+        303
+    );
+    assert_eq!(
+        app.get_json("/v1/owner/pinned-types").await["types"],
+        json!(["body_mass", "mindful_session", "blood_glucose"])
+    );
+    let (_, html) = page(&app, "/summary?tz=UTC").await;
+    let (mass, mindful, glucose, steps) = (
+        tile_at(&html, "body_mass").expect("pinned"),
+        tile_at(&html, "mindful_session").expect("pinned"),
+        tile_at(&html, "blood_glucose").expect("pinned, even without data"),
+        tile_at(&html, "step_count").expect("the summary's own"),
+    );
+    assert!(
+        mass < mindful && mindful < glucose && glucose < steps,
+        "{html}"
+    );
+    assert!(html.contains("Today: <strong>71.5 kg</strong>"), "{html}");
+    assert!(html.contains("This week: <strong>1</strong>"), "{html}");
+    assert!(
+        tile_at(&html, "resting_heart_rate").is_none(),
+        "not pinned, no data"
+    );
+
+    // The API checks what it is given, and an app reaches none of it.
+    for bad in [
+        json!(["no_such_type"]),
+        json!(["body_mass", "body_mass"]),
+        json!(["date_of_birth"]),
+        json!(vec!["step_count"; 13]),
+    ] {
+        let r = put_pins(&app, &owner, bad.clone()).await;
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    let pedometer = app
+        .register_app("Pedometer", "https://app.example/cb", true)
+        .await;
+    let token = app
+        .mint(
+            pedometer["id"].as_str().unwrap(),
+            &["body_mass"],
+            &["body_mass"],
+        )
+        .await;
+    assert_eq!(
+        app.as_token(&token)
+            .get("/v1/owner/pinned-types")
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(put_pins(&app, &token, json!([])).await.status(), 403);
+    assert_eq!(
+        app.get_json("/v1/owner/pinned-types").await["types"],
+        json!(["body_mass", "mindful_session", "blood_glucose"])
+    );
+
+    // Unpinned from the page: the rest keep their order.
+    assert_eq!(
+        pin_form(&app, "mindful_session", &csrf, false)
+            .await
+            .status(),
+        303
+    );
+    let pins = json!(["body_mass", "blood_glucose"]);
+    assert_eq!(app.get_json("/v1/owner/pinned-types").await["types"], pins);
+
+    // Locked: nothing to read. A restart opens them from the snapshot taken
+    // at shutdown; a restart without snapshots replays them from the log.
+    let r = post_form(&app, "/lock", &csrf, None).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(app.get("/v1/owner/pinned-types").await.status(), 503);
+    app.unlock().await;
+    assert_eq!(app.get_json("/v1/owner/pinned-types").await["types"], pins);
+    app.stop().await;
+    let mut app = TestApp::start(&db).await;
+    assert_eq!(app.unlock().await.status(), 200);
+    assert_eq!(app.get_json("/v1/owner/pinned-types").await["types"], pins);
+    app.stop().await;
+    let mut app = TestApp::start(&db).await;
+    hearth::projection::snapshot::discard_all(&**app.store.storage())
+        .await
+        .unwrap();
+    assert_eq!(app.unlock().await.status(), 200);
+    assert_eq!(app.get_json("/v1/owner/pinned-types").await["types"], pins);
+    app.stop().await;
+}
+
 both_backends!(
     the_owner_sees_today_this_week_and_each_type,
     page_forms_delete_and_lock_only_from_the_owners_pages,
     moving_a_source_up_changes_the_chart,
+    pinned_types_come_first_and_outlive_a_restart,
 );

@@ -16,7 +16,10 @@ use serde_json::{json, Value};
 use crate::browser::{Accessibility, Driver};
 use crate::support::{Backend, TestApp, TestDatabase, PASSPHRASE};
 
-both_backends!(a_new_owner_walks_through_every_page);
+both_backends!(
+    a_new_owner_walks_through_every_page,
+    an_open_page_warns_before_the_idle_lock_and_clears_itself_after,
+);
 
 fn screenshots_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -183,6 +186,23 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
     check_page(&driver, &a11y, "/types/step_count").await;
     photograph(&driver, "type", backend).await;
 
+    // A type pinned from its page comes first on the summary.
+    driver.goto(&site("/types/body_temperature")).await;
+    driver.click("#pin").await;
+    driver.wait_for_text("#pin", "Unpin from the summary").await;
+    driver.goto(&site("/summary?tz=UTC")).await;
+    let first = driver
+        .execute(
+            "return document.querySelector('.tiles > li').id;",
+            json!([]),
+            false,
+        )
+        .await;
+    assert_eq!(first, "tile-body_temperature");
+    driver
+        .wait_for_text("#tile-body_temperature", "Pinned")
+        .await;
+
     // The source order changes what the day's chart counts.
     driver
         .goto(&site("/types/step_count?period=day&tz=UTC"))
@@ -317,6 +337,48 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
     driver.goto(&site("/summary")).await;
     let text = driver.page_text().await;
     assert!(!text.contains("Today"), "{text}");
+    driver.quit().await;
+    app.stop().await;
+}
+
+/// A page left open: a warning before Hearth locks itself, then the data
+/// taken off the page once it has, with the way back to unlock.
+async fn an_open_page_warns_before_the_idle_lock_and_clears_itself_after(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    assert_eq!(app.write(vec![steps_today(4321.0)]).await.status(), 201);
+    app.stop().await;
+    let mut args = db.serve_args();
+    args.idle_lock_secs = 4;
+    let app = TestApp::start_with(args).await;
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    let site = |path: &str| format!("{}{path}", app.base);
+    driver.goto(&site("/")).await;
+    driver.wait_for_text("#state", "sealed").await;
+    driver.type_into("#passphrase", PASSPHRASE).await;
+    driver.click("#unlock button").await;
+    driver.wait_for_text("#state", "unlocked").await;
+    driver.goto(&site("/summary?tz=UTC")).await;
+    driver.wait_for_text("#tile-step_count", "4321").await;
+    driver
+        .wait_for_text("#idle-lock", "locks itself after 4 seconds")
+        .await;
+    driver
+        .wait_for_text("#idle-banner", "locks itself soon")
+        .await;
+    driver
+        .wait_for_text("#stay-unlocked", "Stay unlocked")
+        .await;
+    driver
+        .wait_for_text("main h1", "Hearth locked itself")
+        .await;
+    let text = driver.page_text().await;
+    assert!(!text.contains("4321"), "the data left the page: {text}");
+    assert!(text.contains("Unlock it again"), "{text}");
+    assert_eq!(app.store.state(), hearth::lock::LockStateName::Locked);
+    check_page(&driver, &Accessibility::load(), "/summary (locked itself)").await;
     driver.quit().await;
     app.stop().await;
 }

@@ -10,7 +10,7 @@ use crate::support::*;
 both_backends!(
     the_passphrase_and_recovery_key_change_from_the_settings_page,
     settings_forms_refuse_foreign_posts_and_wrong_secrets,
-    the_settings_page_says_when_the_store_locks_itself,
+    every_owner_page_says_when_the_store_locks_itself,
 );
 
 const NEW_PASSPHRASE: &str = "a brand new passphrase";
@@ -203,7 +203,7 @@ async fn settings_forms_refuse_foreign_posts_and_wrong_secrets(backend: Backend)
     assert_eq!(r.status(), 401);
 }
 
-async fn the_settings_page_says_when_the_store_locks_itself(backend: Backend) {
+async fn every_owner_page_says_when_the_store_locks_itself(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let app = TestApp::unlocked(&db).await;
     let (_, html) = page(&app, "/settings").await;
@@ -215,10 +215,22 @@ async fn the_settings_page_says_when_the_store_locks_itself(backend: Backend) {
     let mut app = TestApp::start_with(args).await;
     let r = app.unlock().await;
     assert_eq!(r.status(), 200);
-    let (status, html) = page(&app, "/settings").await;
-    assert_eq!(status, 200, "{html}");
-    assert!(
-        html.contains("Hearth locks itself after 10 minutes without activity"),
-        "{html}"
-    );
+    for path in [
+        "/summary",
+        "/types",
+        "/apps",
+        "/access",
+        "/studies",
+        "/import",
+        "/settings",
+    ] {
+        let (status, html) = page(&app, path).await;
+        assert_eq!(status, 200, "{path}: {html}");
+        assert!(
+            html.contains("Hearth locks itself after 10 minutes without activity"),
+            "{path}: {html}"
+        );
+        assert!(html.contains("data-after-ms=\"600000\""), "{path}: {html}");
+        assert!(html.contains("src=\"/static/idle.js\""), "{path}: {html}");
+    }
 }
