@@ -702,7 +702,8 @@ async fn bench_unlock(args: &Args, admin: &str) -> anyhow::Result<()> {
 
 // The server runs in this process, with the allocator its binary uses.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: zero_on_free::ZeroOnFree<mimalloc::MiMalloc> =
+    zero_on_free::ZeroOnFree(mimalloc::MiMalloc);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {

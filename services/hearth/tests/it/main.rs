@@ -3,6 +3,12 @@
 //! `support` is the shared harness; `process` runs the `hearth` binary as
 //! a process of its own (crashes, restarts, the commands).
 
+// The server runs in this process, with the allocator its binary uses:
+// the memory tests look at what a freed block still holds.
+#[global_allocator]
+static ALLOCATOR: zero_on_free::ZeroOnFree<mimalloc::MiMalloc> =
+    zero_on_free::ZeroOnFree(mimalloc::MiMalloc);
+
 #[macro_use]
 mod support;
 
@@ -22,6 +28,7 @@ mod erasure;
 mod import_apple;
 mod import_hae;
 mod keys;
+mod memory;
 mod oauth;
 mod owner_pages;
 mod owner_walk;
