@@ -3,7 +3,6 @@
 //! audit's cursor, with every name an app chose escaped; only the owner
 //! opens it.
 
-use reqwest::header::COOKIE;
 use serde_json::Value;
 
 use crate::support::*;
@@ -12,20 +11,6 @@ both_backends!(
     the_access_log_lists_filters_and_pages_what_apps_did,
     the_access_log_is_the_owners_alone,
 );
-
-fn cookie(app: &TestApp) -> String {
-    format!("hearth_session={}", app.token.as_deref().unwrap())
-}
-
-async fn page(app: &TestApp, path: &str) -> (u16, String) {
-    let r = TestApp::no_redirect_client()
-        .get(app.url(path))
-        .header(COOKIE, cookie(app))
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
 
 /// The table's rows, as (class, text without tags).
 fn rows(html: &str) -> Vec<(String, String)> {
@@ -100,7 +85,7 @@ async fn the_access_log_lists_filters_and_pages_what_apps_did(backend: Backend) 
     let r = app.as_token(&p_token).write(vec![steps(5, 1.0)]).await;
     assert_eq!(r.status(), 201);
 
-    let (status, html) = page(&app, "/access").await;
+    let (status, html) = app.owner_page("/access").await;
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("href=\"/access\""), "the nav links the log");
     let all = rows(&html);
@@ -129,7 +114,7 @@ async fn the_access_log_lists_filters_and_pages_what_apps_did(backend: Backend) 
     let count = |query: String| {
         let app = &app;
         async move {
-            let (status, html) = page(app, &format!("/access?{query}")).await;
+            let (status, html) = app.owner_page(&format!("/access?{query}")).await;
             assert_eq!(status, 200, "{query}: {html}");
             rows(&html)
         }
@@ -153,7 +138,7 @@ async fn the_access_log_lists_filters_and_pages_what_apps_did(backend: Backend) 
     assert_eq!(count(format!("from={day}&to={day}")).await.len(), 4);
     assert_eq!(count("from=2100-01-01".into()).await.len(), 0);
     assert_eq!(count("to=2000-01-01".into()).await.len(), 0);
-    let (status, html) = page(&app, "/access?kind=app_read").await;
+    let (status, html) = app.owner_page("/access?kind=app_read").await;
     assert_eq!(status, 200);
     assert!(
         html.contains("<option value=\"app_read\" selected>"),
@@ -164,7 +149,7 @@ async fn the_access_log_lists_filters_and_pages_what_apps_did(backend: Backend) 
     let mut seen = Vec::new();
     let mut path = "/access?kind=app_read&limit=1".to_string();
     loop {
-        let (status, html) = page(&app, &path).await;
+        let (status, html) = app.owner_page(&path).await;
         assert_eq!(status, 200, "{html}");
         seen.extend(rows(&html));
         let Some(at) = html.find("id=\"next-page\"") else {
@@ -181,12 +166,12 @@ async fn the_access_log_lists_filters_and_pages_what_apps_did(backend: Backend) 
     assert_eq!(seen, reads);
 
     // Bad filters are answered plainly.
-    let (status, html) = page(&app, "/access?from=yesterday").await;
+    let (status, html) = app.owner_page("/access?from=yesterday").await;
     assert_eq!(status, 400, "{html}");
     assert!(html.contains("YYYY-MM-DD"));
-    let (status, _) = page(&app, "/access?kind=everything").await;
+    let (status, _) = app.owner_page("/access?kind=everything").await;
     assert_eq!(status, 400);
-    let (status, _) = page(&app, "/access?cursor=nonsense").await;
+    let (status, _) = app.owner_page("/access?cursor=nonsense").await;
     assert_eq!(status, 400);
 }
 
@@ -206,6 +191,6 @@ async fn the_access_log_is_the_owners_alone(backend: Backend) {
         .mint(reg["id"].as_str().unwrap(), &["step_count"], &[])
         .await;
     app.token = Some(token);
-    let (status, html) = page(&app, "/access").await;
+    let (status, html) = app.owner_page("/access").await;
     assert_eq!(status, 401, "an app's token is no owner session: {html}");
 }

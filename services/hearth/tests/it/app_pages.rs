@@ -2,24 +2,10 @@
 //! minted and revoked, and deleting all its data, each through a form that
 //! only the owner's own pages can send.
 
-use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, ORIGIN};
+use reqwest::header::LOCATION;
 use serde_json::Value;
 
 use crate::support::*;
-
-fn cookie(app: &TestApp) -> String {
-    format!("hearth_session={}", app.token.as_deref().unwrap())
-}
-
-async fn page(app: &TestApp, path: &str) -> (u16, String) {
-    let r = TestApp::no_redirect_client()
-        .get(app.url(path))
-        .header(COOKIE, cookie(app))
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
 
 async fn form(
     app: &TestApp,
@@ -27,18 +13,7 @@ async fn form(
     fields: &[(&str, &str)],
     origin: Option<&str>,
 ) -> (u16, String, Option<String>) {
-    let body: String = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(fields)
-        .finish();
-    let mut request = TestApp::no_redirect_client()
-        .post(app.url(path))
-        .header(COOKIE, cookie(app))
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(body);
-    if let Some(origin) = origin {
-        request = request.header(ORIGIN, origin);
-    }
-    let r = request.send().await.unwrap();
+    let r = app.owner_form(path, fields, origin).await;
     let location = r
         .headers()
         .get(LOCATION)
@@ -57,7 +32,7 @@ fn shown_code(html: &str, id: &str) -> String {
 async fn apps_are_registered_switched_and_revoked_from_their_pages(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let app = TestApp::unlocked(&db).await;
-    let (status, html) = page(&app, "/apps").await;
+    let (status, html) = app.owner_page("/apps").await;
     assert_eq!(status, 200);
     let csrf = hidden_field(&html, "csrf_token").unwrap();
     let register = |name: &'static str, url: &'static str, client: &'static str| {
@@ -102,7 +77,7 @@ async fn apps_are_registered_switched_and_revoked_from_their_pages(backend: Back
     let apps = app.get_json("/v1/apps").await;
     let id = apps["apps"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(location.as_deref(), Some(format!("/apps/{id}").as_str()));
-    let (_, list) = page(&app, "/apps").await;
+    let (_, list) = app.owner_page("/apps").await;
     assert!(!list.contains("<script>alert"), "{list}");
     assert!(list.contains("&#60;script&#62;"), "{list}");
 
@@ -134,7 +109,7 @@ async fn apps_are_registered_switched_and_revoked_from_their_pages(backend: Back
             .status(),
         201
     );
-    let (_, html) = page(&app, &base).await;
+    let (_, html) = app.owner_page(&base).await;
     assert!(!html.contains(&token), "the token is not shown again");
     // The audit says when it last wrote, and what; it has read nothing.
     assert!(html.contains("Last read: never"), "{html}");
@@ -236,7 +211,7 @@ async fn apps_are_registered_switched_and_revoked_from_their_pages(backend: Back
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("1 samples deleted"), "{html}");
     assert!(app.list_all("step_count", 10).await.is_empty());
-    assert_eq!(page(&app, "/apps/app_unknown").await.0, 404);
+    assert_eq!(app.owner_page("/apps/app_unknown").await.0, 404);
     app.stop().await;
 }
 

@@ -70,15 +70,11 @@ fn authorize_url(
     format!("/oauth/authorize?{}", url.query().unwrap())
 }
 
-fn cookie(app: &TestApp) -> String {
-    format!("hearth_session={}", app.token.as_ref().unwrap())
-}
-
 /// Shows the consent page to the owner's session; returns status and HTML.
 async fn consent_page(app: &TestApp, path: &str) -> (u16, String, reqwest::header::HeaderMap) {
     let r = TestApp::no_redirect_client()
         .get(app.url(path))
-        .header("cookie", cookie(app))
+        .header("cookie", app.session_cookie())
         .send()
         .await
         .unwrap();
@@ -114,7 +110,7 @@ async fn decide(
     }
     TestApp::no_redirect_client()
         .post(app.url("/oauth/authorize"))
-        .header("cookie", cookie(app))
+        .header("cookie", app.session_cookie())
         .form(&form)
         .send()
         .await
@@ -553,7 +549,7 @@ async fn consent_with_passphrase_when_no_session(backend: Backend) {
 async fn expect_error_redirect(app: &TestApp, path: &str, error: &str) {
     let r = TestApp::no_redirect_client()
         .get(app.url(path))
-        .header("cookie", cookie(app))
+        .header("cookie", app.session_cookie())
         .send()
         .await
         .unwrap();
@@ -807,7 +803,7 @@ async fn attack_consent_post_without_csrf(backend: Backend) {
         }
         let r = TestApp::no_redirect_client()
             .post(app.url("/oauth/authorize"))
-            .header("cookie", cookie(&app))
+            .header("cookie", app.session_cookie())
             .form(&form)
             .send()
             .await
@@ -841,7 +837,7 @@ async fn attack_consent_post_cross_origin(backend: Backend) {
     form.push(("read:step_count", "on".into()));
     let r = TestApp::no_redirect_client()
         .post(app.url("/oauth/authorize"))
-        .header("cookie", cookie(&app))
+        .header("cookie", app.session_cookie())
         .header("origin", "http://evil.example")
         .form(&form)
         .send()

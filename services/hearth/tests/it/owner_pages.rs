@@ -3,24 +3,10 @@
 //! elsewhere or a locked store gets.
 
 use chrono::{DateTime, Duration, Utc};
-use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, ORIGIN};
+use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION};
 use serde_json::{json, Value};
 
 use crate::support::*;
-
-fn cookie(app: &TestApp) -> String {
-    format!("hearth_session={}", app.token.as_deref().unwrap())
-}
-
-async fn page(app: &TestApp, path: &str) -> (u16, String) {
-    let r = TestApp::no_redirect_client()
-        .get(app.url(path))
-        .header(COOKIE, cookie(app))
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
 
 async fn post_form(
     app: &TestApp,
@@ -28,15 +14,7 @@ async fn post_form(
     csrf: &str,
     origin: Option<&str>,
 ) -> reqwest::Response {
-    let mut request = TestApp::no_redirect_client()
-        .post(app.url(path))
-        .header(COOKIE, cookie(app))
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(format!("csrf_token={csrf}"));
-    if let Some(origin) = origin {
-        request = request.header(ORIGIN, origin);
-    }
-    request.send().await.unwrap()
+    app.owner_form(path, &[("csrf_token", csrf)], origin).await
 }
 
 /// Today's first minutes in UTC, never after now.
@@ -89,7 +67,7 @@ async fn the_owner_sees_today_this_week_and_each_type(backend: Backend) {
         assert!(!html.contains("Step count"), "{path}: {html}");
     }
 
-    let (status, html) = page(&app, "/summary?tz=UTC").await;
+    let (status, html) = app.owner_page("/summary?tz=UTC").await;
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("id=\"tile-step_count\""), "{html}");
     assert!(
@@ -116,7 +94,7 @@ async fn the_owner_sees_today_this_week_and_each_type(backend: Backend) {
         "nothing from elsewhere"
     );
 
-    let (status, html) = page(&app, "/types").await;
+    let (status, html) = app.owner_page("/types").await;
     assert_eq!(status, 200);
     assert!(html.contains("<h2>Activity</h2>"), "{html}");
     assert!(html.contains("id=\"type-step_count\""));
@@ -127,19 +105,21 @@ async fn the_owner_sees_today_this_week_and_each_type(backend: Backend) {
     );
 
     for period in ["day", "week", "month", "year"] {
-        let (status, html) = page(&app, &format!("/types/step_count?period={period}&tz=UTC")).await;
+        let (status, html) = app
+            .owner_page(&format!("/types/step_count?period={period}&tz=UTC"))
+            .await;
         assert_eq!(status, 200, "{period}: {html}");
         assert!(html.contains("<svg class=\"chart\""), "{period}");
         assert!(html.contains("id=\"numbers\""), "{period}");
         let current = format!("aria-current=\"page\" id=\"period-{period}\"");
         assert!(html.contains(&current), "{period}: {html}");
     }
-    let (_, day) = page(&app, "/types/step_count?period=day&tz=UTC").await;
+    let (_, day) = app.owner_page("/types/step_count?period=day&tz=UTC").await;
     assert!(
         day.contains("<td>2000</td>"),
         "today's first hour sums both samples: {day}"
     );
-    let (_, week) = page(&app, "/types/step_count?period=week&tz=UTC").await;
+    let (_, week) = app.owner_page("/types/step_count?period=week&tz=UTC").await;
     assert!(
         week.contains("<td>5000</td>") && week.contains("<td>2000</td>"),
         "{week}"
@@ -151,10 +131,15 @@ async fn the_owner_sees_today_this_week_and_each_type(backend: Backend) {
         "{week}"
     );
     // A day across a DST change still renders, in the owner's zone.
-    let (status, _) = page(&app, "/types/heart_rate?period=month&tz=America%2FNew_York").await;
+    let (status, _) = app
+        .owner_page("/types/heart_rate?period=month&tz=America%2FNew_York")
+        .await;
     assert_eq!(status, 200);
-    assert_eq!(page(&app, "/types/step_count?period=decade").await.0, 400);
-    assert_eq!(page(&app, "/types/no_such_type").await.0, 404);
+    assert_eq!(
+        app.owner_page("/types/step_count?period=decade").await.0,
+        400
+    );
+    assert_eq!(app.owner_page("/types/no_such_type").await.0, 404);
     app.stop().await;
 }
 
@@ -165,7 +150,7 @@ async fn page_forms_delete_and_lock_only_from_the_owners_pages(backend: Backend)
         .write(vec![at("step_count", today_at(1), 1234.0, "count")])
         .await;
     assert_eq!(r.status(), 201);
-    let (_, html) = page(&app, "/types/step_count?tz=UTC").await;
+    let (_, html) = app.owner_page("/types/step_count?tz=UTC").await;
     let csrf = hidden_field(&html, "csrf_token").unwrap();
     let listed = app.list_all("step_count", 10).await;
     let id = listed[0]["id"].as_str().unwrap().to_string();
@@ -190,7 +175,7 @@ async fn page_forms_delete_and_lock_only_from_the_owners_pages(backend: Backend)
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()[LOCATION], "/");
     for path in ["/summary", "/types", "/types/step_count", "/studies"] {
-        let (status, html) = page(&app, path).await;
+        let (status, html) = app.owner_page(path).await;
         assert_ne!(status, 200, "{path} while locked");
         assert!(
             !html.contains("Step count") && !html.contains("1234"),
@@ -223,7 +208,7 @@ async fn moving_a_source_up_changes_the_chart(backend: Backend) {
         .await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     let day = "/types/step_count?period=day&tz=UTC";
-    let (_, html) = page(&app, day).await;
+    let (_, html) = app.owner_page(day).await;
     let first_is_app =
         html.find(&format!("<li>{app_id}")).unwrap() < html.find("<li>owner").unwrap();
     let (shown, hidden) = if first_is_app {
@@ -237,14 +222,14 @@ async fn moving_a_source_up_changes_the_chart(backend: Backend) {
 
     let r = TestApp::no_redirect_client()
         .post(app.url("/types/step_count/sources/move"))
-        .header(COOKIE, cookie(&app))
+        .header(COOKIE, app.session_cookie())
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(format!("csrf_token={csrf}&index=1&direction=up"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
-    let (_, html) = page(&app, day).await;
+    let (_, html) = app.owner_page(day).await;
     assert!(
         html.contains(&format!("<td>{hidden}</td>")),
         "the other source counts now: {html}"
@@ -256,7 +241,7 @@ async fn moving_a_source_up_changes_the_chart(backend: Backend) {
     // Past the end is refused, and changes nothing.
     let r = TestApp::no_redirect_client()
         .post(app.url("/types/step_count/sources/move"))
-        .header(COOKIE, cookie(&app))
+        .header(COOKIE, app.session_cookie())
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(format!("csrf_token={csrf}&index=1&direction=down"))
         .send()
@@ -280,7 +265,7 @@ async fn put_pins(app: &TestApp, token: &str, types: Value) -> reqwest::Response
 async fn pin_form(app: &TestApp, ty: &str, csrf: &str, pinned: bool) -> reqwest::Response {
     TestApp::no_redirect_client()
         .post(app.url(&format!("/types/{ty}/pin")))
-        .header(COOKIE, cookie(app))
+        .header(COOKIE, app.session_cookie())
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(format!("csrf_token={csrf}&pinned={pinned}"))
         .send()
@@ -314,11 +299,11 @@ async fn pinned_types_come_first_and_outlive_a_restart(backend: Backend) {
         ])
         .await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    let (_, html) = page(&app, "/summary?tz=UTC").await;
+    let (_, html) = app.owner_page("/summary?tz=UTC").await;
     assert!(tile_at(&html, "body_mass").is_none(), "not pinned: {html}");
 
     // Pinned from the type's page, with the session's token only.
-    let (_, html) = page(&app, "/types/body_mass").await;
+    let (_, html) = app.owner_page("/types/body_mass").await;
     assert!(html.contains("Pin to the summary"), "{html}");
     let csrf = hidden_field(&html, "csrf_token").unwrap();
     assert_eq!(
@@ -332,7 +317,7 @@ async fn pinned_types_come_first_and_outlive_a_restart(backend: Backend) {
     let r = pin_form(&app, "body_mass", &csrf, true).await;
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()[LOCATION], "/types/body_mass");
-    let (_, html) = page(&app, "/types/body_mass").await;
+    let (_, html) = app.owner_page("/types/body_mass").await;
     assert!(html.contains("Unpin from the summary"), "{html}");
     assert_eq!(
         pin_form(&app, "mindful_session", &csrf, true)
@@ -348,7 +333,7 @@ async fn pinned_types_come_first_and_outlive_a_restart(backend: Backend) {
         app.get_json("/v1/owner/pinned-types").await["types"],
         json!(["body_mass", "mindful_session", "blood_glucose"])
     );
-    let (_, html) = page(&app, "/summary?tz=UTC").await;
+    let (_, html) = app.owner_page("/summary?tz=UTC").await;
     let (mass, mindful, glucose, steps) = (
         tile_at(&html, "body_mass").expect("pinned"),
         tile_at(&html, "mindful_session").expect("pinned"),

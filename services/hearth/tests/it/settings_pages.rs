@@ -2,7 +2,6 @@
 //! made through forms that carry the session's token, with the old secrets
 //! refused afterwards; a wrong current passphrase changes nothing.
 
-use reqwest::header::{CONTENT_TYPE, COOKIE, ORIGIN};
 use serde_json::json;
 
 use crate::support::*;
@@ -15,38 +14,13 @@ both_backends!(
 
 const NEW_PASSPHRASE: &str = "a brand new passphrase";
 
-fn cookie(app: &TestApp) -> String {
-    format!("hearth_session={}", app.token.as_deref().unwrap())
-}
-
-async fn page(app: &TestApp, path: &str) -> (u16, String) {
-    let r = TestApp::no_redirect_client()
-        .get(app.url(path))
-        .header(COOKIE, cookie(app))
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
 async fn form(
     app: &TestApp,
     path: &str,
     fields: &[(&str, &str)],
     origin: Option<&str>,
 ) -> (u16, String) {
-    let body: String = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(fields)
-        .finish();
-    let mut request = TestApp::no_redirect_client()
-        .post(app.url(path))
-        .header(COOKIE, cookie(app))
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(body);
-    if let Some(origin) = origin {
-        request = request.header(ORIGIN, origin);
-    }
-    let r = request.send().await.unwrap();
+    let r = app.owner_form(path, fields, origin).await;
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
@@ -74,7 +48,7 @@ fn shown_key(html: &str) -> String {
 async fn the_passphrase_and_recovery_key_change_from_the_settings_page(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let app = TestApp::unlocked(&db).await;
-    let (status, html) = page(&app, "/settings").await;
+    let (status, html) = app.owner_page("/settings").await;
     assert_eq!(status, 200, "{html}");
     assert!(
         html.contains("href=\"/settings\""),
@@ -110,7 +84,7 @@ async fn the_passphrase_and_recovery_key_change_from_the_settings_page(backend: 
     assert_eq!(status, 200, "{html}");
     let recovery = shown_key(&html);
     assert_eq!(recovery.split('-').count(), 9, "{recovery}");
-    let (_, again) = page(&app, "/settings").await;
+    let (_, again) = app.owner_page("/settings").await;
     assert!(!again.contains(&recovery), "the key is shown once");
 
     // The secrets now: the new passphrase and the new recovery key open
@@ -142,7 +116,7 @@ fn change<'a>(token: &'a str, current: &'a str, repeat: &'a str) -> Vec<(&'stati
 async fn settings_forms_refuse_foreign_posts_and_wrong_secrets(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let app = TestApp::unlocked(&db).await;
-    let (_, html) = page(&app, "/settings").await;
+    let (_, html) = app.owner_page("/settings").await;
     let csrf = hidden_field(&html, "csrf_token").unwrap();
     let csrf = csrf.as_str();
     // Another site, a wrong token, a repetition that differs: the
@@ -206,7 +180,7 @@ async fn settings_forms_refuse_foreign_posts_and_wrong_secrets(backend: Backend)
 async fn every_owner_page_says_when_the_store_locks_itself(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let app = TestApp::unlocked(&db).await;
-    let (_, html) = page(&app, "/settings").await;
+    let (_, html) = app.owner_page("/settings").await;
     assert!(!html.contains("id=\"idle-lock\""), "no idle lock: {html}");
     app.stop().await;
 
@@ -224,7 +198,7 @@ async fn every_owner_page_says_when_the_store_locks_itself(backend: Backend) {
         "/import",
         "/settings",
     ] {
-        let (status, html) = page(&app, path).await;
+        let (status, html) = app.owner_page(path).await;
         assert_eq!(status, 200, "{path}: {html}");
         assert!(
             html.contains("Hearth locks itself after 10 minutes without activity"),

@@ -2,20 +2,16 @@
 //! decision and withdrawal through forms, and what a page from elsewhere
 //! cannot do.
 
-use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, ORIGIN};
+use reqwest::header::{COOKIE, LOCATION};
 use serde_json::{json, Value};
 
 use crate::research::{add_study, description, es384_key, inline};
 use crate::support::*;
 
-fn cookie(app: &TestApp) -> String {
-    format!("hearth_session={}", app.token.as_deref().unwrap())
-}
-
 async fn page(app: &TestApp, path: &str, with_cookie: bool) -> (u16, String) {
     let mut request = TestApp::no_redirect_client().get(app.url(path));
     if with_cookie {
-        request = request.header(COOKIE, cookie(app));
+        request = request.header(COOKIE, app.session_cookie());
     }
     let r = request.send().await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
@@ -27,18 +23,7 @@ async fn post_form(
     fields: &[(&str, &str)],
     origin: Option<&str>,
 ) -> reqwest::Response {
-    let body: String = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(fields)
-        .finish();
-    let mut request = TestApp::no_redirect_client()
-        .post(app.url(path))
-        .header(COOKIE, cookie(app))
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(body);
-    if let Some(origin) = origin {
-        request = request.header(ORIGIN, origin);
-    }
-    request.send().await.unwrap()
+    app.owner_form(path, fields, origin).await
 }
 
 async fn decision(app: &TestApp, id: &str) -> Value {
@@ -164,7 +149,7 @@ async fn the_owner_consents_and_withdraws_on_the_study_page(backend: Backend) {
     assert!(html.contains("id=\"receipt\""), "{html}");
     let receipt = TestApp::no_redirect_client()
         .get(app.url(&format!("/v1/studies/{id}/receipt")))
-        .header(COOKIE, cookie(&app))
+        .header(COOKIE, app.session_cookie())
         .send()
         .await
         .unwrap();

@@ -328,6 +328,45 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The owner's session as the browser sends it: the cookie unlock set.
+    pub fn session_cookie(&self) -> String {
+        format!("hearth_session={}", self.token.as_deref().unwrap())
+    }
+
+    /// An owner page, with the session cookie: status and HTML.
+    pub async fn owner_page(&self, path: &str) -> (u16, String) {
+        let r = Self::no_redirect_client()
+            .get(self.url(path))
+            .header(reqwest::header::COOKIE, self.session_cookie())
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// A form posted to an owner page with the session cookie, from
+    /// `origin` when given (as a browser on another site would).
+    pub async fn owner_form(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        origin: Option<&str>,
+    ) -> reqwest::Response {
+        use reqwest::header::{CONTENT_TYPE, COOKIE, ORIGIN};
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        let mut request = Self::no_redirect_client()
+            .post(self.url(path))
+            .header(COOKIE, self.session_cookie())
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(origin) = origin {
+            request = request.header(ORIGIN, origin);
+        }
+        request.send().await.unwrap()
+    }
+
     /// Registers an app; returns its JSON (with `client_secret` if confidential).
     pub async fn register_app(&self, name: &str, redirect: &str, confidential: bool) -> Value {
         let r = self
