@@ -4,9 +4,11 @@
 
 use std::time::Instant;
 
+use anyhow::Context;
 use hearth::catalogue;
 use hearth::log::event::StoredSample;
 use hearth::log::writer::NewSample;
+use serde_json::{json, Value};
 
 use crate::{median, Args, Backend, KdfParams, Server, MINUTE_US};
 
@@ -55,6 +57,61 @@ async fn time_get(
     anyhow::ensure!(status.is_success(), "{path}: {status}");
     anyhow::ensure!(!body.is_empty(), "{path}: empty");
     Ok(ms)
+}
+
+/// Times `page` (first request, then the median of `runs`) beside the API
+/// call it rests on, and prints the row.
+async fn time_case(
+    client: &reqwest::Client,
+    server: &Server,
+    runs: usize,
+    name: &str,
+    page: &str,
+    api: Option<&str>,
+) -> anyhow::Result<()> {
+    let first = time_get(client, server, page, true).await?;
+    let mut pages = Vec::new();
+    let mut apis = Vec::new();
+    for _ in 0..runs.max(1) {
+        pages.push(time_get(client, server, page, true).await?);
+        if let Some(api) = api {
+            apis.push(time_get(client, server, api, false).await?);
+        }
+    }
+    let page_ms = median(pages);
+    let api_text = if apis.is_empty() {
+        String::new()
+    } else {
+        format!("   API call beneath it {:>8.2} ms", median(apis))
+    };
+    println!("  {name:<18} {page_ms:>8.2} ms (first {first:>8.2} ms){api_text}");
+    Ok(())
+}
+
+/// An app registered with a credential, so its page has something to
+/// show; returns its id.
+async fn registered_app(client: &reqwest::Client, server: &Server) -> anyhow::Result<String> {
+    let app: Value = client
+        .post(format!("{}/v1/apps", server.base))
+        .bearer_auth(&server.token)
+        .json(&json!({
+            "name": "Bench pedometer", "purpose": "benchmark",
+            "privacy_policy_url": "https://app.example/privacy",
+            "redirect_uris": ["http://127.0.0.1/cb"], "client_type": "public",
+        }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = app["id"].as_str().context("app id")?.to_string();
+    let r = client
+        .post(format!("{}/v1/apps/{id}/credentials", server.base))
+        .bearer_auth(&server.token)
+        .json(&json!({ "name": "bench", "read": ["step_count"], "write": ["step_count"] }))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "credential: {}", r.status());
+    Ok(id)
 }
 
 pub async fn bench_pages(args: &Args, admin: &str) -> anyhow::Result<()> {
@@ -121,24 +178,34 @@ pub async fn bench_pages(args: &Args, admin: &str) -> anyhow::Result<()> {
         ("privacy", "/privacy".into(), Some("/v1/privacy".into())),
         ("import", "/import".into(), None),
     ];
-    for (name, page, api) in cases {
-        let first = time_get(&client, &server, &page, true).await?;
-        let mut pages = Vec::new();
-        let mut apis = Vec::new();
-        for _ in 0..args.runs.max(1) {
-            pages.push(time_get(&client, &server, &page, true).await?);
-            if let Some(api) = &api {
-                apis.push(time_get(&client, &server, api, false).await?);
-            }
-        }
-        let page_ms = median(pages);
-        let api_text = if apis.is_empty() {
-            String::new()
-        } else {
-            format!("   API call beneath it {:>8.2} ms", median(apis))
-        };
-        println!("  {name:<18} {page_ms:>8.2} ms (first {first:>8.2} ms){api_text}");
+    let app_id = registered_app(&client, &server).await?;
+    let app_page = format!("/apps/{app_id}");
+    let app_api = format!("/v1/apps/{app_id}");
+    let more: Vec<(&str, String, Option<String>)> = vec![
+        ("an app", app_page, Some(app_api)),
+        ("access log", "/access".into(), Some("/v1/audit".into())),
+        ("settings", "/settings".into(), None),
+    ];
+    for (name, page, api) in cases.iter().chain(&more) {
+        time_case(&client, &server, args.runs, name, page, api.as_deref()).await?;
     }
+    // The summary again with three types pinned ahead of its own.
+    let r = client
+        .put(format!("{}/v1/owner/pinned-types", server.base))
+        .bearer_auth(&server.token)
+        .json(&json!({ "types": ["heart_rate", "body_mass", "mindful_session"] }))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "pinning: {}", r.status());
+    time_case(
+        &client,
+        &server,
+        args.runs,
+        "summary, 3 pinned",
+        "/summary?tz=UTC",
+        Some("/v1/owner/pinned-types"),
+    )
+    .await?;
     server.stop().await;
     Ok(())
 }
