@@ -36,7 +36,8 @@ pub struct Deployment {
 const STORES: [&str; 5] = [
     "Health samples apps and the owner write: type, time, value, unit, the device that \
      measured them and their metadata.",
-    "The owner's characteristics (date of birth, biological sex, blood type) if set.",
+    "The owner's characteristics (date of birth, biological sex, blood type) if set, the \
+     owner's order of sources and the types pinned to the summary.",
     "Apps registered with the store, the owner's per-type read and write decisions, and \
      token state (tokens only as hashes).",
     "Studies the owner added, the owner's consent decisions with their signed receipts, \
