@@ -415,7 +415,100 @@ async fn pinned_types_come_first_and_outlive_a_restart(backend: Backend) {
     app.stop().await;
 }
 
+/// The `action` of every POST form in `html`.
+fn post_actions(html: &str) -> Vec<String> {
+    html.split("<form")
+        .skip(1)
+        .filter_map(|tag| {
+            let tag = &tag[..tag.find('>')?];
+            if !tag.contains("method=\"post\"") {
+                return None;
+            }
+            let start = tag.find("action=\"")? + 8;
+            let end = tag[start..].find('"')? + start;
+            Some(tag[start..end].replace("&amp;", "&"))
+        })
+        .collect()
+}
+
+/// What a form could change, as the API shows it.
+async fn everything_forms_change(app: &TestApp, study: &str) -> Vec<Value> {
+    let mut state = Vec::new();
+    for path in [
+        "/v1/apps",
+        "/v1/samples?type=step_count",
+        "/v1/sources/priority",
+        "/v1/owner/pinned-types",
+        &format!("/v1/studies/{study}/consent"),
+    ] {
+        state.push(app.get_json(path).await);
+    }
+    state.push(json!(app.get("/readyz").await.status().as_u16()));
+    state
+}
+
+/// Every form on every owner page, found by reading the pages, refuses a
+/// post from another site (even with the right token) and a post with a
+/// token that is not the session's, and changes nothing.
+async fn every_form_on_every_owner_page_refuses_foreign_posts(backend: Backend) {
+    use crate::research::{add_study, description, es384_key, inline};
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let r = app
+        .write(vec![at("step_count", today_at(1), 10.0, "count")])
+        .await;
+    assert_eq!(r.status(), 201);
+    let pedometer = app
+        .register_app("Pedometer", "https://app.example/cb", true)
+        .await;
+    let app_id = pedometer["id"].as_str().unwrap();
+    app.mint(app_id, &["step_count"], &["step_count"]).await;
+    let study = add_study(&app, &description(inline(&[&es384_key("forms")]))).await;
+    let pages = [
+        "/summary".to_string(),
+        "/types".into(),
+        "/types/step_count".into(),
+        "/apps".into(),
+        format!("/apps/{app_id}"),
+        "/access".into(),
+        "/studies".into(),
+        format!("/studies/{study}"),
+        "/import".into(),
+        "/settings".into(),
+    ];
+    let mut actions = std::collections::BTreeSet::new();
+    let mut csrf = None;
+    for path in &pages {
+        let (status, html) = app.owner_page(path).await;
+        assert_eq!(status, 200, "{path}");
+        csrf = csrf.or_else(|| hidden_field(&html, "csrf_token"));
+        actions.extend(post_actions(&html));
+    }
+    let csrf = csrf.unwrap();
+    // Lock, delete, move, pin, register, grants, mint, revoke, revoke all,
+    // erase, passphrase, recovery key, consent, withdraw.
+    assert!(actions.len() >= 12, "{actions:?}");
+    let before = everything_forms_change(&app, &study).await;
+    for action in &actions {
+        let r = app
+            .owner_form(
+                action,
+                &[("csrf_token", &csrf)],
+                Some("https://evil.example"),
+            )
+            .await;
+        assert_eq!(r.status(), 401, "{action} from another site");
+        let r = app
+            .owner_form(action, &[("csrf_token", &"0".repeat(csrf.len()))], None)
+            .await;
+        assert_eq!(r.status(), 403, "{action} with another token");
+    }
+    assert_eq!(everything_forms_change(&app, &study).await, before);
+    app.stop().await;
+}
+
 both_backends!(
+    every_form_on_every_owner_page_refuses_foreign_posts,
     the_owner_sees_today_this_week_and_each_type,
     page_forms_delete_and_lock_only_from_the_owners_pages,
     moving_a_source_up_changes_the_chart,
