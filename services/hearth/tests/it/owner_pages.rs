@@ -449,7 +449,8 @@ async fn everything_forms_change(app: &TestApp, study: &str) -> Vec<Value> {
 
 /// Every form on every owner page, found by reading the pages, refuses a
 /// post from another site (even with the right token) and a post with a
-/// token that is not the session's, and changes nothing.
+/// token that is not the session's, and changes nothing; once locked, no
+/// owner page opens.
 async fn every_form_on_every_owner_page_refuses_foreign_posts(backend: Backend) {
     use crate::research::{add_study, description, es384_key, inline};
     let db = TestDatabase::new(backend).await;
@@ -504,6 +505,16 @@ async fn every_form_on_every_owner_page_refuses_foreign_posts(backend: Backend) 
         assert_eq!(r.status(), 403, "{action} with another token");
     }
     assert_eq!(everything_forms_change(&app, &study).await, before);
+
+    // Locked, no page opens but the home page (to unlock).
+    let r = post_form(&app, "/lock", &csrf, None).await;
+    assert_eq!(r.status(), 303);
+    for path in &pages {
+        let (status, html) = app.owner_page(path).await;
+        assert_ne!(status, 200, "{path} while locked");
+        assert!(!html.contains("Pedometer"), "{path}: {html}");
+    }
+    assert_eq!(app.owner_page("/").await.0, 200);
     app.stop().await;
 }
 
