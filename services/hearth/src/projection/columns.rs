@@ -97,6 +97,9 @@ impl SourceRows {
     }
 }
 
+/// (source, device slot) pairs, shared between the columns and callers.
+pub type LiveOrigins = std::sync::Arc<[(u32, u16)]>;
+
 #[derive(Default)]
 pub struct TypeColumns {
     start: Vec<i64>,
@@ -131,6 +134,9 @@ pub struct TypeColumns {
     /// The generation of the last change other than an append at the end
     /// (a deletion, a back-fill): derived data older than it is stale.
     reshaped: u64,
+    /// The distinct (source, device slot) pairs of the live rows and the
+    /// generation they were found at: finding them walks every row.
+    origins: parking_lot::Mutex<Option<(u64, LiveOrigins)>>,
 }
 
 impl TypeColumns {
@@ -373,6 +379,32 @@ impl TypeColumns {
         !self.is_deleted(row)
     }
 
+    /// The distinct (source, device slot) pairs of the live rows, in no
+    /// order: found by walking every row once per change of the columns,
+    /// then kept until the next.
+    pub fn live_origins(&self) -> LiveOrigins {
+        let mut cache = self.origins.lock();
+        if let Some((generation, origins)) = &*cache {
+            if *generation == self.generation {
+                return origins.clone();
+            }
+        }
+        let mut seen = hashbrown::HashSet::new();
+        let mut last = None;
+        for r in 0..self.len() {
+            let origin = (self.source[r], self.device[r]);
+            // Rows of one origin come in runs: skip the hash while it lasts.
+            if last == Some(origin) || !self.live(r) {
+                continue;
+            }
+            last = Some(origin);
+            seen.insert(origin);
+        }
+        let origins: LiveOrigins = seen.into_iter().collect();
+        *cache = Some((self.generation, origins.clone()));
+        origins
+    }
+
     /// Values of the live rows in `rows`.
     pub fn values(&self, rows: std::ops::Range<usize>) -> impl Iterator<Item = f64> + '_ {
         let fast = self.deleted_count == 0;
@@ -497,6 +529,7 @@ impl TypeColumns {
         self.start_offset.zeroize();
         self.end_offset.zeroize();
         self.deleted.zeroize();
+        *self.origins.lock() = None;
         for (_, mut m) in self.metadata.drain() {
             m.zeroize();
         }
@@ -853,6 +886,31 @@ mod tests {
 
     fn starts(c: &TypeColumns) -> Vec<(i64, u128)> {
         (0..c.len()).map(|r| (c.start[r], c.id[r])).collect()
+    }
+
+    #[test]
+    fn live_origins_follow_every_change() {
+        let at = |id, source, device| Row {
+            source,
+            device,
+            ..row(id, id as i64 * 100)
+        };
+        let sorted = |c: &TypeColumns| {
+            let mut o = c.live_origins().to_vec();
+            o.sort_unstable();
+            o
+        };
+        let mut c = TypeColumns::default();
+        c.insert(vec![at(1, 0, 0), at(2, 1, 0), at(3, 0, 0), at(4, 1, 2)]);
+        assert_eq!(sorted(&c), [(0, 0), (1, 0), (1, 2)]);
+        // Kept while nothing changes: the same answer, not walked again.
+        assert!(std::sync::Arc::ptr_eq(&c.live_origins(), &c.live_origins()));
+        assert!(c.delete(2));
+        assert_eq!(sorted(&c), [(0, 0), (1, 2)], "the only row of (1, 0) went");
+        c.insert(vec![at(5, 2, 1)]);
+        assert_eq!(sorted(&c), [(0, 0), (1, 2), (2, 1)]);
+        c.wipe();
+        assert!(sorted(&c).is_empty());
     }
 
     #[test]

@@ -262,18 +262,10 @@ pub fn selected_origins(
     table: &SourceTable,
     sources: Option<&[SourceKey]>,
 ) -> Vec<Origin> {
-    let mut seen: hashbrown::HashSet<Origin> = hashbrown::HashSet::new();
-    let mut last = None;
-    for r in 0..cols.len() {
-        let o = Origin::of(cols, r);
-        if last == Some(o) || !cols.live(r) {
-            continue;
-        }
-        last = Some(o);
-        seen.insert(o);
-    }
-    let mut seen: Vec<Origin> = seen
-        .into_iter()
+    let mut seen: Vec<Origin> = cols
+        .live_origins()
+        .iter()
+        .map(|&(source, device)| Origin { source, device })
         .filter(|&o| sources.is_none_or(|keys| keys.iter().any(|k| table.matches(o, k))))
         .collect();
     table.sort(&mut seen);
