@@ -9,15 +9,14 @@
 use std::collections::BTreeMap;
 
 use askama::Template;
-use axum::body::Bytes;
 use axum::extract::Path;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::display_name;
-use super::owner::{checked_form, message_page, urlencoding, OwnerFrame, OwnerPage};
+use super::owner::{message_page, urlencoding, OwnerForm, OwnerFrame, OwnerPage};
 use super::render;
 use crate::api::problem::{ApiJson, ApiPath, Problem};
 use crate::api::{apps, erasure, AppState};
@@ -86,11 +85,7 @@ fn problem_text(p: &Problem) -> String {
     )
 }
 
-async fn register_form(headers: HeaderMap, page: OwnerPage, body: Bytes) -> Response {
-    let params = match checked_form(&page, &headers, &body) {
-        Ok(params) => params,
-        Err(refused) => return refused.into_response(),
-    };
+async fn register_form(OwnerForm { page, params }: OwnerForm) -> Response {
     let field = |name: &str| params.one(name).unwrap_or("").to_string();
     let new = NewApp {
         name: field("name"),
@@ -251,16 +246,7 @@ fn back_to(id: &str) -> Response {
 }
 
 /// Every switch on the page is sent: a type missing from the form is off.
-async fn grants_form(
-    headers: HeaderMap,
-    page: OwnerPage,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let params = match checked_form(&page, &headers, &body) {
-        Ok(params) => params,
-        Err(refused) => return refused.into_response(),
-    };
+async fn grants_form(Path(id): Path<String>, OwnerForm { page, params }: OwnerForm) -> Response {
     let app = match apps::get_one(page.access.clone(), ApiPath(id.clone())).await {
         Ok(Json(app)) => app,
         Err(p) => return message_page(p.status, "No such app", &p.detail),
@@ -294,16 +280,7 @@ fn type_list(params: &Params, name: &str) -> Vec<String> {
         .collect()
 }
 
-async fn mint_form(
-    headers: HeaderMap,
-    page: OwnerPage,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let params = match checked_form(&page, &headers, &body) {
-        Ok(params) => params,
-        Err(refused) => return refused.into_response(),
-    };
+async fn mint_form(Path(id): Path<String>, OwnerForm { page, params }: OwnerForm) -> Response {
     let new = NewCredential {
         name: params.one("name").unwrap_or("").to_string(),
         read: type_list(&params, "read"),
@@ -329,14 +306,9 @@ async fn mint_form(
 }
 
 async fn revoke_form(
-    headers: HeaderMap,
-    page: OwnerPage,
     Path((id, credential)): Path<(String, String)>,
-    body: Bytes,
+    OwnerForm { page, .. }: OwnerForm,
 ) -> Response {
-    if let Err(refused) = checked_form(&page, &headers, &body) {
-        return refused.into_response();
-    }
     match apps::revoke_credential(page.access, ApiPath((id.clone(), credential))).await {
         Ok(_) => back_to(&id),
         Err(p) => message_page(p.status, "The credential cannot be revoked", &p.detail),
@@ -344,15 +316,7 @@ async fn revoke_form(
 }
 
 /// Revokes every credential the app holds; its grants stay as they are.
-async fn revoke_all_form(
-    headers: HeaderMap,
-    page: OwnerPage,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    if let Err(refused) = checked_form(&page, &headers, &body) {
-        return refused.into_response();
-    }
+async fn revoke_all_form(Path(id): Path<String>, OwnerForm { page, .. }: OwnerForm) -> Response {
     let credentials = match apps::list_credentials(page.access.clone(), ApiPath(id.clone())).await {
         Ok(Json(list)) => list.credentials,
         Err(p) => return message_page(p.status, "No such app", &p.detail),
@@ -367,16 +331,7 @@ async fn revoke_all_form(
 }
 
 /// Deletes all data from this app, once the owner ticked that they mean it.
-async fn erase_form(
-    headers: HeaderMap,
-    page: OwnerPage,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let params = match checked_form(&page, &headers, &body) {
-        Ok(params) => params,
-        Err(refused) => return refused.into_response(),
-    };
+async fn erase_form(Path(id): Path<String>, OwnerForm { page, params }: OwnerForm) -> Response {
     let again = page.clone();
     if let Err(p) = apps::get_one(page.access.clone(), ApiPath(id.clone())).await {
         return message_page(p.status, "No such app", &p.detail);

@@ -7,9 +7,7 @@
 //! owner, so the pages read through the read boundary like any caller.
 
 use askama::Template;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -20,7 +18,7 @@ use jiff::{ToSpan, Zoned};
 use serde::Deserialize;
 
 use super::chart::{self, Point};
-use super::owner::{api_query, checked_form, message_page, urlencoding, OwnerFrame, OwnerPage};
+use super::owner::{api_query, message_page, urlencoding, OwnerForm, OwnerFrame, OwnerPage};
 use super::{display_name, render};
 use crate::api::auth::Access;
 use crate::api::problem::ApiJson;
@@ -412,15 +410,9 @@ async fn type_page(
 /// new order, go to the front of the owner's priority order, ahead of the
 /// rest as it stood. Statistics of every type follow the new order.
 async fn move_source_form(
-    headers: HeaderMap,
-    page: OwnerPage,
     Path(type_id): Path<String>,
-    body: Bytes,
+    OwnerForm { page, params }: OwnerForm,
 ) -> Response {
-    let params = match checked_form(&page, &headers, &body) {
-        Ok(params) => params,
-        Err(refused) => return refused.into_response(),
-    };
     let index = params.one("index").and_then(|i| i.parse::<usize>().ok());
     let up = match params.one("direction") {
         Some("up") => true,
@@ -772,16 +764,7 @@ async fn summary_page(page: OwnerPage, Query(q): Query<PageQuery>) -> Response {
 
 /// Pins a type to the summary (at the end of the pinned ones) or unpins
 /// it, through the same handler as `PUT /v1/owner/pinned-types`.
-async fn pin_form(
-    headers: HeaderMap,
-    page: OwnerPage,
-    Path(type_id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let params = match checked_form(&page, &headers, &body) {
-        Ok(params) => params,
-        Err(refused) => return refused.into_response(),
-    };
+async fn pin_form(Path(type_id): Path<String>, OwnerForm { page, params }: OwnerForm) -> Response {
     let pin = match params.one("pinned") {
         Some("true") => true,
         Some("false") => false,
@@ -818,14 +801,9 @@ async fn import_page(page: OwnerPage) -> Response {
 }
 
 async fn delete_form(
-    headers: HeaderMap,
-    page: OwnerPage,
     Path((type_id, id)): Path<(String, String)>,
-    body: Bytes,
+    OwnerForm { page, .. }: OwnerForm,
 ) -> Response {
-    if let Err(refused) = checked_form(&page, &headers, &body) {
-        return refused.into_response();
-    }
     match samples::delete(page.access.0, ApiPath(id)).await {
         Ok(_) => Redirect::to(&format!("/types/{}", urlencoding(&type_id))).into_response(),
         Err(p) => message_page(p.status, "This sample cannot be deleted", &p.detail),
@@ -834,15 +812,7 @@ async fn delete_form(
 
 /// Locks the store from any owner page: nothing is readable until the next
 /// unlock, and the browser goes back to the unlock page.
-async fn lock_form(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    page: OwnerPage,
-    body: Bytes,
-) -> Response {
-    if let Err(refused) = checked_form(&page, &headers, &body) {
-        return refused.into_response();
-    }
+async fn lock_form(State(state): State<AppState>, OwnerForm { page, .. }: OwnerForm) -> Response {
     drop(page);
     state.store.lock().await;
     Redirect::to("/").into_response()

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use askama::Template;
-use axum::extract::FromRequestParts;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -115,12 +116,31 @@ impl IntoResponse for FormRefused {
     }
 }
 
+/// A form posted from one of the owner's pages: the owner signed in, and
+/// the fields of a form whose token matched the session's. Every form
+/// handler takes it, so none can forget the check.
+pub struct OwnerForm {
+    pub page: OwnerPage,
+    pub params: Params,
+}
+
+impl FromRequest<AppState> for OwnerForm {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let page = OwnerPage::from_request_parts(&mut parts, state).await?;
+        let headers = parts.headers.clone();
+        let body = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let params = checked_form(&page, &headers, &body).map_err(IntoResponse::into_response)?;
+        Ok(OwnerForm { page, params })
+    }
+}
+
 /// A form's fields, once its token matched the session's.
-pub fn checked_form(
-    page: &OwnerPage,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Params, FormRefused> {
+fn checked_form(page: &OwnerPage, headers: &HeaderMap, body: &[u8]) -> Result<Params, FormRefused> {
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

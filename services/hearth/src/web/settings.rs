@@ -6,15 +6,14 @@
 use std::net::SocketAddr;
 
 use askama::Template;
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use zeroize::Zeroizing;
 
-use super::owner::{checked_form, OwnerFrame, OwnerPage};
+use super::owner::{OwnerForm, OwnerFrame, OwnerPage};
 use super::render;
 use crate::api::problem::{ApiJson, Problem};
 use crate::api::{keys, AppState};
@@ -82,14 +81,8 @@ async fn settings_page(page: OwnerPage) -> Response {
 async fn passphrase_form(
     State(state): State<AppState>,
     peer: ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    page: OwnerPage,
-    body: Bytes,
+    OwnerForm { page, params }: OwnerForm,
 ) -> Response {
-    let params = match checked_form(&page, &headers, &body) {
-        Ok(params) => params,
-        Err(refused) => return refused.into_response(),
-    };
     let field = |name: &str| Zeroizing::new(params.one(name).unwrap_or("").to_string());
     if *field("new_passphrase") != *field("repeat_passphrase") {
         let notice = Notice {
@@ -119,14 +112,8 @@ async fn passphrase_form(
 async fn recovery_key_form(
     State(state): State<AppState>,
     peer: ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    page: OwnerPage,
-    body: Bytes,
+    OwnerForm { page, params }: OwnerForm,
 ) -> Response {
-    let params = match checked_form(&page, &headers, &body) {
-        Ok(params) => params,
-        Err(refused) => return refused.into_response(),
-    };
     let current = CurrentSecret {
         passphrase: Some(Zeroizing::new(
             params.one("current_passphrase").unwrap_or("").to_string(),

@@ -9,14 +9,13 @@
 //! to that session and must come from Hearth's own origin.
 
 use askama::Template;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::owner::{checked_form, message_page, urlencoding, OwnerFrame, OwnerPage};
+use super::owner::{message_page, urlencoding, OwnerForm, OwnerFrame, OwnerPage};
 use super::{display_name, render};
 use crate::api::problem::{ApiJson, ApiPath, Problem};
 use crate::api::{research, AppState};
@@ -149,14 +148,9 @@ async fn study_page(page: OwnerPage, Path(id): Path<String>) -> Response {
 async fn consent_form(
     State(state): State<AppState>,
     headers: HeaderMap,
-    page: OwnerPage,
     Path(id): Path<String>,
-    body: Bytes,
+    OwnerForm { page, params }: OwnerForm,
 ) -> Response {
-    let params = match checked_form(&page, &headers, &body) {
-        Ok(params) => params,
-        Err(refused) => return refused.into_response(),
-    };
     let types: Vec<String> = params.all("type").map(str::to_owned).collect();
     if types.is_empty() {
         let error = "Turn on at least one type to share, or leave the study as it is.";
@@ -188,14 +182,9 @@ async fn consent_form(
 
 async fn withdraw_form(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    page: OwnerPage,
     Path(id): Path<String>,
-    body: Bytes,
+    OwnerForm { page, .. }: OwnerForm,
 ) -> Response {
-    if let Err(refused) = checked_form(&page, &headers, &body) {
-        return refused.into_response();
-    }
     match research::withdraw(State(state), page.access, ApiPath(id.clone())).await {
         Ok(_) => Redirect::to(&format!("/studies/{}", urlencoding(&id))).into_response(),
         Err(p) => problem_page(p),
