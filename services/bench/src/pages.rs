@@ -4,11 +4,10 @@
 
 use std::time::Instant;
 
-use anyhow::Context;
 use hearth::catalogue;
 use hearth::log::event::StoredSample;
 use hearth::log::writer::NewSample;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::{median, Args, Backend, KdfParams, Server, MINUTE_US};
 
@@ -91,19 +90,7 @@ async fn time_case(
 /// An app registered with a credential, so its page has something to
 /// show; returns its id.
 async fn registered_app(client: &reqwest::Client, server: &Server) -> anyhow::Result<String> {
-    let app: Value = client
-        .post(format!("{}/v1/apps", server.base))
-        .bearer_auth(&server.token)
-        .json(&json!({
-            "name": "Bench pedometer", "purpose": "benchmark",
-            "privacy_policy_url": "https://app.example/privacy",
-            "redirect_uris": ["http://127.0.0.1/cb"], "client_type": "public",
-        }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let id = app["id"].as_str().context("app id")?.to_string();
+    let id = crate::pending::register_app(client, server).await?;
     let r = client
         .post(format!("{}/v1/apps/{id}/credentials", server.base))
         .bearer_auth(&server.token)

@@ -11,9 +11,11 @@ use serde_json::{json, Value};
 
 use super::{ingest_batches, median, Args, Backend, Server, BATCH, CLIENTS, PASSPHRASE};
 
-/// An app with a credential that writes steps; returns the token.
-async fn app_token(server: &Server) -> anyhow::Result<String> {
-    let http = reqwest::Client::new();
+/// Registers the benchmarks' pedometer app; returns its id.
+pub(crate) async fn register_app(
+    http: &reqwest::Client,
+    server: &Server,
+) -> anyhow::Result<String> {
     let app: Value = http
         .post(format!("{}/v1/apps", server.base))
         .bearer_auth(&server.token)
@@ -26,7 +28,13 @@ async fn app_token(server: &Server) -> anyhow::Result<String> {
         .await?
         .json()
         .await?;
-    let id = app["id"].as_str().context("app id")?;
+    Ok(app["id"].as_str().context("app id")?.to_string())
+}
+
+/// An app with a credential that writes steps; returns the token.
+async fn app_token(server: &Server) -> anyhow::Result<String> {
+    let http = reqwest::Client::new();
+    let id = register_app(&http, server).await?;
     let cred: Value = http
         .post(format!("{}/v1/apps/{id}/credentials", server.base))
         .bearer_auth(&server.token)

@@ -127,17 +127,6 @@ pub async fn authorize(
     }
 }
 
-fn form_ok(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| {
-            m.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
-}
-
 /// What a consent decision that ends without a code is answered.
 fn consent_error(error: ConsentError, iss: &str) -> Response {
     match error {
@@ -221,7 +210,7 @@ pub async fn decide(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if !form_ok(&headers) {
+    if !crate::oauth::wire::is_form(&headers) {
         return error_page(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send a form");
     }
     let body = match body {
@@ -323,7 +312,7 @@ fn endpoint_form(
     if let Err(u) = state.store.open_store() {
         return Err(Box::new(Problem::from(u).into_response()));
     }
-    if !form_ok(headers) {
+    if !crate::oauth::wire::is_form(headers) {
         return Err(Box::new(oauth_error(OAuthError::InvalidRequest(
             "send a form",
         ))));

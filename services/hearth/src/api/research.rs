@@ -440,15 +440,7 @@ pub async fn token(
     if !state.store.registry_loaded() {
         return Problem::from(crate::lock::Unavailable::Sealed).into_response();
     }
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| {
-            m.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !is_form {
+    if !crate::oauth::wire::is_form(&headers) {
         return token_error(TokenError::InvalidRequest("send a form"));
     }
     let token_url = format!("{}{TOKEN_PATH}", issuer(&state, &headers));

@@ -13,7 +13,7 @@ use crate::wire::queries::PinnedTypes;
 use crate::wire::{ErrorCode, ProblemDetails};
 
 /// Pins a summary shows at most: a summary, not the whole catalogue.
-pub const MAX_PINNED: usize = 12;
+const MAX_PINNED: usize = 12;
 
 /// The types pinned to the owner's summary, in order.
 #[utoipa::path(get, path = "/v1/owner/pinned-types", tag = "queries", operation_id = "get_pinned_types",
@@ -69,7 +69,7 @@ pub async fn put_pinned(
 
 /// Catalogue ids of types that can be charted (characteristics have no
 /// figures), none twice, at most [`MAX_PINNED`].
-pub fn validate(types: Vec<String>) -> Result<Vec<String>, Problem> {
+fn validate(types: Vec<String>) -> Result<Vec<String>, Problem> {
     if types.len() > MAX_PINNED {
         return Err(Problem::invalid(
             None,

@@ -11,6 +11,19 @@ use utoipa::{IntoParams, ToSchema};
 use super::OAuthError;
 use crate::catalogue;
 
+/// Whether the request's body is a form (`application/x-www-form-urlencoded`,
+/// parameters such as a charset aside).
+pub fn is_form(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
 /// Parameters of a query string or form.
 pub struct Params(Vec<(String, String)>);
 

@@ -8,7 +8,7 @@ use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -141,15 +141,7 @@ impl FromRequest<AppState> for OwnerForm {
 
 /// A form's fields, once its token matched the session's.
 fn checked_form(page: &OwnerPage, headers: &HeaderMap, body: &[u8]) -> Result<Params, FormRefused> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| {
-            m.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !is_form {
+    if !crate::oauth::wire::is_form(headers) {
         return Err(FormRefused::NotAForm);
     }
     let params = Params::parse(body);
