@@ -2,14 +2,18 @@
 //!
 //! Layout per sample: start, end, value (8 bytes each), id (16), source (4),
 //! log sequence number (4), device (2), two UTC offsets (2 each), a deleted
-//! bit, and about 6–10 bytes of id index: under 64 bytes. Metadata is rare and
-//! kept in a side map keyed by id.
+//! bit, and about 6–10 bytes of id index: under 64 bytes. A type whose rows
+//! carry metadata has a column more (4 bytes per row), naming each row's
+//! text in the type's [`TextPool`], where each distinct text is kept once:
+//! rows from one device and app version share theirs.
 
 use std::collections::HashMap;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
 use zeroize::Zeroize;
+
+use super::text_pool::TextPool;
 
 /// One sample, as handed to and from the columns.
 #[derive(Clone, Debug, PartialEq)]
@@ -111,12 +115,15 @@ pub struct TypeColumns {
     device: Vec<u16>,
     start_offset: Vec<i16>,
     end_offset: Vec<i16>,
+    /// Each row's slot in `texts`, 0 for none (a deleted row holds none);
+    /// empty until a row carries metadata, then as long as the others.
+    metadata: Vec<u32>,
+    texts: TextPool,
     deleted: Vec<u64>,
     deleted_count: usize,
     /// Row numbers, hashed by the row's id.
     index: HashTable<u32>,
     hasher: DefaultHashBuilder,
-    metadata: HashMap<u128, Box<str>>,
     /// Each source's rows, so a caller who may read only its own never
     /// touches anyone else's.
     by_source: HashMap<u32, SourceRows>,
@@ -223,7 +230,7 @@ impl TypeColumns {
 
     pub fn row(&self, row: usize) -> Row {
         Row {
-            metadata: self.metadata.get(&self.id[row]).cloned(),
+            metadata: self.texts.get(self.metadata_slot(row)).map(Box::from),
             ..self.row_without_metadata(row)
         }
     }
@@ -279,32 +286,34 @@ impl TypeColumns {
             let (mut old, mut new) = (tail.into_iter().peekable(), rows.into_iter().peekable());
             loop {
                 let take_old = match (old.peek(), new.peek()) {
-                    (Some((o, _)), Some(n)) => o.key() < n.key(),
+                    (Some((o, _, _)), Some(n)) => o.key() < n.key(),
                     (Some(_), None) => true,
                     (None, Some(_)) => false,
                     (None, None) => break,
                 };
-                let (row, deleted) = if take_old {
-                    old.next().expect("peeked")
+                if take_old {
+                    let (row, deleted, slot) = old.next().expect("peeked");
+                    self.push_with_slot(row, slot);
+                    if deleted {
+                        self.mark_deleted(self.len() - 1);
+                    }
                 } else {
-                    (new.next().expect("peeked"), false)
-                };
-                self.push(row);
-                let r = self.len() - 1;
-                if deleted {
-                    self.mark_deleted(r);
+                    self.push(new.next().expect("peeked"));
                 }
-                self.index_row(r);
+                self.index_row(self.len() - 1);
             }
             self.reshaped = self.generation;
         }
     }
 
     /// Removes rows `from..` (and their index entries) and returns them in
-    /// order with their deleted flags; metadata stays keyed by id.
-    fn cut_tail(&mut self, from: usize) -> Vec<(Row, bool)> {
-        let tail: Vec<(Row, bool)> = (from..self.len())
-            .map(|r| (self.row_without_metadata(r), self.is_deleted(r)))
+    /// order with their deleted flags and metadata slots, still held.
+    fn cut_tail(&mut self, from: usize) -> Vec<(Row, bool, u32)> {
+        let tail: Vec<(Row, bool, u32)> = (from..self.len())
+            .map(|r| {
+                let row = self.row_without_metadata(r);
+                (row, self.is_deleted(r), self.metadata_slot(r))
+            })
             .collect();
         for r in from..self.len() {
             let hash = self.hasher.hash_one(self.id[r]);
@@ -312,7 +321,7 @@ impl TypeColumns {
                 entry.remove();
             }
         }
-        self.deleted_count -= tail.iter().filter(|(_, d)| *d).count();
+        self.deleted_count -= tail.iter().filter(|(_, d, _)| *d).count();
         self.start.truncate(from);
         self.end.truncate(from);
         self.value.truncate(from);
@@ -322,6 +331,7 @@ impl TypeColumns {
         self.device.truncate(from);
         self.start_offset.truncate(from);
         self.end_offset.truncate(from);
+        self.metadata.truncate(from);
         self.deleted.truncate(from.div_ceil(64));
         self.by_source.retain(|_, rows| {
             rows.truncate(from);
@@ -343,8 +353,8 @@ impl TypeColumns {
                 *self.source_generation.entry(self.source[r]).or_default() += 1;
                 self.generation += 1;
                 self.reshaped = self.generation;
-                if let Some(mut m) = self.metadata.remove(&id) {
-                    m.zeroize();
+                if let Some(slot) = self.metadata.get_mut(r) {
+                    self.texts.release(std::mem::take(slot));
                 }
                 true
             }
@@ -460,14 +470,11 @@ impl TypeColumns {
             + self.device.capacity() * size_of::<u16>()
             + self.start_offset.capacity() * size_of::<i16>()
             + self.end_offset.capacity() * size_of::<i16>()
+            + self.metadata.capacity() * size_of::<u32>()
+            + self.texts.memory_bytes()
             + self.deleted.capacity() * size_of::<u64>()
             // hashbrown: one control byte per bucket beside each slot.
             + self.index.capacity() * 8 / 7 * (size_of::<u32>() + 1)
-            + self
-                .metadata
-                .values()
-                .map(|m| m.len() + size_of::<u128>() + size_of::<Box<str>>())
-                .sum::<usize>()
             + self
                 .by_source
                 .values()
@@ -485,6 +492,8 @@ impl TypeColumns {
         self.device.shrink_to_fit();
         self.start_offset.shrink_to_fit();
         self.end_offset.shrink_to_fit();
+        self.metadata.shrink_to_fit();
+        self.texts.shrink_to_fit();
         self.deleted.shrink_to_fit();
         for rows in self.by_source.values_mut() {
             rows.blocks.shrink_to_fit();
@@ -528,11 +537,10 @@ impl TypeColumns {
         self.device.zeroize();
         self.start_offset.zeroize();
         self.end_offset.zeroize();
+        self.metadata.zeroize();
+        self.texts.wipe();
         self.deleted.zeroize();
         *self.origins.lock() = None;
-        for (_, mut m) in self.metadata.drain() {
-            m.zeroize();
-        }
         for (_, mut rows) in self.by_source.drain() {
             rows.wipe();
         }
@@ -549,7 +557,14 @@ impl TypeColumns {
         self.device.reserve_exact(n);
         self.start_offset.reserve_exact(n);
         self.end_offset.reserve_exact(n);
+        if !self.metadata.is_empty() {
+            self.metadata.reserve_exact(n);
+        }
         self.deleted.reserve_exact(n.div_ceil(64));
+    }
+
+    fn metadata_slot(&self, row: usize) -> u32 {
+        self.metadata.get(row).copied().unwrap_or(0)
     }
 
     fn row_without_metadata(&self, row: usize) -> Row {
@@ -567,7 +582,20 @@ impl TypeColumns {
         }
     }
 
-    fn push(&mut self, row: Row) {
+    fn push(&mut self, mut row: Row) {
+        let slot = match row.metadata.take() {
+            Some(mut text) => {
+                let slot = self.texts.intern(&text);
+                text.zeroize();
+                slot
+            }
+            None => 0,
+        };
+        self.push_with_slot(row, slot);
+    }
+
+    /// Appends `row` holding metadata `slot` (already counted for it).
+    fn push_with_slot(&mut self, row: Row, slot: u32) {
         let r = self.len();
         push_wiped(&mut self.start, row.start_us);
         push_wiped(&mut self.end, row.end_us);
@@ -578,14 +606,17 @@ impl TypeColumns {
         push_wiped(&mut self.device, row.device);
         push_wiped(&mut self.start_offset, row.start_offset_min);
         push_wiped(&mut self.end_offset, row.end_offset_min);
+        if slot != 0 || !self.metadata.is_empty() {
+            if self.metadata.is_empty() {
+                self.metadata = vec![0; r];
+            }
+            push_wiped(&mut self.metadata, slot);
+        }
         if r.is_multiple_of(64) {
             push_wiped(&mut self.deleted, 0);
         }
         self.by_source.entry(row.source).or_default().add(r);
         self.longest_us = self.longest_us.max(row.end_us.saturating_sub(row.start_us));
-        if let Some(m) = row.metadata {
-            self.metadata.insert(row.id, m);
-        }
     }
 
     fn mark_deleted(&mut self, row: usize) {
@@ -628,11 +659,23 @@ pub(crate) struct ColumnData {
 /// Bytes per row of the encoded columns.
 pub(crate) const ENCODED_ROW_BYTES: usize = 8 + 8 + 8 + 16 + 4 + 4 + 2 + 2 + 2;
 
+/// Where encoded columns go: a plain buffer, or a snapshot's plaintext
+/// (which is kept in sealable chunks rather than one buffer).
+pub(crate) trait ByteSink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl ByteSink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
 macro_rules! put_column {
     ($out:expr, $col:expr, $live:expr) => {
         for (r, v) in $col.iter().enumerate() {
             if $live(r) {
-                $out.extend_from_slice(&v.to_le_bytes());
+                $out.put(&v.to_le_bytes());
             }
         }
     };
@@ -755,10 +798,9 @@ impl ColumnData {
 
 impl TypeColumns {
     /// Appends the live rows to `out` as little-endian columns (see
-    /// [`ColumnData::decode`]); returns how many, and their metadata.
-    pub(crate) fn encode_live(&self, out: &mut Vec<u8>) -> (usize, Vec<(u128, String)>) {
+    /// [`ColumnData::decode`]); returns how many, and their metadata by id.
+    pub(crate) fn encode_live(&self, out: &mut impl ByteSink) -> (usize, Vec<(u128, &str)>) {
         let live = |r: usize| self.deleted_count == 0 || !self.is_deleted(r);
-        out.reserve(self.live_len() * ENCODED_ROW_BYTES);
         put_column!(out, self.start, live);
         put_column!(out, self.end, live);
         put_column!(out, self.value, live);
@@ -768,11 +810,9 @@ impl TypeColumns {
         put_column!(out, self.device, live);
         put_column!(out, self.start_offset, live);
         put_column!(out, self.end_offset, live);
-        let mut metadata: Vec<(u128, String)> = self
-            .metadata
-            .iter()
-            .filter(|(id, _)| self.find(**id).is_some_and(live))
-            .map(|(&id, m)| (id, m.to_string()))
+        let mut metadata: Vec<(u128, &str)> = (0..self.len())
+            .filter(|&r| self.metadata_slot(r) != 0 && live(r))
+            .filter_map(|r| Some((self.id[r], self.texts.get(self.metadata_slot(r))?)))
             .collect();
         metadata.sort_unstable_by_key(|(id, _)| *id);
         (self.live_len(), metadata)
@@ -792,7 +832,10 @@ impl TypeColumns {
             // The columns are taken over as they are.
             let mut cols = TypeColumns {
                 deleted: vec![0; base.len().div_ceil(64)],
-                metadata: std::mem::take(&mut base.metadata),
+                metadata: match base.metadata.is_empty() {
+                    true => Vec::new(),
+                    false => vec![0; base.len()],
+                },
                 start: std::mem::take(&mut base.start),
                 end: std::mem::take(&mut base.end),
                 value: std::mem::take(&mut base.value),
@@ -845,6 +888,14 @@ impl TypeColumns {
         };
         cols.last_seq = last_seq;
         cols.rebuild_index();
+        // Metadata taken over with the columns, found by id; none is left
+        // when the rows were merged with a tail.
+        for (id, mut text) in base.metadata.drain() {
+            if let Some(r) = cols.find(id) {
+                cols.metadata[r] = cols.texts.intern(&text);
+            }
+            text.zeroize();
+        }
         cols
     }
 }
@@ -913,6 +964,54 @@ mod tests {
         assert!(sorted(&c).is_empty());
     }
 
+    /// Rows carrying the same metadata share one copy of it; a type without
+    /// any pays nothing for the column, and deletion lets a text go.
+    #[test]
+    fn metadata_is_kept_once_per_distinct_text() {
+        let meta =
+            r#"{"sourceVersion":"17.1","deviceHardware":"Watch6,1","deviceSoftware":"10.1"}"#;
+        let with = |id: u128| Row {
+            metadata: Some(meta.into()),
+            ..row(id, id as i64)
+        };
+        let mut plain = TypeColumns::default();
+        plain.insert(
+            (1..=10_000u128)
+                .map(|id| Row {
+                    metadata: None,
+                    ..row(id, id as i64)
+                })
+                .collect(),
+        );
+        let mut shared = TypeColumns::default();
+        shared.insert((1..=10_000u128).map(with).collect());
+        assert_eq!(shared.texts.len(), 1);
+        assert!(plain.metadata.is_empty());
+        let extra = shared.memory_bytes() - plain.memory_bytes();
+        assert!(
+            extra <= 10_000 * 4 * 2 + 1024,
+            "{extra} bytes for the metadata of 10,000 rows"
+        );
+        assert_eq!(shared.row(5000).metadata.as_deref(), Some(meta));
+        // A back-fill moves rows with their metadata.
+        shared.insert(vec![Row {
+            metadata: Some("{\"x\":1}".into()),
+            ..row(20_000, 0)
+        }]);
+        assert_eq!(shared.row(0).metadata.as_deref(), Some("{\"x\":1}"));
+        assert_eq!(shared.row(1).metadata.as_deref(), Some(meta));
+        assert!(shared.delete(20_000));
+        assert_eq!(shared.row(0).metadata, None);
+        assert_eq!(shared.texts.len(), 1, "the deleted row's text is gone");
+        // The first row with metadata may come after many without.
+        plain.insert(vec![with(10_001)]);
+        assert_eq!(plain.row(plain.len() - 1).metadata.as_deref(), Some(meta));
+        assert_eq!(plain.row(0).metadata, None);
+        let mut encoded = Vec::new();
+        let (n, metadata) = plain.encode_live(&mut encoded);
+        assert_eq!((n, metadata.len()), (10_001, 1));
+    }
+
     #[test]
     fn out_of_order_inserts_stay_sorted_and_indexed() {
         let mut c = TypeColumns::default();
@@ -959,7 +1058,7 @@ mod tests {
             let (n, metadata) = base.encode_live(&mut encoded);
             let metadata = metadata
                 .into_iter()
-                .map(|(id, m)| (id, m.into_boxed_str()))
+                .map(|(id, m)| (id, Box::from(m)))
                 .collect();
             let data = ColumnData::decode(&encoded, n, metadata).expect("decodes");
             let merged = TypeColumns::from_base(data, tail.to_vec());

@@ -6,6 +6,7 @@
 mod columns;
 pub mod snapshot;
 mod sync_ids;
+mod text_pool;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -318,7 +319,7 @@ fn device_groups(event: &Event) -> Option<(&str, Groups<'_>)> {
 }
 
 /// The sync identifiers an event gives its samples, with each sample's type.
-fn sync_tags(event: &Event, source: u32) -> Result<Vec<(u128, SyncTag)>, UnknownType> {
+fn sync_tags(event: &Event, source: u32) -> Result<Vec<(u128, SyncTag<&str>)>, UnknownType> {
     let Event::SamplesWritten { groups, synced, .. } = event else {
         return Ok(Vec::new());
     };
@@ -332,7 +333,7 @@ fn sync_tags(event: &Event, source: u32) -> Result<Vec<(u128, SyncTag)>, Unknown
         for sample in &batch.samples {
             if let Some(record) = wanted.get(&sample.id) {
                 let tag = SyncTag {
-                    sync_id: record.sync_id.as_str().into(),
+                    sync_id: record.sync_id.as_str(),
                     version: record.version,
                     ty,
                     source,
@@ -596,7 +597,7 @@ impl Projection {
         self.sync_ids
             .read()
             .find(source, sync_id)
-            .map(|(id, tag)| (id, tag.clone()))
+            .map(|(id, tag)| (id, tag.to_owned()))
     }
 
     /// The sync identifier and version of sample `id`, if it has one.
@@ -604,7 +605,7 @@ impl Projection {
         self.sync_ids
             .read()
             .tag(id)
-            .map(|t| (t.sync_id.clone(), t.version))
+            .map(|t| (t.sync_id.into(), t.version))
     }
 
     /// The live sample with `id`, with its type.
@@ -1058,7 +1059,9 @@ impl ProjectionBuilder {
             .collect();
         let mut projection = Projection::with_types(columns.into_iter());
         projection.sources = RwLock::new(self.sources);
-        projection.sync_ids = RwLock::new(self.sync_ids);
+        let mut sync_ids = self.sync_ids;
+        sync_ids.shrink_to_fit();
+        projection.sync_ids = RwLock::new(sync_ids);
         projection.deletions = RwLock::new(deletions);
         projection.correlations = RwLock::new(self.correlations);
         projection.priority = RwLock::new(self.priority);

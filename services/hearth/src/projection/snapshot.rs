@@ -37,7 +37,7 @@ use std::collections::HashMap;
 use tokio::sync::watch;
 use zeroize::Zeroizing;
 
-use super::columns::{ColumnData, ENCODED_ROW_BYTES};
+use super::columns::{ByteSink, ColumnData, ENCODED_ROW_BYTES};
 use super::{Deletion, Note, Projection, ProjectionBuilder, SyncTag};
 use crate::apps::{Apps, Registry, RegistryState};
 use crate::audit::{AuditIndex, AuditState};
@@ -167,6 +167,94 @@ struct TypeMeta {
     metadata: Vec<(u128, String)>,
 }
 
+/// [`Meta`] as it is written: the same encoding, with the parts that grow
+/// with the samples (metadata, sync identifiers) borrowed from the
+/// projection rather than copied.
+#[derive(Serialize)]
+struct MetaOut<'a> {
+    taken_us: i64,
+    applied_seq: u64,
+    type_ids: Vec<String>,
+    columns: Vec<TypeMetaOut<'a>>,
+    sources: Vec<(String, Vec<Device>)>,
+    sync_tags: Vec<(u128, &'a str, i64, u16, u32)>,
+    deletions: Vec<(u64, u128, u16, u32)>,
+    correlations: Vec<(u128, Vec<u16>)>,
+    priority: (u64, Vec<SourceKey>),
+    characteristics: Vec<(String, String)>,
+    registry: RegistryState,
+    keys: KeyState,
+}
+
+/// [`TypeMeta`] as it is written.
+#[derive(Serialize)]
+struct TypeMetaOut<'a> {
+    ty: u16,
+    rows: u64,
+    metadata: Vec<(u128, &'a str)>,
+}
+
+/// A snapshot's plaintext as it is written: in chunks of [`CHUNK_BYTES`],
+/// each sealed on its own and dropped once sealed, so no buffer ever holds
+/// the whole of it and no growing buffer leaves copies behind.
+#[derive(Default)]
+pub(crate) struct Plain {
+    chunks: Vec<Zeroizing<Vec<u8>>>,
+    len: usize,
+}
+
+impl Plain {
+    /// The whole plaintext in one buffer (for tests and the canonical
+    /// dump).
+    fn to_vec(&self) -> Zeroizing<Vec<u8>> {
+        let mut all = Zeroizing::new(Vec::with_capacity(self.len));
+        for chunk in &self.chunks {
+            all.extend_from_slice(chunk);
+        }
+        all
+    }
+}
+
+impl ByteSink for Plain {
+    fn put(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.chunks.last().is_none_or(|c| c.len() == CHUNK_BYTES) {
+                self.chunks
+                    .push(Zeroizing::new(Vec::with_capacity(CHUNK_BYTES)));
+            }
+            let last = self.chunks.last_mut().expect("a chunk");
+            let (now, rest) = bytes.split_at(bytes.len().min(CHUNK_BYTES - last.len()));
+            last.extend_from_slice(now);
+            self.len += now.len();
+            bytes = rest;
+        }
+    }
+}
+
+/// Postcard's output into [`Plain`]; finishes with the bytes written.
+struct IntoPlain<'a> {
+    plain: &'a mut Plain,
+    written: usize,
+}
+
+impl postcard::ser_flavors::Flavor for IntoPlain<'_> {
+    type Output = usize;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.plain.put(data);
+        self.written += data.len();
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.try_extend(&[data])
+    }
+
+    fn finalize(self) -> postcard::Result<usize> {
+        Ok(self.written)
+    }
+}
+
 /// Encodes the projection and the registry as they stand after the last
 /// whole commit. Holds the writer off while copying (the writer commits to
 /// the database meanwhile; it waits only to apply the next commit).
@@ -175,20 +263,25 @@ struct TypeMeta {
 /// length (8 bytes, little-endian), then the postcard audit and its length,
 /// then the pinned types and their length: stripping the last section
 /// leaves the form of version 2, stripping both that of version 1.
-fn capture(projection: &Projection, apps: &Apps, taken_us: i64) -> (LogHead, Zeroizing<Vec<u8>>) {
+fn capture(projection: &Projection, apps: &Apps, taken_us: i64) -> (LogHead, Plain) {
     let cut = projection.cut();
     let at = cut.head;
-    let mut plain = Zeroizing::new(vec![FORMAT_VERSION]);
-    let mut columns = Vec::new();
+    let mut plain = Plain::default();
+    plain.put(&[FORMAT_VERSION]);
     let type_ids: Vec<String> = catalogue::all().iter().map(|t| t.id.to_owned()).collect();
-    for (t, cols) in projection.types.iter().enumerate() {
-        let cols = cols.read();
-        if cols.live_len() == 0 {
-            continue;
-        }
+    // Held until the metadata they lend is written.
+    let held: Vec<_> = projection
+        .types
+        .iter()
+        .enumerate()
+        .map(|(t, cols)| (t, cols.read()))
+        .filter(|(_, cols)| cols.live_len() > 0)
+        .collect();
+    let mut columns = Vec::with_capacity(held.len());
+    for (t, cols) in &held {
         let (rows, metadata) = cols.encode_live(&mut plain);
-        columns.push(TypeMeta {
-            ty: t as u16,
+        columns.push(TypeMetaOut {
+            ty: *t as u16,
             rows: rows as u64,
             metadata,
         });
@@ -205,11 +298,10 @@ fn capture(projection: &Projection, apps: &Apps, taken_us: i64) -> (LogHead, Zer
             })
             .collect()
     };
-    let mut sync_tags: Vec<_> = projection
-        .sync_ids
-        .read()
+    let sync_ids = projection.sync_ids.read();
+    let mut sync_tags: Vec<_> = sync_ids
         .iter()
-        .map(|(id, t)| (id, t.sync_id.to_string(), t.version, t.ty.0, t.source))
+        .map(|(id, t)| (id, t.sync_id, t.version, t.ty.0, t.source))
         .collect();
     sync_tags.sort_unstable_by_key(|t| t.0);
     let deletions = {
@@ -233,7 +325,7 @@ fn capture(projection: &Projection, apps: &Apps, taken_us: i64) -> (LogHead, Zer
         .map(|(id, types)| (*id, types.iter().map(|t| t.0).collect()))
         .collect();
     correlations.sort_unstable_by_key(|c| c.0);
-    let meta = Meta {
+    let meta = MetaOut {
         taken_us,
         applied_seq: projection.applied_seq(),
         type_ids,
@@ -249,44 +341,56 @@ fn capture(projection: &Projection, apps: &Apps, taken_us: i64) -> (LogHead, Zer
     };
     let audit = apps.read().audit().to_state();
     let pinned = projection.pinned_types();
+    let into = IntoPlain {
+        plain: &mut plain,
+        written: 0,
+    };
+    let meta_len = postcard::serialize_with_flavor(&meta, into).expect("in-memory encoding");
+    plain.put(&(meta_len as u64).to_le_bytes());
+    drop(meta);
+    drop(sync_ids);
+    drop(held);
     drop(cut);
-    let meta = Zeroizing::new(postcard::to_stdvec(&meta).expect("in-memory encoding"));
-    plain.extend_from_slice(&meta);
-    plain.extend_from_slice(&(meta.len() as u64).to_le_bytes());
-    let audit = Zeroizing::new(postcard::to_stdvec(&audit).expect("in-memory encoding"));
-    plain.extend_from_slice(&audit);
-    plain.extend_from_slice(&(audit.len() as u64).to_le_bytes());
-    let pinned = Zeroizing::new(postcard::to_stdvec(&pinned).expect("in-memory encoding"));
-    plain.extend_from_slice(&pinned);
-    plain.extend_from_slice(&(pinned.len() as u64).to_le_bytes());
+    for section in [
+        postcard::to_stdvec(&audit).expect("in-memory encoding"),
+        postcard::to_stdvec(&pinned).expect("in-memory encoding"),
+    ] {
+        let section = Zeroizing::new(section);
+        plain.put(&section);
+        plain.put(&(section.len() as u64).to_le_bytes());
+    }
     (at, plain)
 }
 
-/// Splits `plain` into chunks and seals each one.
-fn seal(key: &SnapshotKey, at: LogHead, plain: &[u8]) -> (SnapshotHeader, Vec<Vec<u8>>) {
-    let chunks = plain.len().div_ceil(CHUNK_BYTES).max(1) as u32;
-    let parts: Vec<&[u8]> = if plain.is_empty() {
-        vec![plain]
-    } else {
-        plain.chunks(CHUNK_BYTES).collect()
-    };
+/// Seals each chunk of `plain`, dropping (so wiping) each plaintext chunk
+/// once it is sealed.
+fn seal(key: &SnapshotKey, at: LogHead, plain: Plain) -> (SnapshotHeader, Vec<Vec<u8>>) {
+    let mut parts = plain.chunks;
+    if parts.is_empty() {
+        parts.push(Zeroizing::new(Vec::new()));
+    }
+    let chunks = parts.len() as u32;
     // Several chunks at a time, as they are opened.
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
     let per_thread = parts.len().div_ceil(threads).max(1);
+    let mut parts = parts.into_iter();
+    let groups = std::iter::from_fn(|| {
+        let group: Vec<_> = parts.by_ref().take(per_thread).collect();
+        (!group.is_empty()).then_some(group)
+    });
     let sealed = std::thread::scope(|scope| {
-        let groups: Vec<_> = parts
-            .chunks(per_thread)
+        let groups: Vec<_> = groups
             .enumerate()
             .map(|(group, parts)| {
                 scope.spawn(move || {
                     parts
-                        .iter()
+                        .into_iter()
                         .enumerate()
                         .map(|(i, part)| {
                             let i = (group * per_thread + i) as u32;
-                            crypto::seal(&key.key, &key.aad(at, i, chunks), part)
+                            crypto::seal(&key.key, &key.aad(at, i, chunks), &part)
                         })
                         .collect::<Vec<_>>()
                 })
@@ -467,7 +571,7 @@ fn decode(plain: &[u8], at: LogHead) -> Result<Start, Rejected> {
     }
     for (id, sync_id, version, t, source) in meta.sync_tags {
         let tag = SyncTag {
-            sync_id: sync_id.into_boxed_str(),
+            sync_id: sync_id.as_str(),
             version,
             ty: ty(t)?,
             source,
@@ -644,7 +748,7 @@ impl Taker {
                 return None;
             }
             let captured_ms = started.elapsed().as_millis() as u64;
-            let (header, chunks) = seal(&taker.key, at, &plain);
+            let (header, chunks) = seal(&taker.key, at, plain);
             Some((header, chunks, taken_us, captured_ms))
         })
         .await
@@ -832,7 +936,7 @@ pub fn canonical_dump(projection: &Projection, registry: &Registry) -> String {
     let mut copy = Registry::from_state(registry.to_state());
     copy.set_audit(AuditIndex::from_state(registry.audit().to_state()));
     apps.replace(copy);
-    let (_, plain) = capture(projection, &apps, 0);
+    let plain = capture(projection, &apps, 0).1.to_vec();
     let mut out = format!("state {}\n", hex::encode(Sha256::digest(&plain[..])));
     for (t, cols) in projection.types.iter().enumerate() {
         let cols = cols.read();
@@ -899,6 +1003,7 @@ mod tests {
             }),
         });
         let (at, plain) = capture(&projection, &apps, 0);
+        let plain = plain.to_vec();
         let start = decode(&plain, at).unwrap_or_else(|_| panic!("a fresh snapshot opens"));
         assert_eq!(
             start.registry.audit().to_state(),
@@ -914,6 +1019,84 @@ mod tests {
         let mut unknown = plain.to_vec();
         unknown[0] = FORMAT_VERSION + 1;
         assert!(decode(&unknown, at).is_err());
+    }
+
+    /// Plaintext written in pieces of any size is sealed chunk by chunk and
+    /// opens to the same bytes, in order.
+    #[test]
+    fn chunked_plaintext_seals_and_opens_whole() {
+        let mut plain = Plain::default();
+        let mut expected = Vec::new();
+        let mut x = 7u64;
+        for size in [1usize, CHUNK_BYTES - 3, 8, CHUNK_BYTES + 5, 1000, 0, 13] {
+            let piece: Vec<u8> = (0..size)
+                .map(|_| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (x >> 56) as u8
+                })
+                .collect();
+            plain.put(&piece);
+            expected.extend_from_slice(&piece);
+        }
+        assert_eq!(&plain.to_vec()[..], &expected[..]);
+        let key = SnapshotKey::new(&DataKey::generate());
+        let at = LogHead {
+            seq: 9,
+            hash: [3; 32],
+        };
+        let (header, sealed) = seal(&key, at, plain);
+        assert_eq!(header.chunks as usize, expected.len().div_ceil(CHUNK_BYTES));
+        let opened = open_chunks(&key, &header, &sealed).unwrap_or_else(|_| panic!("opens"));
+        assert_eq!(&opened[..], &expected[..]);
+        // Nothing at all still makes one (empty) chunk.
+        let (header, sealed) = seal(&key, at, Plain::default());
+        assert_eq!((header.chunks, sealed.len()), (1, 1));
+    }
+
+    /// What is written borrowing from the projection reads back as the
+    /// owned form, byte for byte.
+    #[test]
+    fn the_borrowed_meta_encodes_as_the_owned_one() {
+        let keys = KeyState {
+            erased: 1,
+            destroyed: vec![2],
+            highest_key_id: 3,
+            last_erasure: 4,
+            per_key: vec![(3, 5)],
+        };
+        let out = MetaOut {
+            taken_us: 11,
+            applied_seq: 12,
+            type_ids: vec!["step_count".into()],
+            columns: vec![TypeMetaOut {
+                ty: 0,
+                rows: 2,
+                metadata: vec![(5, "{\"a\":1}")],
+            }],
+            sources: vec![("app".into(), Vec::new())],
+            sync_tags: vec![(5, "ah1-00ff", 2, 0, 0), (6, "x", -1, 0, 0)],
+            deletions: vec![(1, 2, 0, 0)],
+            correlations: vec![(8, vec![0, 1])],
+            priority: (1, Vec::new()),
+            characteristics: vec![("sex".into(), "female".into())],
+            registry: Registry::default().to_state(),
+            keys,
+        };
+        let mut plain = Plain::default();
+        let written = postcard::serialize_with_flavor(
+            &out,
+            IntoPlain {
+                plain: &mut plain,
+                written: 0,
+            },
+        )
+        .unwrap();
+        let bytes = plain.to_vec();
+        assert_eq!(written, bytes.len());
+        let meta: Meta = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(meta.columns[0].metadata, [(5, "{\"a\":1}".to_string())]);
+        assert_eq!(meta.sync_tags[1], (6, "x".to_string(), -1, 0, 0));
+        assert_eq!(postcard::to_stdvec(&meta).unwrap(), &bytes[..]);
     }
 
     #[test]
@@ -932,6 +1115,7 @@ mod tests {
             .unwrap_or_else(|_| panic!("a pin applies"));
         let projection = builder.finish();
         let (at, plain) = capture(&projection, &Apps::default(), 0);
+        let plain = plain.to_vec();
         let start = decode(&plain, at).unwrap_or_else(|_| panic!("a fresh snapshot opens"));
         assert_eq!(
             start.builder.finish().pinned_types(),

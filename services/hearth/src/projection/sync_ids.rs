@@ -1,9 +1,12 @@
 //! Sync identifiers: per source, the live sample that holds each of its
 //! `sync_id`s, and each synced sample's identifier for presenting it.
 //!
-//! Only samples written with a `sync_id` have an entry. The identifier is
-//! kept once (in `tags`); the per-source index holds sample ids hashed by
-//! the identifier, so a lookup never touches another source's entries.
+//! Only samples written with a `sync_id` have an entry. An imported export
+//! gives every sample one, so entries are kept compact: a fixed-size record
+//! per sample, the identifiers' text side by side, both in fixed-size pages
+//! (growing never copies, and never reserves twice what is used), and two
+//! tables of record numbers (by sample id, and per source by identifier),
+//! so a lookup never touches another source's entries.
 
 use std::hash::BuildHasher;
 
@@ -12,99 +15,295 @@ use zeroize::Zeroize;
 
 use crate::catalogue::TypeIndex;
 
-/// A synced sample's identifier, version, type and source.
+/// A synced sample's identifier, version, type and source; `S` is how the
+/// identifier is held (borrowed from the store's buffer, or owned).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SyncTag {
-    pub sync_id: Box<str>,
+pub struct SyncTag<S = Box<str>> {
+    pub sync_id: S,
     pub version: i64,
     pub ty: TypeIndex,
     pub source: u32,
 }
 
+impl SyncTag<&str> {
+    pub fn to_owned(&self) -> SyncTag {
+        SyncTag {
+            sync_id: self.sync_id.into(),
+            version: self.version,
+            ty: self.ty,
+            source: self.source,
+        }
+    }
+}
+
+/// One synced sample: 40 bytes, its identifier in [`SyncIds::text`].
+#[derive(Clone, Copy, Default, Zeroize)]
+struct Entry {
+    /// The sample id, as two halves: a `u128` would pad the record to 48.
+    id: [u64; 2],
+    version: i64,
+    /// Where the identifier starts in the text buffer, and its length
+    /// (identifiers are at most `samples::MAX_SYNC_ID` bytes); 0 marks a
+    /// free record.
+    at: u64,
+    len: u16,
+    ty: u16,
+    source: u32,
+}
+
+impl Entry {
+    fn id(&self) -> u128 {
+        (u128::from(self.id[0]) << 64) | u128::from(self.id[1])
+    }
+}
+
+fn halves(id: u128) -> [u64; 2] {
+    [(id >> 64) as u64, id as u64]
+}
+
+/// Records per page of [`SyncIds::entries`].
+const ENTRY_PAGE: usize = 1 << 12;
+/// Bytes per page of text: more than any identifier, so each fits one page.
+const TEXT_PAGE: usize = 1 << 17;
+
+/// Identifiers side by side, in pages of [`TEXT_PAGE`] bytes; an
+/// identifier's place is `page * TEXT_PAGE + offset`.
+#[derive(Default)]
+struct Text {
+    pages: Vec<Vec<u8>>,
+    /// Bytes in use, counting zeroed ones.
+    len: usize,
+}
+
+impl Text {
+    fn push(&mut self, text: &[u8]) -> u64 {
+        debug_assert!(text.len() <= TEXT_PAGE);
+        match self.pages.last() {
+            Some(page) if page.len() + text.len() <= TEXT_PAGE => {}
+            _ => self.pages.push(Vec::with_capacity(TEXT_PAGE)),
+        }
+        let page = self.pages.len() - 1;
+        let last = &mut self.pages[page];
+        let at = page * TEXT_PAGE + last.len();
+        last.extend_from_slice(text);
+        self.len += text.len();
+        at as u64
+    }
+
+    fn get_mut(&mut self, at: u64, len: u16) -> &mut [u8] {
+        let (page, offset) = (at as usize / TEXT_PAGE, at as usize % TEXT_PAGE);
+        &mut self.pages[page][offset..offset + usize::from(len)]
+    }
+
+    fn get(&self, at: u64, len: u16) -> &[u8] {
+        let (page, offset) = (at as usize / TEXT_PAGE, at as usize % TEXT_PAGE);
+        &self.pages[page][offset..offset + usize::from(len)]
+    }
+
+    fn capacity(&self) -> usize {
+        self.pages.iter().map(Vec::capacity).sum()
+    }
+
+    fn zeroize(&mut self) {
+        for page in &mut self.pages {
+            page.zeroize();
+        }
+        *self = Text::default();
+    }
+}
+
 #[derive(Default)]
 pub(super) struct SyncIds {
-    /// By sample id.
-    tags: HashMap<u128, SyncTag>,
-    /// Per source: the ids of its synced samples, hashed by `sync_id`.
-    by_source: HashMap<u32, HashTable<u128>>,
+    /// Records in pages of [`ENTRY_PAGE`]: record `n` is
+    /// `entries[n / ENTRY_PAGE][n % ENTRY_PAGE]`.
+    entries: Vec<Vec<Entry>>,
+    records: usize,
+    /// Free records, for reuse.
+    free: Vec<u32>,
+    /// Every live identifier's bytes; a removed one is zeroed where it lay
+    /// and its bytes counted in `dead` until the text is compacted.
+    text: Text,
+    dead: usize,
+    /// Record numbers, hashed by sample id.
+    by_id: HashTable<u32>,
+    /// Per source: record numbers, hashed by identifier.
+    by_source: HashMap<u32, HashTable<u32>>,
     hasher: DefaultHashBuilder,
 }
 
+fn entry(entries: &[Vec<Entry>], slot: u32) -> &Entry {
+    let slot = slot as usize;
+    &entries[slot / ENTRY_PAGE][slot % ENTRY_PAGE]
+}
+
+fn text_of<'a>(text: &'a Text, e: &Entry) -> &'a str {
+    // Only whole `str`s are ever copied in.
+    std::str::from_utf8(text.get(e.at, e.len)).unwrap_or_default()
+}
+
 impl SyncIds {
+    fn text_of(&self, e: &Entry) -> &str {
+        text_of(&self.text, e)
+    }
+
+    fn entry_mut(&mut self, slot: u32) -> &mut Entry {
+        let slot = slot as usize;
+        &mut self.entries[slot / ENTRY_PAGE][slot % ENTRY_PAGE]
+    }
+
+    fn tag_of(&self, e: &Entry) -> SyncTag<&str> {
+        SyncTag {
+            sync_id: self.text_of(e),
+            version: e.version,
+            ty: TypeIndex(e.ty),
+            source: e.source,
+        }
+    }
+
+    fn slot_of(&self, id: u128) -> Option<u32> {
+        let entries = &self.entries;
+        self.by_id
+            .find(self.hasher.hash_one(id), |&s| entry(entries, s).id() == id)
+            .copied()
+    }
+
     /// The sample of `source` holding `sync_id`.
-    pub(super) fn find(&self, source: u32, sync_id: &str) -> Option<(u128, &SyncTag)> {
+    pub(super) fn find(&self, source: u32, sync_id: &str) -> Option<(u128, SyncTag<&str>)> {
         let index = self.by_source.get(&source)?;
         let hash = self.hasher.hash_one(sync_id);
-        let &id = index.find(hash, |id| {
-            self.tags.get(id).is_some_and(|t| *t.sync_id == *sync_id)
-        })?;
-        Some((id, self.tags.get(&id)?))
+        let &slot = index.find(hash, |&s| self.text_of(entry(&self.entries, s)) == sync_id)?;
+        let e = entry(&self.entries, slot);
+        Some((e.id(), self.tag_of(e)))
     }
 
     /// Every synced sample's id and tag, in no order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (u128, &SyncTag)> {
-        self.tags.iter().map(|(&id, tag)| (id, tag))
+    pub(super) fn iter(&self) -> impl Iterator<Item = (u128, SyncTag<&str>)> {
+        self.entries
+            .iter()
+            .flatten()
+            .filter(|e| e.len > 0)
+            .map(|e| (e.id(), self.tag_of(e)))
     }
 
-    pub(super) fn tag(&self, id: u128) -> Option<&SyncTag> {
-        self.tags.get(&id)
+    pub(super) fn tag(&self, id: u128) -> Option<SyncTag<&str>> {
+        let slot = self.slot_of(id)?;
+        Some(self.tag_of(entry(&self.entries, slot)))
     }
 
     /// Records that sample `id` holds `tag.sync_id` for `tag.source`, in
     /// place of whatever sample held it before.
-    pub(super) fn insert(&mut self, id: u128, tag: SyncTag) {
-        if let Some((old, _)) = self.find(tag.source, &tag.sync_id) {
+    pub(super) fn insert(&mut self, id: u128, tag: SyncTag<&str>) {
+        if let Some((old, _)) = self.find(tag.source, tag.sync_id) {
             self.remove(old);
         }
-        let hash = self.hasher.hash_one(&*tag.sync_id);
-        let (hasher, tags) = (&self.hasher, &self.tags);
-        self.by_source
-            .entry(tag.source)
-            .or_default()
-            .insert_unique(hash, id, |id| hasher.hash_one(&*tags[id].sync_id));
-        self.tags.insert(id, tag);
+        // The same sample under another identifier (never written so, but
+        // a log is not to break the index over it).
+        self.remove(id);
+        let text = tag.sync_id;
+        let len = u16::try_from(text.len()).expect("sync ids are validated to a few hundred bytes");
+        let new = Entry {
+            id: halves(id),
+            version: tag.version,
+            at: self.text.push(text.as_bytes()),
+            len,
+            ty: tag.ty.0,
+            source: tag.source,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                *self.entry_mut(slot) = new;
+                slot
+            }
+            None => {
+                let slot = u32::try_from(self.records).expect("fewer than 2^32 synced samples");
+                if self.records.is_multiple_of(ENTRY_PAGE) {
+                    self.entries.push(Vec::with_capacity(ENTRY_PAGE));
+                }
+                self.entries.last_mut().expect("a page").push(new);
+                self.records += 1;
+                slot
+            }
+        };
+        let (hasher, entries, text) = (&self.hasher, &self.entries, &self.text);
+        self.by_id.insert_unique(hasher.hash_one(id), slot, |&s| {
+            hasher.hash_one(entry(entries, s).id())
+        });
+        self.by_source.entry(tag.source).or_default().insert_unique(
+            hasher.hash_one(tag.sync_id),
+            slot,
+            |&s| hasher.hash_one(text_of(text, entry(entries, s))),
+        );
     }
 
     /// Forgets a deleted sample's identifier: the source may use it again.
     pub(super) fn remove(&mut self, id: u128) {
-        let Some(mut tag) = self.tags.remove(&id) else {
+        let Some(slot) = self.slot_of(id) else {
             return;
         };
-        if let Some(index) = self.by_source.get_mut(&tag.source) {
-            let hash = self.hasher.hash_one(&*tag.sync_id);
-            if let Ok(entry) = index.find_entry(hash, |&e| e == id) {
-                entry.remove();
+        let e = *entry(&self.entries, slot);
+        let hash = self.hasher.hash_one(id);
+        if let Ok(found) = self.by_id.find_entry(hash, |&s| s == slot) {
+            found.remove();
+        }
+        let text_hash = self.hasher.hash_one(self.text_of(&e));
+        if let Some(index) = self.by_source.get_mut(&e.source) {
+            let hash = text_hash;
+            if let Ok(found) = index.find_entry(hash, |&s| s == slot) {
+                found.remove();
             }
             if index.is_empty() {
-                self.by_source.remove(&tag.source);
+                self.by_source.remove(&e.source);
             }
         }
-        tag.sync_id.zeroize();
+        self.text.get_mut(e.at, e.len).zeroize();
+        self.dead += usize::from(e.len);
+        self.entry_mut(slot).zeroize();
+        self.free.push(slot);
+        if self.dead > TEXT_PAGE && self.dead * 2 > self.text.len {
+            self.compact_text();
+        }
+    }
+
+    /// Copies the live identifiers into a buffer of their own, dropping the
+    /// zeroed bytes of removed ones.
+    fn compact_text(&mut self) {
+        let mut text = Text::default();
+        for e in self.entries.iter_mut().flatten().filter(|e| e.len > 0) {
+            e.at = text.push(self.text.get(e.at, e.len));
+        }
+        self.text.zeroize();
+        self.text = text;
+        self.dead = 0;
+    }
+
+    pub(super) fn shrink_to_fit(&mut self) {
+        self.free.shrink_to_fit();
+        let (hasher, entries) = (&self.hasher, &self.entries);
+        self.by_id
+            .shrink_to_fit(|&s| hasher.hash_one(entry(entries, s).id()));
     }
 
     pub(super) fn memory_bytes(&self) -> usize {
         use std::mem::size_of;
         // hashbrown: one control byte per bucket beside each slot.
-        self.tags.capacity() * 8 / 7 * (size_of::<(u128, SyncTag)>() + 1)
-            + self.tags.values().map(|t| t.sync_id.len()).sum::<usize>()
+        let table = |capacity: usize| capacity * 8 / 7 * (size_of::<u32>() + 1);
+        self.entries.iter().map(Vec::capacity).sum::<usize>() * size_of::<Entry>()
+            + self.free.capacity() * size_of::<u32>()
+            + self.text.capacity()
+            + table(self.by_id.capacity())
             + self
                 .by_source
                 .values()
-                .map(|i| i.capacity() * 8 / 7 * (size_of::<u128>() + 1))
+                .map(|i| table(i.capacity()))
                 .sum::<usize>()
     }
 
     /// Overwrites every identifier and id, then frees them.
     pub(super) fn wipe(&mut self) {
-        for (_, mut tag) in self.tags.drain() {
-            tag.sync_id.zeroize();
-            tag.version.zeroize();
+        for page in &mut self.entries {
+            page.zeroize();
         }
-        for (_, mut index) in self.by_source.drain() {
-            for id in index.iter_mut() {
-                id.zeroize();
-            }
-        }
+        self.text.zeroize();
         *self = SyncIds::default();
     }
 }
@@ -113,9 +312,9 @@ impl SyncIds {
 mod tests {
     use super::*;
 
-    fn tag(sync_id: &str, source: u32, version: i64) -> SyncTag {
+    fn tag(sync_id: &str, source: u32, version: i64) -> SyncTag<&str> {
         SyncTag {
-            sync_id: sync_id.into(),
+            sync_id,
             version,
             ty: TypeIndex(0),
             source,
@@ -147,5 +346,41 @@ mod tests {
         s.wipe();
         assert!(s.find(1, "a").is_none());
         assert_eq!(s.memory_bytes(), 0);
+    }
+
+    /// Removals leave zeroed bytes behind until the text is compacted;
+    /// every identifier left is still found, by identifier and by id.
+    #[test]
+    fn compaction_keeps_every_live_identifier() {
+        let mut s = SyncIds::default();
+        let name = |i: u128| format!("ah1-{i:032x}");
+        for i in 0..20_000u128 {
+            s.insert(i, tag(&name(i), (i % 3) as u32, i as i64));
+        }
+        let full = s.text.len;
+        for i in (0..20_000u128).filter(|i| i % 4 != 0) {
+            s.remove(i);
+        }
+        assert!(s.text.len < full / 2, "compacted: {} of {full}", s.text.len);
+        for i in 0..20_000u128 {
+            let found = s
+                .find((i % 3) as u32, &name(i))
+                .map(|(id, t)| (id, t.version));
+            let tagged = s.tag(i).map(|t| t.sync_id.to_string());
+            if i % 4 == 0 {
+                assert_eq!(found, Some((i, i as i64)));
+                assert_eq!(tagged, Some(name(i)));
+            } else {
+                assert_eq!((found, tagged), (None, None), "{i}");
+            }
+        }
+        assert_eq!(s.iter().count(), 5_000);
+        // Records and text freed by removal are used again.
+        let records = s.records;
+        for i in 20_000..25_000u128 {
+            s.insert(i, tag(&name(i), 0, 0));
+        }
+        assert_eq!(s.records, records);
+        assert!((20_000..25_000u128).all(|i| s.find(0, &name(i)).map(|(id, _)| id) == Some(i)));
     }
 }
