@@ -7,7 +7,7 @@
 //! wrapped (key slots) is [`crate::keys`]; the whole hierarchy is
 //! `docs/keys.md`.
 
-use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
+use aes_gcm_siv::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use aes_gcm_siv::{Aes256GcmSiv, Nonce};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -161,6 +161,25 @@ pub fn seal(key: &[u8; KEY_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Bytes [`seal_in_place`] adds after the message (the authentication tag).
+pub const TAG_LEN: usize = 16;
+
+/// [`seal`] without a second buffer: `buf` holds [`NONCE_LEN`] bytes of
+/// room, then the message; it comes back as what [`seal`] would give (the
+/// nonce, the ciphertext and the tag), grown by [`TAG_LEN`] bytes, which
+/// costs no copy when its capacity allows.
+pub fn seal_in_place(key: &[u8; KEY_LEN], aad: &[u8], mut buf: Vec<u8>) -> Vec<u8> {
+    assert!(buf.len() >= NONCE_LEN, "room for the nonce");
+    let cipher = Aes256GcmSiv::new(key.into());
+    let nonce = random_bytes::<NONCE_LEN>();
+    buf[..NONCE_LEN].copy_from_slice(&nonce);
+    let tag = cipher
+        .encrypt_in_place_detached(Nonce::from_slice(&nonce), aad, &mut buf[NONCE_LEN..])
+        .expect("AES-GCM-SIV encryption of an in-memory buffer cannot fail");
+    buf.extend_from_slice(&tag);
+    buf
+}
+
 pub fn open(
     key: &[u8; KEY_LEN],
     aad: &[u8],
@@ -283,6 +302,25 @@ impl DataKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealing_in_place_opens_as_sealing_does() {
+        let key = random_bytes::<KEY_LEN>();
+        let message = b"heart rate 61 bpm".repeat(100);
+        let mut buf = Vec::with_capacity(NONCE_LEN + message.len() + TAG_LEN);
+        buf.extend_from_slice(&[0; NONCE_LEN]);
+        buf.extend_from_slice(&message);
+        let at = buf.as_ptr();
+        let sealed = seal_in_place(&key, b"aad", buf);
+        assert_eq!(sealed.as_ptr(), at, "no second buffer");
+        assert_eq!(sealed.len(), NONCE_LEN + message.len() + TAG_LEN);
+        assert!(!sealed.windows(message.len()).any(|w| w == &message[..]));
+        assert_eq!(&open(&key, b"aad", &sealed).unwrap()[..], &message[..]);
+        assert!(open(&key, b"other", &sealed).is_err());
+        let again = seal(&key, b"aad", &message);
+        assert_eq!(again.len(), sealed.len());
+        assert_eq!(&open(&key, b"aad", &again).unwrap()[..], &message[..]);
+    }
 
     const FAST: KdfParams = KdfParams {
         memory_kib: 64,

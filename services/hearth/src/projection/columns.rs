@@ -659,6 +659,35 @@ pub(crate) struct ColumnData {
 /// Bytes per row of the encoded columns.
 pub(crate) const ENCODED_ROW_BYTES: usize = 8 + 8 + 8 + 16 + 4 + 4 + 2 + 2 + 2;
 
+/// The metadata of a type's live rows as (sample id, text), in row order:
+/// serialised as it is read, never copied.
+pub(crate) struct LiveMetadata<'a> {
+    cols: &'a TypeColumns,
+    count: usize,
+}
+
+impl<'a> LiveMetadata<'a> {
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u128, &'a str)> {
+        self.cols.live_metadata()
+    }
+}
+
+impl serde::Serialize for LiveMetadata<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.count))?;
+        for item in self.iter() {
+            seq.serialize_element(&item)?;
+        }
+        seq.end()
+    }
+}
+
 /// Where encoded columns go: a plain buffer, or a snapshot's plaintext
 /// (which is kept in sealable chunks rather than one buffer).
 pub(crate) trait ByteSink {
@@ -798,8 +827,8 @@ impl ColumnData {
 
 impl TypeColumns {
     /// Appends the live rows to `out` as little-endian columns (see
-    /// [`ColumnData::decode`]); returns how many, and their metadata by id.
-    pub(crate) fn encode_live(&self, out: &mut impl ByteSink) -> (usize, Vec<(u128, &str)>) {
+    /// [`ColumnData::decode`]); returns how many, and their metadata.
+    pub(crate) fn encode_live(&self, out: &mut impl ByteSink) -> (usize, LiveMetadata<'_>) {
         let live = |r: usize| self.deleted_count == 0 || !self.is_deleted(r);
         put_column!(out, self.start, live);
         put_column!(out, self.end, live);
@@ -810,12 +839,17 @@ impl TypeColumns {
         put_column!(out, self.device, live);
         put_column!(out, self.start_offset, live);
         put_column!(out, self.end_offset, live);
-        let mut metadata: Vec<(u128, &str)> = (0..self.len())
-            .filter(|&r| self.metadata_slot(r) != 0 && live(r))
-            .filter_map(|r| Some((self.id[r], self.texts.get(self.metadata_slot(r))?)))
-            .collect();
-        metadata.sort_unstable_by_key(|(id, _)| *id);
+        let metadata = LiveMetadata {
+            cols: self,
+            count: self.live_metadata().count(),
+        };
         (self.live_len(), metadata)
+    }
+
+    fn live_metadata(&self) -> impl Iterator<Item = (u128, &str)> {
+        (0..self.metadata.len())
+            .filter(|&r| self.metadata[r] != 0 && !self.is_deleted(r))
+            .filter_map(|r| Some((self.id[r], self.texts.get(self.metadata[r])?)))
     }
 
     /// Builds columns from a snapshot's sorted rows and rows added after it
@@ -1056,10 +1090,7 @@ mod tests {
             let mut encoded = Vec::new();
             let base = TypeColumns::from_rows(base_rows.to_vec(), &Default::default());
             let (n, metadata) = base.encode_live(&mut encoded);
-            let metadata = metadata
-                .into_iter()
-                .map(|(id, m)| (id, Box::from(m)))
-                .collect();
+            let metadata = metadata.iter().map(|(id, m)| (id, Box::from(m))).collect();
             let data = ColumnData::decode(&encoded, n, metadata).expect("decodes");
             let merged = TypeColumns::from_base(data, tail.to_vec());
             let direct = TypeColumns::from_rows(all.clone(), &Default::default());

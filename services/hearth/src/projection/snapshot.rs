@@ -37,7 +37,8 @@ use std::collections::HashMap;
 use tokio::sync::watch;
 use zeroize::Zeroizing;
 
-use super::columns::{ByteSink, ColumnData, ENCODED_ROW_BYTES};
+use super::columns::{ByteSink, ColumnData, LiveMetadata, ENCODED_ROW_BYTES};
+use super::sync_ids::TagsById;
 use super::{Deletion, Note, Projection, ProjectionBuilder, SyncTag};
 use crate::apps::{Apps, Registry, RegistryState};
 use crate::audit::{AuditIndex, AuditState};
@@ -177,7 +178,7 @@ struct MetaOut<'a> {
     type_ids: Vec<String>,
     columns: Vec<TypeMetaOut<'a>>,
     sources: Vec<(String, Vec<Device>)>,
-    sync_tags: Vec<(u128, &'a str, i64, u16, u32)>,
+    sync_tags: TagsById<'a>,
     deletions: Vec<(u64, u128, u16, u32)>,
     correlations: Vec<(u128, Vec<u16>)>,
     priority: (u64, Vec<SourceKey>),
@@ -191,25 +192,33 @@ struct MetaOut<'a> {
 struct TypeMetaOut<'a> {
     ty: u16,
     rows: u64,
-    metadata: Vec<(u128, &'a str)>,
+    metadata: LiveMetadata<'a>,
 }
 
 /// A snapshot's plaintext as it is written: in chunks of [`CHUNK_BYTES`],
-/// each sealed on its own and dropped once sealed, so no buffer ever holds
-/// the whole of it and no growing buffer leaves copies behind.
+/// each with room for its nonce before it and its tag after, so that each
+/// is sealed where it lies: no buffer ever holds the whole snapshot, and
+/// none is copied.
 #[derive(Default)]
 pub(crate) struct Plain {
+    /// Each: [`crypto::NONCE_LEN`] bytes of room, then the plaintext.
     chunks: Vec<Zeroizing<Vec<u8>>>,
     len: usize,
 }
 
 impl Plain {
+    fn new_chunk() -> Zeroizing<Vec<u8>> {
+        let mut chunk = Vec::with_capacity(crypto::NONCE_LEN + CHUNK_BYTES + crypto::TAG_LEN);
+        chunk.extend_from_slice(&[0; crypto::NONCE_LEN]);
+        Zeroizing::new(chunk)
+    }
+
     /// The whole plaintext in one buffer (for tests and the canonical
     /// dump).
     fn to_vec(&self) -> Zeroizing<Vec<u8>> {
         let mut all = Zeroizing::new(Vec::with_capacity(self.len));
         for chunk in &self.chunks {
-            all.extend_from_slice(chunk);
+            all.extend_from_slice(&chunk[crypto::NONCE_LEN..]);
         }
         all
     }
@@ -217,13 +226,13 @@ impl Plain {
 
 impl ByteSink for Plain {
     fn put(&mut self, mut bytes: &[u8]) {
+        const FULL: usize = crypto::NONCE_LEN + CHUNK_BYTES;
         while !bytes.is_empty() {
-            if self.chunks.last().is_none_or(|c| c.len() == CHUNK_BYTES) {
-                self.chunks
-                    .push(Zeroizing::new(Vec::with_capacity(CHUNK_BYTES)));
+            if self.chunks.last().is_none_or(|c| c.len() == FULL) {
+                self.chunks.push(Plain::new_chunk());
             }
             let last = self.chunks.last_mut().expect("a chunk");
-            let (now, rest) = bytes.split_at(bytes.len().min(CHUNK_BYTES - last.len()));
+            let (now, rest) = bytes.split_at(bytes.len().min(FULL - last.len()));
             last.extend_from_slice(now);
             self.len += now.len();
             bytes = rest;
@@ -299,11 +308,7 @@ fn capture(projection: &Projection, apps: &Apps, taken_us: i64) -> (LogHead, Pla
             .collect()
     };
     let sync_ids = projection.sync_ids.read();
-    let mut sync_tags: Vec<_> = sync_ids
-        .iter()
-        .map(|(id, t)| (id, t.sync_id, t.version, t.ty.0, t.source))
-        .collect();
-    sync_tags.sort_unstable_by_key(|t| t.0);
+    let sync_tags = sync_ids.by_id();
     let deletions = {
         let deletions = projection.deletions.read();
         let erasures = projection.erasures.lock();
@@ -367,7 +372,7 @@ fn capture(projection: &Projection, apps: &Apps, taken_us: i64) -> (LogHead, Pla
 fn seal(key: &SnapshotKey, at: LogHead, plain: Plain) -> (SnapshotHeader, Vec<Vec<u8>>) {
     let mut parts = plain.chunks;
     if parts.is_empty() {
-        parts.push(Zeroizing::new(Vec::new()));
+        parts.push(Plain::new_chunk());
     }
     let chunks = parts.len() as u32;
     // Several chunks at a time, as they are opened.
@@ -388,9 +393,12 @@ fn seal(key: &SnapshotKey, at: LogHead, plain: Plain) -> (SnapshotHeader, Vec<Ve
                     parts
                         .into_iter()
                         .enumerate()
-                        .map(|(i, part)| {
+                        .map(|(i, mut part)| {
                             let i = (group * per_thread + i) as u32;
-                            crypto::seal(&key.key, &key.aad(at, i, chunks), &part)
+                            // Sealed where it lies: what is left in the
+                            // buffer is ciphertext, not to be wiped.
+                            let plain = std::mem::take(&mut *part);
+                            crypto::seal_in_place(&key.key, &key.aad(at, i, chunks), plain)
                         })
                         .collect::<Vec<_>>()
                 })
@@ -1064,17 +1072,50 @@ mod tests {
             last_erasure: 4,
             per_key: vec![(3, 5)],
         };
+        let row = |id: u128, metadata: Option<&str>| super::super::Row {
+            id,
+            start_us: id as i64,
+            start_offset_min: 0,
+            end_us: id as i64,
+            end_offset_min: 0,
+            value: 1.0,
+            source: 0,
+            device: 0,
+            seq: 1,
+            metadata: metadata.map(Box::from),
+        };
+        let mut cols = super::super::TypeColumns::from_rows(
+            vec![
+                row(5, Some("{\"a\":1}")),
+                row(6, None),
+                row(7, Some("{\"b\":2}")),
+            ],
+            &Default::default(),
+        );
+        assert!(cols.delete(7));
+        let mut sync_ids = super::super::sync_ids::SyncIds::default();
+        for (id, sync_id, version) in [(6, "x", -1), (5, "ah1-00ff", 2)] {
+            let tag = SyncTag {
+                sync_id,
+                version,
+                ty: TypeIndex(0),
+                source: 0,
+            };
+            sync_ids.insert(id, tag);
+        }
+        let mut rows = Vec::new();
+        let (live, metadata) = cols.encode_live(&mut rows);
         let out = MetaOut {
             taken_us: 11,
             applied_seq: 12,
             type_ids: vec!["step_count".into()],
             columns: vec![TypeMetaOut {
                 ty: 0,
-                rows: 2,
-                metadata: vec![(5, "{\"a\":1}")],
+                rows: live as u64,
+                metadata,
             }],
             sources: vec![("app".into(), Vec::new())],
-            sync_tags: vec![(5, "ah1-00ff", 2, 0, 0), (6, "x", -1, 0, 0)],
+            sync_tags: sync_ids.by_id(),
             deletions: vec![(1, 2, 0, 0)],
             correlations: vec![(8, vec![0, 1])],
             priority: (1, Vec::new()),
@@ -1094,8 +1135,15 @@ mod tests {
         let bytes = plain.to_vec();
         assert_eq!(written, bytes.len());
         let meta: Meta = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(meta.columns[0].rows, 2);
         assert_eq!(meta.columns[0].metadata, [(5, "{\"a\":1}".to_string())]);
-        assert_eq!(meta.sync_tags[1], (6, "x".to_string(), -1, 0, 0));
+        assert_eq!(
+            meta.sync_tags,
+            [
+                (5, "ah1-00ff".to_string(), 2, 0, 0),
+                (6, "x".to_string(), -1, 0, 0)
+            ]
+        );
         assert_eq!(postcard::to_stdvec(&meta).unwrap(), &bytes[..]);
     }
 

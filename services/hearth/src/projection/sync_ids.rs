@@ -112,6 +112,33 @@ impl Text {
     }
 }
 
+/// The tags of [`SyncIds::by_id`]; serialised as a sequence of
+/// (sample id, sync id, version, type, source).
+pub(super) struct TagsById<'a> {
+    ids: &'a SyncIds,
+    slots: Vec<u32>,
+}
+
+impl TagsById<'_> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = (u128, SyncTag<&str>)> {
+        self.slots.iter().map(|&s| {
+            let e = entry(&self.ids.entries, s);
+            (e.id(), self.ids.tag_of(e))
+        })
+    }
+}
+
+impl serde::Serialize for TagsById<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.slots.len()))?;
+        for (id, t) in self.iter() {
+            seq.serialize_element(&(id, t.sync_id, t.version, t.ty.0, t.source))?;
+        }
+        seq.end()
+    }
+}
+
 #[derive(Default)]
 pub(super) struct SyncIds {
     /// Records in pages of [`ENTRY_PAGE`]: record `n` is
@@ -176,13 +203,14 @@ impl SyncIds {
         Some((e.id(), self.tag_of(e)))
     }
 
-    /// Every synced sample's id and tag, in no order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (u128, SyncTag<&str>)> {
-        self.entries
-            .iter()
-            .flatten()
-            .filter(|e| e.len > 0)
-            .map(|e| (e.id(), self.tag_of(e)))
+    /// Every synced sample's id and tag, by id: what a snapshot writes, as
+    /// it is read.
+    pub(super) fn by_id(&self) -> TagsById<'_> {
+        let mut slots: Vec<u32> = (0..self.records as u32)
+            .filter(|&s| entry(&self.entries, s).len > 0)
+            .collect();
+        slots.sort_unstable_by_key(|&s| entry(&self.entries, s).id());
+        TagsById { ids: self, slots }
     }
 
     pub(super) fn tag(&self, id: u128) -> Option<SyncTag<&str>> {
@@ -374,7 +402,7 @@ mod tests {
                 assert_eq!((found, tagged), (None, None), "{i}");
             }
         }
-        assert_eq!(s.iter().count(), 5_000);
+        assert_eq!(s.by_id().iter().count(), 5_000);
         // Records and text freed by removal are used again.
         let records = s.records;
         for i in 20_000..25_000u128 {
