@@ -653,40 +653,16 @@ pub(crate) struct ColumnData {
     pub device: Vec<u16>,
     pub start_offset: Vec<i16>,
     pub end_offset: Vec<i16>,
+    /// Metadata by sample id (snapshots before version 4).
     pub metadata: HashMap<u128, Box<str>>,
+    /// Or each row's number into `texts` (1-based, 0 for none): empty when
+    /// no row has any.
+    pub text_numbers: Vec<u32>,
+    pub texts: Vec<Box<str>>,
 }
 
 /// Bytes per row of the encoded columns.
 pub(crate) const ENCODED_ROW_BYTES: usize = 8 + 8 + 8 + 16 + 4 + 4 + 2 + 2 + 2;
-
-/// The metadata of a type's live rows as (sample id, text), in row order:
-/// serialised as it is read, never copied.
-pub(crate) struct LiveMetadata<'a> {
-    cols: &'a TypeColumns,
-    count: usize,
-}
-
-impl<'a> LiveMetadata<'a> {
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (u128, &'a str)> {
-        self.cols.live_metadata()
-    }
-}
-
-impl serde::Serialize for LiveMetadata<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let mut seq = s.serialize_seq(Some(self.count))?;
-        for item in self.iter() {
-            seq.serialize_element(&item)?;
-        }
-        seq.end()
-    }
-}
 
 /// Where encoded columns go: a plain buffer, or a snapshot's plaintext
 /// (which is kept in sealable chunks rather than one buffer).
@@ -726,8 +702,31 @@ impl ColumnData {
         self.start.len()
     }
 
-    /// Reads `rows` rows encoded by [`TypeColumns::encode_live`]; `None`
-    /// if `bytes` has another length or the rows are not in order.
+    /// Reads `rows` rows encoded by [`TypeColumns::encode_live`] with their
+    /// metadata as numbers into `texts` (when there are any texts); `None`
+    /// if `bytes` has another length, a number names no text, or the rows
+    /// are not in order.
+    pub fn decode_pooled(bytes: &[u8], rows: usize, texts: Vec<Box<str>>) -> Option<ColumnData> {
+        if texts.is_empty() {
+            return ColumnData::decode(bytes, rows, HashMap::new());
+        }
+        let columns = rows.checked_mul(ENCODED_ROW_BYTES)?;
+        if rows.checked_mul(4)?.checked_add(columns) != Some(bytes.len()) {
+            return None;
+        }
+        let (columns, numbers) = bytes.split_at(columns);
+        let mut data = ColumnData::decode(columns, rows, HashMap::new())?;
+        data.text_numbers = take_column!(numbers, &mut 0usize, rows, u32);
+        if data.text_numbers.iter().any(|&n| n as usize > texts.len()) {
+            return None;
+        }
+        data.texts = texts;
+        Some(data)
+    }
+
+    /// Reads `rows` rows whose metadata is given by sample id (snapshots
+    /// before version 4); `None` if `bytes` has another length or the rows
+    /// are not in order.
     pub fn decode(
         bytes: &[u8],
         rows: usize,
@@ -738,6 +737,8 @@ impl ColumnData {
         }
         let at = &mut 0usize;
         let data = ColumnData {
+            text_numbers: Vec::new(),
+            texts: Vec::new(),
             start: take_column!(bytes, at, rows, i64),
             end: take_column!(bytes, at, rows, i64),
             value: take_column!(bytes, at, rows, f64),
@@ -791,6 +792,17 @@ impl ColumnData {
         apply(&mut self.device, &mask);
         apply(&mut self.start_offset, &mask);
         apply(&mut self.end_offset, &mask);
+        if !self.text_numbers.is_empty() {
+            apply(&mut self.text_numbers, &mask);
+        }
+    }
+
+    /// Row `r`'s metadata, taken out of the map or copied from the texts.
+    fn take_metadata(&mut self, r: usize) -> Option<Box<str>> {
+        match self.text_numbers.get(r) {
+            Some(&n) => (n as usize).checked_sub(1).map(|i| self.texts[i].clone()),
+            None => self.metadata.remove(&self.id[r]),
+        }
     }
 
     fn row(&mut self, r: usize) -> Row {
@@ -804,7 +816,7 @@ impl ColumnData {
             source: self.source[r],
             device: self.device[r],
             seq: self.seq[r],
-            metadata: self.metadata.remove(&self.id[r]),
+            metadata: self.take_metadata(r),
         }
     }
 
@@ -822,13 +834,20 @@ impl ColumnData {
         for (_, mut m) in self.metadata.drain() {
             m.zeroize();
         }
+        self.text_numbers.zeroize();
+        for text in &mut self.texts {
+            text.zeroize();
+        }
+        self.texts.clear();
     }
 }
 
 impl TypeColumns {
     /// Appends the live rows to `out` as little-endian columns (see
-    /// [`ColumnData::decode`]); returns how many, and their metadata.
-    pub(crate) fn encode_live(&self, out: &mut impl ByteSink) -> (usize, LiveMetadata<'_>) {
+    /// [`ColumnData::decode_pooled`]), then, if any of them carries
+    /// metadata, each row's text as a number into a list of the distinct
+    /// texts (1-based, 0 for none); returns how many rows, and that list.
+    pub(crate) fn encode_live(&self, out: &mut impl ByteSink) -> (usize, Vec<&str>) {
         let live = |r: usize| self.deleted_count == 0 || !self.is_deleted(r);
         put_column!(out, self.start, live);
         put_column!(out, self.end, live);
@@ -839,17 +858,22 @@ impl TypeColumns {
         put_column!(out, self.device, live);
         put_column!(out, self.start_offset, live);
         put_column!(out, self.end_offset, live);
-        let metadata = LiveMetadata {
-            cols: self,
-            count: self.live_metadata().count(),
-        };
-        (self.live_len(), metadata)
-    }
-
-    fn live_metadata(&self) -> impl Iterator<Item = (u128, &str)> {
-        (0..self.metadata.len())
-            .filter(|&r| self.metadata[r] != 0 && !self.is_deleted(r))
-            .filter_map(|r| Some((self.id[r], self.texts.get(self.metadata[r])?)))
+        let mut texts = Vec::new();
+        if (0..self.metadata.len()).any(|r| self.metadata[r] != 0 && live(r)) {
+            // Pool slots to their place in `texts`, in order of first use.
+            let mut numbers: HashMap<u32, u32> = HashMap::new();
+            for r in (0..self.len()).filter(|&r| live(r)) {
+                let number = match self.metadata[r] {
+                    0 => 0,
+                    slot => *numbers.entry(slot).or_insert_with(|| {
+                        texts.push(self.texts.get(slot).unwrap_or_default());
+                        texts.len() as u32
+                    }),
+                };
+                out.put(&number.to_le_bytes());
+            }
+        }
+        (self.live_len(), texts)
     }
 
     /// Builds columns from a snapshot's sorted rows and rows added after it
@@ -922,8 +946,30 @@ impl TypeColumns {
         };
         cols.last_seq = last_seq;
         cols.rebuild_index();
-        // Metadata taken over with the columns, found by id; none is left
-        // when the rows were merged with a tail.
+        // Metadata taken over with the columns: by number, each text
+        // pooled once for all its rows, or by id. None is left when the
+        // rows were merged with a tail.
+        if !base.text_numbers.is_empty() {
+            let mut holders = vec![0u32; base.texts.len()];
+            for &n in base.text_numbers.iter().filter(|&&n| n > 0) {
+                holders[n as usize - 1] += 1;
+            }
+            let slots: Vec<u32> = base
+                .texts
+                .iter()
+                .zip(&holders)
+                .map(|(text, &held)| match held {
+                    0 => 0,
+                    held => cols.texts.intern_held(text, held),
+                })
+                .collect();
+            cols.metadata = base
+                .text_numbers
+                .iter()
+                .map(|&n| (n as usize).checked_sub(1).map_or(0, |i| slots[i]))
+                .collect();
+            base.wipe();
+        }
         for (id, mut text) in base.metadata.drain() {
             if let Some(r) = cols.find(id) {
                 cols.metadata[r] = cols.texts.intern(&text);
@@ -963,9 +1009,10 @@ mod tests {
             source: 0,
             device: 0,
             seq: 1,
+            // Every third row, with texts that repeat.
             metadata: id
                 .is_multiple_of(3)
-                .then(|| format!("{{\"n\":{id}}}").into()),
+                .then(|| format!("{{\"n\":{}}}", id % 5).into()),
         }
     }
 
@@ -1041,9 +1088,21 @@ mod tests {
         plain.insert(vec![with(10_001)]);
         assert_eq!(plain.row(plain.len() - 1).metadata.as_deref(), Some(meta));
         assert_eq!(plain.row(0).metadata, None);
+        // Written once, with a number per row; read back the same.
         let mut encoded = Vec::new();
-        let (n, metadata) = plain.encode_live(&mut encoded);
-        assert_eq!((n, metadata.len()), (10_001, 1));
+        let (n, texts) = plain.encode_live(&mut encoded);
+        assert_eq!((n, &texts[..]), (10_001, &[meta][..]));
+        assert_eq!(encoded.len(), n * (ENCODED_ROW_BYTES + 4));
+        let texts = texts.into_iter().map(Box::from).collect();
+        let data = ColumnData::decode_pooled(&encoded, n, texts).expect("decodes");
+        let back = TypeColumns::from_base(data, Vec::new());
+        assert_eq!(back.texts.len(), 1);
+        assert!((0..n).all(|r| back.row(r) == plain.row(r)));
+        // A number naming no text is refused.
+        let mut bad = encoded.clone();
+        let last = bad.len() - 4;
+        bad[last..].copy_from_slice(&2u32.to_le_bytes());
+        assert!(ColumnData::decode_pooled(&bad, n, vec![meta.into()]).is_none());
     }
 
     #[test]
@@ -1089,21 +1148,33 @@ mod tests {
             let (base_rows, tail) = all.split_at(all.len() - tail_len);
             let mut encoded = Vec::new();
             let base = TypeColumns::from_rows(base_rows.to_vec(), &Default::default());
-            let (n, metadata) = base.encode_live(&mut encoded);
-            let metadata = metadata.iter().map(|(id, m)| (id, Box::from(m))).collect();
-            let data = ColumnData::decode(&encoded, n, metadata).expect("decodes");
-            let merged = TypeColumns::from_base(data, tail.to_vec());
-            let direct = TypeColumns::from_rows(all.clone(), &Default::default());
-            assert_eq!(starts(&merged), starts(&direct));
-            assert_eq!(merged.last_seq(), direct.last_seq());
-            assert_eq!(merged.longest_us(), direct.longest_us());
-            for r in 0..direct.len() {
-                assert_eq!(merged.row(r), direct.row(r));
-                assert_eq!(merged.find(direct.id_of(r)), Some(r));
-            }
-            for source in 0..3 {
-                let (a, b) = (merged.only_source(source), direct.only_source(source));
-                assert_eq!(starts(&a), starts(&b));
+            let (n, texts) = base.encode_live(&mut encoded);
+            assert!(texts.len() <= 5, "each distinct text once");
+            let texts = texts.into_iter().map(Box::from).collect();
+            // And as snapshots before version 4 have it: by sample id.
+            let by_id: HashMap<u128, Box<str>> = base_rows
+                .iter()
+                .filter_map(|r| Some((r.id, r.metadata.clone()?)))
+                .collect();
+            let columns_only = &encoded[..n * ENCODED_ROW_BYTES];
+            for data in [
+                ColumnData::decode_pooled(&encoded, n, texts).expect("decodes"),
+                ColumnData::decode(columns_only, n, by_id).expect("decodes"),
+            ] {
+                let merged = TypeColumns::from_base(data, tail.to_vec());
+                let direct = TypeColumns::from_rows(all.clone(), &Default::default());
+                assert_eq!(starts(&merged), starts(&direct));
+                assert_eq!(merged.last_seq(), direct.last_seq());
+                assert_eq!(merged.longest_us(), direct.longest_us());
+                for r in 0..direct.len() {
+                    assert_eq!(merged.row(r), direct.row(r));
+                    assert_eq!(merged.find(direct.id_of(r)), Some(r));
+                }
+                assert_eq!(merged.texts.len(), direct.texts.len());
+                for source in 0..3 {
+                    let (a, b) = (merged.only_source(source), direct.only_source(source));
+                    assert_eq!(starts(&a), starts(&b));
+                }
             }
         }
         assert!(ColumnData::decode(&[0; ENCODED_ROW_BYTES + 1], 1, HashMap::new()).is_none());

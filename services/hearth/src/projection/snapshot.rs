@@ -37,7 +37,7 @@ use std::collections::HashMap;
 use tokio::sync::watch;
 use zeroize::Zeroizing;
 
-use super::columns::{ByteSink, ColumnData, LiveMetadata, ENCODED_ROW_BYTES};
+use super::columns::{ByteSink, ColumnData, ENCODED_ROW_BYTES};
 use super::sync_ids::TagsById;
 use super::{Deletion, Note, Projection, ProjectionBuilder, SyncTag};
 use crate::apps::{Apps, Registry, RegistryState};
@@ -51,10 +51,16 @@ use crate::storage::{SnapshotHeader, Storage, StorageError};
 
 /// The label the snapshot key is derived under.
 pub const KEY_LABEL: &[u8] = b"hearth/snapshot/v1";
-/// 3: the types pinned to the summary follow the audit as a section of
-/// their own (see [`capture`]); 2, from before pins, opens with none, and 1,
-/// from before the audit existed, with an empty audit too.
-const FORMAT_VERSION: u8 = 3;
+/// 4: each type's distinct metadata texts are listed once, and its rows
+/// carry a number into that list (see [`TypeColumns::encode_live`]); 3
+/// lists each row's metadata by sample id; in 3 and later the types pinned
+/// to the summary follow the audit as a section of their own (see
+/// [`capture`]); 2, from before pins, opens with none, and 1, from before
+/// the audit existed, with an empty audit too.
+///
+/// [`TypeColumns::encode_live`]: super::TypeColumns::encode_live
+const FORMAT_VERSION: u8 = 4;
+const FORMAT_METADATA_BY_ID: u8 = 3;
 const FORMAT_WITHOUT_PINS: u8 = 2;
 const FORMAT_WITHOUT_AUDIT: u8 = 1;
 /// Plaintext bytes per sealed chunk: no row holds hundreds of megabytes.
@@ -100,15 +106,17 @@ impl SnapshotKey {
     }
 }
 
-/// Everything but the rows, encoded with postcard after them.
+/// Everything but the rows, encoded with postcard after them; `C` is how
+/// each type's rows are described ([`TypeTexts`] from version 4 on,
+/// [`TypeMeta`] before).
 #[derive(Serialize, Deserialize)]
-struct Meta {
+struct Meta<C = TypeTexts> {
     taken_us: i64,
     /// The last record applied to the projection (registry records aside).
     applied_seq: u64,
     /// The types the snapshot names, by id: indices below refer to these.
     type_ids: Vec<String>,
-    columns: Vec<TypeMeta>,
+    columns: Vec<C>,
     /// Sources in id order, each with its devices in slot order.
     sources: Vec<(String, Vec<Device>)>,
     /// (sample id, sync id, version, type, source), by sample id.
@@ -160,12 +168,47 @@ impl KeyState {
 }
 
 /// One type's rows: how many (their columns lie in the row section, in
-/// this order) and the metadata of those that have some.
+/// this order) and the metadata of those that have some (before version 4).
 #[derive(Serialize, Deserialize)]
 struct TypeMeta {
     ty: u16,
     rows: u64,
     metadata: Vec<(u128, String)>,
+}
+
+/// One type's rows: how many (their columns lie in the row section, in
+/// this order, followed by a number into `texts` per row when `texts` is
+/// not empty) and their distinct metadata texts.
+#[derive(Serialize, Deserialize)]
+struct TypeTexts {
+    ty: u16,
+    rows: u64,
+    texts: Vec<String>,
+}
+
+/// One type's rows as either form describes them.
+enum TypeRows {
+    Texts(TypeTexts),
+    ById(TypeMeta),
+}
+
+impl<C> Meta<C> {
+    fn map_columns<D>(self, f: impl FnMut(C) -> D) -> Meta<D> {
+        Meta {
+            taken_us: self.taken_us,
+            applied_seq: self.applied_seq,
+            type_ids: self.type_ids,
+            columns: self.columns.into_iter().map(f).collect(),
+            sources: self.sources,
+            sync_tags: self.sync_tags,
+            deletions: self.deletions,
+            correlations: self.correlations,
+            priority: self.priority,
+            characteristics: self.characteristics,
+            registry: self.registry,
+            keys: self.keys,
+        }
+    }
 }
 
 /// [`Meta`] as it is written: the same encoding, with the parts that grow
@@ -176,7 +219,7 @@ struct MetaOut<'a> {
     taken_us: i64,
     applied_seq: u64,
     type_ids: Vec<String>,
-    columns: Vec<TypeMetaOut<'a>>,
+    columns: Vec<TypeTextsOut<'a>>,
     sources: Vec<(String, Vec<Device>)>,
     sync_tags: TagsById<'a>,
     deletions: Vec<(u64, u128, u16, u32)>,
@@ -187,12 +230,12 @@ struct MetaOut<'a> {
     keys: KeyState,
 }
 
-/// [`TypeMeta`] as it is written.
+/// [`TypeTexts`] as it is written.
 #[derive(Serialize)]
-struct TypeMetaOut<'a> {
+struct TypeTextsOut<'a> {
     ty: u16,
     rows: u64,
-    metadata: LiveMetadata<'a>,
+    texts: Vec<&'a str>,
 }
 
 /// A snapshot's plaintext as it is written: in chunks of [`CHUNK_BYTES`],
@@ -288,11 +331,11 @@ fn capture(projection: &Projection, apps: &Apps, taken_us: i64) -> (LogHead, Pla
         .collect();
     let mut columns = Vec::with_capacity(held.len());
     for (t, cols) in &held {
-        let (rows, metadata) = cols.encode_live(&mut plain);
-        columns.push(TypeMetaOut {
+        let (rows, texts) = cols.encode_live(&mut plain);
+        columns.push(TypeTextsOut {
             ty: *t as u16,
             rows: rows as u64,
-            metadata,
+            texts,
         });
     }
     let sources = {
@@ -503,7 +546,7 @@ pub struct Start {
 fn decode(plain: &[u8], at: LogHead) -> Result<Start, Rejected> {
     let (&version, rest) = plain.split_first().ok_or(Rejected::Malformed)?;
     let (rest, pinned) = match version {
-        FORMAT_VERSION => {
+        FORMAT_VERSION | FORMAT_METADATA_BY_ID => {
             let (rest, pinned) = trailing_section(rest)?;
             let pinned: Vec<String> =
                 postcard::from_bytes(pinned).map_err(|_| Rejected::Malformed)?;
@@ -513,7 +556,7 @@ fn decode(plain: &[u8], at: LogHead) -> Result<Start, Rejected> {
         _ => return Err(Rejected::Malformed),
     };
     let (rest, audit) = match version {
-        FORMAT_VERSION | FORMAT_WITHOUT_PINS => {
+        FORMAT_VERSION | FORMAT_METADATA_BY_ID | FORMAT_WITHOUT_PINS => {
             let (rest, audit) = trailing_section(rest)?;
             let audit: AuditState = postcard::from_bytes(audit).map_err(|_| Rejected::Malformed)?;
             (rest, AuditIndex::from_state(audit))
@@ -531,7 +574,15 @@ fn decode(plain: &[u8], at: LogHead) -> Result<Start, Rejected> {
         .checked_sub(meta_len)
         .ok_or(Rejected::Malformed)?;
     let (mut rows, meta) = body.split_at(rows_len);
-    let meta: Meta = postcard::from_bytes(meta).map_err(|_| Rejected::Malformed)?;
+    let meta: Meta<TypeRows> = if version == FORMAT_VERSION {
+        postcard::from_bytes::<Meta<TypeTexts>>(meta)
+            .map_err(|_| Rejected::Malformed)?
+            .map_columns(TypeRows::Texts)
+    } else {
+        postcard::from_bytes::<Meta<TypeMeta>>(meta)
+            .map_err(|_| Rejected::Malformed)?
+            .map_columns(TypeRows::ById)
+    };
     let types: Vec<TypeIndex> = meta
         .type_ids
         .iter()
@@ -554,20 +605,34 @@ fn decode(plain: &[u8], at: LogHead) -> Result<Start, Rejected> {
         }
     }
     for columns in meta.columns {
-        let t = ty(columns.ty)?;
-        let n = usize::try_from(columns.rows).map_err(|_| Rejected::Malformed)?;
+        let (t, n, numbered) = match &columns {
+            TypeRows::Texts(c) => (c.ty, c.rows, !c.texts.is_empty()),
+            TypeRows::ById(c) => (c.ty, c.rows, false),
+        };
+        let t = ty(t)?;
+        let n = usize::try_from(n).map_err(|_| Rejected::Malformed)?;
+        let row_bytes = ENCODED_ROW_BYTES + if numbered { 4 } else { 0 };
         let len = n
-            .checked_mul(ENCODED_ROW_BYTES)
+            .checked_mul(row_bytes)
             .filter(|&l| l <= rows.len())
             .ok_or(Rejected::Malformed)?;
         let (these, rest) = rows.split_at(len);
         rows = rest;
-        let metadata: HashMap<u128, Box<str>> = columns
-            .metadata
-            .into_iter()
-            .map(|(id, m)| (id, m.into_boxed_str()))
-            .collect();
-        let data = ColumnData::decode(these, n, metadata).ok_or(Rejected::Malformed)?;
+        let data = match columns {
+            TypeRows::Texts(c) => {
+                let texts = c.texts.into_iter().map(String::into_boxed_str).collect();
+                ColumnData::decode_pooled(these, n, texts)
+            }
+            TypeRows::ById(c) => {
+                let metadata: HashMap<u128, Box<str>> = c
+                    .metadata
+                    .into_iter()
+                    .map(|(id, m)| (id, m.into_boxed_str()))
+                    .collect();
+                ColumnData::decode(these, n, metadata)
+            }
+        }
+        .ok_or(Rejected::Malformed)?;
         let slot = &mut builder.base[usize::from(t.0)];
         if slot.is_some() {
             return Err(Rejected::Malformed);
@@ -1104,15 +1169,15 @@ mod tests {
             sync_ids.insert(id, tag);
         }
         let mut rows = Vec::new();
-        let (live, metadata) = cols.encode_live(&mut rows);
+        let (live, texts) = cols.encode_live(&mut rows);
         let out = MetaOut {
             taken_us: 11,
             applied_seq: 12,
             type_ids: vec!["step_count".into()],
-            columns: vec![TypeMetaOut {
+            columns: vec![TypeTextsOut {
                 ty: 0,
                 rows: live as u64,
-                metadata,
+                texts,
             }],
             sources: vec![("app".into(), Vec::new())],
             sync_tags: sync_ids.by_id(),
@@ -1136,7 +1201,7 @@ mod tests {
         assert_eq!(written, bytes.len());
         let meta: Meta = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(meta.columns[0].rows, 2);
-        assert_eq!(meta.columns[0].metadata, [(5, "{\"a\":1}".to_string())]);
+        assert_eq!(meta.columns[0].texts, ["{\"a\":1}"]);
         assert_eq!(
             meta.sync_tags,
             [
@@ -1145,6 +1210,111 @@ mod tests {
             ]
         );
         assert_eq!(postcard::to_stdvec(&meta).unwrap(), &bytes[..]);
+    }
+
+    /// A snapshot of version 3 (metadata listed by sample id) opens to the
+    /// same state as one of version 4 (each text once, a number per row).
+    #[test]
+    fn metadata_by_id_from_version_3_still_opens() {
+        use crate::log::event::{DeviceGroup, StoredSample, TypeBatch};
+        let texts = ["{\"m\":\"shared\"}", "{\"hrv\":\"61@0;63@1\"}"];
+        let samples = |type_id: &str, id0: u128| TypeBatch {
+            type_id: type_id.into(),
+            samples: (0..50u128)
+                .map(|i| StoredSample {
+                    id: (id0 + i).to_be_bytes(),
+                    start_us: i as i64 * 60_000_000,
+                    start_offset_min: 60,
+                    end_us: i as i64 * 60_000_000,
+                    end_offset_min: 60,
+                    value: 60.0 + i as f64,
+                    metadata: match i % 3 {
+                        0 => None,
+                        1 => Some(texts[0].into()),
+                        _ => Some(format!("{{\"n\":{i}}}")),
+                    },
+                })
+                .collect(),
+        };
+        let mut builder = ProjectionBuilder::new();
+        let event = Event::DeviceSamplesAdded {
+            source: "watch".into(),
+            groups: vec![DeviceGroup {
+                device: None,
+                batches: vec![samples("heart_rate", 1), samples("step_count", 1000)],
+            }],
+        };
+        builder
+            .add(1, Envelope { at_us: 1, event })
+            .unwrap_or_else(|_| panic!("samples apply"));
+        let event = Event::DeviceSamplesAdded {
+            source: "phone".into(),
+            groups: vec![DeviceGroup {
+                device: None,
+                batches: vec![TypeBatch {
+                    type_id: "body_mass".into(),
+                    samples: vec![StoredSample {
+                        id: 5000u128.to_be_bytes(),
+                        start_us: 0,
+                        start_offset_min: 0,
+                        end_us: 0,
+                        end_offset_min: 0,
+                        value: 70.0,
+                        metadata: Some(texts[1].into()),
+                    }],
+                }],
+            }],
+        };
+        builder
+            .add(2, Envelope { at_us: 2, event })
+            .unwrap_or_else(|_| panic!("samples apply"));
+        let projection = builder.finish();
+        let apps = Apps::default();
+        let (at, plain) = capture(&projection, &apps, 0);
+        let v4 = plain.to_vec();
+        assert_eq!(v4[0], FORMAT_VERSION);
+
+        // The same state as version 3 wrote it.
+        let (rest, pinned) = trailing_section(&v4[1..]).unwrap();
+        let (rest, audit) = trailing_section(rest).unwrap();
+        let (_, meta) = trailing_section(rest).unwrap();
+        let meta: Meta<TypeTexts> = postcard::from_bytes(meta).unwrap();
+        let mut v3 = vec![FORMAT_METADATA_BY_ID];
+        let meta = meta.map_columns(|c| {
+            let cols = projection.types[usize::from(c.ty)].read();
+            let mut encoded = Vec::new();
+            let (n, _) = cols.encode_live(&mut encoded);
+            v3.extend_from_slice(&encoded[..n * ENCODED_ROW_BYTES]);
+            let metadata = (0..cols.len())
+                .filter_map(|r| Some((cols.id_of(r), cols.row(r).metadata?.to_string())))
+                .collect();
+            TypeMeta {
+                ty: c.ty,
+                rows: c.rows,
+                metadata,
+            }
+        });
+        assert!(meta.columns.iter().any(|c| c.metadata.len() > 1));
+        let meta = postcard::to_stdvec(&meta).unwrap();
+        for section in [&meta[..], audit, pinned] {
+            v3.extend_from_slice(section);
+            v3.extend_from_slice(&(section.len() as u64).to_le_bytes());
+        }
+        assert!(v3.len() > v4.len(), "version 4 lists each text once");
+
+        let dump = |plain: &[u8]| {
+            let start = decode(plain, at).unwrap_or_else(|_| panic!("opens"));
+            canonical_dump(&start.builder.finish(), &start.registry)
+        };
+        let expected = canonical_dump(&projection, &Registry::default());
+        assert_eq!(dump(&v4), expected);
+        assert_eq!(dump(&v3), expected);
+        let heart_rate = catalogue::lookup("heart_rate").unwrap();
+        let start = decode(&v3, at).unwrap_or_else(|_| panic!("opens"));
+        let reopened = start.builder.finish();
+        let cols = reopened.types[usize::from(heart_rate.0)].read();
+        let r = cols.find(2).unwrap();
+        assert_eq!(cols.row(r).metadata.as_deref(), Some(texts[0]));
     }
 
     #[test]

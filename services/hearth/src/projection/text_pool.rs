@@ -28,24 +28,29 @@ pub(super) struct TextPool {
 impl TextPool {
     /// The slot holding `text`, counted once more.
     pub(super) fn intern(&mut self, text: &str) -> u32 {
+        self.intern_held(text, 1)
+    }
+
+    /// The slot holding `text`, counted `holders` times more.
+    pub(super) fn intern_held(&mut self, text: &str, holders: u32) -> u32 {
         let hash = self.hasher.hash_one(text);
         let texts = &self.texts;
         if let Some(&slot) = self
             .lookup
             .find(hash, |&s| texts[s as usize - 1].as_deref() == Some(text))
         {
-            self.counts[slot as usize - 1] += 1;
+            self.counts[slot as usize - 1] += holders;
             return slot;
         }
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.texts[slot as usize - 1] = Some(text.into());
-                self.counts[slot as usize - 1] = 1;
+                self.counts[slot as usize - 1] = holders;
                 slot
             }
             None => {
                 self.texts.push(Some(text.into()));
-                self.counts.push(1);
+                self.counts.push(holders);
                 u32::try_from(self.texts.len()).expect("fewer than 2^32 distinct texts")
             }
         };
