@@ -705,8 +705,13 @@ async fn bench_unlock(args: &Args, admin: &str) -> anyhow::Result<()> {
 static ALLOCATOR: zero_on_free::ZeroOnFree<mimalloc::MiMalloc> =
     zero_on_free::ZeroOnFree(mimalloc::MiMalloc);
 
-#[tokio::main]
-async fn main() -> anyhow::Result<std::process::ExitCode> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
+    // As the server's binary does, before the runtime's threads exist.
+    zero_on_free::return_freed_memory_promptly();
+    tokio::runtime::Runtime::new()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<std::process::ExitCode> {
     let args = Args::parse();
     // Hearth's own logs (timings of unlock and snapshots) when asked for.
     let _telemetry = std::env::var_os("HEARTH_LOG").map(|_| hearth::telemetry::init("text"));

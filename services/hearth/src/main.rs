@@ -18,8 +18,19 @@ use hearth::storage;
 static ALLOCATOR: zero_on_free::ZeroOnFree<mimalloc::MiMalloc> =
     zero_on_free::ZeroOnFree(mimalloc::MiMalloc);
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before the runtime's threads exist: see the function.
+    zero_on_free::return_freed_memory_promptly();
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("hearth: could not start: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     // Before any secret is read: a core dump would hold keys in the clear.
     if let Err(e) = hearth::hardening::disable_core_dumps() {
         eprintln!("hearth: could not disable core dumps: {e}");
