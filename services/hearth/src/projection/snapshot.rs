@@ -108,9 +108,10 @@ impl SnapshotKey {
 
 /// Everything but the rows, encoded with postcard after them; `C` is how
 /// each type's rows are described ([`TypeTexts`] from version 4 on,
-/// [`TypeMeta`] before).
+/// [`TypeMeta`] before). Written as [`MetaOut`]: the same encoding, with the
+/// parts that grow with the samples borrowed from the projection.
 #[derive(Serialize, Deserialize)]
-struct Meta<C = TypeTexts> {
+struct Meta<C = TypeTexts, S = Vec<(u128, String, i64, u16, u32)>> {
     taken_us: i64,
     /// The last record applied to the projection (registry records aside).
     applied_seq: u64,
@@ -120,7 +121,7 @@ struct Meta<C = TypeTexts> {
     /// Sources in id order, each with its devices in slot order.
     sources: Vec<(String, Vec<Device>)>,
     /// (sample id, sync id, version, type, source), by sample id.
-    sync_tags: Vec<(u128, String, i64, u16, u32)>,
+    sync_tags: S,
     /// (seq, sample id, type, source), per type in log order.
     deletions: Vec<(u64, u128, u16, u32)>,
     /// Correlation id and member types, by id.
@@ -192,8 +193,8 @@ enum TypeRows {
     ById(TypeMeta),
 }
 
-impl<C> Meta<C> {
-    fn map_columns<D>(self, f: impl FnMut(C) -> D) -> Meta<D> {
+impl<C, S> Meta<C, S> {
+    fn map_columns<D>(self, f: impl FnMut(C) -> D) -> Meta<D, S> {
         Meta {
             taken_us: self.taken_us,
             applied_seq: self.applied_seq,
@@ -211,24 +212,8 @@ impl<C> Meta<C> {
     }
 }
 
-/// [`Meta`] as it is written: the same encoding, with the parts that grow
-/// with the samples (metadata, sync identifiers) borrowed from the
-/// projection rather than copied.
-#[derive(Serialize)]
-struct MetaOut<'a> {
-    taken_us: i64,
-    applied_seq: u64,
-    type_ids: Vec<String>,
-    columns: Vec<TypeTextsOut<'a>>,
-    sources: Vec<(String, Vec<Device>)>,
-    sync_tags: TagsById<'a>,
-    deletions: Vec<(u64, u128, u16, u32)>,
-    correlations: Vec<(u128, Vec<u16>)>,
-    priority: (u64, Vec<SourceKey>),
-    characteristics: Vec<(String, String)>,
-    registry: RegistryState,
-    keys: KeyState,
-}
+/// [`Meta`] as it is written.
+type MetaOut<'a> = Meta<TypeTextsOut<'a>, TagsById<'a>>;
 
 /// [`TypeTexts`] as it is written.
 #[derive(Serialize)]

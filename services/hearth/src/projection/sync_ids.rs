@@ -228,7 +228,8 @@ impl SyncIds {
         // a log is not to break the index over it).
         self.remove(id);
         let text = tag.sync_id;
-        let len = u16::try_from(text.len()).expect("sync ids are validated to a few hundred bytes");
+        let len =
+            u16::try_from(text.len()).expect("sync ids are validated to at most MAX_SYNC_ID bytes");
         let new = Entry {
             id: halves(id),
             version: tag.version,
