@@ -183,6 +183,46 @@ impl Driver {
         .await;
     }
 
+    /// Clicks a link or a form's button and returns once the page it leads
+    /// to has loaded. A plain `click` may return while the old page is still
+    /// shown, and what is read next would come from it (or from an element
+    /// the navigation then removes).
+    pub async fn follow(&self, css: &str) {
+        self.execute(
+            "window.hearthOldPage = true; return null;",
+            json!([]),
+            false,
+        )
+        .await;
+        self.click(css).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            // Mid-navigation a script may find no document to run in: that
+            // is not an answer yet, so it is asked again.
+            let loaded = self
+                .http
+                .post(self.url("/execute/sync"))
+                .json(&json!({
+                    "script": "return window.hearthOldPage === undefined && document.readyState === 'complete';",
+                    "args": [],
+                }))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap();
+            if loaded["value"] == json!(true) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "clicking {css} never led to a new page: {loaded}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn type_into(&self, css: &str, text: &str) {
         let e = self.find(css).await;
         self.cmd(

@@ -167,9 +167,9 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
 
     driver.goto(&site("/types")).await;
     check_page(&driver, &a11y, "/types").await;
-    driver.click("#type-step_count").await;
+    driver.follow("#type-step_count").await;
     for period in ["day", "week", "month", "year"] {
-        driver.click(&format!("#period-{period}")).await;
+        driver.follow(&format!("#period-{period}")).await;
         let current = driver
             .execute(
                 "return document.querySelector('[aria-current=page]').id;",
@@ -188,7 +188,7 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
 
     // A type pinned from its page comes first on the summary.
     driver.goto(&site("/types/body_temperature")).await;
-    driver.click("#pin").await;
+    driver.follow("#pin").await;
     driver.wait_for_text("#pin", "Unpin from the summary").await;
     driver.goto(&site("/summary?tz=UTC")).await;
     let first = driver
@@ -268,24 +268,24 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
     driver
         .type_into("#redirect_uri", "https://diary.example/cb")
         .await;
-    driver.click("#register-button").await;
+    driver.follow("#register-button").await;
     driver.wait_for_text("#app-name", "Sleep Diary").await;
     driver.type_into("#credential-name", "bedside").await;
     driver.type_into("#credential-read", "sleep_analysis").await;
     driver
         .type_into("#credential-write", "sleep_analysis")
         .await;
-    driver.click("#mint-button").await;
+    driver.follow("#mint-button").await;
     let shown = driver.wait_for_text("#new-token", "shown this once").await;
     assert!(driver.selected("#read-sleep_analysis").await);
     driver.click("#read-sleep_analysis").await;
-    driver.click("#save-grants").await;
+    driver.follow("#save-grants").await;
     driver.wait_for_text("#app-name", "Sleep Diary").await;
     assert!(!driver.selected("#read-sleep_analysis").await);
     assert!(driver.selected("#write-sleep_analysis").await);
     check_page(&driver, &a11y, "/apps/{id}").await;
     photograph(&driver, "app", backend).await;
-    driver.click("#credentials button").await;
+    driver.follow("#credentials button").await;
     driver
         .wait_for_text("#no-credentials", "No credential")
         .await;
@@ -308,7 +308,7 @@ async fn a_new_owner_walks_through_every_page(backend: Backend) {
             false,
         )
         .await;
-    driver.click("#filter-button").await;
+    driver.follow("#filter-button").await;
     driver.wait_for_text("#entries", "Step count").await;
     assert!(driver.current_url().await.contains("kind=app_write"));
     check_page(&driver, &a11y, "/access").await;
