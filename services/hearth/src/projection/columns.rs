@@ -634,11 +634,83 @@ impl TypeColumns {
     }
 
     fn rebuild_index(&mut self) {
-        self.index = HashTable::with_capacity(self.len());
-        for r in 0..self.len() {
-            self.index_row(r);
-        }
+        self.index = build_index(&self.id, &self.hasher);
     }
+}
+
+/// The id index of rows with `ids`: row numbers hashed by id. A large table
+/// is filled in the order of the bucket each row's probe starts at, so it
+/// is written front to back rather than at random: inserting ten million
+/// rows in row order spends most of its time waiting for memory.
+fn build_index(ids: &[u128], hasher: &DefaultHashBuilder) -> HashTable<u32> {
+    let n = ids.len();
+    let mut index = HashTable::with_capacity(n);
+    let rehash = |&r: &u32| hasher.hash_one(ids[r as usize]);
+    if n < INDEX_SORTED_FROM {
+        for (r, &id) in ids.iter().enumerate() {
+            index.insert_unique(hasher.hash_one(id), r as u32, rehash);
+        }
+        return index;
+    }
+    // hashbrown's tables have a power-of-two number of buckets, seven
+    // eighths of which it fills, and a probe for `hash` starts at bucket
+    // `hash & (buckets - 1)`. Were this ever not so, the order below would
+    // only be slower, never wrong.
+    let buckets = (index.capacity() / 7 * 8).next_power_of_two();
+    let bucket_bits = buckets.trailing_zeros();
+    let mut hashed: Vec<(u64, u32)> = ids
+        .iter()
+        .enumerate()
+        .map(|(r, &id)| (hasher.hash_one(id), r as u32))
+        .collect();
+    // Ordered by the bucket's top 24 bits, enough that each stretch of
+    // rows lands within a few cache lines of the last.
+    let key_bits = bucket_bits.min(24);
+    let shift = bucket_bits - key_bits;
+    let mask = (buckets as u64) - 1;
+    radix_sort_by(&mut hashed, key_bits, |&(hash, _)| {
+        ((hash & mask) >> shift) as u32
+    });
+    for &(hash, r) in &hashed {
+        index.insert_unique(hash, r, rehash);
+    }
+    index
+}
+
+/// Rows from which [`TypeColumns::rebuild_index`] orders its inserts: below
+/// it the table fits in the caches anyway.
+const INDEX_SORTED_FROM: usize = 1 << 16;
+
+/// Sorts `items` by `key`, whose values are below `2^bits` (`bits` ≤ 24):
+/// a stable least-significant-digit radix sort, two passes of 12 bits.
+fn radix_sort_by<T: Copy>(items: &mut Vec<T>, bits: u32, key: impl Fn(&T) -> u32) {
+    const DIGIT: u32 = 12;
+    let Some(&first) = items.first() else { return };
+    let mut from = std::mem::take(items);
+    let mut to = Vec::with_capacity(from.len());
+    let mut shift = 0;
+    while shift < bits {
+        let digit = |item: &T| ((key(item) >> shift) & ((1 << DIGIT) - 1)) as usize;
+        let mut starts = vec![0usize; 1 << DIGIT];
+        for item in &from {
+            starts[digit(item)] += 1;
+        }
+        let mut sum = 0;
+        for start in &mut starts {
+            (*start, sum) = (sum, sum + *start);
+        }
+        // Every slot is written exactly once below.
+        to.clear();
+        to.resize(from.len(), first);
+        for item in &from {
+            let d = digit(item);
+            to[starts[d]] = *item;
+            starts[d] += 1;
+        }
+        std::mem::swap(&mut from, &mut to);
+        shift += DIGIT;
+    }
+    *items = from;
 }
 
 /// Sorted live rows as plain columns: what a snapshot holds of one type.
@@ -660,6 +732,9 @@ pub(crate) struct ColumnData {
     pub text_numbers: Vec<u32>,
     pub texts: Vec<Box<str>>,
 }
+
+/// Rows from which a type's columns are decoded on two threads.
+const DECODE_SPREAD_FROM: usize = 1 << 16;
 
 /// Bytes per row of the encoded columns.
 pub(crate) const ENCODED_ROW_BYTES: usize = 8 + 8 + 8 + 16 + 4 + 4 + 2 + 2 + 2;
@@ -735,19 +810,50 @@ impl ColumnData {
         if rows.checked_mul(ENCODED_ROW_BYTES) != Some(bytes.len()) {
             return None;
         }
-        let at = &mut 0usize;
+        // The columns are written in this order: the first three on this
+        // thread, the others, for a large type, on a second one meanwhile.
+        let (times_and_values, rest) = bytes.split_at(rows * (8 + 8 + 8));
+        let decode_rest = || {
+            let at = &mut 0usize;
+            (
+                take_column!(rest, at, rows, u128),
+                take_column!(rest, at, rows, u32),
+                take_column!(rest, at, rows, u32),
+                take_column!(rest, at, rows, u16),
+                take_column!(rest, at, rows, i16),
+                take_column!(rest, at, rows, i16),
+            )
+        };
+        let decode_first = || {
+            let at = &mut 0usize;
+            (
+                take_column!(times_and_values, at, rows, i64),
+                take_column!(times_and_values, at, rows, i64),
+                take_column!(times_and_values, at, rows, f64),
+            )
+        };
+        let ((start, end, value), (id, source, seq, device, start_offset, end_offset)) =
+            if rows >= DECODE_SPREAD_FROM {
+                std::thread::scope(|scope| {
+                    let rest = scope.spawn(decode_rest);
+                    let first = decode_first();
+                    (first, rest.join().expect("decoding does not panic"))
+                })
+            } else {
+                (decode_first(), decode_rest())
+            };
         let data = ColumnData {
             text_numbers: Vec::new(),
             texts: Vec::new(),
-            start: take_column!(bytes, at, rows, i64),
-            end: take_column!(bytes, at, rows, i64),
-            value: take_column!(bytes, at, rows, f64),
-            id: take_column!(bytes, at, rows, u128),
-            source: take_column!(bytes, at, rows, u32),
-            seq: take_column!(bytes, at, rows, u32),
-            device: take_column!(bytes, at, rows, u16),
-            start_offset: take_column!(bytes, at, rows, i16),
-            end_offset: take_column!(bytes, at, rows, i16),
+            start,
+            end,
+            value,
+            id,
+            source,
+            seq,
+            device,
+            start_offset,
+            end_offset,
             metadata,
         };
         let sorted = data
@@ -905,25 +1011,34 @@ impl TypeColumns {
                 end_offset: std::mem::take(&mut base.end_offset),
                 ..TypeColumns::default()
             };
-            let mut current: Option<(u32, &mut SourceRows)> = None;
-            for (r, &source) in cols.source.iter().enumerate() {
-                match &mut current {
-                    Some((s, rows)) if *s == source => rows.add(r),
-                    _ => {
-                        let rows = cols.by_source.entry(source).or_default();
-                        rows.add(r);
-                        current = Some((source, rows));
+            // A large type's index is built on a second thread meanwhile.
+            std::thread::scope(|scope| {
+                let index = (cols.id.len() >= INDEX_SORTED_FROM)
+                    .then(|| scope.spawn(|| build_index(&cols.id, &cols.hasher)));
+                let mut current: Option<(u32, &mut SourceRows)> = None;
+                for (r, &source) in cols.source.iter().enumerate() {
+                    match &mut current {
+                        Some((s, rows)) if *s == source => rows.add(r),
+                        _ => {
+                            let rows = cols.by_source.entry(source).or_default();
+                            rows.add(r);
+                            current = Some((source, rows));
+                        }
                     }
                 }
-            }
-            cols.longest_us = cols
-                .start
-                .iter()
-                .zip(&cols.end)
-                .map(|(&s, &e)| e.saturating_sub(s))
-                .max()
-                .unwrap_or(0)
-                .max(0);
+                cols.longest_us = cols
+                    .start
+                    .iter()
+                    .zip(&cols.end)
+                    .map(|(&s, &e)| e.saturating_sub(s))
+                    .max()
+                    .unwrap_or(0)
+                    .max(0);
+                cols.index = match index {
+                    Some(index) => index.join().expect("the index thread does not panic"),
+                    None => build_index(&cols.id, &cols.hasher),
+                };
+            });
             cols
         } else {
             tail.sort_unstable_by_key(Row::key);
@@ -942,10 +1057,10 @@ impl TypeColumns {
                 cols.push(row);
             }
             base.wipe();
+            cols.rebuild_index();
             cols
         };
         cols.last_seq = last_seq;
-        cols.rebuild_index();
         // Metadata taken over with the columns: by number, each text
         // pooled once for all its rows, or by id. None is left when the
         // rows were merged with a tail.
@@ -1186,6 +1301,63 @@ mod tests {
         let c = TypeColumns::from_rows(vec![row(3, 30), row(2, 20), row(1, 10)], &dropped);
         assert_eq!(starts(&c), vec![(10, 1), (30, 3)]);
         assert_eq!(c.find(3), Some(1));
+    }
+
+    #[test]
+    fn radix_sort_orders_by_key_and_keeps_ties_in_order() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for bits in [1, 12, 13, 24] {
+            let mut items: Vec<(u32, usize)> = (0..5000)
+                .map(|i| (rng.gen_range(0..1u32 << bits), i))
+                .collect();
+            let mut expected = items.clone();
+            expected.sort_by_key(|&(k, _)| k);
+            radix_sort_by(&mut items, bits, |&(k, _)| k);
+            assert_eq!(items, expected, "{bits} bits");
+        }
+        let mut none: Vec<(u32, usize)> = Vec::new();
+        radix_sort_by(&mut none, 24, |&(k, _)| k);
+        assert!(none.is_empty());
+    }
+
+    /// Large enough that the index is filled in bucket order, from a
+    /// snapshot's columns and from rows: every id finds its row, one that
+    /// was never added finds none, and later inserts and deletes still work.
+    #[test]
+    fn an_index_filled_in_bucket_order_finds_every_row() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let n = INDEX_SORTED_FROM * 3 + 17;
+        let rows: Vec<Row> = (0..n as i64).map(|i| row(rng.gen(), i)).collect();
+        let ids: Vec<u128> = rows.iter().map(|r| r.id).collect();
+        let from_rows = TypeColumns::from_rows(rows, &hashbrown::HashSet::new());
+        let mut base = ColumnData::default();
+        for &id in &ids {
+            base.start.push(base.start.len() as i64);
+            base.end.push(base.end.len() as i64);
+            base.value.push(1.0);
+            base.id.push(id);
+            base.source.push((id % 3) as u32);
+            base.seq.push(1);
+            base.device.push(0);
+            base.start_offset.push(0);
+            base.end_offset.push(0);
+        }
+        let mut from_base = TypeColumns::from_base(base, Vec::new());
+        for c in [&from_rows, &from_base] {
+            assert_eq!(c.len(), n);
+            for (r, &id) in ids.iter().enumerate() {
+                assert_eq!(c.find(id), Some(r));
+            }
+            assert_eq!(c.find(ids[0] ^ 1), None);
+        }
+        let own = from_base.only_source(1);
+        assert_eq!(own.len(), ids.iter().filter(|&&i| i % 3 == 1).count());
+        assert!(own.id.iter().all(|&id| own.find(id).is_some()));
+        from_base.insert(vec![row(7, n as i64 + 5)]);
+        assert_eq!(from_base.find(7), Some(n));
+        assert_eq!(from_base.find(ids[n - 1]), Some(n - 1));
     }
 
     /// Random back-fills and deletions against a sorted reference: order,
