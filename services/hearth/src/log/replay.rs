@@ -223,11 +223,12 @@ impl<'a> OpenedRecords<'a> {
             .iter()
             .take_while(|r| {
                 let fits = bytes < GROUP_BYTES;
-                bytes += r.body.len();
+                if fits {
+                    bytes += r.body.len();
+                }
                 fits
             })
             .count()
-            .max(1)
             .min(rest.len());
         let group = &rest[..len];
         self.next += len;

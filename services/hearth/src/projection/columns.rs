@@ -677,8 +677,8 @@ fn build_index(ids: &[u128], hasher: &DefaultHashBuilder) -> HashTable<u32> {
     index
 }
 
-/// Rows from which [`TypeColumns::rebuild_index`] orders its inserts: below
-/// it the table fits in the caches anyway.
+/// Rows from which [`build_index`] orders its inserts: below it the table
+/// fits in the caches anyway.
 const INDEX_SORTED_FROM: usize = 1 << 16;
 
 /// Sorts `items` by `key`, whose values are below `2^bits` (`bits` ≤ 24):
@@ -810,8 +810,8 @@ impl ColumnData {
         if rows.checked_mul(ENCODED_ROW_BYTES) != Some(bytes.len()) {
             return None;
         }
-        // The columns are written in this order: the first three on this
-        // thread, the others, for a large type, on a second one meanwhile.
+        // The columns follow one another in this order. The first three are
+        // decoded here, the rest (for a large type) on a second thread.
         let (times_and_values, rest) = bytes.split_at(rows * (8 + 8 + 8));
         let decode_rest = || {
             let at = &mut 0usize;
