@@ -23,7 +23,8 @@
 //! - [`audit`]: every disclosure (apps' reads, study exports) as log events;
 //!   [`privacy`]: the privacy notice generated from the live configuration;
 //! - [`telemetry`]: logs, traces and metrics that carry no health data;
-//! - [`startup`]: building and running the server; [`hardening`]: no core dumps.
+//! - [`startup`]: building and running the server; [`hardening`]: no core dumps;
+//!   [`spread`]: CPU-bound work over the cores.
 
 #![forbid(unsafe_code)]
 
@@ -50,6 +51,7 @@ pub mod projection;
 pub mod query;
 pub mod research;
 pub mod samples;
+pub mod spread;
 pub mod startup;
 pub mod storage;
 pub mod store;

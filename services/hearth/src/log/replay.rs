@@ -153,21 +153,26 @@ pub async fn walk_from(
         let page = storage.records_after(after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        let mut opened = OpenedRecords::new(&page, keys);
-        for record in &page {
-            chain.check(record)?;
-            walked.note_record(record.key_id);
-            let Some(keys) = keys else { continue };
-            let seq = record.seq;
-            let Some(envelope) = opened.next() else {
-                unreadable.push((seq, record.key_id));
-                continue;
-            };
-            let envelope = envelope?;
-            if let Event::KeysDestroyed { key_ids, .. } = &envelope.event {
-                walked.note_erasure(seq, key_ids, &before_from, |id| keys.get(id).is_none());
+        for group in groups(&page) {
+            let mut opened = keys
+                .map(|keys| open_records(group, keys))
+                .unwrap_or_default()
+                .into_iter();
+            for record in group {
+                chain.check(record)?;
+                walked.note_record(record.key_id);
+                let Some(keys) = keys else { continue };
+                let seq = record.seq;
+                let Some(envelope) = opened.next().flatten() else {
+                    unreadable.push((seq, record.key_id));
+                    continue;
+                };
+                let envelope = envelope?;
+                if let Event::KeysDestroyed { key_ids, .. } = &envelope.event {
+                    walked.note_erasure(seq, key_ids, &before_from, |id| keys.get(id).is_none());
+                }
+                visit(seq, envelope)?;
             }
-            visit(seq, envelope)?;
         }
     }
     chain.finish(head)?;
@@ -180,89 +185,52 @@ pub async fn walk_from(
     Ok(walked)
 }
 
-/// The records of a page opened and decoded in order, a group of them at a
-/// time spread over the cores: in a replay of the whole log this is most
-/// of the work. A group is bounded in bytes, so a page of large records is
-/// never all held decoded at once.
-struct OpenedRecords<'a> {
-    page: &'a [LogRecord],
-    keys: Option<&'a DataKeys>,
-    /// The next group, opened, in reverse (taken from the end).
-    ready: Vec<Option<Result<Envelope, ReplayError>>>,
-    /// Where the next group starts in `page`.
-    next: usize,
-}
-
-/// Ciphertext bytes per group, and below which one thread opens it.
+/// Ciphertext bytes per group of records opened together, and below which
+/// one thread opens a group.
 const GROUP_BYTES: usize = 8 << 20;
 const SPREAD_FROM_BYTES: usize = 256 << 10;
 
-impl<'a> OpenedRecords<'a> {
-    fn new(page: &'a [LogRecord], keys: Option<&'a DataKeys>) -> OpenedRecords<'a> {
-        OpenedRecords {
-            page,
-            keys,
-            ready: Vec::new(),
-            next: 0,
-        }
-    }
-
-    /// The next record opened: `None` when there are no keys or its key is
-    /// missing, else the envelope or why it does not open.
-    fn next(&mut self) -> Option<Result<Envelope, ReplayError>> {
-        if self.ready.is_empty() {
-            self.open_group();
-        }
-        self.ready.pop().flatten()
-    }
-
-    fn open_group(&mut self) {
-        let rest = &self.page[self.next.min(self.page.len())..];
+/// `page` in consecutive groups of about [`GROUP_BYTES`] of ciphertext, so
+/// a page of large records is never all held decoded at once.
+fn groups(page: &[LogRecord]) -> impl Iterator<Item = &[LogRecord]> {
+    let mut rest = page;
+    std::iter::from_fn(move || {
         let mut bytes = 0;
         let len = rest
             .iter()
             .take_while(|r| {
                 let fits = bytes < GROUP_BYTES;
-                if fits {
-                    bytes += r.body.len();
-                }
+                bytes += r.body.len();
                 fits
             })
-            .count()
-            .min(rest.len());
-        let group = &rest[..len];
-        self.next += len;
-        let keys = self.keys;
-        let open = |record: &LogRecord| {
-            let key = keys?.get(record.key_id)?;
-            let seq = record.seq;
-            Some(
-                crypto::open(&key.key, &key.record_aad(seq), &record.body)
-                    .map_err(|_| ReplayError::Authentication { seq })
-                    .and_then(|plain| {
-                        Envelope::decode(&plain).map_err(|error| ReplayError::Decode { seq, error })
-                    }),
-            )
-        };
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-        let mut opened: Vec<_> = if threads == 1 || len < 2 || bytes < SPREAD_FROM_BYTES {
-            group.iter().map(open).collect()
-        } else {
-            let per_thread = len.div_ceil(threads);
-            std::thread::scope(|scope| {
-                let parts: Vec<_> = group
-                    .chunks(per_thread)
-                    .map(|part| scope.spawn(move || part.iter().map(open).collect::<Vec<_>>()))
-                    .collect();
-                parts
-                    .into_iter()
-                    .flat_map(|part| part.join().expect("opening a record does not panic"))
-                    .collect()
-            })
-        };
-        opened.reverse();
-        self.ready = opened;
+            .count();
+        let (group, tail) = rest.split_at(len);
+        rest = tail;
+        (!group.is_empty()).then_some(group)
+    })
+}
+
+/// Each record of `group` opened and decoded, in order, spread over the
+/// cores (in a replay of the whole log this is most of the work): `None`
+/// where its key is missing.
+fn open_records(
+    group: &[LogRecord],
+    keys: &DataKeys,
+) -> Vec<Option<Result<Envelope, ReplayError>>> {
+    let open = |record: &LogRecord| {
+        let key = keys.get(record.key_id)?;
+        let seq = record.seq;
+        let plain = crypto::open(&key.key, &key.record_aad(seq), &record.body)
+            .map_err(|_| ReplayError::Authentication { seq });
+        Some(plain.and_then(|plain| {
+            Envelope::decode(&plain).map_err(|error| ReplayError::Decode { seq, error })
+        }))
+    };
+    let bytes: usize = group.iter().map(|r| r.body.len()).sum();
+    if bytes < SPREAD_FROM_BYTES {
+        return group.iter().map(open).collect();
     }
+    crate::spread::map(group.iter().collect(), |_, record| open(record))
 }
 
 /// Rebuilds the projection and the app registry from the newest usable

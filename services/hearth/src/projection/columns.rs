@@ -643,36 +643,29 @@ impl TypeColumns {
 /// is written front to back rather than at random: inserting ten million
 /// rows in row order spends most of its time waiting for memory.
 fn build_index(ids: &[u128], hasher: &DefaultHashBuilder) -> HashTable<u32> {
-    let n = ids.len();
-    let mut index = HashTable::with_capacity(n);
-    let rehash = |&r: &u32| hasher.hash_one(ids[r as usize]);
-    if n < INDEX_SORTED_FROM {
-        for (r, &id) in ids.iter().enumerate() {
-            index.insert_unique(hasher.hash_one(id), r as u32, rehash);
-        }
-        return index;
-    }
-    // hashbrown's tables have a power-of-two number of buckets, seven
-    // eighths of which it fills, and a probe for `hash` starts at bucket
-    // `hash & (buckets - 1)`. Were this ever not so, the order below would
-    // only be slower, never wrong.
-    let buckets = (index.capacity() / 7 * 8).next_power_of_two();
-    let bucket_bits = buckets.trailing_zeros();
+    let mut index = HashTable::with_capacity(ids.len());
     let mut hashed: Vec<(u64, u32)> = ids
         .iter()
         .enumerate()
         .map(|(r, &id)| (hasher.hash_one(id), r as u32))
         .collect();
-    // Ordered by the bucket's top 24 bits, enough that each stretch of
-    // rows lands within a few cache lines of the last.
-    let key_bits = bucket_bits.min(24);
-    let shift = bucket_bits - key_bits;
-    let mask = (buckets as u64) - 1;
-    radix_sort_by(&mut hashed, key_bits, |&(hash, _)| {
-        ((hash & mask) >> shift) as u32
-    });
+    if ids.len() >= INDEX_SORTED_FROM {
+        // hashbrown's tables have a power-of-two number of buckets, seven
+        // eighths of which it fills, and a probe for `hash` starts at bucket
+        // `hash & (buckets - 1)`. Were this ever not so, the order would
+        // only be slower, never wrong. Ordered by the bucket's top 24 bits,
+        // each stretch of rows lands within a few cache lines of the last.
+        let buckets = (index.capacity() / 7 * 8).next_power_of_two();
+        let bucket_bits = buckets.trailing_zeros();
+        let key_bits = bucket_bits.min(24);
+        let shift = bucket_bits - key_bits;
+        let mask = (buckets as u64) - 1;
+        radix_sort_by(&mut hashed, key_bits, |&(hash, _)| {
+            ((hash & mask) >> shift) as u32
+        });
+    }
     for &(hash, r) in &hashed {
-        index.insert_unique(hash, r, rehash);
+        index.insert_unique(hash, r, |&r| hasher.hash_one(ids[r as usize]));
     }
     index
 }
@@ -810,8 +803,8 @@ impl ColumnData {
         if rows.checked_mul(ENCODED_ROW_BYTES) != Some(bytes.len()) {
             return None;
         }
-        // The columns follow one another in this order. The first three are
-        // decoded here, the rest (for a large type) on a second thread.
+        // The columns follow one another in this order; a large type's
+        // first three and the rest are decoded at once.
         let (times_and_values, rest) = bytes.split_at(rows * (8 + 8 + 8));
         let decode_rest = || {
             let at = &mut 0usize;
@@ -832,16 +825,8 @@ impl ColumnData {
                 take_column!(times_and_values, at, rows, f64),
             )
         };
-        let ((start, end, value), (id, source, seq, device, start_offset, end_offset)) =
-            if rows >= DECODE_SPREAD_FROM {
-                std::thread::scope(|scope| {
-                    let rest = scope.spawn(decode_rest);
-                    let first = decode_first();
-                    (first, rest.join().expect("decoding does not panic"))
-                })
-            } else {
-                (decode_first(), decode_rest())
-            };
+        let ((id, source, seq, device, start_offset, end_offset), (start, end, value)) =
+            crate::spread::join(rows >= DECODE_SPREAD_FROM, decode_rest, decode_first);
         let data = ColumnData {
             text_numbers: Vec::new(),
             texts: Vec::new(),
@@ -1011,34 +996,35 @@ impl TypeColumns {
                 end_offset: std::mem::take(&mut base.end_offset),
                 ..TypeColumns::default()
             };
-            // A large type's index is built on a second thread meanwhile.
-            std::thread::scope(|scope| {
-                let index = (cols.id.len() >= INDEX_SORTED_FROM)
-                    .then(|| scope.spawn(|| build_index(&cols.id, &cols.hasher)));
-                let mut current: Option<(u32, &mut SourceRows)> = None;
-                for (r, &source) in cols.source.iter().enumerate() {
-                    match &mut current {
-                        Some((s, rows)) if *s == source => rows.add(r),
-                        _ => {
-                            let rows = cols.by_source.entry(source).or_default();
-                            rows.add(r);
-                            current = Some((source, rows));
+            // A large type's index is built meanwhile on a second thread.
+            let (index, (by_source, longest_us)) = crate::spread::join(
+                cols.id.len() >= INDEX_SORTED_FROM,
+                || build_index(&cols.id, &cols.hasher),
+                || {
+                    let mut by_source: HashMap<u32, SourceRows> = HashMap::new();
+                    let mut current: Option<(u32, &mut SourceRows)> = None;
+                    for (r, &source) in cols.source.iter().enumerate() {
+                        match &mut current {
+                            Some((s, rows)) if *s == source => rows.add(r),
+                            _ => {
+                                let rows = by_source.entry(source).or_default();
+                                rows.add(r);
+                                current = Some((source, rows));
+                            }
                         }
                     }
-                }
-                cols.longest_us = cols
-                    .start
-                    .iter()
-                    .zip(&cols.end)
-                    .map(|(&s, &e)| e.saturating_sub(s))
-                    .max()
-                    .unwrap_or(0)
-                    .max(0);
-                cols.index = match index {
-                    Some(index) => index.join().expect("the index thread does not panic"),
-                    None => build_index(&cols.id, &cols.hasher),
-                };
-            });
+                    let longest_us = cols
+                        .start
+                        .iter()
+                        .zip(&cols.end)
+                        .map(|(&s, &e)| e.saturating_sub(s))
+                        .max()
+                        .unwrap_or(0)
+                        .max(0);
+                    (by_source, longest_us)
+                },
+            );
+            (cols.index, cols.by_source, cols.longest_us) = (index, by_source, longest_us);
             cols
         } else {
             tail.sort_unstable_by_key(Row::key);

@@ -404,38 +404,11 @@ fn seal(key: &SnapshotKey, at: LogHead, plain: Plain) -> (SnapshotHeader, Vec<Ve
     }
     let chunks = parts.len() as u32;
     // Several chunks at a time, as they are opened.
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
-    let per_thread = parts.len().div_ceil(threads).max(1);
-    let mut parts = parts.into_iter();
-    let groups = std::iter::from_fn(|| {
-        let group: Vec<_> = parts.by_ref().take(per_thread).collect();
-        (!group.is_empty()).then_some(group)
-    });
-    let sealed = std::thread::scope(|scope| {
-        let groups: Vec<_> = groups
-            .enumerate()
-            .map(|(group, parts)| {
-                scope.spawn(move || {
-                    parts
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, mut part)| {
-                            let i = (group * per_thread + i) as u32;
-                            // Sealed where it lies: what is left in the
-                            // buffer is ciphertext, not to be wiped.
-                            let plain = std::mem::take(&mut *part);
-                            crypto::seal_in_place(&key.key, &key.aad(at, i, chunks), plain)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        groups
-            .into_iter()
-            .flat_map(|g| g.join().expect("sealing does not panic"))
-            .collect()
+    let sealed = crate::spread::map(parts, |i, mut part| {
+        // Sealed where it lies: what is left in the buffer is ciphertext,
+        // not to be wiped.
+        let plain = std::mem::take(&mut *part);
+        crypto::seal_in_place(&key.key, &key.aad(at, i as u32, chunks), plain)
     });
     let header = SnapshotHeader {
         at,
@@ -484,35 +457,21 @@ fn open_chunks(
     }
     let total: usize = sizes.iter().sum();
     let mut plain = Zeroizing::new(vec![0u8; total]);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
-    let per_thread = n.div_ceil(threads).max(1);
-    let failed = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        let mut rest: &mut [u8] = &mut plain;
-        for (group, sealed) in chunks.chunks(per_thread).enumerate() {
-            let first = group * per_thread;
-            let len: usize = sizes[first..first + sealed.len()].iter().sum();
-            let (out, tail) = std::mem::take(&mut rest).split_at_mut(len);
+    let mut rest: &mut [u8] = &mut plain;
+    let parts: Vec<_> = chunks
+        .iter()
+        .zip(&sizes)
+        .map(|(sealed, &size)| {
+            let (out, tail) = std::mem::take(&mut rest).split_at_mut(size);
             rest = tail;
-            let failed = &failed;
-            scope.spawn(move || {
-                let mut at = 0;
-                for (i, sealed) in sealed.iter().enumerate() {
-                    let aad = key.aad(header.at, (first + i) as u32, header.chunks);
-                    let size = sealed.len() - OVERHEAD;
-                    let part = &mut out[at..at + size];
-                    if crypto::open_into(&key.key, &aad, sealed, part).is_err() {
-                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
-                        return;
-                    }
-                    at += size;
-                }
-            });
-        }
+            (sealed, out)
+        })
+        .collect();
+    let opened = crate::spread::map(parts, |i, (sealed, out)| {
+        let aad = key.aad(header.at, i as u32, header.chunks);
+        crypto::open_into(&key.key, &aad, sealed, out).is_ok()
     });
-    if failed.into_inner() {
+    if !opened.into_iter().all(|ok| ok) {
         return Err(Rejected::Authentication);
     }
     Ok(plain)
