@@ -479,7 +479,7 @@ pub async fn accept_restore(
         hash: record.hash,
     };
     storage
-        .append(head, &[record], &auth.head_mac(new_head))
+        .append(head, &[record], &auth.head_mac(new_head), &[])
         .await?;
     write_mark(state, auth.mark(new_head)).await?;
     Ok(AcceptedRestore {

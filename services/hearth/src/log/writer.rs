@@ -86,6 +86,14 @@ pub enum Write {
         source: String,
         entries: Vec<NewEntry>,
     },
+    /// Samples written while locked, merged at unlock: added as
+    /// `AddSamples`, and the pending batch they came in (by arrival number)
+    /// is removed in the transaction that commits them.
+    MergePending {
+        arrival: u64,
+        source: String,
+        entries: Vec<NewEntry>,
+    },
     Delete {
         source: String,
         id: u128,
@@ -309,9 +317,10 @@ struct WriterTask {
 
 fn sample_count(cmd: &Command) -> usize {
     match cmd {
-        Command::Write(Write::AddSamples { entries, .. }, _) => {
-            entries.iter().map(|e| e.samples.len()).sum()
-        }
+        Command::Write(
+            Write::AddSamples { entries, .. } | Write::MergePending { entries, .. },
+            _,
+        ) => entries.iter().map(|e| e.samples.len()).sum(),
         _ => 1,
     }
 }
@@ -395,13 +404,19 @@ impl WriterTask {
         let mut answers = Vec::new();
         let mut new_keys: Vec<StoredDataKey> = Vec::new();
         let mut destroyed: Vec<u32> = Vec::new();
+        let mut merged: Vec<u64> = Vec::new();
         let mut head = self.head;
         for (write, reply) in group {
+            let arrival = match write {
+                Write::MergePending { arrival, .. } => Some(arrival),
+                _ => None,
+            };
             match self.prepare(write, &mut pending, &mut new_devices) {
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
                 Ok((outcome, events)) => {
+                    merged.extend(arrival);
                     for (scope, event) in events {
                         if let Event::KeysDestroyed { key_ids, .. } = &event {
                             destroyed.extend(key_ids);
@@ -434,7 +449,7 @@ impl WriterTask {
         let samples: usize = envelopes.iter().map(|(_, e)| e.sample_count()).sum();
         let appended = self
             .storage
-            .append(self.head, &records, &self.head_auth.head_mac(head))
+            .append(self.head, &records, &self.head_auth.head_mac(head), &merged)
             .instrument(tracing::info_span!(
                 "commit",
                 records = records.len(),
@@ -554,7 +569,10 @@ impl WriterTask {
     ) -> Result<(WriteOutcome, Vec<(KeyScope, Event)>), WriteError> {
         let management = |event| vec![(KeyScope::Management, event)];
         match write {
-            Write::AddSamples { source, entries } => {
+            Write::AddSamples { source, entries }
+            | Write::MergePending {
+                source, entries, ..
+            } => {
                 let devices_added = self.check_device_cap(&source, &entries, new_devices)?;
                 let prepared = self.prepare_add(source.clone(), entries, pending)?;
                 if !prepared.1.is_empty() {

@@ -3,12 +3,12 @@
 //! Batches are opened and handed to the single writer in arrival order,
 //! attributed to the app that sent them, so sync identifiers behave exactly
 //! as if each write had arrived unlocked at that moment. Several batches
-//! are queued at once and group-committed; a batch is removed from the
-//! pending table once its append has committed.
+//! are queued at once and group-committed; a batch leaves the pending table
+//! in the transaction that appends it, so a crash keeps it whole or merged.
 //!
-//! A crash between the append and the removal cannot duplicate: samples
-//! keep the ids they were given on arrival, and a batch whose ids the log
-//! already holds is removed without being written again.
+//! Samples keep the ids they were given on arrival: a batch whose ids the
+//! log already holds (left by a store that removed batches after their
+//! append) is removed without being written again.
 //!
 //! A batch that does not open (a flipped byte) or that the writer refuses
 //! (a sync conflict, the device cap, a route whose workout is gone) is
@@ -85,6 +85,7 @@ pub async fn merge(
             }
         };
         let mut queued: Vec<Ready> = Vec::new();
+        // Batches the log already holds, to remove.
         let mut done: Vec<u64> = Vec::new();
         for row in page {
             after = row.seq;
@@ -124,7 +125,7 @@ pub async fn merge(
             };
             if has_route(&entries) {
                 // A route names a workout an earlier batch may be adding.
-                if let Err(Stop::Storage) = flush(open, &mut queued, &mut done, &mut report).await {
+                if let Err(Stop::Storage) = flush(open, &mut queued, &mut report).await {
                     remove(storage, &done).await;
                     break 'pages;
                 }
@@ -141,7 +142,7 @@ pub async fn merge(
                 entries,
             });
         }
-        let stopped = flush(open, &mut queued, &mut done, &mut report).await;
+        let stopped = flush(open, &mut queued, &mut report).await;
         remove(storage, &done).await;
         if let Err(Stop::Storage) = stopped {
             break;
@@ -167,12 +168,12 @@ pub async fn merge(
     report
 }
 
-/// Hands `queued` to the writer at once (they commit in order, grouped)
-/// and records what became of each.
+/// Hands `queued` to the writer at once (they commit in order, grouped,
+/// each removed from the pending table as it commits) and records what
+/// became of each.
 async fn flush(
     open: &OpenStore,
     queued: &mut Vec<Ready>,
-    done: &mut Vec<u64>,
     report: &mut MergeReport,
 ) -> Result<(), Stop> {
     let batches = std::mem::take(queued);
@@ -180,7 +181,8 @@ async fn flush(
     let mut futures = Vec::with_capacity(batches.len());
     for ready in batches {
         meta.push((ready.seq, ready.samples));
-        futures.push(open.writer.write(Write::AddSamples {
+        futures.push(open.writer.write(Write::MergePending {
+            arrival: ready.seq,
             source: ready.source,
             entries: ready.entries,
         }));
@@ -191,7 +193,6 @@ async fn flush(
             Ok(_) => {
                 report.merged_batches += 1;
                 report.merged_samples += samples;
-                done.push(seq);
             }
             Err(e @ (WriteError::Storage | WriteError::Unavailable)) => {
                 tracing::error!(seq, error = %e, "merging a pending write failed; it is kept");
@@ -213,8 +214,7 @@ async fn remove(storage: &dyn Storage, done: &[u64]) {
         return;
     }
     if let Err(e) = storage.remove_pending(done).await {
-        // Merged but not removed: the next unlock finds them held and
-        // removes them without writing again.
+        // Held but not removed: the next unlock finds them held again.
         tracing::error!(error = %e, "removing merged pending writes failed");
     }
 }

@@ -78,13 +78,15 @@ pub trait Storage: Send + Sync {
     async fn head(&self) -> Result<LogHead, StorageError>;
 
     /// Appends `records` (which must continue from `expected`) and moves the
-    /// head, with `head_mac` authenticating the new head, in one durable
-    /// transaction.
+    /// head, with `head_mac` authenticating the new head, and removes the
+    /// pending batches `merged` (arrival numbers) those records hold, in one
+    /// durable transaction.
     async fn append(
         &self,
         expected: LogHead,
         records: &[LogRecord],
         head_mac: &HeadMac,
+        merged: &[u64],
     ) -> Result<(), StorageError>;
 
     /// Up to `limit` records with a sequence number above `after`, in order.

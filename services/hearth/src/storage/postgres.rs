@@ -161,16 +161,22 @@ impl Storage for PostgresStorage {
         expected: LogHead,
         records: &[LogRecord],
         head_mac: &HeadMac,
+        merged: &[u64],
     ) -> Result<(), StorageError> {
-        let Some(last) = records.last() else {
+        if records.is_empty() && merged.is_empty() {
             return Ok(());
-        };
+        }
         let mut tx = self.pool.begin().await?;
         // Durable on commit whatever the server's default: an answer means
         // the records reached the server's disk.
         sqlx::query("SET LOCAL synchronous_commit = on")
             .execute(&mut *tx)
             .await?;
+        delete_pending(&mut tx, merged).await?;
+        let Some(last) = records.last() else {
+            tx.commit().await?;
+            return Ok(());
+        };
         let moved = sqlx::query(
             "UPDATE store_meta SET head_seq = $1, head_hash = $2, head_mac = $3 \
              WHERE head_seq = $4 AND head_hash = $5",
@@ -389,15 +395,11 @@ impl Storage for PostgresStorage {
     }
 
     async fn remove_pending(&self, seqs: &[u64]) -> Result<(), StorageError> {
-        let seqs: Vec<i64> = seqs.iter().map(|&s| s as i64).collect();
         let mut tx = self.pool.begin().await?;
         sqlx::query("SET LOCAL synchronous_commit = on")
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM pending_writes WHERE seq = ANY($1)")
-            .bind(&seqs)
-            .execute(&mut *tx)
-            .await?;
+        delete_pending(&mut tx, seqs).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -678,6 +680,21 @@ impl Storage for PostgresStorage {
             .await?;
         Ok(())
     }
+}
+
+async fn delete_pending(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    seqs: &[u64],
+) -> Result<(), StorageError> {
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    let seqs: Vec<i64> = seqs.iter().map(|&s| s as i64).collect();
+    sqlx::query("DELETE FROM pending_writes WHERE seq = ANY($1)")
+        .bind(&seqs)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 async fn insert_keyslot(

@@ -173,11 +173,17 @@ impl Storage for SqliteStorage {
         expected: LogHead,
         records: &[LogRecord],
         head_mac: &HeadMac,
+        merged: &[u64],
     ) -> Result<(), StorageError> {
+        if records.is_empty() && merged.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        delete_pending(&mut tx, merged).await?;
         let Some(last) = records.last() else {
+            tx.commit().await?;
             return Ok(());
         };
-        let mut tx = self.pool.begin().await?;
         let moved = sqlx::query(
             "UPDATE store_meta SET head_seq = ?, head_hash = ?, head_mac = ? \
              WHERE head_seq = ? AND head_hash = ?",
@@ -383,12 +389,7 @@ impl Storage for SqliteStorage {
 
     async fn remove_pending(&self, seqs: &[u64]) -> Result<(), StorageError> {
         let mut tx = self.pool.begin().await?;
-        for seq in seqs {
-            sqlx::query("DELETE FROM pending_writes WHERE seq = ?")
-                .bind(*seq as i64)
-                .execute(&mut *tx)
-                .await?;
-        }
+        delete_pending(&mut tx, seqs).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -671,6 +672,19 @@ impl Storage for SqliteStorage {
             .await?;
         Ok(())
     }
+}
+
+async fn delete_pending(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    seqs: &[u64],
+) -> Result<(), StorageError> {
+    for seq in seqs {
+        sqlx::query("DELETE FROM pending_writes WHERE seq = ?")
+            .bind(*seq as i64)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 async fn insert_keyslot(

@@ -398,7 +398,7 @@ async fn records_under_the_root_key_still_open_and_erase(backend: Backend) {
         seq,
         hash: record.hash,
     });
-    storage.append(head, &[record], &mac).await.unwrap();
+    storage.append(head, &[record], &mac, &[]).await.unwrap();
     drop(storage);
 
     let mut app = TestApp::start(&db).await;

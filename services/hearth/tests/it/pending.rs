@@ -19,6 +19,7 @@ both_backends!(
     refusals_while_locked_are_those_of_an_unlocked_store,
     pending_limits_answer_clear_problems,
     sync_id_across_lock_and_unlock_adds_once,
+    a_refused_batch_stays_while_those_beside_it_leave,
 );
 
 /// An app that may write steps and glucose (and read steps); its token.
@@ -475,7 +476,8 @@ async fn merged_batch_found_again_is_not_written_twice(backend: Backend) {
     let s = app.get_json("/v1/statistics?type=step_count").await;
     assert_eq!(s["count"], 4);
 
-    // A crash between the append and the removal leaves the batch behind.
+    // Found again after its merge (as a store that removed batches after
+    // their append could leave one after a crash).
     lock(&app).await;
     raw.insert_pending(&sealed).await;
     let report = unlock(&mut app).await["pending"].clone();
@@ -620,4 +622,40 @@ async fn sync_id_across_lock_and_unlock_adds_once(backend: Backend) {
     // And after the merge, the same write unlocked is a no-op.
     let r = app.as_token(&token).write(vec![fresh]).await;
     assert_eq!(r.status(), 200);
+    // The batches that changed nothing left the pending table too.
+    let raw = RawDb::open(&db).await;
+    assert!(raw.pending_seqs().await.is_empty());
+    raw.close().await;
+}
+
+/// Batches merge in one group: the refused one is kept, and every one the
+/// log took leaves the pending table with the append that took it.
+async fn a_refused_batch_stays_while_those_beside_it_leave(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let mut app = TestApp::unlocked(&db).await;
+    let (_, token) = writer_app(&app).await;
+    lock(&app).await;
+    let first = steps(0, 4.0);
+    let mut clash = first.clone();
+    clash["value"] = json!(9.0);
+    let after = steps(1, 6.0);
+    for batch in [vec![first.clone()], vec![clash], vec![after.clone()]] {
+        accepted(app.as_token(&token).write(batch).await).await;
+    }
+    let raw = RawDb::open(&db).await;
+    let seqs = raw.pending_seqs().await;
+    assert_eq!(seqs.len(), 3);
+
+    let report = unlock(&mut app).await["pending"].clone();
+    assert_eq!(report["merged_batches"], 2, "{report}");
+    assert_eq!(report["refused"][0]["seq"], seqs[1], "{report}");
+    assert_eq!(raw.pending_seqs().await, vec![seqs[1]]);
+    let listed = app.list_all("step_count", 100).await;
+    let values: Vec<f64> = listed
+        .iter()
+        .map(|l| l["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(values.len(), 2, "{listed:?}");
+    assert!(values.contains(&4.0) && values.contains(&6.0), "{values:?}");
+    raw.close().await;
 }
