@@ -8,7 +8,7 @@
 //!
 //! Samples keep the ids they were given on arrival: a batch whose ids the
 //! log already holds (left by a store that removed batches after their
-//! append) is removed without being written again.
+//! append) goes to the writer empty, which only removes it.
 //!
 //! A batch that does not open (a flipped byte) or that the writer refuses
 //! (a sync conflict, the device cap, a route whose workout is gone) is
@@ -85,8 +85,6 @@ pub async fn merge(
             }
         };
         let mut queued: Vec<Ready> = Vec::new();
-        // Batches the log already holds, to remove.
-        let mut done: Vec<u64> = Vec::new();
         for row in page {
             after = row.seq;
             let batch = match opening
@@ -101,21 +99,24 @@ pub async fn merge(
                     continue;
                 }
             };
+            let caller = batch.caller();
+            let samples = batch.sample_count() as u64;
+            let source = batch.app_id.clone();
             if batch
                 .entries
                 .iter()
                 .flat_map(|e| &e.samples)
                 .any(|s| already_held(open, &s.type_id, s.sample.id))
             {
-                // Appended before a crash that came ahead of its removal.
-                report.merged_batches += 1;
-                report.merged_samples += batch.sample_count() as u64;
-                done.push(row.seq);
+                // Appended already: only its removal is left.
+                queued.push(Ready {
+                    seq: row.seq,
+                    source,
+                    samples,
+                    entries: Vec::new(),
+                });
                 continue;
             }
-            let caller = batch.caller();
-            let samples = batch.sample_count() as u64;
-            let source = batch.app_id.clone();
             let entries = match batch.into_entries() {
                 Ok(entries) => entries,
                 Err(e) => {
@@ -126,7 +127,6 @@ pub async fn merge(
             if has_route(&entries) {
                 // A route names a workout an earlier batch may be adding.
                 if let Err(Stop::Storage) = flush(open, &mut queued, &mut report).await {
-                    remove(storage, &done).await;
                     break 'pages;
                 }
                 let view = open.view(Caller::App(caller), apps.clone());
@@ -142,9 +142,7 @@ pub async fn merge(
                 entries,
             });
         }
-        let stopped = flush(open, &mut queued, &mut report).await;
-        remove(storage, &done).await;
-        if let Err(Stop::Storage) = stopped {
+        if let Err(Stop::Storage) = flush(open, &mut queued, &mut report).await {
             break;
         }
     }
@@ -207,16 +205,6 @@ async fn flush(
 fn refuse(report: &mut MergeReport, seq: u64, reason: String) {
     tracing::error!(seq, reason = %reason, "a pending write was refused at merge; it is kept");
     report.refused.push(RefusedBatch { seq, reason });
-}
-
-async fn remove(storage: &dyn Storage, done: &[u64]) {
-    if done.is_empty() {
-        return;
-    }
-    if let Err(e) = storage.remove_pending(done).await {
-        // Held but not removed: the next unlock finds them held again.
-        tracing::error!(error = %e, "removing merged pending writes failed");
-    }
 }
 
 fn already_held(open: &OpenStore, type_id: &str, id: [u8; 16]) -> bool {

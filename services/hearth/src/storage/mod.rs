@@ -128,9 +128,6 @@ pub trait Storage: Send + Sync {
     /// in arrival order.
     async fn pending_after(&self, after: u64, limit: u32) -> Result<Vec<PendingRow>, StorageError>;
 
-    /// Removes merged pending batches.
-    async fn remove_pending(&self, seqs: &[u64]) -> Result<(), StorageError>;
-
     /// How many pending batches there are, and their bytes.
     async fn pending_totals(&self) -> Result<PendingTotals, StorageError>;
 

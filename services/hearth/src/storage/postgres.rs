@@ -394,16 +394,6 @@ impl Storage for PostgresStorage {
             .collect()
     }
 
-    async fn remove_pending(&self, seqs: &[u64]) -> Result<(), StorageError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET LOCAL synchronous_commit = on")
-            .execute(&mut *tx)
-            .await?;
-        delete_pending(&mut tx, seqs).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     async fn pending_totals(&self) -> Result<PendingTotals, StorageError> {
         let row = sqlx::query(
             "SELECT count(*), coalesce(sum(octet_length(body)), 0)::bigint FROM pending_writes",

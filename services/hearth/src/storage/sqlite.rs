@@ -387,13 +387,6 @@ impl Storage for SqliteStorage {
             .collect()
     }
 
-    async fn remove_pending(&self, seqs: &[u64]) -> Result<(), StorageError> {
-        let mut tx = self.pool.begin().await?;
-        delete_pending(&mut tx, seqs).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     async fn pending_totals(&self) -> Result<PendingTotals, StorageError> {
         let row =
             sqlx::query("SELECT count(*), coalesce(sum(length(body)), 0) FROM pending_writes")
