@@ -202,6 +202,35 @@ pub fn open(
         .map_err(|_| CryptoError::Authentication)
 }
 
+/// Opens `sealed` (as [`seal`] made it) onto the end of `out`, in place:
+/// no copy of the plaintext is made when `out` has the capacity. On failure
+/// `out` is as it was.
+pub fn open_onto(
+    key: &[u8; KEY_LEN],
+    aad: &[u8],
+    sealed: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), CryptoError> {
+    use aes_gcm_siv::aead::AeadInPlace;
+    let size = sealed
+        .len()
+        .checked_sub(NONCE_LEN + TAG_LEN)
+        .ok_or(CryptoError::Authentication)?;
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (ciphertext, tag) = rest.split_at(size);
+    let at = out.len();
+    out.extend_from_slice(ciphertext);
+    let cipher = Aes256GcmSiv::new(key.into());
+    cipher
+        .decrypt_in_place_detached(Nonce::from_slice(nonce), aad, &mut out[at..], tag.into())
+        .map_err(|_| {
+            // What was decrypted before the tag failed is wiped.
+            zeroize::Zeroize::zeroize(&mut out[at..]);
+            out.truncate(at);
+            CryptoError::Authentication
+        })
+}
+
 /// Opens `sealed` (as [`seal`] made it) into `out`, which must be exactly
 /// as long as the plaintext: large buffers are opened without a copy.
 pub fn open_into(

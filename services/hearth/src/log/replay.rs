@@ -263,6 +263,7 @@ pub async fn replay_from(
             Walked::default(),
         ),
     };
+    let started = std::time::Instant::now();
     let walked = walk_from(storage, Some(keys), from, known, |seq, envelope| {
         if registry.apply(&envelope, now_us) {
             return Ok(());
@@ -272,7 +273,13 @@ pub async fn replay_from(
             .map_err(|_| ReplayError::UnknownType { seq })
     })
     .await?;
+    let walked_ms = started.elapsed().as_millis() as u64;
     let mut projection = builder.finish();
+    tracing::info!(
+        walked_ms,
+        built_ms = started.elapsed().as_millis() as u64,
+        "projection built"
+    );
     projection.set_anchor_key(keys.root().derive(b"change-feed anchors"));
     Ok((projection, registry, walked))
 }

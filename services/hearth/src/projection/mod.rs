@@ -4,6 +4,7 @@
 //! updated by the writer after each commit, wiped at lock.
 
 mod columns;
+mod packed;
 pub mod snapshot;
 mod sync_ids;
 mod text_pool;

@@ -31,7 +31,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::stream::{self, StreamExt, TryStreamExt};
+use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use tokio::sync::watch;
@@ -51,15 +51,19 @@ use crate::storage::{SnapshotHeader, Storage, StorageError};
 
 /// The label the snapshot key is derived under.
 pub const KEY_LABEL: &[u8] = b"hearth/snapshot/v1";
-/// 4: each type's distinct metadata texts are listed once, and its rows
-/// carry a number into that list (see [`TypeColumns::encode_live`]); 3
-/// lists each row's metadata by sample id; in 3 and later the types pinned
-/// to the summary follow the audit as a section of their own (see
-/// [`capture`]); 2, from before pins, opens with none, and 1, from before
-/// the audit existed, with an empty audit too.
+/// 5: each type's columns are packed (see [`super::packed`]), their
+/// lengths listed with the type; 4 has them as fixed-width little-endian
+/// values. In 4 and later each type's distinct metadata texts are listed
+/// once, and its rows carry a number into that list (see
+/// [`TypeColumns::encode_packed`]); 3 lists each row's metadata by sample
+/// id; in 3 and later the types pinned to the summary follow the audit as
+/// a section of their own (see [`capture`]); 2, from before pins, opens
+/// with none, and 1, from before the audit existed, with an empty audit
+/// too.
 ///
-/// [`TypeColumns::encode_live`]: super::TypeColumns::encode_live
-const FORMAT_VERSION: u8 = 4;
+/// [`TypeColumns::encode_packed`]: super::TypeColumns::encode_packed
+const FORMAT_VERSION: u8 = 5;
+const FORMAT_FIXED_WIDTH: u8 = 4;
 const FORMAT_METADATA_BY_ID: u8 = 3;
 const FORMAT_WITHOUT_PINS: u8 = 2;
 const FORMAT_WITHOUT_AUDIT: u8 = 1;
@@ -107,11 +111,11 @@ impl SnapshotKey {
 }
 
 /// Everything but the rows, encoded with postcard after them; `C` is how
-/// each type's rows are described ([`TypeTexts`] from version 4 on,
-/// [`TypeMeta`] before). Written as [`MetaOut`]: the same encoding, with the
+/// each type's rows are described ([`TypePacked`] from version 5 on,
+/// [`TypeTexts`] in 4, [`TypeMeta`] before). Written as [`MetaOut`]: the same encoding, with the
 /// parts that grow with the samples borrowed from the projection.
 #[derive(Serialize, Deserialize)]
-struct Meta<C = TypeTexts, S = Vec<(u128, String, i64, u16, u32)>> {
+struct Meta<C = TypePacked, S = Vec<(u128, String, i64, u16, u32)>> {
     taken_us: i64,
     /// The last record applied to the projection (registry records aside).
     applied_seq: u64,
@@ -187,8 +191,20 @@ struct TypeTexts {
     texts: Vec<String>,
 }
 
-/// One type's rows as either form describes them.
+/// One type's packed rows: how many, each column's length in bytes (the
+/// columns lie in the row section, in this order), and their distinct
+/// metadata texts.
+#[derive(Serialize, Deserialize)]
+struct TypePacked {
+    ty: u16,
+    rows: u64,
+    lengths: Vec<u64>,
+    texts: Vec<String>,
+}
+
+/// One type's rows as any form describes them.
 enum TypeRows {
+    Packed(TypePacked),
     Texts(TypeTexts),
     ById(TypeMeta),
 }
@@ -213,13 +229,14 @@ impl<C, S> Meta<C, S> {
 }
 
 /// [`Meta`] as it is written.
-type MetaOut<'a> = Meta<TypeTextsOut<'a>, TagsById<'a>>;
+type MetaOut<'a> = Meta<TypePackedOut<'a>, TagsById<'a>>;
 
-/// [`TypeTexts`] as it is written.
+/// [`TypePacked`] as it is written.
 #[derive(Serialize)]
-struct TypeTextsOut<'a> {
+struct TypePackedOut<'a> {
     ty: u16,
     rows: u64,
+    lengths: Vec<u64>,
     texts: Vec<&'a str>,
 }
 
@@ -316,10 +333,11 @@ fn capture(projection: &Projection, apps: &Apps, taken_us: i64) -> (LogHead, Pla
         .collect();
     let mut columns = Vec::with_capacity(held.len());
     for (t, cols) in &held {
-        let (rows, texts) = cols.encode_live(&mut plain);
-        columns.push(TypeTextsOut {
+        let (rows, texts, lengths) = cols.encode_packed(&mut plain);
+        columns.push(TypePackedOut {
             ty: *t as u16,
             rows: rows as u64,
+            lengths,
             texts,
         });
     }
@@ -435,46 +453,60 @@ pub enum Rejected {
     Storage(#[from] StorageError),
 }
 
-/// Opens the sealed chunks of one snapshot into its plaintext, several
-/// chunks at a time.
-fn open_chunks(
-    key: &SnapshotKey,
-    header: &SnapshotHeader,
-    chunks: &[Vec<u8>],
-) -> Result<Zeroizing<Vec<u8>>, Rejected> {
-    let n = header.chunks as usize;
-    if chunks.len() != n {
-        return Err(Rejected::Malformed);
-    }
-    const OVERHEAD: usize = crypto::NONCE_LEN + 16;
-    let sizes: Vec<usize> = chunks
-        .iter()
-        .map(|c| c.len().checked_sub(OVERHEAD).ok_or(Rejected::Malformed))
-        .collect::<Result<_, _>>()?;
-    // Every chunk but the last is full: each lands at a known offset.
-    if sizes[..n - 1].iter().any(|&s| s != CHUNK_BYTES) {
-        return Err(Rejected::Malformed);
-    }
-    let total: usize = sizes.iter().sum();
-    let mut plain = Zeroizing::new(vec![0u8; total]);
-    let mut rest: &mut [u8] = &mut plain;
-    let parts: Vec<_> = chunks
-        .iter()
-        .zip(&sizes)
-        .map(|(sealed, &size)| {
-            let (out, tail) = std::mem::take(&mut rest).split_at_mut(size);
-            rest = tail;
-            (sealed, out)
+/// Opens a snapshot's sealed chunks, in order, into one plaintext as they
+/// arrive: each is opened in place at the end of the one buffer, sized
+/// for them all at the start (every chunk but the last is full), so it is
+/// never grown by copying.
+struct ChunkOpener<'k> {
+    key: &'k SnapshotKey,
+    header: SnapshotHeader,
+    plain: Zeroizing<Vec<u8>>,
+    opened: u32,
+}
+
+impl<'k> ChunkOpener<'k> {
+    /// `None` if the header's chunk count (stored in the clear) asks for
+    /// more memory than there is.
+    fn new(key: &'k SnapshotKey, header: SnapshotHeader) -> Option<Self> {
+        let mut plain = Vec::new();
+        // Pages are touched only as chunks are opened into them.
+        plain
+            .try_reserve_exact((header.chunks as usize).checked_mul(CHUNK_BYTES)?)
+            .ok()?;
+        Some(ChunkOpener {
+            key,
+            header,
+            plain: Zeroizing::new(plain),
+            opened: 0,
         })
-        .collect();
-    let opened = crate::spread::map(parts, |i, (sealed, out)| {
-        let aad = key.aad(header.at, i as u32, header.chunks);
-        crypto::open_into(&key.key, &aad, sealed, out).is_ok()
-    });
-    if !opened.into_iter().all(|ok| ok) {
-        return Err(Rejected::Authentication);
     }
-    Ok(plain)
+
+    /// Opens the next chunk into place.
+    fn open_next(&mut self, sealed: &[u8]) -> Result<(), Rejected> {
+        const OVERHEAD: usize = crypto::NONCE_LEN + crypto::TAG_LEN;
+        let i = self.opened;
+        let last = i + 1 == self.header.chunks;
+        let fits = match sealed.len().checked_sub(OVERHEAD) {
+            Some(size) => size == CHUNK_BYTES || (last && size < CHUNK_BYTES),
+            None => false,
+        };
+        if !fits || i >= self.header.chunks {
+            return Err(Rejected::Malformed);
+        }
+        let aad = self.key.aad(self.header.at, i, self.header.chunks);
+        crypto::open_onto(&self.key.key, &aad, sealed, &mut self.plain)
+            .map_err(|_| Rejected::Authentication)?;
+        self.opened += 1;
+        Ok(())
+    }
+
+    /// The whole plaintext, once every chunk is open.
+    fn finish(self) -> Result<Zeroizing<Vec<u8>>, Rejected> {
+        if self.opened != self.header.chunks {
+            return Err(Rejected::Malformed);
+        }
+        Ok(self.plain)
+    }
 }
 
 /// Where replay starts from a snapshot: the builder and registry as they
@@ -490,7 +522,7 @@ pub struct Start {
 fn decode(plain: &[u8], at: LogHead) -> Result<Start, Rejected> {
     let (&version, rest) = plain.split_first().ok_or(Rejected::Malformed)?;
     let (rest, pinned) = match version {
-        FORMAT_VERSION | FORMAT_METADATA_BY_ID => {
+        FORMAT_VERSION | FORMAT_FIXED_WIDTH | FORMAT_METADATA_BY_ID => {
             let (rest, pinned) = trailing_section(rest)?;
             let pinned: Vec<String> =
                 postcard::from_bytes(pinned).map_err(|_| Rejected::Malformed)?;
@@ -500,7 +532,7 @@ fn decode(plain: &[u8], at: LogHead) -> Result<Start, Rejected> {
         _ => return Err(Rejected::Malformed),
     };
     let (rest, audit) = match version {
-        FORMAT_VERSION | FORMAT_METADATA_BY_ID | FORMAT_WITHOUT_PINS => {
+        FORMAT_VERSION | FORMAT_FIXED_WIDTH | FORMAT_METADATA_BY_ID | FORMAT_WITHOUT_PINS => {
             let (rest, audit) = trailing_section(rest)?;
             let audit: AuditState = postcard::from_bytes(audit).map_err(|_| Rejected::Malformed)?;
             (rest, AuditIndex::from_state(audit))
@@ -519,6 +551,10 @@ fn decode(plain: &[u8], at: LogHead) -> Result<Start, Rejected> {
         .ok_or(Rejected::Malformed)?;
     let (mut rows, meta) = body.split_at(rows_len);
     let meta: Meta<TypeRows> = if version == FORMAT_VERSION {
+        postcard::from_bytes::<Meta<TypePacked>>(meta)
+            .map_err(|_| Rejected::Malformed)?
+            .map_columns(TypeRows::Packed)
+    } else if version == FORMAT_FIXED_WIDTH {
         postcard::from_bytes::<Meta<TypeTexts>>(meta)
             .map_err(|_| Rejected::Malformed)?
             .map_columns(TypeRows::Texts)
@@ -550,19 +586,29 @@ fn decode(plain: &[u8], at: LogHead) -> Result<Start, Rejected> {
     }
     for columns in meta.columns {
         let (t, n, numbered) = match &columns {
+            TypeRows::Packed(c) => (c.ty, c.rows, !c.texts.is_empty()),
             TypeRows::Texts(c) => (c.ty, c.rows, !c.texts.is_empty()),
             TypeRows::ById(c) => (c.ty, c.rows, false),
         };
         let t = ty(t)?;
         let n = usize::try_from(n).map_err(|_| Rejected::Malformed)?;
-        let row_bytes = ENCODED_ROW_BYTES + if numbered { 4 } else { 0 };
-        let len = n
-            .checked_mul(row_bytes)
-            .filter(|&l| l <= rows.len())
-            .ok_or(Rejected::Malformed)?;
+        let len = match &columns {
+            TypeRows::Packed(c) => c
+                .lengths
+                .iter()
+                .try_fold(0u64, |sum, &l| sum.checked_add(l))
+                .and_then(|l| usize::try_from(l).ok()),
+            _ => n.checked_mul(ENCODED_ROW_BYTES + if numbered { 4 } else { 0 }),
+        }
+        .filter(|&l| l <= rows.len())
+        .ok_or(Rejected::Malformed)?;
         let (these, rest) = rows.split_at(len);
         rows = rest;
         let data = match columns {
+            TypeRows::Packed(c) => {
+                let texts = c.texts.into_iter().map(String::into_boxed_str).collect();
+                ColumnData::decode_packed(these, n, &c.lengths, texts)
+            }
             TypeRows::Texts(c) => {
                 let texts = c.texts.into_iter().map(String::into_boxed_str).collect();
                 ColumnData::decode_pooled(these, n, texts)
@@ -655,30 +701,52 @@ pub async fn open(
         return Err(Rejected::NotInLog(seq));
     }
     let started = Instant::now();
-    // Several chunks at a time, a connection each: on Postgres reading
-    // them (out of TOAST) costs more than opening them.
-    let chunks: Vec<Vec<u8>> = stream::iter(0..header.chunks)
-        .map(|chunk| storage.snapshot_chunk(seq, chunk))
-        .buffered(READERS)
-        .try_collect()
-        .await?;
-    let read_ms = started.elapsed().as_millis() as u64;
+    // Several chunks are read at a time, a connection each (on Postgres
+    // reading them out of TOAST costs more than opening them), and each is
+    // opened on another thread as soon as it is in, while the next ones
+    // are read.
+    let (arrived, mut arriving) = tokio::sync::mpsc::channel::<Vec<u8>>(READERS);
     let key = key.clone();
-    let (start, plain) = tokio::task::spawn_blocking(move || {
-        let plain = open_chunks(&key, &header, &chunks)?;
+    let opening = tokio::task::spawn_blocking(move || {
+        let mut opener = ChunkOpener::new(&key, header).ok_or(Rejected::Malformed)?;
+        while let Some(sealed) = arriving.blocking_recv() {
+            opener.open_next(&sealed)?;
+        }
         let opened_ms = started.elapsed().as_millis() as u64;
+        let plain = opener.finish()?;
         let start = decode(&plain, header.at)?;
-        tracing::info!(
-            seq,
-            read_ms,
-            opened_ms,
-            decoded_ms = started.elapsed().as_millis() as u64,
-            "snapshot opened"
-        );
-        Ok::<_, Rejected>((start, plain))
-    })
-    .await
-    .map_err(|_| Rejected::Malformed)??;
+        Ok::<_, Rejected>((start, plain, opened_ms))
+    });
+    let mut chunks = stream::iter(0..header.chunks)
+        .map(|chunk| storage.snapshot_chunk(seq, chunk))
+        .buffered(READERS);
+    let mut read = Ok(());
+    while let Some(chunk) = chunks.next().await {
+        match chunk {
+            Ok(chunk) => {
+                // A chunk refused ends the opening, and with it the reading.
+                if arrived.send(chunk).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                read = Err(e);
+                break;
+            }
+        }
+    }
+    drop(arrived);
+    let read_ms = started.elapsed().as_millis() as u64;
+    let opened = opening.await.map_err(|_| Rejected::Malformed)?;
+    read?;
+    let (start, plain, opened_ms) = opened?;
+    tracing::info!(
+        seq,
+        read_ms,
+        opened_ms,
+        decoded_ms = started.elapsed().as_millis() as u64,
+        "snapshot opened"
+    );
     // The plaintext is wiped off the unlock path.
     tokio::task::spawn_blocking(move || drop(plain));
     Ok(start)
@@ -1063,11 +1131,42 @@ mod tests {
         };
         let (header, sealed) = seal(&key, at, plain);
         assert_eq!(header.chunks as usize, expected.len().div_ceil(CHUNK_BYTES));
-        let opened = open_chunks(&key, &header, &sealed).unwrap_or_else(|_| panic!("opens"));
+        let open_all = |header: SnapshotHeader, sealed: &[Vec<u8>]| {
+            let mut opener = ChunkOpener::new(&key, header).expect("room");
+            for chunk in sealed {
+                opener.open_next(chunk)?;
+            }
+            opener.finish()
+        };
+        let opened = open_all(header, &sealed).unwrap_or_else(|_| panic!("opens"));
         assert_eq!(&opened[..], &expected[..]);
+        // Chunks out of order, one missing, one too many, one cut short.
+        let mut swapped = sealed.clone();
+        swapped.swap(0, 1);
+        assert!(matches!(
+            open_all(header, &swapped),
+            Err(Rejected::Authentication)
+        ));
+        assert!(matches!(
+            open_all(header, &sealed[..sealed.len() - 1]),
+            Err(Rejected::Malformed)
+        ));
+        let mut more = sealed.clone();
+        more.push(sealed[0].clone());
+        assert!(open_all(header, &more).is_err());
+        let mut short = sealed.clone();
+        short[0].pop();
+        assert!(matches!(open_all(header, &short), Err(Rejected::Malformed)));
+        // A chunk count stored in the clear that asks for too much.
+        let huge = SnapshotHeader {
+            chunks: u32::MAX,
+            ..header
+        };
+        assert!(ChunkOpener::new(&key, huge).is_none());
         // Nothing at all still makes one (empty) chunk.
         let (header, sealed) = seal(&key, at, Plain::default());
         assert_eq!((header.chunks, sealed.len()), (1, 1));
+        assert!(open_all(header, &sealed).is_ok_and(|p| p.is_empty()));
     }
 
     /// What is written borrowing from the projection reads back as the
@@ -1113,14 +1212,15 @@ mod tests {
             sync_ids.insert(id, tag);
         }
         let mut rows = Vec::new();
-        let (live, texts) = cols.encode_live(&mut rows);
+        let (live, texts, lengths) = cols.encode_packed(&mut rows);
         let out = MetaOut {
             taken_us: 11,
             applied_seq: 12,
             type_ids: vec!["step_count".into()],
-            columns: vec![TypeTextsOut {
+            columns: vec![TypePackedOut {
                 ty: 0,
                 rows: live as u64,
+                lengths,
                 texts,
             }],
             sources: vec![("app".into(), Vec::new())],
@@ -1146,6 +1246,12 @@ mod tests {
         let meta: Meta = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(meta.columns[0].rows, 2);
         assert_eq!(meta.columns[0].texts, ["{\"a\":1}"]);
+        // Nine columns and the metadata numbers, filling the rows exactly.
+        assert_eq!(meta.columns[0].lengths.len(), 10);
+        assert_eq!(
+            meta.columns[0].lengths.iter().sum::<u64>(),
+            rows.len() as u64
+        );
         assert_eq!(
             meta.sync_tags,
             [
@@ -1156,10 +1262,11 @@ mod tests {
         assert_eq!(postcard::to_stdvec(&meta).unwrap(), &bytes[..]);
     }
 
-    /// A snapshot of version 3 (metadata listed by sample id) opens to the
-    /// same state as one of version 4 (each text once, a number per row).
+    /// Snapshots of version 4 (fixed-width columns) and 3 (metadata listed
+    /// by sample id) open to the same state as one of version 5 (packed
+    /// columns, each text once with a number per row).
     #[test]
-    fn metadata_by_id_from_version_3_still_opens() {
+    fn fixed_width_and_metadata_by_id_from_versions_4_and_3_still_open() {
         use crate::log::event::{DeviceGroup, StoredSample, TypeBatch};
         let texts = ["{\"m\":\"shared\"}", "{\"hrv\":\"61@0;63@1\"}"];
         let samples = |type_id: &str, id0: u128| TypeBatch {
@@ -1215,20 +1322,51 @@ mod tests {
         let projection = builder.finish();
         let apps = Apps::default();
         let (at, plain) = capture(&projection, &apps, 0);
-        let v4 = plain.to_vec();
-        assert_eq!(v4[0], FORMAT_VERSION);
-
-        // The same state as version 3 wrote it.
-        let (rest, pinned) = trailing_section(&v4[1..]).unwrap();
+        let v5 = plain.to_vec();
+        assert_eq!(v5[0], FORMAT_VERSION);
+        let (rest, pinned) = trailing_section(&v5[1..]).unwrap();
         let (rest, audit) = trailing_section(rest).unwrap();
         let (_, meta) = trailing_section(rest).unwrap();
-        let meta: Meta<TypeTexts> = postcard::from_bytes(meta).unwrap();
-        let mut v3 = vec![FORMAT_METADATA_BY_ID];
+        let older = |version: u8, rows: Vec<u8>, meta: Vec<u8>| {
+            let mut plain = vec![version];
+            plain.extend_from_slice(&rows);
+            for section in [&meta[..], audit, pinned] {
+                plain.extend_from_slice(section);
+                plain.extend_from_slice(&(section.len() as u64).to_le_bytes());
+            }
+            plain
+        };
+
+        // The same state as version 4 wrote it.
+        let mut rows = Vec::new();
+        let fixed = postcard::from_bytes::<Meta>(meta)
+            .unwrap()
+            .map_columns(|c| {
+                let cols = projection.types[usize::from(c.ty)].read();
+                let (n, texts) = cols.encode_live(&mut rows);
+                assert_eq!(n as u64, c.rows);
+                assert_eq!(texts, c.texts);
+                TypeTexts {
+                    ty: c.ty,
+                    rows: c.rows,
+                    texts: c.texts,
+                }
+            });
+        let v4 = older(
+            FORMAT_FIXED_WIDTH,
+            rows,
+            postcard::to_stdvec(&fixed).unwrap(),
+        );
+        assert!(v4.len() > v5.len(), "version 5 packs the columns");
+
+        // The same state as version 3 wrote it.
+        let meta: Meta = postcard::from_bytes(meta).unwrap();
+        let mut rows = Vec::new();
         let meta = meta.map_columns(|c| {
             let cols = projection.types[usize::from(c.ty)].read();
             let mut encoded = Vec::new();
             let (n, _) = cols.encode_live(&mut encoded);
-            v3.extend_from_slice(&encoded[..n * ENCODED_ROW_BYTES]);
+            rows.extend_from_slice(&encoded[..n * ENCODED_ROW_BYTES]);
             let metadata = (0..cols.len())
                 .filter_map(|r| Some((cols.id_of(r), cols.row(r).metadata?.to_string())))
                 .collect();
@@ -1239,11 +1377,11 @@ mod tests {
             }
         });
         assert!(meta.columns.iter().any(|c| c.metadata.len() > 1));
-        let meta = postcard::to_stdvec(&meta).unwrap();
-        for section in [&meta[..], audit, pinned] {
-            v3.extend_from_slice(section);
-            v3.extend_from_slice(&(section.len() as u64).to_le_bytes());
-        }
+        let v3 = older(
+            FORMAT_METADATA_BY_ID,
+            rows,
+            postcard::to_stdvec(&meta).unwrap(),
+        );
         assert!(v3.len() > v4.len(), "version 4 lists each text once");
 
         let dump = |plain: &[u8]| {
@@ -1251,6 +1389,7 @@ mod tests {
             canonical_dump(&start.builder.finish(), &start.registry)
         };
         let expected = canonical_dump(&projection, &Registry::default());
+        assert_eq!(dump(&v5), expected);
         assert_eq!(dump(&v4), expected);
         assert_eq!(dump(&v3), expected);
         let heart_rate = catalogue::lookup("heart_rate").unwrap();
