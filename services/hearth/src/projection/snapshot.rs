@@ -71,8 +71,13 @@ const FORMAT_WITHOUT_AUDIT: u8 = 1;
 const CHUNK_BYTES: usize = 8 << 20;
 /// Snapshots kept: the newest, and the one before in case it fails to open.
 const KEEP: usize = 2;
-/// Chunks read at once when opening a snapshot.
-const READERS: usize = 4;
+/// Chunks asked for at once when opening a snapshot: more than the
+/// storage's pool has connections (4), so that a connection that is done
+/// finds the next chunk waiting rather than sitting idle behind a slower one.
+const READING: usize = 8;
+/// Chunks read and not yet opened, at most: bounds the ciphertext held
+/// while a snapshot is opened (with those being read, 16 chunks, 128 MiB).
+const WAITING: usize = 8;
 /// Records between background snapshots unless configured otherwise.
 pub const DEFAULT_EVERY: u64 = 100_000;
 /// How often the background task looks at the head when no sample changes
@@ -705,7 +710,7 @@ pub async fn open(
     // reading them out of TOAST costs more than opening them), and each is
     // opened on another thread as soon as it is in, while the next ones
     // are read.
-    let (arrived, mut arriving) = tokio::sync::mpsc::channel::<Vec<u8>>(READERS);
+    let (arrived, mut arriving) = tokio::sync::mpsc::channel::<Vec<u8>>(WAITING);
     let key = key.clone();
     let opening = tokio::task::spawn_blocking(move || {
         let mut opener = ChunkOpener::new(&key, header).ok_or(Rejected::Malformed)?;
@@ -719,7 +724,7 @@ pub async fn open(
     });
     let mut chunks = stream::iter(0..header.chunks)
         .map(|chunk| storage.snapshot_chunk(seq, chunk))
-        .buffered(READERS);
+        .buffered(READING);
     let mut read = Ok(());
     while let Some(chunk) = chunks.next().await {
         match chunk {
