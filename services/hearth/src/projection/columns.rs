@@ -520,10 +520,22 @@ impl TypeColumns {
             ..TypeColumns::default()
         };
         cols.reserve_exact(rows.len());
-        for row in rows {
-            cols.push(row);
-        }
-        cols.rebuild_index();
+        // The id column first: a large type's index is built from it on a
+        // second thread while the other columns are filled.
+        let mut ids = std::mem::take(&mut cols.id);
+        ids.extend(rows.iter().map(|r| r.id));
+        let hasher = cols.hasher;
+        let (index, ()) = crate::spread::join(
+            ids.len() >= INDEX_SORTED_FROM,
+            || build_index(&ids, &hasher),
+            || {
+                for mut row in rows {
+                    let slot = cols.intern_metadata(&mut row);
+                    cols.push_fields(row, slot);
+                }
+            },
+        );
+        (cols.id, cols.index) = (ids, index);
         cols
     }
 
@@ -584,24 +596,35 @@ impl TypeColumns {
     }
 
     fn push(&mut self, mut row: Row) {
-        let slot = match row.metadata.take() {
+        let slot = self.intern_metadata(&mut row);
+        self.push_with_slot(row, slot);
+    }
+
+    /// Takes `row`'s metadata into the pool (wiping it): its slot, 0 for
+    /// none.
+    fn intern_metadata(&mut self, row: &mut Row) -> u32 {
+        match row.metadata.take() {
             Some(mut text) => {
                 let slot = self.texts.intern(&text);
                 text.zeroize();
                 slot
             }
             None => 0,
-        };
-        self.push_with_slot(row, slot);
+        }
     }
 
     /// Appends `row` holding metadata `slot` (already counted for it).
     fn push_with_slot(&mut self, row: Row, slot: u32) {
+        push_wiped(&mut self.id, row.id);
+        self.push_fields(row, slot);
+    }
+
+    /// Appends every column of `row` but its id.
+    fn push_fields(&mut self, row: Row, slot: u32) {
         let r = self.len();
         push_wiped(&mut self.start, row.start_us);
         push_wiped(&mut self.end, row.end_us);
         push_wiped(&mut self.value, row.value);
-        push_wiped(&mut self.id, row.id);
         push_wiped(&mut self.source, row.source);
         push_wiped(&mut self.seq, row.seq);
         push_wiped(&mut self.device, row.device);
