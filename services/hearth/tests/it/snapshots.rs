@@ -31,6 +31,7 @@ both_backends!(
     an_erasure_after_the_snapshot_unlock_starts_from_drops_its_samples,
     accepted_rollback_leaves_no_snapshot_of_the_lost_records,
     writes_merged_at_unlock_are_in_the_next_snapshot,
+    stored_chunks_of_any_size_read_back_whole,
 );
 
 /// Direct access to the database, as someone holding the file or a dump has.
@@ -981,5 +982,58 @@ async fn writes_merged_at_unlock_are_in_the_next_snapshot(backend: Backend) {
     assert_eq!(step_stats(&app).await["count"], 102);
     let (full, snapshot) = both_paths(&app).await;
     assert_eq!(snapshot, Some((head, full)));
+    app.stop().await;
+}
+
+/// A chunk reads back byte for byte whatever its size, from empty to a
+/// whole 8 MiB chunk with its nonce and tag; one that is not there is an
+/// error.
+async fn stored_chunks_of_any_size_read_back_whole(backend: Backend) {
+    use hearth::log::LogHead;
+    use hearth::storage::SnapshotHeader;
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let storage = app.store.storage().clone();
+    let slice = 256 << 10;
+    let sizes = [
+        0,
+        1,
+        slice - 1,
+        slice,
+        slice + 1,
+        3 * slice + 17,
+        (8 << 20) + 28,
+    ];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let chunks: Vec<Vec<u8>> = sizes
+        .iter()
+        .map(|&n| {
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        })
+        .collect();
+    let header = SnapshotHeader {
+        at: LogHead {
+            seq: 1_000_000,
+            hash: [7; 32],
+        },
+        key_id: 1,
+        chunks: chunks.len() as u32,
+    };
+    storage.put_snapshot(&header, &chunks, 2).await.unwrap();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let read = storage.snapshot_chunk(1_000_000, i as u32).await.unwrap();
+        assert!(read == *chunk, "chunk {i} of {} bytes", chunk.len());
+    }
+    assert!(storage
+        .snapshot_chunk(1_000_000, chunks.len() as u32)
+        .await
+        .is_err());
     app.stop().await;
 }
