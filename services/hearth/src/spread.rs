@@ -1,6 +1,7 @@
 //! CPU-bound work spread over the cores, where one unlock or snapshot has a
-//! lot of it: sealing and opening snapshot chunks, opening records in a
-//! replay, decoding and indexing a large type's columns.
+//! lot of it: sealing snapshot chunks, opening records in a replay,
+//! decoding and indexing a large type's columns. (A snapshot's chunks are
+//! opened on one thread as they are read, beside the reading.)
 
 /// Threads to spread over: one per core, at most eight.
 fn threads() -> usize {

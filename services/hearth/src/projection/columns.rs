@@ -830,6 +830,13 @@ impl ColumnData {
         if lengths.len() != expected {
             return None;
         }
+        // Every value takes a byte at least, an id sixteen: `rows` is held
+        // to the bytes before anything is allocated for it.
+        let rows_bytes = rows as u64;
+        if lengths.iter().any(|&l| l < rows_bytes) || Some(lengths[3]) != rows_bytes.checked_mul(16)
+        {
+            return None;
+        }
         let mut rest = bytes;
         let mut columns = Vec::with_capacity(expected);
         for &length in lengths {
@@ -868,11 +875,10 @@ impl ColumnData {
             let end = end.ends(&start)?;
             Some((start, end, value.values(rows)?))
         };
-        let (first_rest, first) =
+        let (others, times) =
             crate::spread::join(rows >= DECODE_SPREAD_FROM, decode_rest, decode_first);
-        let (id, source, seq, device, end_offset, start_offset, numbers) = first_rest?;
-        let (start, end, value) = first?;
-        let text_numbers = numbers;
+        let (id, source, seq, device, end_offset, start_offset, text_numbers) = others?;
+        let (start, end, value) = times?;
         if text_numbers.iter().any(|&n| n as usize > texts.len()) {
             return None;
         }
@@ -1468,6 +1474,9 @@ mod tests {
         long[9] += 1;
         assert!(ColumnData::decode_packed(&bytes, n, &long, texts.clone()).is_none());
         assert!(ColumnData::decode_packed(&bytes, n, &lengths[..9], texts.clone()).is_none());
+        // More rows than the bytes could hold.
+        assert!(ColumnData::decode_packed(&bytes, usize::MAX, &lengths, texts.clone()).is_none());
+        assert!(ColumnData::decode_packed(&bytes, n + 1, &lengths, texts.clone()).is_none());
         // A metadata number past the texts.
         assert!(
             ColumnData::decode_packed(&bytes, n, &lengths, texts[..texts.len() - 1].to_vec())

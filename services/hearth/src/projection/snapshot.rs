@@ -117,8 +117,9 @@ impl SnapshotKey {
 
 /// Everything but the rows, encoded with postcard after them; `C` is how
 /// each type's rows are described ([`TypePacked`] from version 5 on,
-/// [`TypeTexts`] in 4, [`TypeMeta`] before). Written as [`MetaOut`]: the same encoding, with the
-/// parts that grow with the samples borrowed from the projection.
+/// [`TypeTexts`] in 4, [`TypeMeta`] before). Written as [`MetaOut`]: the
+/// same encoding, with the parts that grow with the samples borrowed from
+/// the projection.
 #[derive(Serialize, Deserialize)]
 struct Meta<C = TypePacked, S = Vec<(u128, String, i64, u16, u32)>> {
     taken_us: i64,
@@ -426,7 +427,7 @@ fn seal(key: &SnapshotKey, at: LogHead, plain: Plain) -> (SnapshotHeader, Vec<Ve
         parts.push(Plain::new_chunk());
     }
     let chunks = parts.len() as u32;
-    // Several chunks at a time, as they are opened.
+    // Several chunks at a time, across the cores.
     let sealed = crate::spread::map(parts, |i, mut part| {
         // Sealed where it lies: what is left in the buffer is ciphertext,
         // not to be wiped.
