@@ -231,31 +231,6 @@ pub fn open_onto(
         })
 }
 
-/// Opens `sealed` (as [`seal`] made it) into `out`, which must be exactly
-/// as long as the plaintext: large buffers are opened without a copy.
-pub fn open_into(
-    key: &[u8; KEY_LEN],
-    aad: &[u8],
-    sealed: &[u8],
-    out: &mut [u8],
-) -> Result<(), CryptoError> {
-    use aes_gcm_siv::aead::AeadInPlace;
-    const TAG_LEN: usize = 16;
-    if sealed.len() != NONCE_LEN + out.len() + TAG_LEN {
-        return Err(CryptoError::Authentication);
-    }
-    let (nonce, rest) = sealed.split_at(NONCE_LEN);
-    let (ciphertext, tag) = rest.split_at(out.len());
-    out.copy_from_slice(ciphertext);
-    let cipher = Aes256GcmSiv::new(key.into());
-    cipher
-        .decrypt_in_place_detached(Nonce::from_slice(nonce), aad, out, tag.into())
-        .map_err(|_| {
-            zeroize::Zeroize::zeroize(out);
-            CryptoError::Authentication
-        })
-}
-
 /// The store's root key and store id: what each key slot wraps (see
 /// [`crate::keys`], which calls it [`crate::keys::RootKey`]). Today it also
 /// seals the log records, as key id 1.

@@ -225,6 +225,11 @@ impl TypeColumns {
         self.deleted[row / 64] & (1 << (row % 64)) != 0
     }
 
+    /// The numbers of the rows not deleted, in order.
+    fn live_rows(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.len()).filter(|&r| self.deleted_count == 0 || !self.is_deleted(r))
+    }
+
     pub fn source_of(&self, row: usize) -> u32 {
         self.source[row]
     }
@@ -770,11 +775,9 @@ impl ByteSink for Vec<u8> {
 
 #[cfg(test)]
 macro_rules! put_column {
-    ($out:expr, $col:expr, $live:expr) => {
-        for (r, v) in $col.iter().enumerate() {
-            if $live(r) {
-                $out.put(&v.to_le_bytes());
-            }
+    ($out:expr, $col:expr, $rows:expr) => {
+        for r in $rows {
+            $out.put(&$col[r].to_le_bytes());
         }
     };
 }
@@ -1052,16 +1055,15 @@ impl TypeColumns {
     /// write it.
     #[cfg(test)]
     pub(crate) fn encode_live(&self, out: &mut impl ByteSink) -> (usize, Vec<&str>) {
-        let live = |r: usize| self.deleted_count == 0 || !self.is_deleted(r);
-        put_column!(out, self.start, live);
-        put_column!(out, self.end, live);
-        put_column!(out, self.value, live);
-        put_column!(out, self.id, live);
-        put_column!(out, self.source, live);
-        put_column!(out, self.seq, live);
-        put_column!(out, self.device, live);
-        put_column!(out, self.start_offset, live);
-        put_column!(out, self.end_offset, live);
+        put_column!(out, self.start, self.live_rows());
+        put_column!(out, self.end, self.live_rows());
+        put_column!(out, self.value, self.live_rows());
+        put_column!(out, self.id, self.live_rows());
+        put_column!(out, self.source, self.live_rows());
+        put_column!(out, self.seq, self.live_rows());
+        put_column!(out, self.device, self.live_rows());
+        put_column!(out, self.start_offset, self.live_rows());
+        put_column!(out, self.end_offset, self.live_rows());
         let (numbers, texts) = self.text_numbers();
         for number in numbers {
             out.put(&number.to_le_bytes());
@@ -1074,8 +1076,7 @@ impl TypeColumns {
     /// metadata (as in [`TypeColumns::encode_live`]); returns how many rows,
     /// the distinct texts, and each column's length in bytes.
     pub(crate) fn encode_packed<S: ByteSink>(&self, out: &mut S) -> (usize, Vec<&str>, Vec<u64>) {
-        let live = |r: &usize| self.deleted_count == 0 || !self.is_deleted(*r);
-        let rows = || (0..self.len()).filter(live);
+        let rows = || self.live_rows();
         let mut lengths = vec![
             Packer::new(out).starts(rows().map(|r| self.start[r])),
             Packer::new(out).ends(rows().map(|r| (self.start[r], self.end[r]))),
@@ -1094,7 +1095,7 @@ impl TypeColumns {
         ];
         let (numbers, texts) = self.text_numbers();
         if !texts.is_empty() {
-            lengths.push(Packer::new(out).plain(numbers.map(u64::from)));
+            lengths.push(Packer::new(out).plain(numbers.into_iter().map(u64::from)));
         }
         (self.live_len(), texts, lengths)
     }
@@ -1102,15 +1103,14 @@ impl TypeColumns {
     /// Each live row's metadata as a number into a list of the distinct
     /// texts, in order of first use (1-based, 0 for none), and that list;
     /// no numbers when no live row has metadata.
-    fn text_numbers(&self) -> (impl Iterator<Item = u32> + '_, Vec<&str>) {
-        let live = |r: usize| self.deleted_count == 0 || !self.is_deleted(r);
+    fn text_numbers(&self) -> (Vec<u32>, Vec<&str>) {
         let mut texts = Vec::new();
         let mut numbers = Vec::new();
-        if (0..self.metadata.len()).any(|r| self.metadata[r] != 0 && live(r)) {
+        if !self.metadata.is_empty() && self.live_rows().any(|r| self.metadata[r] != 0) {
             // Pool slots to their place in `texts`, in order of first use.
             let mut places: HashMap<u32, u32> = HashMap::new();
             numbers.reserve_exact(self.live_len());
-            for r in (0..self.len()).filter(|&r| live(r)) {
+            for r in self.live_rows() {
                 numbers.push(match self.metadata[r] {
                     0 => 0,
                     slot => *places.entry(slot).or_insert_with(|| {
@@ -1120,7 +1120,7 @@ impl TypeColumns {
                 });
             }
         }
-        (numbers.into_iter(), texts)
+        (numbers, texts)
     }
 
     /// Builds columns from a snapshot's sorted rows and rows added after it

@@ -591,10 +591,15 @@ fn decode(plain: &[u8], at: LogHead) -> Result<Start, Rejected> {
         }
     }
     for columns in meta.columns {
-        let (t, n, numbered) = match &columns {
-            TypeRows::Packed(c) => (c.ty, c.rows, !c.texts.is_empty()),
-            TypeRows::Texts(c) => (c.ty, c.rows, !c.texts.is_empty()),
-            TypeRows::ById(c) => (c.ty, c.rows, false),
+        // Fixed-width rows (before version 5), with a metadata number each
+        // when the type lists texts.
+        let fixed = |n: usize, numbered: bool| {
+            n.checked_mul(ENCODED_ROW_BYTES + if numbered { 4 } else { 0 })
+        };
+        let (t, n) = match &columns {
+            TypeRows::Packed(c) => (c.ty, c.rows),
+            TypeRows::Texts(c) => (c.ty, c.rows),
+            TypeRows::ById(c) => (c.ty, c.rows),
         };
         let t = ty(t)?;
         let n = usize::try_from(n).map_err(|_| Rejected::Malformed)?;
@@ -604,7 +609,8 @@ fn decode(plain: &[u8], at: LogHead) -> Result<Start, Rejected> {
                 .iter()
                 .try_fold(0u64, |sum, &l| sum.checked_add(l))
                 .and_then(|l| usize::try_from(l).ok()),
-            _ => n.checked_mul(ENCODED_ROW_BYTES + if numbered { 4 } else { 0 }),
+            TypeRows::Texts(c) => fixed(n, !c.texts.is_empty()),
+            TypeRows::ById(_) => fixed(n, false),
         }
         .filter(|&l| l <= rows.len())
         .ok_or(Rejected::Malformed)?;
