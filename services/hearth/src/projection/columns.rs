@@ -669,31 +669,48 @@ impl TypeColumns {
 
 /// The id index of rows with `ids`: row numbers hashed by id. A large table
 /// is filled in the order of the bucket each row's probe starts at, so it
-/// is written front to back rather than at random: inserting ten million
-/// rows in row order spends most of its time waiting for memory.
+/// is written a small region at a time rather than at random: inserting ten
+/// million rows in row order spends most of its time waiting for memory.
 fn build_index(ids: &[u128], hasher: &DefaultHashBuilder) -> HashTable<u32> {
     let mut index = HashTable::with_capacity(ids.len());
-    let mut hashed: Vec<(u64, u32)> = ids
-        .iter()
-        .enumerate()
-        .map(|(r, &id)| (hasher.hash_one(id), r as u32))
-        .collect();
-    if ids.len() >= INDEX_SORTED_FROM {
-        // hashbrown's tables have a power-of-two number of buckets, seven
-        // eighths of which it fills, and a probe for `hash` starts at bucket
-        // `hash & (buckets - 1)`. Were this ever not so, the order would
-        // only be slower, never wrong. Ordered by the bucket's top 24 bits,
-        // each stretch of rows lands within a few cache lines of the last.
-        let buckets = (index.capacity() / 7 * 8).next_power_of_two();
-        let bucket_bits = buckets.trailing_zeros();
-        let key_bits = bucket_bits.min(24);
-        let shift = bucket_bits - key_bits;
-        let mask = (buckets as u64) - 1;
-        radix_sort_by(&mut hashed, key_bits, |&(hash, _)| {
-            ((hash & mask) >> shift) as u32
-        });
+    if ids.len() < INDEX_SORTED_FROM {
+        for (r, &id) in ids.iter().enumerate() {
+            index.insert_unique(hasher.hash_one(id), r as u32, |&r| {
+                hasher.hash_one(ids[r as usize])
+            });
+        }
+        return index;
     }
-    for &(hash, r) in &hashed {
+    // hashbrown's tables have a power-of-two number of buckets, seven
+    // eighths of which it fills, and a probe for `hash` starts at bucket
+    // `hash & (buckets - 1)`. Were this ever not so, the order would only
+    // be slower, never wrong. The rows are grouped by the top 12 bits of
+    // that bucket (one counting pass, one placing pass): each group fills
+    // a region of the table small enough to stay in the caches, and one
+    // pass over 4096 groups costs far less than a full sort.
+    let buckets = (index.capacity() / 7 * 8).next_power_of_two();
+    let bucket_bits = buckets.trailing_zeros();
+    let group_bits = bucket_bits.min(INDEX_GROUP_BITS);
+    let shift = bucket_bits - group_bits;
+    let mask = (buckets as u64) - 1;
+    let group = |hash: u64| ((hash & mask) >> shift) as usize;
+    let mut starts = vec![0usize; 1 << group_bits];
+    for &id in ids {
+        starts[group(hasher.hash_one(id))] += 1;
+    }
+    let mut sum = 0;
+    for start in &mut starts {
+        (*start, sum) = (sum, sum + *start);
+    }
+    // Hashing an id again costs less than keeping every hash meanwhile.
+    let mut grouped = vec![(0u64, 0u32); ids.len()];
+    for (r, &id) in ids.iter().enumerate() {
+        let hash = hasher.hash_one(id);
+        let at = &mut starts[group(hash)];
+        grouped[*at] = (hash, r as u32);
+        *at += 1;
+    }
+    for &(hash, r) in &grouped {
         index.insert_unique(hash, r, |&r| hasher.hash_one(ids[r as usize]));
     }
     index
@@ -703,36 +720,23 @@ fn build_index(ids: &[u128], hasher: &DefaultHashBuilder) -> HashTable<u32> {
 /// fits in the caches anyway.
 const INDEX_SORTED_FROM: usize = 1 << 16;
 
-/// Sorts `items` by `key`, whose values are below `2^bits` (`bits` ≤ 24):
-/// a stable least-significant-digit radix sort, two passes of 12 bits.
-fn radix_sort_by<T: Copy>(items: &mut Vec<T>, bits: u32, key: impl Fn(&T) -> u32) {
-    const DIGIT: u32 = 12;
-    let Some(&first) = items.first() else { return };
-    let mut from = std::mem::take(items);
-    let mut to = Vec::with_capacity(from.len());
-    let mut shift = 0;
-    while shift < bits {
-        let digit = |item: &T| ((key(item) >> shift) & ((1 << DIGIT) - 1)) as usize;
-        let mut starts = vec![0usize; 1 << DIGIT];
-        for item in &from {
-            starts[digit(item)] += 1;
+/// Bits of the bucket by which [`build_index`] groups its inserts.
+const INDEX_GROUP_BITS: u32 = 12;
+
+/// An id index with the hasher it was built with.
+pub(crate) struct IdIndex {
+    table: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+}
+
+impl IdIndex {
+    fn build(ids: &[u128]) -> IdIndex {
+        let hasher = DefaultHashBuilder::default();
+        IdIndex {
+            table: build_index(ids, &hasher),
+            hasher,
         }
-        let mut sum = 0;
-        for start in &mut starts {
-            (*start, sum) = (sum, sum + *start);
-        }
-        // Every slot is written exactly once below.
-        to.clear();
-        to.resize(from.len(), first);
-        for item in &from {
-            let d = digit(item);
-            to[starts[d]] = *item;
-            starts[d] += 1;
-        }
-        std::mem::swap(&mut from, &mut to);
-        shift += DIGIT;
     }
-    *items = from;
 }
 
 /// Sorted live rows as plain columns: what a snapshot holds of one type.
@@ -753,6 +757,8 @@ pub(crate) struct ColumnData {
     /// no row has any.
     pub text_numbers: Vec<u32>,
     pub texts: Vec<Box<str>>,
+    /// The id index of a large type, built while its columns were decoded.
+    pub id_index: Option<IdIndex>,
 }
 
 /// Rows from which a type's columns are decoded on two threads.
@@ -857,11 +863,21 @@ impl ColumnData {
         let (id, source, seq, device, start_offset, end_offset) =
             (next(), next(), next(), next(), next(), next());
         let numbers = columns.next();
-        // The times and values on one thread, the rest on another.
+        // A large type's ids and their index on one thread (the index
+        // costs about as much as all the other columns), the rest on
+        // another.
+        let decode_ids = || {
+            let ids = id.ids(rows)?;
+            let index = (rows >= INDEX_SORTED_FROM).then(|| IdIndex::build(&ids));
+            Some((ids, index))
+        };
         let decode_rest = || {
+            let start = start.starts(rows)?;
+            let end = end.ends(&start)?;
+            let value = value.values(rows)?;
             let start_offset = start_offset.changes::<i16>(rows)?;
             Some((
-                id.ids(rows)?,
+                (start, end, value),
                 source.plain::<u32>(rows)?,
                 seq.changes::<u32>(rows)?,
                 device.plain::<u16>(rows)?,
@@ -873,15 +889,10 @@ impl ColumnData {
                 },
             ))
         };
-        let decode_first = || {
-            let start = start.starts(rows)?;
-            let end = end.ends(&start)?;
-            Some((start, end, value.values(rows)?))
-        };
-        let (others, times) =
-            crate::spread::join(rows >= DECODE_SPREAD_FROM, decode_rest, decode_first);
-        let (id, source, seq, device, end_offset, start_offset, text_numbers) = others?;
-        let (start, end, value) = times?;
+        let (ids, rest) = crate::spread::join(rows >= DECODE_SPREAD_FROM, decode_ids, decode_rest);
+        let (id, id_index) = ids?;
+        let ((start, end, value), source, seq, device, end_offset, start_offset, text_numbers) =
+            rest?;
         if text_numbers.iter().any(|&n| n as usize > texts.len()) {
             return None;
         }
@@ -898,6 +909,7 @@ impl ColumnData {
             start_offset,
             end_offset,
             metadata: HashMap::new(),
+            id_index,
         };
         data.in_order().then_some(data)
     }
@@ -950,6 +962,7 @@ impl ColumnData {
             start_offset,
             end_offset,
             metadata,
+            id_index: None,
         };
         data.in_order().then_some(data)
     }
@@ -973,6 +986,8 @@ impl ColumnData {
         if mask.iter().all(|&k| k) {
             return;
         }
+        // Rows move: an index built while decoding names the old places.
+        self.id_index = None;
         fn apply<T: Copy>(col: &mut Vec<T>, mask: &[bool]) {
             let mut i = 0;
             col.retain(|_| {
@@ -1043,6 +1058,7 @@ impl ColumnData {
             text.zeroize();
         }
         self.texts.clear();
+        self.id_index = None;
     }
 }
 
@@ -1152,35 +1168,41 @@ impl TypeColumns {
                 end_offset: std::mem::take(&mut base.end_offset),
                 ..TypeColumns::default()
             };
-            // A large type's index is built meanwhile on a second thread.
-            let (index, (by_source, longest_us)) = crate::spread::join(
-                cols.id.len() >= INDEX_SORTED_FROM,
-                || build_index(&cols.id, &cols.hasher),
-                || {
-                    let mut by_source: HashMap<u32, SourceRows> = HashMap::new();
-                    let mut current: Option<(u32, &mut SourceRows)> = None;
-                    for (r, &source) in cols.source.iter().enumerate() {
-                        match &mut current {
-                            Some((s, rows)) if *s == source => rows.add(r),
-                            _ => {
-                                let rows = by_source.entry(source).or_default();
-                                rows.add(r);
-                                current = Some((source, rows));
-                            }
+            let origins = |cols: &TypeColumns| {
+                let mut by_source: HashMap<u32, SourceRows> = HashMap::new();
+                let mut current: Option<(u32, &mut SourceRows)> = None;
+                for (r, &source) in cols.source.iter().enumerate() {
+                    match &mut current {
+                        Some((s, rows)) if *s == source => rows.add(r),
+                        _ => {
+                            let rows = by_source.entry(source).or_default();
+                            rows.add(r);
+                            current = Some((source, rows));
                         }
                     }
-                    let longest_us = cols
-                        .start
-                        .iter()
-                        .zip(&cols.end)
-                        .map(|(&s, &e)| e.saturating_sub(s))
-                        .max()
-                        .unwrap_or(0)
-                        .max(0);
-                    (by_source, longest_us)
-                },
-            );
-            (cols.index, cols.by_source, cols.longest_us) = (index, by_source, longest_us);
+                }
+                let longest_us = cols
+                    .start
+                    .iter()
+                    .zip(&cols.end)
+                    .map(|(&s, &e)| e.saturating_sub(s))
+                    .max()
+                    .unwrap_or(0)
+                    .max(0);
+                (by_source, longest_us)
+            };
+            // A large type's index was built while its columns were
+            // decoded, or is built now on a second thread.
+            let (index, (by_source, longest_us)) = match base.id_index.take() {
+                Some(index) => (index, origins(&cols)),
+                None => crate::spread::join(
+                    cols.id.len() >= INDEX_SORTED_FROM,
+                    || IdIndex::build(&cols.id),
+                    || origins(&cols),
+                ),
+            };
+            (cols.index, cols.hasher) = (index.table, index.hasher);
+            (cols.by_source, cols.longest_us) = (by_source, longest_us);
             cols
         } else {
             tail.sort_unstable_by_key(Row::key);
@@ -1497,24 +1519,6 @@ mod tests {
         assert_eq!(c.find(3), Some(1));
     }
 
-    #[test]
-    fn radix_sort_orders_by_key_and_keeps_ties_in_order() {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        for bits in [1, 12, 13, 24] {
-            let mut items: Vec<(u32, usize)> = (0..5000)
-                .map(|i| (rng.gen_range(0..1u32 << bits), i))
-                .collect();
-            let mut expected = items.clone();
-            expected.sort_by_key(|&(k, _)| k);
-            radix_sort_by(&mut items, bits, |&(k, _)| k);
-            assert_eq!(items, expected, "{bits} bits");
-        }
-        let mut none: Vec<(u32, usize)> = Vec::new();
-        radix_sort_by(&mut none, 24, |&(k, _)| k);
-        assert!(none.is_empty());
-    }
-
     /// Large enough that the index is filled in bucket order, from a
     /// snapshot's columns and from rows: every id finds its row, one that
     /// was never added finds none, and later inserts and deletes still work.
@@ -1539,7 +1543,14 @@ mod tests {
             base.end_offset.push(0);
         }
         let mut from_base = TypeColumns::from_base(base, Vec::new());
-        for c in [&from_rows, &from_base] {
+        // Decoded from a packed snapshot, the index is built meanwhile.
+        let mut packed = Vec::new();
+        let (live, texts, lengths) = from_rows.encode_packed(&mut packed);
+        let texts = texts.into_iter().map(Box::from).collect();
+        let decoded = ColumnData::decode_packed(&packed, live, &lengths, texts).expect("decodes");
+        assert!(decoded.id_index.is_some());
+        let from_packed = TypeColumns::from_base(decoded, Vec::new());
+        for c in [&from_rows, &from_base, &from_packed] {
             assert_eq!(c.len(), n);
             for (r, &id) in ids.iter().enumerate() {
                 assert_eq!(c.find(id), Some(r));
@@ -1552,6 +1563,39 @@ mod tests {
         from_base.insert(vec![row(7, n as i64 + 5)]);
         assert_eq!(from_base.find(7), Some(n));
         assert_eq!(from_base.find(ids[n - 1]), Some(n - 1));
+    }
+
+    /// Rows dropped from decoded columns (deleted after the snapshot) take
+    /// the index built while decoding with them: the rows that stay are
+    /// found at their new places, and the dropped ones not at all.
+    #[test]
+    fn rows_dropped_after_decoding_are_not_found_by_a_stale_index() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let n = INDEX_SORTED_FROM + 101;
+        let rows: Vec<Row> = (0..n as i64).map(|i| row(rng.gen(), i)).collect();
+        let cols = TypeColumns::from_rows(rows, &hashbrown::HashSet::new());
+        let mut packed = Vec::new();
+        let (live, texts, lengths) = cols.encode_packed(&mut packed);
+        let texts: Vec<Box<str>> = texts.into_iter().map(Box::from).collect();
+        let ids = cols.id.clone();
+        let dropped: hashbrown::HashSet<u128> = ids.iter().copied().step_by(3).collect();
+        let kept: Vec<u128> = ids.into_iter().filter(|id| !dropped.contains(id)).collect();
+        for tail in [Vec::new(), vec![row(3, -1)]] {
+            let mut decoded =
+                ColumnData::decode_packed(&packed, live, &lengths, texts.clone()).expect("decodes");
+            assert!(decoded.id_index.is_some());
+            decoded.retain(|id, _| !dropped.contains(&id));
+            let first = usize::from(!tail.is_empty());
+            let c = TypeColumns::from_base(decoded, tail);
+            assert_eq!(c.len(), kept.len() + first);
+            for (r, &id) in kept.iter().enumerate() {
+                assert_eq!(c.find(id), Some(r + first));
+            }
+            for &id in &dropped {
+                assert_eq!(c.find(id), None);
+            }
+        }
     }
 
     /// Random back-fills and deletions against a sorted reference: order,
