@@ -296,7 +296,7 @@ pub async fn restore(
         .await?
         .context("wrong passphrase")?;
     let keys = DataKeys::load(&*storage, root).await?;
-    let walked = walk(&*storage, Some(&keys), |_, _| Ok(()))
+    let walked = walk(&storage, Some(&keys), |_, _| Ok(()))
         .await
         .map_err(|e| {
             anyhow::anyhow!(

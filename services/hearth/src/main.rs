@@ -150,7 +150,7 @@ async fn verify(
                 Some(DataKeys::load(&*storage, root).await?)
             }
         };
-        let walked = match walk(&*storage, keys.as_ref(), |_, _| Ok(())).await {
+        let walked = match walk(&storage, keys.as_ref(), |_, _| Ok(())).await {
             Ok(walked) => walked,
             Err(e) => return Ok(Err(Failure::Log(e))),
         };

@@ -398,7 +398,7 @@ impl Store {
                 .await
                 .map_err(|e| LockError::Storage(e.to_string()))?;
             let (projection, registry, walked) =
-                replay(&*self.storage, &keys, self.apps.clock.now_us())
+                replay(&self.storage, &keys, self.apps.clock.now_us())
                     .instrument(tracing::info_span!("replay"))
                     .await
                     .map_err(ReplayError::into_lock_error)?;

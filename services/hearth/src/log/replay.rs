@@ -1,5 +1,7 @@
 //! Reading the log back: replay at unlock and `hearth verify`.
 
+use std::sync::Arc;
+
 use hashbrown::{HashMap, HashSet};
 
 use super::chain::{ChainFault, ChainVerifier, LogHead, LogRecord};
@@ -11,7 +13,14 @@ use crate::projection::snapshot::{self, Start};
 use crate::projection::{Projection, ProjectionBuilder};
 use crate::storage::{Storage, StorageError};
 
+/// Records per page read: at most, and in the first page (before the size
+/// of a record is known); and about how many ciphertext bytes a page of
+/// large records is cut down to.
 const PAGE: u32 = 512;
+const FIRST_PAGE: u32 = 16;
+const PAGE_BYTES: usize = 8 << 20;
+/// Pages read ahead of the walk.
+const PAGES_AHEAD: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -122,7 +131,7 @@ impl Walked {
 /// key is gone is skipped if a later erasure event names that key, and is
 /// an error otherwise.
 pub async fn walk(
-    storage: &dyn Storage,
+    storage: &Arc<dyn Storage>,
     keys: Option<&DataKeys>,
     visit: impl FnMut(u64, Envelope) -> Result<(), ReplayError>,
 ) -> Result<Walked, ReplayError> {
@@ -133,7 +142,7 @@ pub async fn walk(
 /// `known` what the log up to it says about keys (a snapshot's): the chain
 /// is checked from `from` to the head.
 pub async fn walk_from(
-    storage: &dyn Storage,
+    storage: &Arc<dyn Storage>,
     keys: Option<&DataKeys>,
     from: LogHead,
     known: Walked,
@@ -148,11 +157,9 @@ pub async fn walk_from(
     walked.records = from.seq;
     // Records under a missing key, until an erasure event accounts for them.
     let mut unreadable: Vec<(u64, u32)> = Vec::new();
-    let mut after = from.seq;
-    loop {
-        let page = storage.records_after(after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
+    let mut pages = ReadAhead::start(storage.clone(), from.seq);
+    while let Some(page) = pages.next().await {
+        let page = page?;
         for group in groups(&page) {
             let mut opened = keys
                 .map(|keys| open_records(group, keys))
@@ -183,6 +190,62 @@ pub async fn walk_from(
     }
     walked.erased += unreadable.len() as u64;
     Ok(walked)
+}
+
+/// The log's pages, read on a task of their own a few pages ahead of the
+/// walk, so reading overlaps opening and applying: the walk waits for the
+/// storage only when it catches up.
+struct ReadAhead {
+    pages: tokio::sync::mpsc::Receiver<Result<Vec<LogRecord>, StorageError>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl ReadAhead {
+    /// Reads the records after `after`, in order, to the end of the log.
+    fn start(storage: Arc<dyn Storage>, mut after: u64) -> ReadAhead {
+        let (send, pages) = tokio::sync::mpsc::channel(PAGES_AHEAD);
+        let reader = tokio::spawn(async move {
+            let mut limit = FIRST_PAGE;
+            loop {
+                let page = storage.records_after(after, limit).await;
+                let page = match page {
+                    Ok(page) if page.is_empty() => return,
+                    Ok(page) => page,
+                    Err(e) => {
+                        let _ = send.send(Err(e)).await;
+                        return;
+                    }
+                };
+                after = page.last().map_or(after, |r| r.seq);
+                limit = next_page_limit(&page);
+                if send.send(Ok(page)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        ReadAhead { pages, reader }
+    }
+
+    /// The next page, `None` at the end of the log.
+    async fn next(&mut self) -> Option<Result<Vec<LogRecord>, StorageError>> {
+        self.pages.recv().await
+    }
+}
+
+impl Drop for ReadAhead {
+    /// A walk that stops early stops the reading too.
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// How many records to read after `page`: as many of its size as fit in
+/// [`PAGE_BYTES`], so that large records are read fewer at a time and few
+/// bytes wait in the pages ahead.
+fn next_page_limit(page: &[LogRecord]) -> u32 {
+    let bytes = page.iter().map(|r| r.body.len()).sum::<usize>().max(1);
+    let fit = PAGE_BYTES.saturating_mul(page.len()) / bytes;
+    u32::try_from(fit).unwrap_or(PAGE).clamp(1, PAGE)
 }
 
 /// Ciphertext bytes per group of records opened together, and below which
@@ -238,18 +301,18 @@ fn open_records(
 /// snapshot opens and matches; refuses on any fault in what it reads.
 /// Records under destroyed keys are skipped and counted.
 pub async fn replay(
-    storage: &dyn Storage,
+    storage: &Arc<dyn Storage>,
     keys: &DataKeys,
     now_us: i64,
 ) -> Result<(Projection, Registry, Walked), ReplayError> {
-    let start = snapshot::load_newest(storage, keys.root()).await;
+    let start = snapshot::load_newest(&**storage, keys.root()).await;
     replay_from(storage, keys, now_us, start).await
 }
 
 /// Rebuilds from `start` (a snapshot) and the records after it, or from the
 /// whole log when `start` is `None`.
 pub async fn replay_from(
-    storage: &dyn Storage,
+    storage: &Arc<dyn Storage>,
     keys: &DataKeys,
     now_us: i64,
     start: Option<Start>,
@@ -282,4 +345,34 @@ pub async fn replay_from(
     );
     projection.set_anchor_key(keys.root().derive(b"change-feed anchors"));
     Ok((projection, registry, walked))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(records: usize, bytes: usize) -> Vec<LogRecord> {
+        (0..records)
+            .map(|i| LogRecord {
+                seq: i as u64 + 1,
+                key_id: 1,
+                prev_hash: [0; 32],
+                hash: [0; 32],
+                body: vec![0; bytes],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pages_of_large_records_are_cut_to_about_page_bytes() {
+        // Small records: a full page.
+        assert_eq!(next_page_limit(&page(16, 200)), PAGE);
+        // Records of 1 MiB: eight of them.
+        assert_eq!(next_page_limit(&page(16, 1 << 20)), 8);
+        // Records larger than a page: one at a time, never none.
+        assert_eq!(next_page_limit(&page(2, 64 << 20)), 1);
+        // Records of nothing, or no records, do not divide by zero.
+        assert_eq!(next_page_limit(&page(16, 0)), PAGE);
+        assert_eq!(next_page_limit(&[]), 1);
+    }
 }

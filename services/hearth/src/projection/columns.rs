@@ -39,6 +39,82 @@ impl Row {
     }
 }
 
+/// Rows collected for columns, in blocks of a fixed size: collecting
+/// millions never copies them to grow (and never holds a grown vector's
+/// spare half), and columns are filled from the blocks as they are.
+#[derive(Default)]
+pub struct RowBlocks {
+    blocks: Vec<Vec<Row>>,
+}
+
+/// Rows per block of [`RowBlocks`].
+const ROW_BLOCK: usize = 1 << 16;
+
+impl RowBlocks {
+    pub fn extend(&mut self, rows: impl IntoIterator<Item = Row>) {
+        for row in rows {
+            match self.blocks.last_mut() {
+                Some(block) if block.len() < ROW_BLOCK => block.push(row),
+                _ => {
+                    let mut block = Vec::with_capacity(ROW_BLOCK);
+                    block.push(row);
+                    self.blocks.push(block);
+                }
+            }
+        }
+    }
+
+    pub fn retain(&mut self, mut keep: impl FnMut(&Row) -> bool) {
+        for block in &mut self.blocks {
+            block.retain(&mut keep);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blocks.iter().all(Vec::is_empty)
+    }
+
+    fn len(&self) -> usize {
+        self.blocks.iter().map(Vec::len).sum()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Row> {
+        self.blocks.iter().flatten()
+    }
+
+    /// The rows in one vector.
+    pub fn into_vec(mut self) -> Vec<Row> {
+        match self.blocks.len() {
+            0 => Vec::new(),
+            1 => self.blocks.pop().expect("one block"),
+            _ => {
+                let mut all = Vec::with_capacity(self.len());
+                for block in self.blocks {
+                    all.extend(block);
+                }
+                all
+            }
+        }
+    }
+
+    /// Sorted by `(start, id)`: as they are when they came in order (as a
+    /// log written in time order does), else sorted in one block.
+    fn into_sorted(self) -> RowBlocks {
+        if self.iter().map(Row::key).is_sorted() {
+            return self;
+        }
+        let mut all = self.into_vec();
+        all.sort_unstable_by_key(Row::key);
+        RowBlocks::from(all)
+    }
+}
+
+impl From<Vec<Row>> for RowBlocks {
+    fn from(rows: Vec<Row>) -> RowBlocks {
+        RowBlocks { blocks: vec![rows] }
+    }
+}
+
 /// The rows one source wrote, as 64-row blocks with a bit per row: a source's
 /// rows can be gathered without reading anyone else's. Sources write in runs,
 /// so this costs a fraction of a byte per row; at worst (every row of a
@@ -513,34 +589,57 @@ impl TypeColumns {
 
     /// Builds sorted, indexed columns from rows in any order, dropping the
     /// ids in `dropped` (deleted samples, at replay).
-    pub fn from_rows(mut rows: Vec<Row>, dropped: &hashbrown::HashSet<u128>) -> TypeColumns {
+    pub fn from_rows(
+        rows: impl Into<RowBlocks>,
+        dropped: &hashbrown::HashSet<u128>,
+    ) -> TypeColumns {
+        let mut rows: RowBlocks = rows.into();
         if !dropped.is_empty() {
             rows.retain(|r| !dropped.contains(&r.id));
         }
-        if !rows.is_sorted_by_key(Row::key) {
-            rows.sort_unstable_by_key(Row::key);
-        }
+        let mut rows = rows.into_sorted();
+        let n = rows.len();
         let mut cols = TypeColumns {
             last_seq: rows.iter().map(|r| r.seq).max().unwrap_or(0),
+            deleted: vec![0; n.div_ceil(64)],
             ..TypeColumns::default()
         };
-        cols.reserve_exact(rows.len());
-        // The id column first: a large type's index is built from it on a
-        // second thread while the other columns are filled.
-        let mut ids = std::mem::take(&mut cols.id);
-        ids.extend(rows.iter().map(|r| r.id));
+        // Metadata is pooled first, each text wiped in its row as it is.
+        if rows.iter().any(|r| r.metadata.is_some()) {
+            let mut slots = Vec::with_capacity(n);
+            for row in rows.blocks.iter_mut().flatten() {
+                slots.push(cols.intern_metadata(row));
+            }
+            cols.metadata = slots;
+        }
+        // The columns are filled in one pass over the rows, and a large
+        // type's ids and their index in another on a second thread.
         let hasher = cols.hasher;
-        let (index, ()) = crate::spread::join(
-            ids.len() >= INDEX_SORTED_FROM,
-            || build_index(&ids, &hasher),
+        let rows = &rows;
+        let (ids, ()) = crate::spread::join(
+            n >= INDEX_SORTED_FROM,
             || {
-                for mut row in rows {
-                    let slot = cols.intern_metadata(&mut row);
-                    cols.push_fields(row, slot);
+                let mut ids = Vec::with_capacity(n);
+                ids.extend(rows.iter().map(|r| r.id));
+                let index = build_index(&ids, &hasher);
+                (ids, index)
+            },
+            || {
+                cols.reserve_fields(n);
+                for r in rows.iter() {
+                    cols.start.push(r.start_us);
+                    cols.end.push(r.end_us);
+                    cols.value.push(r.value);
+                    cols.source.push(r.source);
+                    cols.seq.push(r.seq);
+                    cols.device.push(r.device);
+                    cols.start_offset.push(r.start_offset_min);
+                    cols.end_offset.push(r.end_offset_min);
                 }
+                (cols.by_source, cols.longest_us) = origins(&cols.source, &cols.start, &cols.end);
             },
         );
-        (cols.id, cols.index) = (ids, index);
+        (cols.id, cols.index) = ids;
         cols
     }
 
@@ -566,19 +665,24 @@ impl TypeColumns {
     }
 
     fn reserve_exact(&mut self, n: usize) {
+        self.id.reserve_exact(n);
+        self.reserve_fields(n);
+        if !self.metadata.is_empty() {
+            self.metadata.reserve_exact(n);
+        }
+        self.deleted.reserve_exact(n.div_ceil(64));
+    }
+
+    /// Reserves `n` more rows in every column but the ids and metadata.
+    fn reserve_fields(&mut self, n: usize) {
         self.start.reserve_exact(n);
         self.end.reserve_exact(n);
         self.value.reserve_exact(n);
-        self.id.reserve_exact(n);
         self.source.reserve_exact(n);
         self.seq.reserve_exact(n);
         self.device.reserve_exact(n);
         self.start_offset.reserve_exact(n);
         self.end_offset.reserve_exact(n);
-        if !self.metadata.is_empty() {
-            self.metadata.reserve_exact(n);
-        }
-        self.deleted.reserve_exact(n.div_ceil(64));
     }
 
     fn metadata_slot(&self, row: usize) -> u32 {
@@ -1168,37 +1272,15 @@ impl TypeColumns {
                 end_offset: std::mem::take(&mut base.end_offset),
                 ..TypeColumns::default()
             };
-            let origins = |cols: &TypeColumns| {
-                let mut by_source: HashMap<u32, SourceRows> = HashMap::new();
-                let mut current: Option<(u32, &mut SourceRows)> = None;
-                for (r, &source) in cols.source.iter().enumerate() {
-                    match &mut current {
-                        Some((s, rows)) if *s == source => rows.add(r),
-                        _ => {
-                            let rows = by_source.entry(source).or_default();
-                            rows.add(r);
-                            current = Some((source, rows));
-                        }
-                    }
-                }
-                let longest_us = cols
-                    .start
-                    .iter()
-                    .zip(&cols.end)
-                    .map(|(&s, &e)| e.saturating_sub(s))
-                    .max()
-                    .unwrap_or(0)
-                    .max(0);
-                (by_source, longest_us)
-            };
             // A large type's index was built while its columns were
             // decoded, or is built now on a second thread.
+            let of_columns = || origins(&cols.source, &cols.start, &cols.end);
             let (index, (by_source, longest_us)) = match base.id_index.take() {
-                Some(index) => (index, origins(&cols)),
+                Some(index) => (index, of_columns()),
                 None => crate::spread::join(
                     cols.id.len() >= INDEX_SORTED_FROM,
                     || IdIndex::build(&cols.id),
-                    || origins(&cols),
+                    of_columns,
                 ),
             };
             (cols.index, cols.hasher) = (index.table, index.hasher);
@@ -1263,6 +1345,31 @@ impl TypeColumns {
 /// copied to a buffer twice the size and the old buffer is zeroised before
 /// it is freed: a plain `Vec::push` would hand it back to the allocator
 /// with the values in it, where the lock's wipe can no longer reach them.
+/// Each source's rows, and an upper bound on any row's length, of columns
+/// `source`, `start` and `end`.
+fn origins(source: &[u32], start: &[i64], end: &[i64]) -> (HashMap<u32, SourceRows>, i64) {
+    let mut by_source: HashMap<u32, SourceRows> = HashMap::new();
+    let mut current: Option<(u32, &mut SourceRows)> = None;
+    for (r, &source) in source.iter().enumerate() {
+        match &mut current {
+            Some((s, rows)) if *s == source => rows.add(r),
+            _ => {
+                let rows = by_source.entry(source).or_default();
+                rows.add(r);
+                current = Some((source, rows));
+            }
+        }
+    }
+    let longest_us = start
+        .iter()
+        .zip(end)
+        .map(|(&s, &e)| e.saturating_sub(s))
+        .max()
+        .unwrap_or(0)
+        .max(0);
+    (by_source, longest_us)
+}
+
 fn push_wiped<T: Zeroize + Copy>(column: &mut Vec<T>, x: T) {
     if column.len() == column.capacity() {
         let mut grown = Vec::with_capacity((column.capacity() * 2).max(16));
@@ -1563,6 +1670,35 @@ mod tests {
         from_base.insert(vec![row(7, n as i64 + 5)]);
         assert_eq!(from_base.find(7), Some(n));
         assert_eq!(from_base.find(ids[n - 1]), Some(n - 1));
+    }
+
+    /// Rows in several blocks, in order and out of it, with some dropped:
+    /// the same columns as from one vector of the same rows.
+    #[test]
+    fn rows_in_blocks_make_the_columns_one_vector_makes() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let n = ROW_BLOCK * 2 + 77;
+        let in_order: Vec<Row> = (0..n as i64).map(|i| row(rng.gen(), i)).collect();
+        let mut shuffled = in_order.clone();
+        shuffled.reverse();
+        shuffled.swap(5, n / 2);
+        let dropped: hashbrown::HashSet<u128> = in_order.iter().step_by(7).map(|r| r.id).collect();
+        for rows in [in_order, shuffled] {
+            let mut blocks = RowBlocks::default();
+            blocks.extend(rows.iter().cloned());
+            assert_eq!(blocks.blocks.len(), 3);
+            let from_blocks = TypeColumns::from_rows(blocks, &dropped);
+            let from_vec = TypeColumns::from_rows(rows, &dropped);
+            assert_eq!(from_blocks.len(), n - dropped.len());
+            assert_eq!(starts(&from_blocks), starts(&from_vec));
+            let all = |c: &TypeColumns| (0..c.len()).map(|r| c.row(r)).collect::<Vec<_>>();
+            assert_eq!(all(&from_blocks), all(&from_vec));
+            for r in 0..from_blocks.len() {
+                assert_eq!(from_blocks.find(from_blocks.id[r]), Some(r));
+            }
+            assert!(dropped.iter().all(|&id| from_blocks.find(id).is_none()));
+        }
     }
 
     /// Rows dropped from decoded columns (deleted after the snapshot) take

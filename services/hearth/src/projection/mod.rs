@@ -16,7 +16,7 @@ use hashbrown::{HashMap, HashSet};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use tokio::sync::broadcast;
 
-pub use columns::{Row, TypeColumns};
+pub use columns::{Row, RowBlocks, TypeColumns};
 use sync_ids::SyncIds;
 pub use sync_ids::SyncTag;
 
@@ -842,7 +842,7 @@ impl Drop for Projection {
 /// much cheaper than inserting record by record.
 #[derive(Default)]
 pub struct ProjectionBuilder {
-    rows: Vec<Vec<Row>>,
+    rows: Vec<RowBlocks>,
     sources: Sources,
     sync_ids: SyncIds,
     tombstones: HashSet<u128>,
@@ -868,7 +868,10 @@ pub struct ProjectionBuilder {
 impl ProjectionBuilder {
     pub fn new() -> ProjectionBuilder {
         ProjectionBuilder {
-            rows: catalogue::all().iter().map(|_| Vec::new()).collect(),
+            rows: catalogue::all()
+                .iter()
+                .map(|_| RowBlocks::default())
+                .collect(),
             base: catalogue::all().iter().map(|_| None).collect(),
             ..ProjectionBuilder::default()
         }
@@ -993,7 +996,7 @@ impl ProjectionBuilder {
         let mut bases = self.base;
         // Where each deleted sample lived, learnt while dropping it.
         let mut dropped_from: HashMap<u128, (TypeIndex, u32)> = HashMap::new();
-        let kept: Vec<Vec<Row>> = self
+        let kept: Vec<RowBlocks> = self
             .rows
             .into_iter()
             .enumerate()
@@ -1048,7 +1051,7 @@ impl ProjectionBuilder {
             .zip(bases)
             .map(|((rows, last_delete), base)| {
                 let mut cols = match base {
-                    Some(base) => TypeColumns::from_base(base, rows),
+                    Some(base) => TypeColumns::from_base(base, rows.into_vec()),
                     None => TypeColumns::from_rows(rows, &none),
                 };
                 if last_delete > 0 {

@@ -32,6 +32,7 @@ both_backends!(
     accepted_rollback_leaves_no_snapshot_of_the_lost_records,
     writes_merged_at_unlock_are_in_the_next_snapshot,
     stored_chunks_of_any_size_read_back_whole,
+    a_log_read_in_many_pages_replays_whole,
 );
 
 /// Direct access to the database, as someone holding the file or a dump has.
@@ -112,13 +113,13 @@ async fn both_walks(app: &TestApp) -> ((String, Walked), Option<(u64, String, Wa
         .expect("passphrase opens the keyring");
     let keys = DataKeys::load(&*storage, root).await.unwrap();
     let now = app.store.apps().clock.now_us();
-    let (p, r, walked) = replay_from(&*storage, &keys, now, None).await.unwrap();
+    let (p, r, walked) = replay_from(&storage, &keys, now, None).await.unwrap();
     let full = (canonical_dump(&p, &r), walked);
     let Some(start) = snapshot::load_newest(&*storage, keys.root()).await else {
         return (full, None);
     };
     let at = start.at.seq;
-    let (p, r, walked) = replay_from(&*storage, &keys, now, Some(start))
+    let (p, r, walked) = replay_from(&storage, &keys, now, Some(start))
         .await
         .unwrap();
     (full, Some((at, canonical_dump(&p, &r), walked)))
@@ -1035,5 +1036,41 @@ async fn stored_chunks_of_any_size_read_back_whole(backend: Backend) {
         .snapshot_chunk(1_000_000, chunks.len() as u32)
         .await
         .is_err());
+    app.stop().await;
+}
+
+/// A log read in many pages (more records than one page holds, and records
+/// large enough that pages are cut by bytes), whose rows came in out of
+/// time order and fill several blocks: a full replay holds every sample
+/// once, equals the snapshot path, and the statistics survive unlock.
+async fn a_log_read_in_many_pages_replays_whole(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let mut app = TestApp::unlocked(&db).await;
+    let large = |first: i64| (first..first + 5_000).map(|m| steps(m, 1.0)).collect();
+    // Later minutes first, then earlier ones: rows arrive out of order.
+    for batch in (0..20).rev() {
+        let r = app.write(large(batch * 5_000)).await;
+        assert_eq!(r.status(), 201);
+    }
+    for minute in 0..530 {
+        let r = app.write(vec![steps(200_000 + minute, 2.0)]).await;
+        assert_eq!(r.status(), 201);
+    }
+    let expected = 20 * 5_000 + 530;
+    let before = app.get_json("/v1/statistics?type=step_count").await;
+    assert_eq!(before["count"], json!(expected), "{before}");
+    let ((_, walked), _) = both_walks(&app).await;
+    assert_eq!(walked.records, head_seq(&app).await);
+    lock(&app).await;
+    let (full, snapshot) = both_paths(&app).await;
+    assert_eq!(Some(full), snapshot.map(|(_, d)| d));
+    // By full replay, with no snapshot to start from.
+    snapshot::discard_all(&**app.store.storage()).await.unwrap();
+    assert_eq!(app.unlock().await.status(), 200);
+    assert_eq!(
+        app.store.open_store().unwrap().sample_count(),
+        expected as usize
+    );
+    assert_eq!(app.get_json("/v1/statistics?type=step_count").await, before);
     app.stop().await;
 }
