@@ -70,10 +70,6 @@ impl RowBlocks {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.blocks.iter().all(Vec::is_empty)
-    }
-
     fn len(&self) -> usize {
         self.blocks.iter().map(Vec::len).sum()
     }
@@ -600,7 +596,6 @@ impl TypeColumns {
         let mut rows = rows.into_sorted();
         let n = rows.len();
         let mut cols = TypeColumns {
-            last_seq: rows.iter().map(|r| r.seq).max().unwrap_or(0),
             deleted: vec![0; n.div_ceil(64)],
             ..TypeColumns::default()
         };
@@ -614,14 +609,13 @@ impl TypeColumns {
         }
         // The columns are filled in one pass over the rows, and a large
         // type's ids and their index in another on a second thread.
-        let hasher = cols.hasher;
         let rows = &rows;
-        let (ids, ()) = crate::spread::join(
+        let ((ids, index), ()) = crate::spread::join(
             n >= INDEX_SORTED_FROM,
             || {
                 let mut ids = Vec::with_capacity(n);
                 ids.extend(rows.iter().map(|r| r.id));
-                let index = build_index(&ids, &hasher);
+                let index = IdIndex::build(&ids);
                 (ids, index)
             },
             || {
@@ -639,7 +633,9 @@ impl TypeColumns {
                 (cols.by_source, cols.longest_us) = origins(&cols.source, &cols.start, &cols.end);
             },
         );
-        (cols.id, cols.index) = ids;
+        cols.id = ids;
+        (cols.index, cols.hasher) = (index.table, index.hasher);
+        cols.last_seq = cols.seq.iter().copied().max().unwrap_or(0);
         cols
     }
 
@@ -1341,10 +1337,6 @@ impl TypeColumns {
     }
 }
 
-/// Appends `x` to a column. When the column must grow, the values are
-/// copied to a buffer twice the size and the old buffer is zeroised before
-/// it is freed: a plain `Vec::push` would hand it back to the allocator
-/// with the values in it, where the lock's wipe can no longer reach them.
 /// Each source's rows, and an upper bound on any row's length, of columns
 /// `source`, `start` and `end`.
 fn origins(source: &[u32], start: &[i64], end: &[i64]) -> (HashMap<u32, SourceRows>, i64) {
@@ -1370,6 +1362,10 @@ fn origins(source: &[u32], start: &[i64], end: &[i64]) -> (HashMap<u32, SourceRo
     (by_source, longest_us)
 }
 
+/// Appends `x` to a column. When the column must grow, the values are
+/// copied to a buffer twice the size and the old buffer is zeroised before
+/// it is freed: a plain `Vec::push` would hand it back to the allocator
+/// with the values in it, where the lock's wipe can no longer reach them.
 fn push_wiped<T: Zeroize + Copy>(column: &mut Vec<T>, x: T) {
     if column.len() == column.capacity() {
         let mut grown = Vec::with_capacity((column.capacity() * 2).max(16));
