@@ -108,12 +108,13 @@ async fn hearth_import(backend: Backend, admin: &str, zip: &Path) -> anyhow::Res
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let snapshot_secs = waiting.elapsed().as_secs_f64();
+    // Id indexes are built on first use: counted here as if used.
+    let open = server.store.open_store().ok();
+    if let Some(open) = &open {
+        open.build_indexes();
+    }
     let peak_rss = peak_rss();
-    let projection = server
-        .store
-        .open_store()
-        .ok()
-        .map(|open| (open.memory_bytes() as u64, open.sample_count()));
+    let projection = open.map(|open| (open.memory_bytes() as u64, open.sample_count()));
     server.stop().await;
     Ok(Run {
         secs,

@@ -8,6 +8,7 @@
 //! rows from one device and app version share theirs.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
@@ -194,8 +195,10 @@ pub struct TypeColumns {
     texts: TextPool,
     deleted: Vec<u64>,
     deleted_count: usize,
-    /// Row numbers, hashed by the row's id.
-    index: HashTable<u32>,
+    /// Row numbers (deleted rows too), hashed by the row's id: built on
+    /// first use, not when the columns are made, so that unlock does not
+    /// wait for it (the store builds it in the background right after).
+    index: OnceLock<HashTable<u32>>,
     hasher: DefaultHashBuilder,
     /// Each source's rows, so a caller who may read only its own never
     /// touches anyone else's.
@@ -316,9 +319,16 @@ impl TypeColumns {
     /// The row holding `id`, deleted or not.
     pub fn find(&self, id: u128) -> Option<usize> {
         let hash = self.hasher.hash_one(id);
-        self.index
+        self.index()
             .find(hash, |&r| self.id[r as usize] == id)
             .map(|&r| r as usize)
+    }
+
+    /// The id index, built now if it is not yet (callers of the same
+    /// columns wait for one build).
+    pub fn index(&self) -> &HashTable<u32> {
+        self.index
+            .get_or_init(|| build_index(&self.id, &self.hasher))
     }
 
     /// Adds rows whose ids are not present yet.
@@ -393,10 +403,12 @@ impl TypeColumns {
                 (row, self.is_deleted(r), self.metadata_slot(r))
             })
             .collect();
-        for r in from..self.len() {
-            let hash = self.hasher.hash_one(self.id[r]);
-            if let Ok(entry) = self.index.find_entry(hash, |&e| e as usize == r) {
-                entry.remove();
+        if let Some(index) = self.index.get_mut() {
+            for r in from..self.id.len() {
+                let hash = self.hasher.hash_one(self.id[r]);
+                if let Ok(entry) = index.find_entry(hash, |&e| e as usize == r) {
+                    entry.remove();
+                }
             }
         }
         self.deleted_count -= tail.iter().filter(|(_, d, _)| *d).count();
@@ -552,7 +564,10 @@ impl TypeColumns {
             + self.texts.memory_bytes()
             + self.deleted.capacity() * size_of::<u64>()
             // hashbrown: one control byte per bucket beside each slot.
-            + self.index.capacity() * 8 / 7 * (size_of::<u32>() + 1)
+            + self
+                .index
+                .get()
+                .map_or(0, |index| index.capacity() * 8 / 7 * (size_of::<u32>() + 1))
             + self
                 .by_source
                 .values()
@@ -577,10 +592,10 @@ impl TypeColumns {
             rows.blocks.shrink_to_fit();
             rows.masks.shrink_to_fit();
         }
-        let hasher = &self.hasher;
-        let ids = &self.id;
-        self.index
-            .shrink_to_fit(|&r| hasher.hash_one(ids[r as usize]));
+        let (hasher, ids) = (&self.hasher, &self.id);
+        if let Some(index) = self.index.get_mut() {
+            index.shrink_to_fit(|&r| hasher.hash_one(ids[r as usize]));
+        }
     }
 
     /// Builds sorted, indexed columns from rows in any order, dropping the
@@ -607,23 +622,33 @@ impl TypeColumns {
             }
             cols.metadata = slots;
         }
-        // The columns are filled in one pass over the rows, and a large
-        // type's ids and their index in another on a second thread.
+        // The columns are filled in two passes over the rows, a large
+        // type's on two threads: the ids and values in one, the rest in
+        // the other.
         let rows = &rows;
-        let ((ids, index), ()) = crate::spread::join(
-            n >= INDEX_SORTED_FROM,
+        let ((ids, values), ()) = crate::spread::join(
+            n >= DECODE_SPREAD_FROM,
             || {
-                let mut ids = Vec::with_capacity(n);
-                ids.extend(rows.iter().map(|r| r.id));
-                let index = IdIndex::build(&ids);
-                (ids, index)
+                let (mut ids, mut values) = (Vec::with_capacity(n), Vec::with_capacity(n));
+                for r in rows.iter() {
+                    ids.push(r.id);
+                    values.push(r.value);
+                }
+                (ids, values)
             },
             || {
-                cols.reserve_fields(n);
+                // Not the values': a buffer reserved and dropped unused is
+                // still wiped, page by page, when it is freed.
+                cols.start.reserve_exact(n);
+                cols.end.reserve_exact(n);
+                cols.source.reserve_exact(n);
+                cols.seq.reserve_exact(n);
+                cols.device.reserve_exact(n);
+                cols.start_offset.reserve_exact(n);
+                cols.end_offset.reserve_exact(n);
                 for r in rows.iter() {
                     cols.start.push(r.start_us);
                     cols.end.push(r.end_us);
-                    cols.value.push(r.value);
                     cols.source.push(r.source);
                     cols.seq.push(r.seq);
                     cols.device.push(r.device);
@@ -633,8 +658,7 @@ impl TypeColumns {
                 (cols.by_source, cols.longest_us) = origins(&cols.source, &cols.start, &cols.end);
             },
         );
-        cols.id = ids;
-        (cols.index, cols.hasher) = (index.table, index.hasher);
+        (cols.id, cols.value) = (ids, values);
         cols.last_seq = cols.seq.iter().copied().max().unwrap_or(0);
         cols
     }
@@ -753,17 +777,20 @@ impl TypeColumns {
         self.deleted_count += 1;
     }
 
+    /// Adds `row` to the id index if it is built (else the build will).
     fn index_row(&mut self, row: usize) {
-        let hasher = &self.hasher;
-        let ids = &self.id;
-        self.index
-            .insert_unique(hasher.hash_one(ids[row]), row as u32, |&r| {
+        let (hasher, ids) = (&self.hasher, &self.id);
+        if let Some(index) = self.index.get_mut() {
+            index.insert_unique(hasher.hash_one(ids[row]), row as u32, |&r| {
                 hasher.hash_one(ids[r as usize])
             });
+        }
     }
 
+    /// Forgets the id index after rows moved: it is built again on first
+    /// use.
     fn rebuild_index(&mut self) {
-        self.index = build_index(&self.id, &self.hasher);
+        self.index = OnceLock::new();
     }
 }
 
@@ -823,22 +850,6 @@ const INDEX_SORTED_FROM: usize = 1 << 16;
 /// Bits of the bucket by which [`build_index`] groups its inserts.
 const INDEX_GROUP_BITS: u32 = 12;
 
-/// An id index with the hasher it was built with.
-pub(crate) struct IdIndex {
-    table: HashTable<u32>,
-    hasher: DefaultHashBuilder,
-}
-
-impl IdIndex {
-    fn build(ids: &[u128]) -> IdIndex {
-        let hasher = DefaultHashBuilder::default();
-        IdIndex {
-            table: build_index(ids, &hasher),
-            hasher,
-        }
-    }
-}
-
 /// Sorted live rows as plain columns: what a snapshot holds of one type.
 #[derive(Default)]
 pub(crate) struct ColumnData {
@@ -857,8 +868,6 @@ pub(crate) struct ColumnData {
     /// no row has any.
     pub text_numbers: Vec<u32>,
     pub texts: Vec<Box<str>>,
-    /// The id index of a large type, built while its columns were decoded.
-    pub id_index: Option<IdIndex>,
 }
 
 /// Rows from which a type's columns are decoded on two threads.
@@ -963,21 +972,18 @@ impl ColumnData {
         let (id, source, seq, device, start_offset, end_offset) =
             (next(), next(), next(), next(), next(), next());
         let numbers = columns.next();
-        // A large type's ids and their index on one thread (the index
-        // costs about as much as all the other columns), the rest on
-        // another.
-        let decode_ids = || {
+        // A large type's ids and times on one thread, the rest on another.
+        let decode_ids_and_times = || {
             let ids = id.ids(rows)?;
-            let index = (rows >= INDEX_SORTED_FROM).then(|| IdIndex::build(&ids));
-            Some((ids, index))
-        };
-        let decode_rest = || {
             let start = start.starts(rows)?;
             let end = end.ends(&start)?;
+            Some((ids, start, end))
+        };
+        let decode_rest = || {
             let value = value.values(rows)?;
             let start_offset = start_offset.changes::<i16>(rows)?;
             Some((
-                (start, end, value),
+                value,
                 source.plain::<u32>(rows)?,
                 seq.changes::<u32>(rows)?,
                 device.plain::<u16>(rows)?,
@@ -989,10 +995,13 @@ impl ColumnData {
                 },
             ))
         };
-        let (ids, rest) = crate::spread::join(rows >= DECODE_SPREAD_FROM, decode_ids, decode_rest);
-        let (id, id_index) = ids?;
-        let ((start, end, value), source, seq, device, end_offset, start_offset, text_numbers) =
-            rest?;
+        let (ids_and_times, rest) = crate::spread::join(
+            rows >= DECODE_SPREAD_FROM,
+            decode_ids_and_times,
+            decode_rest,
+        );
+        let (id, start, end) = ids_and_times?;
+        let (value, source, seq, device, end_offset, start_offset, text_numbers) = rest?;
         if text_numbers.iter().any(|&n| n as usize > texts.len()) {
             return None;
         }
@@ -1009,7 +1018,6 @@ impl ColumnData {
             start_offset,
             end_offset,
             metadata: HashMap::new(),
-            id_index,
         };
         data.in_order().then_some(data)
     }
@@ -1062,7 +1070,6 @@ impl ColumnData {
             start_offset,
             end_offset,
             metadata,
-            id_index: None,
         };
         data.in_order().then_some(data)
     }
@@ -1086,8 +1093,6 @@ impl ColumnData {
         if mask.iter().all(|&k| k) {
             return;
         }
-        // Rows move: an index built while decoding names the old places.
-        self.id_index = None;
         fn apply<T: Copy>(col: &mut Vec<T>, mask: &[bool]) {
             let mut i = 0;
             col.retain(|_| {
@@ -1158,7 +1163,6 @@ impl ColumnData {
             text.zeroize();
         }
         self.texts.clear();
-        self.id_index = None;
     }
 }
 
@@ -1268,19 +1272,7 @@ impl TypeColumns {
                 end_offset: std::mem::take(&mut base.end_offset),
                 ..TypeColumns::default()
             };
-            // A large type's index was built while its columns were
-            // decoded, or is built now on a second thread.
-            let of_columns = || origins(&cols.source, &cols.start, &cols.end);
-            let (index, (by_source, longest_us)) = match base.id_index.take() {
-                Some(index) => (index, of_columns()),
-                None => crate::spread::join(
-                    cols.id.len() >= INDEX_SORTED_FROM,
-                    || IdIndex::build(&cols.id),
-                    of_columns,
-                ),
-            };
-            (cols.index, cols.hasher) = (index.table, index.hasher);
-            (cols.by_source, cols.longest_us) = (by_source, longest_us);
+            (cols.by_source, cols.longest_us) = origins(&cols.source, &cols.start, &cols.end);
             cols
         } else {
             tail.sort_unstable_by_key(Row::key);
@@ -1646,14 +1638,14 @@ mod tests {
             base.end_offset.push(0);
         }
         let mut from_base = TypeColumns::from_base(base, Vec::new());
-        // Decoded from a packed snapshot, the index is built meanwhile.
         let mut packed = Vec::new();
         let (live, texts, lengths) = from_rows.encode_packed(&mut packed);
         let texts = texts.into_iter().map(Box::from).collect();
         let decoded = ColumnData::decode_packed(&packed, live, &lengths, texts).expect("decodes");
-        assert!(decoded.id_index.is_some());
         let from_packed = TypeColumns::from_base(decoded, Vec::new());
         for c in [&from_rows, &from_base, &from_packed] {
+            // Built on first use, not when the columns are made.
+            assert!(c.index.get().is_none());
             assert_eq!(c.len(), n);
             for (r, &id) in ids.iter().enumerate() {
                 assert_eq!(c.find(id), Some(r));
@@ -1697,11 +1689,11 @@ mod tests {
         }
     }
 
-    /// Rows dropped from decoded columns (deleted after the snapshot) take
-    /// the index built while decoding with them: the rows that stay are
-    /// found at their new places, and the dropped ones not at all.
+    /// Rows dropped from decoded columns (deleted after the snapshot) are
+    /// not found at all, and the rows that stay are found at their new
+    /// places.
     #[test]
-    fn rows_dropped_after_decoding_are_not_found_by_a_stale_index() {
+    fn rows_dropped_after_decoding_are_not_found() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
         let n = INDEX_SORTED_FROM + 101;
@@ -1716,7 +1708,6 @@ mod tests {
         for tail in [Vec::new(), vec![row(3, -1)]] {
             let mut decoded =
                 ColumnData::decode_packed(&packed, live, &lengths, texts.clone()).expect("decodes");
-            assert!(decoded.id_index.is_some());
             decoded.retain(|id, _| !dropped.contains(&id));
             let first = usize::from(!tail.is_empty());
             let c = TypeColumns::from_base(decoded, tail);
@@ -1728,6 +1719,28 @@ mod tests {
                 assert_eq!(c.find(id), None);
             }
         }
+    }
+
+    /// Rows appended, back-filled and cut while the id index is not built
+    /// are in it once it is, and those after it too.
+    #[test]
+    fn rows_that_move_before_the_index_is_built_are_found_once_it_is() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let n = INDEX_SORTED_FROM + 5;
+        let rows: Vec<Row> = (0..n as i64).map(|i| row(rng.gen(), i * 10)).collect();
+        let mut c = TypeColumns::from_rows(rows, &hashbrown::HashSet::new());
+        // Appended, then back-filled (which cuts and re-adds the tail).
+        c.insert(vec![row(1, n as i64 * 10 + 1)]);
+        c.insert(vec![row(2, 15), row(3, 25)]);
+        assert!(c.index.get().is_none());
+        let found = |c: &TypeColumns| (0..c.len()).all(|r| c.find(c.id[r]) == Some(r));
+        assert_eq!(c.len(), n + 3);
+        assert!(found(&c));
+        assert!(c.index.get().is_some());
+        c.insert(vec![row(4, 5), row(5, n as i64 * 10 + 2)]);
+        assert!(found(&c));
+        assert_eq!(c.find(6), None);
     }
 
     /// Random back-fills and deletions against a sorted reference: order,

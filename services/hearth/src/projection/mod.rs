@@ -770,6 +770,14 @@ impl Projection {
         self.types.iter().map(|c| c.read().live_len()).sum()
     }
 
+    /// Builds each type's id index if it is not built yet: unlock leaves
+    /// them to a background task (see [`TypeColumns::index`]).
+    pub fn build_indexes(&self) {
+        for cols in &self.types {
+            cols.read().index();
+        }
+    }
+
     pub fn memory_bytes(&self) -> usize {
         self.types
             .iter()
