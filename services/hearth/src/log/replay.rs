@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use hashbrown::{HashMap, HashSet};
 
-use super::chain::{ChainFault, ChainVerifier, LogHead, LogRecord};
+use super::chain::{record_intact, ChainFault, ChainVerifier, LogHead, LogRecord};
 use super::event::{DecodeError, Envelope, Event};
 use crate::apps::Registry;
 use crate::crypto;
@@ -161,16 +161,14 @@ pub async fn walk_from(
     while let Some(page) = pages.next().await {
         let page = page?;
         for group in groups(&page) {
-            let mut opened = keys
-                .map(|keys| open_records(group, keys))
-                .unwrap_or_default()
-                .into_iter();
+            let mut opened = open_records(group, keys).into_iter();
             for record in group {
-                chain.check(record)?;
+                let (intact, envelope) = opened.next().expect("one per record");
+                chain.check_hashed(record, intact)?;
                 walked.note_record(record.key_id);
                 let Some(keys) = keys else { continue };
                 let seq = record.seq;
-                let Some(envelope) = opened.next().flatten() else {
+                let Some(envelope) = envelope else {
                     unreadable.push((seq, record.key_id));
                     continue;
                 };
@@ -273,15 +271,16 @@ fn groups(page: &[LogRecord]) -> impl Iterator<Item = &[LogRecord]> {
     })
 }
 
-/// Each record of `group` opened and decoded, in order, spread over the
-/// cores (in a replay of the whole log this is most of the work): `None`
-/// where its key is missing.
-fn open_records(
-    group: &[LogRecord],
-    keys: &DataKeys,
-) -> Vec<Option<Result<Envelope, ReplayError>>> {
+/// Whether a record matches its hash, and its event (`None` where its key
+/// is missing, or without keys).
+type Opened = (bool, Option<Result<Envelope, ReplayError>>);
+
+/// Each record of `group` checked against its hash and, with `keys`,
+/// opened and decoded, in order, spread over the cores: in a replay of the
+/// whole log this is most of the work.
+fn open_records(group: &[LogRecord], keys: Option<&DataKeys>) -> Vec<Opened> {
     let open = |record: &LogRecord| {
-        let key = keys.get(record.key_id)?;
+        let key = keys?.get(record.key_id)?;
         let seq = record.seq;
         let plain = crypto::open(&key.key, &key.record_aad(seq), &record.body)
             .map_err(|_| ReplayError::Authentication { seq });
@@ -289,11 +288,12 @@ fn open_records(
             Envelope::decode(&plain).map_err(|error| ReplayError::Decode { seq, error })
         }))
     };
+    let check = |record: &LogRecord| (record_intact(record), open(record));
     let bytes: usize = group.iter().map(|r| r.body.len()).sum();
     if bytes < SPREAD_FROM_BYTES {
-        return group.iter().map(open).collect();
+        return group.iter().map(check).collect();
     }
-    crate::spread::map(group.iter().collect(), |_, record| open(record))
+    crate::spread::map(group.iter().collect(), |_, record| check(record))
 }
 
 /// Rebuilds the projection and the app registry from the newest usable
