@@ -544,7 +544,7 @@ impl TypeColumns {
                 cols.push(self.row(r));
             }
         }
-        cols.rebuild_index();
+        cols.forget_index();
         cols
     }
 
@@ -789,7 +789,7 @@ impl TypeColumns {
 
     /// Forgets the id index after rows moved: it is built again on first
     /// use.
-    fn rebuild_index(&mut self) {
+    fn forget_index(&mut self) {
         self.index = OnceLock::new();
     }
 }
@@ -1291,7 +1291,7 @@ impl TypeColumns {
                 cols.push(row);
             }
             base.wipe();
-            cols.rebuild_index();
+            cols.forget_index();
             cols
         };
         cols.last_seq = last_seq;
