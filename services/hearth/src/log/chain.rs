@@ -90,12 +90,12 @@ impl ChainFault {
     }
 }
 
-/// Checks records one by one, in order.
 /// Whether a record's stored hash is the hash of its contents.
 pub fn record_intact(record: &LogRecord) -> bool {
     record.hash == record_hash(record.seq, record.key_id, &record.prev_hash, &record.body)
 }
 
+/// Checks records one by one, in order.
 pub struct ChainVerifier {
     pub last: LogHead,
 }
