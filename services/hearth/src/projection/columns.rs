@@ -598,8 +598,9 @@ impl TypeColumns {
         }
     }
 
-    /// Builds sorted, indexed columns from rows in any order, dropping the
-    /// ids in `dropped` (deleted samples, at replay).
+    /// Builds sorted columns from rows in any order (their id index is
+    /// built on first use), dropping the ids in `dropped` (deleted
+    /// samples, at replay).
     pub fn from_rows(
         rows: impl Into<RowBlocks>,
         dropped: &hashbrown::HashSet<u128>,
@@ -870,7 +871,8 @@ pub(crate) struct ColumnData {
     pub texts: Vec<Box<str>>,
 }
 
-/// Rows from which a type's columns are decoded on two threads.
+/// Rows from which a type's columns are decoded, or filled from rows, on
+/// two threads.
 const DECODE_SPREAD_FROM: usize = 1 << 16;
 
 /// Bytes per row of the encoded columns.
