@@ -1,5 +1,6 @@
 //! Reading the log back: replay at unlock and `hearth verify`.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use hashbrown::{HashMap, HashSet};
@@ -158,28 +159,58 @@ pub async fn walk_from(
     // Records under a missing key, until an erasure event accounts for them.
     let mut unreadable: Vec<(u64, u32)> = Vec::new();
     let mut pages = ReadAhead::start(storage.clone(), from.seq);
-    while let Some(page) = pages.next().await {
-        let page = page?;
-        for group in groups(&page) {
-            let mut opened = open_records(group, keys).into_iter();
-            for record in group {
-                let (intact, envelope) = opened.next().expect("one per record");
-                chain.check_hashed(record, intact)?;
-                walked.note_record(record.key_id);
-                let Some(keys) = keys else { continue };
-                let seq = record.seq;
-                let Some(envelope) = envelope else {
-                    unreadable.push((seq, record.key_id));
-                    continue;
-                };
-                let envelope = envelope?;
-                if let Event::KeysDestroyed { key_ids, .. } = &envelope.event {
-                    walked.note_erasure(seq, key_ids, &before_from, |id| keys.get(id).is_none());
-                }
-                visit(seq, envelope)?;
+    // Each group of records is opened on other threads while the group
+    // before it is checked and visited on this one: visiting (building the
+    // projection's rows) is one thread's work, and would otherwise leave a
+    // core idle.
+    let mut waiting: VecDeque<Vec<LogRecord>> = VecDeque::new();
+    let mut opened_group: Option<(Vec<LogRecord>, Vec<Opened>)> = None;
+    // A page that failed to read is reported once the records before it
+    // are visited, as it would be one group after another.
+    let mut unread: Option<StorageError> = None;
+    loop {
+        if waiting.is_empty() && unread.is_none() {
+            match pages.next().await {
+                Some(Ok(page)) => waiting.extend(groups(page)),
+                Some(Err(e)) => unread = Some(e),
+                None => {}
             }
         }
+        let next = waiting.pop_front();
+        if next.is_none() && opened_group.is_none() {
+            break;
+        }
+        let (next_opened, visited) = std::thread::scope(|scope| {
+            let opening = next
+                .as_deref()
+                .map(|group| scope.spawn(move || open_records(group, keys)));
+            let visited = opened_group.take().map_or(Ok(()), |(group, opened)| {
+                for (record, (intact, envelope)) in group.iter().zip(opened) {
+                    chain.check_hashed(record, intact)?;
+                    walked.note_record(record.key_id);
+                    let Some(keys) = keys else { continue };
+                    let seq = record.seq;
+                    let Some(envelope) = envelope else {
+                        unreadable.push((seq, record.key_id));
+                        continue;
+                    };
+                    let envelope = envelope?;
+                    if let Event::KeysDestroyed { key_ids, .. } = &envelope.event {
+                        walked
+                            .note_erasure(seq, key_ids, &before_from, |id| keys.get(id).is_none());
+                    }
+                    visit(seq, envelope)?;
+                }
+                Ok::<_, ReplayError>(())
+            });
+            let next_opened =
+                opening.map(|opening| opening.join().expect("opening records does not panic"));
+            (next_opened, visited)
+        });
+        visited?;
+        opened_group = next.zip(next_opened);
     }
+    unread.map_or(Ok(()), Err)?;
     chain.finish(head)?;
     walked.records = chain.last.seq;
     let destroyed: HashSet<u32> = walked.destroyed.iter().copied().collect();
@@ -252,23 +283,24 @@ const GROUP_BYTES: usize = 8 << 20;
 const SPREAD_FROM_BYTES: usize = 256 << 10;
 
 /// `page` in consecutive groups of about [`GROUP_BYTES`] of ciphertext, so
-/// a page of large records is never all held decoded at once.
-fn groups(page: &[LogRecord]) -> impl Iterator<Item = &[LogRecord]> {
-    let mut rest = page;
-    std::iter::from_fn(move || {
-        let mut bytes = 0;
-        let len = rest
-            .iter()
-            .take_while(|r| {
-                let fits = bytes < GROUP_BYTES;
-                bytes += r.body.len();
-                fits
-            })
-            .count();
-        let (group, tail) = rest.split_at(len);
-        rest = tail;
-        (!group.is_empty()).then_some(group)
-    })
+/// a page of large records is never all held decoded at once (one group is
+/// visited while the next is opened).
+fn groups(page: Vec<LogRecord>) -> Vec<Vec<LogRecord>> {
+    let mut groups = Vec::new();
+    let mut group = Vec::new();
+    let mut bytes = 0;
+    for record in page {
+        if bytes >= GROUP_BYTES {
+            groups.push(std::mem::take(&mut group));
+            bytes = 0;
+        }
+        bytes += record.body.len();
+        group.push(record);
+    }
+    if !group.is_empty() {
+        groups.push(group);
+    }
+    groups
 }
 
 /// Whether a record matches its hash, and its event (`None` where its key
@@ -361,6 +393,24 @@ mod tests {
                 body: vec![0; bytes],
             })
             .collect()
+    }
+
+    #[test]
+    fn groups_hold_about_group_bytes_each_in_order() {
+        let sizes = |records| groups(records).iter().map(Vec::len).collect::<Vec<_>>();
+        // Records of 1 MiB: eight to a group, the rest in the last.
+        assert_eq!(sizes(page(20, 1 << 20)), [8, 8, 4]);
+        // Records larger than a group: one each.
+        assert_eq!(sizes(page(3, 9 << 20)), [1, 1, 1]);
+        // Small records: one group.
+        assert_eq!(sizes(page(512, 200)), [512]);
+        assert!(groups(Vec::new()).is_empty());
+        let seqs: Vec<u64> = groups(page(20, 1 << 20))
+            .into_iter()
+            .flatten()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(seqs, (1..=20).collect::<Vec<u64>>());
     }
 
     #[test]
