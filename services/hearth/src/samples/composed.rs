@@ -246,7 +246,7 @@ pub(super) fn validate(
                 if !v.is_finite() {
                     return Err(SampleError::invalid(at, "members", "values must be finite"));
                 }
-                let id = Uuid::new_v4().into_bytes();
+                let id = crate::crypto::new_sample_id().into_bytes();
                 ids.push(id);
                 let mut sample = base.sample.clone();
                 sample.id = id;

@@ -9,7 +9,6 @@ mod time;
 
 use chrono::{DateTime, FixedOffset, SecondsFormat};
 use serde_json::{Map, Value};
-use uuid::Uuid;
 
 use crate::catalogue::{self, units, Kind, SampleType, TypeIndex};
 use crate::log::event::{Device, StoredSample};
@@ -201,7 +200,7 @@ pub fn validate(index: usize, mut s: wire::NewSample<'_>) -> Result<NewEntry, Sa
     if start_us > end_us {
         return Err(SampleError::invalid(at, "end", "end is before start"));
     }
-    let id = Uuid::new_v4();
+    let id = crate::crypto::new_sample_id();
     // The stored form shares the id and times whatever the kind of type.
     let stored = |value: f64, metadata: Option<String>| StoredSample {
         id: id.into_bytes(),
