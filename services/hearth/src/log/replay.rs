@@ -180,11 +180,13 @@ pub async fn walk_from(
         if next.is_none() && opened_group.is_none() {
             break;
         }
-        let (next_opened, visited) = std::thread::scope(|scope| {
-            let opening = next
-                .as_deref()
-                .map(|group| scope.spawn(move || open_records(group, keys)));
-            let visited = opened_group.take().map_or(Ok(()), |(group, opened)| {
+        let (next_opened, visited) = crate::spread::join(
+            next.is_some(),
+            || next.as_deref().map(|group| open_records(group, keys)),
+            || {
+                let Some((group, opened)) = opened_group.take() else {
+                    return Ok(());
+                };
                 for (record, (intact, envelope)) in group.iter().zip(opened) {
                     chain.check_hashed(record, intact)?;
                     walked.note_record(record.key_id);
@@ -202,11 +204,8 @@ pub async fn walk_from(
                     visit(seq, envelope)?;
                 }
                 Ok::<_, ReplayError>(())
-            });
-            let next_opened =
-                opening.map(|opening| opening.join().expect("opening records does not panic"));
-            (next_opened, visited)
-        });
+            },
+        );
         visited?;
         opened_group = next.zip(next_opened);
     }
