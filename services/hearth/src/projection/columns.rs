@@ -43,20 +43,93 @@ impl Row {
 /// Rows collected for columns, in blocks of a fixed size: collecting
 /// millions never copies them to grow (and never holds a grown vector's
 /// spare half), and columns are filled from the blocks as they are.
-#[derive(Default)]
+///
+/// A full replay collects every sample here before the columns are built,
+/// so the rows are kept small ([`BlockRow`]: 64 bytes, a [`Row`] takes 80),
+/// their metadata pooled as it comes (the pool becomes the columns'), and
+/// whether they came in order is noted as they come rather than read again.
 pub struct RowBlocks {
-    blocks: Vec<Vec<Row>>,
+    blocks: Vec<Vec<BlockRow>>,
+    texts: TextPool,
+    /// Whether every row so far came after the one before it.
+    in_order: bool,
+    /// Whether any row so far has metadata.
+    has_metadata: bool,
+}
+
+impl Default for RowBlocks {
+    fn default() -> RowBlocks {
+        RowBlocks {
+            blocks: Vec::new(),
+            texts: TextPool::default(),
+            in_order: true,
+            has_metadata: false,
+        }
+    }
+}
+
+/// A [`Row`] as [`RowBlocks`] holds it: its metadata as a slot in the
+/// blocks' text pool (0 for none).
+#[derive(Clone, Copy)]
+pub struct BlockRow {
+    pub id: u128,
+    pub start_us: i64,
+    pub end_us: i64,
+    pub value: f64,
+    pub source: u32,
+    pub seq: u32,
+    text: u32,
+    device: u16,
+    start_offset_min: i16,
+    end_offset_min: i16,
+}
+
+impl BlockRow {
+    fn key(&self) -> (i64, u128) {
+        (self.start_us, self.id)
+    }
 }
 
 /// Rows per block of [`RowBlocks`].
 const ROW_BLOCK: usize = 1 << 16;
 
 impl RowBlocks {
+    /// Appends `rows`, their metadata taken into the pool (and wiped).
     pub fn extend(&mut self, rows: impl IntoIterator<Item = Row>) {
-        for row in rows {
+        for mut row in rows {
+            let text = match row.metadata.take() {
+                Some(mut text) => {
+                    self.has_metadata = true;
+                    let slot = self.texts.intern(&text);
+                    text.zeroize();
+                    slot
+                }
+                None => 0,
+            };
+            let row = BlockRow {
+                id: row.id,
+                start_us: row.start_us,
+                end_us: row.end_us,
+                value: row.value,
+                source: row.source,
+                seq: row.seq,
+                text,
+                device: row.device,
+                start_offset_min: row.start_offset_min,
+                end_offset_min: row.end_offset_min,
+            };
             match self.blocks.last_mut() {
-                Some(block) if block.len() < ROW_BLOCK => block.push(row),
+                Some(block) if block.len() < ROW_BLOCK => {
+                    if self.in_order {
+                        self.in_order = block.last().is_none_or(|last| last.key() <= row.key());
+                    }
+                    block.push(row);
+                }
                 _ => {
+                    if self.in_order {
+                        let last = self.blocks.last().and_then(|b| b.last());
+                        self.in_order = last.is_none_or(|last| last.key() <= row.key());
+                    }
                     let mut block = Vec::with_capacity(ROW_BLOCK);
                     block.push(row);
                     self.blocks.push(block);
@@ -65,9 +138,17 @@ impl RowBlocks {
         }
     }
 
-    pub fn retain(&mut self, mut keep: impl FnMut(&Row) -> bool) {
+    /// Keeps the rows `keep` accepts (which stay in order if they were).
+    pub fn retain(&mut self, mut keep: impl FnMut(&BlockRow) -> bool) {
+        let texts = &mut self.texts;
         for block in &mut self.blocks {
-            block.retain(&mut keep);
+            block.retain(|row| {
+                let kept = keep(row);
+                if !kept {
+                    texts.release(row.text);
+                }
+                kept
+            });
         }
     }
 
@@ -75,40 +156,51 @@ impl RowBlocks {
         self.blocks.iter().map(Vec::len).sum()
     }
 
-    fn iter(&self) -> impl Iterator<Item = &Row> {
+    fn iter(&self) -> impl Iterator<Item = &BlockRow> {
         self.blocks.iter().flatten()
     }
 
-    /// The rows in one vector.
-    pub fn into_vec(mut self) -> Vec<Row> {
-        match self.blocks.len() {
-            0 => Vec::new(),
-            1 => self.blocks.pop().expect("one block"),
-            _ => {
-                let mut all = Vec::with_capacity(self.len());
-                for block in self.blocks {
-                    all.extend(block);
-                }
-                all
-            }
-        }
+    /// The rows in one vector, each with its metadata again.
+    pub fn into_vec(self) -> Vec<Row> {
+        let texts = &self.texts;
+        let mut all = Vec::with_capacity(self.len());
+        all.extend(self.iter().map(|r| Row {
+            id: r.id,
+            start_us: r.start_us,
+            start_offset_min: r.start_offset_min,
+            end_us: r.end_us,
+            end_offset_min: r.end_offset_min,
+            value: r.value,
+            source: r.source,
+            device: r.device,
+            seq: r.seq,
+            metadata: texts.get(r.text).map(Box::from),
+        }));
+        all
     }
 
     /// Sorted by `(start, id)`: as they are when they came in order (as a
     /// log written in time order does), else sorted in one block.
-    fn into_sorted(self) -> RowBlocks {
-        if self.iter().map(Row::key).is_sorted() {
+    fn into_sorted(mut self) -> RowBlocks {
+        if self.in_order {
             return self;
         }
-        let mut all = self.into_vec();
-        all.sort_unstable_by_key(Row::key);
-        RowBlocks::from(all)
+        let mut all = Vec::with_capacity(self.len());
+        for block in std::mem::take(&mut self.blocks) {
+            all.extend(block);
+        }
+        all.sort_unstable_by_key(BlockRow::key);
+        self.blocks = vec![all];
+        self.in_order = true;
+        self
     }
 }
 
 impl From<Vec<Row>> for RowBlocks {
     fn from(rows: Vec<Row>) -> RowBlocks {
-        RowBlocks { blocks: vec![rows] }
+        let mut blocks = RowBlocks::default();
+        blocks.extend(rows);
+        blocks
     }
 }
 
@@ -613,29 +705,28 @@ impl TypeColumns {
         let n = rows.len();
         let mut cols = TypeColumns {
             deleted: vec![0; n.div_ceil(64)],
+            texts: std::mem::take(&mut rows.texts),
             ..TypeColumns::default()
         };
-        // Metadata is pooled first, each text wiped in its row as it is.
-        if rows.iter().any(|r| r.metadata.is_some()) {
-            let mut slots = Vec::with_capacity(n);
-            for row in rows.blocks.iter_mut().flatten() {
-                slots.push(cols.intern_metadata(row));
-            }
-            cols.metadata = slots;
-        }
         // The columns are filled in two passes over the rows, a large
-        // type's on two threads: the ids and values in one, the rest in
-        // the other.
+        // type's on two threads: the ids, values and metadata slots in
+        // one, the rest in the other.
+        let has_metadata = rows.has_metadata;
         let rows = &rows;
-        let ((ids, values), ()) = crate::spread::join(
+        let ((ids, values, metadata), ()) = crate::spread::join(
             n >= DECODE_SPREAD_FROM,
             || {
                 let (mut ids, mut values) = (Vec::with_capacity(n), Vec::with_capacity(n));
+                let mut metadata = Vec::new();
+                if has_metadata {
+                    metadata.reserve_exact(n);
+                    metadata.extend(rows.iter().map(|r| r.text));
+                }
                 for r in rows.iter() {
                     ids.push(r.id);
                     values.push(r.value);
                 }
-                (ids, values)
+                (ids, values, metadata)
             },
             || {
                 // Not the values': a buffer reserved and dropped unused is
@@ -660,6 +751,10 @@ impl TypeColumns {
             },
         );
         (cols.id, cols.value) = (ids, values);
+        // A type whose metadata was all dropped has no column of it.
+        if metadata.iter().any(|&slot| slot != 0) {
+            cols.metadata = metadata;
+        }
         cols.last_seq = cols.seq.iter().copied().max().unwrap_or(0);
         cols
     }
@@ -1663,32 +1758,51 @@ mod tests {
     }
 
     /// Rows in several blocks, in order and out of it, with some dropped:
-    /// the same columns as from one vector of the same rows.
+    /// the columns hold exactly the rows kept, sorted, each with its
+    /// metadata, and the pool only the texts kept rows hold.
     #[test]
-    fn rows_in_blocks_make_the_columns_one_vector_makes() {
+    fn rows_in_blocks_make_sorted_columns_of_the_rows_kept() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let n = ROW_BLOCK * 2 + 77;
-        let in_order: Vec<Row> = (0..n as i64).map(|i| row(rng.gen(), i)).collect();
+        let mut in_order: Vec<Row> = (0..n as i64).map(|i| row(rng.gen(), i)).collect();
+        // The one row that says `{"n":7}` is dropped: its text goes too.
+        in_order[10].metadata = Some("{\"n\":7}".into());
         let mut shuffled = in_order.clone();
         shuffled.reverse();
         shuffled.swap(5, n / 2);
-        let dropped: hashbrown::HashSet<u128> = in_order.iter().step_by(7).map(|r| r.id).collect();
-        for rows in [in_order, shuffled] {
+        let dropped: hashbrown::HashSet<u128> = in_order.iter().step_by(5).map(|r| r.id).collect();
+        let kept: Vec<Row> = in_order
+            .iter()
+            .filter(|r| !dropped.contains(&r.id))
+            .cloned()
+            .collect();
+        let texts: std::collections::HashSet<&str> =
+            kept.iter().filter_map(|r| r.metadata.as_deref()).collect();
+        for (rows, came_in_order) in [(in_order.clone(), true), (shuffled, false)] {
             let mut blocks = RowBlocks::default();
             blocks.extend(rows.iter().cloned());
             assert_eq!(blocks.blocks.len(), 3);
-            let from_blocks = TypeColumns::from_rows(blocks, &dropped);
-            let from_vec = TypeColumns::from_rows(rows, &dropped);
-            assert_eq!(from_blocks.len(), n - dropped.len());
-            assert_eq!(starts(&from_blocks), starts(&from_vec));
-            let all = |c: &TypeColumns| (0..c.len()).map(|r| c.row(r)).collect::<Vec<_>>();
-            assert_eq!(all(&from_blocks), all(&from_vec));
-            for r in 0..from_blocks.len() {
-                assert_eq!(from_blocks.find(from_blocks.id[r]), Some(r));
+            assert_eq!(blocks.in_order, came_in_order);
+            let c = TypeColumns::from_rows(blocks, &dropped);
+            assert_eq!(c.len(), n - dropped.len());
+            assert_eq!(c.texts.len(), texts.len());
+            for r in 0..c.len() {
+                assert_eq!(c.find(c.id[r]), Some(r));
             }
-            assert!(dropped.iter().all(|&id| from_blocks.find(id).is_none()));
+            assert!(dropped.iter().all(|&id| c.find(id).is_none()));
+            let all: Vec<Row> = (0..c.len()).map(|r| c.row(r)).collect();
+            assert!(all == kept, "rows differ");
+            assert!(c.metadata.iter().any(|&slot| slot != 0));
         }
+        // Rows of one block out of order, and rows whose metadata is all
+        // dropped: sorted, and no metadata column.
+        let rows = vec![row(4, 30), row(3, 25), row(5, 20), row(1, 10)];
+        assert!(rows[1].metadata.is_some());
+        let dropped = [3u128].into_iter().collect();
+        let c = TypeColumns::from_rows(rows, &dropped);
+        assert_eq!(starts(&c), vec![(10, 1), (20, 5), (30, 4)]);
+        assert!(c.metadata.is_empty());
     }
 
     /// Rows dropped from decoded columns (deleted after the snapshot) are
