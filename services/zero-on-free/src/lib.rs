@@ -8,6 +8,12 @@
 //! owner's data stays readable in the process once the store is locked.
 //! This is the workspace's one crate with `unsafe` code; it is kept apart
 //! so that every other crate can forbid it.
+//!
+//! Blocks of [`MAPPED_FROM`] bytes and more (the columns of a type with
+//! millions of samples) are mapped from the system directly, so growing or
+//! shrinking one moves its pages (`mremap`) instead of copying them into a
+//! block the system must hand out afresh: a column that doubles as a replay
+//! appends to it costs no copy and no more memory than it holds.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::{c_int, c_long};
@@ -44,8 +50,124 @@ pub fn return_freed_memory_promptly() {
 
 /// Wraps `A`, zeroing each block before `A` frees it. Growing or shrinking
 /// a block moves it here (new block, copy, wipe and free the old one),
-/// since `A`'s own `realloc` may free the old block unwiped.
+/// since `A`'s own `realloc` may free the old block unwiped. Blocks of
+/// [`MAPPED_FROM`] bytes or more bypass `A` (see the crate's doc).
 pub struct ZeroOnFree<A>(pub A);
+
+/// The size from which a block is mapped from the system rather than taken
+/// from the wrapped allocator. Whether a block is mapped follows from its
+/// layout alone, which `dealloc` and `realloc` are given unchanged.
+pub const MAPPED_FROM: usize = 16 << 20;
+
+/// The strictest alignment a mapping is sure to meet (the smallest page
+/// size of the systems Hearth runs on).
+const MAPPED_ALIGN: usize = 4096;
+
+fn is_mapped(size: usize, align: usize) -> bool {
+    size >= MAPPED_FROM && align <= MAPPED_ALIGN
+}
+
+/// A fresh mapping of `size` bytes (zero-filled, no page touched yet), or
+/// null.
+fn map(size: usize) -> *mut u8 {
+    // SAFETY: an anonymous private mapping at an address of the kernel's
+    // choosing touches no existing memory.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        std::ptr::null_mut()
+    } else {
+        ptr.cast()
+    }
+}
+
+/// The system's page size (what `mincore` reports on).
+fn page_size() -> usize {
+    // SAFETY: `sysconf` only reads a configuration value.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size)
+        .unwrap_or(MAPPED_ALIGN)
+        .max(MAPPED_ALIGN)
+}
+
+/// Zeroes the pages of `ptr..ptr + len` that are in memory: a page never
+/// touched holds nothing, and writing it would only bring it in.
+///
+/// # Safety
+/// `ptr` must be page-aligned and valid for writes of `len` bytes.
+unsafe fn wipe_resident(ptr: *mut u8, len: usize) {
+    const PAGES_PER_CALL: usize = 4096;
+    let page_size = page_size();
+    let mut resident = [0u8; PAGES_PER_CALL];
+    let mut done = 0;
+    while done < len {
+        let piece = (len - done).min(PAGES_PER_CALL * page_size);
+        let at = ptr.wrapping_add(done);
+        // SAFETY: `at` is page-aligned and `at..at + piece` lies in the
+        // caller's block; `resident` has a byte for each of its pages.
+        let known = unsafe { libc::mincore(at.cast(), piece, resident.as_mut_ptr()) } == 0;
+        for (page, &flags) in resident.iter().enumerate() {
+            let offset = page * page_size;
+            if offset >= piece {
+                break;
+            }
+            if !known || flags & 1 != 0 {
+                // SAFETY: within `at..at + piece`.
+                unsafe { wipe(at.add(offset), page_size.min(piece - offset)) };
+            }
+        }
+        done += piece;
+    }
+}
+
+/// Wipes and unmaps a mapped block.
+///
+/// # Safety
+/// `ptr` must be a live mapped block of `size` bytes.
+unsafe fn unmap(ptr: *mut u8, size: usize) {
+    // SAFETY: the caller's block is page-aligned (a mapping) and writable.
+    unsafe { wipe_resident(ptr, size) };
+    // SAFETY: the block is the caller's and is not used again. Failure
+    // (only for invalid arguments) would leave the pages mapped, wiped.
+    unsafe { libc::munmap(ptr.cast(), size) };
+}
+
+/// Resizes a mapped block to `new_size` (also mapped), moving its pages
+/// rather than copying them; null if the system refuses (the block is
+/// then unchanged).
+///
+/// # Safety
+/// `ptr` must be a live mapped block of `size` bytes.
+unsafe fn remap(ptr: *mut u8, size: usize, new_size: usize) -> *mut u8 {
+    if new_size < size {
+        // What is cut off goes back to the system wiped: the bytes after
+        // the new end in its last page, then the whole pages after it.
+        let kept_pages_end = new_size.next_multiple_of(page_size()).min(size);
+        // SAFETY: both ranges lie within the caller's block; the second
+        // starts on a page boundary.
+        unsafe {
+            wipe(ptr.add(new_size), kept_pages_end - new_size);
+            wipe_resident(ptr.add(kept_pages_end), size - kept_pages_end);
+        }
+    }
+    // SAFETY: the caller's block is a whole mapping of `size` bytes; with
+    // `MREMAP_MAYMOVE` the kernel may place it elsewhere, and on failure
+    // leaves it where and as it was.
+    let moved = unsafe { libc::mremap(ptr.cast(), size, new_size, libc::MREMAP_MAYMOVE) };
+    if moved == libc::MAP_FAILED {
+        std::ptr::null_mut()
+    } else {
+        moved.cast()
+    }
+}
 
 /// Zeroes `len` bytes at `ptr`, in a way the compiler cannot drop as a
 /// dead store to memory about to be freed.
@@ -65,16 +187,28 @@ unsafe fn wipe(ptr: *mut u8, len: usize) {
 // it.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for ZeroOnFree<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if is_mapped(layout.size(), layout.align()) {
+            return map(layout.size());
+        }
         // SAFETY: forwarded unchanged.
         unsafe { self.0.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if is_mapped(layout.size(), layout.align()) {
+            // A fresh mapping reads as zeros.
+            return map(layout.size());
+        }
         // SAFETY: forwarded unchanged.
         unsafe { self.0.alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if is_mapped(layout.size(), layout.align()) {
+            // SAFETY: a block of this layout was mapped by `alloc` or
+            // `realloc`.
+            return unsafe { unmap(ptr, layout.size()) };
+        }
         // SAFETY: `ptr` is a live block of `layout.size()` bytes from `A`.
         unsafe {
             wipe(ptr, layout.size());
@@ -83,13 +217,17 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for ZeroOnFree<A> {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if is_mapped(layout.size(), layout.align()) && is_mapped(new_size, layout.align()) {
+            // SAFETY: a block of this layout was mapped.
+            return unsafe { remap(ptr, layout.size(), new_size) };
+        }
         // SAFETY: the caller guarantees that `new_size`, rounded up to the
         // alignment, does not overflow `isize`, and that `ptr` is a live
         // block of `layout.size()` bytes; the new block holds `new_size`
         // bytes, so the copy stays within both.
         unsafe {
             let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
-            let new = self.0.alloc(new_layout);
+            let new = self.alloc(new_layout);
             if !new.is_null() {
                 std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
                 self.dealloc(ptr, layout);
@@ -160,5 +298,78 @@ mod tests {
             allocator.dealloc(grown, Layout::from_size_align(200, 8).unwrap());
         }
         assert_eq!(*allocator.0 .0.lock().unwrap(), vec![0u8; 200]);
+    }
+
+    /// Which of the `pages` pages at `ptr` are in memory.
+    fn resident(ptr: *mut u8, pages: usize) -> Vec<bool> {
+        let mut flags = vec![0u8; pages];
+        // SAFETY: `ptr` is a page-aligned mapping of at least `pages` pages.
+        let rc = unsafe { libc::mincore(ptr.cast(), pages * MAPPED_ALIGN, flags.as_mut_ptr()) };
+        assert_eq!(rc, 0);
+        flags.iter().map(|f| f & 1 != 0).collect()
+    }
+
+    /// A large block grows and shrinks in place of its pages, across the
+    /// threshold both ways, its bytes kept; the wrapped allocator never
+    /// sees it while it is large.
+    #[test]
+    fn a_large_block_moves_its_pages_and_keeps_its_bytes() {
+        let allocator = ZeroOnFree(std::alloc::System);
+        let small = Layout::from_size_align(1 << 20, 8).unwrap();
+        let pattern = |i: usize| (i * 31 % 251) as u8;
+        // SAFETY: each block is written and read within its current size
+        // and passed back with the layout it has at that point.
+        unsafe {
+            let block = allocator.alloc(small);
+            assert!(!block.is_null());
+            for i in 0..small.size() {
+                *block.add(i) = pattern(i);
+            }
+            // Small to mapped (copied), mapped to larger mapped (moved),
+            // mapped to smaller mapped, then back below the threshold.
+            let mut layout = small;
+            let mut block = block;
+            for size in [
+                MAPPED_FROM + 12345,
+                3 * MAPPED_FROM,
+                MAPPED_FROM + 1,
+                1 << 19,
+            ] {
+                block = allocator.realloc(block, layout, size);
+                assert!(!block.is_null());
+                layout = Layout::from_size_align(size, 8).unwrap();
+                let kept = size.min(small.size());
+                assert!((0..kept).all(|i| *block.add(i) == pattern(i)), "at {size}");
+                if is_mapped(size, 8) {
+                    assert_eq!(block as usize % MAPPED_ALIGN, 0);
+                    *block.add(size - 1) = 7;
+                }
+            }
+            allocator.dealloc(block, layout);
+        }
+    }
+
+    /// Freeing or shrinking a large block zeroes the pages in memory and
+    /// brings in none of those never touched.
+    #[test]
+    fn wiping_a_large_block_touches_only_its_resident_pages() {
+        let pages = 64;
+        let ptr = map(pages * MAPPED_ALIGN);
+        assert!(!ptr.is_null());
+        // SAFETY: pages 3 and 40 of the 64-page mapping are written, then
+        // the mapping is wiped, read within its size and unmapped.
+        unsafe {
+            std::ptr::write_bytes(ptr.add(3 * MAPPED_ALIGN), 0xA5, MAPPED_ALIGN);
+            std::ptr::write_bytes(ptr.add(40 * MAPPED_ALIGN + 100), 0x5A, 10);
+            wipe_resident(ptr, pages * MAPPED_ALIGN);
+            let in_memory = resident(ptr, pages);
+            let expected: Vec<bool> = (0..pages).map(|p| p == 3 || p == 40).collect();
+            assert_eq!(in_memory, expected);
+            for page in [3, 40] {
+                let bytes = std::slice::from_raw_parts(ptr.add(page * MAPPED_ALIGN), MAPPED_ALIGN);
+                assert!(bytes.iter().all(|&b| b == 0), "page {page}");
+            }
+            libc::munmap(ptr.cast(), pages * MAPPED_ALIGN);
+        }
     }
 }

@@ -40,167 +40,194 @@ impl Row {
     }
 }
 
-/// Rows collected for columns, in blocks of a fixed size: collecting
-/// millions never copies them to grow (and never holds a grown vector's
-/// spare half), and columns are filled from the blocks as they are.
-///
-/// A full replay collects every sample here before the columns are built,
-/// so the rows are kept small ([`BlockRow`]: 64 bytes, a [`Row`] takes 80),
-/// their metadata pooled as it comes (the pool becomes the columns'), and
-/// whether they came in order is noted as they come rather than read again.
-pub struct RowBlocks {
-    blocks: Vec<Vec<BlockRow>>,
+/// Rows collected for columns, kept as columns from the start: a full
+/// replay appends every sample here, and the columns it ends with are
+/// these, moved rather than copied. Large columns grow by moving their
+/// pages, not copying them (see the `zero-on-free` crate), so collecting
+/// millions costs no more memory than the columns themselves. Metadata is
+/// pooled as it comes (the pool becomes the columns'), and whether the rows
+/// came in order is noted as they come rather than read again.
+pub struct RowColumns {
+    id: Vec<u128>,
+    start: Vec<i64>,
+    end: Vec<i64>,
+    value: Vec<f64>,
+    source: Vec<u32>,
+    seq: Vec<u32>,
+    device: Vec<u16>,
+    start_offset: Vec<i16>,
+    end_offset: Vec<i16>,
+    /// Each row's slot in `texts`, 0 for none; empty until a row has
+    /// metadata, then as long as the others.
+    metadata: Vec<u32>,
     texts: TextPool,
     /// Whether every row so far came after the one before it.
     in_order: bool,
-    /// Whether any row so far has metadata.
-    has_metadata: bool,
 }
 
-impl Default for RowBlocks {
-    fn default() -> RowBlocks {
-        RowBlocks {
-            blocks: Vec::new(),
+impl Default for RowColumns {
+    fn default() -> RowColumns {
+        RowColumns {
+            id: Vec::new(),
+            start: Vec::new(),
+            end: Vec::new(),
+            value: Vec::new(),
+            source: Vec::new(),
+            seq: Vec::new(),
+            device: Vec::new(),
+            start_offset: Vec::new(),
+            end_offset: Vec::new(),
+            metadata: Vec::new(),
             texts: TextPool::default(),
             in_order: true,
-            has_metadata: false,
         }
     }
 }
 
-/// A [`Row`] as [`RowBlocks`] holds it: its metadata as a slot in the
-/// blocks' text pool (0 for none).
-#[derive(Clone, Copy)]
-pub struct BlockRow {
-    pub id: u128,
-    pub start_us: i64,
-    pub end_us: i64,
-    pub value: f64,
-    pub source: u32,
-    pub seq: u32,
-    text: u32,
-    device: u16,
-    start_offset_min: i16,
-    end_offset_min: i16,
-}
-
-impl BlockRow {
-    fn key(&self) -> (i64, u128) {
-        (self.start_us, self.id)
-    }
-}
-
-/// Rows per block of [`RowBlocks`].
-const ROW_BLOCK: usize = 1 << 16;
-
-impl RowBlocks {
+impl RowColumns {
     /// Appends `rows`, their metadata taken into the pool (and wiped).
     pub fn extend(&mut self, rows: impl IntoIterator<Item = Row>) {
         for mut row in rows {
-            let text = match row.metadata.take() {
-                Some(mut text) => {
-                    self.has_metadata = true;
-                    let slot = self.texts.intern(&text);
-                    text.zeroize();
-                    slot
-                }
-                None => 0,
-            };
-            let row = BlockRow {
-                id: row.id,
-                start_us: row.start_us,
-                end_us: row.end_us,
-                value: row.value,
-                source: row.source,
-                seq: row.seq,
-                text,
-                device: row.device,
-                start_offset_min: row.start_offset_min,
-                end_offset_min: row.end_offset_min,
-            };
-            match self.blocks.last_mut() {
-                Some(block) if block.len() < ROW_BLOCK => {
-                    if self.in_order {
-                        self.in_order = block.last().is_none_or(|last| last.key() <= row.key());
-                    }
-                    block.push(row);
-                }
-                _ => {
-                    if self.in_order {
-                        let last = self.blocks.last().and_then(|b| b.last());
-                        self.in_order = last.is_none_or(|last| last.key() <= row.key());
-                    }
-                    let mut block = Vec::with_capacity(ROW_BLOCK);
-                    block.push(row);
-                    self.blocks.push(block);
+            if self.in_order {
+                if let (Some(&start), Some(&id)) = (self.start.last(), self.id.last()) {
+                    self.in_order = (start, id) <= row.key();
                 }
             }
+            if let Some(mut text) = row.metadata.take() {
+                if self.metadata.len() < self.id.len() {
+                    self.metadata.resize(self.id.len(), 0);
+                }
+                self.metadata.push(self.texts.intern(&text));
+                text.zeroize();
+            } else if !self.metadata.is_empty() {
+                self.metadata.push(0);
+            }
+            self.id.push(row.id);
+            self.start.push(row.start_us);
+            self.end.push(row.end_us);
+            self.value.push(row.value);
+            self.source.push(row.source);
+            self.seq.push(row.seq);
+            self.device.push(row.device);
+            self.start_offset.push(row.start_offset_min);
+            self.end_offset.push(row.end_offset_min);
         }
     }
 
-    /// Keeps the rows `keep` accepts (which stay in order if they were).
-    pub fn retain(&mut self, mut keep: impl FnMut(&BlockRow) -> bool) {
-        let texts = &mut self.texts;
-        for block in &mut self.blocks {
-            block.retain(|row| {
-                let kept = keep(row);
-                if !kept {
-                    texts.release(row.text);
+    /// Keeps the rows for which `keep(id, source)` holds (in the order
+    /// they were), moving them down in place.
+    pub fn retain(&mut self, mut keep: impl FnMut(u128, u32) -> bool) {
+        let mut kept = 0;
+        for r in 0..self.id.len() {
+            if !keep(self.id[r], self.source[r]) {
+                if let Some(&slot) = self.metadata.get(r) {
+                    self.texts.release(slot);
                 }
-                kept
-            });
+                continue;
+            }
+            if kept != r {
+                self.id[kept] = self.id[r];
+                self.start[kept] = self.start[r];
+                self.end[kept] = self.end[r];
+                self.value[kept] = self.value[r];
+                self.source[kept] = self.source[r];
+                self.seq[kept] = self.seq[r];
+                self.device[kept] = self.device[r];
+                self.start_offset[kept] = self.start_offset[r];
+                self.end_offset[kept] = self.end_offset[r];
+                if !self.metadata.is_empty() {
+                    self.metadata[kept] = self.metadata[r];
+                }
+            }
+            kept += 1;
         }
+        self.truncate(kept);
+    }
+
+    /// Drops the rows from `len` on (wiping what they held).
+    fn truncate(&mut self, len: usize) {
+        fn cut<T: zeroize::DefaultIsZeroes>(column: &mut Vec<T>, len: usize) {
+            if column.len() > len {
+                column[len..].zeroize();
+                column.truncate(len);
+            }
+        }
+        cut(&mut self.id, len);
+        cut(&mut self.start, len);
+        cut(&mut self.end, len);
+        cut(&mut self.value, len);
+        cut(&mut self.source, len);
+        cut(&mut self.seq, len);
+        cut(&mut self.device, len);
+        cut(&mut self.start_offset, len);
+        cut(&mut self.end_offset, len);
+        cut(&mut self.metadata, len);
     }
 
     fn len(&self) -> usize {
-        self.blocks.iter().map(Vec::len).sum()
+        self.id.len()
     }
 
-    fn iter(&self) -> impl Iterator<Item = &BlockRow> {
-        self.blocks.iter().flatten()
+    fn row(&self, r: usize) -> Row {
+        Row {
+            id: self.id[r],
+            start_us: self.start[r],
+            start_offset_min: self.start_offset[r],
+            end_us: self.end[r],
+            end_offset_min: self.end_offset[r],
+            value: self.value[r],
+            source: self.source[r],
+            device: self.device[r],
+            seq: self.seq[r],
+            metadata: self
+                .metadata
+                .get(r)
+                .and_then(|&slot| self.texts.get(slot))
+                .map(Box::from),
+        }
     }
 
-    /// The rows in one vector, each with its metadata again.
+    /// The rows one by one, each with its metadata again.
     pub fn into_vec(self) -> Vec<Row> {
-        let texts = &self.texts;
-        let mut all = Vec::with_capacity(self.len());
-        all.extend(self.iter().map(|r| Row {
-            id: r.id,
-            start_us: r.start_us,
-            start_offset_min: r.start_offset_min,
-            end_us: r.end_us,
-            end_offset_min: r.end_offset_min,
-            value: r.value,
-            source: r.source,
-            device: r.device,
-            seq: r.seq,
-            metadata: texts.get(r.text).map(Box::from),
-        }));
-        all
+        (0..self.len()).map(|r| self.row(r)).collect()
     }
 
     /// Sorted by `(start, id)`: as they are when they came in order (as a
-    /// log written in time order does), else sorted in one block.
-    fn into_sorted(mut self) -> RowBlocks {
+    /// log written in time order does), else each column rearranged by
+    /// one sorted permutation.
+    fn sort(&mut self) {
         if self.in_order {
-            return self;
+            return;
         }
-        let mut all = Vec::with_capacity(self.len());
-        for block in std::mem::take(&mut self.blocks) {
-            all.extend(block);
+        let mut order: Vec<u32> = (0..self.len() as u32).collect();
+        order.sort_unstable_by_key(|&r| (self.start[r as usize], self.id[r as usize]));
+        fn rearrange<T: Copy + Zeroize>(column: &mut Vec<T>, order: &[u32]) {
+            if column.is_empty() {
+                return;
+            }
+            let sorted: Vec<T> = order.iter().map(|&r| column[r as usize]).collect();
+            column.zeroize();
+            *column = sorted;
         }
-        all.sort_unstable_by_key(BlockRow::key);
-        self.blocks = vec![all];
+        rearrange(&mut self.id, &order);
+        rearrange(&mut self.start, &order);
+        rearrange(&mut self.end, &order);
+        rearrange(&mut self.value, &order);
+        rearrange(&mut self.source, &order);
+        rearrange(&mut self.seq, &order);
+        rearrange(&mut self.device, &order);
+        rearrange(&mut self.start_offset, &order);
+        rearrange(&mut self.end_offset, &order);
+        rearrange(&mut self.metadata, &order);
         self.in_order = true;
-        self
     }
 }
 
-impl From<Vec<Row>> for RowBlocks {
-    fn from(rows: Vec<Row>) -> RowBlocks {
-        let mut blocks = RowBlocks::default();
-        blocks.extend(rows);
-        blocks
+impl From<Vec<Row>> for RowColumns {
+    fn from(rows: Vec<Row>) -> RowColumns {
+        let mut columns = RowColumns::default();
+        columns.extend(rows);
+        columns
     }
 }
 
@@ -694,69 +721,39 @@ impl TypeColumns {
     /// built on first use), dropping the ids in `dropped` (deleted
     /// samples, at replay).
     pub fn from_rows(
-        rows: impl Into<RowBlocks>,
+        rows: impl Into<RowColumns>,
         dropped: &hashbrown::HashSet<u128>,
     ) -> TypeColumns {
-        let mut rows: RowBlocks = rows.into();
+        let mut rows: RowColumns = rows.into();
         if !dropped.is_empty() {
-            rows.retain(|r| !dropped.contains(&r.id));
+            rows.retain(|id, _| !dropped.contains(&id));
         }
-        let mut rows = rows.into_sorted();
+        rows.sort();
         let n = rows.len();
-        let mut cols = TypeColumns {
-            deleted: vec![0; n.div_ceil(64)],
-            texts: std::mem::take(&mut rows.texts),
-            ..TypeColumns::default()
-        };
-        // The columns are filled in two passes over the rows, a large
-        // type's on two threads: the ids, values and metadata slots in
-        // one, the rest in the other.
-        let has_metadata = rows.has_metadata;
-        let rows = &rows;
-        let ((ids, values, metadata), ()) = crate::spread::join(
-            n >= DECODE_SPREAD_FROM,
-            || {
-                let (mut ids, mut values) = (Vec::with_capacity(n), Vec::with_capacity(n));
-                let mut metadata = Vec::new();
-                if has_metadata {
-                    metadata.reserve_exact(n);
-                    metadata.extend(rows.iter().map(|r| r.text));
-                }
-                for r in rows.iter() {
-                    ids.push(r.id);
-                    values.push(r.value);
-                }
-                (ids, values, metadata)
-            },
-            || {
-                // Not the values': a buffer reserved and dropped unused is
-                // still wiped, page by page, when it is freed.
-                cols.start.reserve_exact(n);
-                cols.end.reserve_exact(n);
-                cols.source.reserve_exact(n);
-                cols.seq.reserve_exact(n);
-                cols.device.reserve_exact(n);
-                cols.start_offset.reserve_exact(n);
-                cols.end_offset.reserve_exact(n);
-                for r in rows.iter() {
-                    cols.start.push(r.start_us);
-                    cols.end.push(r.end_us);
-                    cols.source.push(r.source);
-                    cols.seq.push(r.seq);
-                    cols.device.push(r.device);
-                    cols.start_offset.push(r.start_offset_min);
-                    cols.end_offset.push(r.end_offset_min);
-                }
-                (cols.by_source, cols.longest_us) = origins(&cols.source, &cols.start, &cols.end);
-            },
-        );
-        (cols.id, cols.value) = (ids, values);
+        let (by_source, longest_us) = origins(&rows.source, &rows.start, &rows.end);
+        let last_seq = rows.seq.iter().copied().max().unwrap_or(0);
         // A type whose metadata was all dropped has no column of it.
-        if metadata.iter().any(|&slot| slot != 0) {
-            cols.metadata = metadata;
+        if rows.metadata.iter().all(|&slot| slot == 0) {
+            rows.metadata = Vec::new();
         }
-        cols.last_seq = cols.seq.iter().copied().max().unwrap_or(0);
-        cols
+        TypeColumns {
+            start: rows.start,
+            end: rows.end,
+            value: rows.value,
+            id: rows.id,
+            source: rows.source,
+            seq: rows.seq,
+            device: rows.device,
+            start_offset: rows.start_offset,
+            end_offset: rows.end_offset,
+            metadata: rows.metadata,
+            texts: rows.texts,
+            deleted: vec![0; n.div_ceil(64)],
+            by_source,
+            longest_us,
+            last_seq,
+            ..TypeColumns::default()
+        }
     }
 
     /// Overwrites every column with zeros, then frees it.
@@ -966,8 +963,7 @@ pub(crate) struct ColumnData {
     pub texts: Vec<Box<str>>,
 }
 
-/// Rows from which a type's columns are decoded, or filled from rows, on
-/// two threads.
+/// Rows from which a type's columns are decoded on two threads.
 const DECODE_SPREAD_FROM: usize = 1 << 16;
 
 /// Bytes per row of the encoded columns.
@@ -1757,21 +1753,27 @@ mod tests {
         assert_eq!(from_base.find(ids[n - 1]), Some(n - 1));
     }
 
-    /// Rows in several blocks, in order and out of it, with some dropped:
-    /// the columns hold exactly the rows kept, sorted, each with its
-    /// metadata, and the pool only the texts kept rows hold.
+    /// Rows collected in order and out of it, with some dropped: the
+    /// columns hold exactly the rows kept, sorted, each with its metadata,
+    /// and the pool only the texts kept rows hold.
     #[test]
-    fn rows_in_blocks_make_sorted_columns_of_the_rows_kept() {
+    fn collected_rows_make_sorted_columns_of_the_rows_kept() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        let n = ROW_BLOCK * 2 + 77;
+        let n = (1 << 17) + 77;
         let mut in_order: Vec<Row> = (0..n as i64).map(|i| row(rng.gen(), i)).collect();
-        // The one row that says `{"n":7}` is dropped: its text goes too.
-        in_order[10].metadata = Some("{\"n\":7}".into());
+        // Rows without metadata come first, so the metadata column starts
+        // late; the one row that says `{"n":7}` is dropped: its text goes
+        // too.
+        for row in &mut in_order[..20] {
+            row.metadata = None;
+        }
+        in_order[30].metadata = Some("{\"n\":7}".into());
         let mut shuffled = in_order.clone();
         shuffled.reverse();
         shuffled.swap(5, n / 2);
         let dropped: hashbrown::HashSet<u128> = in_order.iter().step_by(5).map(|r| r.id).collect();
+        assert!(dropped.contains(&in_order[30].id));
         let kept: Vec<Row> = in_order
             .iter()
             .filter(|r| !dropped.contains(&r.id))
@@ -1780,11 +1782,15 @@ mod tests {
         let texts: std::collections::HashSet<&str> =
             kept.iter().filter_map(|r| r.metadata.as_deref()).collect();
         for (rows, came_in_order) in [(in_order.clone(), true), (shuffled, false)] {
-            let mut blocks = RowBlocks::default();
-            blocks.extend(rows.iter().cloned());
-            assert_eq!(blocks.blocks.len(), 3);
-            assert_eq!(blocks.in_order, came_in_order);
-            let c = TypeColumns::from_rows(blocks, &dropped);
+            let mut collected = RowColumns::default();
+            collected.extend(rows.iter().cloned());
+            assert_eq!(collected.in_order, came_in_order);
+            assert_eq!(collected.metadata.len(), n);
+            assert!(
+                RowColumns::from(rows.clone()).into_vec() == rows,
+                "rows differ"
+            );
+            let c = TypeColumns::from_rows(collected, &dropped);
             assert_eq!(c.len(), n - dropped.len());
             assert_eq!(c.texts.len(), texts.len());
             for r in 0..c.len() {
@@ -1794,8 +1800,9 @@ mod tests {
             let all: Vec<Row> = (0..c.len()).map(|r| c.row(r)).collect();
             assert!(all == kept, "rows differ");
             assert!(c.metadata.iter().any(|&slot| slot != 0));
+            assert_eq!(c.last_seq(), 1);
         }
-        // Rows of one block out of order, and rows whose metadata is all
+        // A few rows out of order, and rows whose metadata is all
         // dropped: sorted, and no metadata column.
         let rows = vec![row(4, 30), row(3, 25), row(5, 20), row(1, 10)];
         assert!(rows[1].metadata.is_some());

@@ -16,7 +16,7 @@ use hashbrown::{HashMap, HashSet};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use tokio::sync::broadcast;
 
-pub use columns::{Row, RowBlocks, TypeColumns};
+pub use columns::{Row, RowColumns, TypeColumns};
 use sync_ids::SyncIds;
 pub use sync_ids::SyncTag;
 
@@ -850,7 +850,7 @@ impl Drop for Projection {
 /// much cheaper than inserting record by record.
 #[derive(Default)]
 pub struct ProjectionBuilder {
-    rows: Vec<RowBlocks>,
+    rows: Vec<RowColumns>,
     sources: Sources,
     sync_ids: SyncIds,
     tombstones: HashSet<u128>,
@@ -878,7 +878,7 @@ impl ProjectionBuilder {
         ProjectionBuilder {
             rows: catalogue::all()
                 .iter()
-                .map(|_| RowBlocks::default())
+                .map(|_| RowColumns::default())
                 .collect(),
             base: catalogue::all().iter().map(|_| None).collect(),
             ..ProjectionBuilder::default()
@@ -976,10 +976,10 @@ impl ProjectionBuilder {
         };
         for ty in erased_types(type_id) {
             let sync_ids = &mut self.sync_ids;
-            self.rows[ty.0 as usize].retain(|r| {
-                let erased = source.is_none_or(|s| r.source == s);
+            self.rows[ty.0 as usize].retain(|id, row_source| {
+                let erased = source.is_none_or(|s| row_source == s);
                 if erased {
-                    sync_ids.remove(r.id);
+                    sync_ids.remove(id);
                 }
                 !erased
             });
@@ -1004,16 +1004,16 @@ impl ProjectionBuilder {
         let mut bases = self.base;
         // Where each deleted sample lived, learnt while dropping it.
         let mut dropped_from: HashMap<u128, (TypeIndex, u32)> = HashMap::new();
-        let kept: Vec<RowBlocks> = self
+        let kept: Vec<RowColumns> = self
             .rows
             .into_iter()
             .enumerate()
             .map(|(t, mut rows)| {
                 if !tombstones.is_empty() {
-                    rows.retain(|r| {
-                        let keep = !tombstones.contains(&r.id);
+                    rows.retain(|id, source| {
+                        let keep = !tombstones.contains(&id);
                         if !keep {
-                            dropped_from.insert(r.id, (TypeIndex(t as u16), r.source));
+                            dropped_from.insert(id, (TypeIndex(t as u16), source));
                         }
                         keep
                     });
