@@ -495,10 +495,17 @@ async fn snapshots_are_taken_every_n_records(backend: Backend) {
     for minute in 0..12 {
         assert_eq!(app.write(vec![steps(minute, 1.0)]).await.status(), 201);
     }
+    // Waits for the background taker to catch up with the last writes
+    // (one may still be under way when the first at 10 or more is stored).
     let mut waited = Duration::ZERO;
     let stored = loop {
         let stored = app.store.storage().snapshots().await.unwrap();
-        if stored.first().is_some_and(|s| s.at.seq >= 10) || waited > Duration::from_secs(20) {
+        let caught_up = app
+            .store
+            .snapshot_age()
+            .is_some_and(|(behind, _)| behind < 5);
+        let kept_up = stored.first().is_some_and(|s| s.at.seq >= 10);
+        if (caught_up && kept_up) || waited > Duration::from_secs(20) {
             break stored;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
