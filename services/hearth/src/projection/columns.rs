@@ -837,29 +837,31 @@ impl TypeColumns {
 
     /// Appends `row` holding metadata `slot` (already counted for it).
     fn push_with_slot(&mut self, row: Row, slot: u32) {
-        push_wiped(&mut self.id, row.id);
+        self.id.push(row.id);
         self.push_fields(row, slot);
     }
 
-    /// Appends every column of `row` but its id.
+    /// Appends every column of `row` but its id. A column that grows
+    /// leaves no copy behind: the process's allocator (`zero-on-free`)
+    /// wipes the block it moves out of, or moves a large one's pages.
     fn push_fields(&mut self, row: Row, slot: u32) {
         let r = self.len();
-        push_wiped(&mut self.start, row.start_us);
-        push_wiped(&mut self.end, row.end_us);
-        push_wiped(&mut self.value, row.value);
-        push_wiped(&mut self.source, row.source);
-        push_wiped(&mut self.seq, row.seq);
-        push_wiped(&mut self.device, row.device);
-        push_wiped(&mut self.start_offset, row.start_offset_min);
-        push_wiped(&mut self.end_offset, row.end_offset_min);
+        self.start.push(row.start_us);
+        self.end.push(row.end_us);
+        self.value.push(row.value);
+        self.source.push(row.source);
+        self.seq.push(row.seq);
+        self.device.push(row.device);
+        self.start_offset.push(row.start_offset_min);
+        self.end_offset.push(row.end_offset_min);
         if slot != 0 || !self.metadata.is_empty() {
             if self.metadata.is_empty() {
                 self.metadata = vec![0; r];
             }
-            push_wiped(&mut self.metadata, slot);
+            self.metadata.push(slot);
         }
         if r.is_multiple_of(64) {
-            push_wiped(&mut self.deleted, 0);
+            self.deleted.push(0);
         }
         self.by_source.entry(row.source).or_default().add(r);
         self.longest_us = self.longest_us.max(row.end_us.saturating_sub(row.start_us));
@@ -1445,20 +1447,6 @@ fn origins(source: &[u32], start: &[i64], end: &[i64]) -> (HashMap<u32, SourceRo
         .unwrap_or(0)
         .max(0);
     (by_source, longest_us)
-}
-
-/// Appends `x` to a column. When the column must grow, the values are
-/// copied to a buffer twice the size and the old buffer is zeroised before
-/// it is freed: a plain `Vec::push` would hand it back to the allocator
-/// with the values in it, where the lock's wipe can no longer reach them.
-fn push_wiped<T: Zeroize + Copy>(column: &mut Vec<T>, x: T) {
-    if column.len() == column.capacity() {
-        let mut grown = Vec::with_capacity((column.capacity() * 2).max(16));
-        grown.extend_from_slice(column);
-        column.zeroize();
-        *column = grown;
-    }
-    column.push(x);
 }
 
 #[cfg(test)]
