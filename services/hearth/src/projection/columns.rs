@@ -201,12 +201,15 @@ impl RowColumns {
         }
         let mut order: Vec<u32> = (0..self.len() as u32).collect();
         order.sort_unstable_by_key(|&r| (self.start[r as usize], self.id[r as usize]));
-        fn rearrange<T: Copy + Zeroize>(column: &mut Vec<T>, order: &[u32]) {
+        // Only the rows held are wiped: the spare room a grown column has
+        // never held any (a cut wipes what it cuts), and writing it would
+        // bring in memory never touched.
+        fn rearrange<T: zeroize::DefaultIsZeroes>(column: &mut Vec<T>, order: &[u32]) {
             if column.is_empty() {
                 return;
             }
             let sorted: Vec<T> = order.iter().map(|&r| column[r as usize]).collect();
-            column.zeroize();
+            column.as_mut_slice().zeroize();
             *column = sorted;
         }
         rearrange(&mut self.id, &order);
