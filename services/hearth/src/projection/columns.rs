@@ -974,13 +974,19 @@ const DECODE_SPREAD_FROM: usize = 1 << 16;
 /// Bytes per row of the encoded columns.
 pub(crate) const ENCODED_ROW_BYTES: usize = 8 + 8 + 8 + 16 + 4 + 4 + 2 + 2 + 2;
 
-/// Where encoded columns go: a plain buffer, or a snapshot's plaintext
-/// (which is kept in sealable chunks rather than one buffer).
+/// Where encoded columns go: a plain buffer, or a snapshot being sealed
+/// chunk by chunk as it is written.
 pub(crate) trait ByteSink {
     fn put(&mut self, bytes: &[u8]);
 }
 
 impl ByteSink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl ByteSink for zeroize::Zeroizing<Vec<u8>> {
     fn put(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
     }

@@ -11,8 +11,11 @@
 //! AES-256-GCM-SIV under a key derived from the root key
 //! (`hearth/snapshot/v1`), with
 //! additional data binding the store id, the record's sequence number and
-//! hash, the key id and the chunk's place: a chunk cannot be moved to
-//! another snapshot, position or store.
+//! hash, the key id, the chunk's place and whether it is the last: a chunk
+//! cannot be moved to another snapshot, position or store, and a snapshot
+//! cannot be cut short. Each chunk is sealed as soon as it is written and
+//! waits in an unnamed temporary file until the snapshot is stored, so
+//! taking a snapshot holds one chunk in memory, whatever the store's size.
 //!
 //! Snapshots are taken in the background every so many records, at lock and
 //! at shutdown; the newest two are kept. Unlock opens the newest one whose
@@ -47,7 +50,7 @@ use crate::crypto::{self, DataKey, SecretKey, STORE_ID_LEN};
 use crate::log::chain::{record_hash, LogHead};
 use crate::log::event::{Device, SourceKey};
 use crate::log::replay::Walked;
-use crate::storage::{SnapshotHeader, Storage, StorageError};
+use crate::storage::{SealedChunks, SnapshotHeader, Storage, StorageError};
 
 /// The label the snapshot key is derived under.
 pub const KEY_LABEL: &[u8] = b"hearth/snapshot/v1";
@@ -102,15 +105,30 @@ impl SnapshotKey {
         }
     }
 
-    fn aad(&self, at: LogHead, chunk: u32, chunks: u32) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(18 + STORE_ID_LEN + 8 + 32 + 12);
-        aad.extend_from_slice(b"hearth-snapshot-v1");
+    /// What chunk `chunk` of the snapshot at `at` is sealed with; `last`
+    /// marks the snapshot's last chunk.
+    fn aad(&self, at: LogHead, chunk: u32, last: bool) -> Vec<u8> {
+        let mut aad = self.aad_start(b"hearth-snapshot-v2", at, chunk);
+        aad.push(u8::from(last));
+        aad
+    }
+
+    /// What chunks were sealed with while snapshots were sealed whole in
+    /// memory: the number of chunks in place of the last one's mark.
+    fn aad_counted(&self, at: LogHead, chunk: u32, chunks: u32) -> Vec<u8> {
+        let mut aad = self.aad_start(b"hearth-snapshot-v1", at, chunk);
+        aad.extend_from_slice(&chunks.to_be_bytes());
+        aad
+    }
+
+    fn aad_start(&self, label: &[u8], at: LogHead, chunk: u32) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(label.len() + STORE_ID_LEN + 8 + 32 + 12);
+        aad.extend_from_slice(label);
         aad.extend_from_slice(&self.store_id);
         aad.extend_from_slice(&at.seq.to_be_bytes());
         aad.extend_from_slice(&at.hash);
         aad.extend_from_slice(&self.key_id.to_be_bytes());
         aad.extend_from_slice(&chunk.to_be_bytes());
-        aad.extend_from_slice(&chunks.to_be_bytes());
         aad
     }
 }
@@ -246,62 +264,140 @@ struct TypePackedOut<'a> {
     texts: Vec<&'a str>,
 }
 
-/// A snapshot's plaintext as it is written: in chunks of [`CHUNK_BYTES`],
-/// each with room for its nonce before it and its tag after, so that each
-/// is sealed where it lies: no buffer ever holds the whole snapshot, and
-/// none is copied.
-#[derive(Default)]
-pub(crate) struct Plain {
-    /// Each: [`crypto::NONCE_LEN`] bytes of room, then the plaintext.
-    chunks: Vec<Zeroizing<Vec<u8>>>,
-    len: usize,
+/// A snapshot as it is taken: its plaintext is sealed chunk by chunk as it
+/// is written, and each sealed chunk goes to an unnamed temporary file, so
+/// memory holds one chunk of a snapshot, never all of it (which grows with
+/// the store). A chunk is sealed when the bytes after it arrive, or at the
+/// end as the last one: its additional data says which, so a snapshot cut
+/// short fails to open.
+struct Spill<'k> {
+    key: &'k SnapshotKey,
+    at: LogHead,
+    /// The chunk being written: [`crypto::NONCE_LEN`] bytes of room for
+    /// its nonce, then plaintext, with room for its tag after.
+    chunk: Zeroizing<Vec<u8>>,
+    file: std::fs::File,
+    /// Each sealed chunk's length, as they lie in the file.
+    sealed: Vec<usize>,
+    /// The first write to the file that failed: the snapshot is given up.
+    failed: Option<std::io::Error>,
 }
 
-impl Plain {
-    fn new_chunk() -> Zeroizing<Vec<u8>> {
+impl<'k> Spill<'k> {
+    fn new(key: &'k SnapshotKey, at: LogHead, file: std::fs::File) -> Spill<'k> {
         let mut chunk = Vec::with_capacity(crypto::NONCE_LEN + CHUNK_BYTES + crypto::TAG_LEN);
         chunk.extend_from_slice(&[0; crypto::NONCE_LEN]);
-        Zeroizing::new(chunk)
+        Spill {
+            key,
+            at,
+            chunk: Zeroizing::new(chunk),
+            file,
+            sealed: Vec::new(),
+            failed: None,
+        }
     }
 
-    /// The whole plaintext in one buffer (for tests and the canonical
-    /// dump).
-    fn to_vec(&self) -> Zeroizing<Vec<u8>> {
-        let mut all = Zeroizing::new(Vec::with_capacity(self.len));
-        for chunk in &self.chunks {
-            all.extend_from_slice(&chunk[crypto::NONCE_LEN..]);
+    /// Seals the chunk where it lies and writes it out; its buffer, which
+    /// then holds ciphertext, takes the next chunk.
+    fn seal_chunk(&mut self, last: bool) {
+        use std::io::Write;
+        let chunk = self.sealed.len() as u32;
+        let aad = self.key.aad(self.at, chunk, last);
+        let mut sealed =
+            crypto::seal_in_place(&self.key.key, &aad, std::mem::take(&mut *self.chunk));
+        if self.failed.is_none() {
+            self.failed = self.file.write_all(&sealed).err();
         }
-        all
+        self.sealed.push(sealed.len());
+        sealed.truncate(crypto::NONCE_LEN);
+        *self.chunk = sealed;
+    }
+
+    /// Seals the last chunk (an empty one if nothing was written): the
+    /// snapshot's header, and its chunks to store.
+    fn finish(mut self) -> std::io::Result<(SnapshotHeader, Spilled)> {
+        use std::io::Seek;
+        self.seal_chunk(true);
+        let Spill {
+            key,
+            at,
+            mut file,
+            sealed,
+            failed,
+            ..
+        } = self;
+        if let Some(failed) = failed {
+            return Err(failed);
+        }
+        file.rewind()?;
+        let header = SnapshotHeader {
+            at,
+            key_id: key.key_id,
+            chunks: sealed.len() as u32,
+        };
+        Ok((header, Spilled { file, sealed }))
     }
 }
 
-impl ByteSink for Plain {
+impl ByteSink for Spill<'_> {
     fn put(&mut self, mut bytes: &[u8]) {
         const FULL: usize = crypto::NONCE_LEN + CHUNK_BYTES;
         while !bytes.is_empty() {
-            if self.chunks.last().is_none_or(|c| c.len() == FULL) {
-                self.chunks.push(Plain::new_chunk());
+            if self.chunk.len() == FULL {
+                // More follows: this chunk is not the last.
+                self.seal_chunk(false);
             }
-            let last = self.chunks.last_mut().expect("a chunk");
-            let (now, rest) = bytes.split_at(bytes.len().min(FULL - last.len()));
-            last.extend_from_slice(now);
-            self.len += now.len();
+            let (now, rest) = bytes.split_at(bytes.len().min(FULL - self.chunk.len()));
+            self.chunk.extend_from_slice(now);
             bytes = rest;
         }
     }
 }
 
-/// Postcard's output into [`Plain`]; finishes with the bytes written.
-struct IntoPlain<'a> {
-    plain: &'a mut Plain,
+/// A snapshot's sealed chunks, in a temporary file.
+struct Spilled {
+    file: std::fs::File,
+    sealed: Vec<usize>,
+}
+
+impl Spilled {
+    /// The chunks in order, each read on a blocking thread as it is asked
+    /// for.
+    fn into_stream(self) -> SealedChunks<'static> {
+        let Spilled { file, sealed } = self;
+        stream::unfold(
+            (Some(file), sealed.into_iter()),
+            |(file, mut lengths)| async move {
+                let length = lengths.next()?;
+                let mut file = file?;
+                let read = tokio::task::spawn_blocking(move || {
+                    use std::io::Read;
+                    let mut chunk = vec![0; length];
+                    file.read_exact(&mut chunk).map(|()| (chunk, file))
+                })
+                .await
+                .unwrap_or_else(|_| Err(std::io::Error::other("the reading task failed")));
+                Some(match read {
+                    Ok((chunk, file)) => (Ok(chunk), (Some(file), lengths)),
+                    Err(e) => (Err(StorageError::from(e)), (None, lengths)),
+                })
+            },
+        )
+        .boxed()
+    }
+}
+
+/// Postcard's output into a [`ByteSink`]; finishes with the bytes written.
+struct IntoSink<'a, S> {
+    sink: &'a mut S,
     written: usize,
 }
 
-impl postcard::ser_flavors::Flavor for IntoPlain<'_> {
+impl<S: ByteSink> postcard::ser_flavors::Flavor for IntoSink<'_, S> {
     type Output = usize;
 
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.plain.put(data);
+        self.sink.put(data);
         self.written += data.len();
         Ok(())
     }
@@ -316,17 +412,23 @@ impl postcard::ser_flavors::Flavor for IntoPlain<'_> {
 }
 
 /// Encodes the projection and the registry as they stand after the last
-/// whole commit. Holds the writer off while copying (the writer commits to
-/// the database meanwhile; it waits only to apply the next commit).
+/// whole commit into the sink `sink_at` makes for that record. Holds the
+/// writer off while copying (the writer commits to the database
+/// meanwhile; it waits only to apply the next commit).
 ///
 /// Layout: the version byte, the rows, the postcard [`Meta`] and its
 /// length (8 bytes, little-endian), then the postcard audit and its length,
 /// then the pinned types and their length: stripping the last section
 /// leaves the form of version 2, stripping both that of version 1.
-fn capture(projection: &Projection, apps: &Apps, taken_us: i64) -> (LogHead, Plain) {
+fn capture<S: ByteSink>(
+    projection: &Projection,
+    apps: &Apps,
+    taken_us: i64,
+    sink_at: impl FnOnce(LogHead) -> S,
+) -> (LogHead, S) {
     let cut = projection.cut();
     let at = cut.head;
-    let mut plain = Plain::default();
+    let mut plain = sink_at(at);
     plain.put(&[FORMAT_VERSION]);
     let type_ids: Vec<String> = catalogue::all().iter().map(|t| t.id.to_owned()).collect();
     // Held until the metadata they lend is written.
@@ -398,8 +500,8 @@ fn capture(projection: &Projection, apps: &Apps, taken_us: i64) -> (LogHead, Pla
     };
     let audit = apps.read().audit().to_state();
     let pinned = projection.pinned_types();
-    let into = IntoPlain {
-        plain: &mut plain,
+    let into = IntoSink {
+        sink: &mut plain,
         written: 0,
     };
     let meta_len = postcard::serialize_with_flavor(&meta, into).expect("in-memory encoding");
@@ -417,29 +519,6 @@ fn capture(projection: &Projection, apps: &Apps, taken_us: i64) -> (LogHead, Pla
         plain.put(&(section.len() as u64).to_le_bytes());
     }
     (at, plain)
-}
-
-/// Seals each chunk of `plain`, dropping (so wiping) each plaintext chunk
-/// once it is sealed.
-fn seal(key: &SnapshotKey, at: LogHead, plain: Plain) -> (SnapshotHeader, Vec<Vec<u8>>) {
-    let mut parts = plain.chunks;
-    if parts.is_empty() {
-        parts.push(Plain::new_chunk());
-    }
-    let chunks = parts.len() as u32;
-    // Several chunks at a time, across the cores.
-    let sealed = crate::spread::map(parts, |i, mut part| {
-        // Sealed where it lies: what is left in the buffer is ciphertext,
-        // not to be wiped.
-        let plain = std::mem::take(&mut *part);
-        crypto::seal_in_place(&key.key, &key.aad(at, i as u32, chunks), plain)
-    });
-    let header = SnapshotHeader {
-        at,
-        key_id: key.key_id,
-        chunks,
-    };
-    (header, sealed)
 }
 
 /// Why a stored snapshot was not used.
@@ -468,6 +547,9 @@ struct ChunkOpener<'k> {
     header: SnapshotHeader,
     plain: Zeroizing<Vec<u8>>,
     opened: u32,
+    /// Sealed as snapshots were before they were spilled (see
+    /// [`SnapshotKey::aad_counted`]): found at the first chunk.
+    counted: bool,
 }
 
 impl<'k> ChunkOpener<'k> {
@@ -484,6 +566,7 @@ impl<'k> ChunkOpener<'k> {
             header,
             plain: Zeroizing::new(plain),
             opened: 0,
+            counted: false,
         })
     }
 
@@ -499,9 +582,17 @@ impl<'k> ChunkOpener<'k> {
         if !fits || i >= self.header.chunks {
             return Err(Rejected::Malformed);
         }
-        let aad = self.key.aad(self.header.at, i, self.header.chunks);
-        crypto::open_onto(&self.key.key, &aad, sealed, &mut self.plain)
-            .map_err(|_| Rejected::Authentication)?;
+        let (key, at, chunks) = (self.key, self.header.at, self.header.chunks);
+        let mut open = |aad: Vec<u8>| crypto::open_onto(&key.key, &aad, sealed, &mut self.plain);
+        let opened = if self.counted {
+            open(key.aad_counted(at, i, chunks))
+        } else {
+            open(key.aad(at, i, last)).or_else(|e| match i {
+                0 => open(key.aad_counted(at, i, chunks)).inspect(|()| self.counted = true),
+                _ => Err(e),
+            })
+        };
+        opened.map_err(|_| Rejected::Authentication)?;
         self.opened += 1;
         Ok(())
     }
@@ -837,29 +928,33 @@ impl Taker {
         }
         let taker = self.clone();
         let started = Instant::now();
-        let sealed = tokio::task::spawn_blocking(move || {
+        let spilled = tokio::task::spawn_blocking(move || {
+            let file = tempfile::tempfile()?;
             let taken_us = taker.apps.clock.now_us();
-            let (at, plain) = capture(&taker.projection, &taker.apps, taken_us);
+            let (at, spill) = capture(&taker.projection, &taker.apps, taken_us, |at| {
+                Spill::new(&taker.key, at, file)
+            });
             let current = taker.projection.last_snapshot().map(|(seq, _)| seq);
             if at.seq == 0 || current == Some(at.seq) {
-                return None;
+                return Ok(None);
             }
-            let captured_ms = started.elapsed().as_millis() as u64;
-            let (header, chunks) = seal(&taker.key, at, plain);
-            Some((header, chunks, taken_us, captured_ms))
+            let (header, spilled) = spill.finish()?;
+            Ok(Some((header, spilled, taken_us)))
         })
         .await
-        .map_err(|_| SnapshotError::Task)?;
-        let Some((header, chunks, taken_us, captured_ms)) = sealed else {
+        .map_err(|_| SnapshotError::Task)?
+        .map_err(SnapshotError::Spill)?;
+        let Some((header, spilled, taken_us)) = spilled else {
             return Ok(false);
         };
         let sealed_ms = started.elapsed().as_millis() as u64;
-        self.storage.put_snapshot(&header, &chunks, KEEP).await?;
+        self.storage
+            .put_snapshot(&header, spilled.into_stream(), KEEP)
+            .await?;
         *self.projection.last_snapshot.lock() = Some((header.at.seq, taken_us));
         tracing::info!(
             seq = header.at.seq,
             chunks = header.chunks,
-            captured_ms,
             sealed_ms,
             stored_ms = started.elapsed().as_millis() as u64,
             "snapshot taken"
@@ -872,6 +967,8 @@ impl Taker {
 pub enum SnapshotError {
     #[error("the snapshot task failed")]
     Task,
+    #[error("spilling the sealed snapshot to a temporary file: {0}")]
+    Spill(std::io::Error),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -1033,7 +1130,7 @@ pub fn canonical_dump(projection: &Projection, registry: &Registry) -> String {
     let mut copy = Registry::from_state(registry.to_state());
     copy.set_audit(AuditIndex::from_state(registry.audit().to_state()));
     apps.replace(copy);
-    let plain = capture(projection, &apps, 0).1.to_vec();
+    let plain = capture(projection, &apps, 0, |_| Zeroizing::new(Vec::new())).1;
     let mut out = format!("state {}\n", hex::encode(Sha256::digest(&plain[..])));
     for (t, cols) in projection.types.iter().enumerate() {
         let cols = cols.read();
@@ -1099,8 +1196,7 @@ mod tests {
                 }],
             }),
         });
-        let (at, plain) = capture(&projection, &apps, 0);
-        let plain = plain.to_vec();
+        let (at, plain) = capture(&projection, &apps, 0, |_| Vec::new());
         let start = decode(&plain, at).unwrap_or_else(|_| panic!("a fresh snapshot opens"));
         assert_eq!(
             start.registry.audit().to_state(),
@@ -1113,72 +1209,153 @@ mod tests {
         old.extend_from_slice(rest);
         let start = decode(&old, at).unwrap_or_else(|_| panic!("a version 1 snapshot opens"));
         assert_eq!(start.registry.audit().to_state(), AuditState::default());
-        let mut unknown = plain.to_vec();
+        let mut unknown = plain.clone();
         unknown[0] = FORMAT_VERSION + 1;
         assert!(decode(&unknown, at).is_err());
     }
 
-    /// Plaintext written in pieces of any size is sealed chunk by chunk and
-    /// opens to the same bytes, in order.
-    #[test]
-    fn chunked_plaintext_seals_and_opens_whole() {
-        let mut plain = Plain::default();
-        let mut expected = Vec::new();
-        let mut x = 7u64;
-        for size in [1usize, CHUNK_BYTES - 3, 8, CHUNK_BYTES + 5, 1000, 0, 13] {
-            let piece: Vec<u8> = (0..size)
-                .map(|_| {
-                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-                    (x >> 56) as u8
-                })
-                .collect();
-            plain.put(&piece);
-            expected.extend_from_slice(&piece);
+    /// Spills `pieces` as one snapshot at `at`: its header and sealed
+    /// chunks, read back from the file.
+    fn spill(key: &SnapshotKey, at: LogHead, pieces: &[&[u8]]) -> (SnapshotHeader, Vec<Vec<u8>>) {
+        let mut spill = Spill::new(key, at, tempfile::tempfile().unwrap());
+        for piece in pieces {
+            spill.put(piece);
         }
-        assert_eq!(&plain.to_vec()[..], &expected[..]);
+        let (header, spilled) = spill.finish().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let chunks = runtime.block_on(spilled.into_stream().collect::<Vec<_>>());
+        let chunks: Vec<Vec<u8>> = chunks.into_iter().map(Result::unwrap).collect();
+        assert_eq!(header.chunks as usize, chunks.len());
+        (header, chunks)
+    }
+
+    fn open_all(
+        key: &SnapshotKey,
+        header: SnapshotHeader,
+        sealed: &[Vec<u8>],
+    ) -> Result<Zeroizing<Vec<u8>>, Rejected> {
+        let mut opener = ChunkOpener::new(key, header).expect("room");
+        for chunk in sealed {
+            opener.open_next(chunk)?;
+        }
+        opener.finish()
+    }
+
+    /// Plaintext written in pieces of any size is sealed chunk by chunk as
+    /// it comes, spilled, and opens to the same bytes, in order; a snapshot
+    /// with chunks moved, missing, added or cut does not.
+    #[test]
+    fn spilled_chunks_open_whole_and_only_whole() {
+        let mut x = 7u64;
+        let pieces: Vec<Vec<u8>> = [1usize, CHUNK_BYTES - 3, 8, CHUNK_BYTES + 5, 1000, 0, 13]
+            .into_iter()
+            .map(|size| {
+                (0..size)
+                    .map(|_| {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        (x >> 56) as u8
+                    })
+                    .collect()
+            })
+            .collect();
+        let expected = pieces.concat();
         let key = SnapshotKey::new(&DataKey::generate());
         let at = LogHead {
             seq: 9,
             hash: [3; 32],
         };
-        let (header, sealed) = seal(&key, at, plain);
+        let pieces: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
+        let (header, sealed) = spill(&key, at, &pieces);
         assert_eq!(header.chunks as usize, expected.len().div_ceil(CHUNK_BYTES));
-        let open_all = |header: SnapshotHeader, sealed: &[Vec<u8>]| {
-            let mut opener = ChunkOpener::new(&key, header).expect("room");
-            for chunk in sealed {
-                opener.open_next(chunk)?;
-            }
-            opener.finish()
-        };
-        let opened = open_all(header, &sealed).unwrap_or_else(|_| panic!("opens"));
+        assert_eq!(header.chunks, 3);
+        let opened = open_all(&key, header, &sealed).unwrap_or_else(|_| panic!("opens"));
         assert_eq!(&opened[..], &expected[..]);
+        // No plaintext lies in the spilled chunks.
+        let probe = &expected[100..132];
+        assert!(!sealed.iter().any(|c| c.windows(32).any(|w| w == probe)));
         // Chunks out of order, one missing, one too many, one cut short.
         let mut swapped = sealed.clone();
         swapped.swap(0, 1);
         assert!(matches!(
-            open_all(header, &swapped),
+            open_all(&key, header, &swapped),
             Err(Rejected::Authentication)
         ));
         assert!(matches!(
-            open_all(header, &sealed[..sealed.len() - 1]),
+            open_all(&key, header, &sealed[..sealed.len() - 1]),
             Err(Rejected::Malformed)
         ));
         let mut more = sealed.clone();
         more.push(sealed[0].clone());
-        assert!(open_all(header, &more).is_err());
+        assert!(open_all(&key, header, &more).is_err());
         let mut short = sealed.clone();
         short[0].pop();
-        assert!(matches!(open_all(header, &short), Err(Rejected::Malformed)));
+        assert!(matches!(
+            open_all(&key, header, &short),
+            Err(Rejected::Malformed)
+        ));
+        // The last chunk dropped and the count in the clear lowered to
+        // match: the new last chunk was not sealed as the last.
+        let truncated = SnapshotHeader {
+            chunks: header.chunks - 1,
+            ..header
+        };
+        assert!(matches!(
+            open_all(&key, truncated, &sealed[..sealed.len() - 1]),
+            Err(Rejected::Authentication)
+        ));
         // A chunk count stored in the clear that asks for too much.
         let huge = SnapshotHeader {
             chunks: u32::MAX,
             ..header
         };
         assert!(ChunkOpener::new(&key, huge).is_none());
+        // Exactly one chunk's worth is one chunk, sealed as the last.
+        let full = vec![5u8; CHUNK_BYTES];
+        let (header, sealed) = spill(&key, at, &[&full]);
+        assert_eq!(header.chunks, 1);
+        assert!(open_all(&key, header, &sealed).is_ok_and(|p| p[..] == full[..]));
         // Nothing at all still makes one (empty) chunk.
-        let (header, sealed) = seal(&key, at, Plain::default());
+        let (header, sealed) = spill(&key, at, &[]);
         assert_eq!((header.chunks, sealed.len()), (1, 1));
-        assert!(open_all(header, &sealed).is_ok_and(|p| p.is_empty()));
+        assert!(open_all(&key, header, &sealed).is_ok_and(|p| p.is_empty()));
+    }
+
+    /// Snapshots sealed whole in memory, each chunk bound to the number of
+    /// chunks, still open; a chunk of that form cannot stand in for one of
+    /// the other past the first.
+    #[test]
+    fn snapshots_sealed_with_their_chunk_count_still_open() {
+        let key = SnapshotKey::new(&DataKey::generate());
+        let at = LogHead {
+            seq: 4,
+            hash: [1; 32],
+        };
+        let plain: Vec<u8> = (0..CHUNK_BYTES + 10).map(|i| i as u8).collect();
+        let seal_counted = |i: u32, part: &[u8]| {
+            let mut buf = vec![0; crypto::NONCE_LEN];
+            buf.extend_from_slice(part);
+            crypto::seal_in_place(&key.key, &key.aad_counted(at, i, 2), buf)
+        };
+        let counted = vec![
+            seal_counted(0, &plain[..CHUNK_BYTES]),
+            seal_counted(1, &plain[CHUNK_BYTES..]),
+        ];
+        let header = SnapshotHeader {
+            at,
+            key_id: key.key_id,
+            chunks: 2,
+        };
+        let opened = open_all(&key, header, &counted).unwrap_or_else(|_| panic!("opens"));
+        assert_eq!(&opened[..], &plain[..]);
+        // Mixed: a spilled first chunk, then a counted one.
+        let (_, spilled) = spill(&key, at, &[&plain]);
+        let mixed = vec![spilled[0].clone(), counted[1].clone()];
+        assert!(matches!(
+            open_all(&key, header, &mixed),
+            Err(Rejected::Authentication)
+        ));
     }
 
     /// What is written borrowing from the projection reads back as the
@@ -1244,16 +1421,15 @@ mod tests {
             registry: Registry::default().to_state(),
             keys,
         };
-        let mut plain = Plain::default();
+        let mut bytes = Vec::new();
         let written = postcard::serialize_with_flavor(
             &out,
-            IntoPlain {
-                plain: &mut plain,
+            IntoSink {
+                sink: &mut bytes,
                 written: 0,
             },
         )
         .unwrap();
-        let bytes = plain.to_vec();
         assert_eq!(written, bytes.len());
         let meta: Meta = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(meta.columns[0].rows, 2);
@@ -1333,8 +1509,7 @@ mod tests {
             .unwrap_or_else(|_| panic!("samples apply"));
         let projection = builder.finish();
         let apps = Apps::default();
-        let (at, plain) = capture(&projection, &apps, 0);
-        let v5 = plain.to_vec();
+        let (at, v5) = capture(&projection, &apps, 0, |_| Vec::new());
         assert_eq!(v5[0], FORMAT_VERSION);
         let (rest, pinned) = trailing_section(&v5[1..]).unwrap();
         let (rest, audit) = trailing_section(rest).unwrap();
@@ -1427,8 +1602,7 @@ mod tests {
             )
             .unwrap_or_else(|_| panic!("a pin applies"));
         let projection = builder.finish();
-        let (at, plain) = capture(&projection, &Apps::default(), 0);
-        let plain = plain.to_vec();
+        let (at, plain) = capture(&projection, &Apps::default(), 0, |_| Vec::new());
         let start = decode(&plain, at).unwrap_or_else(|_| panic!("a fresh snapshot opens"));
         assert_eq!(
             start.builder.finish().pinned_types(),

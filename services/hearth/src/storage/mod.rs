@@ -36,7 +36,13 @@ pub enum StorageError {
     Corrupt(String),
     #[error("{0}")]
     Backup(String),
+    #[error("reading a temporary file: {0}")]
+    TempFile(#[from] std::io::Error),
 }
+
+/// A snapshot's sealed chunks, in order, as they are read from where they
+/// wait to be stored.
+pub type SealedChunks<'a> = futures_util::stream::BoxStream<'a, Result<Vec<u8>, StorageError>>;
 
 /// The KDF parameters, salt and wrapped data keys.
 #[derive(Clone, Debug)]
@@ -166,12 +172,14 @@ pub trait Storage: Send + Sync {
     /// One sealed chunk of the snapshot at `seq`.
     async fn snapshot_chunk(&self, seq: u64, chunk: u32) -> Result<Vec<u8>, StorageError>;
 
-    /// Stores a snapshot (replacing one at the same sequence number), then
-    /// deletes all but the newest `keep`, in one transaction.
+    /// Stores a snapshot (replacing one at the same sequence number), its
+    /// chunks as they come, then deletes all but the newest `keep`, in one
+    /// transaction: a stream that fails, or ends with more or fewer chunks
+    /// than the header names, stores nothing.
     async fn put_snapshot(
         &self,
         header: &SnapshotHeader,
-        chunks: &[Vec<u8>],
+        chunks: SealedChunks<'_>,
         keep: usize,
     ) -> Result<(), StorageError>;
 
@@ -211,6 +219,17 @@ pub struct SnapshotHeader {
     pub at: LogHead,
     pub key_id: u32,
     pub chunks: u32,
+}
+
+impl SnapshotHeader {
+    /// Why a snapshot that came with `stored` chunks (or more) was not
+    /// stored.
+    fn chunks_stored(&self, stored: u32) -> StorageError {
+        StorageError::Corrupt(format!(
+            "snapshot {} came with {stored} chunks, not {}",
+            self.at.seq, self.chunks
+        ))
+    }
 }
 
 /// One sealed pending batch.

@@ -2,13 +2,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use sqlx::migrate::{Migrate, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    hash_from, mac_from, to_u64, KeySlotRow, Keyring, PendingRow, PendingTotals, SnapshotHeader,
-    Storage, StorageError, StoredDataKey,
+    hash_from, mac_from, to_u64, KeySlotRow, Keyring, PendingRow, PendingTotals, SealedChunks,
+    SnapshotHeader, Storage, StorageError, StoredDataKey,
 };
 use crate::crypto::KdfParams;
 use crate::log::head::HeadMac;
@@ -547,7 +548,7 @@ impl Storage for SqliteStorage {
     async fn put_snapshot(
         &self,
         header: &SnapshotHeader,
-        chunks: &[Vec<u8>],
+        mut chunks: SealedChunks<'_>,
         keep: usize,
     ) -> Result<(), StorageError> {
         let mut tx = self.pool.begin().await?;
@@ -555,19 +556,28 @@ impl Storage for SqliteStorage {
             .bind(header.at.seq as i64)
             .execute(&mut *tx)
             .await?;
-        for (i, body) in chunks.iter().enumerate() {
+        let mut stored = 0u32;
+        while let Some(body) = chunks.next().await {
+            let body = body?;
+            if stored == header.chunks {
+                return Err(header.chunks_stored(stored + 1));
+            }
             sqlx::query(
                 "INSERT INTO snapshots (seq, chunk, chunks, key_id, hash, body) \
                  VALUES (?, ?, ?, ?, ?, ?)",
             )
             .bind(header.at.seq as i64)
-            .bind(i as i64)
+            .bind(stored as i64)
             .bind(header.chunks as i64)
             .bind(header.key_id as i64)
             .bind(&header.at.hash[..])
             .bind(body)
             .execute(&mut *tx)
             .await?;
+            stored += 1;
+        }
+        if stored != header.chunks {
+            return Err(header.chunks_stored(stored));
         }
         let kept: Vec<i64> =
             sqlx::query_scalar("SELECT DISTINCT seq FROM snapshots ORDER BY seq DESC LIMIT ?")

@@ -995,10 +995,11 @@ async fn writes_merged_at_unlock_are_in_the_next_snapshot(backend: Backend) {
 
 /// A chunk reads back byte for byte whatever its size, from empty to a
 /// whole 8 MiB chunk with its nonce and tag; one that is not there is an
-/// error.
+/// error; a snapshot whose chunks do not all come is not stored.
 async fn stored_chunks_of_any_size_read_back_whole(backend: Backend) {
+    use futures::StreamExt;
     use hearth::log::LogHead;
-    use hearth::storage::SnapshotHeader;
+    use hearth::storage::{SnapshotHeader, StorageError};
     let db = TestDatabase::new(backend).await;
     let app = TestApp::unlocked(&db).await;
     let storage = app.store.storage().clone();
@@ -1034,7 +1035,11 @@ async fn stored_chunks_of_any_size_read_back_whole(backend: Backend) {
         key_id: 1,
         chunks: chunks.len() as u32,
     };
-    storage.put_snapshot(&header, &chunks, 2).await.unwrap();
+    let stream = |chunks: Vec<Vec<u8>>| futures::stream::iter(chunks.into_iter().map(Ok)).boxed();
+    storage
+        .put_snapshot(&header, stream(chunks.clone()), 2)
+        .await
+        .unwrap();
     for (i, chunk) in chunks.iter().enumerate() {
         let read = storage.snapshot_chunk(1_000_000, i as u32).await.unwrap();
         assert!(read == *chunk, "chunk {i} of {} bytes", chunk.len());
@@ -1043,6 +1048,30 @@ async fn stored_chunks_of_any_size_read_back_whole(backend: Backend) {
         .snapshot_chunk(1_000_000, chunks.len() as u32)
         .await
         .is_err());
+    // A snapshot whose chunks come short, come too many, or fail part
+    // way stores none of them: the one before stays whole.
+    let next = SnapshotHeader {
+        at: LogHead {
+            seq: 2_000_000,
+            hash: [8; 32],
+        },
+        ..header
+    };
+    let short = chunks[..chunks.len() - 1].to_vec();
+    let mut more = chunks.clone();
+    more.push(Vec::new());
+    let failing = futures::stream::iter(chunks.clone().into_iter().take(3).map(Ok))
+        .chain(futures::stream::once(async {
+            Err(StorageError::TempFile(std::io::Error::other("gone")))
+        }))
+        .boxed();
+    for refused in [stream(short), stream(more), failing] {
+        assert!(storage.put_snapshot(&next, refused, 2).await.is_err());
+        let stored = storage.snapshots().await.unwrap();
+        assert!(stored.contains(&header), "{stored:?}");
+        assert!(stored.iter().all(|s| s.at != next.at), "{stored:?}");
+        assert!(storage.snapshot_chunk(next.at.seq, 0).await.is_err());
+    }
     app.stop().await;
 }
 
