@@ -264,78 +264,108 @@ struct TypePackedOut<'a> {
     texts: Vec<&'a str>,
 }
 
-/// A snapshot as it is taken: its plaintext is sealed chunk by chunk as it
-/// is written, and each sealed chunk goes to an unnamed temporary file, so
-/// memory holds one chunk of a snapshot, never all of it (which grows with
-/// the store). A chunk is sealed when the bytes after it arrive, or at the
-/// end as the last one: its additional data says which, so a snapshot cut
-/// short fails to open.
+/// A chunk handed to the sealer: its additional data, then
+/// [`crypto::NONCE_LEN`] bytes of room and its plaintext.
+type Handed = (Vec<u8>, Zeroizing<Vec<u8>>);
+
+/// Takes a snapshot: `write` writes it into the [`Spill`] it is given a
+/// maker of (for the record it names), while a second thread seals each
+/// chunk as it fills and writes it to an unnamed temporary file. So memory
+/// holds a few chunks of a snapshot, never all of it (which grows with the
+/// store), and whoever waits for the writing does not wait for sealing.
+fn spill<'k>(
+    key: &'k SnapshotKey,
+    write: impl FnOnce(&dyn Fn(LogHead) -> Spill<'k>) -> Spill<'k>,
+) -> std::io::Result<(SnapshotHeader, Spilled)> {
+    let file = tempfile::tempfile()?;
+    std::thread::scope(|scope| {
+        let (hand, handed) = std::sync::mpsc::sync_channel::<Handed>(1);
+        let sealer = std::thread::Builder::new()
+            .name("snapshot-sealer".into())
+            .spawn_scoped(scope, move || seal_into(key, handed, file))?;
+        let header = write(&|at| Spill::new(key, at, hand.clone())).finish();
+        drop(hand);
+        let spilled = sealer
+            .join()
+            .map_err(|_| std::io::Error::other("the sealing thread failed"))??;
+        Ok((header, spilled))
+    })
+}
+
+/// Seals each chunk handed over where it lies and appends it to `file`.
+fn seal_into(
+    key: &SnapshotKey,
+    handed: std::sync::mpsc::Receiver<Handed>,
+    mut file: std::fs::File,
+) -> std::io::Result<Spilled> {
+    use std::io::{Seek, Write};
+    let mut sealed = Vec::new();
+    for (aad, mut chunk) in handed {
+        let chunk = crypto::seal_in_place(&key.key, &aad, std::mem::take(&mut *chunk));
+        file.write_all(&chunk)?;
+        sealed.push(chunk.len());
+    }
+    file.rewind()?;
+    Ok(Spilled { file, sealed })
+}
+
+/// A snapshot as it is written: in chunks of [`CHUNK_BYTES`], each handed
+/// to the sealer when the bytes after it arrive, or at the end as the
+/// last one: its additional data says which, so a snapshot cut short fails
+/// to open.
 struct Spill<'k> {
     key: &'k SnapshotKey,
     at: LogHead,
     /// The chunk being written: [`crypto::NONCE_LEN`] bytes of room for
     /// its nonce, then plaintext, with room for its tag after.
     chunk: Zeroizing<Vec<u8>>,
-    file: std::fs::File,
-    /// Each sealed chunk's length, as they lie in the file.
-    sealed: Vec<usize>,
-    /// The first write to the file that failed: the snapshot is given up.
-    failed: Option<std::io::Error>,
+    handed: u32,
+    /// Gone once the sealer stopped (a write to the file failed, which
+    /// it reports): what follows is dropped.
+    sealer: Option<std::sync::mpsc::SyncSender<Handed>>,
 }
 
 impl<'k> Spill<'k> {
-    fn new(key: &'k SnapshotKey, at: LogHead, file: std::fs::File) -> Spill<'k> {
-        let mut chunk = Vec::with_capacity(crypto::NONCE_LEN + CHUNK_BYTES + crypto::TAG_LEN);
-        chunk.extend_from_slice(&[0; crypto::NONCE_LEN]);
+    fn new(
+        key: &'k SnapshotKey,
+        at: LogHead,
+        sealer: std::sync::mpsc::SyncSender<Handed>,
+    ) -> Spill<'k> {
         Spill {
             key,
             at,
-            chunk: Zeroizing::new(chunk),
-            file,
-            sealed: Vec::new(),
-            failed: None,
+            chunk: Spill::room(),
+            handed: 0,
+            sealer: Some(sealer),
         }
     }
 
-    /// Seals the chunk where it lies and writes it out; its buffer, which
-    /// then holds ciphertext, takes the next chunk.
-    fn seal_chunk(&mut self, last: bool) {
-        use std::io::Write;
-        let chunk = self.sealed.len() as u32;
-        let aad = self.key.aad(self.at, chunk, last);
-        let mut sealed =
-            crypto::seal_in_place(&self.key.key, &aad, std::mem::take(&mut *self.chunk));
-        if self.failed.is_none() {
-            self.failed = self.file.write_all(&sealed).err();
-        }
-        self.sealed.push(sealed.len());
-        sealed.truncate(crypto::NONCE_LEN);
-        *self.chunk = sealed;
+    fn room() -> Zeroizing<Vec<u8>> {
+        let mut chunk = Vec::with_capacity(crypto::NONCE_LEN + CHUNK_BYTES + crypto::TAG_LEN);
+        chunk.extend_from_slice(&[0; crypto::NONCE_LEN]);
+        Zeroizing::new(chunk)
     }
 
-    /// Seals the last chunk (an empty one if nothing was written): the
-    /// snapshot's header, and its chunks to store.
-    fn finish(mut self) -> std::io::Result<(SnapshotHeader, Spilled)> {
-        use std::io::Seek;
-        self.seal_chunk(true);
-        let Spill {
-            key,
-            at,
-            mut file,
-            sealed,
-            failed,
-            ..
-        } = self;
-        if let Some(failed) = failed {
-            return Err(failed);
+    fn hand_over(&mut self, last: bool) {
+        let aad = self.key.aad(self.at, self.handed, last);
+        let chunk = std::mem::replace(&mut self.chunk, Spill::room());
+        if let Some(sealer) = &self.sealer {
+            if sealer.send((aad, chunk)).is_err() {
+                self.sealer = None;
+            }
         }
-        file.rewind()?;
-        let header = SnapshotHeader {
-            at,
-            key_id: key.key_id,
-            chunks: sealed.len() as u32,
-        };
-        Ok((header, Spilled { file, sealed }))
+        self.handed += 1;
+    }
+
+    /// Hands over the last chunk (an empty one if nothing was written):
+    /// the snapshot's header.
+    fn finish(mut self) -> SnapshotHeader {
+        self.hand_over(true);
+        SnapshotHeader {
+            at: self.at,
+            key_id: self.key.key_id,
+            chunks: self.handed,
+        }
     }
 }
 
@@ -345,7 +375,7 @@ impl ByteSink for Spill<'_> {
         while !bytes.is_empty() {
             if self.chunk.len() == FULL {
                 // More follows: this chunk is not the last.
-                self.seal_chunk(false);
+                self.hand_over(false);
             }
             let (now, rest) = bytes.split_at(bytes.len().min(FULL - self.chunk.len()));
             self.chunk.extend_from_slice(now);
@@ -929,16 +959,14 @@ impl Taker {
         let taker = self.clone();
         let started = Instant::now();
         let spilled = tokio::task::spawn_blocking(move || {
-            let file = tempfile::tempfile()?;
             let taken_us = taker.apps.clock.now_us();
-            let (at, spill) = capture(&taker.projection, &taker.apps, taken_us, |at| {
-                Spill::new(&taker.key, at, file)
-            });
+            let (header, spilled) = spill(&taker.key, |spill_at| {
+                capture(&taker.projection, &taker.apps, taken_us, spill_at).1
+            })?;
             let current = taker.projection.last_snapshot().map(|(seq, _)| seq);
-            if at.seq == 0 || current == Some(at.seq) {
+            if header.at.seq == 0 || current == Some(header.at.seq) {
                 return Ok(None);
             }
-            let (header, spilled) = spill.finish()?;
             Ok(Some((header, spilled, taken_us)))
         })
         .await
@@ -1216,12 +1244,19 @@ mod tests {
 
     /// Spills `pieces` as one snapshot at `at`: its header and sealed
     /// chunks, read back from the file.
-    fn spill(key: &SnapshotKey, at: LogHead, pieces: &[&[u8]]) -> (SnapshotHeader, Vec<Vec<u8>>) {
-        let mut spill = Spill::new(key, at, tempfile::tempfile().unwrap());
-        for piece in pieces {
-            spill.put(piece);
-        }
-        let (header, spilled) = spill.finish().unwrap();
+    fn spill_pieces(
+        key: &SnapshotKey,
+        at: LogHead,
+        pieces: &[&[u8]],
+    ) -> (SnapshotHeader, Vec<Vec<u8>>) {
+        let (header, spilled) = spill(key, |spill_at| {
+            let mut spill = spill_at(at);
+            for piece in pieces {
+                spill.put(piece);
+            }
+            spill
+        })
+        .unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -1267,7 +1302,7 @@ mod tests {
             hash: [3; 32],
         };
         let pieces: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
-        let (header, sealed) = spill(&key, at, &pieces);
+        let (header, sealed) = spill_pieces(&key, at, &pieces);
         assert_eq!(header.chunks as usize, expected.len().div_ceil(CHUNK_BYTES));
         assert_eq!(header.chunks, 3);
         let opened = open_all(&key, header, &sealed).unwrap_or_else(|_| panic!("opens"));
@@ -1313,11 +1348,11 @@ mod tests {
         assert!(ChunkOpener::new(&key, huge).is_none());
         // Exactly one chunk's worth is one chunk, sealed as the last.
         let full = vec![5u8; CHUNK_BYTES];
-        let (header, sealed) = spill(&key, at, &[&full]);
+        let (header, sealed) = spill_pieces(&key, at, &[&full]);
         assert_eq!(header.chunks, 1);
         assert!(open_all(&key, header, &sealed).is_ok_and(|p| p[..] == full[..]));
         // Nothing at all still makes one (empty) chunk.
-        let (header, sealed) = spill(&key, at, &[]);
+        let (header, sealed) = spill_pieces(&key, at, &[]);
         assert_eq!((header.chunks, sealed.len()), (1, 1));
         assert!(open_all(&key, header, &sealed).is_ok_and(|p| p.is_empty()));
     }
@@ -1350,7 +1385,7 @@ mod tests {
         let opened = open_all(&key, header, &counted).unwrap_or_else(|_| panic!("opens"));
         assert_eq!(&opened[..], &plain[..]);
         // Mixed: a spilled first chunk, then a counted one.
-        let (_, spilled) = spill(&key, at, &[&plain]);
+        let (_, spilled) = spill_pieces(&key, at, &[&plain]);
         let mixed = vec![spilled[0].clone(), counted[1].clone()];
         assert!(matches!(
             open_all(&key, header, &mixed),
