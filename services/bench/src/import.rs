@@ -214,7 +214,7 @@ pub async fn bench_import(backend: Backend, admin: &str) -> anyhow::Result<()> {
             );
         }
         println!(
-            "    peak RSS until the import's job ended {:>5.0} MB; its snapshot (held whole while it is sealed and stored) adds {:>5.0} MB",
+            "    peak RSS until the import's job ended {:>5.0} MB; its snapshot adds {:>5.0} MB",
             run.peak_rss_before_snapshot as f64 / 1e6,
             run.peak_rss.saturating_sub(run.peak_rss_before_snapshot) as f64 / 1e6
         );
