@@ -10,10 +10,11 @@
 //! so that every other crate can forbid it.
 //!
 //! Blocks of [`MAPPED_FROM`] bytes and more (the columns of a type with
-//! millions of samples) are mapped from the system directly, so growing or
-//! shrinking one moves its pages (`mremap`) instead of copying them into a
-//! block the system must hand out afresh: a column that doubles as a replay
-//! appends to it costs no copy and no more memory than it holds.
+//! millions of samples) are mapped from the system directly, so growing
+//! one moves its pages (`mremap`) instead of copying them into a block the
+//! system must hand out afresh: a column that doubles as a replay appends
+//! to it costs no copy and no more memory than it holds. Shrinking one
+//! wipes and unmaps the pages cut off, in place.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::{c_int, c_long};
@@ -140,23 +141,32 @@ unsafe fn unmap(ptr: *mut u8, size: usize) {
     unsafe { libc::munmap(ptr.cast(), size) };
 }
 
-/// Resizes a mapped block to `new_size` (also mapped), moving its pages
-/// rather than copying them; null if the system refuses (the block is
-/// then unchanged).
+/// Resizes a mapped block to `new_size` (also mapped): a larger one by
+/// moving its pages rather than copying them, null if the system refuses
+/// (the block is then unchanged); a smaller one in place, its cut-off
+/// pages wiped, then unmapped.
 ///
 /// # Safety
 /// `ptr` must be a live mapped block of `size` bytes.
 unsafe fn remap(ptr: *mut u8, size: usize, new_size: usize) -> *mut u8 {
-    if new_size < size {
-        // What is cut off goes back to the system wiped: the bytes after
-        // the new end in its last page, then the whole pages after it.
+    if new_size <= size {
         let kept_pages_end = new_size.next_multiple_of(page_size()).min(size);
-        // SAFETY: both ranges lie within the caller's block; the second
-        // starts on a page boundary.
+        // SAFETY: both ranges lie within the caller's block, which it
+        // gives up beyond `new_size`; the second starts on a page
+        // boundary.
         unsafe {
             wipe(ptr.add(new_size), kept_pages_end - new_size);
             wipe_resident(ptr.add(kept_pages_end), size - kept_pages_end);
         }
+        if kept_pages_end < size {
+            // SAFETY: whole pages at the end of the caller's mapping, not
+            // used again. Should the system refuse (it may, only when out
+            // of mappings), they stay mapped, wiped: the block is still
+            // the first `new_size` bytes, as asked, so the shrink never
+            // fails after its cut-off bytes were wiped.
+            unsafe { libc::munmap(ptr.add(kept_pages_end).cast(), size - kept_pages_end) };
+        }
+        return ptr;
     }
     // SAFETY: the caller's block is a whole mapping of `size` bytes; with
     // `MREMAP_MAYMOVE` the kernel may place it elsewhere, and on failure
@@ -346,6 +356,41 @@ mod tests {
                 }
             }
             allocator.dealloc(block, layout);
+        }
+    }
+
+    /// Shrinking a large block keeps it in place with its bytes, and
+    /// gives the pages cut off back to the system: after the new end they
+    /// are no longer mapped.
+    #[test]
+    fn shrinking_a_large_block_unmaps_the_pages_cut_off() {
+        let pages = 64;
+        let ptr = map(pages * MAPPED_ALIGN);
+        assert!(!ptr.is_null());
+        let new_size = 20 * MAPPED_ALIGN + 100;
+        // SAFETY: the mapping is written within its size, shrunk, read
+        // within its new size and unmapped at that size.
+        unsafe {
+            std::ptr::write_bytes(ptr, 0x77, pages * MAPPED_ALIGN);
+            let shrunk = remap(ptr, pages * MAPPED_ALIGN, new_size);
+            assert_eq!(shrunk, ptr);
+            let kept = std::slice::from_raw_parts(ptr, new_size);
+            assert!(kept.iter().all(|&b| b == 0x77));
+            // The rest of the last kept page is zeroed.
+            let rest = std::slice::from_raw_parts(ptr.add(new_size), MAPPED_ALIGN - 100);
+            assert!(rest.iter().all(|&b| b == 0));
+            let mut flags = vec![0u8; pages - 21];
+            let rc = libc::mincore(
+                ptr.add(21 * MAPPED_ALIGN).cast(),
+                (pages - 21) * MAPPED_ALIGN,
+                flags.as_mut_ptr(),
+            );
+            assert_eq!(rc, -1, "the pages cut off are still mapped");
+            assert_eq!(
+                std::io::Error::last_os_error().raw_os_error(),
+                Some(libc::ENOMEM)
+            );
+            libc::munmap(ptr.cast(), new_size);
         }
     }
 
