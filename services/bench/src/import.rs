@@ -53,12 +53,16 @@ struct Run {
     /// What the store's in-memory projection holds once the import is done,
     /// and the samples in it (Hearth only).
     projection: Option<(u64, usize)>,
+    /// The process's resident set as the import began, the server started
+    /// (Hearth only, which runs in this process).
+    rss_before: u64,
 }
 
 async fn hearth_import(backend: Backend, admin: &str, zip: &Path) -> anyhow::Result<Run> {
     let server = Server::start(backend, admin, KdfParams::RECOMMENDED).await?;
     let client = reqwest::Client::new();
     reset_peak_rss();
+    let rss_before = rss_field("/proc/self/status", "VmRSS:");
     let started = Instant::now();
     let file = tokio::fs::File::open(zip).await?;
     let size = file.metadata().await?.len();
@@ -122,6 +126,7 @@ async fn hearth_import(backend: Backend, admin: &str, zip: &Path) -> anyhow::Res
         peak_rss,
         peak_rss_before_snapshot,
         projection,
+        rss_before,
     })
 }
 
@@ -151,6 +156,7 @@ fn baseline(tool: &str, zip: &Path) -> anyhow::Result<Run> {
         peak_rss: peak,
         peak_rss_before_snapshot: peak,
         projection: None,
+        rss_before: 0,
     })
 }
 
@@ -207,10 +213,11 @@ pub async fn bench_import(backend: Backend, admin: &str) -> anyhow::Result<()> {
             // The store keeps every sample in memory by design; the rest of
             // the peak is the import's own (parsing, batches, allocator).
             println!(
-                "    of which the store's projection {:>5.0} MB for {samples} samples ({:.0} bytes/sample); the rest {:>5.0} MB",
+                "    of which the process before the import {:>5.0} MB, the store's projection {:>5.0} MB for {samples} samples ({:.0} bytes/sample), the rest {:>5.0} MB",
+                run.rss_before as f64 / 1e6,
                 bytes as f64 / 1e6,
                 bytes as f64 / samples.max(1) as f64,
-                run.peak_rss.saturating_sub(bytes) as f64 / 1e6
+                run.peak_rss.saturating_sub(bytes + run.rss_before) as f64 / 1e6
             );
         }
         println!(
