@@ -598,7 +598,7 @@ impl Projection {
         self.sync_ids
             .read()
             .find(source, sync_id)
-            .map(|(id, tag)| (id, tag.to_owned()))
+            .map(|(id, tag)| (id, tag.into_owned()))
     }
 
     /// The sync identifier and version of sample `id`, if it has one.

@@ -3,11 +3,13 @@
 //!
 //! Only samples written with a `sync_id` have an entry. An imported export
 //! gives every sample one, so entries are kept compact: a fixed-size record
-//! per sample, the identifiers' text side by side, both in fixed-size pages
+//! per sample, the identifiers' text side by side (a digest ending one is
+//! kept as the bytes it spells), both in fixed-size pages
 //! (growing never copies, and never reserves twice what is used), and two
 //! tables of record numbers (by sample id, and per source by identifier),
 //! so a lookup never touches another source's entries.
 
+use std::borrow::Cow;
 use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
@@ -25,8 +27,8 @@ pub struct SyncTag<S = Box<str>> {
     pub source: u32,
 }
 
-impl SyncTag<&str> {
-    pub fn to_owned(&self) -> SyncTag {
+impl SyncTag<Cow<'_, str>> {
+    pub fn into_owned(self) -> SyncTag {
         SyncTag {
             sync_id: self.sync_id.into(),
             version: self.version,
@@ -42,9 +44,10 @@ struct Entry {
     /// The sample id, as two halves: a `u128` would pad the record to 48.
     id: [u64; 2],
     version: i64,
-    /// Where the identifier starts in the text buffer, and its length
-    /// (identifiers are at most `samples::MAX_SYNC_ID` bytes); 0 marks a
-    /// free record.
+    /// Where the identifier's kept form (see [`Kept`]) starts in the text
+    /// buffer, and its length (identifiers are at most
+    /// `samples::MAX_SYNC_ID` bytes) with [`PACKED`] set if it is packed;
+    /// 0 marks a free record.
     at: u64,
     len: u16,
     ty: u16,
@@ -55,6 +58,95 @@ impl Entry {
     fn id(&self) -> u128 {
         (u128::from(self.id[0]) << 64) | u128::from(self.id[1])
     }
+
+    /// The length of the kept form in the text buffer.
+    fn stored(&self) -> u16 {
+        self.len & !PACKED
+    }
+}
+
+/// [`Entry::len`]'s mark of a packed identifier.
+const PACKED: u16 = 1 << 15;
+/// Lowercase hex digits ending an identifier, at least this many (an even
+/// number of them), are kept as the bytes they spell: an imported sample's
+/// identifier (a prefix and a 128-bit digest) takes 21 bytes instead of 36.
+const HEX_TAIL: usize = 32;
+const MAX_KEPT: usize = crate::samples::MAX_SYNC_ID;
+
+/// An identifier as it is kept: as it is, or packed: the characters before
+/// its hex tail, the bytes the tail spells, and how many characters came
+/// before it. An identifier has one kept form, and no two share one, so
+/// identifiers are compared and hashed by it.
+struct Kept {
+    bytes: [u8; MAX_KEPT],
+    len: usize,
+    packed: bool,
+}
+
+impl Kept {
+    /// `None` for an identifier longer than any kept.
+    fn of(id: &str) -> Option<Kept> {
+        let id = id.as_bytes();
+        if id.len() > MAX_KEPT {
+            return None;
+        }
+        let mut kept = Kept {
+            bytes: [0; MAX_KEPT],
+            len: id.len(),
+            packed: false,
+        };
+        let digits = id
+            .iter()
+            .rev()
+            .take_while(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            .count()
+            & !1;
+        if digits < HEX_TAIL {
+            kept.bytes[..id.len()].copy_from_slice(id);
+            return Some(kept);
+        }
+        let (prefix, tail) = id.split_at(id.len() - digits);
+        kept.bytes[..prefix.len()].copy_from_slice(prefix);
+        let spelled = &mut kept.bytes[prefix.len()..prefix.len() + digits / 2];
+        hex::decode_to_slice(tail, spelled).expect("lowercase hex digits");
+        kept.bytes[prefix.len() + digits / 2] = prefix.len() as u8;
+        kept.len = prefix.len() + digits / 2 + 1;
+        kept.packed = true;
+        Some(kept)
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
+    }
+}
+
+impl Kept {
+    /// The identifier a kept form holds.
+    fn unpack(kept: &[u8], packed: bool) -> Cow<'_, str> {
+        // Only whole `str`s and packed forms of them are ever copied in.
+        if !packed {
+            return Cow::Borrowed(std::str::from_utf8(kept).unwrap_or_default());
+        }
+        let Some((&prefix_len, rest)) = kept.split_last() else {
+            return Cow::Borrowed("");
+        };
+        let (prefix, spelled) = rest.split_at(usize::from(prefix_len).min(rest.len()));
+        let mut id = String::with_capacity(prefix.len() + 2 * spelled.len());
+        id.push_str(std::str::from_utf8(prefix).unwrap_or_default());
+        id.push_str(&hex::encode(spelled));
+        Cow::Owned(id)
+    }
+}
+
+/// What identifiers are hashed by: their kept form.
+fn hash_kept(hasher: &DefaultHashBuilder, kept: &[u8], packed: bool) -> u64 {
+    hasher.hash_one((packed, kept))
 }
 
 fn halves(id: u128) -> [u64; 2] {
@@ -120,7 +212,7 @@ pub(super) struct TagsById<'a> {
 }
 
 impl TagsById<'_> {
-    pub(super) fn iter(&self) -> impl Iterator<Item = (u128, SyncTag<&str>)> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = (u128, SyncTag<Cow<'_, str>>)> {
         self.slots.iter().map(|&s| {
             let e = entry(&self.ids.entries, s);
             (e.id(), self.ids.tag_of(e))
@@ -163,24 +255,24 @@ fn entry(entries: &[Vec<Entry>], slot: u32) -> &Entry {
     &entries[slot / ENTRY_PAGE][slot % ENTRY_PAGE]
 }
 
-fn text_of<'a>(text: &'a Text, e: &Entry) -> &'a str {
-    // Only whole `str`s are ever copied in.
-    std::str::from_utf8(text.get(e.at, e.len)).unwrap_or_default()
+/// The kept form of `e`'s identifier.
+fn kept_of<'a>(text: &'a Text, e: &Entry) -> &'a [u8] {
+    text.get(e.at, e.stored())
+}
+
+fn hash_entry(hasher: &DefaultHashBuilder, text: &Text, e: &Entry) -> u64 {
+    hash_kept(hasher, kept_of(text, e), e.len & PACKED != 0)
 }
 
 impl SyncIds {
-    fn text_of(&self, e: &Entry) -> &str {
-        text_of(&self.text, e)
-    }
-
     fn entry_mut(&mut self, slot: u32) -> &mut Entry {
         let slot = slot as usize;
         &mut self.entries[slot / ENTRY_PAGE][slot % ENTRY_PAGE]
     }
 
-    fn tag_of(&self, e: &Entry) -> SyncTag<&str> {
+    fn tag_of(&self, e: &Entry) -> SyncTag<Cow<'_, str>> {
         SyncTag {
-            sync_id: self.text_of(e),
+            sync_id: Kept::unpack(kept_of(&self.text, e), e.len & PACKED != 0),
             version: e.version,
             ty: TypeIndex(e.ty),
             source: e.source,
@@ -195,10 +287,14 @@ impl SyncIds {
     }
 
     /// The sample of `source` holding `sync_id`.
-    pub(super) fn find(&self, source: u32, sync_id: &str) -> Option<(u128, SyncTag<&str>)> {
+    pub(super) fn find(&self, source: u32, sync_id: &str) -> Option<(u128, SyncTag<Cow<'_, str>>)> {
         let index = self.by_source.get(&source)?;
-        let hash = self.hasher.hash_one(sync_id);
-        let &slot = index.find(hash, |&s| self.text_of(entry(&self.entries, s)) == sync_id)?;
+        let kept = Kept::of(sync_id)?;
+        let hash = hash_kept(&self.hasher, kept.as_bytes(), kept.packed);
+        let &slot = index.find(hash, |&s| {
+            let e = entry(&self.entries, s);
+            (e.len & PACKED != 0) == kept.packed && kept_of(&self.text, e) == kept.as_bytes()
+        })?;
         let e = entry(&self.entries, slot);
         Some((e.id(), self.tag_of(e)))
     }
@@ -213,7 +309,7 @@ impl SyncIds {
         TagsById { ids: self, slots }
     }
 
-    pub(super) fn tag(&self, id: u128) -> Option<SyncTag<&str>> {
+    pub(super) fn tag(&self, id: u128) -> Option<SyncTag<Cow<'_, str>>> {
         let slot = self.slot_of(id)?;
         Some(self.tag_of(entry(&self.entries, slot)))
     }
@@ -227,14 +323,14 @@ impl SyncIds {
         // The same sample under another identifier (never written so, but
         // a log is not to break the index over it).
         self.remove(id);
-        let text = tag.sync_id;
-        let len =
-            u16::try_from(text.len()).expect("sync ids are validated to at most MAX_SYNC_ID bytes");
+        let kept =
+            Kept::of(tag.sync_id).expect("sync ids are validated to at most MAX_SYNC_ID bytes");
+        let packed = if kept.packed { PACKED } else { 0 };
         let new = Entry {
             id: halves(id),
             version: tag.version,
-            at: self.text.push(text.as_bytes()),
-            len,
+            at: self.text.push(kept.as_bytes()),
+            len: kept.len as u16 | packed,
             ty: tag.ty.0,
             source: tag.source,
         };
@@ -258,9 +354,9 @@ impl SyncIds {
             hasher.hash_one(entry(entries, s).id())
         });
         self.by_source.entry(tag.source).or_default().insert_unique(
-            hasher.hash_one(tag.sync_id),
+            hash_kept(hasher, kept.as_bytes(), kept.packed),
             slot,
-            |&s| hasher.hash_one(text_of(text, entry(entries, s))),
+            |&s| hash_entry(hasher, text, entry(entries, s)),
         );
     }
 
@@ -274,7 +370,7 @@ impl SyncIds {
         if let Ok(found) = self.by_id.find_entry(hash, |&s| s == slot) {
             found.remove();
         }
-        let text_hash = self.hasher.hash_one(self.text_of(&e));
+        let text_hash = hash_entry(&self.hasher, &self.text, &e);
         if let Some(index) = self.by_source.get_mut(&e.source) {
             let hash = text_hash;
             if let Ok(found) = index.find_entry(hash, |&s| s == slot) {
@@ -284,8 +380,8 @@ impl SyncIds {
                 self.by_source.remove(&e.source);
             }
         }
-        self.text.get_mut(e.at, e.len).zeroize();
-        self.dead += usize::from(e.len);
+        self.text.get_mut(e.at, e.stored()).zeroize();
+        self.dead += usize::from(e.stored());
         self.entry_mut(slot).zeroize();
         self.free.push(slot);
         if self.dead > TEXT_PAGE && self.dead * 2 > self.text.len {
@@ -298,7 +394,7 @@ impl SyncIds {
     fn compact_text(&mut self) {
         let mut text = Text::default();
         for e in self.entries.iter_mut().flatten().filter(|e| e.len > 0) {
-            e.at = text.push(self.text.get(e.at, e.len));
+            e.at = text.push(kept_of(&self.text, e));
         }
         self.text.zeroize();
         self.text = text;
@@ -411,5 +507,55 @@ mod tests {
         }
         assert_eq!(s.records, records);
         assert!((20_000..25_000u128).all(|i| s.find(0, &name(i)).map(|(id, _)| id) == Some(i)));
+    }
+
+    /// Identifiers ending in a long run of lowercase hex digits are kept
+    /// packed, the others as they are; each is found and read back as it
+    /// was written, and none is taken for another, even one whose bytes
+    /// are another's packed form.
+    #[test]
+    fn packed_identifiers_read_back_and_never_meet_others() {
+        let digest = "0123456789abcdef".repeat(2);
+        let aa = "61".repeat(16);
+        let ids = [
+            format!("ah1-{digest}"),
+            format!("ah1-{digest}-3"),
+            format!("x{digest}5"),
+            digest.clone(),
+            digest[..31].to_string(),
+            digest.to_uppercase(),
+            format!("{}{digest}", "p".repeat(crate::samples::MAX_SYNC_ID - 32)),
+            "0".repeat(64),
+            format!("ah1-{aa}"),
+            // The bytes of the one above, packed.
+            format!("ah1-{}\u{4}", "a".repeat(16)),
+            "ä-é".to_string(),
+        ];
+        let mut s = SyncIds::default();
+        for (i, id) in ids.iter().enumerate() {
+            s.insert(i as u128, tag(id, 7, i as i64));
+        }
+        for (i, id) in ids.iter().enumerate() {
+            let found = s
+                .find(7, id)
+                .map(|(found, t)| (found, t.sync_id.into_owned()));
+            assert_eq!(found, Some((i as u128, id.clone())), "{id}");
+            assert_eq!(
+                s.tag(i as u128).map(|t| t.sync_id.into_owned()),
+                Some(id.clone())
+            );
+        }
+        assert!(s.find(7, &format!("ah1-{}", &digest[..30])).is_none());
+        assert!(s
+            .find(7, &"q".repeat(crate::samples::MAX_SYNC_ID + 1))
+            .is_none());
+        // Packed: 4 + 16 + 1 bytes instead of 36.
+        let mut one = SyncIds::default();
+        one.insert(1, tag(&ids[0], 0, 0));
+        assert_eq!(one.text.len, 21);
+        // Removing one packed identifier leaves the others.
+        s.remove(0);
+        assert!(s.find(7, &ids[0]).is_none());
+        assert_eq!(s.find(7, &ids[3]).map(|(id, _)| id), Some(3));
     }
 }
