@@ -5,7 +5,9 @@
 //!
 //! Sizes: a quarter of `HEARTH_BENCH_IMPORT_MB` (default 1000) megabytes of
 //! XML, then all of it, for two peak RSS readings; the baseline runs on the
-//! larger. Each Hearth figure also says how much of its peak is the store's
+//! larger. Each Hearth import runs in a process of its own, as the
+//! baseline does, so no peak includes what an earlier run or the export's
+//! generation left behind. Each Hearth figure also says how much of its peak is the store's
 //! in-memory projection of the samples imported. The baseline runs if
 //! `HEARTH_BENCH_HEALTHKIT_TO_SQLITE` names it (`scripts/bench.sh` installs
 //! it from `scripts/import-bench-requirements.txt`).
@@ -130,6 +132,64 @@ async fn hearth_import(backend: Backend, admin: &str, zip: &Path) -> anyhow::Res
     })
 }
 
+/// What a process running [`import_one`] prints its figures after.
+const FIGURES: &str = "import figures: ";
+
+/// Imports `zip` into a fresh store in this process and prints the
+/// figures: what `hearth-bench --import-one` runs.
+pub async fn import_one(backend: Backend, admin: &str, zip: &Path) -> anyhow::Result<()> {
+    let run = hearth_import(backend, admin, zip).await?;
+    let figures = serde_json::json!({
+        "secs": run.secs,
+        "snapshot_secs": run.snapshot_secs,
+        "peak_rss": run.peak_rss,
+        "peak_rss_before_snapshot": run.peak_rss_before_snapshot,
+        "projection": run.projection,
+        "rss_before": run.rss_before,
+    });
+    println!("{FIGURES}{figures}");
+    Ok(())
+}
+
+/// [`hearth_import`] in a process of its own: this binary, run with
+/// `--import-one`.
+fn hearth_import_apart(backend: Backend, admin: &str, zip: &Path) -> anyhow::Result<Run> {
+    use clap::ValueEnum;
+    let backend = backend.to_possible_value().context("a backend name")?;
+    let output = std::process::Command::new(std::env::current_exe()?)
+        .args(["--backend", backend.get_name(), "--database-url", admin])
+        .arg("--import-one")
+        .arg(zip)
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        output.status.success(),
+        "the import process failed ({}): {stdout}",
+        output.status
+    );
+    let figures: Value = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(FIGURES))
+        .context("the import process's figures")
+        .and_then(|f| Ok(serde_json::from_str(f)?))?;
+    let number = |key: &str| {
+        figures[key]
+            .as_f64()
+            .with_context(|| format!("figure {key}"))
+    };
+    Ok(Run {
+        secs: number("secs")?,
+        snapshot_secs: number("snapshot_secs")?,
+        peak_rss: number("peak_rss")? as u64,
+        peak_rss_before_snapshot: number("peak_rss_before_snapshot")? as u64,
+        projection: figures["projection"]
+            .as_array()
+            .and_then(|p| Some((p.first()?.as_u64()?, p.get(1)?.as_u64()? as usize))),
+        rss_before: number("rss_before")? as u64,
+    })
+}
+
 /// `healthkit-to-sqlite` on the same zip; its peak RSS is sampled while it runs.
 fn baseline(tool: &str, zip: &Path) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir()?;
@@ -200,7 +260,7 @@ pub async fn bench_import(backend: Backend, admin: &str) -> anyhow::Result<()> {
             "  export: {xml_mb:.0} MB of XML ({zip_mb:.0} MB zipped), {} records",
             written.records
         );
-        let run = hearth_import(backend, admin, &zip).await?;
+        let run = hearth_import_apart(backend, admin, &zip)?;
         println!(
             "  hearth              {:>8.0} records/s {:>6.1} MB/s  {:>6.1} s  peak RSS {:>5.0} MB (target < 300 MB), its snapshot included ({:.1} s more)",
             records / run.secs,

@@ -93,6 +93,10 @@ struct Args {
     /// Postgres server URL (a database per run is created in it).
     #[arg(long, env = "HEARTH_BENCH_DATABASE_URL")]
     database_url: Option<String>,
+    /// Imports this export into a fresh store and prints the figures: how
+    /// `--only import` runs each of its imports in a process of its own.
+    #[arg(long, hide = true)]
+    import_one: Option<std::path::PathBuf>,
 }
 
 const CLIENTS: usize = 4;
@@ -725,6 +729,10 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
         anyhow::bail!("no part {unknown:?}; the parts are {}", PARTS.join(", "));
     }
     let admin = admin_url(&args)?;
+    if let Some(zip) = &args.import_one {
+        import::import_one(args.backend, &admin, zip).await?;
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
     let started = Instant::now();
     if args.only.iter().any(|o| o == "ingest") {
         bench_ingest(&args, &admin).await?;
