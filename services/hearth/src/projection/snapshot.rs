@@ -1426,7 +1426,8 @@ mod tests {
         );
         assert!(cols.delete(7));
         let mut sync_ids = super::super::sync_ids::SyncIds::default();
-        for (id, sync_id, version) in [(6, "x", -1), (5, "ah1-00ff", 2)] {
+        let digest = format!("ah1-{}", "0f".repeat(16));
+        for (id, sync_id, version) in [(6, "x", -1), (5, "ah1-00ff", 2), (9, &digest, 0)] {
             let tag = SyncTag {
                 sync_id,
                 version,
@@ -1479,7 +1480,8 @@ mod tests {
             meta.sync_tags,
             [
                 (5, "ah1-00ff".to_string(), 2, 0, 0),
-                (6, "x".to_string(), -1, 0, 0)
+                (6, "x".to_string(), -1, 0, 0),
+                (9, digest.clone(), 0, 0, 0)
             ]
         );
         assert_eq!(postcard::to_stdvec(&meta).unwrap(), &bytes[..]);

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::catalogue::TypeIndex;
 
@@ -62,6 +62,10 @@ impl Entry {
     /// The length of the kept form in the text buffer.
     fn stored(&self) -> u16 {
         self.len & !PACKED
+    }
+
+    fn packed(&self) -> bool {
+        self.len & PACKED != 0
     }
 }
 
@@ -118,29 +122,35 @@ impl Kept {
     fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
+
+    /// The identifier a kept form holds.
+    fn unpack(kept: &[u8], packed: bool) -> Cow<'_, str> {
+        if !packed {
+            return Cow::Borrowed(std::str::from_utf8(kept).unwrap_or_default());
+        }
+        let mut spelled = Zeroizing::new([0; MAX_KEPT]);
+        Cow::Owned(Kept::unpack_packed(kept, &mut spelled).to_owned())
+    }
+
+    /// The identifier a packed form holds, spelled out in `out`.
+    fn unpack_packed<'o>(kept: &[u8], out: &'o mut [u8; MAX_KEPT]) -> &'o str {
+        let Some((&prefix_len, rest)) = kept.split_last() else {
+            return "";
+        };
+        let (prefix, spelled) = rest.split_at(usize::from(prefix_len).min(rest.len()));
+        let len = (prefix.len() + 2 * spelled.len()).min(MAX_KEPT);
+        out[..prefix.len()].copy_from_slice(prefix);
+        if hex::encode_to_slice(spelled, &mut out[prefix.len()..len]).is_err() {
+            return "";
+        }
+        // Only whole `str`s and packed forms of them are ever copied in.
+        std::str::from_utf8(&out[..len]).unwrap_or_default()
+    }
 }
 
 impl Drop for Kept {
     fn drop(&mut self) {
         self.bytes.zeroize();
-    }
-}
-
-impl Kept {
-    /// The identifier a kept form holds.
-    fn unpack(kept: &[u8], packed: bool) -> Cow<'_, str> {
-        // Only whole `str`s and packed forms of them are ever copied in.
-        if !packed {
-            return Cow::Borrowed(std::str::from_utf8(kept).unwrap_or_default());
-        }
-        let Some((&prefix_len, rest)) = kept.split_last() else {
-            return Cow::Borrowed("");
-        };
-        let (prefix, spelled) = rest.split_at(usize::from(prefix_len).min(rest.len()));
-        let mut id = String::with_capacity(prefix.len() + 2 * spelled.len());
-        id.push_str(std::str::from_utf8(prefix).unwrap_or_default());
-        id.push_str(&hex::encode(spelled));
-        Cow::Owned(id)
     }
 }
 
@@ -212,6 +222,7 @@ pub(super) struct TagsById<'a> {
 }
 
 impl TagsById<'_> {
+    #[cfg(test)]
     pub(super) fn iter(&self) -> impl Iterator<Item = (u128, SyncTag<Cow<'_, str>>)> {
         self.slots.iter().map(|&s| {
             let e = entry(&self.ids.entries, s);
@@ -224,8 +235,18 @@ impl serde::Serialize for TagsById<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
         let mut seq = s.serialize_seq(Some(self.slots.len()))?;
-        for (id, t) in self.iter() {
-            seq.serialize_element(&(id, t.sync_id, t.version, t.ty.0, t.source))?;
+        // Packed identifiers are spelled out here rather than each in a
+        // string of its own: a snapshot writes millions while it holds
+        // the writer off.
+        let mut spelled = Zeroizing::new([0; MAX_KEPT]);
+        for &slot in &self.slots {
+            let e = entry(&self.ids.entries, slot);
+            let kept = kept_of(&self.ids.text, e);
+            let sync_id = match e.packed() {
+                true => Kept::unpack_packed(kept, &mut spelled),
+                false => std::str::from_utf8(kept).unwrap_or_default(),
+            };
+            seq.serialize_element(&(e.id(), sync_id, e.version, e.ty, e.source))?;
         }
         seq.end()
     }
@@ -261,7 +282,7 @@ fn kept_of<'a>(text: &'a Text, e: &Entry) -> &'a [u8] {
 }
 
 fn hash_entry(hasher: &DefaultHashBuilder, text: &Text, e: &Entry) -> u64 {
-    hash_kept(hasher, kept_of(text, e), e.len & PACKED != 0)
+    hash_kept(hasher, kept_of(text, e), e.packed())
 }
 
 impl SyncIds {
@@ -272,7 +293,7 @@ impl SyncIds {
 
     fn tag_of(&self, e: &Entry) -> SyncTag<Cow<'_, str>> {
         SyncTag {
-            sync_id: Kept::unpack(kept_of(&self.text, e), e.len & PACKED != 0),
+            sync_id: Kept::unpack(kept_of(&self.text, e), e.packed()),
             version: e.version,
             ty: TypeIndex(e.ty),
             source: e.source,
@@ -293,7 +314,7 @@ impl SyncIds {
         let hash = hash_kept(&self.hasher, kept.as_bytes(), kept.packed);
         let &slot = index.find(hash, |&s| {
             let e = entry(&self.entries, s);
-            (e.len & PACKED != 0) == kept.packed && kept_of(&self.text, e) == kept.as_bytes()
+            e.packed() == kept.packed && kept_of(&self.text, e) == kept.as_bytes()
         })?;
         let e = entry(&self.entries, slot);
         Some((e.id(), self.tag_of(e)))
