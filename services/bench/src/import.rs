@@ -7,7 +7,8 @@
 //! XML, then all of it, for two peak RSS readings; the baseline runs on the
 //! larger. Each Hearth import runs in a process of its own, as the
 //! baseline does, so no peak includes what an earlier run or the export's
-//! generation left behind. Each Hearth figure also says how much of its peak is the store's
+//! generation left behind. Each Hearth figure also says how much of its
+//! peak the process held before the import and how much is the store's
 //! in-memory projection of the samples imported. The baseline runs if
 //! `HEARTH_BENCH_HEALTHKIT_TO_SQLITE` names it (`scripts/bench.sh` installs
 //! it from `scripts/import-bench-requirements.txt`).
@@ -55,8 +56,8 @@ struct Run {
     /// What the store's in-memory projection holds once the import is done,
     /// and the samples in it (Hearth only).
     projection: Option<(u64, usize)>,
-    /// The process's resident set as the import began, the server started
-    /// (Hearth only, which runs in this process).
+    /// The importing process's resident set as the import began, its
+    /// server started (Hearth only).
     rss_before: u64,
 }
 

@@ -15,7 +15,8 @@
 //! cannot be moved to another snapshot, position or store, and a snapshot
 //! cannot be cut short. Each chunk is sealed as soon as it is written and
 //! waits in an unnamed temporary file until the snapshot is stored, so
-//! taking a snapshot holds one chunk in memory, whatever the store's size.
+//! taking a snapshot holds a few chunks in memory, whatever the store's
+//! size.
 //!
 //! Snapshots are taken in the background every so many records, at lock and
 //! at shutdown; the newest two are kept. Unlock opens the newest one whose

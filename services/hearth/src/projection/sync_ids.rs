@@ -123,28 +123,33 @@ impl Kept {
         &self.bytes[..self.len]
     }
 
-    /// The identifier a kept form holds.
+    /// The identifier a kept form holds, as a string of its own if it is
+    /// packed.
     fn unpack(kept: &[u8], packed: bool) -> Cow<'_, str> {
         if !packed {
             return Cow::Borrowed(std::str::from_utf8(kept).unwrap_or_default());
         }
         let mut spelled = Zeroizing::new([0; MAX_KEPT]);
-        Cow::Owned(Kept::unpack_packed(kept, &mut spelled).to_owned())
+        Cow::Owned(Kept::spell(kept, true, &mut spelled).to_owned())
     }
 
-    /// The identifier a packed form holds, spelled out in `out`.
-    fn unpack_packed<'o>(kept: &[u8], out: &'o mut [u8; MAX_KEPT]) -> &'o str {
-        let Some((&prefix_len, rest)) = kept.split_last() else {
-            return "";
+    /// The identifier a kept form holds: borrowed from it, or spelled out
+    /// in `out` if it is packed.
+    fn spell<'a>(kept: &'a [u8], packed: bool, out: &'a mut [u8; MAX_KEPT]) -> &'a str {
+        let spelled = match kept.split_last() {
+            Some((&prefix_len, rest)) if packed => {
+                let (prefix, digest) = rest.split_at(usize::from(prefix_len).min(rest.len()));
+                let len = (prefix.len() + 2 * digest.len()).min(MAX_KEPT);
+                out[..prefix.len()].copy_from_slice(prefix);
+                match hex::encode_to_slice(digest, &mut out[prefix.len()..len]) {
+                    Ok(()) => &out[..len],
+                    Err(_) => &[],
+                }
+            }
+            _ => kept,
         };
-        let (prefix, spelled) = rest.split_at(usize::from(prefix_len).min(rest.len()));
-        let len = (prefix.len() + 2 * spelled.len()).min(MAX_KEPT);
-        out[..prefix.len()].copy_from_slice(prefix);
-        if hex::encode_to_slice(spelled, &mut out[prefix.len()..len]).is_err() {
-            return "";
-        }
         // Only whole `str`s and packed forms of them are ever copied in.
-        std::str::from_utf8(&out[..len]).unwrap_or_default()
+        std::str::from_utf8(spelled).unwrap_or_default()
     }
 }
 
@@ -241,11 +246,7 @@ impl serde::Serialize for TagsById<'_> {
         let mut spelled = Zeroizing::new([0; MAX_KEPT]);
         for &slot in &self.slots {
             let e = entry(&self.ids.entries, slot);
-            let kept = kept_of(&self.ids.text, e);
-            let sync_id = match e.packed() {
-                true => Kept::unpack_packed(kept, &mut spelled),
-                false => std::str::from_utf8(kept).unwrap_or_default(),
-            };
+            let sync_id = Kept::spell(kept_of(&self.ids.text, e), e.packed(), &mut spelled);
             seq.serialize_element(&(e.id(), sync_id, e.version, e.ty, e.source))?;
         }
         seq.end()
