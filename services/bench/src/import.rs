@@ -221,20 +221,33 @@ fn baseline(tool: &str, zip: &Path) -> anyhow::Result<Run> {
     })
 }
 
+/// The benchmark's exports: `mb` megabytes of XML or more, with a heart
+/// rate reading every two minutes.
+fn options(mb: u64, version: u8, quirks: bool) -> Options {
+    Options {
+        version,
+        days: 1,
+        min_xml_bytes: mb * 1_000_000,
+        heart_rate_every_min: 2,
+        quirks,
+        ..Options::default()
+    }
+}
+
 fn generate(dir: &Path, mb: u64) -> anyhow::Result<(std::path::PathBuf, Written)> {
     let path = dir.join(format!("export-{mb}mb.zip"));
-    let written = generate::write_zip(
-        &path,
-        &Options {
-            version: 14,
-            days: 1,
-            min_xml_bytes: mb * 1_000_000,
-            heart_rate_every_min: 2,
-            quirks: false,
-            ..Options::default()
-        },
-    )?;
+    let written = generate::write_zip(&path, &options(mb, 14, false))?;
     Ok((path, written))
+}
+
+/// `hearth-bench --generate-export PATH`: an export like the benchmark's,
+/// for trying an import by hand; prints what it holds, as an import
+/// should count it.
+pub fn generate_export(path: &Path, mb: u64, version: u8, quirks: bool) -> anyhow::Result<()> {
+    let written = generate::write_zip(path, &options(mb, version, quirks))
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("{}", serde_json::to_string_pretty(&written)?);
+    Ok(())
 }
 
 pub async fn bench_import(backend: Backend, admin: &str) -> anyhow::Result<()> {

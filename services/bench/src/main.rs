@@ -97,6 +97,18 @@ struct Args {
     /// `--only import` runs each of its imports in a process of its own.
     #[arg(long, hide = true)]
     import_one: Option<std::path::PathBuf>,
+    /// Writes a synthetic Apple Health `export.zip` to this path (no
+    /// benchmark is run): `--export-mb` megabytes of XML or more, in
+    /// `--export-version`, with the quirks of real exports if
+    /// `--export-quirks`. Needs no database.
+    #[arg(long, value_name = "PATH")]
+    generate_export: Option<std::path::PathBuf>,
+    #[arg(long, default_value_t = 100, requires = "generate_export")]
+    export_mb: u64,
+    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u8).range(11..=14), requires = "generate_export")]
+    export_version: u8,
+    #[arg(long, requires = "generate_export")]
+    export_quirks: bool,
 }
 
 const CLIENTS: usize = 4;
@@ -727,6 +739,15 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
     ];
     if let Some(unknown) = args.only.iter().find(|o| !PARTS.contains(&o.as_str())) {
         anyhow::bail!("no part {unknown:?}; the parts are {}", PARTS.join(", "));
+    }
+    if let Some(path) = &args.generate_export {
+        import::generate_export(
+            path,
+            args.export_mb,
+            args.export_version,
+            args.export_quirks,
+        )?;
+        return Ok(std::process::ExitCode::SUCCESS);
     }
     let admin = admin_url(&args)?;
     if let Some(zip) = &args.import_one {

@@ -266,6 +266,7 @@ async fn store(
             replaced,
             unchanged,
             ids: written_ids,
+            ..
         } = written
         else {
             return Err(Problem::internal());

@@ -229,6 +229,7 @@ async fn write_now(
         replaced,
         unchanged,
         ids,
+        ..
     } = outcome
     else {
         return Err(Problem::internal());

@@ -445,61 +445,29 @@ async fn write_batches(
 async fn write_entries(
     writer: &Writer,
     source: String,
-    mut entries: Vec<NewEntry>,
+    entries: Vec<NewEntry>,
     job: &Job,
 ) -> Result<Vec<u128>, ImportError> {
     let c = &job.counters;
-    // Positions in the batch as sent, of the entries still in it.
-    let mut positions: Vec<usize> = (0..entries.len()).collect();
-    let total = entries.len();
-    loop {
-        let attempt = Write::AddSamples {
-            source: source.clone(),
-            entries: entries.clone(),
-        };
-        match writer.write(attempt).await {
-            Ok(WriteOutcome::Added {
-                added,
-                replaced,
-                unchanged,
-                ids,
-            }) => {
-                c.added.fetch_add(added as u64, Ordering::Relaxed);
-                c.replaced.fetch_add(replaced as u64, Ordering::Relaxed);
-                c.unchanged.fetch_add(unchanged as u64, Ordering::Relaxed);
-                let mut all = vec![0u128; total];
-                for (p, id) in positions.iter().zip(ids) {
-                    all[*p] = id;
-                }
-                return Ok(all);
-            }
-            Ok(_) => {
-                return Err(ImportError::Store(
-                    "unexpected answer from the writer".into(),
-                ))
-            }
-            Err(WriteError::SyncConflict { index }) if index < entries.len() => {
-                c.conflicts.fetch_add(1, Ordering::Relaxed);
-                entries.remove(index);
-                positions.remove(index);
-                if entries.is_empty() {
-                    return Ok(vec![0; total]);
-                }
-            }
-            Err(WriteError::TooManyDevices { .. }) if entries.iter().any(has_device) => {
-                for e in &mut entries {
-                    for s in &mut e.samples {
-                        s.device = None;
-                    }
-                }
-            }
-            Err(e) => return Err(store_error(e)),
+    match writer.write(Write::Import { source, entries }).await {
+        Ok(WriteOutcome::Added {
+            added,
+            replaced,
+            unchanged,
+            conflicts,
+            ids,
+        }) => {
+            c.added.fetch_add(added as u64, Ordering::Relaxed);
+            c.replaced.fetch_add(replaced as u64, Ordering::Relaxed);
+            c.unchanged.fetch_add(unchanged as u64, Ordering::Relaxed);
+            c.conflicts.fetch_add(conflicts as u64, Ordering::Relaxed);
+            Ok(ids)
         }
+        Ok(_) => Err(ImportError::Store(
+            "unexpected answer from the writer".into(),
+        )),
+        Err(e) => Err(store_error(e)),
     }
-}
-
-fn has_device(e: &NewEntry) -> bool {
-    e.samples.iter().any(|s| s.device.is_some())
 }
 
 /// The uploaded file's name prefix in the temporary directory.

@@ -6,9 +6,10 @@
 //! whole group in one transaction (one sync for many apps), applies it to the
 //! projection, and only then answers. An answer therefore means durable.
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use hashbrown::{HashMap, HashSet};
+use hashbrown::{DefaultHashBuilder, HashMap, HashSet, HashTable};
 use opentelemetry::KeyValue;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
@@ -86,6 +87,15 @@ pub enum Write {
         source: String,
         entries: Vec<NewEntry>,
     },
+    /// An import's samples: added as `AddSamples`, except that an entry
+    /// whose `sync_id` holds other content at the same or a higher
+    /// version is left as stored (its id answered as 0, counted in
+    /// `conflicts`) rather than refusing the request, and a request that
+    /// would pass the source's device cap is stored without its devices.
+    Import {
+        source: String,
+        entries: Vec<NewEntry>,
+    },
     /// Samples written while locked, merged at unlock: added as
     /// `AddSamples`, and the pending batch they came in (by arrival number)
     /// is removed in the transaction that commits them.
@@ -128,6 +138,8 @@ pub enum WriteOutcome {
         added: usize,
         replaced: usize,
         unchanged: usize,
+        /// Entries left out for a conflicting `sync_id` (imports only).
+        conflicts: usize,
         ids: Vec<u128>,
     },
     Deleted,
@@ -295,10 +307,17 @@ struct Fresh {
     superseded_by: Option<usize>,
 }
 
+/// The sync identifier of the entry in `slot`.
+fn sync_id_at(fresh: &[Fresh], slot: usize) -> Option<&str> {
+    fresh[slot].entry.sync.as_ref().map(|s| &*s.sync_id)
+}
+
 /// Where the id a request gets back for one of its samples comes from.
 enum Answer {
     Stored(u128),
     Fresh(usize),
+    /// Left out for a conflicting sync identifier.
+    Conflict,
 }
 
 struct WriterTask {
@@ -318,7 +337,9 @@ struct WriterTask {
 fn sample_count(cmd: &Command) -> usize {
     match cmd {
         Command::Write(
-            Write::AddSamples { entries, .. } | Write::MergePending { entries, .. },
+            Write::AddSamples { entries, .. }
+            | Write::Import { entries, .. }
+            | Write::MergePending { entries, .. },
             _,
         ) => entries.iter().map(|e| e.samples.len()).sum(),
         _ => 1,
@@ -574,7 +595,26 @@ impl WriterTask {
                 source, entries, ..
             } => {
                 let devices_added = self.check_device_cap(&source, &entries, new_devices)?;
-                let prepared = self.prepare_add(source.clone(), entries, pending)?;
+                let prepared = self.prepare_add(source.clone(), entries, pending, false)?;
+                if !prepared.1.is_empty() {
+                    new_devices.entry(source).or_default().extend(devices_added);
+                }
+                Ok(prepared)
+            }
+            Write::Import {
+                source,
+                mut entries,
+            } => {
+                let devices_added = match self.check_device_cap(&source, &entries, new_devices) {
+                    Err(WriteError::TooManyDevices { .. }) => {
+                        for s in entries.iter_mut().flat_map(|e| &mut e.samples) {
+                            s.device = None;
+                        }
+                        Vec::new()
+                    }
+                    checked => checked?,
+                };
+                let prepared = self.prepare_add(source.clone(), entries, pending, true)?;
                 if !prepared.1.is_empty() {
                     new_devices.entry(source).or_default().extend(devices_added);
                 }
@@ -754,19 +794,25 @@ impl WriterTask {
 
     /// Sorts a request's entries into new, replacing and unchanged ones by
     /// their sync identifiers, looked up among `source`'s own samples only.
+    /// A conflicting entry refuses the request, or with `skip_conflicts`
+    /// is left out and counted.
     fn prepare_add(
         &self,
         source: String,
         entries: Vec<NewEntry>,
         pending: &mut Pending,
+        skip_conflicts: bool,
     ) -> Result<(WriteOutcome, Vec<(KeyScope, Event)>), WriteError> {
         let mut fresh: Vec<Fresh> = Vec::new();
         let mut answers = Vec::with_capacity(entries.len());
-        let mut in_request: HashMap<Box<str>, usize> = HashMap::new();
+        // The entries of this request so far, by sync identifier: slots of
+        // `fresh`, hashed by the identifier they hold.
+        let mut in_request: HashTable<usize> = HashTable::new();
+        let hasher = DefaultHashBuilder::default();
         let mut replaced: Vec<([u8; 16], TypeIndex)> = Vec::new();
-        let mut unchanged = 0;
+        let (mut unchanged, mut conflicts) = (0, 0);
         for (index, entry) in entries.into_iter().enumerate() {
-            let Some(sync) = entry.sync.clone() else {
+            let Some(sync) = &entry.sync else {
                 answers.push(Answer::Fresh(fresh.len()));
                 fresh.push(Fresh {
                     entry,
@@ -775,7 +821,10 @@ impl WriterTask {
                 });
                 continue;
             };
-            let earlier = match in_request.get(&sync.sync_id) {
+            let (sync_version, hash) = (sync.version, hasher.hash_one(&*sync.sync_id));
+            let earlier = match in_request.find(hash, |&slot| {
+                sync_id_at(&fresh, slot) == Some(&*sync.sync_id)
+            }) {
                 Some(&slot) => {
                     let e = &fresh[slot].entry;
                     let version = e.sync.as_ref().map_or(0, |s| s.version);
@@ -787,7 +836,7 @@ impl WriterTask {
             };
             let mut replaces = false;
             if let Some((slot, version, samples)) = earlier {
-                if version == sync.version && same_entry(&samples, &entry) {
+                if version == sync_version && same_entry(&samples, &entry) {
                     unchanged += samples.len();
                     answers.push(match slot {
                         Some(slot) => Answer::Fresh(slot),
@@ -797,8 +846,13 @@ impl WriterTask {
                     });
                     continue;
                 }
-                if sync.version <= version {
-                    return Err(WriteError::SyncConflict { index });
+                if sync_version <= version {
+                    if !skip_conflicts {
+                        return Err(WriteError::SyncConflict { index });
+                    }
+                    conflicts += 1;
+                    answers.push(Answer::Conflict);
+                    continue;
                 }
                 match slot {
                     Some(slot) => {
@@ -811,7 +865,16 @@ impl WriterTask {
                     }
                 }
             }
-            in_request.insert(sync.sync_id, fresh.len());
+            // Any earlier holder in this request is superseded: the newest
+            // slot goes first, so lookups find it.
+            if let Ok(found) = in_request.find_entry(hash, |&slot| {
+                sync_id_at(&fresh, slot) == entry.sync.as_ref().map(|s| &*s.sync_id)
+            }) {
+                found.remove();
+            }
+            in_request.insert_unique(hash, fresh.len(), |&slot| {
+                hasher.hash_one(sync_id_at(&fresh, slot).unwrap_or_default())
+            });
             answers.push(Answer::Fresh(fresh.len()));
             fresh.push(Fresh {
                 entry,
@@ -830,6 +893,7 @@ impl WriterTask {
             .map(|a| match *a {
                 Answer::Stored(id) => id,
                 Answer::Fresh(slot) => fresh[final_slot(slot)].entry.id(),
+                Answer::Conflict => 0,
             })
             .collect();
         let (mut added, mut replacing) = (0, 0);
@@ -844,6 +908,7 @@ impl WriterTask {
             added,
             replaced: replacing,
             unchanged,
+            conflicts,
             ids,
         };
         let live: Vec<NewEntry> = fresh

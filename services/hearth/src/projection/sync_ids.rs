@@ -155,7 +155,8 @@ impl Kept {
 
 impl Drop for Kept {
     fn drop(&mut self) {
-        self.bytes.zeroize();
+        // Only these bytes were ever written: the rest are still zero.
+        self.bytes[..self.len].zeroize();
     }
 }
 
@@ -312,13 +313,23 @@ impl SyncIds {
     pub(super) fn find(&self, source: u32, sync_id: &str) -> Option<(u128, SyncTag<Cow<'_, str>>)> {
         let index = self.by_source.get(&source)?;
         let kept = Kept::of(sync_id)?;
-        let hash = hash_kept(&self.hasher, kept.as_bytes(), kept.packed);
-        let &slot = index.find(hash, |&s| {
-            let e = entry(&self.entries, s);
-            e.packed() == kept.packed && kept_of(&self.text, e) == kept.as_bytes()
-        })?;
+        let slot = self.find_kept(index, &kept, self.hash_of(&kept))?;
         let e = entry(&self.entries, slot);
         Some((e.id(), self.tag_of(e)))
+    }
+
+    fn hash_of(&self, kept: &Kept) -> u64 {
+        hash_kept(&self.hasher, kept.as_bytes(), kept.packed)
+    }
+
+    /// The record in `index` (a source's) holding `kept`, hashed to `hash`.
+    fn find_kept(&self, index: &HashTable<u32>, kept: &Kept, hash: u64) -> Option<u32> {
+        index
+            .find(hash, |&s| {
+                let e = entry(&self.entries, s);
+                e.packed() == kept.packed && kept_of(&self.text, e) == kept.as_bytes()
+            })
+            .copied()
     }
 
     /// Every synced sample's id and tag, by id: what a snapshot writes, as
@@ -339,14 +350,20 @@ impl SyncIds {
     /// Records that sample `id` holds `tag.sync_id` for `tag.source`, in
     /// place of whatever sample held it before.
     pub(super) fn insert(&mut self, id: u128, tag: SyncTag<&str>) {
-        if let Some((old, _)) = self.find(tag.source, tag.sync_id) {
+        let kept =
+            Kept::of(tag.sync_id).expect("sync ids are validated to at most MAX_SYNC_ID bytes");
+        let hash = self.hash_of(&kept);
+        let holder = self
+            .by_source
+            .get(&tag.source)
+            .and_then(|index| self.find_kept(index, &kept, hash));
+        if let Some(slot) = holder {
+            let old = entry(&self.entries, slot).id();
             self.remove(old);
         }
         // The same sample under another identifier (never written so, but
         // a log is not to break the index over it).
         self.remove(id);
-        let kept =
-            Kept::of(tag.sync_id).expect("sync ids are validated to at most MAX_SYNC_ID bytes");
         let packed = if kept.packed { PACKED } else { 0 };
         let new = Entry {
             id: halves(id),
@@ -375,11 +392,10 @@ impl SyncIds {
         self.by_id.insert_unique(hasher.hash_one(id), slot, |&s| {
             hasher.hash_one(entry(entries, s).id())
         });
-        self.by_source.entry(tag.source).or_default().insert_unique(
-            hash_kept(hasher, kept.as_bytes(), kept.packed),
-            slot,
-            |&s| hash_entry(hasher, text, entry(entries, s)),
-        );
+        self.by_source
+            .entry(tag.source)
+            .or_default()
+            .insert_unique(hash, slot, |&s| hash_entry(hasher, text, entry(entries, s)));
     }
 
     /// Forgets a deleted sample's identifier: the source may use it again.

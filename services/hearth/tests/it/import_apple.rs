@@ -396,6 +396,7 @@ both_backends!(
     bad_exports_are_refused_and_nothing_is_stored,
     an_import_beside_an_app_writing_counts_each_sample_once,
     erasing_the_import_family_erases_every_imported_source,
+    a_source_with_more_devices_than_its_cap_is_imported_without_them,
     an_upload_outlasts_the_request_timeout_but_not_a_stall,
     an_import_takes_one_snapshot_when_it_ends,
 );
@@ -677,5 +678,44 @@ async fn an_import_takes_one_snapshot_when_it_ends(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
         waited += Duration::from_millis(100);
     }
+    app.stop().await;
+}
+
+/// A source may name at most `MAX_DEVICES_PER_SOURCE` devices: an export
+/// whose source names more is still imported, its samples without devices.
+async fn a_source_with_more_devices_than_its_cap_is_imported_without_them(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let devices = hearth::log::writer::MAX_DEVICES_PER_SOURCE + 6;
+    let mut xml =
+        String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<HealthData locale=\"en_US\">\n");
+    for n in 0..devices {
+        xml.push_str(&format!(
+            " <Record type=\"HKQuantityTypeIdentifierStepCount\" sourceName=\"Band\" unit=\"count\" \
+             device=\"&lt;&lt;HKDevice: 0x{n:x}&gt;, name:Band {n}, manufacturer:Acme, model:Band, hardware:B1, software:1&gt;\" \
+             startDate=\"2020-01-01 {h:02}:{m:02}:00 +0000\" endDate=\"2020-01-01 {h:02}:{m:02}:30 +0000\" value=\"{n}\"/>\n",
+            h = 10 + n / 60,
+            m = n % 60
+        ));
+    }
+    xml.push_str("</HealthData>\n");
+    let job = import(&app, xml.into_bytes()).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["summary"]["added"], devices as u64, "{job}");
+    let stored = app.list_all("step_count", 50).await;
+    assert_eq!(stored.len(), devices);
+    assert!(
+        stored.iter().all(|s| s["device"].is_null()),
+        "{:?}",
+        stored[0]
+    );
+    app.stop().await;
+    // Within the cap, devices are kept.
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let (zip, _) = export_zip(&Options::default());
+    assert_eq!(import(&app, zip).await["state"], "succeeded");
+    let stored = app.list_all("step_count", 500).await;
+    assert!(stored.iter().any(|s| s["device"].is_object()));
     app.stop().await;
 }

@@ -803,6 +803,35 @@ async fn a_full_export_imports_into_an_empty_store_with_equal_answers(backend: B
     assert_eq!(again["summary"]["added"], 0, "{again}");
     same_answers(&answers(&a).await, &answers(&b).await);
 
+    // An export in which one sample's value changed, its id and version
+    // not: the stored sample stays, the one in the file is counted as a
+    // conflict, and the rest of the file is taken as before.
+    let text = String::from_utf8(export.clone()).unwrap();
+    let changed: String = text
+        .split_inclusive('\n')
+        .scan(false, |done, line| {
+            let mut v = match serde_json::from_str::<Value>(line.trim_end()) {
+                Ok(v) if !*done && v["type"] == "step_count" => v,
+                _ => return Some(line.to_string()),
+            };
+            *done = true;
+            v["value"] = json!(v["value"].as_f64().unwrap() + 1000.0);
+            Some(format!("{v}\n"))
+        })
+        .collect();
+    assert_ne!(changed, text);
+    let conflicting = import_ndjson(&b, changed.into_bytes()).await;
+    assert_eq!(conflicting["state"], "succeeded", "{conflicting}");
+    let summary = &conflicting["summary"];
+    assert_eq!(summary["conflicts"], 1, "{conflicting}");
+    assert_eq!(summary["added"], 0, "{conflicting}");
+    assert_eq!(
+        summary["unchanged"].as_u64().unwrap(),
+        again["summary"]["unchanged"].as_u64().unwrap() - 1,
+        "{conflicting}"
+    );
+    same_answers(&answers(&a).await, &answers(&b).await);
+
     // What is not a Hearth export, or not one this server reads, is
     // refused whole: nothing of it is stored.
     let c_db = TestDatabase::new(backend).await;

@@ -58,7 +58,7 @@ impl Default for Options {
 }
 
 /// What was written, as an import should count it.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Written {
     /// Elements below `<HealthData>`.
     pub records: u64,

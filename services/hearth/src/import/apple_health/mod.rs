@@ -62,12 +62,14 @@ pub fn import(export: &Export, sink: &mut dyn Sink) -> Result<Tally, ImportError
         members: HashSet::new(),
         devices: Devices::default(),
         types: TypeNames::default(),
+        source_names: SourceNames::default(),
     };
     export.with_xml(|input| {
         let mut elements = xml::elements(input)?;
         while let Some(el) = elements.next_element()? {
             importer.tally.records += 1;
-            importer.element(el)?;
+            importer.element(&el)?;
+            elements.recycle(el);
             if importer.tally.records.is_multiple_of(PROGRESS_EVERY) {
                 let records = importer.tally.records;
                 importer.sink.progress(elements.position(), records);
@@ -93,6 +95,7 @@ struct Importer<'a> {
     members: HashSet<[u8; 16]>,
     devices: Devices,
     types: TypeNames,
+    source_names: SourceNames,
 }
 
 /// The catalogue type of each `type` attribute seen, worked out once: an
@@ -110,6 +113,32 @@ impl TypeNames {
         let ti = map::type_of(identifier);
         self.known.insert(identifier.into(), ti);
         ti
+    }
+}
+
+/// The Hearth source of each `sourceName` seen, worked out once.
+#[derive(Default)]
+struct SourceNames {
+    known: HashMap<Box<str>, Rc<str>>,
+}
+
+impl SourceNames {
+    /// Names kept before the cache starts over.
+    const MAX: usize = 1024;
+
+    fn of(&mut self, attr: Option<&str>) -> Rc<str> {
+        let Some(key) = attr else {
+            return source_name(None).into();
+        };
+        if let Some(name) = self.known.get(key) {
+            return name.clone();
+        }
+        if self.known.len() >= Self::MAX {
+            self.known.clear();
+        }
+        let name: Rc<str> = source_name(attr).into();
+        self.known.insert(key.into(), name.clone());
+        name
     }
 }
 
@@ -333,7 +362,7 @@ fn is_member_type(ti: TypeIndex) -> bool {
 }
 
 impl Importer<'_> {
-    fn element(&mut self, el: Element) -> Result<(), ImportError> {
+    fn element(&mut self, el: &Element) -> Result<(), ImportError> {
         match el.name.as_str() {
             "Record" => {
                 let member = el
@@ -341,15 +370,15 @@ impl Importer<'_> {
                     .and_then(|t| self.types.of(t))
                     .is_some_and(is_member_type);
                 if member {
-                    self.deferred.push(&el)
+                    self.deferred.push(el)
                 } else {
-                    self.record(&el)
+                    self.record(el)
                 }
             }
-            "Correlation" => self.correlation(&el),
-            "Workout" => self.workout(&el),
+            "Correlation" => self.correlation(el),
+            "Workout" => self.workout(el),
             "Me" => {
-                self.me(&el)?;
+                self.me(el)?;
                 Ok(())
             }
             "ExportDate" => Ok(()),
@@ -410,7 +439,7 @@ impl Importer<'_> {
         (!m.is_empty()).then_some(m)
     }
 
-    fn hold(&mut self, source: String, entry: NewEntry) -> Result<(), ImportError> {
+    fn hold(&mut self, source: &str, entry: NewEntry) -> Result<(), ImportError> {
         let ty = entry
             .samples
             .last()
@@ -423,19 +452,16 @@ impl Importer<'_> {
                 }
             }
         }
-        if !self.tally.sources.contains(&source) {
-            self.tally.sources.insert(source.clone());
+        if !self.tally.sources.contains(source) {
+            self.tally.sources.insert(source.to_string());
         }
-        let batch = match self.held.get_mut(&source) {
-            Some(batch) => batch,
-            None => self.held.entry(source.clone()).or_default(),
-        };
+        let batch = self.held.entry_ref(source).or_default();
         batch.push(entry);
         self.held_count += 1;
         if batch.len() >= BATCH {
             let batch = std::mem::take(batch);
             self.held_count -= batch.len();
-            self.sink.add(&source, batch)?;
+            self.sink.add(source, batch)?;
         }
         if self.held_count >= HELD {
             self.flush_all()?;
@@ -507,7 +533,8 @@ impl Importer<'_> {
         let Some(entry) = self.validate(&identifier, s) else {
             return Ok(());
         };
-        self.hold(source_name(el.attr("sourceName")), entry)
+        let source = self.source_names.of(el.attr("sourceName"));
+        self.hold(&source, entry)
     }
 
     fn correlation(&mut self, el: &Element) -> Result<(), ImportError> {
@@ -577,7 +604,8 @@ impl Importer<'_> {
                 .entry(catalogue::get(m.type_index).id.to_string())
                 .or_default() += 1;
         }
-        self.hold(source_name(el.attr("sourceName")), entry)
+        let source = self.source_names.of(el.attr("sourceName"));
+        self.hold(&source, entry)
     }
 
     fn replay_deferred(&mut self) -> Result<(), ImportError> {
@@ -693,7 +721,7 @@ impl Importer<'_> {
         let source = source_name(el.attr("sourceName"));
         let routes: Vec<&Element> = el.children_named("WorkoutRoute").collect();
         if routes.is_empty() {
-            return self.hold(source, entry);
+            return self.hold(&source, entry);
         }
         *self.tally.samples.entry("workout".into()).or_default() += 1;
         self.tally.sources.insert(source.clone());
@@ -769,7 +797,7 @@ impl Importer<'_> {
                 Some(index * 1000 + part),
             )));
             if let Some(entry) = self.validate("WorkoutRoute", s) {
-                self.hold(source.to_string(), entry)?;
+                self.hold(source, entry)?;
             }
         }
         Ok(())

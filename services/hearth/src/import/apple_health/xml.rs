@@ -5,6 +5,7 @@
 //! or trusted (the one in export version 12 is malformed), and any entity
 //! declaration in it is refused, so no entity is ever resolved.
 
+use std::borrow::Cow;
 use std::io::{BufRead, BufReader, Cursor, Read};
 
 use quick_xml::events::{BytesStart, Event};
@@ -151,6 +152,7 @@ pub struct Elements<R: BufRead> {
     buf: Vec<u8>,
     depth: usize,
     done: bool,
+    spare: Spare,
 }
 
 /// The document after its prologue: the rest of the first read, then the input.
@@ -181,31 +183,88 @@ pub fn elements<R: Read>(mut input: R) -> Result<Elements<Body<R>>, ImportError>
         buf: Vec::with_capacity(64 << 10),
         depth: 0,
         done: false,
+        spare: Spare::default(),
     })
 }
 
-fn text_of(bytes: &[u8]) -> String {
+/// `bytes` as text into `out`, invalid UTF-8 replaced.
+fn text_into(out: &mut String, bytes: &[u8]) {
+    out.clear();
     match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_string(),
-        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        Ok(s) => out.push_str(s),
+        Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
+    }
+}
+
+/// The buffers of elements already handled, for the next ones: an export
+/// is millions of small elements of the same shape, and allocating (and
+/// wiping, when freed) each name and attribute anew costs more than
+/// parsing them.
+#[derive(Default)]
+struct Spare {
+    elements: Vec<Element>,
+    strings: Vec<String>,
+}
+
+impl Spare {
+    /// Buffers kept, at most: more than one element ever needs.
+    const ELEMENTS: usize = 256;
+    const STRINGS: usize = 4096;
+    /// A string grown past this (a long inline route's text) is freed.
+    const STRING_BYTES: usize = 1 << 12;
+
+    fn string(&mut self, bytes: &[u8]) -> String {
+        let mut s = self.strings.pop().unwrap_or_default();
+        text_into(&mut s, bytes);
+        s
+    }
+
+    fn element(&mut self) -> Element {
+        self.elements.pop().unwrap_or_default()
+    }
+
+    fn keep(&mut self, mut el: Element) {
+        for child in el.children.drain(..) {
+            self.keep(child);
+        }
+        for (key, value) in el.attrs.drain(..) {
+            self.keep_string(key);
+            self.keep_string(value);
+        }
+        if self.elements.len() < Self::ELEMENTS && el.text.capacity() <= Self::STRING_BYTES {
+            el.name.clear();
+            el.text.clear();
+            self.elements.push(el);
+        }
+    }
+
+    fn keep_string(&mut self, s: String) {
+        if self.strings.len() < Self::STRINGS && s.capacity() <= Self::STRING_BYTES {
+            self.strings.push(s);
+        }
     }
 }
 
 /// Attribute values unescaped; a reference to an entity that does not
 /// exist is kept as written (it is never resolved).
-fn start_element(e: &BytesStart<'_>) -> Result<Element, String> {
-    let mut el = Element {
-        name: text_of(e.name().as_ref()),
-        ..Element::default()
-    };
+fn start_element(e: &BytesStart<'_>, spare: &mut Spare) -> Result<Element, String> {
+    let mut el = spare.element();
+    text_into(&mut el.name, e.name().as_ref());
     for attr in e.attributes().with_checks(false) {
-        let attr = attr.map_err(|err| format!("malformed attribute: {err}"))?;
-        let key = text_of(attr.key.as_ref());
-        let raw = text_of(&attr.value);
-        let value = match quick_xml::escape::unescape(&raw) {
-            Ok(v) => v.into_owned(),
-            Err(_) => raw,
+        let attr = match attr {
+            Ok(attr) => attr,
+            Err(err) => {
+                spare.keep(el);
+                return Err(format!("malformed attribute: {err}"));
+            }
         };
+        let key = spare.string(attr.key.as_ref());
+        let mut value = spare.string(&attr.value);
+        if value.contains('&') {
+            if let Ok(Cow::Owned(unescaped)) = quick_xml::escape::unescape(&value) {
+                value = unescaped;
+            }
+        }
         el.attrs.push((key, value));
     }
     Ok(el)
@@ -224,6 +283,12 @@ impl<R: BufRead> Elements<R> {
     /// Bytes of the document read so far (past the prologue).
     pub fn position(&self) -> u64 {
         self.reader.buffer_position()
+    }
+
+    /// Takes back an element [`Elements::next_element`] gave, to reuse its
+    /// buffers for the next ones.
+    pub fn recycle(&mut self, el: Element) {
+        self.spare.keep(el);
     }
 
     /// The next child of the root, whole; `None` at the end of the document.
@@ -249,7 +314,7 @@ impl<R: BufRead> Elements<R> {
                         // The root, `HealthData`: its children are what we yield.
                         continue;
                     }
-                    let el = start_element(&e).map_err(ImportError::Malformed)?;
+                    let el = start_element(&e, &mut self.spare).map_err(ImportError::Malformed)?;
                     bytes += size_of(&el);
                     stack.push(el);
                 }
@@ -258,7 +323,7 @@ impl<R: BufRead> Elements<R> {
                         self.done = true;
                         continue;
                     }
-                    let el = start_element(&e).map_err(ImportError::Malformed)?;
+                    let el = start_element(&e, &mut self.spare).map_err(ImportError::Malformed)?;
                     bytes += size_of(&el);
                     match stack.last_mut() {
                         Some(parent) => parent.children.push(el),
@@ -279,7 +344,7 @@ impl<R: BufRead> Elements<R> {
                 }
                 Event::Text(t) => {
                     if let Some(el) = stack.last_mut() {
-                        let raw = text_of(&t);
+                        let raw = String::from_utf8_lossy(&t);
                         bytes += raw.len();
                         el.text.push_str(raw.trim());
                     }
