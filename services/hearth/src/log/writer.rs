@@ -285,8 +285,12 @@ impl Writer {
 struct Pending {
     /// Samples deleted or replaced.
     deleted: HashSet<u128>,
-    /// Sync identifiers written, by source.
+    /// Sync identifiers written, by source: kept only while a later write
+    /// of the group adds samples (an import's batch, alone in its group,
+    /// copies none of its entries here).
     synced: HashMap<String, HashMap<Box<str>, Synced>>,
+    /// Whether a write after the one being prepared adds samples.
+    adds_later: bool,
 }
 
 /// A stored entry that holds a sync identifier: its version and samples
@@ -427,7 +431,14 @@ impl WriterTask {
         let mut destroyed: Vec<u32> = Vec::new();
         let mut merged: Vec<u64> = Vec::new();
         let mut head = self.head;
-        for (write, reply) in group {
+        let last_add = group.iter().rposition(|(write, _)| {
+            matches!(
+                write,
+                Write::AddSamples { .. } | Write::Import { .. } | Write::MergePending { .. }
+            )
+        });
+        for (index, (write, reply)) in group.into_iter().enumerate() {
+            pending.adds_later = last_add.is_some_and(|last| last > index);
             let arrival = match write {
                 Write::MergePending { arrival, .. } => Some(arrival),
                 _ => None,
@@ -931,17 +942,19 @@ impl WriterTask {
                 sync_id: sync.sync_id.to_string(),
                 version: sync.version,
             });
-            pending
-                .synced
-                .entry_ref(source.as_str())
-                .or_default()
-                .insert(
-                    sync.sync_id.clone(),
-                    Synced {
-                        version: sync.version,
-                        samples: entry.samples.clone(),
-                    },
-                );
+            if pending.adds_later {
+                pending
+                    .synced
+                    .entry_ref(source.as_str())
+                    .or_default()
+                    .insert(
+                        sync.sync_id.clone(),
+                        Synced {
+                            version: sync.version,
+                            samples: entry.samples.clone(),
+                        },
+                    );
+            }
         }
         Ok((outcome, scoped_events(&source, live, synced, replaced)))
     }
