@@ -246,7 +246,10 @@ fn generate(dir: &Path, mb: u64) -> anyhow::Result<(std::path::PathBuf, Written)
 pub fn generate_export(path: &Path, mb: u64, version: u8, quirks: bool) -> anyhow::Result<()> {
     let written = generate::write_zip(path, &options(mb, version, quirks))
         .with_context(|| format!("writing {}", path.display()))?;
-    println!("{}", serde_json::to_string_pretty(&written)?);
+    // Written, not printed: a closed pipe is an error, not a panic.
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &written)?;
+    std::io::Write::write_all(&mut out, b"\n")?;
     Ok(())
 }
 
