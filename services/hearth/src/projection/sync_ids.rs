@@ -102,7 +102,7 @@ impl Kept {
         let digits = id
             .iter()
             .rev()
-            .take_while(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            .take_while(|&&b| nibble(b).is_some())
             .count()
             & !1;
         if digits < HEX_TAIL {
@@ -112,7 +112,12 @@ impl Kept {
         let (prefix, tail) = id.split_at(id.len() - digits);
         kept.bytes[..prefix.len()].copy_from_slice(prefix);
         let spelled = &mut kept.bytes[prefix.len()..prefix.len() + digits / 2];
-        hex::decode_to_slice(tail, spelled).expect("lowercase hex digits");
+        for (byte, pair) in spelled.iter_mut().zip(tail.chunks_exact(2)) {
+            let (Some(high), Some(low)) = (nibble(pair[0]), nibble(pair[1])) else {
+                unreachable!("counted as lowercase hex digits");
+            };
+            *byte = high << 4 | low;
+        }
         kept.bytes[prefix.len() + digits / 2] = prefix.len() as u8;
         kept.len = prefix.len() + digits / 2 + 1;
         kept.packed = true;
@@ -150,6 +155,15 @@ impl Kept {
         };
         // Only whole `str`s and packed forms of them are ever copied in.
         std::str::from_utf8(spelled).unwrap_or_default()
+    }
+}
+
+/// The value of a lowercase hex digit.
+fn nibble(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
     }
 }
 

@@ -207,11 +207,14 @@ struct Spare {
 }
 
 impl Spare {
-    /// Buffers kept, at most: more than one element ever needs.
-    const ELEMENTS: usize = 256;
-    const STRINGS: usize = 4096;
-    /// A string grown past this (a long inline route's text) is freed.
-    const STRING_BYTES: usize = 1 << 12;
+    /// Buffers kept, at most: more than a record with its metadata needs,
+    /// and little memory (about 2 MiB) whatever a hostile export holds.
+    const ELEMENTS: usize = 64;
+    const STRINGS: usize = 1024;
+    /// A buffer grown past these (a long value, an inline route) is freed.
+    const STRING_BYTES: usize = 1 << 10;
+    const ATTRS: usize = 64;
+    const CHILDREN: usize = 256;
 
     fn string(&mut self, bytes: &[u8]) -> String {
         let mut s = self.strings.pop().unwrap_or_default();
@@ -231,7 +234,12 @@ impl Spare {
             self.keep_string(key);
             self.keep_string(value);
         }
-        if self.elements.len() < Self::ELEMENTS && el.text.capacity() <= Self::STRING_BYTES {
+        if self.elements.len() < Self::ELEMENTS
+            && el.text.capacity() <= Self::STRING_BYTES
+            && el.name.capacity() <= Self::STRING_BYTES
+            && el.attrs.capacity() <= Self::ATTRS
+            && el.children.capacity() <= Self::CHILDREN
+        {
             el.name.clear();
             el.text.clear();
             self.elements.push(el);
@@ -391,6 +399,29 @@ mod tests {
         assert_eq!(els.len(), 2);
         assert_eq!(els[1].attr("sourceName"), Some("Ana\u{b}s iPhone"));
         assert_eq!(els[1].children[0].attr("value"), Some("a & b"));
+    }
+
+    #[test]
+    fn recycled_buffers_carry_nothing_over() {
+        let xml = "<HealthData>\
+            <Workout a=\"1\" b=\"two &amp; three\" c=\"3\"><WorkoutEvent type=\"pause\"/><Route><Location lat=\"1\"/><Location lat=\"2\"/></Route><Note>some text</Note></Workout>\
+            <Record type=\"x\"/>\
+            <Workout><Note>other</Note></Workout>\
+            <Record type=\"y\" value=\"&lt;5\"><MetadataEntry key=\"k\" value=\"v\"/></Record>\
+            <Me/>\
+            </HealthData>";
+        let fresh = all(xml).unwrap();
+        let mut recycled = Vec::new();
+        let mut els = elements(xml.as_bytes()).unwrap();
+        while let Some(el) = els.next_element().unwrap() {
+            recycled.push(el.clone());
+            els.recycle(el);
+        }
+        assert_eq!(recycled, fresh);
+        assert_eq!(fresh[1].attrs, vec![("type".to_string(), "x".to_string())]);
+        assert!(fresh[4].attrs.is_empty() && fresh[4].children.is_empty());
+        assert_eq!(fresh[0].attr("b"), Some("two & three"));
+        assert_eq!(fresh[3].attr("value"), Some("<5"));
     }
 
     #[test]
