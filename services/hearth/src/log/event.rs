@@ -225,10 +225,15 @@ impl Envelope {
     }
 
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(vec![FORMAT_VERSION]);
-        let body = Zeroizing::new(postcard::to_stdvec(self).expect("events always serialise"));
-        out.extend_from_slice(&body);
-        out
+        Zeroizing::new(self.encode_onto(Vec::new()))
+    }
+
+    /// [`Envelope::encode`] appended to `buf`, which comes back: room kept
+    /// before the encoding (a nonce's) costs no copy, and one buffer sized
+    /// for the whole record saves the copies of growing it.
+    pub fn encode_onto(&self, mut buf: Vec<u8>) -> Vec<u8> {
+        buf.push(FORMAT_VERSION);
+        postcard::to_extend(self, buf).expect("events always serialise")
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {

@@ -212,6 +212,7 @@ impl Writer {
             projection,
             apps,
             poisoned: false,
+            record_bytes_per_sample: 128,
         };
         tokio::spawn(task.run(rx));
         Writer { tx }
@@ -336,7 +337,14 @@ struct WriterTask {
     apps: Arc<Apps>,
     /// Set when the database's state is unknown after a failed commit.
     poisoned: bool,
+    /// Bytes per sample of the last sealed record of samples: what the
+    /// next one's buffer is sized by.
+    record_bytes_per_sample: usize,
 }
+
+/// Room in a record's buffer beyond its samples: the nonce, the tag, the
+/// source and the device groups.
+const RECORD_OVERHEAD: usize = 512;
 
 fn sample_count(cmd: &Command) -> usize {
     match cmd {
@@ -573,7 +581,24 @@ impl WriterTask {
         let (key_id, created) = self.keys.current(scope);
         new_keys.extend(created);
         let key = self.keys.get(key_id).expect("the current key is open");
-        let body = crypto::seal(&key.key, &key.record_aad(seq), &envelope.encode());
+        // Encoded after room for the nonce and sealed in place: a record of
+        // thousands of samples is neither copied nor regrown. The
+        // plaintext is overwritten by its ciphertext, and the allocator
+        // wipes any buffer the encoding outgrew.
+        let samples = envelope.sample_count();
+        let mut buf =
+            Vec::with_capacity(RECORD_OVERHEAD + samples * self.record_bytes_per_sample * 9 / 8);
+        buf.resize(crypto::NONCE_LEN, 0);
+        let buf = envelope.encode_onto(buf);
+        let mut body = crypto::seal_in_place(&key.key, &key.record_aad(seq), buf);
+        if let Some(per_sample) = body.len().checked_div(samples) {
+            self.record_bytes_per_sample = per_sample.clamp(16, 4096);
+        }
+        // A guess far too large (small samples after large ones) is not
+        // kept while the record waits for its commit.
+        if body.capacity() > 2 * body.len() + 4096 {
+            body.shrink_to_fit();
+        }
         LogRecord::new(seq, key_id, prev.hash, body)
     }
 

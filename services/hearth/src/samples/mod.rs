@@ -306,7 +306,14 @@ fn validate_metadata(at: Option<usize>, m: Map<String, Value>) -> Result<String,
     }
     // serde_json's map is ordered by key: the text is canonical, so equal
     // metadata compares equal on retries.
-    let text = serde_json::to_string(&m).expect("a JSON map serialises");
+    // Sized for the usual case (nothing to escape): it is not regrown.
+    let guess = 2 + m
+        .iter()
+        .map(|(k, v)| k.len() + v.as_str().map_or(24, str::len) + 6)
+        .sum::<usize>();
+    let mut text = Vec::with_capacity(guess.min(MAX_METADATA_BYTES + 1));
+    serde_json::to_writer(&mut text, &m).expect("a JSON map serialises");
+    let text = String::from_utf8(text).expect("serde_json writes UTF-8");
     if text.len() > MAX_METADATA_BYTES {
         return Err(SampleError::invalid(
             at,

@@ -207,10 +207,18 @@ fn digest(el: &Element, devices: &mut Devices) -> [u8; 16] {
 }
 
 fn sync_id(d: &[u8; 16], part: Option<usize>) -> String {
-    match part {
-        None => format!("ah1-{}", hex::encode(d)),
-        Some(p) => format!("ah1-{}-{p}", hex::encode(d)),
+    use std::fmt::Write as _;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(4 + 32 + 8);
+    id.push_str("ah1-");
+    for byte in d {
+        id.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        id.push(char::from(DIGITS[usize::from(byte & 0xf)]));
     }
+    if let Some(p) = part {
+        let _ = write!(id, "-{p}");
+    }
+    id
 }
 
 /// The Hearth source of an export's `sourceName`.
@@ -841,5 +849,25 @@ impl Importer<'_> {
             self.sink.characteristics(values)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stores hold samples under these identifiers: a new spelling would
+    /// import every export a second time.
+    #[test]
+    fn sync_ids_keep_their_spelling() {
+        let digest: [u8; 16] = std::array::from_fn(|i| (i as u8) * 17);
+        assert_eq!(
+            sync_id(&digest, None),
+            "ah1-00112233445566778899aabbccddeeff"
+        );
+        assert_eq!(
+            sync_id(&[0xa5; 16], Some(3042)),
+            format!("ah1-{}-3042", "a5".repeat(16))
+        );
     }
 }
