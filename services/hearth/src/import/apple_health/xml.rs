@@ -208,7 +208,7 @@ struct Spare {
 
 impl Spare {
     /// Buffers kept, at most: more than a record with its metadata needs,
-    /// and little memory (about 2 MiB) whatever a hostile export holds.
+    /// and little memory (under 3 MiB) whatever a hostile export holds.
     const ELEMENTS: usize = 64;
     const STRINGS: usize = 1024;
     /// A buffer grown past these (a long value, an inline route) is freed.
