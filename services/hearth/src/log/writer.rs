@@ -629,32 +629,9 @@ impl WriterTask {
             Write::AddSamples { source, entries }
             | Write::MergePending {
                 source, entries, ..
-            } => {
-                let devices_added = self.check_device_cap(&source, &entries, new_devices)?;
-                let prepared = self.prepare_add(source.clone(), entries, pending, false)?;
-                if !prepared.1.is_empty() {
-                    new_devices.entry(source).or_default().extend(devices_added);
-                }
-                Ok(prepared)
-            }
-            Write::Import {
-                source,
-                mut entries,
-            } => {
-                let devices_added = match self.check_device_cap(&source, &entries, new_devices) {
-                    Err(WriteError::TooManyDevices { .. }) => {
-                        for s in entries.iter_mut().flat_map(|e| &mut e.samples) {
-                            s.device = None;
-                        }
-                        Vec::new()
-                    }
-                    checked => checked?,
-                };
-                let prepared = self.prepare_add(source.clone(), entries, pending, true)?;
-                if !prepared.1.is_empty() {
-                    new_devices.entry(source).or_default().extend(devices_added);
-                }
-                Ok(prepared)
+            } => self.prepare_samples(source, entries, false, pending, new_devices),
+            Write::Import { source, entries } => {
+                self.prepare_samples(source, entries, true, pending, new_devices)
             }
             Write::Delete {
                 source,
@@ -826,6 +803,34 @@ impl WriterTask {
             added.push(device.clone());
         }
         Ok(added)
+    }
+
+    /// A request adding samples: within the source's device cap, then
+    /// sorted by [`WriterTask::prepare_add`]. An import's request past the
+    /// cap is taken without its devices, and its conflicting entries are
+    /// left out rather than refusing it.
+    fn prepare_samples(
+        &self,
+        source: String,
+        mut entries: Vec<NewEntry>,
+        import: bool,
+        pending: &mut Pending,
+        new_devices: &mut NewDevices,
+    ) -> Result<(WriteOutcome, Vec<(KeyScope, Event)>), WriteError> {
+        let devices_added = match self.check_device_cap(&source, &entries, new_devices) {
+            Err(WriteError::TooManyDevices { .. }) if import => {
+                for s in entries.iter_mut().flat_map(|e| &mut e.samples) {
+                    s.device = None;
+                }
+                Vec::new()
+            }
+            checked => checked?,
+        };
+        let prepared = self.prepare_add(source.clone(), entries, pending, import)?;
+        if !prepared.1.is_empty() {
+            new_devices.entry(source).or_default().extend(devices_added);
+        }
+        Ok(prepared)
     }
 
     /// Sorts a request's entries into new, replacing and unchanged ones by
