@@ -311,6 +311,18 @@ async fn bad_exports_are_refused_and_nothing_is_stored(backend: Backend) {
     let why = refused(&app, entity.to_vec(), "external entity").await;
     assert!(why.contains("entit"), "{why}");
 
+    // Elements nested far deeper than any export's: the job fails with a
+    // clear error before the tree is walked, and the server stays up.
+    let deep = format!(
+        "<HealthData>\n<Record type=\"HKQuantityTypeIdentifierStepCount\">{}{}</Record>\n</HealthData>\n",
+        "<a>".repeat(100_000),
+        "</a>".repeat(100_000)
+    );
+    let job = import(&app, deep.into_bytes()).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(job["error"].as_str().unwrap().contains("nested"), "{job}");
+    assert_nothing_stored(&app).await;
+
     let why = refused(&app, b"just some bytes".to_vec(), "not an export").await;
     assert!(why.contains("HealthData"), "{why}");
 

@@ -20,6 +20,10 @@ const MAX_PROLOGUE: usize = 1 << 20;
 /// names and attribute values: a workout with a long inline route is a few
 /// megabytes.
 const MAX_ELEMENT_BYTES: usize = 64 << 20;
+/// How deep elements may nest below the root: exports nest three deep
+/// (a workout's route and its file). A tree is walked recursively, so a
+/// deeper one could overflow the stack and stop the server.
+const MAX_DEPTH: usize = 16;
 
 /// One element with its attributes and children.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -322,6 +326,12 @@ impl<R: BufRead> Elements<R> {
                         // The root, `HealthData`: its children are what we yield.
                         continue;
                     }
+                    if stack.len() >= MAX_DEPTH {
+                        return Err(ImportError::Malformed(format!(
+                            "elements nested more than {MAX_DEPTH} deep near byte {}",
+                            self.reader.buffer_position()
+                        )));
+                    }
                     let el = start_element(&e, &mut self.spare).map_err(ImportError::Malformed)?;
                     bytes += size_of(&el);
                     stack.push(el);
@@ -422,6 +432,27 @@ mod tests {
         assert!(fresh[4].attrs.is_empty() && fresh[4].children.is_empty());
         assert_eq!(fresh[0].attr("b"), Some("two & three"));
         assert_eq!(fresh[3].attr("value"), Some("<5"));
+    }
+
+    #[test]
+    fn deeply_nested_elements_are_an_error_not_a_crash() {
+        // Each level would cost a frame wherever the tree is walked
+        // (hashing, mapping, freeing): deep enough, the stack overflows
+        // and takes the server with it.
+        let depth = 200_000;
+        let xml = format!(
+            "<HealthData><Record type=\"x\">{}{}</Record></HealthData>",
+            "<a>".repeat(depth),
+            "</a>".repeat(depth)
+        );
+        let err = all(&xml).unwrap_err();
+        assert!(
+            matches!(&err, ImportError::Malformed(m) if m.contains("nested")),
+            "{err}"
+        );
+        // The nesting real exports have is read.
+        let nested = "<HealthData><Workout><WorkoutRoute><FileReference path=\"/r.gpx\"/></WorkoutRoute></Workout></HealthData>";
+        assert_eq!(all(nested).unwrap()[0].children[0].children.len(), 1);
     }
 
     #[test]
