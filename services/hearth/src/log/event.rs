@@ -6,6 +6,8 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::crypto;
+
 const FORMAT_VERSION: u8 = 1;
 
 /// A sample as the log keeps it: canonical unit, UTC microseconds plus the
@@ -228,12 +230,22 @@ impl Envelope {
         Zeroizing::new(self.encode_onto(Vec::new()))
     }
 
-    /// [`Envelope::encode`] appended to `buf`, which comes back: room kept
-    /// before the encoding (a nonce's) costs no copy, and one buffer sized
-    /// for the whole record saves the copies of growing it.
-    pub fn encode_onto(&self, mut buf: Vec<u8>) -> Vec<u8> {
+    /// [`Envelope::encode`] appended to `buf`, which comes back.
+    fn encode_onto(&self, mut buf: Vec<u8>) -> Vec<u8> {
         buf.push(FORMAT_VERSION);
         postcard::to_extend(self, buf).expect("events always serialise")
+    }
+
+    /// A log record's body: the envelope encoded after room for the nonce,
+    /// in a buffer of `capacity` bytes, and sealed in place, as
+    /// `crypto::seal` would seal [`Envelope::encode`]. A record of
+    /// thousands of samples is neither copied nor regrown when `capacity`
+    /// is about right; the plaintext is overwritten by its ciphertext, and
+    /// the allocator wipes any buffer the encoding outgrew.
+    pub fn seal(&self, key: &[u8; crypto::KEY_LEN], aad: &[u8], capacity: usize) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(capacity);
+        buf.resize(crypto::NONCE_LEN, 0);
+        crypto::seal_in_place(key, aad, self.encode_onto(buf))
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {

@@ -33,7 +33,7 @@ use tokio::sync::watch;
 
 use super::chain::{Hash, LogHead, LogRecord, GENESIS};
 use super::event::{Envelope, Event};
-use crate::crypto::{self, DataKey, SecretKey, STORE_ID_LEN};
+use crate::crypto::{DataKey, SecretKey, STORE_ID_LEN};
 use crate::storage::{Storage, StorageError};
 
 pub type HeadMac = [u8; 32];
@@ -472,7 +472,7 @@ pub async fn accept_restore(
         },
     };
     let seq = head.seq + 1;
-    let body = crypto::seal(&key.key, &key.record_aad(seq), &envelope.encode());
+    let body = envelope.seal(&key.key, &key.record_aad(seq), 0);
     let record = LogRecord::new(seq, key.key_id, head.hash, body);
     let new_head = LogHead {
         seq,

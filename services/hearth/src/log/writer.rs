@@ -9,7 +9,7 @@
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use hashbrown::{DefaultHashBuilder, HashMap, HashSet, HashTable};
+use hashbrown::{hash_table, DefaultHashBuilder, HashMap, HashSet, HashTable};
 use opentelemetry::KeyValue;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
@@ -21,7 +21,6 @@ use super::event::{
 use super::head::{HeadAuthenticator, MarkKeeper, StateFile};
 use crate::apps::Apps;
 use crate::catalogue::{self, TypeIndex};
-use crate::crypto;
 use crate::keys::data_keys::{DataKeys, KeyScope};
 use crate::projection::{Projection, Row};
 use crate::samples;
@@ -581,16 +580,9 @@ impl WriterTask {
         let (key_id, created) = self.keys.current(scope);
         new_keys.extend(created);
         let key = self.keys.get(key_id).expect("the current key is open");
-        // Encoded after room for the nonce and sealed in place: a record of
-        // thousands of samples is neither copied nor regrown. The
-        // plaintext is overwritten by its ciphertext, and the allocator
-        // wipes any buffer the encoding outgrew.
         let samples = envelope.sample_count();
-        let mut buf =
-            Vec::with_capacity(RECORD_OVERHEAD + samples * self.record_bytes_per_sample * 9 / 8);
-        buf.resize(crypto::NONCE_LEN, 0);
-        let buf = envelope.encode_onto(buf);
-        let mut body = crypto::seal_in_place(&key.key, &key.record_aad(seq), buf);
+        let capacity = RECORD_OVERHEAD + samples * self.record_bytes_per_sample * 9 / 8;
+        let mut body = envelope.seal(&key.key, &key.record_aad(seq), capacity);
         if let Some(per_sample) = body.len().checked_div(samples) {
             self.record_bytes_per_sample = per_sample.clamp(16, 4096);
         }
@@ -906,16 +898,19 @@ impl WriterTask {
                     }
                 }
             }
-            // Any earlier holder in this request is superseded: the newest
-            // slot goes first, so lookups find it.
-            if let Ok(found) = in_request.find_entry(hash, |&slot| {
-                sync_id_at(&fresh, slot) == entry.sync.as_ref().map(|s| &*s.sync_id)
-            }) {
-                found.remove();
+            // This entry now holds the identifier in the request: an earlier
+            // holder was superseded above.
+            let holder = in_request.entry(
+                hash,
+                |&slot| sync_id_at(&fresh, slot) == entry.sync.as_ref().map(|s| &*s.sync_id),
+                |&slot| hasher.hash_one(sync_id_at(&fresh, slot).unwrap_or_default()),
+            );
+            match holder {
+                hash_table::Entry::Occupied(mut o) => *o.get_mut() = fresh.len(),
+                hash_table::Entry::Vacant(v) => {
+                    v.insert(fresh.len());
+                }
             }
-            in_request.insert_unique(hash, fresh.len(), |&slot| {
-                hasher.hash_one(sync_id_at(&fresh, slot).unwrap_or_default())
-            });
             answers.push(Answer::Fresh(fresh.len()));
             fresh.push(Fresh {
                 entry,

@@ -102,7 +102,7 @@ impl Kept {
         let digits = id
             .iter()
             .rev()
-            .take_while(|&&b| nibble(b).is_some())
+            .take_while(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
             .count()
             & !1;
         if digits < HEX_TAIL {
@@ -112,12 +112,7 @@ impl Kept {
         let (prefix, tail) = id.split_at(id.len() - digits);
         kept.bytes[..prefix.len()].copy_from_slice(prefix);
         let spelled = &mut kept.bytes[prefix.len()..prefix.len() + digits / 2];
-        for (byte, pair) in spelled.iter_mut().zip(tail.chunks_exact(2)) {
-            let (Some(high), Some(low)) = (nibble(pair[0]), nibble(pair[1])) else {
-                unreachable!("counted as lowercase hex digits");
-            };
-            *byte = high << 4 | low;
-        }
+        hex::decode_to_slice(tail, spelled).expect("lowercase hex digits");
         kept.bytes[prefix.len() + digits / 2] = prefix.len() as u8;
         kept.len = prefix.len() + digits / 2 + 1;
         kept.packed = true;
@@ -155,15 +150,6 @@ impl Kept {
         };
         // Only whole `str`s and packed forms of them are ever copied in.
         std::str::from_utf8(spelled).unwrap_or_default()
-    }
-}
-
-/// The value of a lowercase hex digit.
-fn nibble(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
     }
 }
 
@@ -372,8 +358,7 @@ impl SyncIds {
             .get(&tag.source)
             .and_then(|index| self.find_kept(index, &kept, hash));
         if let Some(slot) = holder {
-            let old = entry(&self.entries, slot).id();
-            self.remove(old);
+            self.remove_slot(slot);
         }
         // The same sample under another identifier (never written so, but
         // a log is not to break the index over it).
@@ -414,11 +399,14 @@ impl SyncIds {
 
     /// Forgets a deleted sample's identifier: the source may use it again.
     pub(super) fn remove(&mut self, id: u128) {
-        let Some(slot) = self.slot_of(id) else {
-            return;
-        };
+        if let Some(slot) = self.slot_of(id) {
+            self.remove_slot(slot);
+        }
+    }
+
+    fn remove_slot(&mut self, slot: u32) {
         let e = *entry(&self.entries, slot);
-        let hash = self.hasher.hash_one(id);
+        let hash = self.hasher.hash_one(e.id());
         if let Ok(found) = self.by_id.find_entry(hash, |&s| s == slot) {
             found.remove();
         }

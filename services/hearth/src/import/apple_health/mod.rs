@@ -208,13 +208,11 @@ fn digest(el: &Element, devices: &mut Devices) -> [u8; 16] {
 
 fn sync_id(d: &[u8; 16], part: Option<usize>) -> String {
     use std::fmt::Write as _;
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 32];
+    hex::encode_to_slice(d, &mut digits).expect("32 digits for 16 bytes");
     let mut id = String::with_capacity(4 + 32 + 8);
     id.push_str("ah1-");
-    for byte in d {
-        id.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        id.push(char::from(DIGITS[usize::from(byte & 0xf)]));
-    }
+    id.push_str(std::str::from_utf8(&digits).expect("hex digits"));
     if let Some(p) = part {
         let _ = write!(id, "-{p}");
     }
