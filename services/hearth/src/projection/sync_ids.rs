@@ -38,39 +38,68 @@ impl SyncTag<Cow<'_, str>> {
     }
 }
 
-/// One synced sample: 40 bytes, its identifier in [`SyncIds::text`].
+/// One synced sample: 40 bytes. An identifier in digest form is held
+/// here whole; one in text form is in [`SyncIds::text`].
 #[derive(Clone, Copy, Default, Zeroize)]
 struct Entry {
     /// The sample id, as two halves: a `u128` would pad the record to 48.
     id: [u64; 2],
-    version: i64,
-    /// Where the identifier's kept form (see [`Kept`]) starts in the text
-    /// buffer, and its length (identifiers are at most
-    /// `samples::MAX_SYNC_ID` bytes) with [`PACKED`] set if it is packed;
-    /// 0 marks a free record.
-    at: u64,
-    len: u16,
-    ty: u16,
+    /// In digest form, the digest's bytes. In text form, where the kept
+    /// form (see [`Kept`]) starts in the text buffer and the version, both
+    /// little-endian: a digest-form version other than 0 is in
+    /// [`SyncIds::versions`].
+    key: [u8; 16],
     source: u32,
+    ty: u16,
+    /// 0 marks a free record. Digest form: [`DIGEST`] and the prefix's
+    /// number. Text form: the kept form's length (identifiers are at most
+    /// `samples::MAX_SYNC_ID` bytes), with [`PACKED`] if it is packed.
+    form: u16,
 }
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 40);
 
 impl Entry {
     fn id(&self) -> u128 {
         (u128::from(self.id[0]) << 64) | u128::from(self.id[1])
     }
 
-    /// The length of the kept form in the text buffer.
+    fn is_free(&self) -> bool {
+        self.form == 0
+    }
+
+    /// The number of the prefix, for an identifier in digest form.
+    fn digest_prefix(&self) -> Option<u16> {
+        (self.form & DIGEST != 0).then_some(self.form & !DIGEST)
+    }
+
+    /// Where a text-form identifier's kept form starts in the text buffer.
+    fn text_at(&self) -> u64 {
+        u64::from_le_bytes(self.key[..8].try_into().expect("8 bytes"))
+    }
+
+    fn text_version(&self) -> i64 {
+        i64::from_le_bytes(self.key[8..].try_into().expect("8 bytes"))
+    }
+
+    /// The length of a text-form identifier's kept form.
     fn stored(&self) -> u16 {
-        self.len & !PACKED
+        self.form & !(DIGEST | PACKED)
     }
 
     fn packed(&self) -> bool {
-        self.len & PACKED != 0
+        self.form & PACKED != 0
     }
 }
 
-/// [`Entry::len`]'s mark of a packed identifier.
-const PACKED: u16 = 1 << 15;
+/// [`Entry::form`]'s mark of the digest form.
+const DIGEST: u16 = 1 << 15;
+/// [`Entry::form`]'s mark of a packed text form.
+const PACKED: u16 = 1 << 14;
+/// Prefixes numbered for the digest form, at most: identifiers with
+/// another take the text form, so an app writing endless prefixes costs
+/// only what text costs.
+const MAX_PREFIXES: usize = 1024;
 /// Lowercase hex digits ending an identifier, at least this many (an even
 /// number of them), are kept as the bytes they spell: an imported sample's
 /// identifier (a prefix and a 128-bit digest) takes 21 bytes instead of 36.
@@ -123,6 +152,17 @@ impl Kept {
         &self.bytes[..self.len]
     }
 
+    /// The prefix and the digest of an identifier whose hex tail is
+    /// exactly 32 digits: what the digest form holds.
+    fn digest_parts(&self) -> Option<(&[u8], &[u8; 16])> {
+        if !self.packed {
+            return None;
+        }
+        let (&prefix_len, rest) = self.as_bytes().split_last()?;
+        let (prefix, digest) = rest.split_at(usize::from(prefix_len).min(rest.len()));
+        Some((prefix, digest.try_into().ok()?))
+    }
+
     /// The identifier a kept form holds, as a string of its own if it is
     /// packed.
     fn unpack(kept: &[u8], packed: bool) -> Cow<'_, str> {
@@ -160,8 +200,20 @@ impl Drop for Kept {
     }
 }
 
-/// What identifiers are hashed by: their kept form.
-fn hash_kept(hasher: &DefaultHashBuilder, kept: &[u8], packed: bool) -> u64 {
+/// How an identifier is looked up and stored.
+enum Key<'a> {
+    /// Its prefix's number and its digest.
+    Digest { prefix: u16, digest: &'a [u8; 16] },
+    /// Its kept form, in the text buffer.
+    Text(&'a Kept),
+}
+
+/// What identifiers are hashed by: their form and what it holds.
+fn hash_digest(hasher: &DefaultHashBuilder, prefix: u16, digest: &[u8; 16]) -> u64 {
+    hasher.hash_one((prefix, digest))
+}
+
+fn hash_text(hasher: &DefaultHashBuilder, kept: &[u8], packed: bool) -> u64 {
     hasher.hash_one((packed, kept))
 }
 
@@ -230,10 +282,9 @@ pub(super) struct TagsById<'a> {
 impl TagsById<'_> {
     #[cfg(test)]
     pub(super) fn iter(&self) -> impl Iterator<Item = (u128, SyncTag<Cow<'_, str>>)> {
-        self.slots.iter().map(|&s| {
-            let e = entry(&self.ids.entries, s);
-            (e.id(), self.ids.tag_of(e))
-        })
+        self.slots
+            .iter()
+            .map(|&s| (entry(&self.ids.entries, s).id(), self.ids.tag_of(s)))
     }
 }
 
@@ -241,14 +292,14 @@ impl serde::Serialize for TagsById<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
         let mut seq = s.serialize_seq(Some(self.slots.len()))?;
-        // Packed identifiers are spelled out here rather than each in a
-        // string of its own: a snapshot writes millions while it holds
-        // the writer off.
+        // Identifiers are spelled out here rather than each in a string of
+        // its own: a snapshot writes millions while it holds the writer off.
         let mut spelled = Zeroizing::new([0; MAX_KEPT]);
         for &slot in &self.slots {
             let e = entry(&self.ids.entries, slot);
-            let sync_id = Kept::spell(kept_of(&self.ids.text, e), e.packed(), &mut spelled);
-            seq.serialize_element(&(e.id(), sync_id, e.version, e.ty, e.source))?;
+            let sync_id = self.ids.spell(e, &mut spelled);
+            let version = self.ids.version_of(slot, e);
+            seq.serialize_element(&(e.id(), sync_id, version, e.ty, e.source))?;
         }
         seq.end()
     }
@@ -262,10 +313,17 @@ pub(super) struct SyncIds {
     records: usize,
     /// Free records, for reuse.
     free: Vec<u32>,
-    /// Every live identifier's bytes; a removed one is zeroed where it lay
-    /// and its bytes counted in `dead` until the text is compacted.
+    /// Every live text-form identifier's bytes; a removed one is zeroed
+    /// where it lay and its bytes counted in `dead` until the text is
+    /// compacted.
     text: Text,
     dead: usize,
+    /// The prefixes of digest-form identifiers, by number, and the number
+    /// of each.
+    prefixes: Vec<Box<[u8]>>,
+    prefix_numbers: HashMap<Box<[u8]>, u16>,
+    /// Digest-form records' versions other than 0 (an import writes none).
+    versions: HashMap<u32, i64>,
     /// Record numbers, hashed by sample id.
     by_id: HashTable<u32>,
     /// Per source: record numbers, hashed by identifier.
@@ -278,13 +336,29 @@ fn entry(entries: &[Vec<Entry>], slot: u32) -> &Entry {
     &entries[slot / ENTRY_PAGE][slot % ENTRY_PAGE]
 }
 
-/// The kept form of `e`'s identifier.
+/// The kept form of `e`'s identifier, for one in text form.
 fn kept_of<'a>(text: &'a Text, e: &Entry) -> &'a [u8] {
-    text.get(e.at, e.stored())
+    text.get(e.text_at(), e.stored())
 }
 
 fn hash_entry(hasher: &DefaultHashBuilder, text: &Text, e: &Entry) -> u64 {
-    hash_kept(hasher, kept_of(text, e), e.packed())
+    match e.digest_prefix() {
+        Some(prefix) => hash_digest(hasher, prefix, &e.key),
+        None => hash_text(hasher, kept_of(text, e), e.packed()),
+    }
+}
+
+/// Whether `e` holds the identifier `key` stands for.
+fn holds(text: &Text, e: &Entry, key: &Key) -> bool {
+    match *key {
+        Key::Digest { prefix, digest } => e.digest_prefix() == Some(prefix) && e.key == *digest,
+        Key::Text(kept) => {
+            e.digest_prefix().is_none()
+                && !e.is_free()
+                && e.packed() == kept.packed
+                && kept_of(text, e) == kept.as_bytes()
+        }
+    }
 }
 
 impl SyncIds {
@@ -293,10 +367,41 @@ impl SyncIds {
         &mut self.entries[slot / ENTRY_PAGE][slot % ENTRY_PAGE]
     }
 
-    fn tag_of(&self, e: &Entry) -> SyncTag<Cow<'_, str>> {
+    /// `e`'s identifier: borrowed from the text, or spelled out in `out`.
+    fn spell<'a>(&'a self, e: &'a Entry, out: &'a mut [u8; MAX_KEPT]) -> &'a str {
+        let Some(prefix) = e.digest_prefix() else {
+            return Kept::spell(kept_of(&self.text, e), e.packed(), out);
+        };
+        let prefix = self
+            .prefixes
+            .get(usize::from(prefix))
+            .map_or(&[][..], |p| &p[..]);
+        let len = prefix.len() + 32;
+        out[..prefix.len()].copy_from_slice(prefix);
+        hex::encode_to_slice(e.key, &mut out[prefix.len()..len]).expect("32 digits for 16 bytes");
+        // Only whole `str`s were split into a prefix and a digest.
+        std::str::from_utf8(&out[..len]).unwrap_or_default()
+    }
+
+    fn version_of(&self, slot: u32, e: &Entry) -> i64 {
+        match e.digest_prefix() {
+            Some(_) => self.versions.get(&slot).copied().unwrap_or(0),
+            None => e.text_version(),
+        }
+    }
+
+    fn tag_of(&self, slot: u32) -> SyncTag<Cow<'_, str>> {
+        let e = entry(&self.entries, slot);
+        let sync_id = match e.digest_prefix() {
+            Some(_) => {
+                let mut spelled = Zeroizing::new([0; MAX_KEPT]);
+                Cow::Owned(self.spell(e, &mut spelled).to_owned())
+            }
+            None => Kept::unpack(kept_of(&self.text, e), e.packed()),
+        };
         SyncTag {
-            sync_id: Kept::unpack(kept_of(&self.text, e), e.packed()),
-            version: e.version,
+            sync_id,
+            version: self.version_of(slot, e),
             ty: TypeIndex(e.ty),
             source: e.source,
         }
@@ -313,22 +418,49 @@ impl SyncIds {
     pub(super) fn find(&self, source: u32, sync_id: &str) -> Option<(u128, SyncTag<Cow<'_, str>>)> {
         let index = self.by_source.get(&source)?;
         let kept = Kept::of(sync_id)?;
-        let slot = self.find_kept(index, &kept, self.hash_of(&kept))?;
-        let e = entry(&self.entries, slot);
-        Some((e.id(), self.tag_of(e)))
+        let key = self.key_of(&kept);
+        let slot = self.find_key(index, &key, self.hash_key(&key))?;
+        Some((entry(&self.entries, slot).id(), self.tag_of(slot)))
     }
 
-    fn hash_of(&self, kept: &Kept) -> u64 {
-        hash_kept(&self.hasher, kept.as_bytes(), kept.packed)
+    /// How `kept` is looked up: in digest form if its prefix has a number.
+    /// A prefix is numbered when an identifier first uses it, unless
+    /// [`MAX_PREFIXES`] are, and never loses its number, so an identifier
+    /// is always looked up in the form it was stored in.
+    fn key_of<'k>(&self, kept: &'k Kept) -> Key<'k> {
+        match kept.digest_parts() {
+            Some((prefix, digest)) => match self.prefix_numbers.get(prefix) {
+                Some(&prefix) => Key::Digest { prefix, digest },
+                None => Key::Text(kept),
+            },
+            None => Key::Text(kept),
+        }
     }
 
-    /// The record in `index` (a source's) holding `kept`, hashed to `hash`.
-    fn find_kept(&self, index: &HashTable<u32>, kept: &Kept, hash: u64) -> Option<u32> {
+    /// How `kept` is stored: [`Self::key_of`], numbering its prefix if
+    /// there is room.
+    fn key_to_store<'k>(&mut self, kept: &'k Kept) -> Key<'k> {
+        if let Some((prefix, _)) = kept.digest_parts() {
+            if !self.prefix_numbers.contains_key(prefix) && self.prefixes.len() < MAX_PREFIXES {
+                let number = self.prefixes.len() as u16;
+                self.prefixes.push(prefix.into());
+                self.prefix_numbers.insert(prefix.into(), number);
+            }
+        }
+        self.key_of(kept)
+    }
+
+    fn hash_key(&self, key: &Key) -> u64 {
+        match *key {
+            Key::Digest { prefix, digest } => hash_digest(&self.hasher, prefix, digest),
+            Key::Text(kept) => hash_text(&self.hasher, kept.as_bytes(), kept.packed),
+        }
+    }
+
+    /// The record in `index` (a source's) holding `key`, hashed to `hash`.
+    fn find_key(&self, index: &HashTable<u32>, key: &Key, hash: u64) -> Option<u32> {
         index
-            .find(hash, |&s| {
-                let e = entry(&self.entries, s);
-                e.packed() == kept.packed && kept_of(&self.text, e) == kept.as_bytes()
-            })
+            .find(hash, |&s| holds(&self.text, entry(&self.entries, s), key))
             .copied()
     }
 
@@ -336,15 +468,14 @@ impl SyncIds {
     /// it is read.
     pub(super) fn by_id(&self) -> TagsById<'_> {
         let mut slots: Vec<u32> = (0..self.records as u32)
-            .filter(|&s| entry(&self.entries, s).len > 0)
+            .filter(|&s| !entry(&self.entries, s).is_free())
             .collect();
         slots.sort_unstable_by_key(|&s| entry(&self.entries, s).id());
         TagsById { ids: self, slots }
     }
 
     pub(super) fn tag(&self, id: u128) -> Option<SyncTag<Cow<'_, str>>> {
-        let slot = self.slot_of(id)?;
-        Some(self.tag_of(entry(&self.entries, slot)))
+        Some(self.tag_of(self.slot_of(id)?))
     }
 
     /// Records that sample `id` holds `tag.sync_id` for `tag.source`, in
@@ -352,26 +483,36 @@ impl SyncIds {
     pub(super) fn insert(&mut self, id: u128, tag: SyncTag<&str>) {
         let kept =
             Kept::of(tag.sync_id).expect("sync ids are validated to at most MAX_SYNC_ID bytes");
-        let hash = self.hash_of(&kept);
+        let key = self.key_to_store(&kept);
+        let hash = self.hash_key(&key);
         let holder = self
             .by_source
             .get(&tag.source)
-            .and_then(|index| self.find_kept(index, &kept, hash));
+            .and_then(|index| self.find_key(index, &key, hash));
         if let Some(slot) = holder {
             self.remove_slot(slot);
         }
         // The same sample under another identifier (never written so, but
         // a log is not to break the index over it).
         self.remove(id);
-        let packed = if kept.packed { PACKED } else { 0 };
-        let new = Entry {
+        let mut new = Entry {
             id: halves(id),
-            version: tag.version,
-            at: self.text.push(kept.as_bytes()),
-            len: kept.len as u16 | packed,
-            ty: tag.ty.0,
             source: tag.source,
+            ty: tag.ty.0,
+            ..Entry::default()
         };
+        match key {
+            Key::Digest { prefix, digest } => {
+                new.key = *digest;
+                new.form = DIGEST | prefix;
+            }
+            Key::Text(kept) => {
+                let at = self.text.push(kept.as_bytes());
+                new.key[..8].copy_from_slice(&at.to_le_bytes());
+                new.key[8..].copy_from_slice(&tag.version.to_le_bytes());
+                new.form = kept.len as u16 | if kept.packed { PACKED } else { 0 };
+            }
+        }
         let slot = match self.free.pop() {
             Some(slot) => {
                 *self.entry_mut(slot) = new;
@@ -387,6 +528,10 @@ impl SyncIds {
                 slot
             }
         };
+        new.zeroize();
+        if entry(&self.entries, slot).digest_prefix().is_some() && tag.version != 0 {
+            self.versions.insert(slot, tag.version);
+        }
         let (hasher, entries, text) = (&self.hasher, &self.entries, &self.text);
         self.by_id.insert_unique(hasher.hash_one(id), slot, |&s| {
             hasher.hash_one(entry(entries, s).id())
@@ -412,16 +557,19 @@ impl SyncIds {
         }
         let text_hash = hash_entry(&self.hasher, &self.text, &e);
         if let Some(index) = self.by_source.get_mut(&e.source) {
-            let hash = text_hash;
-            if let Ok(found) = index.find_entry(hash, |&s| s == slot) {
+            if let Ok(found) = index.find_entry(text_hash, |&s| s == slot) {
                 found.remove();
             }
             if index.is_empty() {
                 self.by_source.remove(&e.source);
             }
         }
-        self.text.get_mut(e.at, e.stored()).zeroize();
-        self.dead += usize::from(e.stored());
+        if e.digest_prefix().is_some() {
+            self.versions.remove(&slot);
+        } else {
+            self.text.get_mut(e.text_at(), e.stored()).zeroize();
+            self.dead += usize::from(e.stored());
+        }
         self.entry_mut(slot).zeroize();
         self.free.push(slot);
         if self.dead > TEXT_PAGE && self.dead * 2 > self.text.len {
@@ -429,12 +577,15 @@ impl SyncIds {
         }
     }
 
-    /// Copies the live identifiers into a buffer of their own, dropping the
-    /// zeroed bytes of removed ones.
+    /// Copies the live text-form identifiers into a buffer of their own,
+    /// dropping the zeroed bytes of removed ones.
     fn compact_text(&mut self) {
         let mut text = Text::default();
-        for e in self.entries.iter_mut().flatten().filter(|e| e.len > 0) {
-            e.at = text.push(kept_of(&self.text, e));
+        for e in self.entries.iter_mut().flatten() {
+            if !e.is_free() && e.digest_prefix().is_none() {
+                let at = text.push(kept_of(&self.text, e));
+                e.key[..8].copy_from_slice(&at.to_le_bytes());
+            }
         }
         self.text.zeroize();
         self.text = text;
@@ -443,6 +594,7 @@ impl SyncIds {
 
     pub(super) fn shrink_to_fit(&mut self) {
         self.free.shrink_to_fit();
+        self.versions.shrink_to_fit();
         let (hasher, entries) = (&self.hasher, &self.entries);
         self.by_id
             .shrink_to_fit(|&s| hasher.hash_one(entry(entries, s).id()));
@@ -451,15 +603,23 @@ impl SyncIds {
     pub(super) fn memory_bytes(&self) -> usize {
         use std::mem::size_of;
         // hashbrown: one control byte per bucket beside each slot.
-        let table = |capacity: usize| capacity * 8 / 7 * (size_of::<u32>() + 1);
+        let table = |capacity: usize, slot: usize| capacity * 8 / 7 * (slot + 1);
+        let prefixes = self.prefixes.iter().map(|p| p.len()).sum::<usize>() * 2;
         self.entries.iter().map(Vec::capacity).sum::<usize>() * size_of::<Entry>()
             + self.free.capacity() * size_of::<u32>()
             + self.text.capacity()
-            + table(self.by_id.capacity())
+            + prefixes
+            + self.prefixes.capacity() * size_of::<Box<[u8]>>()
+            + table(
+                self.prefix_numbers.capacity(),
+                size_of::<(Box<[u8]>, u16)>(),
+            )
+            + table(self.versions.capacity(), size_of::<(u32, i64)>())
+            + table(self.by_id.capacity(), size_of::<u32>())
             + self
                 .by_source
                 .values()
-                .map(|i| table(i.capacity()))
+                .map(|i| table(i.capacity(), size_of::<u32>()))
                 .sum::<usize>()
     }
 
@@ -469,6 +629,13 @@ impl SyncIds {
             page.zeroize();
         }
         self.text.zeroize();
+        for prefix in &mut self.prefixes {
+            prefix.zeroize();
+        }
+        let mut numbers = std::mem::take(&mut self.prefix_numbers);
+        for (mut prefix, _) in numbers.drain() {
+            prefix.zeroize();
+        }
         *self = SyncIds::default();
     }
 }
@@ -518,7 +685,8 @@ mod tests {
     #[test]
     fn compaction_keeps_every_live_identifier() {
         let mut s = SyncIds::default();
-        let name = |i: u128| format!("ah1-{i:032x}");
+        // Text-form identifiers: only they take room in the text.
+        let name = |i: u128| format!("ah1-{i:032x}-p");
         for i in 0..20_000u128 {
             s.insert(i, tag(&name(i), (i % 3) as u32, i as i64));
         }
@@ -589,13 +757,98 @@ mod tests {
         assert!(s
             .find(7, &"q".repeat(crate::samples::MAX_SYNC_ID + 1))
             .is_none());
-        // Packed: 4 + 16 + 1 bytes instead of 36.
+        // A prefix and a 32-digit tail: in its record, none of it in the
+        // text; a longer tail: packed, 4 + 17 + 1 bytes instead of 38.
         let mut one = SyncIds::default();
         one.insert(1, tag(&ids[0], 0, 0));
-        assert_eq!(one.text.len, 21);
+        assert_eq!(one.text.len, 0);
+        one.insert(2, tag(&format!("ah1-{digest}aa"), 0, 0));
+        assert_eq!(one.text.len, 22);
         // Removing one packed identifier leaves the others.
         s.remove(0);
         assert!(s.find(7, &ids[0]).is_none());
         assert_eq!(s.find(7, &ids[3]).map(|(id, _)| id), Some(3));
+    }
+
+    /// An imported sample's identifier (a prefix and a 128-bit digest) is
+    /// held in its 40-byte record: with both tables, under 64 bytes per
+    /// sample, where the text form took 80. Versions, removal and reuse
+    /// work as in the text form.
+    #[test]
+    fn imported_identifiers_are_held_in_their_records() {
+        let mut s = SyncIds::default();
+        let name = |i: u128| format!("ah1-{:032x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let n = 200_000u128;
+        // An import writes no versions; an app may.
+        let version = |i: u128| if i % 1000 == 3 { i as i64 } else { 0 };
+        for i in 0..n {
+            s.insert(i, tag(&name(i), (i % 2) as u32, version(i)));
+        }
+        assert_eq!(s.text.len, 0);
+        assert_eq!(s.prefixes.len(), 1);
+        let per_sample = s.memory_bytes() as f64 / n as f64;
+        assert!(per_sample < 64.0, "{per_sample} bytes per sample");
+        for i in (0..n).step_by(997).chain([3, 1003]) {
+            let found = s
+                .find((i % 2) as u32, &name(i))
+                .map(|(id, t)| (id, t.sync_id.into_owned(), t.version));
+            assert_eq!(found, Some((i, name(i), version(i))));
+            assert!(s.find(((i + 1) % 2) as u32, &name(i)).is_none());
+        }
+        // A version 0 record reused by one with a version, and back.
+        s.remove(5);
+        s.insert(5, tag(&name(5), 1, 0));
+        s.remove(1);
+        s.insert(n, tag(&name(n), 0, 9));
+        assert_eq!(
+            s.find(0, &name(n)).map(|(id, t)| (id, t.version)),
+            Some((n, 9))
+        );
+        assert_eq!(s.tag(5).map(|t| t.version), Some(0));
+        assert!(s.tag(1).is_none());
+        let listed: Vec<_> = s
+            .by_id()
+            .iter()
+            .map(|(id, t)| (id, t.into_owned()))
+            .collect();
+        assert_eq!(listed.len(), n as usize);
+        assert!(listed.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(
+            listed
+                .iter()
+                .find(|(id, _)| *id == 7)
+                .map(|(_, t)| t.sync_id.to_string()),
+            Some(name(7))
+        );
+    }
+
+    /// Past [`MAX_PREFIXES`] prefixes, identifiers take the text form; each
+    /// is found in the form it was stored in, before and after the others.
+    #[test]
+    fn prefixes_past_the_cap_take_the_text_form() {
+        let mut s = SyncIds::default();
+        let digest = "0123456789abcdef".repeat(2);
+        let name = |p: usize| format!("p{p}-{digest}");
+        let count = MAX_PREFIXES + 50;
+        for p in 0..count {
+            s.insert(p as u128, tag(&name(p), 3, p as i64));
+        }
+        assert_eq!(s.prefixes.len(), MAX_PREFIXES);
+        assert!(s.text.len > 0);
+        for p in 0..count {
+            let found = s
+                .find(3, &name(p))
+                .map(|(id, t)| (id, t.sync_id.into_owned(), t.version));
+            assert_eq!(found, Some((p as u128, name(p), p as i64)), "{p}");
+        }
+        // Taking over an identifier in either form replaces its holder.
+        s.insert(10_000, tag(&name(0), 3, 1));
+        s.insert(10_001, tag(&name(count - 1), 3, 1));
+        assert!(s.tag(0).is_none() && s.tag((count - 1) as u128).is_none());
+        assert_eq!(s.find(3, &name(0)).map(|(id, _)| id), Some(10_000));
+        assert_eq!(s.find(3, &name(count - 1)).map(|(id, _)| id), Some(10_001));
+        s.wipe();
+        assert!(s.prefixes.is_empty() && s.find(3, &name(0)).is_none());
+        assert_eq!(s.memory_bytes(), 0);
     }
 }
