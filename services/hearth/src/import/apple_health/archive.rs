@@ -197,7 +197,7 @@ impl Export {
     /// Runs `f` over the export XML as a byte stream.
     pub fn with_xml<T>(
         &self,
-        f: impl FnOnce(&mut (dyn Read + Send)) -> Result<T, ImportError>,
+        f: impl FnOnce(&mut dyn Read) -> Result<T, ImportError>,
     ) -> Result<T, ImportError> {
         let file = File::open(&self.path)
             .map_err(|e| ImportError::Malformed(format!("reopening: {e}")))?;

@@ -65,21 +65,18 @@ pub fn import(export: &Export, sink: &mut dyn Sink) -> Result<Tally, ImportError
         source_names: SourceNames::default(),
     };
     export.with_xml(|input| {
-        let mut position = 0;
-        xml::read_ahead(input, |batch, read| {
-            position = read;
-            for el in batch {
-                importer.tally.records += 1;
-                importer.element(el)?;
-                if importer.tally.records.is_multiple_of(PROGRESS_EVERY) {
-                    let records = importer.tally.records;
-                    importer.sink.progress(position, records);
-                }
+        let mut elements = xml::elements(input)?;
+        while let Some(el) = elements.next_element()? {
+            importer.tally.records += 1;
+            importer.element(&el)?;
+            elements.recycle(el);
+            if importer.tally.records.is_multiple_of(PROGRESS_EVERY) {
+                let records = importer.tally.records;
+                importer.sink.progress(elements.position(), records);
             }
-            Ok(())
-        })?;
+        }
         let records = importer.tally.records;
-        importer.sink.progress(position, records);
+        importer.sink.progress(elements.position(), records);
         Ok(())
     })?;
     importer.replay_deferred()?;
