@@ -851,4 +851,18 @@ mod tests {
         assert!(s.prefixes.is_empty() && s.find(3, &name(0)).is_none());
         assert_eq!(s.memory_bytes(), 0);
     }
+
+    /// Every byte a digest may hold reads back from its two digits and
+    /// spells them again.
+    #[test]
+    fn every_digit_pair_reads_as_the_byte_it_spells() {
+        for byte in 0..=255u8 {
+            let id = format!("p-{}", format!("{byte:02x}").repeat(16));
+            let kept = Kept::of(&id).unwrap();
+            assert_eq!(kept.digest_parts(), Some((&b"p-"[..], &[byte; 16])), "{id}");
+            let mut s = SyncIds::default();
+            s.insert(1, tag(&id, 0, 0));
+            assert_eq!(s.tag(1).map(|t| t.sync_id.into_owned()), Some(id));
+        }
+    }
 }
