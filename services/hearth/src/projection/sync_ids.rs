@@ -2,12 +2,14 @@
 //! `sync_id`s, and each synced sample's identifier for presenting it.
 //!
 //! Only samples written with a `sync_id` have an entry. An imported export
-//! gives every sample one, so entries are kept compact: a fixed-size record
-//! per sample, the identifiers' text side by side (a digest ending one is
-//! kept as the bytes it spells), both in fixed-size pages
-//! (growing never copies, and never reserves twice what is used), and two
-//! tables of record numbers (by sample id, and per source by identifier),
-//! so a lookup never touches another source's entries.
+//! gives every sample one, so entries are kept compact: a 40-byte record
+//! per sample, in fixed-size pages (growing never copies, and never
+//! reserves twice what is used), and two tables of record numbers (by
+//! sample id, and per source by identifier), so a lookup never touches
+//! another source's entries. An identifier made of a prefix and a 128-bit
+//! digest in hex, as every imported one is, is held in its record: the
+//! digest's bytes and the prefix's number. Any other is kept in text pages
+//! beside the records (a digest ending one as the bytes it spells).
 
 use std::borrow::Cow;
 use std::hash::BuildHasher;
@@ -101,8 +103,9 @@ const PACKED: u16 = 1 << 14;
 /// only what text costs.
 const MAX_PREFIXES: usize = 1024;
 /// Lowercase hex digits ending an identifier, at least this many (an even
-/// number of them), are kept as the bytes they spell: an imported sample's
-/// identifier (a prefix and a 128-bit digest) takes 21 bytes instead of 36.
+/// number of them), are kept as the bytes they spell: exactly this many
+/// make the digest form; more, as a Health Auto Export identifier's 40,
+/// a packed text form (`hae:` and 40 digits take 25 bytes instead of 44).
 const HEX_TAIL: usize = 32;
 const MAX_KEPT: usize = crate::samples::MAX_SYNC_ID;
 
@@ -378,7 +381,8 @@ impl SyncIds {
             .map_or(&[][..], |p| &p[..]);
         let len = prefix.len() + 32;
         out[..prefix.len()].copy_from_slice(prefix);
-        hex::encode_to_slice(e.key, &mut out[prefix.len()..len]).expect("32 digits for 16 bytes");
+        hex::encode_to_slice(e.key.as_slice(), &mut out[prefix.len()..len])
+            .expect("32 digits for 16 bytes");
         // Only whole `str`s were split into a prefix and a digest.
         std::str::from_utf8(&out[..len]).unwrap_or_default()
     }
@@ -555,9 +559,9 @@ impl SyncIds {
         if let Ok(found) = self.by_id.find_entry(hash, |&s| s == slot) {
             found.remove();
         }
-        let text_hash = hash_entry(&self.hasher, &self.text, &e);
+        let key_hash = hash_entry(&self.hasher, &self.text, &e);
         if let Some(index) = self.by_source.get_mut(&e.source) {
-            if let Ok(found) = index.find_entry(text_hash, |&s| s == slot) {
+            if let Ok(found) = index.find_entry(key_hash, |&s| s == slot) {
                 found.remove();
             }
             if index.is_empty() {
