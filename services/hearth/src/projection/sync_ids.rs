@@ -111,8 +111,8 @@ const MAX_KEPT: usize = crate::samples::MAX_SYNC_ID;
 
 /// An identifier as it is kept: as it is, or packed: the characters before
 /// its hex tail, the bytes the tail spells, and how many characters came
-/// before it. An identifier has one kept form, and no two share one, so
-/// identifiers are compared and hashed by it.
+/// before it. An identifier has one kept form, and no two share one, so a
+/// text-form identifier is compared and hashed by it.
 struct Kept {
     bytes: [u8; MAX_KEPT],
     len: usize,
@@ -321,10 +321,10 @@ pub(super) struct SyncIds {
     /// compacted.
     text: Text,
     dead: usize,
-    /// The prefixes of digest-form identifiers, by number, and the number
-    /// of each.
+    /// The prefixes of digest-form identifiers, by number, and their
+    /// numbers hashed by prefix.
     prefixes: Vec<Box<[u8]>>,
-    prefix_numbers: HashMap<Box<[u8]>, u16>,
+    prefix_numbers: HashTable<u16>,
     /// Digest-form records' versions other than 0 (an import writes none).
     versions: HashMap<u32, i64>,
     /// Record numbers, hashed by sample id.
@@ -357,7 +357,6 @@ fn holds(text: &Text, e: &Entry, key: &Key) -> bool {
         Key::Digest { prefix, digest } => e.digest_prefix() == Some(prefix) && e.key == *digest,
         Key::Text(kept) => {
             e.digest_prefix().is_none()
-                && !e.is_free()
                 && e.packed() == kept.packed
                 && kept_of(text, e) == kept.as_bytes()
         }
@@ -433,22 +432,35 @@ impl SyncIds {
     /// is always looked up in the form it was stored in.
     fn key_of<'k>(&self, kept: &'k Kept) -> Key<'k> {
         match kept.digest_parts() {
-            Some((prefix, digest)) => match self.prefix_numbers.get(prefix) {
-                Some(&prefix) => Key::Digest { prefix, digest },
+            Some((prefix, digest)) => match self.prefix_number(prefix) {
+                Some(prefix) => Key::Digest { prefix, digest },
                 None => Key::Text(kept),
             },
             None => Key::Text(kept),
         }
     }
 
+    fn prefix_number(&self, prefix: &[u8]) -> Option<u16> {
+        let prefixes = &self.prefixes;
+        self.prefix_numbers
+            .find(self.hasher.hash_one(prefix), |&n| {
+                *prefixes[usize::from(n)] == *prefix
+            })
+            .copied()
+    }
+
     /// How `kept` is stored: [`Self::key_of`], numbering its prefix if
     /// there is room.
     fn key_to_store<'k>(&mut self, kept: &'k Kept) -> Key<'k> {
         if let Some((prefix, _)) = kept.digest_parts() {
-            if !self.prefix_numbers.contains_key(prefix) && self.prefixes.len() < MAX_PREFIXES {
+            if self.prefix_number(prefix).is_none() && self.prefixes.len() < MAX_PREFIXES {
                 let number = self.prefixes.len() as u16;
                 self.prefixes.push(prefix.into());
-                self.prefix_numbers.insert(prefix.into(), number);
+                let (hasher, prefixes) = (&self.hasher, &self.prefixes);
+                self.prefix_numbers
+                    .insert_unique(hasher.hash_one(prefix), number, |&n| {
+                        hasher.hash_one(&*prefixes[usize::from(n)])
+                    });
             }
         }
         self.key_of(kept)
@@ -505,6 +517,7 @@ impl SyncIds {
             ty: tag.ty.0,
             ..Entry::default()
         };
+        let version_aside = matches!(key, Key::Digest { .. }) && tag.version != 0;
         match key {
             Key::Digest { prefix, digest } => {
                 new.key = *digest;
@@ -533,7 +546,7 @@ impl SyncIds {
             }
         };
         new.zeroize();
-        if entry(&self.entries, slot).digest_prefix().is_some() && tag.version != 0 {
+        if version_aside {
             self.versions.insert(slot, tag.version);
         }
         let (hasher, entries, text) = (&self.hasher, &self.entries, &self.text);
@@ -608,16 +621,13 @@ impl SyncIds {
         use std::mem::size_of;
         // hashbrown: one control byte per bucket beside each slot.
         let table = |capacity: usize, slot: usize| capacity * 8 / 7 * (slot + 1);
-        let prefixes = self.prefixes.iter().map(|p| p.len()).sum::<usize>() * 2;
+        let prefixes = self.prefixes.iter().map(|p| p.len()).sum::<usize>();
         self.entries.iter().map(Vec::capacity).sum::<usize>() * size_of::<Entry>()
             + self.free.capacity() * size_of::<u32>()
             + self.text.capacity()
             + prefixes
             + self.prefixes.capacity() * size_of::<Box<[u8]>>()
-            + table(
-                self.prefix_numbers.capacity(),
-                size_of::<(Box<[u8]>, u16)>(),
-            )
+            + table(self.prefix_numbers.capacity(), size_of::<u16>())
             + table(self.versions.capacity(), size_of::<(u32, i64)>())
             + table(self.by_id.capacity(), size_of::<u32>())
             + self
@@ -634,10 +644,6 @@ impl SyncIds {
         }
         self.text.zeroize();
         for prefix in &mut self.prefixes {
-            prefix.zeroize();
-        }
-        let mut numbers = std::mem::take(&mut self.prefix_numbers);
-        for (mut prefix, _) in numbers.drain() {
             prefix.zeroize();
         }
         *self = SyncIds::default();
