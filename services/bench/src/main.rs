@@ -727,6 +727,8 @@ static ALLOCATOR: zero_on_free::ZeroOnFree<mimalloc::MiMalloc> =
 fn main() -> anyhow::Result<std::process::ExitCode> {
     // As the server's binary does, before the runtime's threads exist.
     zero_on_free::return_freed_memory_promptly();
+    // A kernel that refuses only costs memory, not correctness.
+    let _ = zero_on_free::use_small_pages();
     tokio::runtime::Runtime::new()?.block_on(run())
 }
 

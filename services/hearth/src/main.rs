@@ -21,6 +21,8 @@ static ALLOCATOR: zero_on_free::ZeroOnFree<mimalloc::MiMalloc> =
 fn main() -> ExitCode {
     // Before the runtime's threads exist: see the function.
     zero_on_free::return_freed_memory_promptly();
+    // A kernel that refuses only costs memory, not correctness.
+    let _ = zero_on_free::use_small_pages();
     match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime.block_on(run()),
         Err(e) => {

@@ -49,6 +49,22 @@ pub fn return_freed_memory_promptly() {
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) }
 }
 
+/// Has the system back this process's memory with ordinary pages only,
+/// never transparent huge pages (2 MiB each): mimalloc asks for them on
+/// its arenas, and a huge page is resident whole however little of it is
+/// used, and stays so when mimalloc gives part of it back. An import's
+/// peak held about 60 MB more with them, and ran no faster. Call it first
+/// thing in `main`, before memory is mapped for other threads.
+pub fn use_small_pages() -> std::io::Result<()> {
+    // SAFETY: `PR_SET_THP_DISABLE` sets a flag of this process; it reads
+    // and writes no memory of ours.
+    if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Wraps `A`, zeroing each block before `A` frees it. Growing or shrinking
 /// a block moves it here (new block, copy, wipe and free the old one),
 /// since `A`'s own `realloc` may free the old block unwiped. Blocks of
@@ -271,6 +287,16 @@ mod tests {
         // SAFETY: as above.
         let after = unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) };
         assert_eq!(after, PURGE_DELAY_MS);
+    }
+
+    /// The process's flag is what the kernel checks on every fault, for
+    /// mappings made before and after the call.
+    #[test]
+    fn huge_pages_are_turned_off_for_the_process() {
+        use_small_pages().unwrap();
+        // SAFETY: reads a flag of this process.
+        let flag = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+        assert_eq!(flag, 1);
     }
 
     #[test]
