@@ -54,7 +54,8 @@ pub fn return_freed_memory_promptly() {
 /// its arenas, and a huge page is resident whole however little of it is
 /// used, and stays so when mimalloc gives part of it back. An import's
 /// peak held about 60 MB more with them, and ran no faster. Call it first
-/// thing in `main`, before memory is mapped for other threads.
+/// thing in `main`: it covers mappings made before it too, but not huge
+/// pages already in them.
 pub fn use_small_pages() -> std::io::Result<()> {
     // SAFETY: `PR_SET_THP_DISABLE` sets a flag of this process; it reads
     // and writes no memory of ours.

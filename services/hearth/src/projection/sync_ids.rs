@@ -203,21 +203,23 @@ impl Drop for Kept {
     }
 }
 
-/// How an identifier is looked up and stored.
+/// How an identifier is looked up, stored, compared and hashed: the same
+/// for one asked about and one a record holds.
+#[derive(PartialEq, Eq, Hash)]
 enum Key<'a> {
     /// Its prefix's number and its digest.
     Digest { prefix: u16, digest: &'a [u8; 16] },
-    /// Its kept form, in the text buffer.
-    Text(&'a Kept),
+    /// Its kept form (see [`Kept`]), in the text buffer once stored.
+    Text { kept: &'a [u8], packed: bool },
 }
 
-/// What identifiers are hashed by: their form and what it holds.
-fn hash_digest(hasher: &DefaultHashBuilder, prefix: u16, digest: &[u8; 16]) -> u64 {
-    hasher.hash_one((prefix, digest))
-}
-
-fn hash_text(hasher: &DefaultHashBuilder, kept: &[u8], packed: bool) -> u64 {
-    hasher.hash_one((packed, kept))
+impl<'a> Key<'a> {
+    fn text(kept: &'a Kept) -> Key<'a> {
+        Key::Text {
+            kept: kept.as_bytes(),
+            packed: kept.packed,
+        }
+    }
 }
 
 fn halves(id: u128) -> [u64; 2] {
@@ -344,23 +346,22 @@ fn kept_of<'a>(text: &'a Text, e: &Entry) -> &'a [u8] {
     text.get(e.text_at(), e.stored())
 }
 
-fn hash_entry(hasher: &DefaultHashBuilder, text: &Text, e: &Entry) -> u64 {
+/// The key of the identifier `e` holds.
+fn key_of_entry<'a>(text: &'a Text, e: &'a Entry) -> Key<'a> {
     match e.digest_prefix() {
-        Some(prefix) => hash_digest(hasher, prefix, &e.key),
-        None => hash_text(hasher, kept_of(text, e), e.packed()),
+        Some(prefix) => Key::Digest {
+            prefix,
+            digest: &e.key,
+        },
+        None => Key::Text {
+            kept: kept_of(text, e),
+            packed: e.packed(),
+        },
     }
 }
 
-/// Whether `e` holds the identifier `key` stands for.
-fn holds(text: &Text, e: &Entry, key: &Key) -> bool {
-    match *key {
-        Key::Digest { prefix, digest } => e.digest_prefix() == Some(prefix) && e.key == *digest,
-        Key::Text(kept) => {
-            e.digest_prefix().is_none()
-                && e.packed() == kept.packed
-                && kept_of(text, e) == kept.as_bytes()
-        }
-    }
+fn hash_entry(hasher: &DefaultHashBuilder, text: &Text, e: &Entry) -> u64 {
+    hasher.hash_one(key_of_entry(text, e))
 }
 
 impl SyncIds {
@@ -431,13 +432,12 @@ impl SyncIds {
     /// [`MAX_PREFIXES`] are, and never loses its number, so an identifier
     /// is always looked up in the form it was stored in.
     fn key_of<'k>(&self, kept: &'k Kept) -> Key<'k> {
-        match kept.digest_parts() {
-            Some((prefix, digest)) => match self.prefix_number(prefix) {
-                Some(prefix) => Key::Digest { prefix, digest },
-                None => Key::Text(kept),
-            },
-            None => Key::Text(kept),
-        }
+        kept.digest_parts()
+            .and_then(|(prefix, digest)| {
+                let prefix = self.prefix_number(prefix)?;
+                Some(Key::Digest { prefix, digest })
+            })
+            .unwrap_or_else(|| Key::text(kept))
     }
 
     fn prefix_number(&self, prefix: &[u8]) -> Option<u16> {
@@ -452,8 +452,12 @@ impl SyncIds {
     /// How `kept` is stored: [`Self::key_of`], numbering its prefix if
     /// there is room.
     fn key_to_store<'k>(&mut self, kept: &'k Kept) -> Key<'k> {
-        if let Some((prefix, _)) = kept.digest_parts() {
-            if self.prefix_number(prefix).is_none() && self.prefixes.len() < MAX_PREFIXES {
+        let Some((prefix, digest)) = kept.digest_parts() else {
+            return Key::text(kept);
+        };
+        let number = match self.prefix_number(prefix) {
+            Some(number) => number,
+            None if self.prefixes.len() < MAX_PREFIXES => {
                 let number = self.prefixes.len() as u16;
                 self.prefixes.push(prefix.into());
                 let (hasher, prefixes) = (&self.hasher, &self.prefixes);
@@ -461,22 +465,26 @@ impl SyncIds {
                     .insert_unique(hasher.hash_one(prefix), number, |&n| {
                         hasher.hash_one(&*prefixes[usize::from(n)])
                     });
+                number
             }
+            None => return Key::text(kept),
+        };
+        Key::Digest {
+            prefix: number,
+            digest,
         }
-        self.key_of(kept)
     }
 
     fn hash_key(&self, key: &Key) -> u64 {
-        match *key {
-            Key::Digest { prefix, digest } => hash_digest(&self.hasher, prefix, digest),
-            Key::Text(kept) => hash_text(&self.hasher, kept.as_bytes(), kept.packed),
-        }
+        self.hasher.hash_one(key)
     }
 
     /// The record in `index` (a source's) holding `key`, hashed to `hash`.
     fn find_key(&self, index: &HashTable<u32>, key: &Key, hash: u64) -> Option<u32> {
         index
-            .find(hash, |&s| holds(&self.text, entry(&self.entries, s), key))
+            .find(hash, |&s| {
+                key_of_entry(&self.text, entry(&self.entries, s)) == *key
+            })
             .copied()
     }
 
@@ -523,11 +531,11 @@ impl SyncIds {
                 new.key = *digest;
                 new.form = DIGEST | prefix;
             }
-            Key::Text(kept) => {
-                let at = self.text.push(kept.as_bytes());
+            Key::Text { kept, packed } => {
+                let at = self.text.push(kept);
                 new.key[..8].copy_from_slice(&at.to_le_bytes());
                 new.key[8..].copy_from_slice(&tag.version.to_le_bytes());
-                new.form = kept.len as u16 | if kept.packed { PACKED } else { 0 };
+                new.form = kept.len() as u16 | if packed { PACKED } else { 0 };
             }
         }
         let slot = match self.free.pop() {
