@@ -62,6 +62,12 @@ impl OpenStore {
         self.projection.sample_count()
     }
 
+    /// How many sync identifiers the projection holds by records rather
+    /// than by derived ids (for tests and benchmarks).
+    pub fn sync_records(&self) -> usize {
+        self.projection.sync_records()
+    }
+
     /// Bytes the projection holds.
     pub fn memory_bytes(&self) -> usize {
         self.projection.memory_bytes()

@@ -152,8 +152,8 @@ impl View {
     }
 
     /// The sync identifier and version of a sample the caller sees.
-    pub fn sync_tag(&self, id: u128) -> Option<(Box<str>, i64)> {
-        self.projection.sync_tag(id)
+    pub fn sync_tag(&self, ty: TypeIndex, row: &Row) -> Option<(Box<str>, i64)> {
+        self.projection.sync_tag(ty, row)
     }
 
     /// The version of the caller's own sample under `sync_id`, if one is
@@ -161,7 +161,7 @@ impl View {
     pub fn own_sync_version(&self, sync_id: &str) -> Option<i64> {
         let source = self.projection.source_id(self.caller.source())?;
         self.projection
-            .synced(source, sync_id)
+            .synced(source, sync_id, None)
             .map(|(_, tag)| tag.version)
     }
 

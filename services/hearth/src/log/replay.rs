@@ -351,7 +351,11 @@ pub async fn replay_from(
     let (mut builder, mut registry, from, known) = match start {
         Some(s) => (s.builder, s.registry, s.at, s.keys),
         None => (
-            ProjectionBuilder::new(),
+            ProjectionBuilder::new().with_derived_ids(
+                &keys
+                    .root()
+                    .derive(crate::projection::derived_ids::KEY_LABEL),
+            ),
             Registry::default(),
             LogHead::EMPTY,
             Walked::default(),

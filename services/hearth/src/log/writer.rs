@@ -864,9 +864,10 @@ impl WriterTask {
                     Some((Some(slot), version, e.samples.clone()))
                 }
                 None => self
-                    .stored(&source, &sync.sync_id, pending)
+                    .stored(&source, &sync.sync_id, entry_type(&entry), pending)
                     .map(|s| (None, s.version, s.samples)),
             };
+            let is_new = earlier.is_none();
             let mut replaces = false;
             if let Some((slot, version, samples)) = earlier {
                 if version == sync_version && same_entry(&samples, &entry) {
@@ -897,6 +898,10 @@ impl WriterTask {
                         replaces = true;
                     }
                 }
+            }
+            let mut entry = entry;
+            if skip_conflicts && is_new {
+                self.derive_id(&source, &mut entry, pending);
             }
             // This entry now holds the identifier in the request: an earlier
             // holder was superseded above.
@@ -986,12 +991,18 @@ impl WriterTask {
 
     /// The live entry of `source` holding `sync_id`, as earlier requests of
     /// the group left it. Nothing of another source is ever looked at.
-    fn stored(&self, source: &str, sync_id: &str, pending: &Pending) -> Option<Synced> {
+    fn stored(
+        &self,
+        source: &str,
+        sync_id: &str,
+        ty: Option<TypeIndex>,
+        pending: &Pending,
+    ) -> Option<Synced> {
         if let Some(s) = pending.synced.get(source).and_then(|m| m.get(sync_id)) {
             return Some(s.clone());
         }
         let source_id = self.projection.source_id(source)?;
-        let (id, tag) = self.projection.synced(source_id, sync_id)?;
+        let (id, tag) = self.projection.synced(source_id, sync_id, ty)?;
         if pending.deleted.contains(&id) {
             return None;
         }
@@ -1014,6 +1025,27 @@ impl WriterTask {
         })
     }
 
+    /// Gives a new imported entry's sample the id derived from its sync
+    /// identifier, where there is one (see `projection::derived_ids`): the
+    /// projection then needs no record of the identifier. Its members keep
+    /// theirs. Only imports are given derived ids: they answer with the
+    /// ids they were given, so nothing refers to the one replaced.
+    fn derive_id(&self, source: &str, entry: &mut NewEntry, pending: &Pending) {
+        let Some(sync) = entry.sync.as_ref().filter(|s| s.version == 0) else {
+            return;
+        };
+        let Some(sample) = entry.samples.last_mut() else {
+            return;
+        };
+        let derived = self
+            .projection
+            .derived_id(source, sample.type_index, &sync.sync_id)
+            .filter(|id| !pending.deleted.contains(id));
+        if let Some(id) = derived {
+            sample.sample.id = id.to_be_bytes();
+        }
+    }
+
     fn stored_sample(&self, type_index: TypeIndex, row: &Row) -> NewSample {
         NewSample {
             type_index,
@@ -1029,6 +1061,11 @@ impl WriterTask {
             device: self.projection.device(row.source, row.device),
         }
     }
+}
+
+/// The type of the sample an entry is (its members come before it).
+fn entry_type(entry: &NewEntry) -> Option<TypeIndex> {
+    entry.samples.last().map(|s| s.type_index)
 }
 
 /// A request's accepted samples as log events, one per type: each event is

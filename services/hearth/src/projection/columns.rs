@@ -29,6 +29,9 @@ pub struct Row {
     pub source: u32,
     /// The device's slot within `source`; 0 when the sample names none.
     pub device: u16,
+    /// For an id derived from the row's sync identifier (see
+    /// [`super::derived_ids`]), the 6 bits its UUID shape overwrote.
+    pub derived: Option<u8>,
     /// The log record that added the sample (saturates at `u32::MAX`).
     pub seq: u32,
     pub metadata: Option<Box<str>>,
@@ -38,6 +41,30 @@ impl Row {
     fn key(&self) -> (i64, u128) {
         (self.start_us, self.id)
     }
+}
+
+/// The highest device slot a row holds: a row's device cell (`u16`) keeps
+/// its slot in the low 9 bits, and above them whether its id is derived
+/// (see [`super::derived_ids`]), with the 6 bits that gives it back. Writes
+/// are capped far below this (`MAX_DEVICES_PER_SOURCE`).
+pub const MAX_DEVICE_SLOT: u16 = (1 << 9) - 1;
+/// A device cell's mark of a derived id.
+const DERIVED: u16 = 1 << 15;
+
+fn device_cell(slot: u16, derived: Option<u8>) -> u16 {
+    let slot = slot.min(MAX_DEVICE_SLOT);
+    match derived {
+        Some(bits) => slot | DERIVED | (u16::from(bits & 0x3f) << 9),
+        None => slot,
+    }
+}
+
+fn slot_of(cell: u16) -> u16 {
+    cell & MAX_DEVICE_SLOT
+}
+
+fn derived_of(cell: u16) -> Option<u8> {
+    (cell & DERIVED != 0).then_some(((cell >> 9) & 0x3f) as u8)
 }
 
 /// Rows collected for columns, kept as columns from the start: a full
@@ -108,7 +135,7 @@ impl RowColumns {
             self.value.push(row.value);
             self.source.push(row.source);
             self.seq.push(row.seq);
-            self.device.push(row.device);
+            self.device.push(device_cell(row.device, row.derived));
             self.start_offset.push(row.start_offset_min);
             self.end_offset.push(row.end_offset_min);
         }
@@ -177,7 +204,8 @@ impl RowColumns {
             end_offset_min: self.end_offset[r],
             value: self.value[r],
             source: self.source[r],
-            device: self.device[r],
+            device: slot_of(self.device[r]),
+            derived: derived_of(self.device[r]),
             seq: self.seq[r],
             metadata: self
                 .metadata
@@ -389,8 +417,26 @@ impl TypeColumns {
         &self.source
     }
 
-    pub fn devices(&self) -> &[u16] {
-        &self.device
+    /// The device slot of `row`.
+    pub fn device_of(&self, row: usize) -> u16 {
+        slot_of(self.device[row])
+    }
+
+    /// For a row whose id is derived from its sync identifier, the bits
+    /// that gives it back (see [`super::derived_ids`]).
+    pub fn derived_of(&self, row: usize) -> Option<u8> {
+        derived_of(self.device[row])
+    }
+
+    /// Marks `row`'s id as derived from its sync identifier, with the bits
+    /// that gives it back.
+    pub fn set_derived(&mut self, row: usize, bits: u8) {
+        self.device[row] = device_cell(slot_of(self.device[row]), Some(bits));
+    }
+
+    /// The live rows whose ids are derived from their sync identifiers.
+    pub fn derived_rows(&self) -> impl Iterator<Item = usize> + '_ {
+        self.live_rows().filter(|&r| self.device[r] & DERIVED != 0)
     }
 
     pub fn seqs(&self) -> &[u32] {
@@ -614,7 +660,7 @@ impl TypeColumns {
         let mut seen = hashbrown::HashSet::new();
         let mut last = None;
         for r in 0..self.len() {
-            let origin = (self.source[r], self.device[r]);
+            let origin = (self.source[r], slot_of(self.device[r]));
             // Rows of one origin come in runs: skip the hash while it lasts.
             if last == Some(origin) || !self.live(r) {
                 continue;
@@ -814,7 +860,8 @@ impl TypeColumns {
             end_offset_min: self.end_offset[row],
             value: self.value[row],
             source: self.source[row],
-            device: self.device[row],
+            device: slot_of(self.device[row]),
+            derived: derived_of(self.device[row]),
             seq: self.seq[row],
             metadata: None,
         }
@@ -854,7 +901,7 @@ impl TypeColumns {
         self.value.push(row.value);
         self.source.push(row.source);
         self.seq.push(row.seq);
-        self.device.push(row.device);
+        self.device.push(device_cell(row.device, row.derived));
         self.start_offset.push(row.start_offset_min);
         self.end_offset.push(row.end_offset_min);
         if slot != 0 || !self.metadata.is_empty() {
@@ -1242,7 +1289,9 @@ impl ColumnData {
             end_offset_min: self.end_offset[r],
             value: self.value[r],
             source: self.source[r],
-            device: self.device[r],
+            // A snapshot holds slots only, and none past a cell's.
+            device: self.device[r].min(MAX_DEVICE_SLOT),
+            derived: None,
             seq: self.seq[r],
             metadata: self.take_metadata(r),
         }
@@ -1285,7 +1334,8 @@ impl TypeColumns {
         put_column!(out, self.id, self.live_rows());
         put_column!(out, self.source, self.live_rows());
         put_column!(out, self.seq, self.live_rows());
-        put_column!(out, self.device, self.live_rows());
+        let slots: Vec<u16> = self.device.iter().map(|&cell| slot_of(cell)).collect();
+        put_column!(out, slots, self.live_rows());
         put_column!(out, self.start_offset, self.live_rows());
         put_column!(out, self.end_offset, self.live_rows());
         let (numbers, texts) = self.text_numbers();
@@ -1308,7 +1358,7 @@ impl TypeColumns {
             Packer::new(out).ids(rows().map(|r| self.id[r])),
             Packer::new(out).plain(rows().map(|r| u64::from(self.source[r]))),
             Packer::new(out).changes(rows().map(|r| i64::from(self.seq[r]))),
-            Packer::new(out).plain(rows().map(|r| u64::from(self.device[r]))),
+            Packer::new(out).plain(rows().map(|r| u64::from(slot_of(self.device[r])))),
             Packer::new(out).changes(rows().map(|r| i64::from(self.start_offset[r]))),
             Packer::new(out).differences(rows().map(|r| {
                 (
@@ -1371,7 +1421,12 @@ impl TypeColumns {
                 id: std::mem::take(&mut base.id),
                 source: std::mem::take(&mut base.source),
                 seq: std::mem::take(&mut base.seq),
-                device: std::mem::take(&mut base.device),
+                // A snapshot holds slots only; a log from before devices
+                // were capped may name more than a cell holds.
+                device: std::mem::take(&mut base.device)
+                    .into_iter()
+                    .map(|slot| slot.min(MAX_DEVICE_SLOT))
+                    .collect(),
                 start_offset: std::mem::take(&mut base.start_offset),
                 end_offset: std::mem::take(&mut base.end_offset),
                 ..TypeColumns::default()
@@ -1472,6 +1527,7 @@ mod tests {
             value: id as f64,
             source: 0,
             device: 0,
+            derived: None,
             seq: 1,
             // Every third row, with texts that repeat.
             metadata: id

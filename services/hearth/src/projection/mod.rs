@@ -4,6 +4,7 @@
 //! updated by the writer after each commit, wiped at lock.
 
 mod columns;
+pub mod derived_ids;
 mod packed;
 pub mod snapshot;
 mod sync_ids;
@@ -16,7 +17,9 @@ use hashbrown::{HashMap, HashSet};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use tokio::sync::broadcast;
 
+use columns::MAX_DEVICE_SLOT;
 pub use columns::{Row, RowColumns, TypeColumns};
+use derived_ids::{DerivedId, IdDeriver, SourceDigest};
 use sync_ids::SyncIds;
 pub use sync_ids::SyncTag;
 
@@ -81,8 +84,8 @@ impl SourceDevices {
         // Writes are capped far below this (`MAX_DEVICES_PER_SOURCE`); a log
         // written before the cap that names more shares the source's last
         // slot, and replay never fails over it.
-        if self.list.len() >= usize::from(u16::MAX) {
-            return u16::MAX;
+        if self.list.len() >= usize::from(MAX_DEVICE_SLOT) {
+            return MAX_DEVICE_SLOT;
         }
         let device = Arc::new(device.clone());
         self.list.push(device.clone());
@@ -108,6 +111,8 @@ struct Sources {
     names: Vec<Arc<str>>,
     ids: HashMap<Arc<str>, u32>,
     devices: Vec<SourceDevices>,
+    /// Each name hashed: what derived ids are tweaked by.
+    digests: Vec<SourceDigest>,
 }
 
 impl Sources {
@@ -118,6 +123,7 @@ impl Sources {
         let id = self.names.len() as u32;
         let name: Arc<str> = name.into();
         self.names.push(name.clone());
+        self.digests.push(SourceDigest::of(&name));
         self.ids.insert(name, id);
         self.devices.push(SourceDevices::default());
         id
@@ -140,6 +146,10 @@ pub struct Projection {
     sources: RwLock<Sources>,
     /// Each source's sync identifiers and the live samples holding them.
     sync_ids: RwLock<SyncIds>,
+    /// Derives imported samples' ids from their sync identifiers (see
+    /// [`derived_ids`]); from the root key at unlock, dropped (and
+    /// zeroised) at lock.
+    derived_ids: RwLock<Option<IdDeriver>>,
     /// Deletions in log order, for the change feed.
     deletions: RwLock<Deletions>,
     /// The member types of every correlation ever written, deleted ones
@@ -244,9 +254,17 @@ impl Default for Projection {
     }
 }
 
-fn row_from(sample: &StoredSample, source: u32, device: u16, seq: u64) -> Row {
+fn row_from(
+    sample: &StoredSample,
+    source: u32,
+    device: u16,
+    seq: u64,
+    derived: &HashMap<u128, u8>,
+) -> Row {
+    let id = u128::from_be_bytes(sample.id);
     Row {
-        id: u128::from_be_bytes(sample.id),
+        derived: derived.get(&id).copied(),
+        id,
         start_us: sample.start_us,
         start_offset_min: sample.start_offset_min,
         end_us: sample.end_us,
@@ -320,7 +338,7 @@ fn device_groups(event: &Event) -> Option<(&str, Groups<'_>)> {
 }
 
 /// The sync identifiers an event gives its samples, with each sample's type.
-fn sync_tags(event: &Event, source: u32) -> Result<Vec<(u128, SyncTag<&str>)>, UnknownType> {
+fn sync_tags(event: &Event, source: u32) -> Result<Tags<'_>, UnknownType> {
     let Event::SamplesWritten { groups, synced, .. } = event else {
         return Ok(Vec::new());
     };
@@ -344,6 +362,51 @@ fn sync_tags(event: &Event, source: u32) -> Result<Vec<(u128, SyncTag<&str>)>, U
         }
     }
     Ok(out)
+}
+
+/// Sample ids with the sync tags an event gives them.
+type Tags<'t> = Vec<(u128, SyncTag<&'t str>)>;
+
+/// Splits an event's sync tags into the samples whose ids are derived from
+/// theirs (by id, the bits each row keeps) and the tags that need records.
+/// Each is derived again here: a row is marked only if the ids agree.
+fn split_derived<'t>(
+    deriver: Option<&IdDeriver>,
+    sources: &Sources,
+    tags: Tags<'t>,
+) -> (HashMap<u128, u8>, Tags<'t>) {
+    let mut derived = HashMap::new();
+    let Some(deriver) = deriver else {
+        return (derived, tags);
+    };
+    let records = tags
+        .into_iter()
+        .filter(|(id, tag)| match derived_bits(deriver, sources, *id, tag) {
+            Some(bits) => {
+                derived.insert(*id, bits);
+                false
+            }
+            None => true,
+        })
+        .collect();
+    (derived, records)
+}
+
+/// The bits sample `id`'s row keeps if its id is the one derived from
+/// `tag`.
+fn derived_bits(
+    deriver: &IdDeriver,
+    sources: &Sources,
+    id: u128,
+    tag: &SyncTag<&str>,
+) -> Option<u8> {
+    if tag.version != 0 {
+        return None;
+    }
+    let digest = IdDeriver::digest_of(tag.sync_id)?;
+    let source = sources.digests.get(tag.source as usize)?;
+    let d = deriver.derive(source, tag.ty, &digest);
+    (d.id == id).then_some(d.kept)
 }
 
 /// Whether samples of `ty` can be members of some correlation type.
@@ -412,6 +475,7 @@ impl Projection {
             populated,
             sources: RwLock::default(),
             sync_ids: RwLock::default(),
+            derived_ids: RwLock::default(),
             deletions: RwLock::default(),
             correlations: RwLock::default(),
             priority: RwLock::default(),
@@ -593,20 +657,105 @@ impl Projection {
         self.sources.read().names.get(id as usize).cloned()
     }
 
-    /// The live sample of `source` that holds `sync_id`: its id and tag.
-    pub fn synced(&self, source: u32, sync_id: &str) -> Option<(u128, SyncTag)> {
-        self.sync_ids
-            .read()
-            .find(source, sync_id)
-            .map(|(id, tag)| (id, tag.into_owned()))
+    /// The live sample of `source` that holds `sync_id`: its id and tag. A
+    /// sample whose id is derived from its identifier is looked for among
+    /// those of type `ty`, or of every type if `ty` is `None`: the writer
+    /// names the type of the sample it would add (an import's identifier
+    /// is a digest of its record, type included).
+    pub fn synced(
+        &self,
+        source: u32,
+        sync_id: &str,
+        ty: Option<TypeIndex>,
+    ) -> Option<(u128, SyncTag)> {
+        if let Some((id, tag)) = self.sync_ids.read().find(source, sync_id) {
+            return Some((id, tag.into_owned()));
+        }
+        let digest = IdDeriver::digest_of(sync_id)?;
+        let deriver = self.derived_ids.read();
+        let deriver = deriver.as_ref()?;
+        let source_digest = *self.sources.read().digests.get(source as usize)?;
+        let types = match ty {
+            Some(ty) => vec![ty],
+            None => (0..self.types.len())
+                .filter(|&t| self.populated[t].load(Ordering::Acquire))
+                .map(|t| TypeIndex(t as u16))
+                .collect(),
+        };
+        types.into_iter().find_map(|ty| {
+            let derived = deriver.derive(&source_digest, ty, &digest);
+            let cols = self.types[usize::from(ty.0)].read();
+            let r = cols.find(derived.id)?;
+            let holds = !cols.is_deleted(r)
+                && cols.source_of(r) == source
+                && cols.derived_of(r) == Some(derived.kept);
+            holds.then(|| {
+                let tag = SyncTag {
+                    sync_id: sync_id.into(),
+                    version: 0,
+                    ty,
+                    source,
+                };
+                (derived.id, tag)
+            })
+        })
     }
 
-    /// The sync identifier and version of sample `id`, if it has one.
-    pub fn sync_tag(&self, id: u128) -> Option<(Box<str>, i64)> {
+    /// The sync identifier and version of `row`, of type `ty`, if it has
+    /// one.
+    pub fn sync_tag(&self, ty: TypeIndex, row: &Row) -> Option<(Box<str>, i64)> {
+        if let Some(kept) = row.derived {
+            let deriver = self.derived_ids.read();
+            let source = *self.sources.read().digests.get(row.source as usize)?;
+            let derived = DerivedId { id: row.id, kept };
+            let digest = deriver.as_ref()?.digest(&source, ty, derived);
+            return Some((IdDeriver::spell(&digest).into(), 0));
+        }
         self.sync_ids
             .read()
-            .tag(id)
+            .tag(row.id)
             .map(|t| (t.sync_id.into(), t.version))
+    }
+
+    /// The sync identifier and version of live sample `id`, if it has one.
+    #[cfg(test)]
+    pub fn sync_tag_of(&self, id: u128) -> Option<(Box<str>, i64)> {
+        let (ty, row) = self.find(id)?;
+        self.sync_tag(ty, &row)
+    }
+
+    /// The id to give a new sample of `source` and type `ty` holding
+    /// `sync_id` (at version 0), if it can be derived from it: `None` while
+    /// no deriver is held, for another identifier, and once the id has
+    /// been given before (a sample's id is never given twice, even after
+    /// it was deleted, so no (type, source) with deletions derives one).
+    pub fn derived_id(&self, source: &str, ty: TypeIndex, sync_id: &str) -> Option<u128> {
+        let digest = IdDeriver::digest_of(sync_id)?;
+        let deriver = self.derived_ids.read();
+        let deriver = deriver.as_ref()?;
+        let (source_id, source_digest) = {
+            let sources = self.sources.read();
+            match sources.ids.get(source) {
+                Some(&id) => (Some(id), sources.digests[id as usize]),
+                None => (None, SourceDigest::of(source)),
+            }
+        };
+        if let Some(id) = source_id {
+            let deletions = self.deletions.read();
+            if deletions
+                .by_source
+                .get(&(ty, id))
+                .is_some_and(|d| !d.is_empty())
+            {
+                return None;
+            }
+        }
+        let derived = deriver.derive(&source_digest, ty, &digest);
+        let taken = self.types[usize::from(ty.0)]
+            .read()
+            .find(derived.id)
+            .is_some();
+        (!taken).then_some(derived.id)
     }
 
     /// The live sample with `id`, with its type.
@@ -657,9 +806,11 @@ impl Projection {
             }
             let source = self.intern_source(source);
             let tags = sync_tags(&envelope.event, source)?;
-            if !tags.is_empty() {
+            let (derived, records) =
+                split_derived(self.derived_ids.read().as_ref(), &self.sources.read(), tags);
+            if !records.is_empty() {
                 let mut sync_ids = self.sync_ids.write();
-                for (id, tag) in tags {
+                for (id, tag) in records {
                     sync_ids.insert(id, tag);
                 }
             }
@@ -670,7 +821,7 @@ impl Projection {
                     let rows = batch
                         .samples
                         .iter()
-                        .map(|s| row_from(s, source, device, seq))
+                        .map(|s| row_from(s, source, device, seq, &derived))
                         .collect();
                     self.types[ty.0 as usize].write().insert(rows);
                     self.populated[ty.0 as usize].store(true, Ordering::Release);
@@ -778,6 +929,11 @@ impl Projection {
         }
     }
 
+    /// How many sync identifiers are held by records, not by derived ids.
+    pub fn sync_records(&self) -> usize {
+        self.sync_ids.read().len()
+    }
+
     pub fn memory_bytes(&self) -> usize {
         self.types
             .iter()
@@ -801,6 +957,7 @@ impl Projection {
             }
         }
         self.sync_ids.write().wipe();
+        *self.derived_ids.write() = None;
         *self.deletions.write() = Deletions::default();
         *self.correlations.write() = HashMap::new();
         for devices in &mut self.sources.write().devices {
@@ -853,6 +1010,10 @@ pub struct ProjectionBuilder {
     rows: Vec<RowColumns>,
     sources: Sources,
     sync_ids: SyncIds,
+    derived_ids: Option<IdDeriver>,
+    /// A snapshot's samples whose ids are derived from their sync
+    /// identifiers, marked once its rows are columns: (type, id, bits).
+    base_derived: Vec<(TypeIndex, u128, u8)>,
     tombstones: HashSet<u128>,
     /// (seq, id) of each deletion, resolved to type and source at finish.
     deleted: Vec<(u64, u128)>,
@@ -885,6 +1046,26 @@ impl ProjectionBuilder {
         }
     }
 
+    /// Derives imported samples' ids with `key` (see [`derived_ids`]): the
+    /// projection holds no sync record for them.
+    pub fn with_derived_ids(mut self, key: &crate::crypto::SecretKey) -> ProjectionBuilder {
+        self.derived_ids = Some(IdDeriver::new(key));
+        self
+    }
+
+    /// A snapshot's sync tag: a derived sample's is marked on its row at
+    /// [`Self::finish`].
+    fn add_base_sync_tag(&mut self, id: u128, tag: SyncTag<&str>) {
+        let bits = self
+            .derived_ids
+            .as_ref()
+            .and_then(|deriver| derived_bits(deriver, &self.sources, id, &tag));
+        match bits {
+            Some(bits) => self.base_derived.push((tag.ty, id, bits)),
+            None => self.sync_ids.insert(id, tag),
+        }
+    }
+
     pub fn add(&mut self, seq: u64, envelope: Envelope) -> Result<(), UnknownType> {
         self.last_seq = seq;
         self.arrivals.note(seq, envelope.at_us);
@@ -900,7 +1081,9 @@ impl ProjectionBuilder {
             self.correlations
                 .extend(correlation_members(&groups, |id| recent.get(&id).copied()));
             let source = self.sources.intern(source);
-            for (id, tag) in sync_tags(&envelope.event, source)? {
+            let tags = sync_tags(&envelope.event, source)?;
+            let (derived, records) = split_derived(self.derived_ids.as_ref(), &self.sources, tags);
+            for (id, tag) in records {
                 self.sync_ids.insert(id, tag);
             }
             for (device, batches) in groups {
@@ -912,7 +1095,7 @@ impl ProjectionBuilder {
                         batch
                             .samples
                             .iter()
-                            .map(|s| row_from(s, source, device, seq)),
+                            .map(|s| row_from(s, source, device, seq, &derived)),
                     );
                 }
             }
@@ -1053,7 +1236,7 @@ impl ProjectionBuilder {
             *last = (*last).max(u32::try_from(d.seq).unwrap_or(u32::MAX));
         }
         let none = HashSet::new();
-        let columns: Vec<TypeColumns> = kept
+        let mut columns: Vec<TypeColumns> = kept
             .into_iter()
             .zip(last_delete)
             .zip(bases)
@@ -1069,7 +1252,15 @@ impl ProjectionBuilder {
                 cols
             })
             .collect();
+        for (ty, id, bits) in self.base_derived {
+            let cols = &mut columns[usize::from(ty.0)];
+            // Gone if a later record deleted or erased it.
+            if let Some(r) = cols.find(id).filter(|&r| !cols.is_deleted(r)) {
+                cols.set_derived(r, bits);
+            }
+        }
         let mut projection = Projection::with_types(columns.into_iter());
+        *projection.derived_ids.get_mut() = self.derived_ids;
         projection.sources = RwLock::new(self.sources);
         let mut sync_ids = self.sync_ids;
         sync_ids.shrink_to_fit();
@@ -1089,7 +1280,7 @@ impl ProjectionBuilder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::log::event::DeviceGroup;
 
@@ -1250,16 +1441,19 @@ mod tests {
         assert!(p.find(u128::from_be_bytes([1; 16])).is_some());
         assert!(p.find(u128::from_be_bytes([2; 16])).is_none());
         assert_eq!(p.find(u128::from_be_bytes([3; 16])).unwrap().0, hr);
-        assert_eq!(p.sync_tag(u128::from_be_bytes([1; 16])), None);
+        assert_eq!(p.sync_tag_of(u128::from_be_bytes([1; 16])), None);
         // Per source: the replacement holds `walk` for the app, the other
         // source's `walk` is its own.
-        let (id, tag) = p.synced(app, "walk").unwrap();
+        let (id, tag) = p.synced(app, "walk", None).unwrap();
         assert_eq!((id, tag.version, tag.ty), (12, 1, steps));
-        assert_eq!(p.synced(other, "walk").unwrap().0, 11);
+        assert_eq!(p.synced(other, "walk", None).unwrap().0, 11);
         assert!(p.find(10).is_none(), "the replaced sample is gone");
-        assert!(p.synced(app, "run").is_none(), "a deletion frees the id");
-        assert_eq!(p.sync_tag(12), Some(("walk".into(), 1)));
-        assert_eq!(p.sync_tag(14), None);
+        assert!(
+            p.synced(app, "run", None).is_none(),
+            "a deletion frees the id"
+        );
+        assert_eq!(p.sync_tag_of(12), Some(("walk".into(), 1)));
+        assert_eq!(p.sync_tag_of(14), None);
         let mut deleted: Vec<(u64, u128)> = [steps, hr]
             .iter()
             .flat_map(|&t| p.deletions_after(t, None, 0))
@@ -1283,7 +1477,159 @@ mod tests {
         }
         check(&live);
         live.wipe();
-        assert!(live.synced(0, "walk").is_none());
+        assert!(live.synced(0, "walk", None).is_none());
+    }
+}
+
+/// Samples whose ids are derived from their sync identifiers.
+#[cfg(test)]
+pub(super) mod derived_tests {
+    use super::*;
+    use crate::log::event::DeviceGroup;
+    use zeroize::Zeroizing;
+
+    pub(crate) const KEY: [u8; 32] = [9; 32];
+    const IMPORT: &str = "apple-health:Watch";
+
+    pub(crate) fn key() -> crate::crypto::SecretKey {
+        Zeroizing::new(KEY)
+    }
+
+    fn steps() -> TypeIndex {
+        catalogue::lookup("step_count").unwrap()
+    }
+
+    fn sync_id(n: u8) -> String {
+        format!("ah1-{}", hex::encode([n; 16]))
+    }
+
+    /// The id derived for `source`'s step sample holding `sync_id(n)`.
+    fn derived(source: &str, n: u8) -> u128 {
+        IdDeriver::new(&key())
+            .derive(&SourceDigest::of(source), steps(), &[n; 16])
+            .id
+    }
+
+    fn written(source: &str, id: u128, start_min: i64, sync: (&str, i64)) -> Envelope {
+        let sample = StoredSample {
+            id: id.to_be_bytes(),
+            start_us: start_min * 60_000_000,
+            start_offset_min: 0,
+            end_us: start_min * 60_000_000,
+            end_offset_min: 0,
+            value: 1.0,
+            metadata: None,
+        };
+        let event = Event::SamplesWritten {
+            source: source.into(),
+            groups: vec![DeviceGroup {
+                device: None,
+                batches: vec![TypeBatch {
+                    type_id: "step_count".into(),
+                    samples: vec![sample],
+                }],
+            }],
+            synced: vec![SyncRecord {
+                id: id.to_be_bytes(),
+                sync_id: sync.0.into(),
+                version: sync.1,
+            }],
+            replaced: Vec::new(),
+        };
+        Envelope { at_us: 0, event }
+    }
+
+    /// An import's samples, some with derived ids, and an app's.
+    pub(crate) fn log() -> Vec<Envelope> {
+        vec![
+            written(IMPORT, derived(IMPORT, 1), 1, (&sync_id(1), 0)),
+            written(IMPORT, derived(IMPORT, 2), 2, (&sync_id(2), 0)),
+            // Not the derived id, or not at version 0: records.
+            written(IMPORT, 20, 3, (&sync_id(3), 0)),
+            written(IMPORT, derived(IMPORT, 4), 4, (&sync_id(4), 1)),
+            // Another source's identifier is its own; an id derived for
+            // the import is not this source's.
+            written("app", 21, 5, (&sync_id(1), 0)),
+            written("app", derived(IMPORT, 6), 6, (&sync_id(6), 0)),
+            written("app", derived("app", 7), 7, (&sync_id(7), 0)),
+            Envelope {
+                at_us: 0,
+                event: Event::SamplesDeleted {
+                    source: IMPORT.into(),
+                    ids: vec![derived(IMPORT, 2).to_be_bytes()],
+                },
+            },
+        ]
+    }
+
+    /// What [`log`] leaves, the same whether identifiers are held by
+    /// derived ids (`derives`) or by records.
+    pub(crate) fn check(p: &Projection, derives: bool) {
+        let (import, app) = (p.source_id(IMPORT).unwrap(), p.source_id("app").unwrap());
+        let one = derived(IMPORT, 1);
+        let (id, tag) = p.synced(import, &sync_id(1), Some(steps())).unwrap();
+        assert_eq!((id, tag.version, tag.ty), (one, 0, steps()));
+        assert_eq!(p.synced(import, &sync_id(1), None).unwrap().0, one);
+        assert_eq!(p.sync_tag_of(one), Some((sync_id(1).into(), 0)));
+        assert!(p.synced(import, &sync_id(2), None).is_none(), "deleted");
+        assert_eq!(p.synced(import, &sync_id(3), None).unwrap().0, 20);
+        assert_eq!(p.sync_tag_of(20), Some((sync_id(3).into(), 0)));
+        assert_eq!(
+            p.sync_tag_of(derived(IMPORT, 4)),
+            Some((sync_id(4).into(), 1))
+        );
+        assert_eq!(p.synced(app, &sync_id(1), None).unwrap().0, 21);
+        assert!(p.synced(import, &sync_id(6), None).is_none());
+        assert_eq!(
+            p.synced(app, &sync_id(6), None).unwrap().0,
+            derived(IMPORT, 6)
+        );
+        assert_eq!(
+            p.sync_tag_of(derived("app", 7)),
+            Some((sync_id(7).into(), 0))
+        );
+        // Held without a record where derived.
+        let records = p.sync_ids.read();
+        assert_eq!(records.tag(one).is_none(), derives);
+        assert_eq!(records.tag(derived("app", 7)).is_none(), derives);
+        assert!(records.tag(20).is_some() && records.tag(derived(IMPORT, 4)).is_some());
+        assert!(records.tag(derived(IMPORT, 6)).is_some());
+        drop(records);
+        // New ids: none for a (type, source) with deletions, none taken
+        // already, and only while a deriver is held.
+        assert_eq!(p.derived_id(IMPORT, steps(), &sync_id(9)), None);
+        assert_eq!(p.derived_id("app", steps(), &sync_id(7)), None);
+        assert_eq!(
+            p.derived_id("app", steps(), &sync_id(9)),
+            derives.then(|| derived("app", 9))
+        );
+        assert_eq!(
+            p.derived_id("app", steps(), &format!("{}-1", sync_id(9))),
+            None
+        );
+    }
+
+    #[test]
+    fn replay_and_live_application_agree_on_derived_ids() {
+        let mut builder = ProjectionBuilder::new().with_derived_ids(&key());
+        for (seq, envelope) in log().into_iter().enumerate() {
+            builder.add(seq as u64 + 1, envelope).unwrap();
+        }
+        check(&builder.finish(), true);
+        let live = ProjectionBuilder::new().with_derived_ids(&key()).finish();
+        for (seq, envelope) in log().iter().enumerate() {
+            live.apply(seq as u64 + 1, envelope).unwrap();
+        }
+        check(&live, true);
+        live.wipe();
+        assert!(live.derived_ids.read().is_none(), "the key goes at lock");
+        // Without the key every identifier is a record, with the same
+        // answers.
+        let mut builder = ProjectionBuilder::new();
+        for (seq, envelope) in log().into_iter().enumerate() {
+            builder.add(seq as u64 + 1, envelope).unwrap();
+        }
+        check(&builder.finish(), false);
     }
 }
 

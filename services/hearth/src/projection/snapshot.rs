@@ -42,7 +42,9 @@ use tokio::sync::watch;
 use zeroize::Zeroizing;
 
 use super::columns::{ByteSink, ColumnData, ENCODED_ROW_BYTES};
+use super::derived_ids::{DerivedId, IdDeriver, SourceDigest};
 use super::sync_ids::TagsById;
+use super::TypeColumns;
 use super::{Deletion, Note, Projection, ProjectionBuilder, SyncTag};
 use crate::apps::{Apps, Registry, RegistryState};
 use crate::audit::{AuditIndex, AuditState};
@@ -92,6 +94,9 @@ const TICK: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct SnapshotKey {
     key: SecretKey,
+    /// What imported samples' ids are derived with (see
+    /// [`super::derived_ids`]), to mark the rows that hold theirs.
+    ids_key: SecretKey,
     key_id: u32,
     store_id: [u8; STORE_ID_LEN],
 }
@@ -101,6 +106,7 @@ impl SnapshotKey {
     pub fn new(root: &DataKey) -> SnapshotKey {
         SnapshotKey {
             key: root.derive(KEY_LABEL),
+            ids_key: root.derive(super::derived_ids::KEY_LABEL),
             key_id: root.key_id,
             store_id: root.store_id,
         }
@@ -149,7 +155,7 @@ struct Meta<C = TypePacked, S = Vec<(u128, String, i64, u16, u32)>> {
     columns: Vec<C>,
     /// Sources in id order, each with its devices in slot order.
     sources: Vec<(String, Vec<Device>)>,
-    /// (sample id, sync id, version, type, source), by sample id.
+    /// (sample id, sync id, version, type, source): see [`SyncTagsOut`].
     sync_tags: S,
     /// (seq, sample id, type, source), per type in log order.
     deletions: Vec<(u64, u128, u16, u32)>,
@@ -254,7 +260,55 @@ impl<C, S> Meta<C, S> {
 }
 
 /// [`Meta`] as it is written.
-type MetaOut<'a> = Meta<TypePackedOut<'a>, TagsById<'a>>;
+type MetaOut<'a> = Meta<TypePackedOut<'a>, SyncTagsOut<'a>>;
+
+/// Every sync tag, as a snapshot lists them: the records' by sample id,
+/// then those of the rows whose ids are derived from their identifiers
+/// (see [`super::derived_ids`]), spelled out the same way, so a snapshot
+/// reads the same whichever way its samples held them.
+struct SyncTagsOut<'a> {
+    records: TagsById<'a>,
+    derived: Vec<(TypeIndex, &'a TypeColumns)>,
+    deriver: Option<&'a IdDeriver>,
+    sources: &'a [SourceDigest],
+}
+
+impl SyncTagsOut<'_> {
+    /// Each live row whose id is derived: its type, columns, row and
+    /// source's digest.
+    fn derived_rows(
+        &self,
+    ) -> impl Iterator<Item = (TypeIndex, &TypeColumns, usize, &SourceDigest)> + '_ {
+        self.derived.iter().flat_map(move |&(ty, cols)| {
+            cols.derived_rows().filter_map(move |r| {
+                let source = self.sources.get(cols.source_of(r) as usize)?;
+                Some((ty, cols, r, source))
+            })
+        })
+    }
+}
+
+impl Serialize for SyncTagsOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        // Rows are marked only while a deriver is held.
+        let Some(deriver) = self.deriver else {
+            return self.records.serialize(s);
+        };
+        let count = self.derived_rows().count();
+        let mut seq = s.serialize_seq(Some(self.records.len() + count))?;
+        self.records.serialize_each(&mut seq)?;
+        let mut spelled = Zeroizing::new([0u8; super::derived_ids::SPELLED_LEN]);
+        for (ty, cols, r, source_digest) in self.derived_rows() {
+            let (id, source) = (cols.id_of(r), cols.source_of(r));
+            let kept = cols.derived_of(r).unwrap_or_default();
+            let digest = deriver.digest(source_digest, ty, DerivedId { id, kept });
+            let sync_id = IdDeriver::spell_into(&digest, &mut spelled);
+            seq.serialize_element(&(id, sync_id, 0i64, ty.0, source))?;
+        }
+        seq.end()
+    }
+}
 
 /// [`TypePacked`] as it is written.
 #[derive(Serialize)]
@@ -493,7 +547,17 @@ fn capture<S: ByteSink>(
             .collect()
     };
     let sync_ids = projection.sync_ids.read();
-    let sync_tags = sync_ids.by_id();
+    let deriver = projection.derived_ids.read();
+    let source_digests = projection.sources.read();
+    let sync_tags = SyncTagsOut {
+        records: sync_ids.by_id(),
+        derived: held
+            .iter()
+            .map(|(t, cols)| (TypeIndex(*t as u16), &**cols))
+            .collect(),
+        deriver: deriver.as_ref(),
+        sources: &source_digests.digests,
+    };
     let deletions = {
         let deletions = projection.deletions.read();
         let erasures = projection.erasures.lock();
@@ -538,6 +602,8 @@ fn capture<S: ByteSink>(
     let meta_len = postcard::serialize_with_flavor(&meta, into).expect("in-memory encoding");
     plain.put(&(meta_len as u64).to_le_bytes());
     drop(meta);
+    drop(source_digests);
+    drop(deriver);
     drop(sync_ids);
     drop(held);
     drop(cut);
@@ -647,7 +713,9 @@ pub struct Start {
 }
 
 /// Decodes a snapshot's plaintext.
-fn decode(plain: &[u8], at: LogHead) -> Result<Start, Rejected> {
+/// With `ids_key`, samples whose ids are derived from their sync
+/// identifiers are marked so rather than given records.
+fn decode(plain: &[u8], at: LogHead, ids_key: Option<&SecretKey>) -> Result<Start, Rejected> {
     let (&version, rest) = plain.split_first().ok_or(Rejected::Malformed)?;
     let (rest, pinned) = match version {
         FORMAT_VERSION | FORMAT_FIXED_WIDTH | FORMAT_METADATA_BY_ID => {
@@ -704,6 +772,9 @@ fn decode(plain: &[u8], at: LogHead) -> Result<Start, Rejected> {
     };
 
     let mut builder = ProjectionBuilder::new();
+    if let Some(key) = ids_key {
+        builder = builder.with_derived_ids(key);
+    }
     for (i, (name, devices)) in meta.sources.iter().enumerate() {
         if builder.sources.intern(name) as usize != i {
             return Err(Rejected::Malformed);
@@ -773,7 +844,7 @@ fn decode(plain: &[u8], at: LogHead) -> Result<Start, Rejected> {
             ty: ty(t)?,
             source,
         };
-        builder.sync_ids.insert(id, tag);
+        builder.add_base_sync_tag(id, tag);
     }
     for (seq, id, t, source) in meta.deletions {
         builder.base_deletions.push(Deletion {
@@ -848,7 +919,7 @@ pub async fn open(
         }
         let opened_ms = started.elapsed().as_millis() as u64;
         let plain = opener.finish()?;
-        let start = decode(&plain, header.at)?;
+        let start = decode(&plain, header.at, Some(&key.ids_key))?;
         Ok::<_, Rejected>((start, plain, opened_ms))
     });
     let mut chunks = stream::iter(0..header.chunks)
@@ -1208,6 +1279,38 @@ mod tests {
     use crate::audit::{AuditEvent, Direction, UsageEntry};
     use crate::log::event::{Envelope, Event};
 
+    /// Derived ids are spelled out in a snapshot as records are, and
+    /// marked again when it opens with the key (records without it).
+    #[test]
+    fn derived_ids_survive_a_snapshot() {
+        use super::super::derived_tests::{check, key, log};
+        let live = ProjectionBuilder::new().with_derived_ids(&key()).finish();
+        for (seq, envelope) in log().iter().enumerate() {
+            live.apply(seq as u64 + 1, envelope).unwrap();
+        }
+        let (at, plain) = capture(&live, &Apps::default(), 0, |_| Vec::new());
+        let start = decode(&plain, at, Some(&key())).unwrap_or_else(|_| panic!("opens"));
+        check(&start.builder.finish(), true);
+        let start = decode(&plain, at, None).unwrap_or_else(|_| panic!("opens"));
+        check(&start.builder.finish(), false);
+        // The same tags as a snapshot of the records alone lists.
+        let mut records = ProjectionBuilder::new();
+        for (seq, envelope) in log().into_iter().enumerate() {
+            records.add(seq as u64 + 1, envelope).unwrap();
+        }
+        let (_, plain_records) = capture(&records.finish(), &Apps::default(), 0, |_| Vec::new());
+        let tags = |plain: &[u8]| {
+            let (rest, _) = trailing_section(&plain[1..]).unwrap();
+            let (rest, _) = trailing_section(rest).unwrap();
+            let (_, meta) = trailing_section(rest).unwrap();
+            let mut tags = postcard::from_bytes::<Meta>(meta).unwrap().sync_tags;
+            tags.sort();
+            tags
+        };
+        assert_eq!(tags(&plain), tags(&plain_records));
+        assert_eq!(tags(&plain).len(), 6);
+    }
+
     #[test]
     fn the_audit_rides_along_and_snapshots_from_before_it_still_open() {
         let projection = ProjectionBuilder::new().finish();
@@ -1226,7 +1329,7 @@ mod tests {
             }),
         });
         let (at, plain) = capture(&projection, &apps, 0, |_| Vec::new());
-        let start = decode(&plain, at).unwrap_or_else(|_| panic!("a fresh snapshot opens"));
+        let start = decode(&plain, at, None).unwrap_or_else(|_| panic!("a fresh snapshot opens"));
         assert_eq!(
             start.registry.audit().to_state(),
             apps.read().audit().to_state()
@@ -1236,11 +1339,11 @@ mod tests {
         let (rest, _) = trailing_section(rest).unwrap();
         let mut old = vec![FORMAT_WITHOUT_AUDIT];
         old.extend_from_slice(rest);
-        let start = decode(&old, at).unwrap_or_else(|_| panic!("a version 1 snapshot opens"));
+        let start = decode(&old, at, None).unwrap_or_else(|_| panic!("a version 1 snapshot opens"));
         assert_eq!(start.registry.audit().to_state(), AuditState::default());
         let mut unknown = plain.clone();
         unknown[0] = FORMAT_VERSION + 1;
-        assert!(decode(&unknown, at).is_err());
+        assert!(decode(&unknown, at, None).is_err());
     }
 
     /// Spills `pieces` as one snapshot at `at`: its header and sealed
@@ -1414,6 +1517,7 @@ mod tests {
             value: 1.0,
             source: 0,
             device: 0,
+            derived: None,
             seq: 1,
             metadata: metadata.map(Box::from),
         };
@@ -1450,7 +1554,12 @@ mod tests {
                 texts,
             }],
             sources: vec![("app".into(), Vec::new())],
-            sync_tags: sync_ids.by_id(),
+            sync_tags: SyncTagsOut {
+                records: sync_ids.by_id(),
+                derived: Vec::new(),
+                deriver: None,
+                sources: &[],
+            },
             deletions: vec![(1, 2, 0, 0)],
             correlations: vec![(8, vec![0, 1])],
             priority: (1, Vec::new()),
@@ -1610,7 +1719,7 @@ mod tests {
         assert!(v3.len() > v4.len(), "version 4 lists each text once");
 
         let dump = |plain: &[u8]| {
-            let start = decode(plain, at).unwrap_or_else(|_| panic!("opens"));
+            let start = decode(plain, at, None).unwrap_or_else(|_| panic!("opens"));
             canonical_dump(&start.builder.finish(), &start.registry)
         };
         let expected = canonical_dump(&projection, &Registry::default());
@@ -1618,7 +1727,7 @@ mod tests {
         assert_eq!(dump(&v4), expected);
         assert_eq!(dump(&v3), expected);
         let heart_rate = catalogue::lookup("heart_rate").unwrap();
-        let start = decode(&v3, at).unwrap_or_else(|_| panic!("opens"));
+        let start = decode(&v3, at, None).unwrap_or_else(|_| panic!("opens"));
         let reopened = start.builder.finish();
         let cols = reopened.types[usize::from(heart_rate.0)].read();
         let r = cols.find(2).unwrap();
@@ -1641,7 +1750,7 @@ mod tests {
             .unwrap_or_else(|_| panic!("a pin applies"));
         let projection = builder.finish();
         let (at, plain) = capture(&projection, &Apps::default(), 0, |_| Vec::new());
-        let start = decode(&plain, at).unwrap_or_else(|_| panic!("a fresh snapshot opens"));
+        let start = decode(&plain, at, None).unwrap_or_else(|_| panic!("a fresh snapshot opens"));
         assert_eq!(
             start.builder.finish().pinned_types(),
             ["body_mass", "step_count"]
@@ -1650,7 +1759,7 @@ mod tests {
         let (rest, _) = trailing_section(&plain[1..]).unwrap();
         let mut old = vec![FORMAT_WITHOUT_PINS];
         old.extend_from_slice(rest);
-        let start = decode(&old, at).unwrap_or_else(|_| panic!("a version 2 snapshot opens"));
+        let start = decode(&old, at, None).unwrap_or_else(|_| panic!("a version 2 snapshot opens"));
         assert!(start.builder.finish().pinned_types().is_empty());
     }
 }

@@ -293,10 +293,16 @@ impl TagsById<'_> {
     }
 }
 
-impl serde::Serialize for TagsById<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let mut seq = s.serialize_seq(Some(self.slots.len()))?;
+impl TagsById<'_> {
+    pub(super) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Each tag as an element of `seq`.
+    pub(super) fn serialize_each<S: serde::ser::SerializeSeq>(
+        &self,
+        seq: &mut S,
+    ) -> Result<(), S::Error> {
         // Identifiers are spelled out here rather than each in a string of
         // its own: a snapshot writes millions while it holds the writer off.
         let mut spelled = Zeroizing::new([0; MAX_KEPT]);
@@ -306,6 +312,15 @@ impl serde::Serialize for TagsById<'_> {
             let version = self.ids.version_of(slot, e);
             seq.serialize_element(&(e.id(), sync_id, version, e.ty, e.source))?;
         }
+        Ok(())
+    }
+}
+
+impl serde::Serialize for TagsById<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.slots.len()))?;
+        self.serialize_each(&mut seq)?;
         seq.end()
     }
 }
@@ -623,6 +638,11 @@ impl SyncIds {
         let (hasher, entries) = (&self.hasher, &self.entries);
         self.by_id
             .shrink_to_fit(|&s| hasher.hash_one(entry(entries, s).id()));
+    }
+
+    /// How many identifiers are held by records.
+    pub(super) fn len(&self) -> usize {
+        self.records - self.free.len()
     }
 
     pub(super) fn memory_bytes(&self) -> usize {

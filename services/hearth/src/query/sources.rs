@@ -51,7 +51,7 @@ impl Origin {
     pub fn of(cols: &crate::projection::TypeColumns, r: usize) -> Origin {
         Origin {
             source: cols.sources()[r],
-            device: cols.devices()[r],
+            device: cols.device_of(r),
         }
     }
 }

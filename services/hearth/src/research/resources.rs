@@ -436,6 +436,7 @@ mod tests {
                 value,
                 source: 0,
                 device: 0,
+                derived: None,
                 seq: 1,
                 metadata: None,
             };

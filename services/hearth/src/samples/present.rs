@@ -46,7 +46,7 @@ fn plain(
     row: &Row,
     unit: Option<&str>,
 ) -> Result<(Sample, Vec<Uuid>), SampleError> {
-    let sync = view.sync_tag(row.id);
+    let sync = catalogue::lookup(ty.id).and_then(|ti| view.sync_tag(ti, row));
     let mut out = Sample {
         id: Uuid::from_u128(row.id),
         sync_version: sync.as_ref().map(|(_, version)| *version),

@@ -411,7 +411,114 @@ both_backends!(
     a_source_with_more_devices_than_its_cap_is_imported_without_them,
     an_upload_outlasts_the_request_timeout_but_not_a_stall,
     an_import_takes_one_snapshot_when_it_ends,
+    imported_ids_hold_their_identifiers_and_are_never_given_twice,
 );
+
+/// Each listed sample of the types an export writes: id to sync
+/// identifier.
+async fn identities(
+    app: &TestApp,
+    written: &Written,
+) -> std::collections::BTreeMap<String, Option<String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for ty in written.samples.keys() {
+        for s in app.list_all(ty, 1000).await {
+            let sync_id = s["sync_id"].as_str().map(String::from);
+            out.insert(s["id"].as_str().unwrap().to_string(), sync_id);
+        }
+    }
+    out
+}
+
+/// An imported sample's id is derived from its sync identifier, so the
+/// store keeps no record of the identifier: each still reads back with its
+/// sample, the same after a restart from a snapshot and from the log
+/// alone; every id is a random (version 4) UUID; and an id is never given
+/// twice: a deleted sample imported again comes back under a new one.
+async fn imported_ids_hold_their_identifiers_and_are_never_given_twice(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    let (body, written) = export_zip(&Options {
+        days: 2,
+        ..Options::default()
+    });
+    let total: u64 = written.samples.values().sum();
+    let job = import(&app, body.clone()).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let before = identities(&app, &written).await;
+    assert_eq!(before.len() as u64, total);
+    // A correlation's members hold no identifier of their own.
+    let members = ["blood_pressure_systolic", "blood_pressure_diastolic"];
+    let mut member_ids = std::collections::BTreeSet::new();
+    for ty in members {
+        member_ids.extend(
+            app.list_all(ty, 1000)
+                .await
+                .iter()
+                .map(|s| s["id"].as_str().unwrap().to_string()),
+        );
+    }
+    assert!(!member_ids.is_empty());
+    for (id, sync_id) in &before {
+        let uuid = uuid::Uuid::parse_str(id).unwrap();
+        assert_eq!(uuid.get_version(), Some(uuid::Version::Random), "{id}");
+        let imported = sync_id.as_deref().is_some_and(|s| s.starts_with("ah1-"));
+        assert_eq!(imported, !member_ids.contains(id), "{id}");
+    }
+    // Only a route's identifier (a digest and the route's number) is
+    // held by a record.
+    let routes = written.samples["workout_route"] as usize;
+    let records = |app: &TestApp| app.store.open_store().unwrap().sync_records();
+    assert_eq!(records(&app), routes);
+    let distinct: std::collections::BTreeSet<_> = before.values().flatten().collect();
+    assert_eq!(
+        distinct.len(),
+        before.len() - member_ids.len(),
+        "one identifier per sample"
+    );
+    app.stop().await;
+
+    // From the snapshot taken at the lock, then from the log alone.
+    let mut app = TestApp::start(&db).await;
+    assert_eq!(app.unlock().await.status(), 200);
+    assert_eq!(identities(&app, &written).await, before);
+    assert_eq!(records(&app), routes);
+    app.stop().await;
+    let mut app = TestApp::start(&db).await;
+    app.store
+        .storage()
+        .delete_snapshots(u64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(app.unlock().await.status(), 200);
+    assert_eq!(identities(&app, &written).await, before);
+    assert_eq!(records(&app), routes);
+    let again = import(&app, body.clone()).await;
+    assert_eq!(again["summary"]["added"], 0, "{again}");
+
+    // A deleted sample imported again gets an id of its own.
+    let hr = app.list_all("heart_rate", 1).await;
+    let victim = hr[0]["id"].as_str().unwrap().to_string();
+    let r = app.delete(&format!("/v1/samples/{victim}")).await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let back = import(&app, body).await;
+    assert_eq!(back["summary"]["added"], 1, "{back}");
+    assert_eq!(back["summary"]["unchanged"].as_u64().unwrap(), total - 1);
+    let after = identities(&app, &written).await;
+    assert_eq!(after.len(), before.len());
+    assert!(
+        !after.contains_key(&victim),
+        "the deleted id is not given again"
+    );
+    let returned: Vec<_> = after
+        .iter()
+        .filter(|(id, _)| !before.contains_key(*id))
+        .collect();
+    assert_eq!(returned.len(), 1);
+    assert_eq!(returned[0].1, &before[&victim]);
+    assert_eq!(records(&app), routes + 1, "its identifier has a record");
+    app.stop().await;
+}
 
 /// `DELETE /v1/source-families/apple-health` erases every source an import
 /// wrote, by destroying their keys, and nothing of the owner's or an app's.
