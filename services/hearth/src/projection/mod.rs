@@ -726,9 +726,10 @@ impl Projection {
 
     /// The id to give a new sample of `source` and type `ty` holding
     /// `sync_id` (at version 0), if it can be derived from it: `None` while
-    /// no deriver is held, for another identifier, and once the id has
-    /// been given before (a sample's id is never given twice, even after
-    /// it was deleted, so no (type, source) with deletions derives one).
+    /// no deriver is held, for another identifier, and for an id already
+    /// given. A deleted sample's id is not given again while the change
+    /// feed lists its deletion (an app would read it deleted and added), so
+    /// no (type, source) with deletions derives one.
     pub fn derived_id(&self, source: &str, ty: TypeIndex, sync_id: &str) -> Option<u128> {
         let digest = IdDeriver::digest_of(sync_id)?;
         let deriver = self.derived_ids.read();
