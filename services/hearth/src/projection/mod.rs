@@ -1383,11 +1383,22 @@ pub(super) mod tests {
     }
 
     fn written(source: &str, id: u128, sync: Option<(&str, i64)>, replaced: &[u128]) -> Event {
+        written_at(source, id, id as i64, sync, replaced)
+    }
+
+    /// `source`'s step sample `id` at minute `minute`.
+    pub(super) fn written_at(
+        source: &str,
+        id: u128,
+        minute: i64,
+        sync: Option<(&str, i64)>,
+        replaced: &[u128],
+    ) -> Event {
         let sample = StoredSample {
             id: id.to_be_bytes(),
-            start_us: id as i64 * 60_000_000,
+            start_us: minute * 60_000_000,
             start_offset_min: 0,
-            end_us: id as i64 * 60_000_000,
+            end_us: minute * 60_000_000,
             end_offset_min: 0,
             value: 1.0,
             metadata: None,
@@ -1486,7 +1497,6 @@ pub(super) mod tests {
 #[cfg(test)]
 pub(super) mod derived_tests {
     use super::*;
-    use crate::log::event::DeviceGroup;
     use zeroize::Zeroizing;
 
     pub(crate) const KEY: [u8; 32] = [9; 32];
@@ -1511,32 +1521,8 @@ pub(super) mod derived_tests {
             .id
     }
 
-    fn written(source: &str, id: u128, start_min: i64, sync: (&str, i64)) -> Envelope {
-        let sample = StoredSample {
-            id: id.to_be_bytes(),
-            start_us: start_min * 60_000_000,
-            start_offset_min: 0,
-            end_us: start_min * 60_000_000,
-            end_offset_min: 0,
-            value: 1.0,
-            metadata: None,
-        };
-        let event = Event::SamplesWritten {
-            source: source.into(),
-            groups: vec![DeviceGroup {
-                device: None,
-                batches: vec![TypeBatch {
-                    type_id: "step_count".into(),
-                    samples: vec![sample],
-                }],
-            }],
-            synced: vec![SyncRecord {
-                id: id.to_be_bytes(),
-                sync_id: sync.0.into(),
-                version: sync.1,
-            }],
-            replaced: Vec::new(),
-        };
+    fn written(source: &str, id: u128, minute: i64, sync: (&str, i64)) -> Envelope {
+        let event = super::tests::written_at(source, id, minute, Some(sync), &[]);
         Envelope { at_us: 0, event }
     }
 
