@@ -4,11 +4,12 @@
 //! An Apple Health import gives every sample a sync identifier `ah1-` and
 //! 32 hex digits (a 128-bit digest of the record). The writer gives such a
 //! sample, when it is new, the id this module derives from the identifier,
-//! its source and its type: a keyed permutation of the digest, shaped as a
-//! random (version 4) UUID. Shaping overwrites 6 bits; the row keeps them
-//! (with a mark) in its device cell, so the identifier can be read back
-//! from the id: a derived sample holds its identifier without a record of
-//! 40 bytes and two hash-table slots.
+//! its source and its type (named, not numbered, so a later catalogue
+//! keeps them): a keyed permutation of the digest, shaped as a random
+//! (version 4) UUID. Shaping overwrites 6 bits; the row keeps them (with a
+//! mark) in its device cell, so the identifier can be read back from the
+//! id: a derived sample holds its identifier without a record of 40 bytes
+//! and two hash-table slots.
 //!
 //! Nothing trusts an id to be derived: whoever applies a sync record
 //! derives the id again and marks the row only if they agree, and holds a
@@ -114,9 +115,8 @@ impl IdDeriver {
     }
 
     fn tweak(&self, source: &SourceDigest, ty: TypeIndex) -> [u8; 16] {
-        let mut block = source.0;
-        block[0] ^= (ty.0 >> 8) as u8;
-        block[1] ^= ty.0 as u8;
+        let of_type = type_digest(ty);
+        let block: [u8; 16] = std::array::from_fn(|i| source.0[i] ^ of_type[i]);
         let mut block = block.into();
         self.tweaks.encrypt_block(&mut block);
         block.into()
@@ -149,6 +149,24 @@ impl IdDeriver {
         let tweak = self.tweak(source, ty);
         std::array::from_fn(|i| block[i] ^ tweak[i])
     }
+}
+
+/// A type's id, hashed: a tweak names the type by its id rather than its
+/// place in the catalogue, which a later version may change.
+fn type_digest(ty: TypeIndex) -> [u8; 16] {
+    static DIGESTS: std::sync::OnceLock<Vec<[u8; 16]>> = std::sync::OnceLock::new();
+    let digests = DIGESTS.get_or_init(|| {
+        crate::catalogue::all()
+            .iter()
+            .map(|t| {
+                let full = Sha256::new_with_prefix(b"hearth type\0")
+                    .chain_update(t.id.as_bytes())
+                    .finalize();
+                std::array::from_fn(|i| full[i])
+            })
+            .collect()
+    });
+    digests.get(usize::from(ty.0)).copied().unwrap_or_default()
 }
 
 /// A source's name, hashed once when the source is first seen: what a
