@@ -291,9 +291,7 @@ impl TagsById<'_> {
             .iter()
             .map(|&s| (entry(&self.ids.entries, s).id(), self.ids.tag_of(s)))
     }
-}
 
-impl TagsById<'_> {
     pub(super) fn len(&self) -> usize {
         self.slots.len()
     }
