@@ -411,7 +411,7 @@ both_backends!(
     a_source_with_more_devices_than_its_cap_is_imported_without_them,
     an_upload_outlasts_the_request_timeout_but_not_a_stall,
     an_import_takes_one_snapshot_when_it_ends,
-    imported_ids_hold_their_identifiers_and_are_never_given_twice,
+    imported_ids_hold_their_identifiers_and_deleted_ones_are_not_reused,
 );
 
 /// Each listed sample of the types an export writes: id to sync
@@ -433,9 +433,9 @@ async fn identities(
 /// An imported sample's id is derived from its sync identifier, so the
 /// store keeps no record of the identifier: each still reads back with its
 /// sample, the same after a restart from a snapshot and from the log
-/// alone; every id is a random (version 4) UUID; and an id is never given
-/// twice: a deleted sample imported again comes back under a new one.
-async fn imported_ids_hold_their_identifiers_and_are_never_given_twice(backend: Backend) {
+/// alone; every id is a random (version 4) UUID; and a deleted sample
+/// imported again comes back under a new id, not the one deleted.
+async fn imported_ids_hold_their_identifiers_and_deleted_ones_are_not_reused(backend: Backend) {
     let db = TestDatabase::new(backend).await;
     let app = TestApp::unlocked(&db).await;
     let (body, written) = export_zip(&Options {
@@ -480,6 +480,7 @@ async fn imported_ids_hold_their_identifiers_and_are_never_given_twice(backend: 
 
     // From the snapshot taken at the lock, then from the log alone.
     let mut app = TestApp::start(&db).await;
+    assert!(!app.store.storage().snapshots().await.unwrap().is_empty());
     assert_eq!(app.unlock().await.status(), 200);
     assert_eq!(identities(&app, &written).await, before);
     assert_eq!(records(&app), routes);
@@ -490,6 +491,7 @@ async fn imported_ids_hold_their_identifiers_and_are_never_given_twice(backend: 
         .delete_snapshots(u64::MAX)
         .await
         .unwrap();
+    assert!(app.store.storage().snapshots().await.unwrap().is_empty());
     assert_eq!(app.unlock().await.status(), 200);
     assert_eq!(identities(&app, &written).await, before);
     assert_eq!(records(&app), routes);
