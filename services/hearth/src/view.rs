@@ -156,12 +156,12 @@ impl View {
         self.projection.sync_tag(ty, row)
     }
 
-    /// The version of the caller's own sample under `sync_id`, if one is
-    /// stored: a caller always sees what it wrote.
-    pub fn own_sync_version(&self, sync_id: &str) -> Option<i64> {
+    /// The version of the caller's own sample of type `ty` under
+    /// `sync_id`, if one is stored: a caller always sees what it wrote.
+    pub fn own_sync_version(&self, sync_id: &str, ty: TypeIndex) -> Option<i64> {
         let source = self.projection.source_id(self.caller.source())?;
         self.projection
-            .synced(source, sync_id, None)
+            .synced(source, sync_id, ty)
             .map(|(_, tag)| tag.version)
     }
 

@@ -212,6 +212,14 @@ fn admit(
 /// Writes entries through the writer, in batches of at most
 /// [`MAX_BATCH`]; returns the stored id of each entry.
 ///
+/// The version of the caller's own stored entry under `entry`'s sync
+/// identifier, if there is one.
+fn own_sync_version(access: &Access, entry: &NewEntry) -> Option<i64> {
+    let sync = entry.sync.as_ref()?;
+    let ty = entry.samples.last()?.type_index;
+    access.view.own_sync_version(&sync.sync_id, ty)
+}
+
 /// A reading sent again with other values (a day's step count that grew
 /// since the last push) replaces the stored one: its `sync_version` is
 /// raised above the stored version.
@@ -225,8 +233,8 @@ async fn store(
     for chunk in entries.chunks(MAX_BATCH) {
         let mut chunk = chunk.to_vec();
         for entry in &mut chunk {
-            if let Some(sync) = &mut entry.sync {
-                if let Some(version) = access.view.own_sync_version(&sync.sync_id) {
+            if let Some(version) = own_sync_version(access, entry) {
+                if let Some(sync) = &mut entry.sync {
                     sync.version = version;
                 }
             }
@@ -251,8 +259,8 @@ async fn store(
                     // unchanged among them with their same values.
                     replaced_all = true;
                     for entry in &mut chunk {
-                        if let Some(sync) = &mut entry.sync {
-                            if let Some(version) = access.view.own_sync_version(&sync.sync_id) {
+                        if let Some(version) = own_sync_version(access, entry) {
+                            if let Some(sync) = &mut entry.sync {
                                 sync.version = sync.version.max(version + 1);
                             }
                         }

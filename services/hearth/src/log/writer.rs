@@ -863,8 +863,8 @@ impl WriterTask {
                     let version = e.sync.as_ref().map_or(0, |s| s.version);
                     Some((Some(slot), version, e.samples.clone()))
                 }
-                None => self
-                    .stored(&source, &sync.sync_id, entry_type(&entry), pending)
+                None => entry_type(&entry)
+                    .and_then(|ty| self.stored(&source, &sync.sync_id, ty, pending))
                     .map(|s| (None, s.version, s.samples)),
             };
             let is_new = earlier.is_none();
@@ -995,7 +995,7 @@ impl WriterTask {
         &self,
         source: &str,
         sync_id: &str,
-        ty: Option<TypeIndex>,
+        ty: TypeIndex,
         pending: &Pending,
     ) -> Option<Synced> {
         if let Some(s) = pending.synced.get(source).and_then(|m| m.get(sync_id)) {

@@ -428,12 +428,6 @@ impl TypeColumns {
         derived_of(self.device[row])
     }
 
-    /// Marks `row`'s id as derived from its sync identifier, with the bits
-    /// that gives it back.
-    pub fn set_derived(&mut self, row: usize, bits: u8) {
-        self.device[row] = device_cell(slot_of(self.device[row]), Some(bits));
-    }
-
     /// The live rows whose ids are derived from their sync identifiers.
     pub fn derived_rows(&self) -> impl Iterator<Item = usize> + '_ {
         self.live_rows().filter(|&r| self.device[r] & DERIVED != 0)
@@ -1064,6 +1058,25 @@ impl ColumnData {
         self.start.len()
     }
 
+    /// A snapshot holds device slots only; one from a log written before
+    /// devices were capped may name more than a row's cell holds.
+    pub fn clamp_device_slots(&mut self) {
+        for cell in &mut self.device {
+            *cell = (*cell).min(MAX_DEVICE_SLOT);
+        }
+    }
+
+    /// Marks the first row from `from` on holding `id` as derived from its
+    /// sync identifier, with the bits that gives it back; the row after
+    /// it, or `None` if no row from `from` on holds `id`. A snapshot lists
+    /// derived rows in row order, so each search starts where the last
+    /// ended.
+    pub fn mark_derived(&mut self, from: usize, id: u128, bits: u8) -> Option<usize> {
+        let r = from + self.id.get(from..)?.iter().position(|&i| i == id)?;
+        self.device[r] = device_cell(self.device[r], Some(bits));
+        Some(r + 1)
+    }
+
     /// Reads `rows` rows encoded by [`TypeColumns::encode_live`] with their
     /// metadata as numbers into `texts` (when there are any texts); `None`
     /// if `bytes` has another length, a number names no text, or the rows
@@ -1289,9 +1302,8 @@ impl ColumnData {
             end_offset_min: self.end_offset[r],
             value: self.value[r],
             source: self.source[r],
-            // A snapshot holds slots only, and none past a cell's.
-            device: self.device[r].min(MAX_DEVICE_SLOT),
-            derived: None,
+            device: slot_of(self.device[r]),
+            derived: derived_of(self.device[r]),
             seq: self.seq[r],
             metadata: self.take_metadata(r),
         }
@@ -1421,12 +1433,7 @@ impl TypeColumns {
                 id: std::mem::take(&mut base.id),
                 source: std::mem::take(&mut base.source),
                 seq: std::mem::take(&mut base.seq),
-                // A snapshot holds slots only; a log from before devices
-                // were capped may name more than a cell holds.
-                device: std::mem::take(&mut base.device)
-                    .into_iter()
-                    .map(|slot| slot.min(MAX_DEVICE_SLOT))
-                    .collect(),
+                device: std::mem::take(&mut base.device),
                 start_offset: std::mem::take(&mut base.start_offset),
                 end_offset: std::mem::take(&mut base.end_offset),
                 ..TypeColumns::default()

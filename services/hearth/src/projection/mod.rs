@@ -659,46 +659,28 @@ impl Projection {
 
     /// The live sample of `source` that holds `sync_id`: its id and tag. A
     /// sample whose id is derived from its identifier is looked for among
-    /// those of type `ty`, or of every type if `ty` is `None`: the writer
-    /// names the type of the sample it would add (an import's identifier
-    /// is a digest of its record, type included).
-    pub fn synced(
-        &self,
-        source: u32,
-        sync_id: &str,
-        ty: Option<TypeIndex>,
-    ) -> Option<(u128, SyncTag)> {
+    /// those of type `ty`, the type of the sample the caller would write
+    /// (an import's identifier is a digest of its record, type included).
+    pub fn synced(&self, source: u32, sync_id: &str, ty: TypeIndex) -> Option<(u128, SyncTag)> {
         if let Some((id, tag)) = self.sync_ids.read().find(source, sync_id) {
             return Some((id, tag.into_owned()));
         }
         let digest = IdDeriver::digest_of(sync_id)?;
         let deriver = self.derived_ids.read();
-        let deriver = deriver.as_ref()?;
         let source_digest = *self.sources.read().digests.get(source as usize)?;
-        let types = match ty {
-            Some(ty) => vec![ty],
-            None => (0..self.types.len())
-                .filter(|&t| self.populated[t].load(Ordering::Acquire))
-                .map(|t| TypeIndex(t as u16))
-                .collect(),
+        let derived = deriver.as_ref()?.derive(&source_digest, ty, &digest);
+        let cols = self.types[usize::from(ty.0)].read();
+        let r = cols.find(derived.id)?;
+        let holds = !cols.is_deleted(r)
+            && cols.source_of(r) == source
+            && cols.derived_of(r) == Some(derived.kept);
+        let tag = SyncTag {
+            sync_id: sync_id.into(),
+            version: 0,
+            ty,
+            source,
         };
-        types.into_iter().find_map(|ty| {
-            let derived = deriver.derive(&source_digest, ty, &digest);
-            let cols = self.types[usize::from(ty.0)].read();
-            let r = cols.find(derived.id)?;
-            let holds = !cols.is_deleted(r)
-                && cols.source_of(r) == source
-                && cols.derived_of(r) == Some(derived.kept);
-            holds.then(|| {
-                let tag = SyncTag {
-                    sync_id: sync_id.into(),
-                    version: 0,
-                    ty,
-                    source,
-                };
-                (derived.id, tag)
-            })
-        })
+        holds.then_some((derived.id, tag))
     }
 
     /// The sync identifier and version of `row`, of type `ty`, if it has
@@ -1012,9 +994,8 @@ pub struct ProjectionBuilder {
     sources: Sources,
     sync_ids: SyncIds,
     derived_ids: Option<IdDeriver>,
-    /// A snapshot's samples whose ids are derived from their sync
-    /// identifiers, marked once its rows are columns: (type, id, bits).
-    base_derived: Vec<(TypeIndex, u128, u8)>,
+    /// Per type, the snapshot row after the last one marked derived.
+    base_marked: HashMap<TypeIndex, usize>,
     tombstones: HashSet<u128>,
     /// (seq, id) of each deletion, resolved to type and source at finish.
     deleted: Vec<(u64, u128)>,
@@ -1054,16 +1035,21 @@ impl ProjectionBuilder {
         self
     }
 
-    /// A snapshot's sync tag: a derived sample's is marked on its row at
-    /// [`Self::finish`].
+    /// A snapshot's sync tag, once its rows are in: a derived sample's is
+    /// marked on its row, any other kept as a record.
     fn add_base_sync_tag(&mut self, id: u128, tag: SyncTag<&str>) {
         let bits = self
             .derived_ids
             .as_ref()
             .and_then(|deriver| derived_bits(deriver, &self.sources, id, &tag));
-        match bits {
-            Some(bits) => self.base_derived.push((tag.ty, id, bits)),
-            None => self.sync_ids.insert(id, tag),
+        let marked = bits.and_then(|bits| {
+            let base = self.base[usize::from(tag.ty.0)].as_mut()?;
+            let from = self.base_marked.entry(tag.ty).or_default();
+            *from = base.mark_derived(*from, id, bits)?;
+            Some(())
+        });
+        if marked.is_none() {
+            self.sync_ids.insert(id, tag);
         }
     }
 
@@ -1237,7 +1223,7 @@ impl ProjectionBuilder {
             *last = (*last).max(u32::try_from(d.seq).unwrap_or(u32::MAX));
         }
         let none = HashSet::new();
-        let mut columns: Vec<TypeColumns> = kept
+        let columns: Vec<TypeColumns> = kept
             .into_iter()
             .zip(last_delete)
             .zip(bases)
@@ -1253,13 +1239,6 @@ impl ProjectionBuilder {
                 cols
             })
             .collect();
-        for (ty, id, bits) in self.base_derived {
-            let cols = &mut columns[usize::from(ty.0)];
-            // Gone if a later record deleted or erased it.
-            if let Some(r) = cols.find(id).filter(|&r| !cols.is_deleted(r)) {
-                cols.set_derived(r, bits);
-            }
-        }
         let mut projection = Projection::with_types(columns.into_iter());
         *projection.derived_ids.get_mut() = self.derived_ids;
         projection.sources = RwLock::new(self.sources);
@@ -1456,12 +1435,12 @@ pub(super) mod tests {
         assert_eq!(p.sync_tag_of(u128::from_be_bytes([1; 16])), None);
         // Per source: the replacement holds `walk` for the app, the other
         // source's `walk` is its own.
-        let (id, tag) = p.synced(app, "walk", None).unwrap();
+        let (id, tag) = p.synced(app, "walk", steps).unwrap();
         assert_eq!((id, tag.version, tag.ty), (12, 1, steps));
-        assert_eq!(p.synced(other, "walk", None).unwrap().0, 11);
+        assert_eq!(p.synced(other, "walk", steps).unwrap().0, 11);
         assert!(p.find(10).is_none(), "the replaced sample is gone");
         assert!(
-            p.synced(app, "run", None).is_none(),
+            p.synced(app, "run", steps).is_none(),
             "a deletion frees the id"
         );
         assert_eq!(p.sync_tag_of(12), Some(("walk".into(), 1)));
@@ -1489,7 +1468,9 @@ pub(super) mod tests {
         }
         check(&live);
         live.wipe();
-        assert!(live.synced(0, "walk", None).is_none());
+        assert!(live
+            .synced(0, "walk", catalogue::lookup("step_count").unwrap())
+            .is_none());
     }
 }
 
@@ -1554,21 +1535,21 @@ pub(super) mod derived_tests {
     pub(crate) fn check(p: &Projection, derives: bool) {
         let (import, app) = (p.source_id(IMPORT).unwrap(), p.source_id("app").unwrap());
         let one = derived(IMPORT, 1);
-        let (id, tag) = p.synced(import, &sync_id(1), Some(steps())).unwrap();
+        let (id, tag) = p.synced(import, &sync_id(1), steps()).unwrap();
         assert_eq!((id, tag.version, tag.ty), (one, 0, steps()));
-        assert_eq!(p.synced(import, &sync_id(1), None).unwrap().0, one);
+        assert_eq!(p.synced(import, &sync_id(1), steps()).unwrap().0, one);
         assert_eq!(p.sync_tag_of(one), Some((sync_id(1).into(), 0)));
-        assert!(p.synced(import, &sync_id(2), None).is_none(), "deleted");
-        assert_eq!(p.synced(import, &sync_id(3), None).unwrap().0, 20);
+        assert!(p.synced(import, &sync_id(2), steps()).is_none(), "deleted");
+        assert_eq!(p.synced(import, &sync_id(3), steps()).unwrap().0, 20);
         assert_eq!(p.sync_tag_of(20), Some((sync_id(3).into(), 0)));
         assert_eq!(
             p.sync_tag_of(derived(IMPORT, 4)),
             Some((sync_id(4).into(), 1))
         );
-        assert_eq!(p.synced(app, &sync_id(1), None).unwrap().0, 21);
-        assert!(p.synced(import, &sync_id(6), None).is_none());
+        assert_eq!(p.synced(app, &sync_id(1), steps()).unwrap().0, 21);
+        assert!(p.synced(import, &sync_id(6), steps()).is_none());
         assert_eq!(
-            p.synced(app, &sync_id(6), None).unwrap().0,
+            p.synced(app, &sync_id(6), steps()).unwrap().0,
             derived(IMPORT, 6)
         );
         assert_eq!(

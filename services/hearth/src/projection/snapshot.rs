@@ -265,7 +265,9 @@ type MetaOut<'a> = Meta<TypePackedOut<'a>, SyncTagsOut<'a>>;
 /// Every sync tag, as a snapshot lists them: the records' by sample id,
 /// then those of the rows whose ids are derived from their identifiers
 /// (see [`super::derived_ids`]), spelled out the same way, so a snapshot
-/// reads the same whichever way its samples held them.
+/// reads the same whichever way its samples held them. The derived ones
+/// come type by type in row order, as the rows do, so opening marks each
+/// row without an index.
 struct SyncTagsOut<'a> {
     records: TagsById<'a>,
     derived: Vec<(TypeIndex, &'a TypeColumns)>,
@@ -809,7 +811,7 @@ fn decode(plain: &[u8], at: LogHead, ids_key: Option<&SecretKey>) -> Result<Star
         .ok_or(Rejected::Malformed)?;
         let (these, rest) = rows.split_at(len);
         rows = rest;
-        let data = match columns {
+        let mut data = match columns {
             TypeRows::Packed(c) => {
                 let texts = c.texts.into_iter().map(String::into_boxed_str).collect();
                 ColumnData::decode_packed(these, n, &c.lengths, texts)
@@ -828,6 +830,7 @@ fn decode(plain: &[u8], at: LogHead, ids_key: Option<&SecretKey>) -> Result<Star
             }
         }
         .ok_or(Rejected::Malformed)?;
+        data.clamp_device_slots();
         let slot = &mut builder.base[usize::from(t.0)];
         if slot.is_some() {
             return Err(Rejected::Malformed);
