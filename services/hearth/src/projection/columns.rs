@@ -1058,12 +1058,22 @@ impl ColumnData {
         self.start.len()
     }
 
-    /// A snapshot holds device slots only; one from a log written before
-    /// devices were capped may name more than a row's cell holds.
-    pub fn clamp_device_slots(&mut self) {
+    /// Holds each device cell to a slot a row can name: a snapshot from a
+    /// log written before devices were capped may name more. With
+    /// `keep_marks` (version 6 on, whose cells are whole), a cell marked
+    /// derived is kept as it is; before, cells hold slots only.
+    pub fn clamp_device_slots(&mut self, keep_marks: bool) {
         for cell in &mut self.device {
-            *cell = (*cell).min(MAX_DEVICE_SLOT);
+            if !(keep_marks && *cell & DERIVED != 0) {
+                *cell = (*cell).min(MAX_DEVICE_SLOT);
+            }
         }
+    }
+
+    /// Whether any row's device cell carries the mark of a derived id (a
+    /// snapshot from version 6 on keeps the cells whole).
+    pub fn any_derived(&self) -> bool {
+        self.device.iter().any(|&cell| cell & DERIVED != 0)
     }
 
     /// Marks the first row from `from` on holding `id` as derived from its
@@ -1361,8 +1371,20 @@ impl TypeColumns {
     /// column in turn, then each row's metadata number when any row has
     /// metadata (as in [`TypeColumns::encode_live`]); returns how many rows,
     /// the distinct texts, and each column's length in bytes.
-    pub(crate) fn encode_packed<S: ByteSink>(&self, out: &mut S) -> (usize, Vec<&str>, Vec<u64>) {
+    /// Packs the live rows into `out`: (rows, their distinct metadata
+    /// texts, each column's length). With `marks`, each device cell goes
+    /// whole, the mark of a derived id and its bits with the slot; without,
+    /// the slot alone (snapshots before version 6).
+    pub(crate) fn encode_packed<S: ByteSink>(
+        &self,
+        out: &mut S,
+        marks: bool,
+    ) -> (usize, Vec<&str>, Vec<u64>) {
         let rows = || self.live_rows();
+        let cell = |r: usize| match marks {
+            true => self.device[r],
+            false => slot_of(self.device[r]),
+        };
         let mut lengths = vec![
             Packer::new(out).starts(rows().map(|r| self.start[r])),
             Packer::new(out).ends(rows().map(|r| (self.start[r], self.end[r]))),
@@ -1370,7 +1392,7 @@ impl TypeColumns {
             Packer::new(out).ids(rows().map(|r| self.id[r])),
             Packer::new(out).plain(rows().map(|r| u64::from(self.source[r]))),
             Packer::new(out).changes(rows().map(|r| i64::from(self.seq[r]))),
-            Packer::new(out).plain(rows().map(|r| u64::from(slot_of(self.device[r])))),
+            Packer::new(out).plain(rows().map(|r| u64::from(cell(r)))),
             Packer::new(out).changes(rows().map(|r| i64::from(self.start_offset[r]))),
             Packer::new(out).differences(rows().map(|r| {
                 (
@@ -1685,7 +1707,7 @@ mod tests {
                 .collect();
             let columns_only = &encoded[..n * ENCODED_ROW_BYTES];
             let mut packed = Vec::new();
-            let (packed_n, packed_texts, lengths) = base.encode_packed(&mut packed);
+            let (packed_n, packed_texts, lengths) = base.encode_packed(&mut packed, true);
             assert_eq!(packed_n, n);
             assert!(packed.len() < encoded.len());
             let packed_texts = packed_texts.into_iter().map(Box::from).collect();
@@ -1726,7 +1748,7 @@ mod tests {
         );
         assert!(c.delete(100));
         let mut bytes = Vec::new();
-        let (n, texts, lengths) = c.encode_packed(&mut bytes);
+        let (n, texts, lengths) = c.encode_packed(&mut bytes, true);
         assert_eq!(n, 199);
         let texts: Vec<Box<str>> = texts.into_iter().map(Box::from).collect();
         let data = ColumnData::decode_packed(&bytes, n, &lengths, texts.clone()).unwrap();
@@ -1792,7 +1814,7 @@ mod tests {
         }
         let mut from_base = TypeColumns::from_base(base, Vec::new());
         let mut packed = Vec::new();
-        let (live, texts, lengths) = from_rows.encode_packed(&mut packed);
+        let (live, texts, lengths) = from_rows.encode_packed(&mut packed, true);
         let texts = texts.into_iter().map(Box::from).collect();
         let decoded = ColumnData::decode_packed(&packed, live, &lengths, texts).expect("decodes");
         let from_packed = TypeColumns::from_base(decoded, Vec::new());
@@ -1883,7 +1905,7 @@ mod tests {
         let rows: Vec<Row> = (0..n as i64).map(|i| row(rng.gen(), i)).collect();
         let cols = TypeColumns::from_rows(rows, &hashbrown::HashSet::new());
         let mut packed = Vec::new();
-        let (live, texts, lengths) = cols.encode_packed(&mut packed);
+        let (live, texts, lengths) = cols.encode_packed(&mut packed, true);
         let texts: Vec<Box<str>> = texts.into_iter().map(Box::from).collect();
         let ids = cols.id.clone();
         let dropped: hashbrown::HashSet<u128> = ids.iter().copied().step_by(3).collect();

@@ -57,7 +57,11 @@ use crate::storage::{SealedChunks, SnapshotHeader, Storage, StorageError};
 
 /// The label the snapshot key is derived under.
 pub const KEY_LABEL: &[u8] = b"hearth/snapshot/v1";
-/// 5: each type's columns are packed (see [`super::packed`]), their
+/// 6: a row's device cell is packed whole, with the mark of an id derived
+/// from its sync identifier (see [`super::derived_ids`]) and the bits that
+/// give it back, so those identifiers are not listed: the root key gives
+/// them back from the rows. 5 lists them with the other sync tags and
+/// packs device slots alone. 5: each type's columns are packed (see [`super::packed`]), their
 /// lengths listed with the type; 4 has them as fixed-width little-endian
 /// values. In 4 and later each type's distinct metadata texts are listed
 /// once, and its rows carry a number into that list (see
@@ -68,7 +72,8 @@ pub const KEY_LABEL: &[u8] = b"hearth/snapshot/v1";
 /// too.
 ///
 /// [`TypeColumns::encode_packed`]: super::TypeColumns::encode_packed
-const FORMAT_VERSION: u8 = 5;
+const FORMAT_VERSION: u8 = 6;
+const FORMAT_SPELLED_TAGS: u8 = 5;
 const FORMAT_FIXED_WIDTH: u8 = 4;
 const FORMAT_METADATA_BY_ID: u8 = 3;
 const FORMAT_WITHOUT_PINS: u8 = 2;
@@ -262,12 +267,11 @@ impl<C, S> Meta<C, S> {
 /// [`Meta`] as it is written.
 type MetaOut<'a> = Meta<TypePackedOut<'a>, SyncTagsOut<'a>>;
 
-/// Every sync tag, as a snapshot lists them: the records' by sample id,
-/// then those of the rows whose ids are derived from their identifiers
-/// (see [`super::derived_ids`]), spelled out the same way, so a snapshot
-/// reads the same whichever way its samples held them. The derived ones
-/// come type by type in row order, as the rows do, so opening marks each
-/// row without an index.
+/// Every sync tag a snapshot lists: the records' by sample id. In version
+/// 5 (with `deriver`), then those of the rows whose ids are derived from
+/// their identifiers (see [`super::derived_ids`]), spelled out the same
+/// way, type by type in row order, as the rows come, so opening marks each
+/// row without an index; from version 6 the rows carry their marks.
 struct SyncTagsOut<'a> {
     records: TagsById<'a>,
     derived: Vec<(TypeIndex, &'a TypeColumns)>,
@@ -293,7 +297,6 @@ impl SyncTagsOut<'_> {
 impl Serialize for SyncTagsOut<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
-        // Rows are marked only while a deriver is held.
         let Some(deriver) = self.deriver else {
             return self.records.serialize(s);
         };
@@ -513,10 +516,25 @@ fn capture<S: ByteSink>(
     taken_us: i64,
     sink_at: impl FnOnce(LogHead) -> S,
 ) -> (LogHead, S) {
+    capture_as(projection, apps, taken_us, sink_at, false)
+}
+
+/// [`capture`], or with `spell_derived` in the form of version 5, which
+/// spells out derived ids' sync identifiers (to show that one still opens).
+fn capture_as<S: ByteSink>(
+    projection: &Projection,
+    apps: &Apps,
+    taken_us: i64,
+    sink_at: impl FnOnce(LogHead) -> S,
+    spell_derived: bool,
+) -> (LogHead, S) {
     let cut = projection.cut();
     let at = cut.head;
     let mut plain = sink_at(at);
-    plain.put(&[FORMAT_VERSION]);
+    plain.put(&[match spell_derived {
+        true => FORMAT_SPELLED_TAGS,
+        false => FORMAT_VERSION,
+    }]);
     let type_ids: Vec<String> = catalogue::all().iter().map(|t| t.id.to_owned()).collect();
     // Held until the metadata they lend is written.
     let held: Vec<_> = projection
@@ -528,7 +546,7 @@ fn capture<S: ByteSink>(
         .collect();
     let mut columns = Vec::with_capacity(held.len());
     for (t, cols) in &held {
-        let (rows, texts, lengths) = cols.encode_packed(&mut plain);
+        let (rows, texts, lengths) = cols.encode_packed(&mut plain, !spell_derived);
         columns.push(TypePackedOut {
             ty: *t as u16,
             rows: rows as u64,
@@ -557,7 +575,7 @@ fn capture<S: ByteSink>(
             .iter()
             .map(|(t, cols)| (TypeIndex(*t as u16), &**cols))
             .collect(),
-        deriver: deriver.as_ref(),
+        deriver: deriver.as_ref().filter(|_| spell_derived),
         sources: &source_digests.digests,
     };
     let deletions = {
@@ -716,11 +734,12 @@ pub struct Start {
 
 /// Decodes a snapshot's plaintext.
 /// With `ids_key`, samples whose ids are derived from their sync
-/// identifiers are marked so rather than given records.
+/// identifiers are marked so rather than given records (their rows come
+/// marked from version 6 on, and such a snapshot opens only with the key).
 fn decode(plain: &[u8], at: LogHead, ids_key: Option<&SecretKey>) -> Result<Start, Rejected> {
     let (&version, rest) = plain.split_first().ok_or(Rejected::Malformed)?;
     let (rest, pinned) = match version {
-        FORMAT_VERSION | FORMAT_FIXED_WIDTH | FORMAT_METADATA_BY_ID => {
+        FORMAT_VERSION | FORMAT_SPELLED_TAGS | FORMAT_FIXED_WIDTH | FORMAT_METADATA_BY_ID => {
             let (rest, pinned) = trailing_section(rest)?;
             let pinned: Vec<String> =
                 postcard::from_bytes(pinned).map_err(|_| Rejected::Malformed)?;
@@ -730,7 +749,11 @@ fn decode(plain: &[u8], at: LogHead, ids_key: Option<&SecretKey>) -> Result<Star
         _ => return Err(Rejected::Malformed),
     };
     let (rest, audit) = match version {
-        FORMAT_VERSION | FORMAT_FIXED_WIDTH | FORMAT_METADATA_BY_ID | FORMAT_WITHOUT_PINS => {
+        FORMAT_VERSION
+        | FORMAT_SPELLED_TAGS
+        | FORMAT_FIXED_WIDTH
+        | FORMAT_METADATA_BY_ID
+        | FORMAT_WITHOUT_PINS => {
             let (rest, audit) = trailing_section(rest)?;
             let audit: AuditState = postcard::from_bytes(audit).map_err(|_| Rejected::Malformed)?;
             (rest, AuditIndex::from_state(audit))
@@ -748,7 +771,7 @@ fn decode(plain: &[u8], at: LogHead, ids_key: Option<&SecretKey>) -> Result<Star
         .checked_sub(meta_len)
         .ok_or(Rejected::Malformed)?;
     let (mut rows, meta) = body.split_at(rows_len);
-    let meta: Meta<TypeRows> = if version == FORMAT_VERSION {
+    let meta: Meta<TypeRows> = if matches!(version, FORMAT_VERSION | FORMAT_SPELLED_TAGS) {
         postcard::from_bytes::<Meta<TypePacked>>(meta)
             .map_err(|_| Rejected::Malformed)?
             .map_columns(TypeRows::Packed)
@@ -830,7 +853,13 @@ fn decode(plain: &[u8], at: LogHead, ids_key: Option<&SecretKey>) -> Result<Star
             }
         }
         .ok_or(Rejected::Malformed)?;
-        data.clamp_device_slots();
+        let whole_cells = version == FORMAT_VERSION;
+        data.clamp_device_slots(whole_cells);
+        // Rows marked derived give their sync identifiers back only with
+        // the key they were derived with.
+        if whole_cells && ids_key.is_none() && data.any_derived() {
+            return Err(Rejected::Malformed);
+        }
         let slot = &mut builder.base[usize::from(t.0)];
         if slot.is_some() {
             return Err(Rejected::Malformed);
@@ -1282,8 +1311,10 @@ mod tests {
     use crate::audit::{AuditEvent, Direction, UsageEntry};
     use crate::log::event::{Envelope, Event};
 
-    /// Derived ids are spelled out in a snapshot as records are, and
-    /// marked again when it opens with the key (records without it).
+    /// Derived ids' rows carry their marks in a snapshot, which lists only
+    /// the other sync tags and opens only with the key; one of version 5,
+    /// which spelled them out as records are, is marked again when it
+    /// opens with the key (records without it).
     #[test]
     fn derived_ids_survive_a_snapshot() {
         use super::super::derived_tests::{check, key, log};
@@ -1291,17 +1322,6 @@ mod tests {
         for (seq, envelope) in log().iter().enumerate() {
             live.apply(seq as u64 + 1, envelope).unwrap();
         }
-        let (at, plain) = capture(&live, &Apps::default(), 0, |_| Vec::new());
-        let start = decode(&plain, at, Some(&key())).unwrap_or_else(|_| panic!("opens"));
-        check(&start.builder.finish(), true);
-        let start = decode(&plain, at, None).unwrap_or_else(|_| panic!("opens"));
-        check(&start.builder.finish(), false);
-        // The same tags as a snapshot of the records alone lists.
-        let mut records = ProjectionBuilder::new();
-        for (seq, envelope) in log().into_iter().enumerate() {
-            records.add(seq as u64 + 1, envelope).unwrap();
-        }
-        let (_, plain_records) = capture(&records.finish(), &Apps::default(), 0, |_| Vec::new());
         let tags = |plain: &[u8]| {
             let (rest, _) = trailing_section(&plain[1..]).unwrap();
             let (rest, _) = trailing_section(rest).unwrap();
@@ -1310,8 +1330,35 @@ mod tests {
             tags.sort();
             tags
         };
-        assert_eq!(tags(&plain), tags(&plain_records));
-        assert_eq!(tags(&plain).len(), 6);
+        // The tags a snapshot of the records alone lists.
+        let mut records = ProjectionBuilder::new();
+        for (seq, envelope) in log().into_iter().enumerate() {
+            records.add(seq as u64 + 1, envelope).unwrap();
+        }
+        let (_, plain_records) = capture(&records.finish(), &Apps::default(), 0, |_| Vec::new());
+        assert_eq!(tags(&plain_records).len(), 6);
+
+        let (at, plain) = capture(&live, &Apps::default(), 0, |_| Vec::new());
+        assert_eq!(plain[0], FORMAT_VERSION);
+        let start = decode(&plain, at, Some(&key())).unwrap_or_else(|_| panic!("opens"));
+        check(&start.builder.finish(), true);
+        assert!(matches!(decode(&plain, at, None), Err(Rejected::Malformed)));
+        // Samples 1 and 7 hold derived ids: the other four tags are listed.
+        let derived: usize = live
+            .types
+            .iter()
+            .map(|cols| cols.read().derived_rows().count())
+            .sum();
+        assert_eq!(derived, 2);
+        assert_eq!(tags(&plain).len(), 4, "only the records' tags are listed");
+
+        let (at, spelled) = capture_as(&live, &Apps::default(), 0, |_| Vec::new(), true);
+        assert_eq!(spelled[0], FORMAT_SPELLED_TAGS);
+        let start = decode(&spelled, at, Some(&key())).unwrap_or_else(|_| panic!("opens"));
+        check(&start.builder.finish(), true);
+        let start = decode(&spelled, at, None).unwrap_or_else(|_| panic!("opens"));
+        check(&start.builder.finish(), false);
+        assert_eq!(tags(&spelled), tags(&plain_records));
     }
 
     #[test]
@@ -1545,7 +1592,7 @@ mod tests {
             sync_ids.insert(id, tag);
         }
         let mut rows = Vec::new();
-        let (live, texts, lengths) = cols.encode_packed(&mut rows);
+        let (live, texts, lengths) = cols.encode_packed(&mut rows, true);
         let out = MetaOut {
             taken_us: 11,
             applied_seq: 12,
@@ -1659,9 +1706,9 @@ mod tests {
             .unwrap_or_else(|_| panic!("samples apply"));
         let projection = builder.finish();
         let apps = Apps::default();
-        let (at, v5) = capture(&projection, &apps, 0, |_| Vec::new());
-        assert_eq!(v5[0], FORMAT_VERSION);
-        let (rest, pinned) = trailing_section(&v5[1..]).unwrap();
+        let (at, packed) = capture(&projection, &apps, 0, |_| Vec::new());
+        assert_eq!(packed[0], FORMAT_VERSION);
+        let (rest, pinned) = trailing_section(&packed[1..]).unwrap();
         let (rest, audit) = trailing_section(rest).unwrap();
         let (_, meta) = trailing_section(rest).unwrap();
         let older = |version: u8, rows: Vec<u8>, meta: Vec<u8>| {
@@ -1694,7 +1741,7 @@ mod tests {
             rows,
             postcard::to_stdvec(&fixed).unwrap(),
         );
-        assert!(v4.len() > v5.len(), "version 5 packs the columns");
+        assert!(v4.len() > packed.len(), "version 5 on packs the columns");
 
         // The same state as version 3 wrote it.
         let meta: Meta = postcard::from_bytes(meta).unwrap();
@@ -1726,7 +1773,7 @@ mod tests {
             canonical_dump(&start.builder.finish(), &start.registry)
         };
         let expected = canonical_dump(&projection, &Registry::default());
-        assert_eq!(dump(&v5), expected);
+        assert_eq!(dump(&packed), expected);
         assert_eq!(dump(&v4), expected);
         assert_eq!(dump(&v3), expected);
         let heart_rate = catalogue::lookup("heart_rate").unwrap();
