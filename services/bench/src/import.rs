@@ -9,7 +9,10 @@
 //! baseline does, so no peak includes what an earlier run or the export's
 //! generation left behind. Each Hearth figure also says how much of its
 //! peak the process held before the import and how much is the store's
-//! in-memory projection of the samples imported. The baseline runs if
+//! in-memory projection of the samples imported. Each imported store is
+//! then opened by a fresh process, as after a restart, and unlocked from
+//! the snapshot the import ended with: the seconds and that process's peak
+//! RSS over the unlock. The baseline runs if
 //! `HEARTH_BENCH_HEALTHKIT_TO_SQLITE` names it (`scripts/bench.sh` installs
 //! it from `scripts/import-bench-requirements.txt`).
 
@@ -59,6 +62,40 @@ struct Run {
     /// The importing process's resident set as the import began, its
     /// server started (Hearth only).
     rss_before: u64,
+    /// The imported store opened again by a process of its own, as after a
+    /// restart (Hearth only).
+    restart: Option<Restart>,
+}
+
+/// A store unlocked by a fresh process: seconds to unlock, the process's
+/// resident set before the unlock and its peak over the unlock.
+struct Restart {
+    secs: f64,
+    rss_before: u64,
+    peak_rss: u64,
+}
+
+impl Restart {
+    fn to_json(&self) -> Value {
+        serde_json::json!({
+            "secs": self.secs,
+            "rss_before": self.rss_before,
+            "peak_rss": self.peak_rss,
+        })
+    }
+
+    fn from_json(figures: &Value) -> anyhow::Result<Restart> {
+        let number = |key: &str| {
+            figures[key]
+                .as_f64()
+                .with_context(|| format!("restart figure {key}"))
+        };
+        Ok(Restart {
+            secs: number("secs")?,
+            rss_before: number("rss_before")? as u64,
+            peak_rss: number("peak_rss")? as u64,
+        })
+    }
 }
 
 async fn hearth_import(backend: Backend, admin: &str, zip: &Path) -> anyhow::Result<Run> {
@@ -122,7 +159,8 @@ async fn hearth_import(backend: Backend, admin: &str, zip: &Path) -> anyhow::Res
     }
     let peak_rss = peak_rss();
     let projection = open.map(|open| (open.memory_bytes() as u64, open.sample_count()));
-    server.stop().await;
+    let (dir, url) = server.stop_keeping().await;
+    let restart = tokio::task::spawn_blocking(move || unlock_apart(dir.path(), &url)).await??;
     Ok(Run {
         secs,
         snapshot_secs,
@@ -130,7 +168,57 @@ async fn hearth_import(backend: Backend, admin: &str, zip: &Path) -> anyhow::Res
         peak_rss_before_snapshot,
         projection,
         rss_before,
+        restart: Some(restart),
     })
+}
+
+/// What a process running [`unlock_one`] prints its figures after.
+const UNLOCK_FIGURES: &str = "unlock figures: ";
+
+/// Opens the store in `dir` at `url` as a restarted server would, unlocks
+/// it, and prints the figures: what `hearth-bench --unlock-one` runs.
+pub async fn unlock_one(dir: &Path, url: &str) -> anyhow::Result<()> {
+    let app =
+        hearth::startup::Application::build(&super::serve_args(dir, url, KdfParams::RECOMMENDED)?)
+            .await?;
+    reset_peak_rss();
+    let rss_before = rss_field("/proc/self/status", "VmRSS:");
+    let started = Instant::now();
+    app.store.unlock(super::PASSPHRASE, None).await?;
+    let secs = started.elapsed().as_secs_f64();
+    // Id indexes are built on first use: counted here as if used.
+    app.store
+        .open_store()
+        .map_err(|_| anyhow::anyhow!("not unlocked"))?
+        .build_indexes();
+    let restart = Restart {
+        secs,
+        rss_before,
+        peak_rss: peak_rss(),
+    };
+    println!("{UNLOCK_FIGURES}{}", restart.to_json());
+    Ok(())
+}
+
+/// [`unlock_one`] in a process of its own.
+fn unlock_apart(dir: &Path, url: &str) -> anyhow::Result<Restart> {
+    let output = std::process::Command::new(std::env::current_exe()?)
+        .arg("--unlock-one")
+        .arg(dir)
+        .arg(url)
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        output.status.success(),
+        "the unlocking process failed ({}): {stdout}",
+        output.status
+    );
+    let figures = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(UNLOCK_FIGURES))
+        .context("the unlocking process's figures")?;
+    Restart::from_json(&serde_json::from_str(figures)?)
 }
 
 /// What a process running [`import_one`] prints its figures after.
@@ -147,6 +235,7 @@ pub async fn import_one(backend: Backend, admin: &str, zip: &Path) -> anyhow::Re
         "peak_rss_before_snapshot": run.peak_rss_before_snapshot,
         "projection": run.projection,
         "rss_before": run.rss_before,
+        "restart": run.restart.as_ref().map(Restart::to_json),
     });
     println!("{FIGURES}{figures}");
     Ok(())
@@ -188,6 +277,7 @@ fn hearth_import_apart(backend: Backend, admin: &str, zip: &Path) -> anyhow::Res
             .as_array()
             .and_then(|p| Some((p.first()?.as_u64()?, p.get(1)?.as_u64()? as usize))),
         rss_before: number("rss_before")? as u64,
+        restart: Some(Restart::from_json(&figures["restart"])?),
     })
 }
 
@@ -218,6 +308,7 @@ fn baseline(tool: &str, zip: &Path) -> anyhow::Result<Run> {
         peak_rss_before_snapshot: peak,
         projection: None,
         rss_before: 0,
+        restart: None,
     })
 }
 
@@ -302,6 +393,14 @@ pub async fn bench_import(backend: Backend, admin: &str) -> anyhow::Result<()> {
             run.peak_rss_before_snapshot as f64 / 1e6,
             run.peak_rss.saturating_sub(run.peak_rss_before_snapshot) as f64 / 1e6
         );
+        if let Some(restart) = &run.restart {
+            println!(
+                "    restarted: unlock from its snapshot {:>5.2} s, peak RSS {:>5.0} MB (target < 300 MB; the sealed process before it {:>5.0} MB)",
+                restart.secs,
+                restart.peak_rss as f64 / 1e6,
+                restart.rss_before as f64 / 1e6
+            );
+        }
         if size == mb {
             match &tool {
                 Some(tool) => {

@@ -97,6 +97,10 @@ struct Args {
     /// `--only import` runs each of its imports in a process of its own.
     #[arg(long, hide = true)]
     import_one: Option<std::path::PathBuf>,
+    /// `--only import` unlocks each imported store in a process of its own:
+    /// the store's data directory, then its database's URL.
+    #[arg(long, hide = true, num_args = 2, value_names = ["DIR", "URL"])]
+    unlock_one: Option<Vec<String>>,
     /// Writes a synthetic Apple Health `export.zip` to this path (no
     /// benchmark is run): `--export-mb` megabytes of XML or more, in
     /// `--export-version`, with the quirks of real exports if
@@ -149,12 +153,41 @@ enum Backend {
     Postgres,
 }
 
+/// A Hearth's settings for a store in `dir` and at `url`.
+fn serve_args(dir: &std::path::Path, url: &str, kdf: KdfParams) -> anyhow::Result<ServeArgs> {
+    Ok(ServeArgs {
+        listen: "127.0.0.1:0".parse()?,
+        storage: StorageArgs {
+            data_dir: dir.to_path_buf(),
+            database_url: Some(url.to_owned()),
+            state_file: None,
+        },
+        kdf: KdfArgs {
+            kdf_memory_kib: kdf.memory_kib,
+            kdf_iterations: kdf.iterations,
+        },
+        unlock_key_file: None,
+        idle_lock_secs: 0,
+        max_body_bytes: 16 * 1024 * 1024,
+        max_import_bytes: 6 << 30,
+        max_concurrent_requests: 256,
+        request_timeout_secs: 120,
+        public_url: None,
+        allowed_hosts: Vec::new(),
+        tls: Default::default(),
+        pending: Default::default(),
+        log_format: "text".into(),
+        snapshot_every: hearth::projection::snapshot::DEFAULT_EVERY,
+    })
+}
+
 /// A running Hearth with a fresh store, set up and unlocked.
 struct Server {
     base: String,
     token: String,
     store: Arc<Store>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    url: String,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -166,31 +199,7 @@ impl Server {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("hearth.db").display()),
             Backend::Postgres => fresh_database(admin).await?,
         };
-        let args = ServeArgs {
-            listen: "127.0.0.1:0".parse()?,
-            storage: StorageArgs {
-                data_dir: dir.path().to_path_buf(),
-                database_url: Some(url),
-                state_file: None,
-            },
-            kdf: KdfArgs {
-                kdf_memory_kib: kdf.memory_kib,
-                kdf_iterations: kdf.iterations,
-            },
-            unlock_key_file: None,
-            idle_lock_secs: 0,
-            max_body_bytes: 16 * 1024 * 1024,
-            max_import_bytes: 6 << 30,
-            max_concurrent_requests: 256,
-            request_timeout_secs: 120,
-            public_url: None,
-            allowed_hosts: Vec::new(),
-            tls: Default::default(),
-            pending: Default::default(),
-            log_format: "text".into(),
-            snapshot_every: hearth::projection::snapshot::DEFAULT_EVERY,
-        };
-        let app = Application::build(&args).await?;
+        let app = Application::build(&serve_args(dir.path(), &url, kdf)?).await?;
         let base = format!("http://127.0.0.1:{}", app.port());
         let store = app.store.clone();
         let code = store.setup_code().context("new store")?;
@@ -207,7 +216,8 @@ impl Server {
             base,
             token,
             store,
-            _dir: dir,
+            dir,
+            url,
             stop,
             task,
         })
@@ -216,6 +226,14 @@ impl Server {
     async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
+    }
+
+    /// Stops the server and hands back its store: the data directory and
+    /// the database's URL.
+    async fn stop_keeping(self) -> (tempfile::TempDir, String) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+        (self.dir, self.url)
     }
 
     /// Writes samples straight to the writer, skipping HTTP (for setting up data).
@@ -749,6 +767,11 @@ async fn run() -> anyhow::Result<std::process::ExitCode> {
             args.export_version,
             args.export_quirks,
         )?;
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    // Needs no admin URL: the store's own is given.
+    if let Some([dir, url]) = args.unlock_one.as_deref() {
+        import::unlock_one(dir.as_ref(), url).await?;
         return Ok(std::process::ExitCode::SUCCESS);
     }
     let admin = admin_url(&args)?;
