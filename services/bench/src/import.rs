@@ -202,23 +202,26 @@ pub async fn unlock_one(dir: &Path, url: &str) -> anyhow::Result<()> {
 
 /// [`unlock_one`] in a process of its own.
 fn unlock_apart(dir: &Path, url: &str) -> anyhow::Result<Restart> {
-    let output = std::process::Command::new(std::env::current_exe()?)
-        .arg("--unlock-one")
-        .arg(dir)
-        .arg(url)
-        .stderr(std::process::Stdio::inherit())
-        .output()?;
+    let mut run = std::process::Command::new(std::env::current_exe()?);
+    run.arg("--unlock-one").arg(dir).arg(url);
+    Restart::from_json(&figures_of(run, UNLOCK_FIGURES)?)
+}
+
+/// Runs this binary as `command` says and reads the figures it prints
+/// after `prefix`.
+fn figures_of(mut command: std::process::Command, prefix: &str) -> anyhow::Result<Value> {
+    let output = command.stderr(std::process::Stdio::inherit()).output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     anyhow::ensure!(
         output.status.success(),
-        "the unlocking process failed ({}): {stdout}",
+        "the process printing {prefix:?} failed ({}): {stdout}",
         output.status
     );
     let figures = stdout
         .lines()
-        .find_map(|l| l.strip_prefix(UNLOCK_FIGURES))
-        .context("the unlocking process's figures")?;
-    Restart::from_json(&serde_json::from_str(figures)?)
+        .find_map(|l| l.strip_prefix(prefix))
+        .with_context(|| format!("a line starting {prefix:?}"))?;
+    Ok(serde_json::from_str(figures)?)
 }
 
 /// What a process running [`import_one`] prints its figures after.
@@ -246,23 +249,11 @@ pub async fn import_one(backend: Backend, admin: &str, zip: &Path) -> anyhow::Re
 fn hearth_import_apart(backend: Backend, admin: &str, zip: &Path) -> anyhow::Result<Run> {
     use clap::ValueEnum;
     let backend = backend.to_possible_value().context("a backend name")?;
-    let output = std::process::Command::new(std::env::current_exe()?)
-        .args(["--backend", backend.get_name(), "--database-url", admin])
+    let mut run = std::process::Command::new(std::env::current_exe()?);
+    run.args(["--backend", backend.get_name(), "--database-url", admin])
         .arg("--import-one")
-        .arg(zip)
-        .stderr(std::process::Stdio::inherit())
-        .output()?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    anyhow::ensure!(
-        output.status.success(),
-        "the import process failed ({}): {stdout}",
-        output.status
-    );
-    let figures: Value = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(FIGURES))
-        .context("the import process's figures")
-        .and_then(|f| Ok(serde_json::from_str(f)?))?;
+        .arg(zip);
+    let figures = figures_of(run, FIGURES)?;
     let number = |key: &str| {
         figures[key]
             .as_f64()
