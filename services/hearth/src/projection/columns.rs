@@ -67,6 +67,54 @@ fn derived_of(cell: u16) -> Option<u8> {
     (cell & DERIVED != 0).then_some(((cell >> 9) & 0x3f) as u8)
 }
 
+/// Each row's end, held only once some row ends after it starts: until
+/// then every row ends where it starts (most types are instants, heart rate
+/// among them) and the column is empty, eight bytes a row saved.
+#[derive(Default)]
+struct Ends(Vec<i64>);
+
+impl Ends {
+    /// The ends of the rows whose starts are `starts`.
+    fn of<'a>(&'a self, starts: &'a [i64]) -> &'a [i64] {
+        match self.0.is_empty() {
+            true => starts,
+            false => &self.0,
+        }
+    }
+
+    /// Row `r`'s end, its start being `start`.
+    fn get(&self, r: usize, start: i64) -> i64 {
+        self.0.get(r).copied().unwrap_or(start)
+    }
+
+    /// Records `end` for the row just added, whose start is the last of
+    /// `starts`: the column is filled in for the rows before it the first
+    /// time a row ends after it starts.
+    fn push(&mut self, starts: &[i64], end: i64) {
+        let Some((&start, before)) = starts.split_last() else {
+            return;
+        };
+        if self.0.is_empty() {
+            if end == start {
+                return;
+            }
+            self.0.reserve_exact(starts.len());
+            self.0.extend_from_slice(before);
+        }
+        self.0.push(end);
+    }
+
+    /// The column as given, empty if every row ends where it starts (its
+    /// bytes wiped then).
+    fn from_column(mut end: Vec<i64>, starts: &[i64]) -> Ends {
+        if end == starts {
+            end.zeroize();
+            end = Vec::new();
+        }
+        Ends(end)
+    }
+}
+
 /// Rows collected for columns, kept as columns from the start: a full
 /// replay appends every sample here, and the columns it ends with are
 /// these, moved rather than copied. Large columns grow by moving their
@@ -77,7 +125,7 @@ fn derived_of(cell: u16) -> Option<u8> {
 pub struct RowColumns {
     id: Vec<u128>,
     start: Vec<i64>,
-    end: Vec<i64>,
+    end: Ends,
     value: Vec<f64>,
     source: Vec<u32>,
     seq: Vec<u32>,
@@ -97,7 +145,7 @@ impl Default for RowColumns {
         RowColumns {
             id: Vec::new(),
             start: Vec::new(),
-            end: Vec::new(),
+            end: Ends::default(),
             value: Vec::new(),
             source: Vec::new(),
             seq: Vec::new(),
@@ -131,7 +179,7 @@ impl RowColumns {
             }
             self.id.push(row.id);
             self.start.push(row.start_us);
-            self.end.push(row.end_us);
+            self.end.push(&self.start, row.end_us);
             self.value.push(row.value);
             self.source.push(row.source);
             self.seq.push(row.seq);
@@ -155,7 +203,9 @@ impl RowColumns {
             if kept != r {
                 self.id[kept] = self.id[r];
                 self.start[kept] = self.start[r];
-                self.end[kept] = self.end[r];
+                if !self.end.0.is_empty() {
+                    self.end.0[kept] = self.end.0[r];
+                }
                 self.value[kept] = self.value[r];
                 self.source[kept] = self.source[r];
                 self.seq[kept] = self.seq[r];
@@ -181,7 +231,7 @@ impl RowColumns {
         }
         cut(&mut self.id, len);
         cut(&mut self.start, len);
-        cut(&mut self.end, len);
+        cut(&mut self.end.0, len);
         cut(&mut self.value, len);
         cut(&mut self.source, len);
         cut(&mut self.seq, len);
@@ -200,7 +250,7 @@ impl RowColumns {
             id: self.id[r],
             start_us: self.start[r],
             start_offset_min: self.start_offset[r],
-            end_us: self.end[r],
+            end_us: self.end.get(r, self.start[r]),
             end_offset_min: self.end_offset[r],
             value: self.value[r],
             source: self.source[r],
@@ -242,7 +292,7 @@ impl RowColumns {
         }
         rearrange(&mut self.id, &order);
         rearrange(&mut self.start, &order);
-        rearrange(&mut self.end, &order);
+        rearrange(&mut self.end.0, &order);
         rearrange(&mut self.value, &order);
         rearrange(&mut self.source, &order);
         rearrange(&mut self.seq, &order);
@@ -331,7 +381,7 @@ pub type LiveOrigins = std::sync::Arc<[(u32, u16)]>;
 #[derive(Default)]
 pub struct TypeColumns {
     start: Vec<i64>,
-    end: Vec<i64>,
+    end: Ends,
     value: Vec<f64>,
     id: Vec<u128>,
     source: Vec<u32>,
@@ -406,7 +456,7 @@ impl TypeColumns {
     }
 
     pub fn ends(&self) -> &[i64] {
-        &self.end
+        self.end.of(&self.start)
     }
 
     pub fn value_slice(&self) -> &[f64] {
@@ -575,7 +625,7 @@ impl TypeColumns {
         }
         self.deleted_count -= tail.iter().filter(|(_, d, _)| *d).count();
         self.start.truncate(from);
-        self.end.truncate(from);
+        self.end.0.truncate(from);
         self.value.truncate(from);
         self.id.truncate(from);
         self.source.truncate(from);
@@ -714,7 +764,7 @@ impl TypeColumns {
     pub fn memory_bytes(&self) -> usize {
         use std::mem::size_of;
         self.start.capacity() * size_of::<i64>()
-            + self.end.capacity() * size_of::<i64>()
+            + self.end.0.capacity() * size_of::<i64>()
             + self.value.capacity() * size_of::<f64>()
             + self.id.capacity() * size_of::<u128>()
             + self.source.capacity() * size_of::<u32>()
@@ -739,7 +789,7 @@ impl TypeColumns {
 
     pub fn shrink_to_fit(&mut self) {
         self.start.shrink_to_fit();
-        self.end.shrink_to_fit();
+        self.end.0.shrink_to_fit();
         self.value.shrink_to_fit();
         self.id.shrink_to_fit();
         self.source.shrink_to_fit();
@@ -773,7 +823,7 @@ impl TypeColumns {
         }
         rows.sort();
         let n = rows.len();
-        let (by_source, longest_us) = origins(&rows.source, &rows.start, &rows.end);
+        let (by_source, longest_us) = origins(&rows.source, &rows.start, rows.end.of(&rows.start));
         let last_seq = rows.seq.iter().copied().max().unwrap_or(0);
         // A type whose metadata was all dropped has no column of it.
         if rows.metadata.iter().all(|&slot| slot == 0) {
@@ -802,7 +852,7 @@ impl TypeColumns {
     /// Overwrites every column with zeros, then frees it.
     pub fn wipe(&mut self) {
         self.start.zeroize();
-        self.end.zeroize();
+        self.end.0.zeroize();
         self.value.zeroize();
         self.id.zeroize();
         self.source.zeroize();
@@ -832,7 +882,9 @@ impl TypeColumns {
     /// Reserves `n` more rows in every column but the ids and metadata.
     fn reserve_fields(&mut self, n: usize) {
         self.start.reserve_exact(n);
-        self.end.reserve_exact(n);
+        if !self.end.0.is_empty() {
+            self.end.0.reserve_exact(n);
+        }
         self.value.reserve_exact(n);
         self.source.reserve_exact(n);
         self.seq.reserve_exact(n);
@@ -850,7 +902,7 @@ impl TypeColumns {
             id: self.id[row],
             start_us: self.start[row],
             start_offset_min: self.start_offset[row],
-            end_us: self.end[row],
+            end_us: self.end.get(row, self.start[row]),
             end_offset_min: self.end_offset[row],
             value: self.value[row],
             source: self.source[row],
@@ -891,7 +943,7 @@ impl TypeColumns {
     fn push_fields(&mut self, row: Row, slot: u32) {
         let r = self.len();
         self.start.push(row.start_us);
-        self.end.push(row.end_us);
+        self.end.push(&self.start, row.end_us);
         self.value.push(row.value);
         self.source.push(row.source);
         self.seq.push(row.seq);
@@ -1351,7 +1403,7 @@ impl TypeColumns {
     #[cfg(test)]
     pub(crate) fn encode_live(&self, out: &mut impl ByteSink) -> (usize, Vec<&str>) {
         put_column!(out, self.start, self.live_rows());
-        put_column!(out, self.end, self.live_rows());
+        put_column!(out, self.ends(), self.live_rows());
         put_column!(out, self.value, self.live_rows());
         put_column!(out, self.id, self.live_rows());
         put_column!(out, self.source, self.live_rows());
@@ -1387,7 +1439,7 @@ impl TypeColumns {
         };
         let mut lengths = vec![
             Packer::new(out).starts(rows().map(|r| self.start[r])),
-            Packer::new(out).ends(rows().map(|r| (self.start[r], self.end[r]))),
+            Packer::new(out).ends(rows().map(|r| (self.start[r], self.ends()[r]))),
             Packer::new(out).values(rows().map(|r| self.value[r])),
             Packer::new(out).ids(rows().map(|r| self.id[r])),
             Packer::new(out).plain(rows().map(|r| u64::from(self.source[r]))),
@@ -1449,8 +1501,8 @@ impl TypeColumns {
                     true => Vec::new(),
                     false => vec![0; base.len()],
                 },
+                end: Ends::from_column(std::mem::take(&mut base.end), &base.start),
                 start: std::mem::take(&mut base.start),
-                end: std::mem::take(&mut base.end),
                 value: std::mem::take(&mut base.value),
                 id: std::mem::take(&mut base.id),
                 source: std::mem::take(&mut base.source),
@@ -1460,7 +1512,8 @@ impl TypeColumns {
                 end_offset: std::mem::take(&mut base.end_offset),
                 ..TypeColumns::default()
             };
-            (cols.by_source, cols.longest_us) = origins(&cols.source, &cols.start, &cols.end);
+            (cols.by_source, cols.longest_us) =
+                origins(&cols.source, &cols.start, cols.end.of(&cols.start));
             cols
         } else {
             tail.sort_unstable_by_key(Row::key);
@@ -1678,6 +1731,66 @@ mod tests {
         assert_eq!(c.start_range(100, 201), 1..5);
         let vals: Vec<f64> = c.values(0..c.len()).collect();
         assert_eq!(vals, vec![5.0, 1.0, 4.0, 6.0, 3.0]);
+    }
+
+    /// A type whose rows are all instants holds no end column; the first
+    /// row that lasts fills it in, wherever it lands, and every way columns
+    /// are built gives each row the same end.
+    #[test]
+    fn instants_hold_no_end_column_until_a_row_lasts() {
+        let instant = |id: u128, start: i64| Row {
+            end_us: start,
+            ..row(id, start)
+        };
+        let instants = vec![instant(1, 100), instant(2, 200), instant(3, 300)];
+        let mut c = TypeColumns::default();
+        c.insert(instants.clone());
+        assert_eq!(c.end.0.capacity(), 0);
+        assert_eq!(c.ends(), c.starts());
+        assert_eq!(c.longest_us(), 0);
+        // A lasting row lands between them, then an instant before all.
+        c.insert(vec![row(4, 150)]);
+        c.insert(vec![instant(5, 50)]);
+        assert_eq!(c.ends(), &[50, 100, 160, 200, 300]);
+        assert_eq!(c.longest_us(), 10);
+        let r = c.find(4).unwrap();
+        assert_eq!(c.row(r).end_us, 160);
+
+        let all = vec![
+            instants[0].clone(),
+            row(4, 150),
+            instant(5, 50),
+            instants[1].clone(),
+            instants[2].clone(),
+        ];
+        for (rows, lasting) in [(instants, false), (all, true)] {
+            let built = TypeColumns::from_rows(rows.clone(), &Default::default());
+            assert_eq!(built.end.0.is_empty(), !lasting);
+            let mut packed = Vec::new();
+            let (n, texts, lengths) = built.encode_packed(&mut packed, true);
+            let texts = texts.into_iter().map(Box::from).collect();
+            let data = ColumnData::decode_packed(&packed, n, &lengths, texts).expect("decodes");
+            let opened = TypeColumns::from_base(data, Vec::new());
+            assert_eq!(opened.end.0.is_empty(), !lasting);
+            // Rows after a snapshot's, merged with them.
+            let (base, tail) = rows.split_at(2);
+            let base = TypeColumns::from_rows(base.to_vec(), &Default::default());
+            let mut packed = Vec::new();
+            let (n, texts, lengths) = base.encode_packed(&mut packed, true);
+            let texts = texts.into_iter().map(Box::from).collect();
+            let data = ColumnData::decode_packed(&packed, n, &lengths, texts).expect("decodes");
+            let merged = TypeColumns::from_base(data, tail.to_vec());
+            for cols in [&opened, &merged] {
+                assert_eq!(cols.ends(), built.ends());
+                assert_eq!(cols.longest_us(), built.longest_us());
+                for r in 0..built.len() {
+                    assert_eq!(cols.row(r), built.row(r));
+                }
+            }
+            if lasting {
+                assert_eq!(built.ends(), c.ends());
+            }
+        }
     }
 
     /// A snapshot's rows and rows added after it build the same columns as
