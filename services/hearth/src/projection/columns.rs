@@ -67,51 +67,53 @@ fn derived_of(cell: u16) -> Option<u8> {
     (cell & DERIVED != 0).then_some(((cell >> 9) & 0x3f) as u8)
 }
 
-/// Each row's end, held only once some row ends after it starts: until
-/// then every row ends where it starts (most types are instants, heart rate
-/// among them) and the column is empty, eight bytes a row saved.
+/// A column that repeats another until some row differs: a row's end and
+/// its start, its end's time zone offset and its start's. Most types are
+/// instants (heart rate among them) and most samples begin and end in one
+/// time zone, so until a row differs the column is empty, ten bytes a row
+/// saved for the two.
 #[derive(Default)]
-struct Ends(Vec<i64>);
+struct Echo<T>(Vec<T>);
 
-impl Ends {
-    /// The ends of the rows whose starts are `starts`.
-    fn of<'a>(&'a self, starts: &'a [i64]) -> &'a [i64] {
+impl<T: Copy + PartialEq + zeroize::DefaultIsZeroes> Echo<T> {
+    /// The column, `other` being the one it repeats.
+    fn of<'a>(&'a self, other: &'a [T]) -> &'a [T] {
         match self.0.is_empty() {
-            true => starts,
+            true => other,
             false => &self.0,
         }
     }
 
-    /// Row `r`'s end, its start being `start`.
-    fn get(&self, r: usize, start: i64) -> i64 {
-        self.0.get(r).copied().unwrap_or(start)
+    /// Row `r`'s value, `other` being the value it repeats.
+    fn get(&self, r: usize, other: T) -> T {
+        self.0.get(r).copied().unwrap_or(other)
     }
 
-    /// Records `end` for the row just added, whose start is the last of
-    /// `starts`: the column is filled in for the rows before it the first
-    /// time a row ends after it starts.
-    fn push(&mut self, starts: &[i64], end: i64) {
-        let Some((&start, before)) = starts.split_last() else {
+    /// Records `value` for the row just added, whose value in the column
+    /// repeated is the last of `other`: the rows before it are filled in
+    /// the first time a row differs.
+    fn push(&mut self, other: &[T], value: T) {
+        let Some((&last, before)) = other.split_last() else {
             return;
         };
         if self.0.is_empty() {
-            if end == start {
+            if value == last {
                 return;
             }
-            self.0.reserve_exact(starts.len());
+            self.0.reserve_exact(other.len());
             self.0.extend_from_slice(before);
         }
-        self.0.push(end);
+        self.0.push(value);
     }
 
-    /// The column as given, empty if every row ends where it starts (its
-    /// bytes wiped then).
-    fn from_column(mut end: Vec<i64>, starts: &[i64]) -> Ends {
-        if end == starts {
-            end.zeroize();
-            end = Vec::new();
+    /// `column` as given, empty if it repeats `other` (its bytes wiped
+    /// then).
+    fn from_column(mut column: Vec<T>, other: &[T]) -> Echo<T> {
+        if column == other {
+            column.zeroize();
+            column = Vec::new();
         }
-        Ends(end)
+        Echo(column)
     }
 }
 
@@ -125,13 +127,13 @@ impl Ends {
 pub struct RowColumns {
     id: Vec<u128>,
     start: Vec<i64>,
-    end: Ends,
+    end: Echo<i64>,
     value: Vec<f64>,
     source: Vec<u32>,
     seq: Vec<u32>,
     device: Vec<u16>,
     start_offset: Vec<i16>,
-    end_offset: Vec<i16>,
+    end_offset: Echo<i16>,
     /// Each row's slot in `texts`, 0 for none; empty until a row has
     /// metadata, then as long as the others.
     metadata: Vec<u32>,
@@ -145,13 +147,13 @@ impl Default for RowColumns {
         RowColumns {
             id: Vec::new(),
             start: Vec::new(),
-            end: Ends::default(),
+            end: Echo::default(),
             value: Vec::new(),
             source: Vec::new(),
             seq: Vec::new(),
             device: Vec::new(),
             start_offset: Vec::new(),
-            end_offset: Vec::new(),
+            end_offset: Echo::default(),
             metadata: Vec::new(),
             texts: TextPool::default(),
             in_order: true,
@@ -185,7 +187,7 @@ impl RowColumns {
             self.seq.push(row.seq);
             self.device.push(device_cell(row.device, row.derived));
             self.start_offset.push(row.start_offset_min);
-            self.end_offset.push(row.end_offset_min);
+            self.end_offset.push(&self.start_offset, row.end_offset_min);
         }
     }
 
@@ -211,7 +213,9 @@ impl RowColumns {
                 self.seq[kept] = self.seq[r];
                 self.device[kept] = self.device[r];
                 self.start_offset[kept] = self.start_offset[r];
-                self.end_offset[kept] = self.end_offset[r];
+                if !self.end_offset.0.is_empty() {
+                    self.end_offset.0[kept] = self.end_offset.0[r];
+                }
                 if !self.metadata.is_empty() {
                     self.metadata[kept] = self.metadata[r];
                 }
@@ -237,7 +241,7 @@ impl RowColumns {
         cut(&mut self.seq, len);
         cut(&mut self.device, len);
         cut(&mut self.start_offset, len);
-        cut(&mut self.end_offset, len);
+        cut(&mut self.end_offset.0, len);
         cut(&mut self.metadata, len);
     }
 
@@ -251,7 +255,7 @@ impl RowColumns {
             start_us: self.start[r],
             start_offset_min: self.start_offset[r],
             end_us: self.end.get(r, self.start[r]),
-            end_offset_min: self.end_offset[r],
+            end_offset_min: self.end_offset.get(r, self.start_offset[r]),
             value: self.value[r],
             source: self.source[r],
             device: slot_of(self.device[r]),
@@ -298,7 +302,7 @@ impl RowColumns {
         rearrange(&mut self.seq, &order);
         rearrange(&mut self.device, &order);
         rearrange(&mut self.start_offset, &order);
-        rearrange(&mut self.end_offset, &order);
+        rearrange(&mut self.end_offset.0, &order);
         rearrange(&mut self.metadata, &order);
         self.in_order = true;
     }
@@ -381,14 +385,14 @@ pub type LiveOrigins = std::sync::Arc<[(u32, u16)]>;
 #[derive(Default)]
 pub struct TypeColumns {
     start: Vec<i64>,
-    end: Ends,
+    end: Echo<i64>,
     value: Vec<f64>,
     id: Vec<u128>,
     source: Vec<u32>,
     seq: Vec<u32>,
     device: Vec<u16>,
     start_offset: Vec<i16>,
-    end_offset: Vec<i16>,
+    end_offset: Echo<i16>,
     /// Each row's slot in `texts`, 0 for none (a deleted row holds none);
     /// empty until a row carries metadata, then as long as the others.
     metadata: Vec<u32>,
@@ -632,7 +636,7 @@ impl TypeColumns {
         self.seq.truncate(from);
         self.device.truncate(from);
         self.start_offset.truncate(from);
-        self.end_offset.truncate(from);
+        self.end_offset.0.truncate(from);
         self.metadata.truncate(from);
         self.deleted.truncate(from.div_ceil(64));
         self.by_source.retain(|_, rows| {
@@ -771,7 +775,7 @@ impl TypeColumns {
             + self.seq.capacity() * size_of::<u32>()
             + self.device.capacity() * size_of::<u16>()
             + self.start_offset.capacity() * size_of::<i16>()
-            + self.end_offset.capacity() * size_of::<i16>()
+            + self.end_offset.0.capacity() * size_of::<i16>()
             + self.metadata.capacity() * size_of::<u32>()
             + self.texts.memory_bytes()
             + self.deleted.capacity() * size_of::<u64>()
@@ -796,7 +800,7 @@ impl TypeColumns {
         self.seq.shrink_to_fit();
         self.device.shrink_to_fit();
         self.start_offset.shrink_to_fit();
-        self.end_offset.shrink_to_fit();
+        self.end_offset.0.shrink_to_fit();
         self.metadata.shrink_to_fit();
         self.texts.shrink_to_fit();
         self.deleted.shrink_to_fit();
@@ -859,7 +863,7 @@ impl TypeColumns {
         self.seq.zeroize();
         self.device.zeroize();
         self.start_offset.zeroize();
-        self.end_offset.zeroize();
+        self.end_offset.0.zeroize();
         self.metadata.zeroize();
         self.texts.wipe();
         self.deleted.zeroize();
@@ -890,7 +894,9 @@ impl TypeColumns {
         self.seq.reserve_exact(n);
         self.device.reserve_exact(n);
         self.start_offset.reserve_exact(n);
-        self.end_offset.reserve_exact(n);
+        if !self.end_offset.0.is_empty() {
+            self.end_offset.0.reserve_exact(n);
+        }
     }
 
     fn metadata_slot(&self, row: usize) -> u32 {
@@ -903,7 +909,7 @@ impl TypeColumns {
             start_us: self.start[row],
             start_offset_min: self.start_offset[row],
             end_us: self.end.get(row, self.start[row]),
-            end_offset_min: self.end_offset[row],
+            end_offset_min: self.end_offset.get(row, self.start_offset[row]),
             value: self.value[row],
             source: self.source[row],
             device: slot_of(self.device[row]),
@@ -949,7 +955,7 @@ impl TypeColumns {
         self.seq.push(row.seq);
         self.device.push(device_cell(row.device, row.derived));
         self.start_offset.push(row.start_offset_min);
-        self.end_offset.push(row.end_offset_min);
+        self.end_offset.push(&self.start_offset, row.end_offset_min);
         if slot != 0 || !self.metadata.is_empty() {
             if self.metadata.is_empty() {
                 self.metadata = vec![0; r];
@@ -1411,7 +1417,11 @@ impl TypeColumns {
         let slots: Vec<u16> = self.device.iter().map(|&cell| slot_of(cell)).collect();
         put_column!(out, slots, self.live_rows());
         put_column!(out, self.start_offset, self.live_rows());
-        put_column!(out, self.end_offset, self.live_rows());
+        put_column!(
+            out,
+            self.end_offset.of(&self.start_offset),
+            self.live_rows()
+        );
         let (numbers, texts) = self.text_numbers();
         for number in numbers {
             out.put(&number.to_le_bytes());
@@ -1449,7 +1459,7 @@ impl TypeColumns {
             Packer::new(out).differences(rows().map(|r| {
                 (
                     i64::from(self.start_offset[r]),
-                    i64::from(self.end_offset[r]),
+                    i64::from(self.end_offset.get(r, self.start_offset[r])),
                 )
             })),
         ];
@@ -1495,21 +1505,25 @@ impl TypeColumns {
             .unwrap_or(0);
         let mut cols = if tail.is_empty() {
             // The columns are taken over as they are.
+            // Each compared with the column it repeats before that moves.
+            let end = Echo::from_column(std::mem::take(&mut base.end), &base.start);
+            let end_offset =
+                Echo::from_column(std::mem::take(&mut base.end_offset), &base.start_offset);
             let mut cols = TypeColumns {
                 deleted: vec![0; base.len().div_ceil(64)],
                 metadata: match base.metadata.is_empty() {
                     true => Vec::new(),
                     false => vec![0; base.len()],
                 },
-                end: Ends::from_column(std::mem::take(&mut base.end), &base.start),
                 start: std::mem::take(&mut base.start),
+                end,
                 value: std::mem::take(&mut base.value),
                 id: std::mem::take(&mut base.id),
                 source: std::mem::take(&mut base.source),
                 seq: std::mem::take(&mut base.seq),
                 device: std::mem::take(&mut base.device),
                 start_offset: std::mem::take(&mut base.start_offset),
-                end_offset: std::mem::take(&mut base.end_offset),
+                end_offset,
                 ..TypeColumns::default()
             };
             (cols.by_source, cols.longest_us) =
@@ -1733,45 +1747,60 @@ mod tests {
         assert_eq!(vals, vec![5.0, 1.0, 4.0, 6.0, 3.0]);
     }
 
-    /// A type whose rows are all instants holds no end column; the first
-    /// row that lasts fills it in, wherever it lands, and every way columns
-    /// are built gives each row the same end.
+    /// A type whose rows are all instants in one time zone holds no end
+    /// column and no column of end offsets; the first row that lasts, or
+    /// that ends in another zone, fills the one it needs in, wherever it
+    /// lands, and every way columns are built gives each row the same end
+    /// and offsets.
     #[test]
-    fn instants_hold_no_end_column_until_a_row_lasts() {
+    fn ends_and_their_offsets_are_held_only_once_a_row_differs() {
         let instant = |id: u128, start: i64| Row {
             end_us: start,
+            start_offset_min: 60,
+            end_offset_min: 60,
             ..row(id, start)
         };
         let instants = vec![instant(1, 100), instant(2, 200), instant(3, 300)];
         let mut c = TypeColumns::default();
         c.insert(instants.clone());
         assert_eq!(c.end.0.capacity(), 0);
+        assert_eq!(c.end_offset.0.capacity(), 0);
         assert_eq!(c.ends(), c.starts());
         assert_eq!(c.longest_us(), 0);
         // A lasting row lands between them, then an instant before all.
-        c.insert(vec![row(4, 150)]);
+        let lasting = Row {
+            start_offset_min: 60,
+            end_offset_min: 60,
+            ..row(4, 150)
+        };
+        c.insert(vec![lasting.clone()]);
         c.insert(vec![instant(5, 50)]);
         assert_eq!(c.ends(), &[50, 100, 160, 200, 300]);
         assert_eq!(c.longest_us(), 10);
-        let r = c.find(4).unwrap();
-        assert_eq!(c.row(r).end_us, 160);
+        assert_eq!(c.row(c.find(4).unwrap()), lasting);
+        assert_eq!(c.end_offset.0.capacity(), 0);
+        // One that ends in another zone.
+        let crossing = Row {
+            end_offset_min: 120,
+            ..instant(6, 250)
+        };
+        c.insert(vec![crossing.clone()]);
+        assert_eq!(c.end_offset.0, [60, 60, 60, 60, 120, 60]);
+        assert_eq!(c.row(c.find(6).unwrap()), crossing);
+        assert_eq!(c.row(c.find(3).unwrap()), instants[2]);
 
-        let all = vec![
-            instants[0].clone(),
-            row(4, 150),
-            instant(5, 50),
-            instants[1].clone(),
-            instants[2].clone(),
-        ];
-        for (rows, lasting) in [(instants, false), (all, true)] {
+        let all = [&instants[..], &[lasting, instant(5, 50), crossing]].concat();
+        for (rows, lasts, crosses) in [(instants, false, false), (all, true, true)] {
             let built = TypeColumns::from_rows(rows.clone(), &Default::default());
-            assert_eq!(built.end.0.is_empty(), !lasting);
+            assert_eq!(built.end.0.is_empty(), !lasts);
+            assert_eq!(built.end_offset.0.is_empty(), !crosses);
             let mut packed = Vec::new();
             let (n, texts, lengths) = built.encode_packed(&mut packed, true);
             let texts = texts.into_iter().map(Box::from).collect();
             let data = ColumnData::decode_packed(&packed, n, &lengths, texts).expect("decodes");
             let opened = TypeColumns::from_base(data, Vec::new());
-            assert_eq!(opened.end.0.is_empty(), !lasting);
+            assert_eq!(opened.end.0.is_empty(), !lasts);
+            assert_eq!(opened.end_offset.0.is_empty(), !crosses);
             // Rows after a snapshot's, merged with them.
             let (base, tail) = rows.split_at(2);
             let base = TypeColumns::from_rows(base.to_vec(), &Default::default());
@@ -1787,8 +1816,11 @@ mod tests {
                     assert_eq!(cols.row(r), built.row(r));
                 }
             }
-            if lasting {
+            if lasts {
                 assert_eq!(built.ends(), c.ends());
+                for r in 0..c.len() {
+                    assert_eq!(built.row(r), c.row(r));
+                }
             }
         }
     }
