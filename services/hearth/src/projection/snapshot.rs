@@ -60,16 +60,16 @@ pub const KEY_LABEL: &[u8] = b"hearth/snapshot/v1";
 /// 6: a row's device cell is packed whole, with the mark of an id derived
 /// from its sync identifier (see [`super::derived_ids`]) and the bits that
 /// give it back, so those identifiers are not listed: the root key gives
-/// them back from the rows. 5 lists them with the other sync tags and
-/// packs device slots alone. 5: each type's columns are packed (see [`super::packed`]), their
-/// lengths listed with the type; 4 has them as fixed-width little-endian
-/// values. In 4 and later each type's distinct metadata texts are listed
-/// once, and its rows carry a number into that list (see
-/// [`TypeColumns::encode_packed`]); 3 lists each row's metadata by sample
-/// id; in 3 and later the types pinned to the summary follow the audit as
-/// a section of their own (see [`capture`]); 2, from before pins, opens
-/// with none, and 1, from before the audit existed, with an empty audit
-/// too.
+/// them back from the rows; 5 lists them with the other sync tags and
+/// packs device slots alone. From 5 on each type's columns are packed (see
+/// [`super::packed`]), their lengths listed with the type; 4 has them as
+/// fixed-width little-endian values. In 4 and later each type's distinct
+/// metadata texts are listed once, and its rows carry a number into that
+/// list (see [`TypeColumns::encode_packed`]); 3 lists each row's metadata
+/// by sample id; in 3 and later the types pinned to the summary follow the
+/// audit as a section of their own (see [`capture`]); 2, from before pins,
+/// opens with none, and 1, from before the audit existed, with an empty
+/// audit too.
 ///
 /// [`TypeColumns::encode_packed`]: super::TypeColumns::encode_packed
 const FORMAT_VERSION: u8 = 6;
@@ -520,7 +520,8 @@ fn capture<S: ByteSink>(
 }
 
 /// [`capture`], or with `spell_derived` in the form of version 5, which
-/// spells out derived ids' sync identifiers (to show that one still opens).
+/// spells out derived ids' sync identifiers: only tests write it, to show
+/// that one still opens.
 fn capture_as<S: ByteSink>(
     projection: &Projection,
     apps: &Apps,
