@@ -73,7 +73,7 @@ fn derived_of(cell: u16) -> Option<u8> {
 /// time zone, so until a row differs the column is empty, ten bytes a row
 /// saved for the two.
 #[derive(Default)]
-struct Echo<T>(Vec<T>);
+pub(crate) struct Echo<T>(pub(crate) Vec<T>);
 
 impl<T: Copy + PartialEq + zeroize::DefaultIsZeroes> Echo<T> {
     /// The column, `other` being the one it repeats.
@@ -1051,14 +1051,15 @@ const INDEX_GROUP_BITS: u32 = 12;
 #[derive(Default)]
 pub(crate) struct ColumnData {
     pub start: Vec<i64>,
-    pub end: Vec<i64>,
+    /// Like the end offsets, none while they repeat the starts'.
+    pub end: Echo<i64>,
     pub value: Vec<f64>,
     pub id: Vec<u128>,
     pub source: Vec<u32>,
     pub seq: Vec<u32>,
     pub device: Vec<u16>,
     pub start_offset: Vec<i16>,
-    pub end_offset: Vec<i16>,
+    pub end_offset: Echo<i16>,
     /// Metadata by sample id (snapshots before version 4).
     pub metadata: HashMap<u128, Box<str>>,
     /// Or each row's number into `texts` (1-based, 0 for none): empty when
@@ -1219,7 +1220,7 @@ impl ColumnData {
                 source.plain::<u32>(rows)?,
                 seq.changes::<u32>(rows)?,
                 device.plain::<u16>(rows)?,
-                end_offset.differences::<i16, i16>(&start_offset)?,
+                end_offset.differences(&start_offset)?,
                 start_offset,
                 match numbers {
                     Some(numbers) => numbers.plain::<u32>(rows)?,
@@ -1241,14 +1242,15 @@ impl ColumnData {
             text_numbers,
             texts,
             start,
-            end,
+            // Read as none when they repeat the starts.
+            end: Echo(end),
             value,
             id,
             source,
             seq,
             device,
             start_offset,
-            end_offset,
+            end_offset: Echo(end_offset),
             metadata: HashMap::new(),
         };
         data.in_order().then_some(data)
@@ -1292,15 +1294,15 @@ impl ColumnData {
         let data = ColumnData {
             text_numbers: Vec::new(),
             texts: Vec::new(),
+            end: Echo::from_column(end, &start),
             start,
-            end,
             value,
             id,
             source,
             seq,
             device,
+            end_offset: Echo::from_column(end_offset, &start_offset),
             start_offset,
-            end_offset,
             metadata,
         };
         data.in_order().then_some(data)
@@ -1340,14 +1342,14 @@ impl ColumnData {
             }
         }
         apply(&mut self.start, &mask);
-        apply(&mut self.end, &mask);
+        apply(&mut self.end.0, &mask);
         apply(&mut self.value, &mask);
         apply(&mut self.id, &mask);
         apply(&mut self.source, &mask);
         apply(&mut self.seq, &mask);
         apply(&mut self.device, &mask);
         apply(&mut self.start_offset, &mask);
-        apply(&mut self.end_offset, &mask);
+        apply(&mut self.end_offset.0, &mask);
         if !self.text_numbers.is_empty() {
             apply(&mut self.text_numbers, &mask);
         }
@@ -1366,8 +1368,8 @@ impl ColumnData {
             id: self.id[r],
             start_us: self.start[r],
             start_offset_min: self.start_offset[r],
-            end_us: self.end[r],
-            end_offset_min: self.end_offset[r],
+            end_us: self.end.get(r, self.start[r]),
+            end_offset_min: self.end_offset.get(r, self.start_offset[r]),
             value: self.value[r],
             source: self.source[r],
             device: slot_of(self.device[r]),
@@ -1380,14 +1382,14 @@ impl ColumnData {
     /// Overwrites every column with zeros.
     pub fn wipe(&mut self) {
         self.start.zeroize();
-        self.end.zeroize();
+        self.end.0.zeroize();
         self.value.zeroize();
         self.id.zeroize();
         self.source.zeroize();
         self.seq.zeroize();
         self.device.zeroize();
         self.start_offset.zeroize();
-        self.end_offset.zeroize();
+        self.end_offset.0.zeroize();
         for (_, mut m) in self.metadata.drain() {
             m.zeroize();
         }
@@ -1505,10 +1507,6 @@ impl TypeColumns {
             .unwrap_or(0);
         let mut cols = if tail.is_empty() {
             // The columns are taken over as they are.
-            // Each compared with the column it repeats before that moves.
-            let end = Echo::from_column(std::mem::take(&mut base.end), &base.start);
-            let end_offset =
-                Echo::from_column(std::mem::take(&mut base.end_offset), &base.start_offset);
             let mut cols = TypeColumns {
                 deleted: vec![0; base.len().div_ceil(64)],
                 metadata: match base.metadata.is_empty() {
@@ -1516,14 +1514,14 @@ impl TypeColumns {
                     false => vec![0; base.len()],
                 },
                 start: std::mem::take(&mut base.start),
-                end,
+                end: std::mem::take(&mut base.end),
                 value: std::mem::take(&mut base.value),
                 id: std::mem::take(&mut base.id),
                 source: std::mem::take(&mut base.source),
                 seq: std::mem::take(&mut base.seq),
                 device: std::mem::take(&mut base.device),
                 start_offset: std::mem::take(&mut base.start_offset),
-                end_offset,
+                end_offset: std::mem::take(&mut base.end_offset),
                 ..TypeColumns::default()
             };
             (cols.by_source, cols.longest_us) =
@@ -1945,17 +1943,17 @@ mod tests {
         let rows: Vec<Row> = (0..n as i64).map(|i| row(rng.gen(), i)).collect();
         let ids: Vec<u128> = rows.iter().map(|r| r.id).collect();
         let from_rows = TypeColumns::from_rows(rows, &hashbrown::HashSet::new());
+        // Instants: their ends and end offsets are left to repeat the
+        // starts'.
         let mut base = ColumnData::default();
         for &id in &ids {
             base.start.push(base.start.len() as i64);
-            base.end.push(base.end.len() as i64);
             base.value.push(1.0);
             base.id.push(id);
             base.source.push((id % 3) as u32);
             base.seq.push(1);
             base.device.push(0);
             base.start_offset.push(0);
-            base.end_offset.push(0);
         }
         let mut from_base = TypeColumns::from_base(base, Vec::new());
         let mut packed = Vec::new();

@@ -201,14 +201,18 @@ impl<'a> Unpacker<'a> {
         self.done(out)
     }
 
+    /// Each row's end, from its start; none when every row ends where it
+    /// starts (as the columns hold them).
     pub fn ends(mut self, starts: &[i64]) -> Option<Vec<i64>> {
-        let mut out = Vec::with_capacity(starts.len());
+        let mut out = Repeats::default();
         let mut duration = 0i64;
-        for &start in starts {
+        for (r, &start) in starts.iter().enumerate() {
             duration = duration.wrapping_add(self.signed()?);
-            out.push(start.wrapping_add(duration));
+            if out.holds(starts, r, duration != 0) {
+                out.column.push(start.wrapping_add(duration));
+            }
         }
-        self.done(out)
+        self.done(out.column)
     }
 
     pub fn values(mut self, rows: usize) -> Option<Vec<f64>> {
@@ -265,16 +269,50 @@ impl<'a> Unpacker<'a> {
         self.done(out)
     }
 
-    pub fn differences<B: Copy + Into<i64>, T: TryFrom<i64>>(
+    /// Each row's value, from the one in `bases` it differs from; none
+    /// when every row's is its base (as the columns hold them).
+    pub fn differences<T: Copy + Into<i64> + TryFrom<i64>>(
         mut self,
-        bases: &[B],
+        bases: &[T],
     ) -> Option<Vec<T>> {
-        let mut out = Vec::with_capacity(bases.len());
-        for &base in bases {
-            let v = base.into().checked_add(self.signed()?)?;
-            out.push(T::try_from(v).ok()?);
+        let mut out = Repeats::default();
+        for (r, &base) in bases.iter().enumerate() {
+            let difference = self.signed()?;
+            if out.holds(bases, r, difference != 0) {
+                let v = base.into().checked_add(difference)?;
+                out.column.push(T::try_from(v).ok()?);
+            }
         }
-        self.done(out)
+        self.done(out.column)
+    }
+}
+
+/// A column read as none while it repeats its bases.
+struct Repeats<T> {
+    column: Vec<T>,
+    held: bool,
+}
+
+impl<T> Default for Repeats<T> {
+    fn default() -> Self {
+        Repeats {
+            column: Vec::new(),
+            held: false,
+        }
+    }
+}
+
+impl<T: Copy> Repeats<T> {
+    /// Whether row `r`'s value goes into the column: from the first row
+    /// that `differs` from its base on, the rows before it filled in with
+    /// theirs.
+    fn holds(&mut self, bases: &[T], r: usize, differs: bool) -> bool {
+        if !self.held && differs {
+            self.held = true;
+            self.column.reserve_exact(bases.len());
+            self.column.extend_from_slice(&bases[..r]);
+        }
+        self.held
     }
 }
 
@@ -282,6 +320,14 @@ impl<'a> Unpacker<'a> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A column as it reads back: none if it repeats `bases`.
+    fn repeated_or<T: Copy + PartialEq>(bases: &[T], column: &[T]) -> Vec<T> {
+        match column == bases {
+            true => Vec::new(),
+            false => column.to_vec(),
+        }
+    }
 
     fn packed(f: impl FnOnce(Packer<'_, Vec<u8>>) -> u64) -> Vec<u8> {
         let mut out = Vec::new();
@@ -305,7 +351,10 @@ mod tests {
             prop_assert_eq!(Unpacker::new(&bytes).starts(n), Some(starts.clone()));
             let ends = &ends[..n];
             let bytes = packed(|p| p.ends(starts.iter().copied().zip(ends.iter().copied())));
-            prop_assert_eq!(Unpacker::new(&bytes).ends(&starts), Some(ends.to_vec()));
+            prop_assert_eq!(Unpacker::new(&bytes).ends(&starts), Some(repeated_or(&starts, ends)));
+            // Instants read back as no ends.
+            let bytes = packed(|p| p.ends(starts.iter().map(|&s| (s, s))));
+            prop_assert_eq!(Unpacker::new(&bytes).ends(&starts), Some(Vec::new()));
             // Any bits, NaNs and signed zeros included, come back as they were.
             let floats: Vec<f64> = values.iter().map(|&b| f64::from_bits(b)).collect();
             let bytes = packed(|p| p.values(floats.iter().copied()));
@@ -322,7 +371,9 @@ mod tests {
             let bytes = packed(|p| p.differences(
                 offsets.iter().zip(&rev).map(|(&b, &v)| (i64::from(b), i64::from(v))),
             ));
-            prop_assert_eq!(Unpacker::new(&bytes).differences::<i16, i16>(&offsets), Some(rev));
+            prop_assert_eq!(Unpacker::new(&bytes).differences(&offsets), Some(repeated_or(&offsets, &rev)));
+            let bytes = packed(|p| p.differences(offsets.iter().map(|&b| (i64::from(b), i64::from(b)))));
+            prop_assert_eq!(Unpacker::new(&bytes).differences(&offsets), Some(Vec::<i16>::new()));
             // One byte short, or one over, is refused.
             let bytes = packed(|p| p.starts(starts.iter().copied()));
             if n > 0 {
