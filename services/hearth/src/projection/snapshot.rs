@@ -15,7 +15,7 @@
 //! cannot be moved to another snapshot, position or store, and a snapshot
 //! cannot be cut short. Each chunk is sealed as soon as it is written and
 //! waits in an unnamed temporary file until the snapshot is stored, so
-//! taking a snapshot holds a few chunks in memory, whatever the store's
+//! taking a snapshot holds two chunks in memory, whatever the store's
 //! size.
 //!
 //! Snapshots are taken in the background every so many records, at lock and
@@ -331,7 +331,7 @@ type Handed = (Vec<u8>, Zeroizing<Vec<u8>>);
 /// Takes a snapshot: `write` writes it into the [`Spill`] it is given a
 /// maker of (for the record it names), while a second thread seals each
 /// chunk as it fills and writes it to an unnamed temporary file. So memory
-/// holds a few chunks of a snapshot, never all of it (which grows with the
+/// holds two chunks of a snapshot, never all of it (which grows with the
 /// store), and whoever waits for the writing does not wait for sealing.
 fn spill<'k>(
     key: &'k SnapshotKey,
@@ -339,7 +339,9 @@ fn spill<'k>(
 ) -> std::io::Result<(SnapshotHeader, Spilled)> {
     let file = tempfile::tempfile()?;
     std::thread::scope(|scope| {
-        let (hand, handed) = std::sync::mpsc::sync_channel::<Handed>(1);
+        // Handed over as the sealer takes it: two chunks in memory at most,
+        // the one being written and the one being sealed.
+        let (hand, handed) = std::sync::mpsc::sync_channel::<Handed>(0);
         let sealer = std::thread::Builder::new()
             .name("snapshot-sealer".into())
             .spawn_scoped(scope, move || seal_into(key, handed, file))?;
