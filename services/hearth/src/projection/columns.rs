@@ -829,10 +829,14 @@ impl TypeColumns {
         let n = rows.len();
         let (by_source, longest_us) = origins(&rows.source, &rows.start, rows.end.of(&rows.start));
         let last_seq = rows.seq.iter().copied().max().unwrap_or(0);
-        // A type whose metadata was all dropped has no column of it.
+        // A type whose metadata was all dropped has no column of it, nor of
+        // ends or their offsets if the rows that differed were dropped.
         if rows.metadata.iter().all(|&slot| slot == 0) {
             rows.metadata = Vec::new();
         }
+        rows.end = Echo::from_column(std::mem::take(&mut rows.end.0), &rows.start);
+        rows.end_offset =
+            Echo::from_column(std::mem::take(&mut rows.end_offset.0), &rows.start_offset);
         TypeColumns {
             start: rows.start,
             end: rows.end,
@@ -1786,6 +1790,14 @@ mod tests {
         assert_eq!(c.end_offset.0, [60, 60, 60, 60, 120, 60]);
         assert_eq!(c.row(c.find(6).unwrap()), crossing);
         assert_eq!(c.row(c.find(3).unwrap()), instants[2]);
+
+        // Dropped at replay, the rows that differed leave no column.
+        let dropped: hashbrown::HashSet<u128> = [4, 6].into_iter().collect();
+        let replayed = [&instants[..], &[lasting.clone(), crossing.clone()]].concat();
+        let replayed = TypeColumns::from_rows(replayed, &dropped);
+        assert_eq!(replayed.end.0.capacity(), 0);
+        assert_eq!(replayed.end_offset.0.capacity(), 0);
+        assert_eq!(replayed.ends(), replayed.starts());
 
         let all = [&instants[..], &[lasting, instant(5, 50), crossing]].concat();
         for (rows, lasts, crosses) in [(instants, false, false), (all, true, true)] {
