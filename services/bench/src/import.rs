@@ -85,17 +85,19 @@ impl Restart {
     }
 
     fn from_json(figures: &Value) -> anyhow::Result<Restart> {
-        let number = |key: &str| {
-            figures[key]
-                .as_f64()
-                .with_context(|| format!("restart figure {key}"))
-        };
         Ok(Restart {
-            secs: number("secs")?,
-            rss_before: number("rss_before")? as u64,
-            peak_rss: number("peak_rss")? as u64,
+            secs: figure(figures, "secs")?,
+            rss_before: figure(figures, "rss_before")? as u64,
+            peak_rss: figure(figures, "peak_rss")? as u64,
         })
     }
+}
+
+/// The number `figures` holds under `key`.
+fn figure(figures: &Value, key: &str) -> anyhow::Result<f64> {
+    figures[key]
+        .as_f64()
+        .with_context(|| format!("figure {key}"))
 }
 
 async fn hearth_import(backend: Backend, admin: &str, zip: &Path) -> anyhow::Result<Run> {
@@ -254,11 +256,7 @@ fn hearth_import_apart(backend: Backend, admin: &str, zip: &Path) -> anyhow::Res
         .arg("--import-one")
         .arg(zip);
     let figures = figures_of(run, FIGURES)?;
-    let number = |key: &str| {
-        figures[key]
-            .as_f64()
-            .with_context(|| format!("figure {key}"))
-    };
+    let number = |key: &str| figure(&figures, key);
     Ok(Run {
         secs: number("secs")?,
         snapshot_secs: number("snapshot_secs")?,

@@ -209,9 +209,6 @@ fn admit(
     Some(entry)
 }
 
-/// Writes entries through the writer, in batches of at most
-/// [`MAX_BATCH`]; returns the stored id of each entry.
-///
 /// The version of the caller's own stored entry under `entry`'s sync
 /// identifier, if there is one.
 fn own_sync_version(access: &Access, entry: &NewEntry) -> Option<i64> {
@@ -220,6 +217,9 @@ fn own_sync_version(access: &Access, entry: &NewEntry) -> Option<i64> {
     access.view.own_sync_version(&sync.sync_id, ty)
 }
 
+/// Writes entries through the writer, in batches of at most
+/// [`MAX_BATCH`]; returns the stored id of each entry.
+///
 /// A reading sent again with other values (a day's step count that grew
 /// since the last push) replaces the stored one: its `sync_version` is
 /// raised above the stored version.

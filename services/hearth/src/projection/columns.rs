@@ -106,6 +106,20 @@ impl<T: Copy + PartialEq + zeroize::DefaultIsZeroes> Echo<T> {
         self.0.push(value);
     }
 
+    /// Room for `n` more rows, once the column is held.
+    fn reserve_exact(&mut self, n: usize) {
+        if !self.0.is_empty() {
+            self.0.reserve_exact(n);
+        }
+    }
+
+    /// Moves row `from`'s value to row `to`, once the column is held.
+    fn move_row(&mut self, from: usize, to: usize) {
+        if !self.0.is_empty() {
+            self.0[to] = self.0[from];
+        }
+    }
+
     /// `column` as given, empty if it repeats `other` (its bytes wiped
     /// then).
     fn from_column(mut column: Vec<T>, other: &[T]) -> Echo<T> {
@@ -205,17 +219,13 @@ impl RowColumns {
             if kept != r {
                 self.id[kept] = self.id[r];
                 self.start[kept] = self.start[r];
-                if !self.end.0.is_empty() {
-                    self.end.0[kept] = self.end.0[r];
-                }
+                self.end.move_row(r, kept);
                 self.value[kept] = self.value[r];
                 self.source[kept] = self.source[r];
                 self.seq[kept] = self.seq[r];
                 self.device[kept] = self.device[r];
                 self.start_offset[kept] = self.start_offset[r];
-                if !self.end_offset.0.is_empty() {
-                    self.end_offset.0[kept] = self.end_offset.0[r];
-                }
+                self.end_offset.move_row(r, kept);
                 if !self.metadata.is_empty() {
                     self.metadata[kept] = self.metadata[r];
                 }
@@ -890,17 +900,13 @@ impl TypeColumns {
     /// Reserves `n` more rows in every column but the ids and metadata.
     fn reserve_fields(&mut self, n: usize) {
         self.start.reserve_exact(n);
-        if !self.end.0.is_empty() {
-            self.end.0.reserve_exact(n);
-        }
+        self.end.reserve_exact(n);
         self.value.reserve_exact(n);
         self.source.reserve_exact(n);
         self.seq.reserve_exact(n);
         self.device.reserve_exact(n);
         self.start_offset.reserve_exact(n);
-        if !self.end_offset.0.is_empty() {
-            self.end_offset.0.reserve_exact(n);
-        }
+        self.end_offset.reserve_exact(n);
     }
 
     fn metadata_slot(&self, row: usize) -> u32 {

@@ -267,19 +267,25 @@ impl<C, S> Meta<C, S> {
 /// [`Meta`] as it is written.
 type MetaOut<'a> = Meta<TypePackedOut<'a>, SyncTagsOut<'a>>;
 
-/// Every sync tag a snapshot lists: the records' by sample id. In version
-/// 5 (with `deriver`), then those of the rows whose ids are derived from
-/// their identifiers (see [`super::derived_ids`]), spelled out the same
-/// way, type by type in row order, as the rows come, so opening marks each
-/// row without an index; from version 6 the rows carry their marks.
+/// Every sync tag a snapshot lists: the records' by sample id, and in
+/// version 5 (`spelled`) then those of the rows whose ids are derived from
+/// their identifiers (from version 6 the rows carry their marks).
 struct SyncTagsOut<'a> {
     records: TagsById<'a>,
+    spelled: Option<SpelledTags<'a>>,
+}
+
+/// What version 5 spells derived ids' identifiers from (see
+/// [`super::derived_ids`]): spelled out as records' are, type by type in
+/// row order, as the rows come, so opening marks each row without an
+/// index.
+struct SpelledTags<'a> {
     derived: Vec<(TypeIndex, &'a TypeColumns)>,
-    deriver: Option<&'a IdDeriver>,
+    deriver: &'a IdDeriver,
     sources: &'a [SourceDigest],
 }
 
-impl SyncTagsOut<'_> {
+impl SpelledTags<'_> {
     /// Each live row whose id is derived: its type, columns, row and
     /// source's digest.
     fn derived_rows(
@@ -297,17 +303,19 @@ impl SyncTagsOut<'_> {
 impl Serialize for SyncTagsOut<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
-        let Some(deriver) = self.deriver else {
+        let Some(tags) = &self.spelled else {
             return self.records.serialize(s);
         };
-        let count = self.derived_rows().count();
+        let count = tags.derived_rows().count();
         let mut seq = s.serialize_seq(Some(self.records.len() + count))?;
         self.records.serialize_each(&mut seq)?;
         let mut spelled = Zeroizing::new([0u8; super::derived_ids::SPELLED_LEN]);
-        for (ty, cols, r, source_digest) in self.derived_rows() {
+        for (ty, cols, r, source_digest) in tags.derived_rows() {
             let (id, source) = (cols.id_of(r), cols.source_of(r));
             let kept = cols.derived_of(r).unwrap_or_default();
-            let digest = deriver.digest(source_digest, ty, DerivedId { id, kept });
+            let digest = tags
+                .deriver
+                .digest(source_digest, ty, DerivedId { id, kept });
             let sync_id = IdDeriver::spell_into(&digest, &mut spelled);
             seq.serialize_element(&(id, sync_id, 0i64, ty.0, source))?;
         }
@@ -574,12 +582,17 @@ fn capture_as<S: ByteSink>(
     let source_digests = projection.sources.read();
     let sync_tags = SyncTagsOut {
         records: sync_ids.by_id(),
-        derived: held
-            .iter()
-            .map(|(t, cols)| (TypeIndex(*t as u16), &**cols))
-            .collect(),
-        deriver: deriver.as_ref().filter(|_| spell_derived),
-        sources: &source_digests.digests,
+        spelled: deriver
+            .as_ref()
+            .filter(|_| spell_derived)
+            .map(|deriver| SpelledTags {
+                derived: held
+                    .iter()
+                    .map(|(t, cols)| (TypeIndex(*t as u16), &**cols))
+                    .collect(),
+                deriver,
+                sources: &source_digests.digests,
+            }),
     };
     let deletions = {
         let deletions = projection.deletions.read();
@@ -1609,9 +1622,7 @@ mod tests {
             sources: vec![("app".into(), Vec::new())],
             sync_tags: SyncTagsOut {
                 records: sync_ids.by_id(),
-                derived: Vec::new(),
-                deriver: None,
-                sources: &[],
+                spelled: None,
             },
             deletions: vec![(1, 2, 0, 0)],
             correlations: vec![(8, vec![0, 1])],
