@@ -1,14 +1,26 @@
 //! What a log record holds once opened: one event, encoded compactly.
 //!
 //! Encoding: one version byte, then postcard. New event kinds are appended
-//! at the end of `Event` so older records keep decoding.
+//! at the end of `Event` so older records keep decoding. Records written
+//! now compress the postcard bytes (LZ4): samples repeat their metadata,
+//! and an import's record is a fifth of its size compressed. A record
+//! holds one writer's event, so its length says nothing more about other
+//! sources than before.
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::crypto;
 
-const FORMAT_VERSION: u8 = 1;
+/// Postcard, as it is.
+const FORMAT_PLAIN: u8 = 1;
+/// The postcard bytes' length (u32, little-endian), then the bytes
+/// compressed as one LZ4 block.
+const FORMAT_LZ4: u8 = 2;
+const LENGTH_BYTES: usize = 4;
+/// LZ4 turns no more than 255 bytes into one (a match's length byte), so a
+/// declared length beyond that is not of this block.
+const LZ4_MAX_RATIO: usize = 255;
 
 /// A sample as the log keeps it: canonical unit, UTC microseconds plus the
 /// offset the client wrote it with.
@@ -226,36 +238,92 @@ impl Envelope {
         }
     }
 
+    /// The plaintext a record seals, as [`Envelope::seal`] seals it.
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
-        Zeroizing::new(self.encode_onto(Vec::new()))
+        let plain = Zeroizing::new(self.postcard(Vec::new()));
+        Zeroizing::new(compressed_onto(Vec::new(), &plain))
     }
 
-    /// [`Envelope::encode`] appended to `buf`, which comes back.
-    fn encode_onto(&self, mut buf: Vec<u8>) -> Vec<u8> {
-        buf.push(FORMAT_VERSION);
+    /// The postcard encoding, appended to `buf`.
+    fn postcard(&self, buf: Vec<u8>) -> Vec<u8> {
         postcard::to_extend(self, buf).expect("events always serialise")
     }
 
-    /// A log record's body: the envelope encoded after room for the nonce,
-    /// in a buffer of `capacity` bytes, and sealed in place, as
-    /// `crypto::seal` would seal [`Envelope::encode`]. A record of
-    /// thousands of samples is neither copied nor regrown when `capacity`
-    /// is about right; the plaintext is overwritten by its ciphertext, and
-    /// the allocator wipes any buffer the encoding outgrew.
-    pub fn seal(&self, key: &[u8; crypto::KEY_LEN], aad: &[u8], capacity: usize) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(capacity);
+    /// A log record's body: the envelope encoded (in a buffer of
+    /// `capacity` bytes), compressed after room for the nonce and sealed
+    /// in place, as `crypto::seal` would seal [`Envelope::encode`]; and the
+    /// length of the encoding, a guess at the next `capacity`. The
+    /// allocator wipes the plaintext buffers as they are freed.
+    pub fn seal(
+        &self,
+        key: &[u8; crypto::KEY_LEN],
+        aad: &[u8],
+        capacity: usize,
+    ) -> (Vec<u8>, usize) {
+        let plain = Zeroizing::new(self.postcard(Vec::with_capacity(capacity)));
+        let mut buf = Vec::with_capacity(
+            crypto::NONCE_LEN
+                + 1
+                + LENGTH_BYTES
+                + lz4_flex::block::get_maximum_output_size(plain.len())
+                + crypto::TAG_LEN,
+        );
         buf.resize(crypto::NONCE_LEN, 0);
-        crypto::seal_in_place(key, aad, self.encode_onto(buf))
+        let body = crypto::seal_in_place(key, aad, compressed_onto(buf, &plain));
+        (body, plain.len())
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
         match bytes.split_first() {
-            Some((&FORMAT_VERSION, rest)) => {
+            Some((&FORMAT_LZ4, rest)) => {
+                let plain = decompress(rest)?;
+                postcard::from_bytes(&plain).map_err(|e| DecodeError(e.to_string()))
+            }
+            Some((&FORMAT_PLAIN, rest)) => {
                 postcard::from_bytes(rest).map_err(|e| DecodeError(e.to_string()))
             }
             Some((v, _)) => Err(DecodeError(format!("unknown format version {v}"))),
             None => Err(DecodeError("empty record".into())),
         }
+    }
+}
+
+/// `buf` followed by the version byte, `plain`'s length and `plain`
+/// compressed.
+fn compressed_onto(mut buf: Vec<u8>, plain: &[u8]) -> Vec<u8> {
+    let length = u32::try_from(plain.len()).expect("a record's event is under 4 GiB");
+    buf.push(FORMAT_LZ4);
+    buf.extend_from_slice(&length.to_le_bytes());
+    let at = buf.len();
+    buf.resize(
+        at + lz4_flex::block::get_maximum_output_size(plain.len()),
+        0,
+    );
+    let written = lz4_flex::block::compress_into(plain, &mut buf[at..])
+        .expect("the buffer has LZ4's maximum output size");
+    buf.truncate(at + written);
+    buf
+}
+
+/// The postcard bytes of a [`FORMAT_LZ4`] record, after its version byte.
+fn decompress(rest: &[u8]) -> Result<Zeroizing<Vec<u8>>, DecodeError> {
+    let (length, block) = rest
+        .split_first_chunk::<LENGTH_BYTES>()
+        .ok_or_else(|| DecodeError("no length before the compressed event".into()))?;
+    let length = u32::from_le_bytes(*length) as usize;
+    if length > block.len().saturating_mul(LZ4_MAX_RATIO) + 16 {
+        return Err(DecodeError(format!(
+            "{length} bytes cannot come of a {}-byte block",
+            block.len()
+        )));
+    }
+    let mut plain = Zeroizing::new(vec![0; length]);
+    match lz4_flex::block::decompress_into(block, &mut plain) {
+        Ok(n) if n == length => Ok(plain),
+        Ok(n) => Err(DecodeError(format!(
+            "the compressed event is {n} bytes, not the {length} it declares"
+        ))),
+        Err(e) => Err(DecodeError(format!("the compressed event: {e}"))),
     }
 }
 
@@ -361,7 +429,7 @@ pub(crate) mod tests {
         {
             assert_eq!(envelope.event, event);
             // The old variants are untouched by the ones added after them.
-            assert_eq!(*envelope.encode(), hex(text));
+            assert_eq!(envelope.postcard(vec![FORMAT_PLAIN]), hex(text));
         }
         assert_eq!(decoded[0].at_us, 1_767_225_700_000_000);
     }
@@ -402,5 +470,90 @@ pub(crate) mod tests {
             },
         };
         assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
+    }
+
+    /// An import's record: thousands of samples of one device, whose
+    /// metadata repeats.
+    fn import_like(samples: usize) -> Envelope {
+        let samples = (0..samples)
+            .map(|i| StoredSample {
+                id: crate::crypto::new_sample_id().into_bytes(),
+                start_us: 1_700_000_000_000_000 + i as i64 * 61_000_000,
+                start_offset_min: 60,
+                end_us: 1_700_000_000_000_000 + i as i64 * 61_000_000,
+                end_offset_min: 60,
+                value: 60.0 + (i % 40) as f64,
+                metadata: Some(format!(
+                    "{{\"HKMetadataKeyHeartRateMotionContext\":\"{}\",\
+                     \"deviceHardware\":\"Watch6,2\",\"sourceVersion\":\"10.1\"}}",
+                    i % 3
+                )),
+            })
+            .collect();
+        Envelope {
+            at_us: 7,
+            event: Event::SamplesAdded {
+                source: "Apple Watch".into(),
+                batches: vec![TypeBatch {
+                    type_id: "heart_rate".into(),
+                    samples,
+                }],
+            },
+        }
+    }
+
+    #[test]
+    fn records_are_compressed_and_sealed_as_encoded() {
+        let env = import_like(4000);
+        let plain = env.postcard(Vec::new());
+        let encoded = env.encode();
+        assert_eq!(encoded[0], FORMAT_LZ4);
+        assert!(
+            encoded.len() * 3 < plain.len(),
+            "{} bytes compressed from {}",
+            encoded.len(),
+            plain.len()
+        );
+        assert_eq!(Envelope::decode(&encoded).unwrap(), env);
+
+        let key = [3; crypto::KEY_LEN];
+        let (body, encoded_len) = env.seal(&key, b"aad", 16);
+        assert_eq!(encoded_len, plain.len());
+        let opened = crypto::open(&key, b"aad", &body).unwrap();
+        assert_eq!(opened[0], FORMAT_LZ4);
+        assert_eq!(Envelope::decode(&opened).unwrap(), env);
+        assert!(crypto::open(&key, b"other", &body).is_err());
+    }
+
+    #[test]
+    fn a_damaged_compressed_record_is_refused() {
+        let encoded = import_like(50).encode();
+        let block = &encoded[1 + LENGTH_BYTES..];
+        let length = u32::from_le_bytes(encoded[1..1 + LENGTH_BYTES].try_into().unwrap());
+        let with = |length: u32, block: &[u8]| {
+            let mut bytes = vec![FORMAT_LZ4];
+            bytes.extend_from_slice(&length.to_le_bytes());
+            bytes.extend_from_slice(block);
+            Envelope::decode(&bytes)
+        };
+        assert!(with(length, block).is_ok());
+        for (why, bytes) in [
+            ("no length", vec![FORMAT_LZ4, 1, 0]),
+            ("cut short", encoded[..encoded.len() / 2].to_vec()),
+        ] {
+            assert!(Envelope::decode(&bytes).is_err(), "{why}");
+        }
+        // A declared length the block could not hold is refused before
+        // anything of that size is allocated.
+        let err = with(u32::MAX, block).unwrap_err().to_string();
+        assert!(err.contains("cannot come of"), "{err}");
+        let err = with(length + 1, block).unwrap_err().to_string();
+        assert!(err.contains("not the"), "{err}");
+        assert!(with(length - 1, block).is_err());
+        let mut flipped = block.to_vec();
+        flipped[block.len() / 2] ^= 0x40;
+        // A block changed inside decodes to other bytes or to none; never
+        // to the same event.
+        assert_ne!(with(length, &flipped).ok(), Some(import_like(0)));
     }
 }

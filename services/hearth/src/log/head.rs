@@ -472,7 +472,7 @@ pub async fn accept_restore(
         },
     };
     let seq = head.seq + 1;
-    let body = envelope.seal(&key.key, &key.record_aad(seq), 0);
+    let (body, _) = envelope.seal(&key.key, &key.record_aad(seq), 0);
     let record = LogRecord::new(seq, key.key_id, head.hash, body);
     let new_head = LogHead {
         seq,

@@ -211,7 +211,7 @@ impl Writer {
             projection,
             apps,
             poisoned: false,
-            record_bytes_per_sample: 128,
+            encoded_bytes_per_sample: 128,
         };
         tokio::spawn(task.run(rx));
         Writer { tx }
@@ -336,13 +336,13 @@ struct WriterTask {
     apps: Arc<Apps>,
     /// Set when the database's state is unknown after a failed commit.
     poisoned: bool,
-    /// Bytes per sample of the last sealed record of samples: what the
-    /// next one's buffer is sized by.
-    record_bytes_per_sample: usize,
+    /// Bytes per sample of the last sealed record's encoding (before it
+    /// is compressed): what the next one's buffer is sized by.
+    encoded_bytes_per_sample: usize,
 }
 
-/// Room in a record's buffer beyond its samples: the nonce, the tag, the
-/// source and the device groups.
+/// Room in an encoding's buffer beyond its samples: the source and the
+/// device groups.
 const RECORD_OVERHEAD: usize = 512;
 
 fn sample_count(cmd: &Command) -> usize {
@@ -581,13 +581,14 @@ impl WriterTask {
         new_keys.extend(created);
         let key = self.keys.get(key_id).expect("the current key is open");
         let samples = envelope.sample_count();
-        let capacity = RECORD_OVERHEAD + samples * self.record_bytes_per_sample * 9 / 8;
-        let mut body = envelope.seal(&key.key, &key.record_aad(seq), capacity);
-        if let Some(per_sample) = body.len().checked_div(samples) {
-            self.record_bytes_per_sample = per_sample.clamp(16, 4096);
+        let capacity = RECORD_OVERHEAD + samples * self.encoded_bytes_per_sample * 9 / 8;
+        let (mut body, encoded) = envelope.seal(&key.key, &key.record_aad(seq), capacity);
+        if let Some(per_sample) = encoded.checked_div(samples) {
+            self.encoded_bytes_per_sample = per_sample.clamp(16, 4096);
         }
-        // A guess far too large (small samples after large ones) is not
-        // kept while the record waits for its commit.
+        // The body's buffer has room for an event that does not compress:
+        // what it did not use is not kept while the record waits for its
+        // commit.
         if body.capacity() > 2 * body.len() + 4096 {
             body.shrink_to_fit();
         }
