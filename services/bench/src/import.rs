@@ -65,6 +65,9 @@ struct Run {
     /// The imported store opened again by a process of its own, as after a
     /// restart (Hearth only).
     restart: Option<Restart>,
+    /// What the stopped store takes on disk: its SQLite files, or its
+    /// Postgres database (Hearth only).
+    store_bytes: u64,
 }
 
 /// A store unlocked by a fresh process: seconds to unlock, the process's
@@ -162,6 +165,7 @@ async fn hearth_import(backend: Backend, admin: &str, zip: &Path) -> anyhow::Res
     let peak_rss = peak_rss();
     let projection = open.map(|open| (open.memory_bytes() as u64, open.sample_count()));
     let (dir, url) = server.stop_keeping().await;
+    let store_bytes = store_bytes(dir.path(), &url).await?;
     let restart = tokio::task::spawn_blocking(move || unlock_apart(dir.path(), &url)).await??;
     Ok(Run {
         secs,
@@ -171,7 +175,31 @@ async fn hearth_import(backend: Backend, admin: &str, zip: &Path) -> anyhow::Res
         projection,
         rss_before,
         restart: Some(restart),
+        store_bytes,
     })
+}
+
+/// What a stopped store takes on disk: the files of its SQLite database
+/// (the write-ahead log is folded in as the last connection closes), or
+/// the size of its Postgres database.
+async fn store_bytes(dir: &Path, url: &str) -> anyhow::Result<u64> {
+    if url.starts_with("sqlite:") {
+        let mut bytes = 0;
+        for file in std::fs::read_dir(dir)? {
+            let meta = file?.metadata()?;
+            if meta.is_file() {
+                bytes += meta.len();
+            }
+        }
+        return Ok(bytes);
+    }
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(url).await?;
+    let bytes: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+        .fetch_one(&mut db)
+        .await?;
+    db.close().await?;
+    Ok(bytes as u64)
 }
 
 /// What a process running [`unlock_one`] prints its figures after.
@@ -241,6 +269,7 @@ pub async fn import_one(backend: Backend, admin: &str, zip: &Path) -> anyhow::Re
         "projection": run.projection,
         "rss_before": run.rss_before,
         "restart": run.restart.as_ref().map(Restart::to_json),
+        "store_bytes": run.store_bytes,
     });
     println!("{FIGURES}{figures}");
     Ok(())
@@ -267,6 +296,7 @@ fn hearth_import_apart(backend: Backend, admin: &str, zip: &Path) -> anyhow::Res
             .and_then(|p| Some((p.first()?.as_u64()?, p.get(1)?.as_u64()? as usize))),
         rss_before: number("rss_before")? as u64,
         restart: Some(Restart::from_json(&figures["restart"])?),
+        store_bytes: number("store_bytes")? as u64,
     })
 }
 
@@ -298,6 +328,7 @@ fn baseline(tool: &str, zip: &Path) -> anyhow::Result<Run> {
         projection: None,
         rss_before: 0,
         restart: None,
+        store_bytes: 0,
     })
 }
 
@@ -382,6 +413,13 @@ pub async fn bench_import(backend: Backend, admin: &str) -> anyhow::Result<()> {
             run.peak_rss_before_snapshot as f64 / 1e6,
             run.peak_rss.saturating_sub(run.peak_rss_before_snapshot) as f64 / 1e6
         );
+        if let Some((_, samples)) = run.projection {
+            println!(
+                "    the store on disk {:>5.0} MB ({:.0} bytes/sample)",
+                run.store_bytes as f64 / 1e6,
+                run.store_bytes as f64 / samples.max(1) as f64
+            );
+        }
         if let Some(restart) = &run.restart {
             println!(
                 "    restarted: unlock from its snapshot {:>5.2} s, peak RSS {:>5.0} MB (target < 300 MB; the sealed process before it {:>5.0} MB)",
