@@ -2,8 +2,8 @@
 //!
 //! Encoding: one version byte, then postcard. New event kinds are appended
 //! at the end of `Event` so older records keep decoding. Records written
-//! now compress the postcard bytes (LZ4): samples repeat their metadata,
-//! and an import's record is a fifth of its size compressed. A record
+//! now compress the postcard bytes (LZ4): samples of one source repeat
+//! their metadata, so a record of many shrinks to a fraction. A record
 //! holds one writer's event, so its length says nothing more about other
 //! sources than before.
 
