@@ -281,6 +281,90 @@ impl Devices {
 
 /// Most metadata keys taken from one record, leaving room for Hearth's own.
 const MAX_KEYS: usize = 56;
+/// Metadata text kept whole, at most: room is left for the keys Hearth adds
+/// to workouts and correlations.
+const METADATA_ROOM: usize = samples::MAX_METADATA_BYTES - 600;
+
+/// Metadata beyond [`METADATA_ROOM`]: [`Importer::fit`] drops entries.
+struct TooLarge;
+
+/// The text [`samples::validate`] makes of [`metadata_of`]'s map (the
+/// same entries, sorted by key, as compact JSON), built without the map:
+/// a record's metadata borrows from its element until it is written out.
+/// `None` when there are no entries.
+fn metadata_text(el: &Element, device: Option<&ExportDevice>) -> Result<Option<String>, TooLarge> {
+    // As the map would: a later value under the same key replaces an
+    // earlier one.
+    fn put<'a>(entries: &mut Vec<(&'a str, Cow<'a, str>)>, key: &'a str, value: Cow<'a, str>) {
+        match entries.iter_mut().find(|(k, _)| *k == key) {
+            Some(entry) => entry.1 = value,
+            None => entries.push((key, value)),
+        }
+    }
+    let mut entries: Vec<(&str, Cow<str>)> = Vec::new();
+    for entry in el.children_named("MetadataEntry") {
+        let (Some(k), Some(v)) = (entry.attr("key"), entry.attr("value")) else {
+            continue;
+        };
+        if k.is_empty()
+            || k.len() > 128
+            || k.starts_with(samples::RESERVED)
+            || entries.len() >= MAX_KEYS
+        {
+            continue;
+        }
+        put(&mut entries, k, Cow::Borrowed(v));
+    }
+    if let Some(v) = el.attr("sourceVersion") {
+        put(&mut entries, "sourceVersion", Cow::Borrowed(v));
+    }
+    if let Some(d) = device {
+        if let Some(h) = &d.hardware {
+            put(&mut entries, "deviceHardware", Cow::Borrowed(h));
+        }
+        if let Some(s) = &d.software {
+            put(&mut entries, "deviceSoftware", Cow::Borrowed(s));
+        }
+    }
+    for list in el.children_named("HeartRateVariabilityMetadataList") {
+        let beats: Vec<String> = list
+            .children_named("InstantaneousBeatsPerMinute")
+            .filter_map(|b| Some(format!("{}@{}", b.attr("bpm")?, b.attr("time")?)))
+            .collect();
+        if !beats.is_empty() {
+            put(
+                &mut entries,
+                "HeartRateVariabilityMetadataList",
+                Cow::Owned(beats.join(";")),
+            );
+        }
+    }
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let guess = 2 + entries
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 6)
+        .sum::<usize>();
+    let mut text = Vec::with_capacity(guess.min(METADATA_ROOM + 1));
+    text.push(b'{');
+    for (i, (k, v)) in entries.iter().enumerate() {
+        if i > 0 {
+            text.push(b',');
+        }
+        serde_json::to_writer(&mut text, k).expect("a string serialises");
+        text.push(b':');
+        serde_json::to_writer(&mut text, v).expect("a string serialises");
+    }
+    text.push(b'}');
+    if text.len() > METADATA_ROOM {
+        return Err(TooLarge);
+    }
+    Ok(Some(
+        String::from_utf8(text).expect("serde_json writes UTF-8"),
+    ))
+}
 
 /// A record's metadata: its `MetadataEntry` children, its source's version,
 /// the device's hardware and software, and a heart rate variability
@@ -418,8 +502,7 @@ impl Importer<'_> {
     /// Metadata within what one sample holds: the beat-to-beat list goes
     /// first, then keys from the end, each loss counted.
     fn fit(&mut self, mut m: Map<String, Value>) -> Option<Map<String, Value>> {
-        // Room for the keys Hearth adds to workouts and correlations.
-        const ROOM: usize = samples::MAX_METADATA_BYTES - 600;
+        const ROOM: usize = METADATA_ROOM;
         // Escaping makes a string at most six times longer (`\u001f`):
         // below that bound the map fits without serialising it.
         let bound: usize = m
@@ -488,7 +571,13 @@ impl Importer<'_> {
     }
 
     /// A quantity or category sample, as a request sample.
-    fn sample_of(&mut self, el: &Element) -> Option<(String, wire::NewSample<'static>)> {
+    /// A record's request sample, and its metadata as text when it is
+    /// kept whole (the sample then carries none, to be given that text once
+    /// checked).
+    fn sample_of(
+        &mut self,
+        el: &Element,
+    ) -> Option<(String, wire::NewSample<'static>, Option<String>)> {
         let identifier = el.attr("type").unwrap_or("(no type)").to_string();
         let Some(ti) = self.types.of(&identifier) else {
             *self.tally.unknown.entry(identifier).or_default() += 1;
@@ -527,18 +616,32 @@ impl Importer<'_> {
         }
         let parsed = self.devices.of(el);
         s.device = parsed.as_ref().and_then(|p| p.device.clone());
-        s.metadata = self.fit(metadata_of(el, parsed.as_ref().map(|p| &p.export)));
-        Some((identifier, s))
+        let export_device = parsed.as_ref().map(|p| &p.export);
+        let metadata = match metadata_text(el, export_device) {
+            Ok(text) => text,
+            Err(TooLarge) => {
+                s.metadata = self.fit(metadata_of(el, export_device));
+                None
+            }
+        };
+        Some((identifier, s, metadata))
     }
 
     fn record(&mut self, el: &Element) -> Result<(), ImportError> {
-        let Some((identifier, mut s)) = self.sample_of(el) else {
+        let Some((identifier, mut s, metadata)) = self.sample_of(el) else {
             return Ok(());
         };
         s.sync_id = Some(Cow::Owned(sync_id(&digest(el, &mut self.devices), None)));
-        let Some(entry) = self.validate(&identifier, s) else {
+        let Some(mut entry) = self.validate(&identifier, s) else {
             return Ok(());
         };
+        if let Some(text) = metadata {
+            // Within what validation allows by construction: keys of 1 to
+            // 128 bytes, none reserved, at most `MAX_KEYS` and Hearth's
+            // four, string values, under `METADATA_ROOM` bytes.
+            let sample = entry.samples.last_mut().expect("an entry has a sample");
+            sample.sample.metadata = Some(text);
+        }
         let source = self.source_names.of(el.attr("sourceName"));
         self.hold(&source, entry)
     }
@@ -867,5 +970,140 @@ mod tests {
             sync_id(&[0xa5; 16], Some(3042)),
             format!("ah1-{}-3042", "a5".repeat(16))
         );
+    }
+
+    fn element(
+        attrs: &[(&str, &str)],
+        entries: &[(&str, &str)],
+        beats: &[(&str, &str)],
+    ) -> Element {
+        let pair = |(k, v): &(&str, &str)| (k.to_string(), v.to_string());
+        let mut children: Vec<Element> = entries
+            .iter()
+            .map(|(k, v)| Element {
+                name: "MetadataEntry".into(),
+                attrs: vec![pair(&("key", k)), pair(&("value", v))],
+                ..Element::default()
+            })
+            .collect();
+        if !beats.is_empty() {
+            children.push(Element {
+                name: "HeartRateVariabilityMetadataList".into(),
+                children: beats
+                    .iter()
+                    .map(|(bpm, time)| Element {
+                        name: "InstantaneousBeatsPerMinute".into(),
+                        attrs: vec![pair(&("bpm", bpm)), pair(&("time", time))],
+                        ..Element::default()
+                    })
+                    .collect(),
+                ..Element::default()
+            });
+        }
+        Element {
+            name: "Record".into(),
+            attrs: attrs.iter().map(pair).collect(),
+            children,
+            text: String::new(),
+        }
+    }
+
+    /// What the map's path stores: the map serialised, as validation does.
+    fn through_the_map(el: &Element, device: Option<&ExportDevice>) -> Option<String> {
+        let m = metadata_of(el, device);
+        (!m.is_empty()).then(|| serde_json::to_string(&m).unwrap())
+    }
+
+    fn same_text(el: &Element, device: Option<&ExportDevice>) {
+        let text = metadata_text(el, device).ok().expect("fits");
+        assert_eq!(text, through_the_map(el, device));
+        if let Some(text) = &text {
+            let parsed: Map<String, Value> = serde_json::from_str(text).unwrap();
+            assert_eq!(parsed, metadata_of(el, device));
+        }
+    }
+
+    #[test]
+    fn metadata_text_is_the_maps_text() {
+        let watch = ExportDevice {
+            name: Some("Apple Watch".into()),
+            hardware: Some("Watch6,2".into()),
+            software: Some("10.1".into()),
+            ..ExportDevice::default()
+        };
+        same_text(&element(&[], &[], &[]), None);
+        same_text(
+            &element(&[("sourceVersion", "17.2")], &[], &[]),
+            Some(&watch),
+        );
+        // Unsorted keys, a key written twice (the later value wins), keys
+        // that clash with Hearth's (the attribute and device win), keys
+        // refused, and values that need escaping.
+        let long_key = "k".repeat(129);
+        let max_key = "m".repeat(128);
+        same_text(
+            &element(
+                &[
+                    ("sourceVersion", "9.0"),
+                    ("type", "HKQuantityTypeIdentifierHeartRate"),
+                ],
+                &[
+                    ("zeta", "last"),
+                    ("HKMetadataKeyHeartRateMotionContext", "1"),
+                    ("alpha", "first"),
+                    ("alpha", "again"),
+                    ("sourceVersion", "from an entry"),
+                    ("deviceHardware", "from an entry"),
+                    ("", "empty key"),
+                    (&long_key, "too long"),
+                    (&max_key, "just fits"),
+                    (samples::RESERVED, "reserved"),
+                    ("hearth:key", "reserved"),
+                    (
+                        "Some key with spaces",
+                        "quote \" back\\slash \u{b} tab\t é ✓ \u{1f}",
+                    ),
+                    ("Ünïcode", "\u{2028} line separator"),
+                ],
+                &[("61", "10:00:00.1 AM"), ("63", "10:00:01.0 AM")],
+            ),
+            Some(&watch),
+        );
+        // More keys than a record may bring: the first `MAX_KEYS` distinct
+        // ones stay, a repeat past them is refused like a new one.
+        let many: Vec<(String, String)> = (0..MAX_KEYS + 8)
+            .map(|i| (format!("key {:03}", (i * 37) % 101), format!("v{i}")))
+            .chain([("key 000".to_string(), "late".to_string())])
+            .collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        same_text(&element(&[], &many, &[]), None);
+    }
+
+    #[test]
+    fn metadata_past_the_room_goes_the_maps_way() {
+        let value = "x".repeat(METADATA_ROOM / 4);
+        let entries: Vec<(String, &str)> =
+            (0..5).map(|i| (format!("k{i}"), value.as_str())).collect();
+        let entries: Vec<(&str, &str)> = entries.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert!(metadata_text(&element(&[], &entries, &[]), None).is_err());
+        // Just within: still the map's text.
+        same_text(&element(&[], &entries[..3], &[]), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_entries_give_the_maps_text(
+            entries in proptest::collection::vec(
+                ("[a-c _:\"\\\\\u{0}-\u{1f}é✓]{0,6}", "[a-c \"\\\\\u{0}-\u{1f}\u{7f}é✓\u{2028}]{0,12}"),
+                0..70,
+            ),
+            version in proptest::option::of("[0-9.]{1,5}"),
+        ) {
+            let entries: Vec<(&str, &str)> =
+                entries.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let attrs: Vec<(&str, &str)> =
+                version.iter().map(|v| ("sourceVersion", v.as_str())).collect();
+            same_text(&element(&attrs, &entries, &[]), None);
+        }
     }
 }
