@@ -407,11 +407,11 @@ fn metadata_of(el: &Element, device: Option<&ExportDevice>) -> Map<String, Value
     m
 }
 
-fn blank_sample(type_id: &str, start: String, end: String) -> wire::NewSample<'static> {
+fn blank_sample(type_id: &'static str, start: String, end: String) -> wire::NewSample<'static> {
     wire::NewSample {
         sync_id: None,
         sync_version: None,
-        type_id: Cow::Owned(type_id.to_string()),
+        type_id: Cow::Borrowed(type_id),
         start: Cow::Owned(start),
         end: Cow::Owned(end),
         value: Value::Null,
