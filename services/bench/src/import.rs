@@ -179,11 +179,17 @@ async fn hearth_import(backend: Backend, admin: &str, zip: &Path) -> anyhow::Res
     })
 }
 
-/// What a stopped store takes on disk: the files of its SQLite database
-/// (the write-ahead log is folded in as the last connection closes), or
-/// the size of its Postgres database.
+/// What a stopped store takes on disk: the files of its SQLite database,
+/// its write-ahead log folded in first, or the size of its Postgres
+/// database.
 async fn store_bytes(dir: &Path, url: &str) -> anyhow::Result<u64> {
+    use sqlx::Connection;
     if url.starts_with("sqlite:") {
+        let mut db = sqlx::SqliteConnection::connect(url).await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut db)
+            .await?;
+        db.close().await?;
         let mut bytes = 0;
         for file in std::fs::read_dir(dir)? {
             let meta = file?.metadata()?;
@@ -193,7 +199,6 @@ async fn store_bytes(dir: &Path, url: &str) -> anyhow::Result<u64> {
         }
         return Ok(bytes);
     }
-    use sqlx::Connection;
     let mut db = sqlx::PgConnection::connect(url).await?;
     let bytes: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
         .fetch_one(&mut db)
