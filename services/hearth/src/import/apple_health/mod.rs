@@ -288,20 +288,21 @@ const METADATA_ROOM: usize = samples::MAX_METADATA_BYTES - 600;
 /// Metadata beyond [`METADATA_ROOM`]: [`Importer::fit`] drops entries.
 struct TooLarge;
 
-/// The text [`samples::validate`] makes of [`metadata_of`]'s map (the
-/// same entries, sorted by key, as compact JSON), built without the map:
-/// a record's metadata borrows from its element until it is written out.
-/// `None` when there are no entries.
-fn metadata_text(el: &Element, device: Option<&ExportDevice>) -> Result<Option<String>, TooLarge> {
-    // As the map would: a later value under the same key replaces an
-    // earlier one.
+/// A record's metadata entries: its `MetadataEntry` children, its source's
+/// version, the device's hardware and software, and a heart rate
+/// variability reading's beat-to-beat list. As in a map, a later value
+/// under the same key replaces an earlier one.
+fn metadata_entries<'a>(
+    el: &'a Element,
+    device: Option<&'a ExportDevice>,
+) -> Vec<(&'a str, Cow<'a, str>)> {
     fn put<'a>(entries: &mut Vec<(&'a str, Cow<'a, str>)>, key: &'a str, value: Cow<'a, str>) {
         match entries.iter_mut().find(|(k, _)| *k == key) {
             Some(entry) => entry.1 = value,
             None => entries.push((key, value)),
         }
     }
-    let mut entries: Vec<(&str, Cow<str>)> = Vec::new();
+    let mut entries = Vec::new();
     for entry in el.children_named("MetadataEntry") {
         let (Some(k), Some(v)) = (entry.attr("key"), entry.attr("value")) else {
             continue;
@@ -339,6 +340,24 @@ fn metadata_text(el: &Element, device: Option<&ExportDevice>) -> Result<Option<S
             );
         }
     }
+    entries
+}
+
+/// A record's metadata as a map, for Hearth to add keys to or drop keys
+/// from.
+fn metadata_of(el: &Element, device: Option<&ExportDevice>) -> Map<String, Value> {
+    metadata_entries(el, device)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.into_owned())))
+        .collect()
+}
+
+/// The text [`samples::validate`] makes of [`metadata_of`]'s map (the
+/// same entries, sorted by key, as compact JSON), built without the map:
+/// a record's metadata borrows from its element until it is written out.
+/// `None` when there are no entries.
+fn metadata_text(el: &Element, device: Option<&ExportDevice>) -> Result<Option<String>, TooLarge> {
+    let mut entries = metadata_entries(el, device);
     if entries.is_empty() {
         return Ok(None);
     }
@@ -364,47 +383,6 @@ fn metadata_text(el: &Element, device: Option<&ExportDevice>) -> Result<Option<S
     Ok(Some(
         String::from_utf8(text).expect("serde_json writes UTF-8"),
     ))
-}
-
-/// A record's metadata: its `MetadataEntry` children, its source's version,
-/// the device's hardware and software, and a heart rate variability
-/// reading's beat-to-beat list.
-fn metadata_of(el: &Element, device: Option<&ExportDevice>) -> Map<String, Value> {
-    let mut m = Map::new();
-    for entry in el.children_named("MetadataEntry") {
-        let (Some(k), Some(v)) = (entry.attr("key"), entry.attr("value")) else {
-            continue;
-        };
-        if k.is_empty() || k.len() > 128 || k.starts_with(samples::RESERVED) || m.len() >= MAX_KEYS
-        {
-            continue;
-        }
-        m.insert(k.to_string(), Value::String(v.to_string()));
-    }
-    if let Some(v) = el.attr("sourceVersion") {
-        m.insert("sourceVersion".into(), Value::String(v.into()));
-    }
-    if let Some(d) = device {
-        if let Some(h) = &d.hardware {
-            m.insert("deviceHardware".into(), Value::String(h.clone()));
-        }
-        if let Some(s) = &d.software {
-            m.insert("deviceSoftware".into(), Value::String(s.clone()));
-        }
-    }
-    for list in el.children_named("HeartRateVariabilityMetadataList") {
-        let beats: Vec<String> = list
-            .children_named("InstantaneousBeatsPerMinute")
-            .filter_map(|b| Some(format!("{}@{}", b.attr("bpm")?, b.attr("time")?)))
-            .collect();
-        if !beats.is_empty() {
-            m.insert(
-                "HeartRateVariabilityMetadataList".into(),
-                Value::String(beats.join(";")),
-            );
-        }
-    }
-    m
 }
 
 fn blank_sample(type_id: &'static str, start: String, end: String) -> wire::NewSample<'static> {
@@ -1014,13 +992,14 @@ mod tests {
         (!m.is_empty()).then(|| serde_json::to_string(&m).unwrap())
     }
 
-    fn same_text(el: &Element, device: Option<&ExportDevice>) {
+    /// The text, checked against the map's, as a map.
+    fn same_text(el: &Element, device: Option<&ExportDevice>) -> Map<String, Value> {
         let text = metadata_text(el, device).ok().expect("fits");
         assert_eq!(text, through_the_map(el, device));
-        if let Some(text) = &text {
-            let parsed: Map<String, Value> = serde_json::from_str(text).unwrap();
-            assert_eq!(parsed, metadata_of(el, device));
-        }
+        let parsed: Map<String, Value> =
+            text.map_or_else(Map::new, |t| serde_json::from_str(&t).unwrap());
+        assert_eq!(parsed, metadata_of(el, device));
+        parsed
     }
 
     #[test]
@@ -1041,7 +1020,7 @@ mod tests {
         // refused, and values that need escaping.
         let long_key = "k".repeat(129);
         let max_key = "m".repeat(128);
-        same_text(
+        let kept = same_text(
             &element(
                 &[
                     ("sourceVersion", "9.0"),
@@ -1069,6 +1048,20 @@ mod tests {
             ),
             Some(&watch),
         );
+        let value = |k: &str| kept.get(k).and_then(Value::as_str);
+        assert_eq!(value("alpha"), Some("again"));
+        assert_eq!(value("sourceVersion"), Some("9.0"));
+        assert_eq!(value("deviceHardware"), Some("Watch6,2"));
+        assert_eq!(value("deviceSoftware"), Some("10.1"));
+        assert_eq!(value(&max_key), Some("just fits"));
+        assert_eq!(
+            value("HeartRateVariabilityMetadataList"),
+            Some("61@10:00:00.1 AM;63@10:00:01.0 AM")
+        );
+        for refused in ["", long_key.as_str(), samples::RESERVED, "hearth:key"] {
+            assert!(!kept.contains_key(refused), "{refused}");
+        }
+        assert_eq!(kept.len(), 10);
         // More keys than a record may bring: the first `MAX_KEYS` distinct
         // ones stay, a repeat past them is refused like a new one.
         let many: Vec<(String, String)> = (0..MAX_KEYS + 8)
@@ -1076,7 +1069,9 @@ mod tests {
             .chain([("key 000".to_string(), "late".to_string())])
             .collect();
         let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        same_text(&element(&[], &many, &[]), None);
+        let kept = same_text(&element(&[], &many, &[]), None);
+        assert_eq!(kept.len(), MAX_KEYS);
+        assert_eq!(kept["key 000"], "v0");
     }
 
     #[test]
