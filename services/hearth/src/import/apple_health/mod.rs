@@ -3,6 +3,8 @@
 //! The export XML is read as a stream, one child of `<HealthData>` at a
 //! time, and each record becomes a request sample validated exactly as an
 //! app's write would be, then handed to a [`Sink`] (the store's writer).
+//! A record's metadata text is written to the same rules from the element
+//! and given to the sample once the rest is checked.
 //!
 //! - Every sample carries a `sync_id` that is a digest of the record as
 //!   exported (with the device string's memory address left out, which
@@ -480,22 +482,21 @@ impl Importer<'_> {
     /// Metadata within what one sample holds: the beat-to-beat list goes
     /// first, then keys from the end, each loss counted.
     fn fit(&mut self, mut m: Map<String, Value>) -> Option<Map<String, Value>> {
-        const ROOM: usize = METADATA_ROOM;
         // Escaping makes a string at most six times longer (`\u001f`):
         // below that bound the map fits without serialising it.
         let bound: usize = m
             .iter()
-            .map(|(k, v)| 6 * k.len() + v.as_str().map_or(ROOM, |v| 6 * v.len()) + 6)
+            .map(|(k, v)| 6 * k.len() + v.as_str().map_or(METADATA_ROOM, |v| 6 * v.len()) + 6)
             .sum();
-        if bound <= ROOM {
+        if bound <= METADATA_ROOM {
             return (!m.is_empty()).then_some(m);
         }
         let size = |m: &Map<String, Value>| serde_json::to_string(m).map_or(0, |t| t.len());
-        if size(&m) > ROOM && m.remove("HeartRateVariabilityMetadataList").is_some() {
+        if size(&m) > METADATA_ROOM && m.remove("HeartRateVariabilityMetadataList").is_some() {
             self.tally
                 .skip("HeartRateVariabilityMetadataList too long to keep (sample kept)");
         }
-        while size(&m) > ROOM {
+        while size(&m) > METADATA_ROOM {
             let Some(last) = m.keys().next_back().cloned() else {
                 break;
             };
