@@ -93,6 +93,12 @@ impl<T: Copy + PartialEq + zeroize::DefaultIsZeroes> Echo<T> {
     /// repeated is the last of `other`: the rows before it are filled in
     /// the first time a row differs.
     fn push(&mut self, other: &[T], value: T) {
+        self.push_within(other, value, other.len());
+    }
+
+    /// [`Echo::push`], room made for `rows` rows in all the first time a
+    /// row differs: a column decoded whole is never regrown.
+    pub(crate) fn push_within(&mut self, other: &[T], value: T, rows: usize) {
         let Some((&last, before)) = other.split_last() else {
             return;
         };
@@ -100,7 +106,7 @@ impl<T: Copy + PartialEq + zeroize::DefaultIsZeroes> Echo<T> {
             if value == last {
                 return;
             }
-            self.0.reserve_exact(other.len());
+            self.0.reserve_exact(rows);
             self.0.extend_from_slice(before);
         }
         self.0.push(value);

@@ -22,7 +22,7 @@
 
 use zeroize::Zeroizing;
 
-use super::columns::ByteSink;
+use super::columns::{ByteSink, Echo};
 
 /// Bytes gathered before they are handed to the sink (whose `put` costs
 /// more than a push).
@@ -204,15 +204,13 @@ impl<'a> Unpacker<'a> {
     /// Each row's end, from its start; none when every row ends where it
     /// starts (as the columns hold them).
     pub fn ends(mut self, starts: &[i64]) -> Option<Vec<i64>> {
-        let mut out = Repeats::default();
+        let mut out = Echo::default();
         let mut duration = 0i64;
         for (r, &start) in starts.iter().enumerate() {
             duration = duration.wrapping_add(self.signed()?);
-            if out.holds(starts, r, duration != 0) {
-                out.column.push(start.wrapping_add(duration));
-            }
+            out.push_within(&starts[..=r], start.wrapping_add(duration), starts.len());
         }
-        self.done(out.column)
+        self.done(out.0)
     }
 
     pub fn values(mut self, rows: usize) -> Option<Vec<f64>> {
@@ -271,48 +269,16 @@ impl<'a> Unpacker<'a> {
 
     /// Each row's value, from the one in `bases` it differs from; none
     /// when every row's is its base (as the columns hold them).
-    pub fn differences<T: Copy + Into<i64> + TryFrom<i64>>(
-        mut self,
-        bases: &[T],
-    ) -> Option<Vec<T>> {
-        let mut out = Repeats::default();
+    pub fn differences<T>(mut self, bases: &[T]) -> Option<Vec<T>>
+    where
+        T: Copy + PartialEq + zeroize::DefaultIsZeroes + Into<i64> + TryFrom<i64>,
+    {
+        let mut out = Echo::default();
         for (r, &base) in bases.iter().enumerate() {
-            let difference = self.signed()?;
-            if out.holds(bases, r, difference != 0) {
-                let v = base.into().checked_add(difference)?;
-                out.column.push(T::try_from(v).ok()?);
-            }
+            let v = T::try_from(base.into().checked_add(self.signed()?)?).ok()?;
+            out.push_within(&bases[..=r], v, bases.len());
         }
-        self.done(out.column)
-    }
-}
-
-/// A column read as none while it repeats its bases.
-struct Repeats<T> {
-    column: Vec<T>,
-    held: bool,
-}
-
-impl<T> Default for Repeats<T> {
-    fn default() -> Self {
-        Repeats {
-            column: Vec::new(),
-            held: false,
-        }
-    }
-}
-
-impl<T: Copy> Repeats<T> {
-    /// Whether row `r`'s value goes into the column: from the first row
-    /// that `differs` from its base on, the rows before it filled in with
-    /// theirs.
-    fn holds(&mut self, bases: &[T], r: usize, differs: bool) -> bool {
-        if !self.held && differs {
-            self.held = true;
-            self.column.reserve_exact(bases.len());
-            self.column.extend_from_slice(&bases[..r]);
-        }
-        self.held
+        self.done(out.0)
     }
 }
 
