@@ -130,6 +130,19 @@ async fn check_store(app: &TestApp, written: &Written) {
         .map(|r| r["route"].as_array().unwrap().len())
         .sum();
     assert_eq!(points as u64, written.route_points);
+    // Each route names a stored workout, and no two name the same one.
+    let workouts: std::collections::HashSet<String> = app
+        .list_all("workout", 1000)
+        .await
+        .iter()
+        .map(|w| w["id"].as_str().unwrap().to_string())
+        .collect();
+    let mut named = std::collections::HashSet::new();
+    for r in &routes {
+        let workout = r["workout"].as_str().unwrap();
+        assert!(workouts.contains(workout), "{r}");
+        assert!(named.insert(workout.to_string()), "{r}");
+    }
     let characteristics = app.get_json("/v1/characteristics").await;
     assert_eq!(characteristics["biological_sex"], "female");
     assert_eq!(characteristics["blood_type"], "ab_positive");
@@ -203,6 +216,36 @@ async fn every_export_version_imports_as_written(backend: Backend) {
         assert_eq!(again["state"], "succeeded", "{again}");
         assert_eq!(again["summary"]["added"], 0, "{again}");
         assert_eq!(again["summary"]["unchanged"].as_u64().unwrap(), total);
+        check_store(&app, &written).await;
+        app.stop().await;
+    }
+}
+
+/// Workouts with routes are written in groups before their routes (each
+/// route names its workout's id): more of them than one group holds, with
+/// routes inline (version 11) and in files, each keep their own routes.
+async fn workouts_past_one_group_keep_their_own_routes(backend: Backend) {
+    for version in [11, 14] {
+        let db = TestDatabase::new(backend).await;
+        let app = TestApp::unlocked(&db).await;
+        let options = Options {
+            version,
+            days: 150,
+            heart_rate_every_min: 720,
+            ..Options::default()
+        };
+        let (body, written) = if version == 11 {
+            export_xml(&options)
+        } else {
+            export_zip(&options)
+        };
+        assert!(written.samples["workout"] > 64, "{:?}", written.samples);
+        let job = import(&app, body.clone()).await;
+        assert_eq!(job["state"], "succeeded", "version {version}: {job}");
+        assert_eq!(counts(&job["summary"]["samples"]), written.samples);
+        check_store(&app, &written).await;
+        let again = import(&app, body).await;
+        assert_eq!(again["summary"]["added"], 0, "{again}");
         check_store(&app, &written).await;
         app.stop().await;
     }
@@ -404,6 +447,7 @@ async fn an_import_beside_an_app_writing_counts_each_sample_once(backend: Backen
 
 both_backends!(
     every_export_version_imports_as_written,
+    workouts_past_one_group_keep_their_own_routes,
     a_newer_overlapping_export_adds_only_what_is_new,
     bad_exports_are_refused_and_nothing_is_stored,
     an_import_beside_an_app_writing_counts_each_sample_once,
@@ -754,8 +798,10 @@ async fn an_import_takes_one_snapshot_when_it_ends(backend: Backend) {
     args.snapshot_every = 5;
     let mut app = TestApp::start_with(args).await;
     app.setup().await;
+    // Heart rate every minute: more records than one batch holds.
     let (zip, _) = export_zip(&Options {
         days: 30,
+        heart_rate_every_min: 1,
         ..Options::default()
     });
     let before = app.store.storage().head().await.unwrap().seq;

@@ -51,6 +51,13 @@ const BATCH: usize = 4000;
 /// Entries held across all sources.
 const HELD: usize = 32_000;
 const PROGRESS_EVERY: u64 = 2048;
+/// Workouts with routes held before they are written together: a route
+/// names its workout's id, so the workouts are written and their ids
+/// awaited first, one commit for the lot rather than one each.
+const ROUTED_BATCH: usize = 64;
+/// Bytes of route elements held with them at most: an old export's inline
+/// route can be megabytes.
+const ROUTED_BYTES: usize = 8 << 20;
 
 /// Reads `export` into `sink`.
 pub fn import(export: &Export, sink: &mut dyn Sink) -> Result<Tally, ImportError> {
@@ -65,6 +72,8 @@ pub fn import(export: &Export, sink: &mut dyn Sink) -> Result<Tally, ImportError
         devices: Devices::default(),
         types: TypeNames::default(),
         source_names: SourceNames::default(),
+        routed: Vec::new(),
+        routed_bytes: 0,
     };
     export.with_xml(|input| {
         let mut elements = xml::elements(input)?;
@@ -81,6 +90,7 @@ pub fn import(export: &Export, sink: &mut dyn Sink) -> Result<Tally, ImportError
         importer.sink.progress(elements.position(), records);
         Ok(())
     })?;
+    importer.flush_routed()?;
     importer.replay_deferred()?;
     importer.flush_all()?;
     Ok(importer.tally)
@@ -98,6 +108,18 @@ struct Importer<'a> {
     devices: Devices,
     types: TypeNames,
     source_names: SourceNames,
+    /// Workouts with routes, waiting to be written (see [`ROUTED_BATCH`]).
+    routed: Vec<RoutedWorkout>,
+    /// What their route elements hold, by [`Element::bytes`].
+    routed_bytes: usize,
+}
+
+/// A checked workout whose routes are stored once it has an id.
+struct RoutedWorkout {
+    source: String,
+    entry: NewEntry,
+    digest: [u8; 16],
+    routes: Vec<Element>,
 }
 
 /// The catalogue type of each `type` attribute seen, worked out once: an
@@ -807,17 +829,61 @@ impl Importer<'_> {
             return Ok(());
         };
         let source = source_name(el.attr("sourceName"));
-        let routes: Vec<&Element> = el.children_named("WorkoutRoute").collect();
+        let routes: Vec<Element> = el.children_named("WorkoutRoute").cloned().collect();
         if routes.is_empty() {
             return self.hold(&source, entry);
         }
         *self.tally.samples.entry("workout".into()).or_default() += 1;
         self.tally.sources.insert(source.clone());
-        let ids = self.sink.add_now(&source, vec![entry])?;
-        let Some(&workout_id) = ids.first() else {
-            return Ok(());
-        };
-        for (r, route) in routes.into_iter().enumerate() {
+        self.routed_bytes += routes.iter().map(Element::bytes).sum::<usize>();
+        self.routed.push(RoutedWorkout {
+            source,
+            entry,
+            digest: d,
+            routes,
+        });
+        if self.routed.len() >= ROUTED_BATCH || self.routed_bytes >= ROUTED_BYTES {
+            self.flush_routed()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the workouts held for their routes, one write per source,
+    /// then their routes under the ids the store answered.
+    fn flush_routed(&mut self) -> Result<(), ImportError> {
+        let mut routed = std::mem::take(&mut self.routed);
+        self.routed_bytes = 0;
+        while let Some(first) = routed.first() {
+            let source = first.source.clone();
+            let (these, others): (Vec<_>, Vec<_>) =
+                routed.into_iter().partition(|w| w.source == source);
+            routed = others;
+            let (entries, routes): (Vec<NewEntry>, Vec<_>) = these
+                .into_iter()
+                .map(|w| (w.entry, (w.digest, w.routes)))
+                .unzip();
+            let ids = self.sink.add_now(&source, entries)?;
+            for (id, (digest, routes)) in ids.into_iter().zip(routes) {
+                if id == 0 {
+                    // Left as stored: another workout holds its identifier.
+                    self.tally.skip("workout route of a workout left as stored");
+                    continue;
+                }
+                self.routes_of(&source, id, &digest, &routes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The routes of the workout stored as `workout_id`.
+    fn routes_of(
+        &mut self,
+        source: &str,
+        workout_id: u128,
+        d: &[u8; 16],
+        routes: &[Element],
+    ) -> Result<(), ImportError> {
+        for (r, route) in routes.iter().enumerate() {
             let mut points = gpx::locations(route);
             for file in route.children_named("FileReference") {
                 let path = file.attr("path").unwrap_or("");
@@ -835,8 +901,8 @@ impl Importer<'_> {
             }
             let route_source = route
                 .attr("sourceName")
-                .map_or_else(|| source.clone(), |s| source_name(Some(s)));
-            self.route(&route_source, workout_id, &d, r, points)?;
+                .map_or_else(|| source.to_string(), |s| source_name(Some(s)));
+            self.route(&route_source, workout_id, d, r, points)?;
         }
         Ok(())
     }

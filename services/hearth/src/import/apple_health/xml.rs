@@ -46,6 +46,12 @@ impl Element {
     pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> {
         self.children.iter().filter(move |c| c.name == name)
     }
+
+    /// About what the element and its children hold, counted as the
+    /// reader counts them against [`MAX_ELEMENT_BYTES`].
+    pub fn bytes(&self) -> usize {
+        size_of(self) + self.text.len() + self.children.iter().map(Element::bytes).sum::<usize>()
+    }
 }
 
 /// Whether the start of a file is an Apple Health export (`HealthData`),
