@@ -116,7 +116,8 @@ async fn hearth_import(backend: Backend, admin: &str, zip: &Path) -> anyhow::Res
         .bearer_auth(&server.token)
         .header("content-type", "application/zip")
         .header("content-length", size)
-        .body(reqwest::Body::from(file))
+        // As `hearth import` sends it.
+        .body(hearth::import::client::upload_body(file, |_| ()))
         .send()
         .await?
         .error_for_status()?

@@ -58,28 +58,14 @@ pub async fn run(server: ServerArgs, command: ImportCommand) -> anyhow::Result<(
     );
     let file = tokio::fs::File::open(upload).await?;
     let uploaded = bar.clone();
-    let body = stream::unfold(file, move |mut file| {
-        let bar = uploaded.clone();
-        async move {
-            let mut buf = vec![0u8; 1 << 20];
-            match file.read(&mut buf).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    bar.inc(n as u64);
-                    Some((Ok::<_, std::io::Error>(buf), file))
-                }
-                Err(e) => Some((Err(e), file)),
-            }
-        }
-    });
+    let body = upload_body(file, move |n| uploaded.inc(n));
     let job = call(
         client
             .post(format!("{base}/v1/imports"))
             .bearer_auth(&token)
             .header("content-type", content_type)
             .header("content-length", size)
-            .body(reqwest::Body::wrap_stream(body)),
+            .body(body),
         "uploading the export",
     )
     .await?;
@@ -128,6 +114,30 @@ pub async fn run(server: ServerArgs, command: ImportCommand) -> anyhow::Result<(
         );
     }
     Ok(())
+}
+
+/// An upload's body: `file` read a mebibyte at a time (a reader's default
+/// of a few kilobytes costs a blocking read each), `read` told of each.
+pub fn upload_body(
+    file: tokio::fs::File,
+    read: impl Fn(u64) + Send + Sync + 'static,
+) -> reqwest::Body {
+    let read = std::sync::Arc::new(read);
+    reqwest::Body::wrap_stream(stream::unfold(file, move |mut file| {
+        let read = read.clone();
+        async move {
+            let mut buf = vec![0u8; 1 << 20];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    read(n as u64);
+                    Some((Ok::<_, std::io::Error>(buf), file))
+                }
+                Err(e) => Some((Err(e), file)),
+            }
+        }
+    }))
 }
 
 fn print_summary(job: &Value) {
