@@ -77,9 +77,9 @@ pub fn import(export: &Export, sink: &mut dyn Sink) -> Result<Tally, ImportError
     };
     export.with_xml(|input| {
         let mut elements = xml::elements(input)?;
-        while let Some(el) = elements.next_element()? {
+        while let Some(mut el) = elements.next_element()? {
             importer.tally.records += 1;
-            importer.element(&el)?;
+            importer.element(&mut el)?;
             elements.recycle(el);
             if importer.tally.records.is_multiple_of(PROGRESS_EVERY) {
                 let records = importer.tally.records;
@@ -454,7 +454,9 @@ fn is_member_type(ti: TypeIndex) -> bool {
 }
 
 impl Importer<'_> {
-    fn element(&mut self, el: &Element) -> Result<(), ImportError> {
+    /// Handles one child of `<HealthData>`; a workout's routes are taken
+    /// out of it to be stored after it.
+    fn element(&mut self, el: &mut Element) -> Result<(), ImportError> {
         match el.name.as_str() {
             "Record" => {
                 let member = el
@@ -741,7 +743,7 @@ impl Importer<'_> {
         Ok(())
     }
 
-    fn workout(&mut self, el: &Element) -> Result<(), ImportError> {
+    fn workout(&mut self, el: &mut Element) -> Result<(), ImportError> {
         let identifier = el
             .attr("workoutActivityType")
             .unwrap_or("HKWorkoutActivityTypeOther")
@@ -829,7 +831,11 @@ impl Importer<'_> {
             return Ok(());
         };
         let source = source_name(el.attr("sourceName"));
-        let routes: Vec<Element> = el.children_named("WorkoutRoute").cloned().collect();
+        // Moved, not copied: an inline route can be megabytes.
+        let (routes, others): (Vec<Element>, Vec<Element>) = std::mem::take(&mut el.children)
+            .into_iter()
+            .partition(|c| c.name == "WorkoutRoute");
+        el.children = others;
         if routes.is_empty() {
             return self.hold(&source, entry);
         }
