@@ -872,7 +872,9 @@ impl Importer<'_> {
             for (id, (digest, routes)) in ids.into_iter().zip(routes) {
                 if id == 0 {
                     // Left as stored: another workout holds its identifier.
-                    self.tally.skip("workout route of a workout left as stored");
+                    for _ in &routes {
+                        self.tally.skip("workout route of a workout left as stored");
+                    }
                     continue;
                 }
                 self.routes_of(&source, id, &digest, &routes)?;
