@@ -48,7 +48,7 @@ impl Element {
     }
 
     /// About what the element and its children hold, counted as the
-    /// reader counts them against [`MAX_ELEMENT_BYTES`].
+    /// reader counts them against its limit on one element.
     pub fn bytes(&self) -> usize {
         size_of(self) + self.text.len() + self.children.iter().map(Element::bytes).sum::<usize>()
     }
