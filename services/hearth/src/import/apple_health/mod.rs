@@ -16,6 +16,9 @@
 //! - A correlation's members are also listed as records of their own: the
 //!   records of member types are set aside in a temporary file and stored
 //!   at the end only if no correlation held them.
+//! - A workout's routes name it by its id: workouts with routes wait in
+//!   groups, each group is written at once, and their routes follow under
+//!   the ids the store answered.
 //! - What Hearth cannot hold is counted in the [`Tally`], never an error.
 
 pub mod archive;
