@@ -130,18 +130,23 @@ async fn check_store(app: &TestApp, written: &Written) {
         .map(|r| r["route"].as_array().unwrap().len())
         .sum();
     assert_eq!(points as u64, written.route_points);
-    // Each route names a stored workout, and no two name the same one.
-    let workouts: std::collections::HashSet<String> = app
+    // Each route names a stored workout, its own: within the workout's
+    // time, and no two routes the same workout.
+    let time = |s: &Value, at: &str| {
+        chrono::DateTime::parse_from_rfc3339(s[at].as_str().unwrap()).unwrap()
+    };
+    let workouts: std::collections::HashMap<String, Value> = app
         .list_all("workout", 1000)
         .await
-        .iter()
-        .map(|w| w["id"].as_str().unwrap().to_string())
+        .into_iter()
+        .map(|w| (w["id"].as_str().unwrap().to_string(), w))
         .collect();
     let mut named = std::collections::HashSet::new();
     for r in &routes {
-        let workout = r["workout"].as_str().unwrap();
-        assert!(workouts.contains(workout), "{r}");
-        assert!(named.insert(workout.to_string()), "{r}");
+        let workout = &workouts[r["workout"].as_str().unwrap()];
+        assert!(time(workout, "start") <= time(r, "start"), "{workout} {r}");
+        assert!(time(r, "end") <= time(workout, "end"), "{workout} {r}");
+        assert!(named.insert(r["workout"].as_str().unwrap()), "{r}");
     }
     let characteristics = app.get_json("/v1/characteristics").await;
     assert_eq!(characteristics["biological_sex"], "female");
@@ -798,7 +803,8 @@ async fn an_import_takes_one_snapshot_when_it_ends(backend: Backend) {
     args.snapshot_every = 5;
     let mut app = TestApp::start_with(args).await;
     app.setup().await;
-    // Heart rate every minute: more records than one batch holds.
+    // A heart rate every minute: the import writes many more records than
+    // the snapshot interval.
     let (zip, _) = export_zip(&Options {
         days: 30,
         heart_rate_every_min: 1,
