@@ -251,6 +251,34 @@ impl TestApp {
             .expect("POST")
     }
 
+    /// Posts `size` bytes of `a`, the whole length declared, `first` of
+    /// them at once and the rest only after a pause, as a client that
+    /// reads an early answer: a server that refuses once it has read past
+    /// its limit answers and closes the connection, and a client still
+    /// writing then can meet the close (a broken pipe) before the answer.
+    pub async fn post_declared(
+        &self,
+        path: &str,
+        content_type: &str,
+        size: usize,
+        first: usize,
+    ) -> reqwest::Response {
+        use futures::StreamExt;
+        let body = futures::stream::iter([Ok::<_, std::io::Error>(vec![b'a'; first])]).chain(
+            futures::stream::once(async move {
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                Ok(vec![b'a'; size - first])
+            }),
+        );
+        self.auth(self.client.post(self.url(path)))
+            .header("content-type", content_type)
+            .header("content-length", size)
+            .body(reqwest::Body::wrap_stream(body))
+            .send()
+            .await
+            .expect("POST")
+    }
+
     pub async fn write(&self, samples: Vec<Value>) -> reqwest::Response {
         self.post_json("/v1/samples", &json!({ "samples": samples }))
             .await
