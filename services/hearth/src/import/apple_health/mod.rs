@@ -822,8 +822,7 @@ impl Importer<'_> {
             meta.insert("WorkoutEvents".into(), Value::String(events.join("; ")));
         }
         let size = |m: &Map<String, Value>| serde_json::to_string(m).map_or(0, |t| t.len());
-        if size(&meta) > samples::MAX_METADATA_BYTES - 600 && meta.remove("WorkoutEvents").is_some()
-        {
+        if size(&meta) > METADATA_ROOM && meta.remove("WorkoutEvents").is_some() {
             self.tally
                 .skip("WorkoutEvent list too long to keep (workout kept)");
         }
