@@ -22,7 +22,7 @@ use super::head::{HeadAuthenticator, MarkKeeper, StateFile};
 use crate::apps::Apps;
 use crate::catalogue::{self, TypeIndex};
 use crate::keys::data_keys::{DataKeys, KeyScope};
-use crate::projection::{Projection, Row};
+use crate::projection::{Projection, Row, SyncHolder};
 use crate::samples;
 use crate::storage::{Storage, StoredDataKey};
 use crate::telemetry;
@@ -781,8 +781,11 @@ impl WriterTask {
             .iter()
             .flat_map(|e| &e.samples)
             .filter_map(|s| s.device.as_ref());
+        // Samples come in runs of one device: a run's first one is hashed.
+        let mut previous = None;
         for device in devices {
-            if !seen.insert(device)
+            if previous.replace(device) == Some(device)
+                || !seen.insert(device)
                 || earlier.is_some_and(|e| e.contains(device))
                 || self.projection.knows_device(source, device)
             {
@@ -856,6 +859,8 @@ impl WriterTask {
                 continue;
             };
             let (sync_version, hash) = (sync.version, hasher.hash_one(&*sync.sync_id));
+            // A new entry's id derived from its identifier, if it may take one.
+            let mut derived = None;
             let earlier = match in_request.find(hash, |&slot| {
                 sync_id_at(&fresh, slot) == Some(&*sync.sync_id)
             }) {
@@ -864,11 +869,17 @@ impl WriterTask {
                     let version = e.sync.as_ref().map_or(0, |s| s.version);
                     Some((Some(slot), version, e.samples.clone()))
                 }
-                None => entry_type(&entry)
-                    .and_then(|ty| self.stored(&source, &sync.sync_id, ty, pending))
-                    .map(|s| (None, s.version, s.samples)),
+                None => match entry_type(&entry) {
+                    Some(ty) => match self.stored(&source, &sync.sync_id, ty, pending) {
+                        Ok(s) => Some((None, s.version, s.samples)),
+                        Err(id) => {
+                            derived = id;
+                            None
+                        }
+                    },
+                    None => None,
+                },
             };
-            let is_new = earlier.is_none();
             let mut replaces = false;
             if let Some((slot, version, samples)) = earlier {
                 if version == sync_version && same_entry(&samples, &entry) {
@@ -901,8 +912,14 @@ impl WriterTask {
                 }
             }
             let mut entry = entry;
-            if skip_conflicts && is_new {
-                self.derive_id(&source, &mut entry, pending);
+            // Only imports are given derived ids: they answer with the ids
+            // they were given, so nothing refers to the one replaced. The
+            // projection then needs no record of the identifier (see
+            // `projection::derived_ids`); an entry's members keep theirs.
+            if let (true, Some(id), 0) = (skip_conflicts, derived, sync_version) {
+                if let Some(sample) = entry.samples.last_mut() {
+                    sample.sample.id = id.to_be_bytes();
+                }
             }
             // This entry now holds the identifier in the request: an earlier
             // holder was superseded above.
@@ -991,25 +1008,32 @@ impl WriterTask {
     }
 
     /// The live entry of `source` holding `sync_id`, as earlier requests of
-    /// the group left it. Nothing of another source is ever looked at.
+    /// the group left it; if none, the id a new sample holding it may be
+    /// given (see [`Projection::sync_holder`]). Nothing of another source
+    /// is ever looked at.
     fn stored(
         &self,
         source: &str,
         sync_id: &str,
         ty: TypeIndex,
         pending: &Pending,
-    ) -> Option<Synced> {
+    ) -> Result<Synced, Option<u128>> {
         if let Some(s) = pending.synced.get(source).and_then(|m| m.get(sync_id)) {
-            return Some(s.clone());
+            return Ok(s.clone());
         }
-        let source_id = self.projection.source_id(source)?;
-        let (id, tag) = self.projection.synced(source_id, sync_id, ty)?;
+        let (id, tag) = match self.projection.sync_holder(source, sync_id, ty) {
+            SyncHolder::Held(id, tag) => (id, tag),
+            SyncHolder::Free(derived) => {
+                return Err(derived.filter(|id| !pending.deleted.contains(id)))
+            }
+        };
         if pending.deleted.contains(&id) {
-            return None;
+            return Err(None);
         }
+        let source_id = tag.source;
         let row = {
             let cols = self.projection.columns(tag.ty);
-            let r = cols.find(id).filter(|&r| !cols.is_deleted(r))?;
+            let r = cols.find(id).filter(|&r| !cols.is_deleted(r)).ok_or(None)?;
             cols.row(r)
         };
         let mut samples: Vec<NewSample> = samples::member_ids(tag.ty, row.metadata.as_deref())
@@ -1020,31 +1044,10 @@ impl WriterTask {
             .map(|(ty, member)| self.stored_sample(ty, &member))
             .collect();
         samples.push(self.stored_sample(tag.ty, &row));
-        Some(Synced {
+        Ok(Synced {
             version: tag.version,
             samples,
         })
-    }
-
-    /// Gives a new imported entry's sample the id derived from its sync
-    /// identifier, where there is one (see `projection::derived_ids`): the
-    /// projection then needs no record of the identifier. Its members keep
-    /// theirs. Only imports are given derived ids: they answer with the
-    /// ids they were given, so nothing refers to the one replaced.
-    fn derive_id(&self, source: &str, entry: &mut NewEntry, pending: &Pending) {
-        let Some(sync) = entry.sync.as_ref().filter(|s| s.version == 0) else {
-            return;
-        };
-        let Some(sample) = entry.samples.last_mut() else {
-            return;
-        };
-        let derived = self
-            .projection
-            .derived_id(source, sample.type_index, &sync.sync_id)
-            .filter(|id| !pending.deleted.contains(id));
-        if let Some(id) = derived {
-            sample.sample.id = id.to_be_bytes();
-        }
     }
 
     fn stored_sample(&self, type_index: TypeIndex, row: &Row) -> NewSample {

@@ -367,6 +367,37 @@ fn sync_tags(event: &Event, source: u32) -> Result<Tags<'_>, UnknownType> {
 /// Sample ids with the sync tags an event gives them.
 type Tags<'t> = Vec<(u128, SyncTag<&'t str>)>;
 
+/// Who holds a sync identifier a write names, as the writer asks
+/// ([`Projection::sync_holder`]).
+#[derive(Debug, PartialEq)]
+pub enum SyncHolder {
+    /// The live sample with this id holds it.
+    Held(u128, SyncTag),
+    /// No live sample of the source holds it; a new one may take the id
+    /// derived from it, if there is one to give.
+    Free(Option<u128>),
+}
+
+/// Who has the id derived from a sync identifier.
+enum DerivedSlot {
+    /// The source's live sample holding the identifier.
+    Held(u128),
+    /// Nobody: a new sample may take it.
+    Free(u128),
+    /// Another sample, or a deleted one.
+    Taken,
+}
+
+/// The tag of a sample whose id is derived from `sync_id`.
+fn derived_tag(sync_id: &str, ty: TypeIndex, source: u32) -> SyncTag {
+    SyncTag {
+        sync_id: sync_id.into(),
+        version: 0,
+        ty,
+        source,
+    }
+}
+
 /// Splits an event's sync tags into the samples whose ids are derived from
 /// theirs (by id, the bits each row keeps) and the tags that need records.
 /// Each is derived again here: a row is marked only if the ids agree.
@@ -665,22 +696,86 @@ impl Projection {
         if let Some((id, tag)) = self.sync_ids.read().find(source, sync_id) {
             return Some((id, tag.into_owned()));
         }
-        let digest = IdDeriver::digest_of(sync_id)?;
-        let deriver = self.derived_ids.read();
         let source_digest = *self.sources.read().digests.get(source as usize)?;
-        let derived = deriver.as_ref()?.derive(&source_digest, ty, &digest);
-        let cols = self.types[usize::from(ty.0)].read();
-        let r = cols.find(derived.id)?;
-        let holds = !cols.is_deleted(r)
-            && cols.source_of(r) == source
-            && cols.derived_of(r) == Some(derived.kept);
-        let tag = SyncTag {
-            sync_id: sync_id.into(),
-            version: 0,
-            ty,
-            source,
+        match self.derived_slot(Some(source), &source_digest, ty, sync_id)? {
+            DerivedSlot::Held(id) => Some((id, derived_tag(sync_id, ty, source))),
+            DerivedSlot::Free(_) | DerivedSlot::Taken => None,
+        }
+    }
+
+    /// For a write of `source` with `sync_id` (its sample of type `ty`):
+    /// the live sample holding the identifier, as [`Projection::synced`]
+    /// finds it, or else the id a new sample holding it (at version 0) may
+    /// be given, if it can be derived from it: none while no deriver is
+    /// held, for another identifier, for an id already given, and for a
+    /// (type, source) with deletions. One look at the id index serves both.
+    pub fn sync_holder(&self, source: &str, sync_id: &str, ty: TypeIndex) -> SyncHolder {
+        let (source_id, source_digest) = {
+            let sources = self.sources.read();
+            match sources.ids.get(source) {
+                Some(&id) => (Some(id), sources.digests[id as usize]),
+                None => (None, SourceDigest::of(source)),
+            }
         };
-        holds.then_some((derived.id, tag))
+        if let Some(id) = source_id {
+            if let Some((id, tag)) = self.sync_ids.read().find(id, sync_id) {
+                return SyncHolder::Held(id, tag.into_owned());
+            }
+        }
+        match self.derived_slot(source_id, &source_digest, ty, sync_id) {
+            Some(DerivedSlot::Held(id)) => {
+                let source = source_id.expect("only a known source holds a derived id");
+                SyncHolder::Held(id, derived_tag(sync_id, ty, source))
+            }
+            Some(DerivedSlot::Free(id)) if !self.has_deletions(source_id, ty) => {
+                SyncHolder::Free(Some(id))
+            }
+            _ => SyncHolder::Free(None),
+        }
+    }
+
+    /// The id derived for `sync_id` of the source with `source_digest`
+    /// (`source`, if it is known) and type `ty`, and who has it: `None`
+    /// while no deriver is held, and for an identifier of another form.
+    fn derived_slot(
+        &self,
+        source: Option<u32>,
+        source_digest: &SourceDigest,
+        ty: TypeIndex,
+        sync_id: &str,
+    ) -> Option<DerivedSlot> {
+        let digest = IdDeriver::digest_of(sync_id)?;
+        let derived = self
+            .derived_ids
+            .read()
+            .as_ref()?
+            .derive(source_digest, ty, &digest);
+        let cols = self.types[usize::from(ty.0)].read();
+        let Some(r) = cols.find(derived.id) else {
+            return Some(DerivedSlot::Free(derived.id));
+        };
+        let holds = !cols.is_deleted(r)
+            && Some(cols.source_of(r)) == source
+            && cols.derived_of(r) == Some(derived.kept);
+        Some(if holds {
+            DerivedSlot::Held(derived.id)
+        } else {
+            DerivedSlot::Taken
+        })
+    }
+
+    /// Whether samples of `source` and type `ty` were deleted: such a
+    /// (type, source) derives no new id. A deleted sample's id is not given
+    /// again while the change feed lists its deletion (an app would read
+    /// it deleted and added).
+    fn has_deletions(&self, source: Option<u32>, ty: TypeIndex) -> bool {
+        source.is_some_and(|id| {
+            self.deletions
+                .read()
+                .by_source
+                .get(&(ty, id))
+                .is_some_and(|d| !d.is_empty())
+        })
     }
 
     /// The sync identifier and version of `row`, of type `ty`, if it has
@@ -708,14 +803,12 @@ impl Projection {
 
     /// The id to give a new sample of `source` and type `ty` holding
     /// `sync_id` (at version 0), if it can be derived from it: `None` while
-    /// no deriver is held, for another identifier, and for an id already
-    /// given. A deleted sample's id is not given again while the change
-    /// feed lists its deletion (an app would read it deleted and added), so
-    /// no (type, source) with deletions derives one.
+    /// no deriver is held, for another identifier, for an id already
+    /// given, and for a (type, source) with deletions (see
+    /// [`Projection::has_deletions`]). The writer asks
+    /// [`Projection::sync_holder`], which answers this too.
+    #[cfg(test)]
     pub fn derived_id(&self, source: &str, ty: TypeIndex, sync_id: &str) -> Option<u128> {
-        let digest = IdDeriver::digest_of(sync_id)?;
-        let deriver = self.derived_ids.read();
-        let deriver = deriver.as_ref()?;
         let (source_id, source_digest) = {
             let sources = self.sources.read();
             match sources.ids.get(source) {
@@ -723,22 +816,13 @@ impl Projection {
                 None => (None, SourceDigest::of(source)),
             }
         };
-        if let Some(id) = source_id {
-            let deletions = self.deletions.read();
-            if deletions
-                .by_source
-                .get(&(ty, id))
-                .is_some_and(|d| !d.is_empty())
-            {
-                return None;
-            }
+        if self.has_deletions(source_id, ty) {
+            return None;
         }
-        let derived = deriver.derive(&source_digest, ty, &digest);
-        let taken = self.types[usize::from(ty.0)]
-            .read()
-            .find(derived.id)
-            .is_some();
-        (!taken).then_some(derived.id)
+        match self.derived_slot(source_id, &source_digest, ty, sync_id)? {
+            DerivedSlot::Free(id) => Some(id),
+            DerivedSlot::Held(_) | DerivedSlot::Taken => None,
+        }
     }
 
     /// The live sample with `id`, with its type.
@@ -1575,6 +1659,23 @@ pub(super) mod derived_tests {
             p.derived_id("app", steps(), &format!("{}-1", sync_id(9))),
             None
         );
+        // The writer's one look answers as both would.
+        for source in [IMPORT, "app", "new"] {
+            for n in 1..=9 {
+                for id in [sync_id(n), format!("{}-1", sync_id(n))] {
+                    let held = p.source_id(source).and_then(|s| p.synced(s, &id, steps()));
+                    let expected = match held {
+                        Some((id, tag)) => SyncHolder::Held(id, tag),
+                        None => SyncHolder::Free(p.derived_id(source, steps(), &id)),
+                    };
+                    assert_eq!(
+                        p.sync_holder(source, &id, steps()),
+                        expected,
+                        "{source} {id}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
