@@ -8,7 +8,7 @@
 //! sources than before.
 
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::crypto;
 
@@ -222,6 +222,34 @@ pub struct Envelope {
 #[error("undecodable event: {0}")]
 pub struct DecodeError(String);
 
+/// The buffers a record's plaintext passes through as it is sealed (its
+/// encoding, then that compressed), kept from one record to the next: a
+/// busy writer then neither asks the allocator for a record's worth of
+/// fresh memory each time nor zeroes a buffer sized for an event that does
+/// not compress. [`Envelope::seal`] wipes what it wrote to them.
+#[derive(Default)]
+pub struct SealBuffers {
+    plain: Vec<u8>,
+    compressed: Vec<u8>,
+}
+
+impl SealBuffers {
+    /// Buffers grown past this (a record with a long route) are let go
+    /// rather than kept.
+    const KEEP_BYTES: usize = 16 << 20;
+
+    /// Keeps `plain` (wiped and empty) for the next record, unless it or
+    /// the compressed buffer grew too large to keep.
+    fn keep(&mut self, plain: Vec<u8>) {
+        if plain.capacity() <= Self::KEEP_BYTES {
+            self.plain = plain;
+        }
+        if self.compressed.len() > Self::KEEP_BYTES {
+            self.compressed = Vec::new();
+        }
+    }
+}
+
 impl Envelope {
     /// Samples this event adds.
     pub fn sample_count(&self) -> usize {
@@ -249,28 +277,33 @@ impl Envelope {
         postcard::to_extend(self, buf).expect("events always serialise")
     }
 
-    /// A log record's body: the envelope encoded (in a buffer of
-    /// `capacity` bytes), compressed after room for the nonce and sealed
-    /// in place, as `crypto::seal` would seal [`Envelope::encode`]; and the
-    /// length of the encoding, a guess at the next `capacity`. The
-    /// allocator wipes the plaintext buffers as they are freed.
+    /// A log record's body: the envelope encoded, compressed after room
+    /// for the nonce and sealed in place, as `crypto::seal` would seal
+    /// [`Envelope::encode`]. The plaintext passes through `buffers`, which
+    /// are wiped before this returns.
     pub fn seal(
         &self,
         key: &[u8; crypto::KEY_LEN],
         aad: &[u8],
-        capacity: usize,
-    ) -> (Vec<u8>, usize) {
-        let plain = Zeroizing::new(self.postcard(Vec::with_capacity(capacity)));
-        let mut buf = Vec::with_capacity(
-            crypto::NONCE_LEN
-                + 1
-                + LENGTH_BYTES
-                + lz4_flex::block::get_maximum_output_size(plain.len())
-                + crypto::TAG_LEN,
-        );
-        buf.resize(crypto::NONCE_LEN, 0);
-        let body = crypto::seal_in_place(key, aad, compressed_onto(buf, &plain));
-        (body, plain.len())
+        buffers: &mut SealBuffers,
+    ) -> Vec<u8> {
+        let mut plain = self.postcard(std::mem::take(&mut buffers.plain));
+        let most = lz4_flex::block::get_maximum_output_size(plain.len());
+        if buffers.compressed.len() < most {
+            buffers.compressed.resize(most, 0);
+        }
+        let written = lz4_flex::block::compress_into(&plain, &mut buffers.compressed[..most])
+            .expect("the buffer has LZ4's maximum output size");
+        let mut body =
+            Vec::with_capacity(crypto::NONCE_LEN + 1 + LENGTH_BYTES + written + crypto::TAG_LEN);
+        body.resize(crypto::NONCE_LEN, 0);
+        lz4_header_onto(&mut body, &plain);
+        body.extend_from_slice(&buffers.compressed[..written]);
+        buffers.compressed[..written].zeroize();
+        plain.as_mut_slice().zeroize();
+        plain.clear();
+        buffers.keep(plain);
+        crypto::seal_in_place(key, aad, body)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
@@ -288,12 +321,17 @@ impl Envelope {
     }
 }
 
-/// `buf` followed by the version byte, `plain`'s length and `plain`
-/// compressed.
-fn compressed_onto(mut buf: Vec<u8>, plain: &[u8]) -> Vec<u8> {
+/// The version byte and `plain`'s length, which precede it compressed.
+fn lz4_header_onto(buf: &mut Vec<u8>, plain: &[u8]) {
     let length = u32::try_from(plain.len()).expect("a record's event is under 4 GiB");
     buf.push(FORMAT_LZ4);
     buf.extend_from_slice(&length.to_le_bytes());
+}
+
+/// `buf` followed by the version byte, `plain`'s length and `plain`
+/// compressed.
+fn compressed_onto(mut buf: Vec<u8>, plain: &[u8]) -> Vec<u8> {
+    lz4_header_onto(&mut buf, plain);
     let at = buf.len();
     buf.resize(
         at + lz4_flex::block::get_maximum_output_size(plain.len()),
@@ -517,12 +555,36 @@ pub(crate) mod tests {
         assert_eq!(Envelope::decode(&encoded).unwrap(), env);
 
         let key = [3; crypto::KEY_LEN];
-        let (body, encoded_len) = env.seal(&key, b"aad", 16);
-        assert_eq!(encoded_len, plain.len());
+        let mut buffers = SealBuffers::default();
+        let body = env.seal(&key, b"aad", &mut buffers);
         let opened = crypto::open(&key, b"aad", &body).unwrap();
-        assert_eq!(opened[0], FORMAT_LZ4);
+        assert_eq!(*opened, *encoded);
         assert_eq!(Envelope::decode(&opened).unwrap(), env);
         assert!(crypto::open(&key, b"other", &body).is_err());
+        // The body is the sealed encoding and no larger: nonce, tag.
+        assert_eq!(
+            body.len(),
+            crypto::NONCE_LEN + encoded.len() + crypto::TAG_LEN
+        );
+    }
+
+    #[test]
+    fn seal_buffers_serve_record_after_record_and_keep_nothing() {
+        let key = [3; crypto::KEY_LEN];
+        let mut buffers = SealBuffers::default();
+        // Large, small, then large again: what a longer record left in the
+        // buffers never leaks into a shorter one's body.
+        for env in [import_like(4000), import_like(3), import_like(2500)] {
+            let body = env.seal(&key, b"aad", &mut buffers);
+            let opened = crypto::open(&key, b"aad", &body).unwrap();
+            assert_eq!(*opened, *env.encode());
+            assert!(buffers.plain.is_empty());
+            assert!(!buffers.compressed.is_empty());
+            assert!(
+                buffers.compressed.iter().all(|&b| b == 0),
+                "the compressed event is wiped"
+            );
+        }
     }
 
     #[test]

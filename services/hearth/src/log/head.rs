@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use super::chain::{Hash, LogHead, LogRecord, GENESIS};
-use super::event::{Envelope, Event};
+use super::event::{Envelope, Event, SealBuffers};
 use crate::crypto::{DataKey, SecretKey, STORE_ID_LEN};
 use crate::storage::{Storage, StorageError};
 
@@ -472,7 +472,7 @@ pub async fn accept_restore(
         },
     };
     let seq = head.seq + 1;
-    let (body, _) = envelope.seal(&key.key, &key.record_aad(seq), 0);
+    let body = envelope.seal(&key.key, &key.record_aad(seq), &mut SealBuffers::default());
     let record = LogRecord::new(seq, key.key_id, head.hash, body);
     let new_head = LogHead {
         seq,

@@ -16,7 +16,8 @@ use tracing::Instrument;
 
 use super::chain::{LogHead, LogRecord};
 use super::event::{
-    Device, DeviceGroup, Envelope, Event, SourceKey, StoredSample, SyncRecord, TypeBatch,
+    Device, DeviceGroup, Envelope, Event, SealBuffers, SourceKey, StoredSample, SyncRecord,
+    TypeBatch,
 };
 use super::head::{HeadAuthenticator, MarkKeeper, StateFile};
 use crate::apps::Apps;
@@ -211,7 +212,7 @@ impl Writer {
             projection,
             apps,
             poisoned: false,
-            encoded_bytes_per_sample: 128,
+            seal_buffers: SealBuffers::default(),
         };
         tokio::spawn(task.run(rx));
         Writer { tx }
@@ -336,14 +337,9 @@ struct WriterTask {
     apps: Arc<Apps>,
     /// Set when the database's state is unknown after a failed commit.
     poisoned: bool,
-    /// Bytes per sample of the last sealed record's encoding (before it
-    /// is compressed): what the next one's buffer is sized by.
-    encoded_bytes_per_sample: usize,
+    /// What records are sealed through, kept from one to the next.
+    seal_buffers: SealBuffers,
 }
-
-/// Room in an encoding's buffer beyond its samples: the source and the
-/// device groups.
-const RECORD_OVERHEAD: usize = 512;
 
 fn sample_count(cmd: &Command) -> usize {
     match cmd {
@@ -580,18 +576,7 @@ impl WriterTask {
         let (key_id, created) = self.keys.current(scope);
         new_keys.extend(created);
         let key = self.keys.get(key_id).expect("the current key is open");
-        let samples = envelope.sample_count();
-        let capacity = RECORD_OVERHEAD + samples * self.encoded_bytes_per_sample * 9 / 8;
-        let (mut body, encoded) = envelope.seal(&key.key, &key.record_aad(seq), capacity);
-        if let Some(per_sample) = encoded.checked_div(samples) {
-            self.encoded_bytes_per_sample = per_sample.clamp(16, 4096);
-        }
-        // The body's buffer has room for an event that does not compress:
-        // what it did not use is not kept while the record waits for its
-        // commit.
-        if body.capacity() > 2 * body.len() + 4096 {
-            body.shrink_to_fit();
-        }
+        let body = envelope.seal(&key.key, &key.record_aad(seq), &mut self.seal_buffers);
         LogRecord::new(seq, key_id, prev.hash, body)
     }
 
