@@ -86,6 +86,7 @@ impl Registry {
             | Event::SamplesDeleted { .. }
             | Event::DeviceSamplesAdded { .. }
             | Event::SamplesWritten { .. }
+            | Event::SamplesImported { .. }
             | Event::SourcePriority { .. }
             | Event::CharacteristicsSet { .. }
             | Event::TypesPinned { .. }

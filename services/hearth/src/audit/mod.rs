@@ -76,7 +76,8 @@ pub fn note_writes(apps: &Apps, at_us: i64, envelopes: &[(u64, Envelope)]) {
         let (source, batches): (&str, Vec<_>) = match &envelope.event {
             Event::SamplesAdded { source, batches } => (source, batches.iter().collect()),
             Event::DeviceSamplesAdded { source, groups }
-            | Event::SamplesWritten { source, groups, .. } => {
+            | Event::SamplesWritten { source, groups, .. }
+            | Event::SamplesImported { source, groups, .. } => {
                 (source, groups.iter().flat_map(|g| &g.batches).collect())
             }
             _ => continue,

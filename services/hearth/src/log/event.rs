@@ -122,7 +122,25 @@ pub enum Event {
     TypesPinned {
         type_ids: Vec<String>,
     },
+    /// An import's samples of one source, as [`Event::SamplesWritten`]
+    /// records a write, where most samples' ids are derived from their
+    /// sync identifiers (see `projection::derived_ids`): such a sample's
+    /// identifier is not listed in `synced` but given back from its id with
+    /// the store's key. `derived` has a byte for each sample of `groups`,
+    /// in order: the bits its id's derivation overwrote, or
+    /// [`NOT_DERIVED`].
+    SamplesImported {
+        source: String,
+        groups: Vec<DeviceGroup>,
+        synced: Vec<SyncRecord>,
+        replaced: Vec<[u8; 16]>,
+        derived: Vec<u8>,
+    },
 }
+
+/// In [`Event::SamplesImported`], a sample whose id is not derived (read
+/// so: any value above the six bits a derived id keeps).
+pub const NOT_DERIVED: u8 = u8::MAX;
 
 /// A sample's sync identifier: chosen by the source that wrote it and
 /// unique among that source's live samples.
@@ -255,13 +273,13 @@ impl Envelope {
     pub fn sample_count(&self) -> usize {
         match &self.event {
             Event::SamplesAdded { batches, .. } => batches.iter().map(|b| b.samples.len()).sum(),
-            Event::DeviceSamplesAdded { groups, .. } | Event::SamplesWritten { groups, .. } => {
-                groups
-                    .iter()
-                    .flat_map(|g| &g.batches)
-                    .map(|b| b.samples.len())
-                    .sum()
-            }
+            Event::DeviceSamplesAdded { groups, .. }
+            | Event::SamplesWritten { groups, .. }
+            | Event::SamplesImported { groups, .. } => groups
+                .iter()
+                .flat_map(|g| &g.batches)
+                .map(|b| b.samples.len())
+                .sum(),
             _ => 0,
         }
     }

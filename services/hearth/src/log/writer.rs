@@ -17,12 +17,13 @@ use tracing::Instrument;
 use super::chain::{LogHead, LogRecord};
 use super::event::{
     Device, DeviceGroup, Envelope, Event, SealBuffers, SourceKey, StoredSample, SyncRecord,
-    TypeBatch,
+    TypeBatch, NOT_DERIVED,
 };
 use super::head::{HeadAuthenticator, MarkKeeper, StateFile};
 use crate::apps::Apps;
 use crate::catalogue::{self, TypeIndex};
 use crate::keys::data_keys::{DataKeys, KeyScope};
+use crate::projection::derived_ids::DerivedId;
 use crate::projection::{Projection, Row, SyncHolder};
 use crate::samples;
 use crate::storage::{Storage, StoredDataKey};
@@ -832,6 +833,8 @@ impl WriterTask {
         let mut in_request: HashTable<usize> = HashTable::new();
         let hasher = DefaultHashBuilder::default();
         let mut replaced: Vec<([u8; 16], TypeIndex)> = Vec::new();
+        // Samples given derived ids: the bits each derivation overwrote.
+        let mut kept_bits: HashMap<[u8; 16], u8> = HashMap::new();
         let (mut unchanged, mut conflicts) = (0, 0);
         for (index, entry) in entries.into_iter().enumerate() {
             let Some(sync) = &entry.sync else {
@@ -845,7 +848,7 @@ impl WriterTask {
             };
             let (sync_version, hash) = (sync.version, hasher.hash_one(&*sync.sync_id));
             // A new entry's id derived from its identifier, if it may take one.
-            let mut derived = None;
+            let mut derived: Option<DerivedId> = None;
             let earlier = match in_request.find(hash, |&slot| {
                 sync_id_at(&fresh, slot) == Some(&*sync.sync_id)
             }) {
@@ -901,9 +904,10 @@ impl WriterTask {
             // they were given, so nothing refers to the one replaced. The
             // projection then needs no record of the identifier (see
             // `projection::derived_ids`); an entry's members keep theirs.
-            if let (true, Some(id), 0) = (skip_conflicts, derived, sync_version) {
+            if let (true, Some(d), 0) = (skip_conflicts, derived, sync_version) {
                 if let Some(sample) = entry.samples.last_mut() {
-                    sample.sample.id = id.to_be_bytes();
+                    sample.sample.id = d.id.to_be_bytes();
+                    kept_bits.insert(sample.sample.id, d.kept);
                 }
             }
             // This entry now holds the identifier in the request: an earlier
@@ -970,11 +974,15 @@ impl WriterTask {
         let mut synced = Vec::new();
         for entry in &live {
             let Some(sync) = &entry.sync else { continue };
-            synced.push(SyncRecord {
-                id: entry.id().to_be_bytes(),
-                sync_id: sync.sync_id.to_string(),
-                version: sync.version,
-            });
+            // A derived id gives its identifier back: it needs no record.
+            let id = entry.id().to_be_bytes();
+            if !kept_bits.contains_key(&id) {
+                synced.push(SyncRecord {
+                    id,
+                    sync_id: sync.sync_id.to_string(),
+                    version: sync.version,
+                });
+            }
             if pending.adds_later {
                 pending
                     .synced
@@ -989,7 +997,8 @@ impl WriterTask {
                     );
             }
         }
-        Ok((outcome, scoped_events(&source, live, synced, replaced)))
+        let events = scoped_events(&source, live, synced, replaced, &kept_bits);
+        Ok((outcome, events))
     }
 
     /// The live entry of `source` holding `sync_id`, as earlier requests of
@@ -1002,14 +1011,14 @@ impl WriterTask {
         sync_id: &str,
         ty: TypeIndex,
         pending: &Pending,
-    ) -> Result<Synced, Option<u128>> {
+    ) -> Result<Synced, Option<DerivedId>> {
         if let Some(s) = pending.synced.get(source).and_then(|m| m.get(sync_id)) {
             return Ok(s.clone());
         }
         let (id, tag) = match self.projection.sync_holder(source, sync_id, ty) {
             SyncHolder::Held(id, tag) => (id, tag),
             SyncHolder::Free(derived) => {
-                return Err(derived.filter(|id| !pending.deleted.contains(id)))
+                return Err(derived.filter(|d| !pending.deleted.contains(&d.id)))
             }
         };
         if pending.deleted.contains(&id) {
@@ -1063,14 +1072,16 @@ fn entry_type(entry: &NewEntry) -> Option<TypeIndex> {
 /// with the type of the sample they delete; they come first, as they did
 /// inside the single event of a request before keys were per scope.
 /// Correlation types are logged after every other type of the request, so
-/// a correlation's members precede it.
+/// a correlation's members precede it. A type's samples given derived ids
+/// (`kept_bits`) are logged as imported, with those bits instead of records.
 fn scoped_events(
     source: &str,
     live: Vec<NewEntry>,
     synced: Vec<SyncRecord>,
     replaced: Vec<([u8; 16], TypeIndex)>,
+    kept_bits: &HashMap<[u8; 16], u8>,
 ) -> Vec<(KeyScope, Event)> {
-    let with_sync = !synced.is_empty() || !replaced.is_empty();
+    let with_sync = !synced.is_empty() || !replaced.is_empty() || !kept_bits.is_empty();
     // Per type in order of first appearance: devices in order of first
     // appearance, each with its samples.
     type ByDevice = Vec<(Option<Device>, Vec<StoredSample>)>;
@@ -1125,16 +1136,32 @@ fn scoped_events(
     for (ty, devices) in by_type {
         let type_id = catalogue::get(ty).id.to_string();
         let event = if with_sync {
-            let synced = devices
-                .iter()
-                .flat_map(|(_, samples)| samples)
+            let samples = || devices.iter().flat_map(|(_, samples)| samples);
+            let synced = samples()
                 .filter_map(|s| sync_of.get(&s.id).cloned())
                 .collect();
-            Event::SamplesWritten {
-                source: source.to_string(),
-                groups: device_groups(&type_id, devices),
-                synced,
-                replaced: replaced_of(ty),
+            // In the order the event's groups list the samples.
+            let derived: Vec<u8> = match kept_bits.is_empty() {
+                true => Vec::new(),
+                false => samples()
+                    .map(|s| kept_bits.get(&s.id).copied().unwrap_or(NOT_DERIVED))
+                    .collect(),
+            };
+            if derived.iter().any(|&bits| bits != NOT_DERIVED) {
+                Event::SamplesImported {
+                    source: source.to_string(),
+                    groups: device_groups(&type_id, devices),
+                    synced,
+                    replaced: replaced_of(ty),
+                    derived,
+                }
+            } else {
+                Event::SamplesWritten {
+                    source: source.to_string(),
+                    groups: device_groups(&type_id, devices),
+                    synced,
+                    replaced: replaced_of(ty),
+                }
             }
         } else if devices.iter().all(|(d, _)| d.is_none()) {
             Event::SamplesAdded {

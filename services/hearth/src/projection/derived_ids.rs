@@ -55,6 +55,10 @@ const HEX: [u8; 256] = {
     table
 };
 
+/// The bits a derived id's version and variant overwrote
+/// ([`DerivedId::kept`]) are six: no value is above this.
+pub const KEPT_MASK: u8 = 0x3f;
+
 /// A derived id and the 6 bits the UUID shape overwrote, which the row
 /// keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

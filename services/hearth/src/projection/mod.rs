@@ -326,7 +326,8 @@ fn device_groups(event: &Event) -> Option<(&str, Groups<'_>)> {
     match event {
         Event::SamplesAdded { source, batches } => Some((source, vec![(None, batches)])),
         Event::DeviceSamplesAdded { source, groups }
-        | Event::SamplesWritten { source, groups, .. } => Some((
+        | Event::SamplesWritten { source, groups, .. }
+        | Event::SamplesImported { source, groups, .. } => Some((
             source,
             groups
                 .iter()
@@ -339,7 +340,9 @@ fn device_groups(event: &Event) -> Option<(&str, Groups<'_>)> {
 
 /// The sync identifiers an event gives its samples, with each sample's type.
 fn sync_tags(event: &Event, source: u32) -> Result<Tags<'_>, UnknownType> {
-    let Event::SamplesWritten { groups, synced, .. } = event else {
+    let (Event::SamplesWritten { groups, synced, .. }
+    | Event::SamplesImported { groups, synced, .. }) = event
+    else {
         return Ok(Vec::new());
     };
     if synced.is_empty() {
@@ -375,7 +378,7 @@ pub enum SyncHolder {
     Held(u128, SyncTag),
     /// No live sample of the source holds it; a new one may take the id
     /// derived from it, if there is one to give.
-    Free(Option<u128>),
+    Free(Option<DerivedId>),
 }
 
 /// Who has the id derived from a sync identifier.
@@ -383,7 +386,7 @@ enum DerivedSlot {
     /// The source's live sample holding the identifier.
     Held(u128),
     /// Nobody: a new sample may take it.
-    Free(u128),
+    Free(DerivedId),
     /// Another sample, or a deleted one.
     Taken,
 }
@@ -396,6 +399,34 @@ fn derived_tag(sync_id: &str, ty: TypeIndex, source: u32) -> SyncTag {
         ty,
         source,
     }
+}
+
+/// The samples of `event` whose ids are derived from their sync
+/// identifiers (by id, the bits each row keeps), and the tags that need
+/// records. An import's event says which samples are derived; in any
+/// other, each tag is derived again ([`split_derived`]).
+fn derived_and_records<'t>(
+    event: &Event,
+    deriver: Option<&IdDeriver>,
+    sources: &Sources,
+    tags: Tags<'t>,
+) -> (HashMap<u128, u8>, Tags<'t>) {
+    let Event::SamplesImported {
+        groups, derived, ..
+    } = event
+    else {
+        return split_derived(deriver, sources, tags);
+    };
+    let samples = groups
+        .iter()
+        .flat_map(|g| &g.batches)
+        .flat_map(|b| &b.samples);
+    let marked = samples
+        .zip(derived)
+        .filter(|&(_, &bits)| bits <= derived_ids::KEPT_MASK)
+        .map(|(s, &bits)| (u128::from_be_bytes(s.id), bits))
+        .collect();
+    (marked, tags)
 }
 
 /// Splits an event's sync tags into the samples whose ids are derived from
@@ -487,7 +518,9 @@ fn erased_types(type_id: Option<&str>) -> Vec<TypeIndex> {
 fn deleted_ids(event: &Event) -> &[[u8; 16]] {
     match event {
         Event::SamplesDeleted { ids, .. } => ids,
-        Event::SamplesWritten { replaced, .. } => replaced,
+        Event::SamplesWritten { replaced, .. } | Event::SamplesImported { replaced, .. } => {
+            replaced
+        }
         _ => &[],
     }
 }
@@ -727,8 +760,8 @@ impl Projection {
                 let source = source_id.expect("only a known source holds a derived id");
                 SyncHolder::Held(id, derived_tag(sync_id, ty, source))
             }
-            Some(DerivedSlot::Free(id)) if !self.has_deletions(source_id, ty) => {
-                SyncHolder::Free(Some(id))
+            Some(DerivedSlot::Free(derived)) if !self.has_deletions(source_id, ty) => {
+                SyncHolder::Free(Some(derived))
             }
             _ => SyncHolder::Free(None),
         }
@@ -752,7 +785,7 @@ impl Projection {
             .derive(source_digest, ty, &digest);
         let cols = self.types[usize::from(ty.0)].read();
         let Some(r) = cols.find(derived.id) else {
-            return Some(DerivedSlot::Free(derived.id));
+            return Some(DerivedSlot::Free(derived));
         };
         let holds = !cols.is_deleted(r)
             && Some(cols.source_of(r)) == source
@@ -820,7 +853,7 @@ impl Projection {
             return None;
         }
         match self.derived_slot(source_id, &source_digest, ty, sync_id)? {
-            DerivedSlot::Free(id) => Some(id),
+            DerivedSlot::Free(derived) => Some(derived.id),
             DerivedSlot::Held(_) | DerivedSlot::Taken => None,
         }
     }
@@ -873,8 +906,12 @@ impl Projection {
             }
             let source = self.intern_source(source);
             let tags = sync_tags(&envelope.event, source)?;
-            let (derived, records) =
-                split_derived(self.derived_ids.read().as_ref(), &self.sources.read(), tags);
+            let (derived, records) = derived_and_records(
+                &envelope.event,
+                self.derived_ids.read().as_ref(),
+                &self.sources.read(),
+                tags,
+            );
             if !records.is_empty() {
                 let mut sync_ids = self.sync_ids.write();
                 for (id, tag) in records {
@@ -1153,7 +1190,12 @@ impl ProjectionBuilder {
                 .extend(correlation_members(&groups, |id| recent.get(&id).copied()));
             let source = self.sources.intern(source);
             let tags = sync_tags(&envelope.event, source)?;
-            let (derived, records) = split_derived(self.derived_ids.as_ref(), &self.sources, tags);
+            let (derived, records) = derived_and_records(
+                &envelope.event,
+                self.derived_ids.as_ref(),
+                &self.sources,
+                tags,
+            );
             for (id, tag) in records {
                 self.sync_ids.insert(id, tag);
             }
@@ -1666,7 +1708,16 @@ pub(super) mod derived_tests {
                     let held = p.source_id(source).and_then(|s| p.synced(s, &id, steps()));
                     let expected = match held {
                         Some((id, tag)) => SyncHolder::Held(id, tag),
-                        None => SyncHolder::Free(p.derived_id(source, steps(), &id)),
+                        None => SyncHolder::Free(p.derived_id(source, steps(), &id).map(|given| {
+                            let digest = IdDeriver::digest_of(&id).unwrap();
+                            let d = IdDeriver::new(&key()).derive(
+                                &SourceDigest::of(source),
+                                steps(),
+                                &digest,
+                            );
+                            assert_eq!(d.id, given);
+                            d
+                        })),
                     };
                     assert_eq!(
                         p.sync_holder(source, &id, steps()),
@@ -1699,6 +1750,58 @@ pub(super) mod derived_tests {
             builder.add(seq as u64 + 1, envelope).unwrap();
         }
         check(&builder.finish(), false);
+    }
+
+    /// An import's event says which of its samples' ids are derived: their
+    /// identifiers need no record and are given back from the ids, applied
+    /// live or replayed; the others keep their records.
+    #[test]
+    fn an_imports_event_marks_its_derived_samples() {
+        use crate::log::event::{DeviceGroup, NOT_DERIVED};
+        let d = IdDeriver::new(&key()).derive(&SourceDigest::of(IMPORT), steps(), &[8; 16]);
+        let sample = |id: u128, minute: i64| StoredSample {
+            id: id.to_be_bytes(),
+            start_us: minute * 60_000_000,
+            start_offset_min: 0,
+            end_us: minute * 60_000_000,
+            end_offset_min: 0,
+            value: 1.0,
+            metadata: None,
+        };
+        let event = Event::SamplesImported {
+            source: IMPORT.into(),
+            groups: vec![DeviceGroup {
+                device: None,
+                batches: vec![TypeBatch {
+                    type_id: "step_count".into(),
+                    samples: vec![sample(d.id, 1), sample(30, 2), sample(31, 3)],
+                }],
+            }],
+            synced: vec![SyncRecord {
+                id: 30u128.to_be_bytes(),
+                sync_id: sync_id(9),
+                version: 0,
+            }],
+            replaced: Vec::new(),
+            derived: vec![d.kept, NOT_DERIVED, NOT_DERIVED],
+        };
+        let envelope = Envelope { at_us: 0, event };
+        let mut builder = ProjectionBuilder::new().with_derived_ids(&key());
+        builder.add(1, envelope.clone()).unwrap();
+        let live = ProjectionBuilder::new().with_derived_ids(&key()).finish();
+        live.apply(1, &envelope).unwrap();
+        for p in [builder.finish(), live] {
+            assert_eq!(p.sync_tag_of(d.id), Some((sync_id(8).into(), 0)));
+            assert!(p.sync_ids.read().tag(d.id).is_none(), "no record");
+            assert_eq!(p.sync_tag_of(30), Some((sync_id(9).into(), 0)));
+            assert_eq!(p.sync_tag_of(31), None);
+            let import = p.source_id(IMPORT).unwrap();
+            assert_eq!(p.synced(import, &sync_id(8), steps()).unwrap().0, d.id);
+            assert!(matches!(
+                p.sync_holder(IMPORT, &sync_id(8), steps()),
+                SyncHolder::Held(id, _) if id == d.id
+            ));
+        }
     }
 }
 

@@ -93,6 +93,21 @@ impl Recovered {
             .collect()
     }
 
+    /// Every record's event, each opened with the key it names.
+    pub(crate) fn events(&self) -> Vec<Envelope> {
+        self.records
+            .iter()
+            .map(|r| {
+                let key = std::iter::once(&self.root)
+                    .chain(self.keys.iter().map(|(_, k, ..)| k))
+                    .find(|k| k.key_id == r.key_id)
+                    .expect("the key a record names is held");
+                let plain = crypto::open(&key.key, &key.record_aad(r.seq), &r.body).unwrap();
+                Envelope::decode(&plain).unwrap()
+            })
+            .collect()
+    }
+
     /// Whether any key this database still holds (the root key included)
     /// opens `record`, under its own key id or the key's.
     pub(crate) fn opens(&self, record: &RawRecord) -> bool {

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use hearth::import::apple_health::generate::{self, Options, Written};
+use hearth::log::event::{Event, NOT_DERIVED};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -519,6 +520,23 @@ async fn imported_ids_hold_their_identifiers_and_deleted_ones_are_not_reused(bac
     let routes = written.samples["workout_route"] as usize;
     let records = |app: &TestApp| app.store.open_store().unwrap().sync_records();
     assert_eq!(records(&app), routes);
+    // So does the log: every other imported sample's event marks its id
+    // as derived instead.
+    let (mut listed, mut derived) = (0, 0);
+    for envelope in crate::erasure::recover(&db).await.events() {
+        match envelope.event {
+            Event::SamplesWritten { synced, .. } => listed += synced.len(),
+            Event::SamplesImported {
+                synced, derived: d, ..
+            } => {
+                listed += synced.len();
+                derived += d.iter().filter(|&&bits| bits != NOT_DERIVED).count();
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(listed, routes);
+    assert_eq!(derived, before.len() - member_ids.len() - routes);
     let distinct: std::collections::BTreeSet<_> = before.values().flatten().collect();
     assert_eq!(
         distinct.len(),
