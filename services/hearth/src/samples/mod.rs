@@ -189,11 +189,34 @@ fn validate_sync(
 
 /// One request sample as the samples it is stored as (a correlation is its
 /// members and itself), each with a new random id, and its sync identifier.
-pub fn validate(index: usize, mut s: wire::NewSample<'_>) -> Result<NewEntry, SampleError> {
+pub fn validate(index: usize, s: wire::NewSample<'_>) -> Result<NewEntry, SampleError> {
+    validate_typed(index, None, s)
+}
+
+/// [`validate`] for a sample whose type the caller has looked up already
+/// (`type_index`, the type `s` names): an import names a few types over
+/// millions of samples.
+pub fn validate_as(
+    index: usize,
+    type_index: TypeIndex,
+    s: wire::NewSample<'_>,
+) -> Result<NewEntry, SampleError> {
+    debug_assert_eq!(catalogue::get(type_index).id, s.type_id);
+    validate_typed(index, Some(type_index), s)
+}
+
+fn validate_typed(
+    index: usize,
+    known: Option<TypeIndex>,
+    mut s: wire::NewSample<'_>,
+) -> Result<NewEntry, SampleError> {
     let at = Some(index);
     let sync = validate_sync(at, s.sync_id.as_deref(), s.sync_version)?;
     let parts = composed::Parts::take(&mut s);
-    let type_index = lookup_type(at, &s.type_id)?;
+    let type_index = match known {
+        Some(type_index) => type_index,
+        None => lookup_type(at, &s.type_id)?,
+    };
     let ty = catalogue::get(type_index);
     let (start_us, start_offset_min) = parse_time(at, "start", &s.start)?;
     let (end_us, end_offset_min) = parse_time(at, "end", &s.end)?;

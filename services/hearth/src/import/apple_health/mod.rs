@@ -492,8 +492,18 @@ impl Importer<'_> {
     }
 
     /// Validates `s` as a write would; a refusal is counted, not an error.
-    fn validate(&mut self, identifier: &str, s: wire::NewSample<'static>) -> Option<NewEntry> {
-        match samples::validate(0, s) {
+    /// `ty` is the type `s` names, if the caller has it at hand.
+    fn validate(
+        &mut self,
+        identifier: &str,
+        ty: Option<TypeIndex>,
+        s: wire::NewSample<'static>,
+    ) -> Option<NewEntry> {
+        let validated = match ty {
+            Some(ty) => samples::validate_as(0, ty, s),
+            None => samples::validate(0, s),
+        };
+        match validated {
             Ok(entry) => Some(entry),
             Err(e) => {
                 *self
@@ -583,7 +593,7 @@ impl Importer<'_> {
     fn sample_of(
         &mut self,
         el: &Element,
-    ) -> Option<(String, wire::NewSample<'static>, Option<String>)> {
+    ) -> Option<(String, TypeIndex, wire::NewSample<'static>, Option<String>)> {
         let identifier = el.attr("type").unwrap_or("(no type)").to_string();
         let Some(ti) = self.types.of(&identifier) else {
             *self.tally.unknown.entry(identifier).or_default() += 1;
@@ -630,15 +640,15 @@ impl Importer<'_> {
                 None
             }
         };
-        Some((identifier, s, metadata))
+        Some((identifier, ti, s, metadata))
     }
 
     fn record(&mut self, el: &Element) -> Result<(), ImportError> {
-        let Some((identifier, mut s, metadata)) = self.sample_of(el) else {
+        let Some((identifier, ty, mut s, metadata)) = self.sample_of(el) else {
             return Ok(());
         };
         s.sync_id = Some(Cow::Owned(sync_id(&digest(el, &mut self.devices), None)));
-        let Some(mut entry) = self.validate(&identifier, s) else {
+        let Some(mut entry) = self.validate(&identifier, Some(ty), s) else {
             return Ok(());
         };
         if let Some(text) = metadata {
@@ -707,7 +717,7 @@ impl Importer<'_> {
         s.device = parsed.as_ref().and_then(|p| p.device.clone());
         s.metadata = self.fit(metadata_of(el, parsed.as_ref().map(|p| &p.export)));
         s.members = Some(members);
-        let Some(entry) = self.validate(&identifier, s) else {
+        let Some(entry) = self.validate(&identifier, ti, s) else {
             return Ok(());
         };
         // Only a stored correlation stands in for the records it repeats.
@@ -829,7 +839,7 @@ impl Importer<'_> {
         s.metadata = self.fit(meta);
         let d = digest(el, &mut self.devices);
         s.sync_id = Some(Cow::Owned(sync_id(&d, None)));
-        let Some(entry) = self.validate(&identifier, s) else {
+        let Some(entry) = self.validate(&identifier, None, s) else {
             return Ok(());
         };
         let source = source_name(el.attr("sourceName"));
@@ -960,7 +970,7 @@ impl Importer<'_> {
                 workout_digest,
                 Some(index * 1000 + part),
             )));
-            if let Some(entry) = self.validate("WorkoutRoute", s) {
+            if let Some(entry) = self.validate("WorkoutRoute", None, s) {
                 self.hold(source, entry)?;
             }
         }

@@ -37,9 +37,13 @@ pub struct Element {
 
 impl Element {
     pub fn attr(&self, name: &str) -> Option<&str> {
+        // Names of a length mostly differ in their first byte: comparing
+        // it first spares most whole comparisons (a record is looked up
+        // by name a dozen times).
+        let first = name.as_bytes().first();
         self.attrs
             .iter()
-            .find(|(k, _)| k == name)
+            .find(|(k, _)| k.len() == name.len() && k.as_bytes().first() == first && k == name)
             .map(|(_, v)| v.as_str())
     }
 
@@ -226,10 +230,9 @@ impl Spare {
     const ATTRS: usize = 64;
     const CHILDREN: usize = 256;
 
-    fn string(&mut self, bytes: &[u8]) -> String {
-        let mut s = self.strings.pop().unwrap_or_default();
-        text_into(&mut s, bytes);
-        s
+    /// A buffer to fill.
+    fn blank(&mut self) -> String {
+        self.strings.pop().unwrap_or_default()
     }
 
     fn element(&mut self) -> Element {
@@ -267,7 +270,22 @@ impl Spare {
 /// exist is kept as written (it is never resolved).
 fn start_element(e: &BytesStart<'_>, spare: &mut Spare) -> Result<Element, String> {
     let mut el = spare.element();
-    text_into(&mut el.name, e.name().as_ref());
+    // The tag is checked as UTF-8 once; its names and values are cut out
+    // of it next to ASCII delimiters, so each of them is text too. A part
+    // not cut from the tag's bytes lies outside them, and is read alone.
+    let tag: &[u8] = e;
+    let text = std::str::from_utf8(tag).ok();
+    let piece = |part: &[u8], out: &mut String| {
+        let at = (part.as_ptr() as usize).wrapping_sub(tag.as_ptr() as usize);
+        match text.and_then(|t| t.get(at..at.checked_add(part.len())?)) {
+            Some(piece) => {
+                out.clear();
+                out.push_str(piece);
+            }
+            None => text_into(out, part),
+        }
+    };
+    piece(e.name().as_ref(), &mut el.name);
     for attr in e.attributes().with_checks(false) {
         let attr = match attr {
             Ok(attr) => attr,
@@ -276,8 +294,10 @@ fn start_element(e: &BytesStart<'_>, spare: &mut Spare) -> Result<Element, Strin
                 return Err(format!("malformed attribute: {err}"));
             }
         };
-        let key = spare.string(attr.key.as_ref());
-        let mut value = spare.string(&attr.value);
+        let mut key = spare.blank();
+        piece(attr.key.as_ref(), &mut key);
+        let mut value = spare.blank();
+        piece(&attr.value, &mut value);
         if value.contains('&') {
             if let Ok(Cow::Owned(unescaped)) = quick_xml::escape::unescape(&value) {
                 value = unescaped;
