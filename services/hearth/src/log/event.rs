@@ -7,6 +7,8 @@
 //! holds one writer's event, so its length says nothing more about other
 //! sources than before.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -204,14 +206,16 @@ pub struct TokenRecord {
     pub expires_us: Option<i64>,
 }
 
-/// The device a sample was measured on, as the writer described it.
+/// The device a sample was measured on, as the writer described it. Its
+/// texts are shared: an import hands the same device to millions of
+/// samples, and a copy of one costs no allocation.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Device {
-    pub name: String,
-    pub model: Option<String>,
-    pub manufacturer: Option<String>,
+    pub name: Arc<str>,
+    pub model: Option<Arc<str>>,
+    pub manufacturer: Option<Arc<str>>,
     /// One of `catalogue::DEVICE_KINDS`.
-    pub kind: Option<String>,
+    pub kind: Option<Arc<str>>,
 }
 
 /// Samples of one device (or of none), by type.

@@ -35,7 +35,7 @@ pub fn page(view: &View, q: &SampleQuery<'_>) -> (Vec<Row>, bool) {
         q.sources
             .is_none_or(|keys| keys.iter().any(|k| table.matches(o, k)))
             && q.device
-                .is_none_or(|name| table.device(o).is_some_and(|d| d.name == name))
+                .is_none_or(|name| table.device(o).is_some_and(|d| &*d.name == name))
     };
     let (from, to) = q.range;
     let range = cols.start_range(from, to);

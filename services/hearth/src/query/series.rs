@@ -438,7 +438,7 @@ mod tests {
                 metadata: None,
             };
             let device = Device {
-                name: format!("d{o}"),
+                name: format!("d{o}").into(),
                 model: None,
                 manufacturer: None,
                 kind: Some(KINDS[o].into()),

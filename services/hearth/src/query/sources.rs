@@ -79,7 +79,7 @@ struct Named {
 /// An origin's place in what a caller is shown: app name, then the device's
 /// name, model, manufacturer and kind (no device first). Derived from names
 /// alone, so hidden sources and devices never move it.
-pub type DisplayKey = (Arc<str>, Option<[Option<String>; 4]>);
+pub type DisplayKey = (Arc<str>, Option<[Option<Arc<str>>; 4]>);
 
 /// Names of the origins a query meets, looked up as they come: a query
 /// touches only the origins it sees, never copies the whole table.
@@ -127,7 +127,7 @@ impl<'a> SourceTable<'a> {
             *named.source == *key.source
                 && match &key.device {
                     None => true,
-                    Some(name) => named.device.as_ref().is_some_and(|d| d.name == *name),
+                    Some(name) => named.device.as_ref().is_some_and(|d| *d.name == **name),
                 }
         })
     }

@@ -109,6 +109,12 @@ pub(crate) fn format_time(us: i64, offset_min: i16) -> String {
         .to_rfc3339_opts(SecondsFormat::AutoSi, false)
 }
 
+/// A device as [`validate`] checks a sample's: a writer that names the same
+/// device on many samples checks it once.
+pub fn device_of(d: wire::NewDevice) -> Result<Device, SampleError> {
+    validate_device(None, d)
+}
+
 fn validate_device(at: Option<usize>, d: wire::NewDevice) -> Result<Device, SampleError> {
     for (field, text) in [
         ("name", Some(&d.name)),
@@ -135,10 +141,10 @@ fn validate_device(at: Option<usize>, d: wire::NewDevice) -> Result<Device, Samp
         }
     }
     Ok(Device {
-        name: d.name,
-        model: d.model,
-        manufacturer: d.manufacturer,
-        kind: d.kind,
+        name: d.name.into(),
+        model: d.model.map(Into::into),
+        manufacturer: d.manufacturer.map(Into::into),
+        kind: d.kind.map(Into::into),
     })
 }
 

@@ -265,10 +265,10 @@ pub struct Device {
 impl From<&crate::log::event::Device> for Device {
     fn from(d: &crate::log::event::Device) -> Device {
         Device {
-            name: d.name.clone(),
-            model: d.model.clone(),
-            manufacturer: d.manufacturer.clone(),
-            kind: d.kind.clone(),
+            name: d.name.to_string(),
+            model: d.model.as_deref().map(str::to_string),
+            manufacturer: d.manufacturer.as_deref().map(str::to_string),
+            kind: d.kind.as_deref().map(str::to_string),
         }
     }
 }

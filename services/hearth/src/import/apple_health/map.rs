@@ -118,16 +118,16 @@ fn raw_category(type_id: &str, raw: usize) -> Option<&'static str> {
 /// A quantity's value and unit as Hearth takes them. HealthKit writes
 /// percentages as fractions (`0.97` with unit `%`), and a few compound units
 /// with a middle dot.
-pub fn quantity(ty: &SampleType, value: f64, unit: &str) -> (f64, String) {
+pub fn quantity<'u>(ty: &SampleType, value: f64, unit: &'u str) -> (f64, &'u str) {
     let unit = match unit {
         "mL/min·kg" | "ml/(kg·min)" => "mL/kg/min",
         "kcal/hr·kg" => "kcal/(kg*hr)",
         other => other,
     };
     if unit == "%" && matches!(ty.kind, Kind::Quantity { .. }) {
-        return (value * 100.0, "%".into());
+        return (value * 100.0, "%");
     }
-    (value, unit.into())
+    (value, unit)
 }
 
 /// `2019-07-19 10:36:11 -0700` → `2019-07-19T10:36:11-07:00`.

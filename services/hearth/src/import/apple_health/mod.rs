@@ -254,10 +254,23 @@ pub fn source_name(source: Option<&str>) -> String {
     format!("{SOURCE_PREFIX}{name}")
 }
 
-/// A device string as the export wrote it, and as Hearth's device.
+/// A device string as the export wrote it, and as Hearth's device: as a
+/// sample to write names it, and as a write stores it (or why it cannot).
 struct ParsedDevice {
     export: ExportDevice,
     device: Option<wire::NewDevice>,
+    checked: Option<Result<crate::log::event::Device, String>>,
+}
+
+/// A record as a sample to validate, with what validation leaves to the
+/// importer: its metadata as text (see [`metadata_text`]) and its device.
+struct RecordSample<'e> {
+    /// The record's `type`, as the export wrote it.
+    identifier: &'e str,
+    ty: TypeIndex,
+    sample: wire::NewSample<'e>,
+    metadata: Option<String>,
+    device: Option<Rc<ParsedDevice>>,
 }
 
 /// Device strings already parsed: an export names a handful of devices on
@@ -295,7 +308,14 @@ impl Devices {
                     .and_then(|m| map::name_part(m, 128)),
                 kind: Some(export.kind().to_string()),
             });
-        let parsed = Rc::new(ParsedDevice { export, device });
+        let checked = device
+            .clone()
+            .map(|d| samples::device_of(d).map_err(|e| e.message));
+        let parsed = Rc::new(ParsedDevice {
+            export,
+            device,
+            checked,
+        });
         self.parsed.insert(key.to_string(), parsed.clone());
         parsed
     }
@@ -497,7 +517,7 @@ impl Importer<'_> {
         &mut self,
         identifier: &str,
         ty: Option<TypeIndex>,
-        s: wire::NewSample<'static>,
+        s: wire::NewSample<'_>,
     ) -> Option<NewEntry> {
         let validated = match ty {
             Some(ty) => samples::validate_as(0, ty, s),
@@ -590,13 +610,14 @@ impl Importer<'_> {
     /// A record's request sample, and its metadata as text when it is
     /// kept whole (the sample then carries none, to be given that text once
     /// checked).
-    fn sample_of(
-        &mut self,
-        el: &Element,
-    ) -> Option<(String, TypeIndex, wire::NewSample<'static>, Option<String>)> {
-        let identifier = el.attr("type").unwrap_or("(no type)").to_string();
-        let Some(ti) = self.types.of(&identifier) else {
-            *self.tally.unknown.entry(identifier).or_default() += 1;
+    fn sample_of<'e>(&mut self, el: &'e Element) -> Option<RecordSample<'e>> {
+        let identifier = el.attr("type").unwrap_or("(no type)");
+        let Some(ti) = self.types.of(identifier) else {
+            *self
+                .tally
+                .unknown
+                .entry(identifier.to_string())
+                .or_default() += 1;
             return None;
         };
         let ty = catalogue::get(ti);
@@ -614,7 +635,7 @@ impl Importer<'_> {
                 };
                 let (v, unit) = map::quantity(ty, v, el.attr("unit").unwrap_or(""));
                 s.value = serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number);
-                s.unit = Some(Cow::Owned(unit));
+                s.unit = Some(Cow::Borrowed(unit));
             }
             Kind::Category { .. } => {
                 let raw = el.attr("value").unwrap_or("");
@@ -626,12 +647,16 @@ impl Importer<'_> {
                 s.value = Value::String(v.to_string());
             }
             _ => {
-                *self.tally.unknown.entry(identifier).or_default() += 1;
+                *self
+                    .tally
+                    .unknown
+                    .entry(identifier.to_string())
+                    .or_default() += 1;
                 return None;
             }
         }
+        // The device is checked once per device string, not per sample.
         let parsed = self.devices.of(el);
-        s.device = parsed.as_ref().and_then(|p| p.device.clone());
         let export_device = parsed.as_ref().map(|p| &p.export);
         let metadata = match metadata_text(el, export_device) {
             Ok(text) => text,
@@ -640,17 +665,42 @@ impl Importer<'_> {
                 None
             }
         };
-        Some((identifier, ti, s, metadata))
+        Some(RecordSample {
+            identifier,
+            ty: ti,
+            sample: s,
+            metadata,
+            device: parsed,
+        })
     }
 
     fn record(&mut self, el: &Element) -> Result<(), ImportError> {
-        let Some((identifier, ty, mut s, metadata)) = self.sample_of(el) else {
+        let Some(RecordSample {
+            identifier,
+            ty,
+            sample: mut s,
+            metadata,
+            device: parsed,
+        }) = self.sample_of(el)
+        else {
             return Ok(());
         };
         s.sync_id = Some(Cow::Owned(sync_id(&digest(el, &mut self.devices), None)));
-        let Some(mut entry) = self.validate(&identifier, Some(ty), s) else {
+        let Some(mut entry) = self.validate(identifier, Some(ty), s) else {
             return Ok(());
         };
+        // As validation would have checked it, last.
+        match parsed.as_ref().and_then(|p| p.checked.as_ref()) {
+            None => {}
+            Some(Ok(device)) => {
+                let sample = entry.samples.last_mut().expect("an entry has a sample");
+                sample.device = Some(device.clone());
+            }
+            Some(Err(message)) => {
+                self.tally.skip(format!("{identifier}: {message}"));
+                return Ok(());
+            }
+        }
         if let Some(text) = metadata {
             // Within what validation allows by construction: keys of 1 to
             // 128 bytes, none reserved, at most `MAX_KEYS` and Hearth's
@@ -707,7 +757,7 @@ impl Importer<'_> {
             members.push(wire::NewMember {
                 type_id: mty.id.to_string(),
                 value,
-                unit,
+                unit: unit.to_string(),
             });
             digests.push(digest(child, &mut self.devices));
         }
@@ -803,13 +853,13 @@ impl Importer<'_> {
                 if field == "sum" && ty.id == "active_energy_burned" && s.energy.is_none() {
                     s.energy = Some(wire::Measure {
                         value: v,
-                        unit: unit.clone(),
+                        unit: unit.to_string(),
                     });
                 }
                 if field == "sum" && ty.id.starts_with("distance_") && s.distance.is_none() {
                     s.distance = Some(wire::Measure {
                         value: v,
-                        unit: unit.clone(),
+                        unit: unit.to_string(),
                     });
                 }
                 meta.insert(format!("{} {field} ({unit})", ty.id), Value::from(v));
