@@ -278,6 +278,23 @@ struct RecordSample<'e> {
 #[derive(Default)]
 struct Devices {
     parsed: HashMap<String, Rc<ParsedDevice>>,
+    /// The last one asked for, by its key: records of one device come in
+    /// runs.
+    last: Option<(Box<str>, Rc<ParsedDevice>)>,
+}
+
+/// What a device string is known by: all of it from the `>,` that ends its
+/// memory address (which may differ per record) on.
+fn device_key(text: &str) -> &str {
+    let mut from = 0;
+    while let Some(at) = text[from..].find('>') {
+        let at = from + at;
+        if text[at + 1..].starts_with(',') {
+            return &text[at..];
+        }
+        from = at + 1;
+    }
+    text
 }
 
 impl Devices {
@@ -285,8 +302,18 @@ impl Devices {
     const MAX: usize = 1024;
 
     fn parse(&mut self, text: &str) -> Rc<ParsedDevice> {
-        // Keyed without the memory address, which may differ per record.
-        let key = text.find(">,").map_or(text, |at| &text[at..]);
+        let key = device_key(text);
+        if let Some((last, parsed)) = &self.last {
+            if **last == *key {
+                return parsed.clone();
+            }
+        }
+        let parsed = self.parse_anew(key, text);
+        self.last = Some((key.into(), parsed.clone()));
+        parsed
+    }
+
+    fn parse_anew(&mut self, key: &str, text: &str) -> Rc<ParsedDevice> {
         if let Some(parsed) = self.parsed.get(key) {
             return parsed.clone();
         }
@@ -460,20 +487,20 @@ fn times(el: &Element) -> Option<(String, String)> {
 }
 
 fn is_member_type(ti: TypeIndex) -> bool {
-    static MEMBERS: std::sync::OnceLock<Vec<TypeIndex>> = std::sync::OnceLock::new();
-    MEMBERS
-        .get_or_init(|| {
-            catalogue::all()
-                .iter()
-                .filter_map(|t| match t.kind {
-                    Kind::Correlation { members } => Some(members),
-                    _ => None,
-                })
-                .flatten()
-                .filter_map(|id| catalogue::lookup(id))
-                .collect()
-        })
-        .contains(&ti)
+    // By type, whether it is: asked of every record.
+    static MEMBERS: std::sync::OnceLock<Vec<bool>> = std::sync::OnceLock::new();
+    let members = MEMBERS.get_or_init(|| {
+        let mut members = vec![false; catalogue::all().len()];
+        let ids = catalogue::all().iter().filter_map(|t| match t.kind {
+            Kind::Correlation { members } => Some(members),
+            _ => None,
+        });
+        for member in ids.flatten().filter_map(|id| catalogue::lookup(id)) {
+            members[usize::from(member.0)] = true;
+        }
+        members
+    });
+    members.get(usize::from(ti.0)).copied().unwrap_or(false)
 }
 
 impl Importer<'_> {
@@ -1137,6 +1164,21 @@ mod tests {
             text.map_or_else(Map::new, |t| serde_json::from_str(&t).unwrap());
         assert_eq!(parsed, metadata_of(el, device));
         parsed
+    }
+
+    #[test]
+    fn a_device_is_known_by_what_follows_its_address() {
+        let at = |address: &str| {
+            format!("<<HKDevice: {address}>, name:Apple Watch, model:Watch, software:10.1>")
+        };
+        assert_eq!(device_key(&at("0x283d10a40")), device_key(&at("0x2a1f")));
+        assert_eq!(
+            device_key(&at("0x1")),
+            ">, name:Apple Watch, model:Watch, software:10.1>"
+        );
+        assert_eq!(device_key("a>b>, c"), ">, c");
+        assert_eq!(device_key("no address"), "no address");
+        assert_eq!(device_key("ends>"), "ends>");
     }
 
     #[test]
