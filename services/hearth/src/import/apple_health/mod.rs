@@ -636,7 +636,8 @@ impl Importer<'_> {
     /// A quantity or category sample, as a request sample.
     /// A record's request sample, and its metadata as text when it is
     /// kept whole (the sample then carries none, to be given that text once
-    /// checked).
+    /// checked), and its device: the sample carries none either, since a
+    /// device is checked once per device string.
     fn sample_of<'e>(&mut self, el: &'e Element) -> Option<RecordSample<'e>> {
         let identifier = el.attr("type").unwrap_or("(no type)");
         let Some(ti) = self.types.of(identifier) else {
@@ -682,7 +683,6 @@ impl Importer<'_> {
                 return None;
             }
         }
-        // The device is checked once per device string, not per sample.
         let parsed = self.devices.of(el);
         let export_device = parsed.as_ref().map(|p| &p.export);
         let metadata = match metadata_text(el, export_device) {
