@@ -290,8 +290,7 @@ impl Envelope {
 
     /// The plaintext a record seals, as [`Envelope::seal`] seals it.
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
-        let plain = Zeroizing::new(self.postcard(Vec::new()));
-        Zeroizing::new(compressed_onto(Vec::new(), &plain))
+        Zeroizing::new(self.encoded_onto(0, 0, &mut SealBuffers::default()))
     }
 
     /// The postcard encoding, appended to `buf`.
@@ -309,6 +308,14 @@ impl Envelope {
         aad: &[u8],
         buffers: &mut SealBuffers,
     ) -> Vec<u8> {
+        let body = self.encoded_onto(crypto::NONCE_LEN, crypto::TAG_LEN, buffers);
+        crypto::seal_in_place(key, aad, body)
+    }
+
+    /// `room` zero bytes, then the version byte, the encoding's length and
+    /// the encoding compressed, in a buffer of just that size and `tail`
+    /// more. The encoding passes through `buffers`, wiped after use.
+    fn encoded_onto(&self, room: usize, tail: usize, buffers: &mut SealBuffers) -> Vec<u8> {
         let mut plain = self.postcard(std::mem::take(&mut buffers.plain));
         let most = lz4_flex::block::get_maximum_output_size(plain.len());
         if buffers.compressed.len() < most {
@@ -316,16 +323,17 @@ impl Envelope {
         }
         let written = lz4_flex::block::compress_into(&plain, &mut buffers.compressed[..most])
             .expect("the buffer has LZ4's maximum output size");
-        let mut body =
-            Vec::with_capacity(crypto::NONCE_LEN + 1 + LENGTH_BYTES + written + crypto::TAG_LEN);
-        body.resize(crypto::NONCE_LEN, 0);
-        lz4_header_onto(&mut body, &plain);
-        body.extend_from_slice(&buffers.compressed[..written]);
+        let length = u32::try_from(plain.len()).expect("a record's event is under 4 GiB");
+        let mut out = Vec::with_capacity(room + 1 + LENGTH_BYTES + written + tail);
+        out.resize(room, 0);
+        out.push(FORMAT_LZ4);
+        out.extend_from_slice(&length.to_le_bytes());
+        out.extend_from_slice(&buffers.compressed[..written]);
         buffers.compressed[..written].zeroize();
         plain.as_mut_slice().zeroize();
         plain.clear();
         buffers.keep(plain);
-        crypto::seal_in_place(key, aad, body)
+        out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
@@ -341,28 +349,6 @@ impl Envelope {
             None => Err(DecodeError("empty record".into())),
         }
     }
-}
-
-/// The version byte and `plain`'s length, which precede it compressed.
-fn lz4_header_onto(buf: &mut Vec<u8>, plain: &[u8]) {
-    let length = u32::try_from(plain.len()).expect("a record's event is under 4 GiB");
-    buf.push(FORMAT_LZ4);
-    buf.extend_from_slice(&length.to_le_bytes());
-}
-
-/// `buf` followed by the version byte, `plain`'s length and `plain`
-/// compressed.
-fn compressed_onto(mut buf: Vec<u8>, plain: &[u8]) -> Vec<u8> {
-    lz4_header_onto(&mut buf, plain);
-    let at = buf.len();
-    buf.resize(
-        at + lz4_flex::block::get_maximum_output_size(plain.len()),
-        0,
-    );
-    let written = lz4_flex::block::compress_into(plain, &mut buf[at..])
-        .expect("the buffer has LZ4's maximum output size");
-    buf.truncate(at + written);
-    buf
 }
 
 /// The postcard bytes of a [`FORMAT_LZ4`] record, after its version byte.

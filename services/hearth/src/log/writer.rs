@@ -1140,27 +1140,31 @@ fn scoped_events(
             let synced = samples()
                 .filter_map(|s| sync_of.get(&s.id).cloned())
                 .collect();
-            // In the order the event's groups list the samples.
-            let derived: Vec<u8> = match kept_bits.is_empty() {
-                true => Vec::new(),
-                false => samples()
+            // In the order the event's groups list the samples; none for a
+            // write that derived no id.
+            let derived: Vec<u8> = if kept_bits.is_empty() {
+                Vec::new()
+            } else {
+                samples()
                     .map(|s| kept_bits.get(&s.id).copied().unwrap_or(NOT_DERIVED))
-                    .collect(),
+                    .collect()
             };
+            let (source, replaced) = (source.to_string(), replaced_of(ty));
+            let groups = device_groups(&type_id, devices);
             if derived.iter().any(|&bits| bits != NOT_DERIVED) {
                 Event::SamplesImported {
-                    source: source.to_string(),
-                    groups: device_groups(&type_id, devices),
+                    source,
+                    groups,
                     synced,
-                    replaced: replaced_of(ty),
+                    replaced,
                     derived,
                 }
             } else {
                 Event::SamplesWritten {
-                    source: source.to_string(),
-                    groups: device_groups(&type_id, devices),
+                    source,
+                    groups,
                     synced,
-                    replaced: replaced_of(ty),
+                    replaced,
                 }
             }
         } else if devices.iter().all(|(d, _)| d.is_none()) {

@@ -1492,14 +1492,9 @@ pub(super) mod tests {
     }
 
     /// `source`'s step sample `id` at minute `minute`.
-    pub(super) fn written_at(
-        source: &str,
-        id: u128,
-        minute: i64,
-        sync: Option<(&str, i64)>,
-        replaced: &[u128],
-    ) -> Event {
-        let sample = StoredSample {
+    /// A step sample `id` at `minute`.
+    pub(super) fn step_at(id: u128, minute: i64) -> StoredSample {
+        StoredSample {
             id: id.to_be_bytes(),
             start_us: minute * 60_000_000,
             start_offset_min: 0,
@@ -1507,14 +1502,23 @@ pub(super) mod tests {
             end_offset_min: 0,
             value: 1.0,
             metadata: None,
-        };
+        }
+    }
+
+    pub(super) fn written_at(
+        source: &str,
+        id: u128,
+        minute: i64,
+        sync: Option<(&str, i64)>,
+        replaced: &[u128],
+    ) -> Event {
         Event::SamplesWritten {
             source: source.into(),
             groups: vec![DeviceGroup {
                 device: None,
                 batches: vec![TypeBatch {
                     type_id: "step_count".into(),
-                    samples: vec![sample],
+                    samples: vec![step_at(id, minute)],
                 }],
             }],
             synced: sync
@@ -1759,15 +1763,7 @@ pub(super) mod derived_tests {
     fn an_imports_event_marks_its_derived_samples() {
         use crate::log::event::{DeviceGroup, NOT_DERIVED};
         let d = IdDeriver::new(&key()).derive(&SourceDigest::of(IMPORT), steps(), &[8; 16]);
-        let sample = |id: u128, minute: i64| StoredSample {
-            id: id.to_be_bytes(),
-            start_us: minute * 60_000_000,
-            start_offset_min: 0,
-            end_us: minute * 60_000_000,
-            end_offset_min: 0,
-            value: 1.0,
-            metadata: None,
-        };
+        let sample = super::tests::step_at;
         let event = Event::SamplesImported {
             source: IMPORT.into(),
             groups: vec![DeviceGroup {
