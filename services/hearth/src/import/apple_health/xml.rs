@@ -6,7 +6,7 @@
 //! declaration in it is refused, so no entity is ever resolved.
 
 use std::borrow::Cow;
-use std::io::{BufRead, BufReader, Cursor, Read};
+use std::io::{BufRead, Cursor, Read};
 
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
@@ -170,10 +170,10 @@ pub struct Elements<R: BufRead> {
 }
 
 /// The document after its prologue: the rest of the first read, then the input.
-pub type Body<R> = BufReader<std::io::Chain<Cursor<Vec<u8>>, R>>;
+pub type Body<R> = std::io::Chain<Cursor<Vec<u8>>, R>;
 
 /// Opens a stream of elements from `input`, positioned past the prologue.
-pub fn elements<R: Read>(mut input: R) -> Result<Elements<Body<R>>, ImportError> {
+pub fn elements<R: BufRead>(mut input: R) -> Result<Elements<Body<R>>, ImportError> {
     let mut head = Vec::with_capacity(64 << 10);
     (&mut input)
         .take(MAX_PROLOGUE as u64)
@@ -187,7 +187,7 @@ pub fn elements<R: Read>(mut input: R) -> Result<Elements<Body<R>>, ImportError>
     let start = prologue_end(&head)?;
     head.drain(..start);
     let chained = Cursor::new(head).chain(input);
-    let mut reader = Reader::from_reader(BufReader::with_capacity(256 << 10, chained));
+    let mut reader = Reader::from_reader(chained);
     let config = reader.config_mut();
     config.trim_text(true);
     config.expand_empty_elements = false;
