@@ -77,6 +77,8 @@ pub fn import(export: &Export, sink: &mut dyn Sink) -> Result<Tally, ImportError
         source_names: SourceNames::default(),
         routed: Vec::new(),
         routed_bytes: 0,
+        samples_by_type: vec![0; catalogue::all().len()],
+        last_source: String::new(),
     };
     export.with_xml(|input| {
         let mut elements = xml::elements(input)?;
@@ -96,7 +98,14 @@ pub fn import(export: &Export, sink: &mut dyn Sink) -> Result<Tally, ImportError
     importer.flush_routed()?;
     importer.replay_deferred()?;
     importer.flush_all()?;
-    Ok(importer.tally)
+    let mut tally = importer.tally;
+    for (i, &n) in importer.samples_by_type.iter().enumerate() {
+        if n > 0 {
+            let ty = catalogue::all()[i].id;
+            *tally.samples.entry(ty.to_string()).or_default() += n;
+        }
+    }
+    Ok(tally)
 }
 
 struct Importer<'a> {
@@ -115,6 +124,11 @@ struct Importer<'a> {
     routed: Vec<RoutedWorkout>,
     /// What their route elements hold, by [`Element::bytes`].
     routed_bytes: usize,
+    /// Samples held, by type index: the tally's counts by name are made
+    /// of them at the end (a name looked up per sample costs more).
+    samples_by_type: Vec<u64>,
+    /// The source of the last sample held, known to be in the tally.
+    last_source: String,
 }
 
 /// A checked workout whose routes are stored once it has an id.
@@ -127,26 +141,39 @@ struct RoutedWorkout {
 
 /// The catalogue type of each `type` attribute seen, worked out once: an
 /// export names a few dozen types over millions of records.
+/// Records of one type come in runs: the last one is compared first.
 #[derive(Default)]
 struct TypeNames {
     known: HashMap<Box<str>, Option<TypeIndex>>,
+    last: Option<(Box<str>, Option<TypeIndex>)>,
 }
 
 impl TypeNames {
     fn of(&mut self, identifier: &str) -> Option<TypeIndex> {
-        if let Some(&ti) = self.known.get(identifier) {
-            return ti;
+        if let Some((last, ti)) = &self.last {
+            if **last == *identifier {
+                return *ti;
+            }
         }
-        let ti = map::type_of(identifier);
-        self.known.insert(identifier.into(), ti);
+        let ti = match self.known.get(identifier) {
+            Some(&ti) => ti,
+            None => {
+                let ti = map::type_of(identifier);
+                self.known.insert(identifier.into(), ti);
+                ti
+            }
+        };
+        self.last = Some((identifier.into(), ti));
         ti
     }
 }
 
-/// The Hearth source of each `sourceName` seen, worked out once.
+/// The Hearth source of each `sourceName` seen, worked out once; the last
+/// one is compared first.
 #[derive(Default)]
 struct SourceNames {
     known: HashMap<Box<str>, Rc<str>>,
+    last: Option<(Box<str>, Rc<str>)>,
 }
 
 impl SourceNames {
@@ -157,14 +184,23 @@ impl SourceNames {
         let Some(key) = attr else {
             return source_name(None).into();
         };
-        if let Some(name) = self.known.get(key) {
-            return name.clone();
+        if let Some((last, name)) = &self.last {
+            if **last == *key {
+                return name.clone();
+            }
         }
-        if self.known.len() >= Self::MAX {
-            self.known.clear();
-        }
-        let name: Rc<str> = source_name(attr).into();
-        self.known.insert(key.into(), name.clone());
+        let name = match self.known.get(key) {
+            Some(name) => name.clone(),
+            None => {
+                if self.known.len() >= Self::MAX {
+                    self.known.clear();
+                }
+                let name: Rc<str> = source_name(attr).into();
+                self.known.insert(key.into(), name.clone());
+                name
+            }
+        };
+        self.last = Some((key.into(), name.clone()));
         name
     }
 }
@@ -446,9 +482,9 @@ fn metadata_text(el: &Element, device: Option<&ExportDevice>) -> Result<Option<S
         if i > 0 {
             text.push(b',');
         }
-        serde_json::to_writer(&mut text, k).expect("a string serialises");
+        push_json_string(&mut text, k);
         text.push(b':');
-        serde_json::to_writer(&mut text, v).expect("a string serialises");
+        push_json_string(&mut text, v);
     }
     text.push(b'}');
     if text.len() > METADATA_ROOM {
@@ -457,6 +493,18 @@ fn metadata_text(el: &Element, device: Option<&ExportDevice>) -> Result<Option<S
     Ok(Some(
         String::from_utf8(text).expect("serde_json writes UTF-8"),
     ))
+}
+
+/// `s` as a JSON string, as `serde_json` writes it: most need no escape
+/// (`serde_json` escapes only quotes, backslashes and control characters).
+fn push_json_string(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(out, s).expect("a string serialises");
+    }
 }
 
 fn blank_sample(type_id: &'static str, start: String, end: String) -> wire::NewSample<'static> {
@@ -592,20 +640,14 @@ impl Importer<'_> {
     }
 
     fn hold(&mut self, source: &str, entry: NewEntry) -> Result<(), ImportError> {
-        let ty = entry
-            .samples
-            .last()
-            .map(|s| catalogue::get(s.type_index).id);
-        if let Some(ty) = ty {
-            match self.tally.samples.get_mut(ty) {
-                Some(n) => *n += 1,
-                None => {
-                    self.tally.samples.insert(ty.to_string(), 1);
-                }
-            }
+        if let Some(sample) = entry.samples.last() {
+            self.samples_by_type[usize::from(sample.type_index.0)] += 1;
         }
-        if !self.tally.sources.contains(source) {
-            self.tally.sources.insert(source.to_string());
+        if self.last_source != source {
+            if !self.tally.sources.contains(source) {
+                self.tally.sources.insert(source.to_string());
+            }
+            source.clone_into(&mut self.last_source);
         }
         let batch = self.held.entry_ref(source).or_default();
         batch.push(entry);

@@ -299,13 +299,47 @@ fn start_element(e: &BytesStart<'_>, spare: &mut Spare) -> Result<Element, Strin
         let mut value = spare.blank();
         piece(&attr.value, &mut value);
         if value.contains('&') {
-            if let Ok(Cow::Owned(unescaped)) = quick_xml::escape::unescape(&value) {
-                value = unescaped;
+            // Every device string is escaped (`&lt;&lt;HKDevice: …`): the
+            // usual references are replaced into a kept buffer.
+            let mut unescaped = spare.blank();
+            if unescape_predefined(&value, &mut unescaped) {
+                spare.keep_string(std::mem::replace(&mut value, unescaped));
+            } else {
+                spare.keep_string(unescaped);
+                if let Ok(Cow::Owned(unescaped)) = quick_xml::escape::unescape(&value) {
+                    value = unescaped;
+                }
             }
         }
         el.attrs.push((key, value));
     }
     Ok(el)
+}
+
+/// `raw` with its references to XML's five predefined entities replaced,
+/// into `out`, as `quick_xml::escape::unescape` would; `false` (and `out`
+/// holding anything) when `raw` holds another reference, or a malformed
+/// one, for that function to read.
+fn unescape_predefined(raw: &str, out: &mut String) -> bool {
+    out.clear();
+    let mut rest = raw;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        let after = &rest[amp + 1..];
+        let Some(end) = after
+            .find([';', '&'])
+            .filter(|&end| after.as_bytes()[end] == b';')
+        else {
+            return false;
+        };
+        let Some(text) = quick_xml::escape::resolve_xml_entity(&after[..end]) else {
+            return false;
+        };
+        out.push_str(text);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    true
 }
 
 fn size_of(el: &Element) -> usize {
@@ -458,6 +492,39 @@ mod tests {
         assert!(fresh[4].attrs.is_empty() && fresh[4].children.is_empty());
         assert_eq!(fresh[0].attr("b"), Some("two & three"));
         assert_eq!(fresh[3].attr("value"), Some("<5"));
+    }
+
+    #[test]
+    fn predefined_references_are_replaced_as_quick_xml_replaces_them() {
+        let device = "&lt;&lt;HKDevice: 0x283a5c2d0&gt;, name:Apple Watch, manufacturer:Apple Inc., model:Watch, hardware:Watch6,2, software:10.1&gt;";
+        let mut out = String::new();
+        assert!(unescape_predefined(device, &mut out));
+        assert_eq!(out, "<<HKDevice: 0x283a5c2d0>, name:Apple Watch, manufacturer:Apple Inc., model:Watch, hardware:Watch6,2, software:10.1>");
+        for other in [
+            "&#60;",
+            "&#x3c;",
+            "&nbsp;",
+            "a & b",
+            "a &amp b;",
+            "&lt",
+            "&;",
+        ] {
+            assert!(!unescape_predefined(other, &mut out), "{other}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_value_unescapes_as_quick_xml_unescapes_it(raw in "([a-z &;#]|&lt;|&gt;|&amp;|&apos;|&quot;|&#60;|&#x3c;){0,12}") {
+            let mut out = String::from("left over");
+            if unescape_predefined(&raw, &mut out) {
+                let read = quick_xml::escape::unescape(&raw);
+                proptest::prop_assert_eq!(Some(out.as_str()), read.as_deref().ok());
+            } else {
+                let read = quick_xml::escape::unescape(&raw);
+                proptest::prop_assert!(read.is_err() || raw.contains("&#"), "{raw}: {read:?}");
+            }
+        }
     }
 
     #[test]
