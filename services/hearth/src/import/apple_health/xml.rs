@@ -26,35 +26,104 @@ const MAX_ELEMENT_BYTES: usize = 64 << 20;
 const MAX_DEPTH: usize = 16;
 
 /// One element with its attributes and children.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Its name, attribute names and values, and text are held in one buffer,
+/// mostly a copy of the start tag as written: an export is millions of
+/// small elements, and a buffer for each name and value (filled, kept,
+/// wiped when freed) costs more than reading them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Element {
-    pub name: String,
-    pub attrs: Vec<(String, String)>,
+    buf: String,
+    name: Span,
+    attrs: Vec<(Span, Span)>,
     pub children: Vec<Element>,
     /// Text directly inside (GPX `ele` and `time`), trimmed.
-    pub text: String,
+    text: Span,
+}
+
+/// Where in an element's buffer a name, value or text is.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+struct Span {
+    start: u32,
+    end: u32,
 }
 
 impl Element {
+    /// An element from its parts.
+    pub fn new(name: &str, attrs: &[(&str, &str)], children: Vec<Element>, text: &str) -> Element {
+        let mut el = Element::default();
+        el.name = el.push(name);
+        for (key, value) in attrs {
+            let pair = (el.push(key), el.push(value));
+            el.attrs.push(pair);
+        }
+        el.text = el.push(text);
+        el.children = children;
+        el
+    }
+
+    /// Appends `part` to the buffer.
+    fn push(&mut self, part: &str) -> Span {
+        let start = self.buf.len() as u32;
+        self.buf.push_str(part);
+        Span {
+            start,
+            end: self.buf.len() as u32,
+        }
+    }
+
+    fn get(&self, span: Span) -> &str {
+        &self.buf[span.start as usize..span.end as usize]
+    }
+
+    pub fn name(&self) -> &str {
+        self.get(self.name)
+    }
+
+    pub fn text(&self) -> &str {
+        self.get(self.text)
+    }
+
+    /// The attributes, in the order written.
+    pub fn attrs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.attrs.iter().map(|&(k, v)| (self.get(k), self.get(v)))
+    }
+
     pub fn attr(&self, name: &str) -> Option<&str> {
         // Names of a length mostly differ in their first byte: comparing
         // it first spares most whole comparisons (a record is looked up
         // by name a dozen times).
-        let first = name.as_bytes().first();
+        let (len, first) = (name.len(), name.as_bytes().first().copied());
+        let bytes = self.buf.as_bytes();
         self.attrs
             .iter()
-            .find(|(k, _)| k.len() == name.len() && k.as_bytes().first() == first && k == name)
-            .map(|(_, v)| v.as_str())
+            .find(|(k, _)| {
+                (k.end - k.start) as usize == len
+                    && bytes.get(k.start as usize).copied() == first
+                    && self.get(*k) == name
+            })
+            .map(|&(_, v)| self.get(v))
     }
 
     pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> {
-        self.children.iter().filter(move |c| c.name == name)
+        self.children.iter().filter(move |c| c.name() == name)
     }
 
     /// About what the element and its children hold, counted as the
     /// reader counts them against its limit on one element.
     pub fn bytes(&self) -> usize {
-        size_of(self) + self.text.len() + self.children.iter().map(Element::bytes).sum::<usize>()
+        size_of(self) + self.text().len() + self.children.iter().map(Element::bytes).sum::<usize>()
+    }
+}
+
+/// Elements are equal when their names, attributes, text and children
+/// are, wherever their buffers hold them.
+impl PartialEq for Element {
+    fn eq(&self, other: &Element) -> bool {
+        self.name() == other.name()
+            && self.attrs().eq(other.attrs())
+            && self.text() == other.text()
+            && self.children == other.children
     }
 }
 
@@ -201,39 +270,22 @@ pub fn elements<R: BufRead>(mut input: R) -> Result<Elements<Body<R>>, ImportErr
     })
 }
 
-/// `bytes` as text into `out`, invalid UTF-8 replaced.
-fn text_into(out: &mut String, bytes: &[u8]) {
-    out.clear();
-    match std::str::from_utf8(bytes) {
-        Ok(s) => out.push_str(s),
-        Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
-    }
-}
-
-/// The buffers of elements already handled, for the next ones: an export
-/// is millions of small elements of the same shape, and allocating (and
-/// wiping, when freed) each name and attribute anew costs more than
-/// parsing them.
+/// Elements already handled, for the next ones to reuse their buffers.
 #[derive(Default)]
 struct Spare {
     elements: Vec<Element>,
-    strings: Vec<String>,
+    /// For a value quick-xml unescapes.
+    raw: String,
 }
 
 impl Spare {
-    /// Buffers kept, at most: more than a record with its metadata needs,
-    /// and little memory (under 3 MiB) whatever a hostile export holds.
+    /// Elements kept, at most: more than a record with its metadata needs,
+    /// and little memory (under 1 MiB) whatever a hostile export holds.
     const ELEMENTS: usize = 64;
-    const STRINGS: usize = 1024;
-    /// A buffer grown past these (a long value, an inline route) is freed.
-    const STRING_BYTES: usize = 1 << 10;
+    /// An element grown past these (a long value, an inline route) is freed.
+    const BUF_BYTES: usize = 4 << 10;
     const ATTRS: usize = 64;
     const CHILDREN: usize = 256;
-
-    /// A buffer to fill.
-    fn blank(&mut self) -> String {
-        self.strings.pop().unwrap_or_default()
-    }
 
     fn element(&mut self) -> Element {
         self.elements.pop().unwrap_or_default()
@@ -243,25 +295,16 @@ impl Spare {
         for child in el.children.drain(..) {
             self.keep(child);
         }
-        for (key, value) in el.attrs.drain(..) {
-            self.keep_string(key);
-            self.keep_string(value);
-        }
         if self.elements.len() < Self::ELEMENTS
-            && el.text.capacity() <= Self::STRING_BYTES
-            && el.name.capacity() <= Self::STRING_BYTES
+            && el.buf.capacity() <= Self::BUF_BYTES
             && el.attrs.capacity() <= Self::ATTRS
             && el.children.capacity() <= Self::CHILDREN
         {
-            el.name.clear();
-            el.text.clear();
+            el.buf.clear();
+            el.attrs.clear();
+            el.name = Span::default();
+            el.text = Span::default();
             self.elements.push(el);
-        }
-    }
-
-    fn keep_string(&mut self, s: String) {
-        if self.strings.len() < Self::STRINGS && s.capacity() <= Self::STRING_BYTES {
-            self.strings.push(s);
         }
     }
 }
@@ -270,22 +313,31 @@ impl Spare {
 /// exist is kept as written (it is never resolved).
 fn start_element(e: &BytesStart<'_>, spare: &mut Spare) -> Result<Element, String> {
     let mut el = spare.element();
-    // The tag is checked as UTF-8 once; its names and values are cut out
-    // of it next to ASCII delimiters, so each of them is text too. A part
-    // not cut from the tag's bytes lies outside them, and is read alone.
+    // The tag is checked as UTF-8 once and copied whole; its names and
+    // values, cut out of it next to ASCII delimiters, are spans of that
+    // copy. A part not cut from the tag's bytes (or from a tag that is
+    // not UTF-8) is appended alone.
     let tag: &[u8] = e;
-    let text = std::str::from_utf8(tag).ok();
-    let piece = |part: &[u8], out: &mut String| {
+    let copied = match std::str::from_utf8(tag) {
+        Ok(text) => {
+            el.buf.push_str(text);
+            true
+        }
+        Err(_) => false,
+    };
+    let span = |el: &mut Element, part: &[u8]| {
         let at = (part.as_ptr() as usize).wrapping_sub(tag.as_ptr() as usize);
-        match text.and_then(|t| t.get(at..at.checked_add(part.len())?)) {
-            Some(piece) => {
-                out.clear();
-                out.push_str(piece);
-            }
-            None => text_into(out, part),
+        match at.checked_add(part.len()) {
+            Some(end) if copied && end <= tag.len() => Span {
+                start: at as u32,
+                end: end as u32,
+            },
+            _ => el.push(&String::from_utf8_lossy(part)),
         }
     };
-    piece(e.name().as_ref(), &mut el.name);
+    el.name = span(&mut el, e.name().as_ref());
+    // Most tags hold no reference at all: one search spares one a value.
+    let references = memchr::memchr(b'&', tag).is_some();
     for attr in e.attributes().with_checks(false) {
         let attr = match attr {
             Ok(attr) => attr,
@@ -294,34 +346,42 @@ fn start_element(e: &BytesStart<'_>, spare: &mut Spare) -> Result<Element, Strin
                 return Err(format!("malformed attribute: {err}"));
             }
         };
-        let mut key = spare.blank();
-        piece(attr.key.as_ref(), &mut key);
-        let mut value = spare.blank();
-        piece(&attr.value, &mut value);
-        if value.contains('&') {
-            // Every device string is escaped (`&lt;&lt;HKDevice: …`): the
-            // usual references are replaced into a kept buffer.
-            let mut unescaped = spare.blank();
-            if unescape_predefined(&value, &mut unescaped) {
-                spare.keep_string(std::mem::replace(&mut value, unescaped));
-            } else {
-                spare.keep_string(unescaped);
-                if let Ok(Cow::Owned(unescaped)) = quick_xml::escape::unescape(&value) {
-                    value = unescaped;
-                }
-            }
+        let key = span(&mut el, attr.key.as_ref());
+        let mut value = span(&mut el, &attr.value);
+        if references && memchr::memchr(b'&', el.get(value).as_bytes()).is_some() {
+            value = unescaped(&mut el, value, &mut spare.raw);
         }
         el.attrs.push((key, value));
     }
     Ok(el)
 }
 
+/// The value at `raw` unescaped, appended to the element's buffer; kept
+/// as written if quick-xml cannot unescape it. Every device string is
+/// escaped (`&lt;&lt;HKDevice: …`): the usual references are replaced
+/// here, anything else is left to quick-xml.
+fn unescaped(el: &mut Element, raw: Span, scratch: &mut String) -> Span {
+    scratch.clear();
+    scratch.push_str(el.get(raw));
+    let start = el.buf.len() as u32;
+    if unescape_predefined(scratch, &mut el.buf) {
+        return Span {
+            start,
+            end: el.buf.len() as u32,
+        };
+    }
+    el.buf.truncate(start as usize);
+    match quick_xml::escape::unescape(scratch) {
+        Ok(Cow::Owned(unescaped)) => el.push(&unescaped),
+        _ => raw,
+    }
+}
+
 /// `raw` with its references to XML's five predefined entities replaced,
-/// into `out`, as `quick_xml::escape::unescape` would; `false` (and `out`
-/// holding anything) when `raw` holds another reference, or a malformed
+/// appended to `out`, as `quick_xml::escape::unescape` would; `false` (and
+/// anything appended) when `raw` holds another reference, or a malformed
 /// one, for that function to read.
 fn unescape_predefined(raw: &str, out: &mut String) -> bool {
-    out.clear();
     let mut rest = raw;
     while let Some(amp) = rest.find('&') {
         out.push_str(&rest[..amp]);
@@ -343,9 +403,8 @@ fn unescape_predefined(raw: &str, out: &mut String) -> bool {
 }
 
 fn size_of(el: &Element) -> usize {
-    el.name.len()
-        + el.attrs
-            .iter()
+    el.name().len()
+        + el.attrs()
             .map(|(k, v)| k.len() + v.len() + 16)
             .sum::<usize>()
         + 64
@@ -424,7 +483,15 @@ impl<R: BufRead> Elements<R> {
                     if let Some(el) = stack.last_mut() {
                         let raw = String::from_utf8_lossy(&t);
                         bytes += raw.len();
-                        el.text.push_str(raw.trim());
+                        // Nothing is appended to an element after its
+                        // start tag but its text: pieces of it (around a
+                        // comment) join up.
+                        let piece = el.push(raw.trim());
+                        if el.text.start == el.text.end {
+                            el.text = piece;
+                        } else {
+                            el.text.end = piece.end;
+                        }
                     }
                 }
                 Event::Eof => {
@@ -488,10 +555,39 @@ mod tests {
             els.recycle(el);
         }
         assert_eq!(recycled, fresh);
-        assert_eq!(fresh[1].attrs, vec![("type".to_string(), "x".to_string())]);
-        assert!(fresh[4].attrs.is_empty() && fresh[4].children.is_empty());
+        assert_eq!(fresh[1].attrs().collect::<Vec<_>>(), vec![("type", "x")]);
+        assert!(fresh[4].attrs().next().is_none() && fresh[4].children.is_empty());
+        assert_eq!(fresh[0].children[2].text(), "some text");
         assert_eq!(fresh[0].attr("b"), Some("two & three"));
         assert_eq!(fresh[3].attr("value"), Some("<5"));
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_and_text_pieces_join() {
+        let mut xml = b"<HealthData><Record type=\"x\" sourceName=\"caf".to_vec();
+        xml.extend_from_slice(
+            b"\xff\" value=\"&lt;1\"><Note> a <!-- c --> b </Note></Record></HealthData>",
+        );
+        let mut els = elements(&xml[..]).unwrap();
+        let el = els.next_element().unwrap().unwrap();
+        assert_eq!(el.name(), "Record");
+        assert_eq!(
+            el.attrs().collect::<Vec<_>>(),
+            vec![
+                ("type", "x"),
+                ("sourceName", "caf\u{fffd}"),
+                ("value", "<1")
+            ]
+        );
+        assert_eq!(el.children[0].text(), "ab");
+        els.recycle(el);
+        // A recycled element's buffer holds nothing of the last one.
+        let next = b"<HealthData><Record a=\"1\"/></HealthData>";
+        let mut els = elements(&next[..]).unwrap();
+        assert_eq!(
+            els.next_element().unwrap().unwrap(),
+            Element::new("Record", &[("a", "1")], vec![], "")
+        );
     }
 
     #[test]
@@ -516,9 +612,10 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn any_value_unescapes_as_quick_xml_unescapes_it(raw in "([a-z &;#]|&lt;|&gt;|&amp;|&apos;|&quot;|&#60;|&#x3c;){0,12}") {
-            let mut out = String::from("left over");
+            // Appended to what the buffer holds.
+            let mut out = String::from("before ");
             if unescape_predefined(&raw, &mut out) {
-                let read = quick_xml::escape::unescape(&raw);
+                let read = quick_xml::escape::unescape(&raw).map(|r| format!("before {r}"));
                 proptest::prop_assert_eq!(Some(out.as_str()), read.as_deref().ok());
             } else {
                 let read = quick_xml::escape::unescape(&raw);
