@@ -7,7 +7,9 @@
 
 use std::borrow::Cow;
 use std::io::{BufRead, Cursor, Read};
+use std::ops::Range;
 
+use quick_xml::events::attributes::AttrError;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 use serde::{Deserialize, Serialize};
@@ -276,6 +278,8 @@ struct Spare {
     elements: Vec<Element>,
     /// For a value quick-xml unescapes.
     raw: String,
+    /// Where a tag's attribute names and values are.
+    attributes: Vec<(Range<usize>, Range<usize>)>,
 }
 
 impl Spare {
@@ -312,12 +316,15 @@ impl Spare {
 /// Attribute values unescaped; a reference to an entity that does not
 /// exist is kept as written (it is never resolved).
 fn start_element(e: &BytesStart<'_>, spare: &mut Spare) -> Result<Element, String> {
-    let mut el = spare.element();
-    // The tag is checked as UTF-8 once and copied whole; its names and
-    // values, cut out of it next to ASCII delimiters, are spans of that
-    // copy. A part not cut from the tag's bytes (or from a tag that is
-    // not UTF-8) is appended alone.
     let tag: &[u8] = e;
+    let name_len = e.name().as_ref().len();
+    if let Err(err) = attributes(tag, name_len, &mut spare.attributes) {
+        return Err(format!("malformed attribute: {err}"));
+    }
+    let mut el = spare.element();
+    // The tag is checked as UTF-8 once and copied whole; its name and
+    // attributes, cut out of it next to ASCII delimiters, are spans of
+    // that copy. Those of a tag that is not UTF-8 are appended one by one.
     let copied = match std::str::from_utf8(tag) {
         Ok(text) => {
             el.buf.push_str(text);
@@ -325,35 +332,77 @@ fn start_element(e: &BytesStart<'_>, spare: &mut Spare) -> Result<Element, Strin
         }
         Err(_) => false,
     };
-    let span = |el: &mut Element, part: &[u8]| {
-        let at = (part.as_ptr() as usize).wrapping_sub(tag.as_ptr() as usize);
-        match at.checked_add(part.len()) {
-            Some(end) if copied && end <= tag.len() => Span {
-                start: at as u32,
-                end: end as u32,
-            },
-            _ => el.push(&String::from_utf8_lossy(part)),
+    let span = |el: &mut Element, part: Range<usize>| {
+        if copied {
+            Span {
+                start: part.start as u32,
+                end: part.end as u32,
+            }
+        } else {
+            el.push(&String::from_utf8_lossy(&tag[part]))
         }
     };
-    el.name = span(&mut el, e.name().as_ref());
+    el.name = span(&mut el, 0..name_len);
     // Most tags hold no reference at all: one search spares one a value.
     let references = memchr::memchr(b'&', tag).is_some();
-    for attr in e.attributes().with_checks(false) {
-        let attr = match attr {
-            Ok(attr) => attr,
-            Err(err) => {
-                spare.keep(el);
-                return Err(format!("malformed attribute: {err}"));
-            }
-        };
-        let key = span(&mut el, attr.key.as_ref());
-        let mut value = span(&mut el, &attr.value);
+    for (key, value) in spare.attributes.drain(..) {
+        let key = span(&mut el, key);
+        let mut value = span(&mut el, value);
         if references && memchr::memchr(b'&', el.get(value).as_bytes()).is_some() {
             value = unescaped(&mut el, value, &mut spare.raw);
         }
         el.attrs.push((key, value));
     }
     Ok(el)
+}
+
+/// Where the names and values of a start tag's attributes are (past its
+/// name, `from`), into `out`: what quick-xml's attribute iterator (without
+/// its check for duplicates) reads, with the same errors, at a fraction of
+/// its cost (it steps through every byte of a value to find its end).
+fn attributes(
+    tag: &[u8],
+    from: usize,
+    out: &mut Vec<(Range<usize>, Range<usize>)>,
+) -> Result<(), AttrError> {
+    use quick_xml::utils::is_whitespace;
+    out.clear();
+    let len = tag.len();
+    let skip_space = |mut at: usize| {
+        while at < len && is_whitespace(tag[at]) {
+            at += 1;
+        }
+        at
+    };
+    let mut at = skip_space(from);
+    while at < len {
+        // A name runs to `=` or a space, at least one byte long.
+        let start = at;
+        at += 1;
+        while at < len && tag[at] != b'=' && !is_whitespace(tag[at]) {
+            at += 1;
+        }
+        let key = start..at;
+        at = skip_space(at);
+        if at == len {
+            return Err(AttrError::ExpectedEq(len));
+        }
+        if tag[at] != b'=' {
+            return Err(AttrError::ExpectedEq(at));
+        }
+        at = skip_space(at + 1);
+        let quote = match tag.get(at) {
+            None => return Err(AttrError::ExpectedValue(len)),
+            Some(&q @ (b'"' | b'\'')) => q,
+            Some(_) => return Err(AttrError::UnquotedValue(at)),
+        };
+        let Some(end) = memchr::memchr(quote, &tag[at + 1..]) else {
+            return Err(AttrError::ExpectedQuote(len, quote));
+        };
+        out.push((key, at + 1..at + 1 + end));
+        at = skip_space(at + 2 + end);
+    }
+    Ok(())
 }
 
 /// The value at `raw` unescaped, appended to the element's buffer; kept
@@ -588,6 +637,77 @@ mod tests {
             els.next_element().unwrap().unwrap(),
             Element::new("Record", &[("a", "1")], vec![], "")
         );
+    }
+
+    /// The attributes of `tag` (name and all) as quick-xml reads them,
+    /// up to its first error.
+    /// A tag's attribute names and values, or the first error.
+    type Read = Result<Vec<(Vec<u8>, Vec<u8>)>, AttrError>;
+
+    fn quick_xml_attributes(tag: &[u8]) -> Read {
+        let name_len = tag
+            .iter()
+            .position(|&b| quick_xml::utils::is_whitespace(b))
+            .unwrap_or(tag.len());
+        let tag = std::str::from_utf8(tag).expect("test tags are text");
+        BytesStart::from_content(tag, name_len)
+            .attributes()
+            .with_checks(false)
+            .map(|a| a.map(|a| (a.key.as_ref().to_vec(), a.value.to_vec())))
+            .collect()
+    }
+
+    fn our_attributes(tag: &[u8]) -> Read {
+        let name_len = tag
+            .iter()
+            .position(|&b| quick_xml::utils::is_whitespace(b))
+            .unwrap_or(tag.len());
+        let mut ranges = vec![(0..1, 0..1)];
+        attributes(tag, name_len, &mut ranges)?;
+        Ok(ranges
+            .into_iter()
+            .map(|(k, v)| (tag[k].to_vec(), tag[v].to_vec()))
+            .collect())
+    }
+
+    #[test]
+    fn attributes_are_read_as_quick_xml_reads_them() {
+        for tag in [
+            &b"Record type=\"x\" value='1'"[..],
+            b"Record\ttype = \"x\"\r\n value\t=\t'a\"b' ",
+            b"Record a=\"1\"b=\"2\"",
+            b"Record",
+            b"Record ",
+            b"Record a",
+            b"Record a ",
+            b"Record a b=\"1\"",
+            b"Record a=",
+            b"Record a= ",
+            b"Record a=1",
+            b"Record a=\"1",
+            b"Record a='1\"",
+            b"Record ==\"1\"",
+            b"Record a==\"1\"",
+            b"Record \"a\"=\"1\"",
+            b"Record a=\"\"",
+        ] {
+            assert_eq!(
+                our_attributes(tag),
+                quick_xml_attributes(tag),
+                "{}",
+                String::from_utf8_lossy(tag)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_attributes_are_read_as_quick_xml_reads_them(
+            tag in "R( a=\"1\"|\tb = 'x\"'| |\t|\n|\r|=|\"|'|a|b|é|&lt;){0,16}"
+        ) {
+            let tag = tag.as_bytes();
+            proptest::prop_assert_eq!(our_attributes(tag), quick_xml_attributes(tag));
+        }
     }
 
     #[test]
