@@ -7,6 +7,8 @@ mod composed;
 mod present;
 mod time;
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, FixedOffset, SecondsFormat};
 use serde_json::{Map, Value};
 
@@ -152,7 +154,7 @@ fn validate_device(at: Option<usize>, d: wire::NewDevice) -> Result<Device, Samp
 /// characters, and a version of 0 or more (0 when absent).
 fn validate_sync(
     at: Option<usize>,
-    sync_id: Option<&str>,
+    sync_id: Option<Cow<'_, str>>,
     version: Option<i64>,
 ) -> Result<Option<SyncKey>, SampleError> {
     let Some(sync_id) = sync_id else {
@@ -188,7 +190,11 @@ fn validate_sync(
         ));
     }
     Ok(Some(SyncKey {
-        sync_id: sync_id.into(),
+        // An identifier the request owns is kept, not copied.
+        sync_id: match sync_id {
+            Cow::Owned(id) => id.into_boxed_str(),
+            Cow::Borrowed(id) => id.into(),
+        },
         version,
     }))
 }
@@ -217,7 +223,7 @@ fn validate_typed(
     mut s: wire::NewSample<'_>,
 ) -> Result<NewEntry, SampleError> {
     let at = Some(index);
-    let sync = validate_sync(at, s.sync_id.as_deref(), s.sync_version)?;
+    let sync = validate_sync(at, s.sync_id.take(), s.sync_version)?;
     let parts = composed::Parts::take(&mut s);
     let type_index = match known {
         Some(type_index) => type_index,

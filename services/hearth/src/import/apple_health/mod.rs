@@ -290,7 +290,8 @@ fn sync_id(d: &[u8; 16], part: Option<usize>) -> String {
     use std::fmt::Write as _;
     let mut digits = [0u8; 32];
     hex::encode_to_slice(d, &mut digits).expect("32 digits for 16 bytes");
-    let mut id = String::with_capacity(4 + 32 + 8);
+    // Exactly as long as it will be, unless numbered: a sample keeps it.
+    let mut id = String::with_capacity(4 + 32 + if part.is_some() { 8 } else { 0 });
     id.push_str("ah1-");
     id.push_str(std::str::from_utf8(&digits).expect("hex digits"));
     if let Some(p) = part {
@@ -429,7 +430,8 @@ fn metadata_entries<'a>(
             None => entries.push((key, value)),
         }
     }
-    let mut entries = Vec::new();
+    // Room for the entries and the four keys taken from elsewhere.
+    let mut entries = Vec::with_capacity(el.children.len().min(MAX_KEYS) + 4);
     for entry in el.children_named("MetadataEntry") {
         let (Some(k), Some(v)) = (entry.attr("key"), entry.attr("value")) else {
             continue;

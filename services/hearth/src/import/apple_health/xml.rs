@@ -432,11 +432,10 @@ fn unescaped(el: &mut Element, raw: Span, scratch: &mut String) -> Span {
 /// one, for that function to read.
 fn unescape_predefined(raw: &str, out: &mut String) -> bool {
     let mut rest = raw;
-    while let Some(amp) = rest.find('&') {
+    while let Some(amp) = memchr::memchr(b'&', rest.as_bytes()) {
         out.push_str(&rest[..amp]);
         let after = &rest[amp + 1..];
-        let Some(end) = after
-            .find([';', '&'])
+        let Some(end) = memchr::memchr2(b';', b'&', after.as_bytes())
             .filter(|&end| after.as_bytes()[end] == b';')
         else {
             return false;
