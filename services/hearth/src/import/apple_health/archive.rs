@@ -248,13 +248,18 @@ impl Export {
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize, ImportError> {
+    read_up_to(r, buf).map_err(|e| refused(format!("reading the export: {e}")))
+}
+
+/// Reads until `buf` is full or the input ends: how many bytes were read.
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(refused(format!("reading the export: {e}"))),
+            Err(e) => return Err(e),
         }
     }
     Ok(n)
@@ -343,18 +348,13 @@ impl Chunks {
                 .unwrap_or_else(|_| Vec::with_capacity(InflatedAhead::CHUNK));
             // A chunk back from the reader is already this long: no zeroing.
             chunk.resize(InflatedAhead::CHUNK, 0);
-            let mut n = 0;
-            while n < chunk.len() {
-                match entry.read(&mut chunk[n..]) {
-                    Ok(0) => break,
-                    Ok(k) => n += k,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        let _ = self.chunks.send(Err(e));
-                        return;
-                    }
+            let n = match read_up_to(&mut entry, &mut chunk) {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = self.chunks.send(Err(e));
+                    return;
                 }
-            }
+            };
             if n == 0 {
                 return;
             }
