@@ -210,12 +210,11 @@ impl Export {
                 let declared = zip.by_index(*xml_index).map_err(zip_error)?.size();
                 let index = *xml_index;
                 std::thread::scope(|scope| {
-                    let (chunks, ahead) = InflatedAhead::channel();
+                    let (chunks, mut ahead) = InflatedAhead::channel();
                     std::thread::Builder::new()
                         .name("import-inflate".into())
                         .spawn_scoped(scope, move || chunks.fill(zip, index, declared))
                         .map_err(|e| ImportError::Store(format!("a thread to inflate on: {e}")))?;
-                    let mut ahead = ahead;
                     // The reader goes before the scope ends: a thread still
                     // inflating sees it gone and stops.
                     let out = f(&mut ahead);
@@ -440,5 +439,53 @@ impl RouteFiles {
         } else {
             RouteFile::Found(data)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::apple_health::generate::{write_zip, Options};
+
+    #[test]
+    fn xml_inflated_ahead_reads_as_the_entry_and_stops_with_its_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("export.zip");
+        // Several chunks' worth.
+        let options = Options {
+            min_xml_bytes: 3 * InflatedAhead::CHUNK as u64 + 12_345,
+            ..Options::default()
+        };
+        write_zip(&path, &options).unwrap();
+        let export = Export::open(&path, ArchiveLimits::default()).unwrap();
+
+        let mut zip = ZipArchive::new(File::open(&path).unwrap()).unwrap();
+        let mut expected = Vec::new();
+        zip.by_name("apple_health_export/export.xml")
+            .unwrap()
+            .read_to_end(&mut expected)
+            .unwrap();
+        assert!(expected.len() > 3 * InflatedAhead::CHUNK);
+        // Read in odd sizes, across chunk ends.
+        let read = export
+            .with_xml(|xml| {
+                let mut read = Vec::new();
+                let mut buf = [0u8; 7_777];
+                loop {
+                    match xml.read(&mut buf).unwrap() {
+                        0 => return Ok(read),
+                        n => read.extend_from_slice(&buf[..n]),
+                    }
+                }
+            })
+            .unwrap();
+        assert!(read == expected, "the XML read differs from the entry");
+
+        // A reader that stops early (as the head check does) returns, the
+        // inflating thread with it.
+        let head = export
+            .with_xml(|xml| Ok(xml.fill_buf().unwrap()[..5].to_vec()))
+            .unwrap();
+        assert_eq!(head, expected[..5]);
     }
 }

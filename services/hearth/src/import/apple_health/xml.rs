@@ -486,6 +486,17 @@ impl<R: BufRead> Elements<R> {
                     self.reader.error_position()
                 ))
             })?;
+            // One tag or text past the limit on a whole element is refused
+            // before anything is made of it (an element's buffer is
+            // addressed with 32-bit offsets).
+            let len = match &event {
+                Event::Start(e) | Event::Empty(e) => e.len(),
+                Event::Text(t) => t.len(),
+                _ => 0,
+            };
+            if len > MAX_ELEMENT_BYTES {
+                return Err(too_large());
+            }
             match event {
                 Event::Start(e) => {
                     self.depth += 1;
@@ -555,13 +566,17 @@ impl<R: BufRead> Elements<R> {
                 _ => {}
             }
             if bytes > MAX_ELEMENT_BYTES {
-                return Err(ImportError::Malformed(format!(
-                    "one element is larger than {} MiB",
-                    MAX_ELEMENT_BYTES >> 20
-                )));
+                return Err(too_large());
             }
         }
     }
+}
+
+fn too_large() -> ImportError {
+    ImportError::Malformed(format!(
+        "one element is larger than {} MiB",
+        MAX_ELEMENT_BYTES >> 20
+    ))
 }
 
 #[cfg(test)]
@@ -608,6 +623,20 @@ mod tests {
         assert_eq!(fresh[0].children[2].text(), "some text");
         assert_eq!(fresh[0].attr("b"), Some("two & three"));
         assert_eq!(fresh[3].attr("value"), Some("<5"));
+    }
+
+    #[test]
+    fn a_tag_or_text_past_the_element_limit_is_refused() {
+        let long = "x".repeat(MAX_ELEMENT_BYTES + 1);
+        let tag = format!("<HealthData><Record value=\"{long}\"/></HealthData>");
+        let text = format!("<HealthData><Note>{long}</Note></HealthData>");
+        for xml in [tag, text] {
+            let err = all(&xml).unwrap_err();
+            assert!(
+                matches!(&err, ImportError::Malformed(m) if m.contains("larger than")),
+                "{err}"
+            );
+        }
     }
 
     #[test]
