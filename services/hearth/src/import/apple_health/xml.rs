@@ -343,12 +343,14 @@ fn start_element(e: &BytesStart<'_>, spare: &mut Spare) -> Result<Element, Strin
         }
     };
     el.name = span(&mut el, 0..name_len);
-    // Most tags hold no reference at all: one search spares one a value.
-    let references = memchr::memchr(b'&', tag).is_some();
-    for (key, value) in spare.attributes.drain(..) {
+    // The tag's references, found in one pass: the values come in order.
+    let mut references = memchr::memchr_iter(b'&', tag).peekable();
+    for (key, range) in spare.attributes.drain(..) {
+        while references.next_if(|&at| at < range.start).is_some() {}
+        let escaped = references.peek().is_some_and(|&at| at < range.end);
         let key = span(&mut el, key);
-        let mut value = span(&mut el, value);
-        if references && memchr::memchr(b'&', el.get(value).as_bytes()).is_some() {
+        let mut value = span(&mut el, range);
+        if escaped {
             value = unescaped(&mut el, value, &mut spare.raw);
         }
         el.attrs.push((key, value));
@@ -374,6 +376,8 @@ fn attributes(
         }
         at
     };
+    // Most values are in double quotes: those are found in one pass.
+    let mut double_quotes = memchr::memchr_iter(b'"', tag);
     let mut at = skip_space(from);
     while at < len {
         // A name runs to `=` or a space, at least one byte long.
@@ -396,11 +400,15 @@ fn attributes(
             Some(&q @ (b'"' | b'\'')) => q,
             Some(_) => return Err(AttrError::UnquotedValue(at)),
         };
-        let Some(end) = memchr::memchr(quote, &tag[at + 1..]) else {
+        let end = match quote {
+            b'"' => double_quotes.find(|&q| q > at),
+            _ => memchr::memchr(quote, &tag[at + 1..]).map(|end| at + 1 + end),
+        };
+        let Some(end) = end else {
             return Err(AttrError::ExpectedQuote(len, quote));
         };
-        out.push((key, at + 1..at + 1 + end));
-        at = skip_space(at + 2 + end);
+        out.push((key, at + 1..end));
+        at = skip_space(end + 1);
     }
     Ok(())
 }
@@ -736,6 +744,23 @@ mod tests {
             let tag = tag.as_bytes();
             proptest::prop_assert_eq!(our_attributes(tag), quick_xml_attributes(tag));
         }
+    }
+
+    #[test]
+    fn each_value_is_unescaped_on_its_own() {
+        let xml = "<HealthData><R a=\"&lt;\" b=\"x\" c='y&amp;z' d=\"&#60;\" e=\"&\" f=\"q\"/></HealthData>";
+        let el = all(xml).unwrap().remove(0);
+        assert_eq!(
+            el.attrs().collect::<Vec<_>>(),
+            vec![
+                ("a", "<"),
+                ("b", "x"),
+                ("c", "y&z"),
+                ("d", "<"),
+                ("e", "&"),
+                ("f", "q")
+            ]
+        );
     }
 
     #[test]
