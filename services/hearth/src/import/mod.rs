@@ -50,7 +50,17 @@ pub enum ImportError {
 /// Where imported samples go: the store's writer, through the import job.
 pub trait Sink {
     /// Stores `entries` as `source`, whenever convenient.
-    fn add(&mut self, source: &str, entries: Vec<NewEntry>) -> Result<(), ImportError>;
+    fn add(&mut self, source: &str, entries: Vec<NewEntry>) -> Result<(), ImportError> {
+        self.add_digesting(source, entries, apple_health::SyncDigests::default())
+    }
+    /// [`Sink::add`], the entries' sync identifiers still to be taken from
+    /// `digests`.
+    fn add_digesting(
+        &mut self,
+        source: &str,
+        entries: Vec<NewEntry>,
+        digests: apple_health::SyncDigests,
+    ) -> Result<(), ImportError>;
     /// Stores `entries` as `source` now, answering the id of each.
     fn add_now(&mut self, source: &str, entries: Vec<NewEntry>) -> Result<Vec<u128>, ImportError>;
     /// Characteristics from the export (`Me`), as `(type id, value)`.
@@ -282,6 +292,7 @@ enum Batch {
     Add {
         source: String,
         entries: Vec<NewEntry>,
+        digests: apple_health::SyncDigests,
         reply: Option<oneshot::Sender<Vec<u128>>>,
     },
     Characteristics(Vec<(String, String)>),
@@ -346,11 +357,17 @@ fn stopped() -> ImportError {
 }
 
 impl Sink for ChannelSink {
-    fn add(&mut self, source: &str, entries: Vec<NewEntry>) -> Result<(), ImportError> {
+    fn add_digesting(
+        &mut self,
+        source: &str,
+        entries: Vec<NewEntry>,
+        digests: apple_health::SyncDigests,
+    ) -> Result<(), ImportError> {
         self.tx
             .blocking_send(Batch::Add {
                 source: source.to_string(),
                 entries,
+                digests,
                 reply: None,
             })
             .map_err(|_| stopped())
@@ -362,6 +379,7 @@ impl Sink for ChannelSink {
             .blocking_send(Batch::Add {
                 source: source.to_string(),
                 entries,
+                digests: apple_health::SyncDigests::default(),
                 reply: Some(reply),
             })
             .map_err(|_| stopped())?;
@@ -404,9 +422,11 @@ async fn write_batches(
         match batch {
             Batch::Add {
                 source,
-                entries,
+                mut entries,
+                digests,
                 reply,
             } => {
+                digests.apply(&mut entries);
                 let ids = write_entries(&open.writer, source, entries, &job).await?;
                 if let Some(reply) = reply {
                     let _ = reply.send(ids);

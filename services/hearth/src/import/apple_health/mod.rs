@@ -21,8 +21,9 @@
 //!   the ids the store answered.
 //! - What Hearth cannot hold is counted in the [`Tally`], never an error.
 //! - A zip's XML is inflated on a thread of its own and handed over in
-//!   large chunks ([`archive::InflatedAhead`]); everything else happens on
-//!   the thread reading the elements.
+//!   large chunks ([`archive::InflatedAhead`]), and records' digests are
+//!   taken where their batches are written ([`SyncDigests`]); the rest
+//!   happens on the thread reading the elements.
 
 pub mod archive;
 pub mod generate;
@@ -42,7 +43,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::catalogue::{self, Kind, TypeIndex};
-use crate::log::writer::NewEntry;
+use crate::log::writer::{NewEntry, SyncKey};
 use crate::samples::{self, MAX_ROUTE_POINTS};
 use crate::wire::samples as wire;
 use archive::{Export, RouteFile, RouteFiles};
@@ -115,7 +116,7 @@ struct Importer<'a> {
     routes: RouteFiles,
     sink: &'a mut dyn Sink,
     tally: Tally,
-    held: HashMap<String, Vec<NewEntry>>,
+    held: HashMap<String, Held>,
     held_count: usize,
     deferred: Deferred,
     /// Digests of the records correlations held.
@@ -245,48 +246,104 @@ fn digest(el: &Element, devices: &mut Devices) -> [u8; 16] {
 
 /// [`digest`], given the device `el`'s (first) `device` attribute names.
 fn digest_with(el: &Element, device: Option<&ParsedDevice>, devices: &mut Devices) -> [u8; 16] {
-    fn feed(
-        h: &mut Sha256,
-        el: &Element,
-        mut device: Option<&ParsedDevice>,
-        devices: &mut Devices,
-    ) {
-        h.update(el.name().as_bytes());
-        h.update([0]);
-        for (k, v) in el.attrs() {
-            h.update(k.as_bytes());
-            h.update([1]);
-            if k == "device" {
-                let parsed;
-                let d = match device.take() {
-                    Some(given) => &given.export,
-                    None => {
-                        parsed = devices.parse(v);
-                        &parsed.export
-                    }
-                };
-                for part in [&d.name, &d.manufacturer, &d.model, &d.hardware, &d.software] {
-                    h.update(part.as_deref().unwrap_or("").as_bytes());
-                    h.update([3]);
-                }
-            } else {
-                h.update(v.as_bytes());
-            }
-            h.update([2]);
-        }
-        h.update(el.text().as_bytes());
-        h.update([4]);
-        for c in &el.children {
-            feed(h, c, None, devices);
-        }
-        h.update([5]);
-    }
     let mut h = Sha256::new();
     feed(&mut h, el, device, devices);
-    let full = h.finalize();
+    first_half(h.finalize().into())
+}
+
+fn first_half(full: [u8; 32]) -> [u8; 16] {
     let mut out = [0u8; 16];
     out.copy_from_slice(&full[..16]);
     out
+}
+
+/// Where [`feed`] writes what it digests: the hash itself, or a buffer
+/// hashed later ([`SyncDigests`]).
+trait DigestInput {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl DigestInput for Sha256 {
+    fn put(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+}
+
+impl DigestInput for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// What is digested of an element (see [`digest`]).
+fn feed(
+    h: &mut impl DigestInput,
+    el: &Element,
+    mut device: Option<&ParsedDevice>,
+    devices: &mut Devices,
+) {
+    h.put(el.name().as_bytes());
+    h.put(&[0]);
+    for (k, v) in el.attrs() {
+        h.put(k.as_bytes());
+        h.put(&[1]);
+        if k == "device" {
+            let parsed;
+            let d = match device.take() {
+                Some(given) => &given.export,
+                None => {
+                    parsed = devices.parse(v);
+                    &parsed.export
+                }
+            };
+            for part in [&d.name, &d.manufacturer, &d.model, &d.hardware, &d.software] {
+                h.put(part.as_deref().unwrap_or("").as_bytes());
+                h.put(&[3]);
+            }
+        } else {
+            h.put(v.as_bytes());
+        }
+        h.put(&[2]);
+    }
+    h.put(el.text().as_bytes());
+    h.put(&[4]);
+    for c in &el.children {
+        feed(h, c, None, devices);
+    }
+    h.put(&[5]);
+}
+
+/// The sync identifiers a batch's records are still to get: what each
+/// record's digest is taken of, hashed where the batch is written, so that
+/// the thread reading the export (the import's busiest) does not.
+#[derive(Default)]
+pub struct SyncDigests {
+    /// What is digested, record after record.
+    inputs: Vec<u8>,
+    /// Each record's entry in its batch, and where its input ends.
+    pending: Vec<(usize, usize)>,
+}
+
+impl SyncDigests {
+    /// Gives each record waiting in `entries` its sync identifier.
+    pub fn apply(self, entries: &mut [NewEntry]) {
+        let mut start = 0;
+        for (entry, end) in self.pending {
+            let d = first_half(Sha256::digest(&self.inputs[start..end]).into());
+            entries[entry].sync = Some(SyncKey {
+                sync_id: sync_id(&d, None).into_boxed_str(),
+                version: 0,
+            });
+            start = end;
+        }
+    }
+}
+
+/// Entries held for one source, and the digests still to take of them.
+#[derive(Default)]
+struct Held {
+    entries: Vec<NewEntry>,
+    digests: SyncDigests,
 }
 
 fn sync_id(d: &[u8; 16], part: Option<usize>) -> String {
@@ -666,6 +723,18 @@ impl Importer<'_> {
     }
 
     fn hold(&mut self, source: &str, entry: NewEntry) -> Result<(), ImportError> {
+        self.hold_digesting(source, entry, None)
+    }
+
+    /// Holds `entry`, whose sync identifier is to be the digest of the
+    /// record given (with the device it names), taken where the batch is
+    /// written.
+    fn hold_digesting(
+        &mut self,
+        source: &str,
+        entry: NewEntry,
+        record: Option<(&Element, Option<&ParsedDevice>)>,
+    ) -> Result<(), ImportError> {
         if let Some(sample) = entry.samples.last() {
             self.samples_by_type[usize::from(sample.type_index.0)] += 1;
         }
@@ -676,12 +745,20 @@ impl Importer<'_> {
             source.clone_into(&mut self.last_source);
         }
         let batch = self.held.entry_ref(source).or_default();
-        batch.push(entry);
+        if let Some((el, device)) = record {
+            let digests = &mut batch.digests;
+            feed(&mut digests.inputs, el, device, &mut self.devices);
+            digests
+                .pending
+                .push((batch.entries.len(), digests.inputs.len()));
+        }
+        batch.entries.push(entry);
         self.held_count += 1;
-        if batch.len() >= BATCH {
+        if batch.entries.len() >= BATCH {
             let batch = std::mem::take(batch);
-            self.held_count -= batch.len();
-            self.sink.add(source, batch)?;
+            self.held_count -= batch.entries.len();
+            self.sink
+                .add_digesting(source, batch.entries, batch.digests)?;
         }
         if self.held_count >= HELD {
             self.flush_all()?;
@@ -693,8 +770,9 @@ impl Importer<'_> {
         let sources: Vec<String> = self.held.keys().cloned().collect();
         for source in sources {
             let batch = self.held.remove(&source).unwrap_or_default();
-            if !batch.is_empty() {
-                self.sink.add(&source, batch)?;
+            if !batch.entries.is_empty() {
+                self.sink
+                    .add_digesting(&source, batch.entries, batch.digests)?;
             }
         }
         self.held_count = 0;
@@ -773,15 +851,16 @@ impl Importer<'_> {
         let Some(RecordSample {
             identifier,
             ty,
-            sample: mut s,
+            sample: s,
             metadata,
             device: parsed,
         }) = self.sample_of(el)
         else {
             return Ok(());
         };
-        let d = digest_with(el, parsed.as_deref(), &mut self.devices);
-        s.sync_id = Some(Cow::Owned(sync_id(&d, None)));
+        // No sync identifier yet: it is the record's digest, taken where
+        // the batch is written (see `SyncDigests`); validation would find
+        // nothing wrong with one.
         let Some(mut entry) = self.validate(identifier, Some(ty), s) else {
             return Ok(());
         };
@@ -805,7 +884,7 @@ impl Importer<'_> {
             sample.sample.metadata = Some(text);
         }
         let source = self.source_names.of(el.attr("sourceName"));
-        self.hold(&source, entry)
+        self.hold_digesting(&source, entry, Some((el, parsed.as_deref())))
     }
 
     fn correlation(&mut self, el: &Element) -> Result<(), ImportError> {
@@ -1197,6 +1276,26 @@ mod tests {
         assert_eq!(hex::encode(digest(&moved, &mut Devices::default())), golden);
         let other = first(&xml.replace("software:10.1&gt;", "software:10.2&gt;"));
         assert_ne!(hex::encode(digest(&other, &mut Devices::default())), golden);
+
+        // Taken later from what was fed, in a batch: the same identifiers.
+        let mut digests = SyncDigests::default();
+        for (entry, el) in [(1, &el), (2, &other)] {
+            feed(&mut digests.inputs, el, None, &mut devices);
+            digests.pending.push((entry, digests.inputs.len()));
+        }
+        let mut entries: Vec<NewEntry> = (0..3)
+            .map(|_| NewEntry {
+                sync: None,
+                samples: vec![],
+            })
+            .collect();
+        digests.apply(&mut entries);
+        let ids: Vec<Option<String>> = entries
+            .iter()
+            .map(|e| e.sync.as_ref().map(|s| s.sync_id.to_string()))
+            .collect();
+        let other_id = sync_id(&digest(&other, &mut devices), None);
+        assert_eq!(ids, [None, Some(format!("ah1-{golden}")), Some(other_id)]);
     }
 
     #[test]
