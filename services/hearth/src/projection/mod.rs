@@ -1491,8 +1491,7 @@ pub(super) mod tests {
         written_at(source, id, id as i64, sync, replaced)
     }
 
-    /// `source`'s step sample `id` at minute `minute`.
-    /// A step sample `id` at `minute`.
+    /// A step sample `id` at minute `minute`.
     pub(super) fn step_at(id: u128, minute: i64) -> StoredSample {
         StoredSample {
             id: id.to_be_bytes(),
@@ -1505,6 +1504,7 @@ pub(super) mod tests {
         }
     }
 
+    /// `source`'s step sample `id` at minute `minute`, as written.
     pub(super) fn written_at(
         source: &str,
         id: u128,

@@ -143,21 +143,39 @@ struct RoutedWorkout {
     routes: Vec<Element>,
 }
 
+/// What was last worked out, by its key: records come in runs of one type,
+/// one source and one device, so the last answer is compared first.
+struct Last<V>(Option<(Box<str>, V)>);
+
+impl<V: Clone> Last<V> {
+    fn get(&self, key: &str) -> Option<V> {
+        let (last, value) = self.0.as_ref()?;
+        (**last == *key).then(|| value.clone())
+    }
+
+    fn set(&mut self, key: &str, value: &V) {
+        self.0 = Some((key.into(), value.clone()));
+    }
+}
+
+impl<V> Default for Last<V> {
+    fn default() -> Last<V> {
+        Last(None)
+    }
+}
+
 /// The catalogue type of each `type` attribute seen, worked out once: an
 /// export names a few dozen types over millions of records.
-/// Records of one type come in runs: the last one is compared first.
 #[derive(Default)]
 struct TypeNames {
     known: HashMap<Box<str>, Option<TypeIndex>>,
-    last: Option<(Box<str>, Option<TypeIndex>)>,
+    last: Last<Option<TypeIndex>>,
 }
 
 impl TypeNames {
     fn of(&mut self, identifier: &str) -> Option<TypeIndex> {
-        if let Some((last, ti)) = &self.last {
-            if **last == *identifier {
-                return *ti;
-            }
+        if let Some(ti) = self.last.get(identifier) {
+            return ti;
         }
         let ti = match self.known.get(identifier) {
             Some(&ti) => ti,
@@ -167,17 +185,16 @@ impl TypeNames {
                 ti
             }
         };
-        self.last = Some((identifier.into(), ti));
+        self.last.set(identifier, &ti);
         ti
     }
 }
 
-/// The Hearth source of each `sourceName` seen, worked out once; the last
-/// one is compared first.
+/// The Hearth source of each `sourceName` seen, worked out once.
 #[derive(Default)]
 struct SourceNames {
     known: HashMap<Box<str>, Rc<str>>,
-    last: Option<(Box<str>, Rc<str>)>,
+    last: Last<Rc<str>>,
 }
 
 impl SourceNames {
@@ -188,10 +205,8 @@ impl SourceNames {
         let Some(key) = attr else {
             return source_name(None).into();
         };
-        if let Some((last, name)) = &self.last {
-            if **last == *key {
-                return name.clone();
-            }
+        if let Some(name) = self.last.get(key) {
+            return name;
         }
         let name = match self.known.get(key) {
             Some(name) => name.clone(),
@@ -204,7 +219,7 @@ impl SourceNames {
                 name
             }
         };
-        self.last = Some((key.into(), name.clone()));
+        self.last.set(key, &name);
         name
     }
 }
@@ -241,13 +256,8 @@ impl Deferred {
 /// The first 16 bytes of the SHA-256 of an element as exported, without
 /// the device's memory address.
 fn digest(el: &Element, devices: &mut Devices) -> [u8; 16] {
-    digest_with(el, None, devices)
-}
-
-/// [`digest`], given the device `el`'s (first) `device` attribute names.
-fn digest_with(el: &Element, device: Option<&ParsedDevice>, devices: &mut Devices) -> [u8; 16] {
     let mut h = Sha256::new();
-    feed(&mut h, el, device, devices);
+    feed(&mut h, el, None, devices);
     first_half(h.finalize().into())
 }
 
@@ -275,7 +285,8 @@ impl DigestInput for Vec<u8> {
     }
 }
 
-/// What is digested of an element (see [`digest`]).
+/// What is digested of an element (see [`digest`]); `device`, if given,
+/// is what its (first) `device` attribute names, parsed already.
 fn feed(
     h: &mut impl DigestInput,
     el: &Element,
@@ -392,23 +403,13 @@ struct RecordSample<'e> {
 #[derive(Default)]
 struct Devices {
     parsed: HashMap<String, Rc<ParsedDevice>>,
-    /// The last one asked for, by its key: records of one device come in
-    /// runs.
-    last: Option<(Box<str>, Rc<ParsedDevice>)>,
+    last: Last<Rc<ParsedDevice>>,
 }
 
 /// What a device string is known by: all of it from the `>,` that ends its
 /// memory address (which may differ per record) on.
 fn device_key(text: &str) -> &str {
-    let mut from = 0;
-    while let Some(at) = text[from..].find('>') {
-        let at = from + at;
-        if text[at + 1..].starts_with(',') {
-            return &text[at..];
-        }
-        from = at + 1;
-    }
-    text
+    memchr::memmem::find(text.as_bytes(), b">,").map_or(text, |at| &text[at..])
 }
 
 impl Devices {
@@ -417,13 +418,11 @@ impl Devices {
 
     fn parse(&mut self, text: &str) -> Rc<ParsedDevice> {
         let key = device_key(text);
-        if let Some((last, parsed)) = &self.last {
-            if **last == *key {
-                return parsed.clone();
-            }
+        if let Some(parsed) = self.last.get(key) {
+            return parsed;
         }
         let parsed = self.parse_anew(key, text);
-        self.last = Some((key.into(), parsed.clone()));
+        self.last.set(key, &parsed);
         parsed
     }
 
@@ -779,8 +778,7 @@ impl Importer<'_> {
         Ok(())
     }
 
-    /// A quantity or category sample, as a request sample.
-    /// A record's request sample, and its metadata as text when it is
+    /// A quantity or category record's request sample, and its metadata as text when it is
     /// kept whole (the sample then carries none, to be given that text once
     /// checked), and its device: the sample carries none either, since a
     /// device is checked once per device string.
@@ -1247,8 +1245,6 @@ impl Importer<'_> {
 mod tests {
     use super::*;
 
-    /// Stores hold samples under these identifiers: a new spelling would
-    /// import every export a second time.
     /// A record's digest is its sync identifier: an export imported again
     /// by a later version must give the same one, or its samples would be
     /// stored twice.
@@ -1267,10 +1263,9 @@ mod tests {
         let golden = "b9b6a336a1c186634caa4d0dad21cedb";
         assert_eq!(hex::encode(digest(&el, &mut devices)), golden);
         let parsed = devices.of(&el).unwrap();
-        assert_eq!(
-            hex::encode(digest_with(&el, Some(&parsed), &mut devices)),
-            golden
-        );
+        let mut given = Sha256::new();
+        feed(&mut given, &el, Some(&parsed), &mut devices);
+        assert_eq!(hex::encode(first_half(given.finalize().into())), golden);
         // Another pointer is the same device; another device is not.
         let moved = first(&xml.replace("0x283a5c2d0", "0x1"));
         assert_eq!(hex::encode(digest(&moved, &mut Devices::default())), golden);
@@ -1298,6 +1293,8 @@ mod tests {
         assert_eq!(ids, [None, Some(format!("ah1-{golden}")), Some(other_id)]);
     }
 
+    /// Stores hold samples under these identifiers: a new spelling would
+    /// import every export a second time.
     #[test]
     fn sync_ids_keep_their_spelling() {
         let digest: [u8; 16] = std::array::from_fn(|i| (i as u8) * 17);

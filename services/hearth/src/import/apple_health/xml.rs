@@ -50,6 +50,16 @@ struct Span {
     end: u32,
 }
 
+impl From<Range<usize>> for Span {
+    /// Within the limit on an element's bytes, so within 32 bits.
+    fn from(range: Range<usize>) -> Span {
+        Span {
+            start: range.start as u32,
+            end: range.end as u32,
+        }
+    }
+}
+
 impl Element {
     /// An element from its parts.
     pub fn new(name: &str, attrs: &[(&str, &str)], children: Vec<Element>, text: &str) -> Element {
@@ -66,12 +76,9 @@ impl Element {
 
     /// Appends `part` to the buffer.
     fn push(&mut self, part: &str) -> Span {
-        let start = self.buf.len() as u32;
+        let start = self.buf.len();
         self.buf.push_str(part);
-        Span {
-            start,
-            end: self.buf.len() as u32,
-        }
+        Span::from(start..self.buf.len())
     }
 
     fn get(&self, span: Span) -> &str {
@@ -334,10 +341,7 @@ fn start_element(e: &BytesStart<'_>, spare: &mut Spare) -> Result<Element, Strin
     };
     let span = |el: &mut Element, part: Range<usize>| {
         if copied {
-            Span {
-                start: part.start as u32,
-                end: part.end as u32,
-            }
+            Span::from(part)
         } else {
             el.push(&String::from_utf8_lossy(&tag[part]))
         }
@@ -420,14 +424,11 @@ fn attributes(
 fn unescaped(el: &mut Element, raw: Span, scratch: &mut String) -> Span {
     scratch.clear();
     scratch.push_str(el.get(raw));
-    let start = el.buf.len() as u32;
+    let start = el.buf.len();
     if unescape_predefined(scratch, &mut el.buf) {
-        return Span {
-            start,
-            end: el.buf.len() as u32,
-        };
+        return Span::from(start..el.buf.len());
     }
-    el.buf.truncate(start as usize);
+    el.buf.truncate(start);
     match quick_xml::escape::unescape(scratch) {
         Ok(Cow::Owned(unescaped)) => el.push(&unescaped),
         _ => raw,
