@@ -514,8 +514,10 @@ async fn snapshots_are_taken_every_n_records(backend: Backend) {
     assert!(!stored.is_empty(), "a snapshot was taken in the background");
     assert!(
         stored[0].at.seq >= 10,
-        "and kept up: {:?}",
-        stored[0].at.seq
+        "and kept up: {:?} (snapshots at {:?}, age {:?})",
+        stored[0].at.seq,
+        stored.iter().map(|s| s.at.seq).collect::<Vec<_>>(),
+        app.store.snapshot_age(),
     );
     let (behind, _) = app.store.snapshot_age().expect("unlocked");
     assert!(behind < 5, "snapshot age {behind} records");

@@ -42,6 +42,21 @@ macro_rules! both_backends {
     };
 }
 
+/// The server's log goes to each test's captured output, which the runner
+/// shows when the test fails: warnings by default, `HEARTH_TEST_LOG` (an
+/// `EnvFilter` directive such as `hearth=debug`) for more.
+fn log_to_test_output() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = std::env::var("HEARTH_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .with_ansi(false)
+            .try_init();
+    });
+}
+
 /// The server URL of the throwaway cluster; never skipped.
 pub fn postgres_admin_url() -> String {
     std::env::var("HEARTH_TEST_DATABASE_URL").unwrap_or_else(|_| {
@@ -139,6 +154,7 @@ impl TestApp {
     }
 
     pub async fn start_with(args: ServeArgs) -> TestApp {
+        log_to_test_output();
         let app = Application::build(&args).await.expect("build app");
         let port = app.port();
         let store = app.store.clone();
