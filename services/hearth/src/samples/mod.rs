@@ -191,10 +191,7 @@ fn validate_sync(
     }
     Ok(Some(SyncKey {
         // An identifier the request owns is kept, not copied.
-        sync_id: match sync_id {
-            Cow::Owned(id) => id.into_boxed_str(),
-            Cow::Borrowed(id) => id.into(),
-        },
+        sync_id: sync_id.into(),
         version,
     }))
 }

@@ -336,6 +336,20 @@ pub struct SyncDigests {
 }
 
 impl SyncDigests {
+    /// Takes in what entry `entry` of the batch is to get the digest of:
+    /// the record `el`, with the device its `device` attribute names if
+    /// that is parsed already.
+    fn push(
+        &mut self,
+        entry: usize,
+        el: &Element,
+        device: Option<&ParsedDevice>,
+        devices: &mut Devices,
+    ) {
+        feed(&mut self.inputs, el, device, devices);
+        self.pending.push((entry, self.inputs.len()));
+    }
+
     /// Gives each record waiting in `entries` its sync identifier.
     pub fn apply(self, entries: &mut [NewEntry]) {
         let mut start = 0;
@@ -745,11 +759,8 @@ impl Importer<'_> {
         }
         let batch = self.held.entry_ref(source).or_default();
         if let Some((el, device)) = record {
-            let digests = &mut batch.digests;
-            feed(&mut digests.inputs, el, device, &mut self.devices);
-            digests
-                .pending
-                .push((batch.entries.len(), digests.inputs.len()));
+            let entry = batch.entries.len();
+            batch.digests.push(entry, el, device, &mut self.devices);
         }
         batch.entries.push(entry);
         self.held_count += 1;
@@ -778,10 +789,10 @@ impl Importer<'_> {
         Ok(())
     }
 
-    /// A quantity or category record's request sample, and its metadata as text when it is
-    /// kept whole (the sample then carries none, to be given that text once
-    /// checked), and its device: the sample carries none either, since a
-    /// device is checked once per device string.
+    /// A quantity or category record's request sample, and its metadata as
+    /// text when it is kept whole (the sample then carries none, to be
+    /// given that text once checked), and its device: the sample carries
+    /// none either, since a device is checked once per device string.
     fn sample_of<'e>(&mut self, el: &'e Element) -> Option<RecordSample<'e>> {
         let identifier = el.attr("type").unwrap_or("(no type)");
         let Some(ti) = self.types.of(identifier) else {
@@ -1275,8 +1286,7 @@ mod tests {
         // Taken later from what was fed, in a batch: the same identifiers.
         let mut digests = SyncDigests::default();
         for (entry, el) in [(1, &el), (2, &other)] {
-            feed(&mut digests.inputs, el, None, &mut devices);
-            digests.pending.push((entry, digests.inputs.len()));
+            digests.push(entry, el, None, &mut devices);
         }
         let mut entries: Vec<NewEntry> = (0..3)
             .map(|_| NewEntry {
