@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::packed::{Packer, Unpacker};
 use super::text_pool::TextPool;
@@ -1087,6 +1087,12 @@ pub(crate) struct ColumnData {
 /// Rows from which a type's columns are decoded on two threads.
 const DECODE_SPREAD_FROM: usize = 1 << 16;
 
+/// One packed column read by `read`; its bytes are wiped and freed as soon
+/// as it is, not when the whole type is.
+fn unpack<T>(bytes: Zeroizing<Vec<u8>>, read: impl FnOnce(Unpacker<'_>) -> Option<T>) -> Option<T> {
+    read(Unpacker::new(&bytes))
+}
+
 /// Bytes per row of the encoded columns.
 pub(crate) const ENCODED_ROW_BYTES: usize = 8 + 8 + 8 + 16 + 4 + 4 + 2 + 2 + 2;
 
@@ -1184,35 +1190,22 @@ impl ColumnData {
         Some(data)
     }
 
-    /// Reads `rows` rows packed by [`TypeColumns::encode_packed`], whose
-    /// columns are `lengths` bytes long; `None` if the bytes do not match,
-    /// a number names no text, or the rows are not in order.
+    /// Reads `rows` rows packed by [`TypeColumns::encode_packed`], given
+    /// as each column's bytes; `None` if the bytes do not match, a number
+    /// names no text, or the rows are not in order.
     pub fn decode_packed(
-        bytes: &[u8],
+        columns: Vec<Zeroizing<Vec<u8>>>,
         rows: usize,
-        lengths: &[u64],
         texts: Vec<Box<str>>,
     ) -> Option<ColumnData> {
         let expected = if texts.is_empty() { 9 } else { 10 };
-        if lengths.len() != expected {
+        if columns.len() != expected {
             return None;
         }
         // Every value takes a byte at least, an id sixteen: `rows` is held
         // to the bytes before anything is allocated for it.
-        let rows_bytes = rows as u64;
-        if lengths.iter().any(|&l| l < rows_bytes) || Some(lengths[3]) != rows_bytes.checked_mul(16)
+        if columns.iter().any(|c| c.len() < rows) || Some(columns[3].len()) != rows.checked_mul(16)
         {
-            return None;
-        }
-        let mut rest = bytes;
-        let mut columns = Vec::with_capacity(expected);
-        for &length in lengths {
-            let length = usize::try_from(length).ok().filter(|&l| l <= rest.len())?;
-            let (column, after) = rest.split_at(length);
-            columns.push(Unpacker::new(column));
-            rest = after;
-        }
-        if !rest.is_empty() {
             return None;
         }
         let mut columns = columns.into_iter();
@@ -1221,25 +1214,26 @@ impl ColumnData {
         let (id, source, seq, device, start_offset, end_offset) =
             (next(), next(), next(), next(), next(), next());
         let numbers = columns.next();
-        // A large type's ids and times on one thread, the rest on another.
-        let decode_ids_and_times = || {
-            let ids = id.ids(rows)?;
-            let start = start.starts(rows)?;
-            let end = end.ends(&start)?;
+        // A large type's ids and times on one thread, the rest on another;
+        // each column's bytes are wiped and freed once it is decoded.
+        let decode_ids_and_times = move || {
+            let ids = unpack(id, |u| u.ids(rows))?;
+            let start = unpack(start, |u| u.starts(rows))?;
+            let end = unpack(end, |u| u.ends(&start))?;
             Some((ids, start, end))
         };
-        let decode_rest = || {
-            let value = value.values(rows)?;
-            let start_offset = start_offset.changes::<i16>(rows)?;
+        let decode_rest = move || {
+            let value = unpack(value, |u| u.values(rows))?;
+            let start_offset = unpack(start_offset, |u| u.changes::<i16>(rows))?;
             Some((
                 value,
-                source.plain::<u32>(rows)?,
-                seq.changes::<u32>(rows)?,
-                device.plain::<u16>(rows)?,
-                end_offset.differences(&start_offset)?,
+                unpack(source, |u| u.plain::<u32>(rows))?,
+                unpack(seq, |u| u.changes::<u32>(rows))?,
+                unpack(device, |u| u.plain::<u16>(rows))?,
+                unpack(end_offset, |u| u.differences(&start_offset))?,
                 start_offset,
                 match numbers {
-                    Some(numbers) => numbers.plain::<u32>(rows)?,
+                    Some(numbers) => unpack(numbers, |u| u.plain::<u32>(rows))?,
                     None => Vec::new(),
                 },
             ))
@@ -1627,6 +1621,29 @@ fn origins(source: &[u32], start: &[i64], end: &[i64]) -> (HashMap<u32, SourceRo
 mod tests {
     use super::*;
 
+    /// [`ColumnData::decode_packed`] of columns that lie one after another
+    /// in `bytes`, `lengths` long, as a snapshot holds them: `None` too if
+    /// the lengths do not cover the bytes exactly.
+    fn decode_packed_bytes(
+        bytes: &[u8],
+        rows: usize,
+        lengths: &[u64],
+        texts: Vec<Box<str>>,
+    ) -> Option<ColumnData> {
+        let mut rest = bytes;
+        let mut columns = Vec::new();
+        for &length in lengths {
+            let length = usize::try_from(length).ok().filter(|&l| l <= rest.len())?;
+            let (column, after) = rest.split_at(length);
+            columns.push(Zeroizing::new(column.to_vec()));
+            rest = after;
+        }
+        if !rest.is_empty() {
+            return None;
+        }
+        ColumnData::decode_packed(columns, rows, texts)
+    }
+
     fn row(id: u128, start: i64) -> Row {
         Row {
             id,
@@ -1819,7 +1836,7 @@ mod tests {
             let mut packed = Vec::new();
             let (n, texts, lengths) = built.encode_packed(&mut packed, true);
             let texts = texts.into_iter().map(Box::from).collect();
-            let data = ColumnData::decode_packed(&packed, n, &lengths, texts).expect("decodes");
+            let data = decode_packed_bytes(&packed, n, &lengths, texts).expect("decodes");
             let opened = TypeColumns::from_base(data, Vec::new());
             assert_eq!(opened.end.0.is_empty(), !lasts);
             assert_eq!(opened.end_offset.0.is_empty(), !crosses);
@@ -1829,7 +1846,7 @@ mod tests {
             let mut packed = Vec::new();
             let (n, texts, lengths) = base.encode_packed(&mut packed, true);
             let texts = texts.into_iter().map(Box::from).collect();
-            let data = ColumnData::decode_packed(&packed, n, &lengths, texts).expect("decodes");
+            let data = decode_packed_bytes(&packed, n, &lengths, texts).expect("decodes");
             let merged = TypeColumns::from_base(data, tail.to_vec());
             for cols in [&opened, &merged] {
                 assert_eq!(cols.ends(), built.ends());
@@ -1879,7 +1896,7 @@ mod tests {
             assert!(packed.len() < encoded.len());
             let packed_texts = packed_texts.into_iter().map(Box::from).collect();
             for data in [
-                ColumnData::decode_packed(&packed, n, &lengths, packed_texts).expect("decodes"),
+                decode_packed_bytes(&packed, n, &lengths, packed_texts).expect("decodes"),
                 ColumnData::decode_pooled(&encoded, n, texts).expect("decodes"),
                 ColumnData::decode(columns_only, n, by_id).expect("decodes"),
             ] {
@@ -1918,7 +1935,7 @@ mod tests {
         let (n, texts, lengths) = c.encode_packed(&mut bytes, true);
         assert_eq!(n, 199);
         let texts: Vec<Box<str>> = texts.into_iter().map(Box::from).collect();
-        let data = ColumnData::decode_packed(&bytes, n, &lengths, texts.clone()).unwrap();
+        let data = decode_packed_bytes(&bytes, n, &lengths, texts.clone()).unwrap();
         let back = TypeColumns::from_base(data, Vec::new());
         assert_eq!(back.len(), 199);
         assert!(back.find(100).is_none());
@@ -1928,24 +1945,28 @@ mod tests {
         // Lengths that leave bytes over, or claim more than there are.
         let mut short = lengths.clone();
         short[0] -= 1;
-        assert!(ColumnData::decode_packed(&bytes, n, &short, texts.clone()).is_none());
+        assert!(decode_packed_bytes(&bytes, n, &short, texts.clone()).is_none());
+        // A column cut short, its last byte read as the next one's first.
+        let mut moved = lengths.clone();
+        moved[0] -= 1;
+        moved[1] += 1;
+        assert!(decode_packed_bytes(&bytes, n, &moved, texts.clone()).is_none());
         let mut long = lengths.clone();
         long[9] += 1;
-        assert!(ColumnData::decode_packed(&bytes, n, &long, texts.clone()).is_none());
-        assert!(ColumnData::decode_packed(&bytes, n, &lengths[..9], texts.clone()).is_none());
+        assert!(decode_packed_bytes(&bytes, n, &long, texts.clone()).is_none());
+        assert!(decode_packed_bytes(&bytes, n, &lengths[..9], texts.clone()).is_none());
         // More rows than the bytes could hold.
-        assert!(ColumnData::decode_packed(&bytes, usize::MAX, &lengths, texts.clone()).is_none());
-        assert!(ColumnData::decode_packed(&bytes, n + 1, &lengths, texts.clone()).is_none());
+        assert!(decode_packed_bytes(&bytes, usize::MAX, &lengths, texts.clone()).is_none());
+        assert!(decode_packed_bytes(&bytes, n + 1, &lengths, texts.clone()).is_none());
         // A metadata number past the texts.
         assert!(
-            ColumnData::decode_packed(&bytes, n, &lengths, texts[..texts.len() - 1].to_vec())
-                .is_none()
+            decode_packed_bytes(&bytes, n, &lengths, texts[..texts.len() - 1].to_vec()).is_none()
         );
         // The ids of rows 1 and 2 swapped: rows out of order.
         let ids_at = (lengths[0] + lengths[1] + lengths[2]) as usize;
         let mut swapped = bytes.clone();
         swapped[ids_at + 16..ids_at + 48].rotate_left(16);
-        assert!(ColumnData::decode_packed(&swapped, n, &lengths, texts).is_none());
+        assert!(decode_packed_bytes(&swapped, n, &lengths, texts).is_none());
     }
 
     #[test]
@@ -1983,7 +2004,7 @@ mod tests {
         let mut packed = Vec::new();
         let (live, texts, lengths) = from_rows.encode_packed(&mut packed, true);
         let texts = texts.into_iter().map(Box::from).collect();
-        let decoded = ColumnData::decode_packed(&packed, live, &lengths, texts).expect("decodes");
+        let decoded = decode_packed_bytes(&packed, live, &lengths, texts).expect("decodes");
         let from_packed = TypeColumns::from_base(decoded, Vec::new());
         for c in [&from_rows, &from_base, &from_packed] {
             // Built on first use, not when the columns are made.
@@ -2079,7 +2100,7 @@ mod tests {
         let kept: Vec<u128> = ids.into_iter().filter(|id| !dropped.contains(id)).collect();
         for tail in [Vec::new(), vec![row(3, -1)]] {
             let mut decoded =
-                ColumnData::decode_packed(&packed, live, &lengths, texts.clone()).expect("decodes");
+                decode_packed_bytes(&packed, live, &lengths, texts.clone()).expect("decodes");
             decoded.retain(|id, _| !dropped.contains(&id));
             let first = usize::from(!tail.is_empty());
             let c = TypeColumns::from_base(decoded, tail);

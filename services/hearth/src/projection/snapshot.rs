@@ -37,9 +37,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use tokio::sync::watch;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::columns::{ByteSink, ColumnData, ENCODED_ROW_BYTES};
 use super::derived_ids::{DerivedId, IdDeriver, SourceDigest};
@@ -671,14 +671,11 @@ pub enum Rejected {
     Storage(#[from] StorageError),
 }
 
-/// Opens a snapshot's sealed chunks, in order, into one plaintext as they
-/// arrive: each is opened in place at the end of the one buffer, sized
-/// for them all at the start (every chunk but the last is full), so it is
-/// never grown by copying.
+/// Opens a snapshot's chunks in order, each into a buffer of its own.
 struct ChunkOpener<'k> {
     key: &'k SnapshotKey,
     header: SnapshotHeader,
-    plain: Zeroizing<Vec<u8>>,
+    plain: Plain,
     opened: u32,
     /// Sealed as snapshots were before they were spilled (see
     /// [`SnapshotKey::aad_counted`]): found at the first chunk.
@@ -689,34 +686,32 @@ impl<'k> ChunkOpener<'k> {
     /// `None` if the header's chunk count (stored in the clear) asks for
     /// more memory than there is.
     fn new(key: &'k SnapshotKey, header: SnapshotHeader) -> Option<Self> {
-        let mut plain = Vec::new();
-        // Pages are touched only as chunks are opened into them.
-        plain
-            .try_reserve_exact((header.chunks as usize).checked_mul(CHUNK_BYTES)?)
-            .ok()?;
+        let mut chunks = VecDeque::new();
+        chunks.try_reserve_exact(header.chunks as usize).ok()?;
         Some(ChunkOpener {
             key,
             header,
-            plain: Zeroizing::new(plain),
+            plain: Plain { chunks, read: 0 },
             opened: 0,
             counted: false,
         })
     }
 
-    /// Opens the next chunk into place.
+    /// Opens the next chunk.
     fn open_next(&mut self, sealed: &[u8]) -> Result<(), Rejected> {
         const OVERHEAD: usize = crypto::NONCE_LEN + crypto::TAG_LEN;
         let i = self.opened;
         let last = i + 1 == self.header.chunks;
-        let fits = match sealed.len().checked_sub(OVERHEAD) {
-            Some(size) => size == CHUNK_BYTES || (last && size < CHUNK_BYTES),
-            None => false,
+        let size = match sealed.len().checked_sub(OVERHEAD) {
+            Some(size) if size == CHUNK_BYTES || (last && size < CHUNK_BYTES) => size,
+            _ => return Err(Rejected::Malformed),
         };
-        if !fits || i >= self.header.chunks {
+        if i >= self.header.chunks {
             return Err(Rejected::Malformed);
         }
         let (key, at, chunks) = (self.key, self.header.at, self.header.chunks);
-        let mut open = |aad: Vec<u8>| crypto::open_onto(&key.key, &aad, sealed, &mut self.plain);
+        let mut plain = Zeroizing::new(Vec::with_capacity(size));
+        let mut open = |aad: Vec<u8>| crypto::open_onto(&key.key, &aad, sealed, &mut plain);
         let opened = if self.counted {
             open(key.aad_counted(at, i, chunks))
         } else {
@@ -726,16 +721,108 @@ impl<'k> ChunkOpener<'k> {
             })
         };
         opened.map_err(|_| Rejected::Authentication)?;
+        self.plain.chunks.push_back(plain);
         self.opened += 1;
         Ok(())
     }
 
     /// The whole plaintext, once every chunk is open.
-    fn finish(self) -> Result<Zeroizing<Vec<u8>>, Rejected> {
+    fn finish(self) -> Result<Plain, Rejected> {
         if self.opened != self.header.chunks {
             return Err(Rejected::Malformed);
         }
         Ok(self.plain)
+    }
+}
+
+/// A snapshot's plaintext, in the chunks it was opened into, read from the
+/// front (the rows) and from the back (the sections that follow them).
+/// What is read is taken off, and a chunk is wiped and freed as soon as
+/// none of it is left to read: decoding a large store holds what is not
+/// decoded yet beside what is, never the whole plaintext beside the whole
+/// projection.
+struct Plain {
+    chunks: VecDeque<Zeroizing<Vec<u8>>>,
+    /// Bytes of the front chunk read already.
+    read: usize,
+}
+
+impl Plain {
+    /// `bytes`, copied, as one chunk.
+    #[cfg(test)]
+    fn copy_of(bytes: &[u8]) -> Plain {
+        Plain {
+            chunks: VecDeque::from([Zeroizing::new(bytes.to_vec())]),
+            read: 0,
+        }
+    }
+
+    /// The bytes left, in one buffer.
+    #[cfg(test)]
+    fn into_bytes(mut self) -> Zeroizing<Vec<u8>> {
+        self.take_front(self.len()).expect("all of it is there")
+    }
+
+    fn len(&self) -> usize {
+        self.chunks.iter().map(|c| c.len()).sum::<usize>() - self.read
+    }
+
+    /// The first `n` bytes, taken off; `None`, and nothing taken, if fewer
+    /// are left.
+    fn take_front(&mut self, n: usize) -> Option<Zeroizing<Vec<u8>>> {
+        if n > self.len() {
+            return None;
+        }
+        let mut taken = Zeroizing::new(Vec::with_capacity(n));
+        while taken.len() < n {
+            let front = self.chunks.front().expect("counted above");
+            let k = (n - taken.len()).min(front.len() - self.read);
+            taken.extend_from_slice(&front[self.read..self.read + k]);
+            self.read += k;
+            if self.read == front.len() {
+                self.chunks.pop_front();
+                self.read = 0;
+            }
+        }
+        Some(taken)
+    }
+
+    /// The last `n` bytes, taken off; `None`, and nothing taken, if fewer
+    /// are left.
+    fn take_back(&mut self, n: usize) -> Option<Zeroizing<Vec<u8>>> {
+        if n > self.len() {
+            return None;
+        }
+        let mut taken = Zeroizing::new(vec![0; n]);
+        let mut end = n;
+        while end > 0 {
+            let only = self.chunks.len() == 1;
+            let back = self.chunks.back_mut().expect("counted above");
+            // Of the front chunk, only what is not read yet.
+            let floor = if only { self.read } else { 0 };
+            let k = end.min(back.len() - floor);
+            let from = back.len() - k;
+            taken[end - k..end].copy_from_slice(&back[from..]);
+            back[from..].zeroize();
+            back.truncate(from);
+            end -= k;
+            if back.len() == floor {
+                self.chunks.pop_back();
+                if only {
+                    self.read = 0;
+                }
+            }
+        }
+        Some(taken)
+    }
+
+    /// The last section (its bytes, then their length in 8 bytes), taken
+    /// off.
+    fn take_trailing_section(&mut self) -> Result<Zeroizing<Vec<u8>>, Rejected> {
+        let len = self.take_back(8).ok_or(Rejected::Malformed)?;
+        let len = u64::from_le_bytes(len[..].try_into().expect("8 bytes"));
+        let len = usize::try_from(len).map_err(|_| Rejected::Malformed)?;
+        self.take_back(len).ok_or(Rejected::Malformed)
     }
 }
 
@@ -748,58 +835,51 @@ pub struct Start {
     pub keys: Walked,
 }
 
-/// Decodes a snapshot's plaintext.
+/// Decodes a snapshot's plaintext, taking each part off it as it is
+/// decoded (see [`Plain`]).
 /// With `ids_key`, samples whose ids are derived from their sync
 /// identifiers are marked so rather than given records (their rows come
 /// marked from version 6 on, and such a snapshot opens only with the key).
-fn decode(plain: &[u8], at: LogHead, ids_key: Option<&SecretKey>) -> Result<Start, Rejected> {
-    let (&version, rest) = plain.split_first().ok_or(Rejected::Malformed)?;
-    let (rest, pinned) = match version {
+fn decode(mut plain: Plain, at: LogHead, ids_key: Option<&SecretKey>) -> Result<Start, Rejected> {
+    let version = plain.take_front(1).ok_or(Rejected::Malformed)?[0];
+    let pinned: Vec<String> = match version {
         FORMAT_VERSION | FORMAT_SPELLED_TAGS | FORMAT_FIXED_WIDTH | FORMAT_METADATA_BY_ID => {
-            let (rest, pinned) = trailing_section(rest)?;
-            let pinned: Vec<String> =
-                postcard::from_bytes(pinned).map_err(|_| Rejected::Malformed)?;
-            (rest, pinned)
+            let pinned = plain.take_trailing_section()?;
+            postcard::from_bytes(&pinned).map_err(|_| Rejected::Malformed)?
         }
-        FORMAT_WITHOUT_PINS | FORMAT_WITHOUT_AUDIT => (rest, Vec::new()),
+        FORMAT_WITHOUT_PINS | FORMAT_WITHOUT_AUDIT => Vec::new(),
         _ => return Err(Rejected::Malformed),
     };
-    let (rest, audit) = match version {
+    let audit = match version {
         FORMAT_VERSION
         | FORMAT_SPELLED_TAGS
         | FORMAT_FIXED_WIDTH
         | FORMAT_METADATA_BY_ID
         | FORMAT_WITHOUT_PINS => {
-            let (rest, audit) = trailing_section(rest)?;
-            let audit: AuditState = postcard::from_bytes(audit).map_err(|_| Rejected::Malformed)?;
-            (rest, AuditIndex::from_state(audit))
+            let audit = plain.take_trailing_section()?;
+            let audit: AuditState =
+                postcard::from_bytes(&audit).map_err(|_| Rejected::Malformed)?;
+            AuditIndex::from_state(audit)
         }
-        FORMAT_WITHOUT_AUDIT => (rest, AuditIndex::default()),
+        FORMAT_WITHOUT_AUDIT => AuditIndex::default(),
         _ => return Err(Rejected::Malformed),
     };
-    if rest.len() < 8 {
-        return Err(Rejected::Malformed);
-    }
-    let (body, len) = rest.split_at(rest.len() - 8);
-    let meta_len = u64::from_le_bytes(len.try_into().expect("8 bytes")) as usize;
-    let rows_len = body
-        .len()
-        .checked_sub(meta_len)
-        .ok_or(Rejected::Malformed)?;
-    let (mut rows, meta) = body.split_at(rows_len);
+    // What is left after the metadata is the rows.
+    let meta_bytes = plain.take_trailing_section()?;
     let meta: Meta<TypeRows> = if matches!(version, FORMAT_VERSION | FORMAT_SPELLED_TAGS) {
-        postcard::from_bytes::<Meta<TypePacked>>(meta)
+        postcard::from_bytes::<Meta<TypePacked>>(&meta_bytes)
             .map_err(|_| Rejected::Malformed)?
             .map_columns(TypeRows::Packed)
     } else if version == FORMAT_FIXED_WIDTH {
-        postcard::from_bytes::<Meta<TypeTexts>>(meta)
+        postcard::from_bytes::<Meta<TypeTexts>>(&meta_bytes)
             .map_err(|_| Rejected::Malformed)?
             .map_columns(TypeRows::Texts)
     } else {
-        postcard::from_bytes::<Meta<TypeMeta>>(meta)
+        postcard::from_bytes::<Meta<TypeMeta>>(&meta_bytes)
             .map_err(|_| Rejected::Malformed)?
             .map_columns(TypeRows::ById)
     };
+    drop(meta_bytes);
     let types: Vec<TypeIndex> = meta
         .type_ids
         .iter()
@@ -837,35 +917,33 @@ fn decode(plain: &[u8], at: LogHead, ids_key: Option<&SecretKey>) -> Result<Star
         };
         let t = ty(t)?;
         let n = usize::try_from(n).map_err(|_| Rejected::Malformed)?;
-        let len = match &columns {
-            TypeRows::Packed(c) => c
-                .lengths
-                .iter()
-                .try_fold(0u64, |sum, &l| sum.checked_add(l))
-                .and_then(|l| usize::try_from(l).ok()),
-            TypeRows::Texts(c) => fixed(n, !c.texts.is_empty()),
-            TypeRows::ById(_) => fixed(n, false),
-        }
-        .filter(|&l| l <= rows.len())
-        .ok_or(Rejected::Malformed)?;
-        let (these, rest) = rows.split_at(len);
-        rows = rest;
+        let mut take = |len: Option<usize>| {
+            len.and_then(|len| plain.take_front(len))
+                .ok_or(Rejected::Malformed)
+        };
         let mut data = match columns {
             TypeRows::Packed(c) => {
+                let columns = c
+                    .lengths
+                    .iter()
+                    .map(|&l| take(usize::try_from(l).ok()))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let texts = c.texts.into_iter().map(String::into_boxed_str).collect();
-                ColumnData::decode_packed(these, n, &c.lengths, texts)
+                ColumnData::decode_packed(columns, n, texts)
             }
             TypeRows::Texts(c) => {
+                let these = take(fixed(n, !c.texts.is_empty()))?;
                 let texts = c.texts.into_iter().map(String::into_boxed_str).collect();
-                ColumnData::decode_pooled(these, n, texts)
+                ColumnData::decode_pooled(&these, n, texts)
             }
             TypeRows::ById(c) => {
+                let these = take(fixed(n, false))?;
                 let metadata: HashMap<u128, Box<str>> = c
                     .metadata
                     .into_iter()
                     .map(|(id, m)| (id, m.into_boxed_str()))
                     .collect();
-                ColumnData::decode(these, n, metadata)
+                ColumnData::decode(&these, n, metadata)
             }
         }
         .ok_or(Rejected::Malformed)?;
@@ -882,7 +960,7 @@ fn decode(plain: &[u8], at: LogHead, ids_key: Option<&SecretKey>) -> Result<Star
         }
         *slot = Some(data);
     }
-    if !rows.is_empty() {
+    if plain.len() != 0 {
         return Err(Rejected::Malformed);
     }
     for (id, sync_id, version, t, source) in meta.sync_tags {
@@ -966,9 +1044,8 @@ pub async fn open(
             opener.open_next(&sealed)?;
         }
         let opened_ms = started.elapsed().as_millis() as u64;
-        let plain = opener.finish()?;
-        let start = decode(&plain, header.at, Some(&key.ids_key))?;
-        Ok::<_, Rejected>((start, plain, opened_ms))
+        let start = decode(opener.finish()?, header.at, Some(&key.ids_key))?;
+        Ok::<_, Rejected>((start, opened_ms))
     });
     let mut chunks = stream::iter(0..header.chunks)
         .map(|chunk| storage.snapshot_chunk(seq, chunk))
@@ -992,7 +1069,7 @@ pub async fn open(
     let read_ms = started.elapsed().as_millis() as u64;
     let opened = opening.await.map_err(|_| Rejected::Malformed)?;
     read?;
-    let (start, plain, opened_ms) = opened?;
+    let (start, opened_ms) = opened?;
     tracing::info!(
         seq,
         read_ms,
@@ -1000,8 +1077,6 @@ pub async fn open(
         decoded_ms = started.elapsed().as_millis() as u64,
         "snapshot opened"
     );
-    // The plaintext is wiped off the unlock path.
-    tokio::task::spawn_blocking(move || drop(plain));
     Ok(start)
 }
 
@@ -1327,6 +1402,97 @@ mod tests {
     use crate::audit::{AuditEvent, Direction, UsageEntry};
     use crate::log::event::{Envelope, Event};
 
+    /// [`decode`] of a plaintext given whole.
+    fn decode_bytes(
+        plain: &[u8],
+        at: LogHead,
+        ids_key: Option<&SecretKey>,
+    ) -> Result<Start, Rejected> {
+        decode(Plain::copy_of(plain), at, ids_key)
+    }
+
+    /// `bytes` as a plaintext opened into chunks of `size` bytes.
+    fn in_chunks(bytes: &[u8], size: usize) -> Plain {
+        Plain {
+            chunks: bytes
+                .chunks(size)
+                .map(|c| Zeroizing::new(c.to_vec()))
+                .collect(),
+            read: 0,
+        }
+    }
+
+    /// Taking bytes off the front and the back of a chunked plaintext, in
+    /// any order and any sizes, gives the bytes a whole buffer would; a
+    /// chunk is let go as soon as none of it is left to read, and asking
+    /// for more than is left takes nothing.
+    #[test]
+    fn plaintext_is_read_from_both_ends_across_chunks() {
+        let bytes: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut x = 11u64;
+        let mut next = |below: usize| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as usize % below
+        };
+        for size in [1, 3, 64, 999, 1000, 4096] {
+            let mut plain = in_chunks(&bytes, size);
+            let (mut front, mut back) = (0, bytes.len());
+            while front < back {
+                let n = next(back - front + 1).min(90);
+                assert!(plain.take_front(back - front + 1).is_none());
+                assert!(plain.take_back(back - front + 1).is_none());
+                if next(2) == 0 {
+                    let taken = plain.take_front(n).unwrap();
+                    assert_eq!(&taken[..], &bytes[front..front + n]);
+                    front += n;
+                } else {
+                    let taken = plain.take_back(n).unwrap();
+                    assert_eq!(&taken[..], &bytes[back - n..back]);
+                    back -= n;
+                }
+                assert_eq!(plain.len(), back - front);
+                // Only the chunks that still hold bytes to read are held.
+                let held = match front < back {
+                    true => back.div_ceil(size) - front / size,
+                    false => 0,
+                };
+                assert_eq!(plain.chunks.len(), held, "size {size}");
+            }
+            assert_eq!(plain.len(), 0);
+        }
+        let mut empty = in_chunks(&[], 8);
+        assert!(empty.take_front(0).is_some_and(|b| b.is_empty()));
+        assert!(empty.take_back(1).is_none());
+    }
+
+    /// A snapshot decodes the same from a plaintext in many small chunks
+    /// as from one buffer: every section and column may start and end
+    /// anywhere in a chunk.
+    #[test]
+    fn a_snapshot_decodes_the_same_whatever_its_chunks() {
+        use super::super::derived_tests::{key, log};
+        let live = ProjectionBuilder::new().with_derived_ids(&key()).finish();
+        for (seq, envelope) in log().iter().enumerate() {
+            live.apply(seq as u64 + 1, envelope).unwrap();
+        }
+        let (at, plain) = capture(&live, &Apps::default(), 0, |_| Vec::new());
+        let whole = decode_bytes(&plain, at, Some(&key())).unwrap_or_else(|_| panic!("opens"));
+        let expected = canonical_dump(&whole.builder.finish(), &whole.registry);
+        for size in [1, 2, 7, 64, 1000, plain.len()] {
+            let start = decode(in_chunks(&plain, size), at, Some(&key()))
+                .unwrap_or_else(|_| panic!("opens from chunks of {size}"));
+            assert_eq!(
+                canonical_dump(&start.builder.finish(), &start.registry),
+                expected,
+                "chunks of {size}"
+            );
+            let cut = in_chunks(&plain[..plain.len() - 1], size);
+            assert!(decode(cut, at, Some(&key())).is_err());
+        }
+    }
+
     /// Derived ids' rows carry their marks in a snapshot, which lists only
     /// the other sync tags and opens only with the key; one of version 5,
     /// which spelled them out as records are, is marked again when it
@@ -1356,9 +1522,12 @@ mod tests {
 
         let (at, plain) = capture(&live, &Apps::default(), 0, |_| Vec::new());
         assert_eq!(plain[0], FORMAT_VERSION);
-        let start = decode(&plain, at, Some(&key())).unwrap_or_else(|_| panic!("opens"));
+        let start = decode_bytes(&plain, at, Some(&key())).unwrap_or_else(|_| panic!("opens"));
         check(&start.builder.finish(), true);
-        assert!(matches!(decode(&plain, at, None), Err(Rejected::Malformed)));
+        assert!(matches!(
+            decode_bytes(&plain, at, None),
+            Err(Rejected::Malformed)
+        ));
         // Samples 1 and 7 hold derived ids: the other four tags are listed.
         let derived: usize = live
             .types
@@ -1370,9 +1539,9 @@ mod tests {
 
         let (at, spelled) = capture_as(&live, &Apps::default(), 0, |_| Vec::new(), true);
         assert_eq!(spelled[0], FORMAT_SPELLED_TAGS);
-        let start = decode(&spelled, at, Some(&key())).unwrap_or_else(|_| panic!("opens"));
+        let start = decode_bytes(&spelled, at, Some(&key())).unwrap_or_else(|_| panic!("opens"));
         check(&start.builder.finish(), true);
-        let start = decode(&spelled, at, None).unwrap_or_else(|_| panic!("opens"));
+        let start = decode_bytes(&spelled, at, None).unwrap_or_else(|_| panic!("opens"));
         check(&start.builder.finish(), false);
         assert_eq!(tags(&spelled), tags(&plain_records));
     }
@@ -1395,7 +1564,8 @@ mod tests {
             }),
         });
         let (at, plain) = capture(&projection, &apps, 0, |_| Vec::new());
-        let start = decode(&plain, at, None).unwrap_or_else(|_| panic!("a fresh snapshot opens"));
+        let start =
+            decode_bytes(&plain, at, None).unwrap_or_else(|_| panic!("a fresh snapshot opens"));
         assert_eq!(
             start.registry.audit().to_state(),
             apps.read().audit().to_state()
@@ -1405,11 +1575,12 @@ mod tests {
         let (rest, _) = trailing_section(rest).unwrap();
         let mut old = vec![FORMAT_WITHOUT_AUDIT];
         old.extend_from_slice(rest);
-        let start = decode(&old, at, None).unwrap_or_else(|_| panic!("a version 1 snapshot opens"));
+        let start =
+            decode_bytes(&old, at, None).unwrap_or_else(|_| panic!("a version 1 snapshot opens"));
         assert_eq!(start.registry.audit().to_state(), AuditState::default());
         let mut unknown = plain.clone();
         unknown[0] = FORMAT_VERSION + 1;
-        assert!(decode(&unknown, at, None).is_err());
+        assert!(decode_bytes(&unknown, at, None).is_err());
     }
 
     /// Spills `pieces` as one snapshot at `at`: its header and sealed
@@ -1445,7 +1616,7 @@ mod tests {
         for chunk in sealed {
             opener.open_next(chunk)?;
         }
-        opener.finish()
+        opener.finish().map(Plain::into_bytes)
     }
 
     /// Plaintext written in pieces of any size is sealed chunk by chunk as
@@ -1783,7 +1954,7 @@ mod tests {
         assert!(v3.len() > v4.len(), "version 4 lists each text once");
 
         let dump = |plain: &[u8]| {
-            let start = decode(plain, at, None).unwrap_or_else(|_| panic!("opens"));
+            let start = decode_bytes(plain, at, None).unwrap_or_else(|_| panic!("opens"));
             canonical_dump(&start.builder.finish(), &start.registry)
         };
         let expected = canonical_dump(&projection, &Registry::default());
@@ -1791,7 +1962,7 @@ mod tests {
         assert_eq!(dump(&v4), expected);
         assert_eq!(dump(&v3), expected);
         let heart_rate = catalogue::lookup("heart_rate").unwrap();
-        let start = decode(&v3, at, None).unwrap_or_else(|_| panic!("opens"));
+        let start = decode_bytes(&v3, at, None).unwrap_or_else(|_| panic!("opens"));
         let reopened = start.builder.finish();
         let cols = reopened.types[usize::from(heart_rate.0)].read();
         let r = cols.find(2).unwrap();
@@ -1814,7 +1985,8 @@ mod tests {
             .unwrap_or_else(|_| panic!("a pin applies"));
         let projection = builder.finish();
         let (at, plain) = capture(&projection, &Apps::default(), 0, |_| Vec::new());
-        let start = decode(&plain, at, None).unwrap_or_else(|_| panic!("a fresh snapshot opens"));
+        let start =
+            decode_bytes(&plain, at, None).unwrap_or_else(|_| panic!("a fresh snapshot opens"));
         assert_eq!(
             start.builder.finish().pinned_types(),
             ["body_mass", "step_count"]
@@ -1823,7 +1995,8 @@ mod tests {
         let (rest, _) = trailing_section(&plain[1..]).unwrap();
         let mut old = vec![FORMAT_WITHOUT_PINS];
         old.extend_from_slice(rest);
-        let start = decode(&old, at, None).unwrap_or_else(|_| panic!("a version 2 snapshot opens"));
+        let start =
+            decode_bytes(&old, at, None).unwrap_or_else(|_| panic!("a version 2 snapshot opens"));
         assert!(start.builder.finish().pinned_types().is_empty());
     }
 }
