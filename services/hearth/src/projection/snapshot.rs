@@ -1619,6 +1619,69 @@ mod tests {
         opener.finish().map(Plain::into_bytes)
     }
 
+    /// A snapshot larger than a chunk, sealed and spilled as a store's is,
+    /// opens chunk by chunk and decodes to the state its whole plaintext
+    /// decodes to.
+    #[test]
+    fn a_snapshot_of_several_chunks_opens_to_the_same_state() {
+        use crate::log::event::{StoredSample, TypeBatch};
+        let mut x = 5u64;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            x
+        };
+        // Random ids (16 bytes each, packed as they are): past a chunk.
+        let samples: Vec<StoredSample> = (0..450_000i64)
+            .map(|minute| StoredSample {
+                id: (u128::from(next()) << 64 | u128::from(next())).to_be_bytes(),
+                start_us: minute * 60_000_000,
+                start_offset_min: 60,
+                end_us: minute * 60_000_000 + 30_000_000,
+                end_offset_min: 60,
+                value: (next() % 200) as f64,
+                metadata: None,
+            })
+            .collect();
+        let mut builder = ProjectionBuilder::new();
+        builder
+            .add(
+                1,
+                Envelope {
+                    at_us: 0,
+                    event: Event::SamplesAdded {
+                        source: "app".into(),
+                        batches: vec![TypeBatch {
+                            type_id: "heart_rate".into(),
+                            samples,
+                        }],
+                    },
+                },
+            )
+            .unwrap();
+        let (at, plain) = capture(&builder.finish(), &Apps::default(), 0, |_| Vec::new());
+        let key = SnapshotKey::new(&DataKey::generate());
+        let (header, sealed) = spill_pieces(&key, at, &[&plain]);
+        assert!(header.chunks >= 2, "{} chunks", header.chunks);
+
+        let whole = decode_bytes(&plain, at, None).unwrap_or_else(|_| panic!("opens whole"));
+        let expected = canonical_dump(&whole.builder.finish(), &whole.registry);
+        let mut opener = ChunkOpener::new(&key, header).unwrap();
+        for chunk in &sealed {
+            opener
+                .open_next(chunk)
+                .unwrap_or_else(|_| panic!("a chunk opens"));
+        }
+        let opened = opener
+            .finish()
+            .unwrap_or_else(|_| panic!("all chunks open"));
+        assert_eq!(opened.chunks.len(), sealed.len());
+        let start = decode(opened, at, None).unwrap_or_else(|_| panic!("opens from chunks"));
+        let state = canonical_dump(&start.builder.finish(), &start.registry);
+        assert!(state == expected, "the same state from chunks");
+    }
+
     /// Plaintext written in pieces of any size is sealed chunk by chunk as
     /// it comes, spilled, and opens to the same bytes, in order; a snapshot
     /// with chunks moved, missing, added or cut does not.
