@@ -39,7 +39,7 @@ use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use tokio::sync::watch;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use super::columns::{ByteSink, ColumnData, ENCODED_ROW_BYTES};
 use super::derived_ids::{DerivedId, IdDeriver, SourceDigest};
@@ -749,7 +749,6 @@ struct Plain {
 
 impl Plain {
     /// `bytes`, copied, as one chunk.
-    #[cfg(test)]
     fn copy_of(bytes: &[u8]) -> Plain {
         Plain {
             chunks: VecDeque::from([Zeroizing::new(bytes.to_vec())]),
@@ -803,7 +802,8 @@ impl Plain {
             let k = end.min(back.len() - floor);
             let from = back.len() - k;
             taken[end - k..end].copy_from_slice(&back[from..]);
-            back[from..].zeroize();
+            // The bytes cut off are wiped with the chunk's spare capacity
+            // when it is dropped.
             back.truncate(from);
             end -= k;
             if back.len() == floor {
@@ -997,17 +997,6 @@ fn decode(mut plain: Plain, at: LogHead, ids_key: Option<&SecretKey>) -> Result<
         at,
         keys: meta.keys.into_walked(at.seq),
     })
-}
-
-/// Splits the last section (its bytes, then their length in 8 bytes) off
-/// `bytes`: (what precedes it, the section).
-fn trailing_section(bytes: &[u8]) -> Result<(&[u8], &[u8]), Rejected> {
-    let body_len = bytes.len().checked_sub(8).ok_or(Rejected::Malformed)?;
-    let (body, len) = bytes.split_at(body_len);
-    let len = usize::try_from(u64::from_le_bytes(len.try_into().expect("8 bytes")))
-        .map_err(|_| Rejected::Malformed)?;
-    let start = body.len().checked_sub(len).ok_or(Rejected::Malformed)?;
-    Ok(body.split_at(start))
 }
 
 /// Opens the snapshot `header` names, if its record stands in the log.
@@ -1378,12 +1367,12 @@ pub fn canonical_dump(projection: &Projection, registry: &Registry) -> String {
         projection.applied_seq(),
         projection.sample_count()
     );
-    let (rest, pinned) = trailing_section(&plain[1..]).expect("just encoded");
-    let (rest, audit) = trailing_section(rest).expect("just encoded");
-    let (_, meta) = trailing_section(rest).expect("just encoded");
-    let pinned: Vec<String> = postcard::from_bytes(pinned).expect("just encoded");
-    let meta: Meta = postcard::from_bytes(meta).expect("just encoded");
-    let audit: AuditState = postcard::from_bytes(audit).expect("just encoded");
+    let mut sections = Plain::copy_of(&plain[1..]);
+    let mut section = || sections.take_trailing_section().expect("just encoded");
+    let (pinned, audit, meta) = (section(), section(), section());
+    let pinned: Vec<String> = postcard::from_bytes(&pinned).expect("just encoded");
+    let meta: Meta = postcard::from_bytes(&meta).expect("just encoded");
+    let audit: AuditState = postcard::from_bytes(&audit).expect("just encoded");
     let _ = writeln!(out, "sources {:?}", meta.sources);
     let _ = writeln!(out, "sync {:?}", meta.sync_tags);
     let _ = writeln!(out, "deletions {:?}", meta.deletions);
@@ -1505,10 +1494,12 @@ mod tests {
             live.apply(seq as u64 + 1, envelope).unwrap();
         }
         let tags = |plain: &[u8]| {
-            let (rest, _) = trailing_section(&plain[1..]).unwrap();
-            let (rest, _) = trailing_section(rest).unwrap();
-            let (_, meta) = trailing_section(rest).unwrap();
-            let mut tags = postcard::from_bytes::<Meta>(meta).unwrap().sync_tags;
+            let mut sections = Plain::copy_of(&plain[1..]);
+            for _pinned_then_audit in 0..2 {
+                sections.take_trailing_section().unwrap();
+            }
+            let meta = sections.take_trailing_section().unwrap();
+            let mut tags = postcard::from_bytes::<Meta>(&meta).unwrap().sync_tags;
             tags.sort();
             tags
         };
@@ -1571,10 +1562,12 @@ mod tests {
             apps.read().audit().to_state()
         );
         // The form before the audit: no pins, no audit section, version 1.
-        let (rest, _) = trailing_section(&plain[1..]).unwrap();
-        let (rest, _) = trailing_section(rest).unwrap();
+        let mut rest = Plain::copy_of(&plain[1..]);
+        for _pinned_then_audit in 0..2 {
+            rest.take_trailing_section().unwrap();
+        }
         let mut old = vec![FORMAT_WITHOUT_AUDIT];
-        old.extend_from_slice(rest);
+        old.extend_from_slice(&rest.into_bytes());
         let start =
             decode_bytes(&old, at, None).unwrap_or_else(|_| panic!("a version 1 snapshot opens"));
         assert_eq!(start.registry.audit().to_state(), AuditState::default());
@@ -1956,13 +1949,13 @@ mod tests {
         let apps = Apps::default();
         let (at, packed) = capture(&projection, &apps, 0, |_| Vec::new());
         assert_eq!(packed[0], FORMAT_VERSION);
-        let (rest, pinned) = trailing_section(&packed[1..]).unwrap();
-        let (rest, audit) = trailing_section(rest).unwrap();
-        let (_, meta) = trailing_section(rest).unwrap();
+        let mut sections = Plain::copy_of(&packed[1..]);
+        let mut section = || sections.take_trailing_section().unwrap();
+        let (pinned, audit, meta) = (section(), section(), section());
         let older = |version: u8, rows: Vec<u8>, meta: Vec<u8>| {
             let mut plain = vec![version];
             plain.extend_from_slice(&rows);
-            for section in [&meta[..], audit, pinned] {
+            for section in [&meta[..], &audit[..], &pinned[..]] {
                 plain.extend_from_slice(section);
                 plain.extend_from_slice(&(section.len() as u64).to_le_bytes());
             }
@@ -1971,7 +1964,7 @@ mod tests {
 
         // The same state as version 4 wrote it.
         let mut rows = Vec::new();
-        let fixed = postcard::from_bytes::<Meta>(meta)
+        let fixed = postcard::from_bytes::<Meta>(&meta)
             .unwrap()
             .map_columns(|c| {
                 let cols = projection.types[usize::from(c.ty)].read();
@@ -1992,7 +1985,7 @@ mod tests {
         assert!(v4.len() > packed.len(), "version 5 on packs the columns");
 
         // The same state as version 3 wrote it.
-        let meta: Meta = postcard::from_bytes(meta).unwrap();
+        let meta: Meta = postcard::from_bytes(&meta).unwrap();
         let mut rows = Vec::new();
         let meta = meta.map_columns(|c| {
             let cols = projection.types[usize::from(c.ty)].read();
@@ -2055,9 +2048,10 @@ mod tests {
             ["body_mass", "step_count"]
         );
         // The form before pins: version 2, the audit last.
-        let (rest, _) = trailing_section(&plain[1..]).unwrap();
+        let mut rest = Plain::copy_of(&plain[1..]);
+        rest.take_trailing_section().unwrap();
         let mut old = vec![FORMAT_WITHOUT_PINS];
-        old.extend_from_slice(rest);
+        old.extend_from_slice(&rest.into_bytes());
         let start =
             decode_bytes(&old, at, None).unwrap_or_else(|_| panic!("a version 2 snapshot opens"));
         assert!(start.builder.finish().pinned_types().is_empty());
