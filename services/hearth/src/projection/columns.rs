@@ -1042,15 +1042,18 @@ fn build_index(ids: &[u128], hasher: &DefaultHashBuilder) -> HashTable<u32> {
     for start in &mut starts {
         (*start, sum) = (sum, sum + *start);
     }
-    // Hashing an id again costs less than keeping every hash meanwhile.
-    let mut grouped = vec![(0u64, 0u32); ids.len()];
+    // Row numbers alone, each id hashed again as it is inserted: keeping
+    // every hash meanwhile would make this list four times the size (16
+    // bytes a row, padding included), and it is held beside the table at
+    // its fullest, which at unlock is the process's peak.
+    let mut grouped = vec![0u32; ids.len()];
     for (r, &id) in ids.iter().enumerate() {
-        let hash = hasher.hash_one(id);
-        let at = &mut starts[group(hash)];
-        grouped[*at] = (hash, r as u32);
+        let at = &mut starts[group(hasher.hash_one(id))];
+        grouped[*at] = r as u32;
         *at += 1;
     }
-    for &(hash, r) in &grouped {
+    for &r in &grouped {
+        let hash = hasher.hash_one(ids[r as usize]);
         index.insert_unique(hash, r, |&r| hasher.hash_one(ids[r as usize]));
     }
     index
@@ -1434,9 +1437,11 @@ impl TypeColumns {
             self.end_offset.of(&self.start_offset),
             self.live_rows()
         );
-        let (numbers, texts) = self.text_numbers();
-        for number in numbers {
-            out.put(&number.to_le_bytes());
+        let mut texts = Vec::new();
+        if self.live_metadata() {
+            for number in self.text_numbers(&mut texts) {
+                out.put(&number.to_le_bytes());
+            }
         }
         (self.live_len(), texts)
     }
@@ -1475,34 +1480,36 @@ impl TypeColumns {
                 )
             })),
         ];
-        let (numbers, texts) = self.text_numbers();
-        if !texts.is_empty() {
-            lengths.push(Packer::new(out).plain(numbers.into_iter().map(u64::from)));
+        let mut texts = Vec::new();
+        if self.live_metadata() {
+            lengths.push(Packer::new(out).plain(self.text_numbers(&mut texts).map(u64::from)));
         }
         (self.live_len(), texts, lengths)
     }
 
-    /// Each live row's metadata as a number into a list of the distinct
-    /// texts, in order of first use (1-based, 0 for none), and that list;
-    /// no numbers when no live row has metadata.
-    fn text_numbers(&self) -> (Vec<u32>, Vec<&str>) {
-        let mut texts = Vec::new();
-        let mut numbers = Vec::new();
-        if !self.metadata.is_empty() && self.live_rows().any(|r| self.metadata[r] != 0) {
-            // Pool slots to their place in `texts`, in order of first use.
-            let mut places: HashMap<u32, u32> = HashMap::new();
-            numbers.reserve_exact(self.live_len());
-            for r in self.live_rows() {
-                numbers.push(match self.metadata[r] {
-                    0 => 0,
-                    slot => *places.entry(slot).or_insert_with(|| {
-                        texts.push(self.texts.get(slot).unwrap_or_default());
-                        texts.len() as u32
-                    }),
-                });
-            }
-        }
-        (numbers, texts)
+    /// Whether any live row has metadata: only then are the rows' numbers
+    /// into their distinct texts written.
+    fn live_metadata(&self) -> bool {
+        !self.metadata.is_empty() && self.live_rows().any(|r| self.metadata[r] != 0)
+    }
+
+    /// Each live row's metadata as a number into `texts`, which is given
+    /// each distinct text as it is first met (1-based, 0 for none).
+    /// Numbered as they are written rather than listed first: a list would
+    /// hold 4 bytes a row beside the columns while a snapshot is taken.
+    fn text_numbers<'s, 't>(
+        &'s self,
+        texts: &'t mut Vec<&'s str>,
+    ) -> impl Iterator<Item = u32> + use<'s, 't> {
+        // Pool slots to their place in `texts`.
+        let mut places: HashMap<u32, u32> = HashMap::new();
+        self.live_rows().map(move |r| match self.metadata[r] {
+            0 => 0,
+            slot => *places.entry(slot).or_insert_with(|| {
+                texts.push(self.texts.get(slot).unwrap_or_default());
+                texts.len() as u32
+            }),
+        })
     }
 
     /// Builds columns from a snapshot's sorted rows and rows added after it

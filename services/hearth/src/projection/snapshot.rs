@@ -350,10 +350,14 @@ fn spill<'k>(
         // Handed over as the sealer takes it: two chunks in memory at most,
         // the one being written and the one being sealed.
         let (hand, handed) = std::sync::mpsc::sync_channel::<Handed>(0);
+        let spare = Spare::default();
         let sealer = std::thread::Builder::new()
             .name("snapshot-sealer".into())
-            .spawn_scoped(scope, move || seal_into(key, handed, file))?;
-        let header = write(&|at| Spill::new(key, at, hand.clone())).finish();
+            .spawn_scoped(scope, {
+                let spare = spare.clone();
+                move || seal_into(key, handed, file, &spare)
+            })?;
+        let header = write(&|at| Spill::new(key, at, hand.clone(), spare.clone())).finish();
         drop(hand);
         let spilled = sealer
             .join()
@@ -362,11 +366,19 @@ fn spill<'k>(
     })
 }
 
+/// A sealed chunk's buffer, written out and handed back for the next chunk
+/// to be written into: the two buffers a snapshot needs are used in turn
+/// rather than one made for every chunk, so what the process holds while
+/// sealing does not depend on how soon the allocator takes freed ones back.
+/// It holds ciphertext only: sealing overwrote the plaintext where it lay.
+type Spare = Arc<parking_lot::Mutex<Option<Vec<u8>>>>;
+
 /// Seals each chunk handed over where it lies and appends it to `file`.
 fn seal_into(
     key: &SnapshotKey,
     handed: std::sync::mpsc::Receiver<Handed>,
     mut file: std::fs::File,
+    spare: &Spare,
 ) -> std::io::Result<Spilled> {
     use std::io::{Seek, Write};
     let mut sealed = Vec::new();
@@ -374,6 +386,7 @@ fn seal_into(
         let chunk = crypto::seal_in_place(&key.key, &aad, std::mem::take(&mut *chunk));
         file.write_all(&chunk)?;
         sealed.push(chunk.len());
+        *spare.lock() = Some(chunk);
     }
     file.rewind()?;
     Ok(Spilled { file, sealed })
@@ -393,6 +406,10 @@ struct Spill<'k> {
     /// Gone once the sealer stopped (a write to the file failed, which
     /// it reports): what follows is dropped.
     sealer: Option<std::sync::mpsc::SyncSender<Handed>>,
+    spare: Spare,
+    /// Chunk buffers made rather than handed back.
+    #[cfg(test)]
+    made: usize,
 }
 
 impl<'k> Spill<'k> {
@@ -400,31 +417,56 @@ impl<'k> Spill<'k> {
         key: &'k SnapshotKey,
         at: LogHead,
         sealer: std::sync::mpsc::SyncSender<Handed>,
+        spare: Spare,
     ) -> Spill<'k> {
-        Spill {
+        let mut spill = Spill {
             key,
             at,
-            chunk: Spill::room(),
+            chunk: Zeroizing::default(),
             handed: 0,
             sealer: Some(sealer),
-        }
+            spare,
+            #[cfg(test)]
+            made: 0,
+        };
+        spill.chunk = spill.room();
+        spill
     }
 
-    fn room() -> Zeroizing<Vec<u8>> {
-        let mut chunk = Vec::with_capacity(crypto::NONCE_LEN + CHUNK_BYTES + crypto::TAG_LEN);
+    /// An empty chunk: the sealer's spare buffer if it handed one back.
+    fn room(&mut self) -> Zeroizing<Vec<u8>> {
+        const ROOM: usize = crypto::NONCE_LEN + CHUNK_BYTES + crypto::TAG_LEN;
+        let mut chunk = match self.spare.lock().take() {
+            Some(mut spare) if spare.capacity() >= ROOM => {
+                spare.clear();
+                spare
+            }
+            _ => {
+                #[cfg(test)]
+                {
+                    self.made += 1;
+                }
+                Vec::with_capacity(ROOM)
+            }
+        };
         chunk.extend_from_slice(&[0; crypto::NONCE_LEN]);
         Zeroizing::new(chunk)
     }
 
     fn hand_over(&mut self, last: bool) {
         let aad = self.key.aad(self.at, self.handed, last);
-        let chunk = std::mem::replace(&mut self.chunk, Spill::room());
+        let chunk = std::mem::take(&mut self.chunk);
         if let Some(sealer) = &self.sealer {
             if sealer.send((aad, chunk)).is_err() {
                 self.sealer = None;
             }
         }
         self.handed += 1;
+        // Taken once the sealer has this chunk, so done with the one before
+        // and has handed its buffer back.
+        if !last {
+            self.chunk = self.room();
+        }
     }
 
     /// Hands over the last chunk (an empty one if nothing was written):
@@ -1610,6 +1652,38 @@ mod tests {
             opener.open_next(chunk)?;
         }
         opener.finish().map(Plain::into_bytes)
+    }
+
+    /// However many chunks a snapshot has, it is written through two
+    /// buffers, the sealer handing each back once its chunk is out.
+    #[test]
+    fn a_snapshot_is_written_through_two_buffers() {
+        let key = SnapshotKey::new(&DataKey::generate());
+        let at = LogHead {
+            seq: 4,
+            hash: [1; 32],
+        };
+        let piece = vec![9u8; CHUNK_BYTES / 3];
+        let (header, spilled) = spill(&key, |spill_at| {
+            let mut spill = spill_at(at);
+            for _ in 0..20 {
+                spill.put(&piece);
+            }
+            assert_eq!(spill.made, 2, "buffers made for seven chunks");
+            spill
+        })
+        .unwrap();
+        assert_eq!(header.chunks, 7);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let sealed: Vec<Vec<u8>> = runtime
+            .block_on(spilled.into_stream().collect::<Vec<_>>())
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let opened = open_all(&key, header, &sealed).unwrap_or_else(|_| panic!("opens"));
+        assert!(opened.len() == 20 * piece.len() && opened.iter().all(|&b| b == 9));
     }
 
     /// A snapshot larger than a chunk, sealed and spilled as a store's is,
