@@ -47,6 +47,26 @@ pub enum ImportError {
     Store(String),
 }
 
+/// Entries an import holds across all its sources before it writes them.
+const HELD: usize = 32_000;
+/// Metadata bytes an import holds for one source before it writes that
+/// source's entries, however few: a route sample's points are its
+/// metadata, thousands of them for an hour's run, and a count of entries
+/// alone would hold every route of an export until its end.
+const BATCH_BYTES: usize = 1 << 20;
+/// Metadata bytes an import holds across all its sources.
+const HELD_BYTES: usize = 8 << 20;
+
+/// What an entry's samples hold as metadata, in bytes (what
+/// [`BATCH_BYTES`] counts).
+fn metadata_bytes(entry: &NewEntry) -> usize {
+    entry
+        .samples
+        .iter()
+        .map(|s| s.sample.metadata.as_ref().map_or(0, String::len))
+        .sum()
+}
+
 /// Where imported samples go: the store's writer, through the import job.
 pub trait Sink {
     /// Stores `entries` as `source`, whenever convenient.
@@ -495,4 +515,75 @@ pub fn upload_file(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
     tempfile::Builder::new()
         .prefix("hearth-import-")
         .tempfile_in(dir)
+}
+
+/// A sink that takes every write and notes what it held, for the readers'
+/// tests.
+#[cfg(test)]
+mod writes {
+    use super::*;
+
+    /// Every write taken: the most metadata one held and the largest
+    /// entry's, all of it, and each type's entries. Writes that wait for
+    /// ids get 1, 2, ...
+    #[derive(Default)]
+    pub struct Writes {
+        pub largest: usize,
+        pub largest_entry: usize,
+        pub total: usize,
+        pub entries: BTreeMap<String, u64>,
+        ids: u128,
+    }
+
+    impl Writes {
+        fn take(&mut self, entries: &[NewEntry]) {
+            let bytes: Vec<usize> = entries.iter().map(metadata_bytes).collect();
+            self.largest = self.largest.max(bytes.iter().sum());
+            self.largest_entry = self
+                .largest_entry
+                .max(bytes.iter().copied().max().unwrap_or(0));
+            self.total += bytes.iter().sum::<usize>();
+            for entry in entries {
+                if let Some(last) = entry.samples.last() {
+                    let ty = crate::catalogue::get(last.type_index).id;
+                    *self.entries.entry(ty.to_string()).or_default() += 1;
+                }
+            }
+        }
+    }
+
+    impl Sink for Writes {
+        fn add_digesting(
+            &mut self,
+            _: &str,
+            entries: Vec<NewEntry>,
+            _: apple_health::SyncDigests,
+        ) -> Result<(), ImportError> {
+            self.take(&entries);
+            Ok(())
+        }
+        fn add_now(&mut self, _: &str, entries: Vec<NewEntry>) -> Result<Vec<u128>, ImportError> {
+            self.take(&entries);
+            Ok(entries
+                .iter()
+                .map(|_| {
+                    self.ids += 1;
+                    self.ids
+                })
+                .collect())
+        }
+        fn characteristics(&mut self, _: Vec<(String, String)>) -> Result<(), ImportError> {
+            Ok(())
+        }
+        fn source_priority(&mut self, _: Vec<SourceKey>) -> Result<(), ImportError> {
+            Ok(())
+        }
+        fn progress(&mut self, _: u64, _: u64) {}
+    }
+
+    /// Whether `writes` held at most a batch's worth of metadata at a time
+    /// (and the entry that filled it), of several batches' worth in all.
+    pub fn bounded(writes: &Writes) -> bool {
+        writes.total > 3 * BATCH_BYTES && writes.largest < BATCH_BYTES + writes.largest_entry
+    }
 }

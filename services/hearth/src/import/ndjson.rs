@@ -15,7 +15,7 @@ use std::path::Path;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{ImportError, Sink, Tally};
+use super::{metadata_bytes, ImportError, Sink, Tally, BATCH_BYTES, HELD, HELD_BYTES};
 use crate::export::ndjson::{self as format, Line};
 use crate::log::event::SourceKey;
 use crate::log::writer::NewEntry;
@@ -25,7 +25,8 @@ use crate::wire::samples as wire;
 /// The longest line read: a sample with a full route and metadata is far
 /// below it.
 const MAX_LINE: usize = 4 << 20;
-/// Entries held per source before they are written together.
+/// Entries held per source before they are written together (unless their
+/// metadata passes [`BATCH_BYTES`] first).
 const BATCH: usize = 2000;
 /// Sources a priority order may list (as `PUT /v1/sources/priority`).
 const MAX_ORDER: usize = 256;
@@ -95,6 +96,52 @@ fn entry(sample: &Value, workouts: &HashMap<String, String>) -> Result<(String, 
         serde_json::from_str(&text).map_err(|e| format!("not a sample: {e}"))?;
     let entry = samples::validate(0, parsed).map_err(|e| format!("{}: {}", e.field, e.message))?;
     Ok((source, entry))
+}
+
+/// Entries held per source until a batch's worth is written together.
+#[derive(Default)]
+struct Held {
+    /// Each source's entries and their metadata bytes.
+    by_source: HashMap<String, (Vec<NewEntry>, usize)>,
+    entries: usize,
+    bytes: usize,
+}
+
+impl Held {
+    fn add(
+        &mut self,
+        source: String,
+        entry: NewEntry,
+        sink: &mut dyn Sink,
+    ) -> Result<(), ImportError> {
+        let bytes = metadata_bytes(&entry);
+        self.entries += 1;
+        self.bytes += bytes;
+        let (batch, batch_bytes) = self.by_source.entry(source.clone()).or_default();
+        batch.push(entry);
+        *batch_bytes += bytes;
+        if batch.len() >= BATCH || *batch_bytes >= BATCH_BYTES {
+            let batch = std::mem::take(batch);
+            self.entries -= batch.len();
+            self.bytes -= std::mem::take(batch_bytes);
+            sink.add(&source, batch)?;
+        }
+        if self.entries >= HELD || self.bytes >= HELD_BYTES {
+            self.flush(sink)?;
+        }
+        Ok(())
+    }
+
+    /// Writes every source's entries.
+    fn flush(&mut self, sink: &mut dyn Sink) -> Result<(), ImportError> {
+        for (source, (batch, _)) in std::mem::take(&mut self.by_source) {
+            if !batch.is_empty() {
+                sink.add(&source, batch)?;
+            }
+        }
+        (self.entries, self.bytes) = (0, 0);
+        Ok(())
+    }
 }
 
 fn priority(value: &Value) -> Result<Vec<SourceKey>, String> {
@@ -186,7 +233,7 @@ pub fn import(path: &Path, sink: &mut dyn Sink) -> Result<Tally, ImportError> {
     let mut lines = Lines::new(file);
     let mut tally = Tally::default();
     let mut workouts: HashMap<String, String> = HashMap::new();
-    let mut held: HashMap<String, Vec<NewEntry>> = HashMap::new();
+    let mut held = Held::default();
     let mut order = Vec::new();
     while let Some(text) = lines.next_line()? {
         let line = format::parse_line(text).map_err(|e| lines.refused(e))?;
@@ -224,27 +271,63 @@ pub fn import(path: &Path, sink: &mut dyn Sink) -> Result<Tally, ImportError> {
                     }
                     continue;
                 }
-                let batch = held.entry(source.clone()).or_default();
-                batch.push(entry);
-                if batch.len() >= BATCH {
-                    let batch = std::mem::take(batch);
-                    sink.add(&source, batch)?;
-                }
+                held.add(source, entry, sink)?;
             }
         }
         if tally.records.is_multiple_of(PROGRESS_EVERY) {
             sink.progress(lines.read, tally.records);
         }
     }
-    for (source, batch) in held {
-        if !batch.is_empty() {
-            sink.add(&source, batch)?;
-        }
-    }
+    held.flush(sink)?;
     // After the samples, so every source it names has data.
     if !order.is_empty() {
         sink.source_priority(order)?;
     }
     sink.progress(lines.read, tally.records);
     Ok(tally)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Routes are written a bounded amount at a time, however many one
+    /// source has: held until the file's end, as their count alone once
+    /// allowed, every route of an export would be in memory at once.
+    #[test]
+    fn routes_are_written_a_bounded_amount_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("export.ndjson");
+        let mut lines = vec![
+            json!({"record": "hearth_export", "version": format::VERSION}),
+            json!({"record": "sample", "id": "w", "type": "workout", "source": "watch",
+                "start": "2026-05-01T07:00:00Z", "end": "2026-05-01T08:00:00Z",
+                "activity": "running"}),
+        ];
+        for r in 0..100 {
+            let route: Vec<Value> = (0..1000)
+                .map(|p| {
+                    json!({"time": format!("2026-05-01T07:{:02}:{:02}Z", p / 60 % 60, p % 60),
+                        "lat": 37.0 + f64::from(p) / 1e4, "lon": -122.0, "alt": 12.5})
+                })
+                .collect();
+            lines.push(json!({"record": "sample", "id": format!("r{r}"),
+                "type": "workout_route", "source": "watch", "workout": "w",
+                "start": "2026-05-01T07:00:00Z", "end": "2026-05-01T07:16:39Z",
+                "route": route}));
+        }
+        let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+        std::fs::write(&path, text.join("\n")).unwrap();
+        let mut writes = crate::import::writes::Writes::default();
+        let tally = import(&path, &mut writes).unwrap();
+        assert_eq!(tally.samples["workout_route"], 100);
+        assert_eq!(writes.entries["workout_route"], 100);
+        assert!(
+            crate::import::writes::bounded(&writes),
+            "{} bytes in all, {} in one write",
+            writes.total,
+            writes.largest
+        );
+    }
 }

@@ -31,6 +31,7 @@ pub mod gpx;
 pub mod map;
 pub mod xml;
 
+use super::{metadata_bytes, BATCH_BYTES, HELD, HELD_BYTES};
 pub use super::{ImportError, Sink, Tally};
 
 use std::borrow::Cow;
@@ -53,10 +54,9 @@ use xml::Element;
 /// The prefix of the sources an Apple Health import writes as.
 pub const SOURCE_PREFIX: &str = "apple-health:";
 
-/// Entries held per source before they are written together.
+/// Entries held per source before they are written together (unless their
+/// metadata passes [`BATCH_BYTES`] first).
 const BATCH: usize = 4000;
-/// Entries held across all sources.
-const HELD: usize = 32_000;
 const PROGRESS_EVERY: u64 = 2048;
 /// Workouts with routes held before they are written together: a route
 /// names its workout's id, so the workouts are written and their ids
@@ -74,6 +74,7 @@ pub fn import(export: &Export, sink: &mut dyn Sink) -> Result<Tally, ImportError
         tally: Tally::default(),
         held: HashMap::new(),
         held_count: 0,
+        held_bytes: 0,
         deferred: Deferred::new()?,
         members: HashSet::new(),
         devices: Devices::default(),
@@ -118,6 +119,8 @@ struct Importer<'a> {
     tally: Tally,
     held: HashMap<String, Held>,
     held_count: usize,
+    /// The metadata bytes of the entries held (see [`HELD_BYTES`]).
+    held_bytes: usize,
     deferred: Deferred,
     /// Digests of the records correlations held.
     members: HashSet<[u8; 16]>,
@@ -369,6 +372,8 @@ impl SyncDigests {
 struct Held {
     entries: Vec<NewEntry>,
     digests: SyncDigests,
+    /// The metadata bytes of `entries` (see [`BATCH_BYTES`]).
+    bytes: usize,
 }
 
 fn sync_id(d: &[u8; 16], part: Option<usize>) -> String {
@@ -762,15 +767,19 @@ impl Importer<'_> {
             let entry = batch.entries.len();
             batch.digests.push(entry, el, device, &mut self.devices);
         }
+        let bytes = metadata_bytes(&entry);
         batch.entries.push(entry);
+        batch.bytes += bytes;
         self.held_count += 1;
-        if batch.entries.len() >= BATCH {
+        self.held_bytes += bytes;
+        if batch.entries.len() >= BATCH || batch.bytes >= BATCH_BYTES {
             let batch = std::mem::take(batch);
             self.held_count -= batch.entries.len();
+            self.held_bytes -= batch.bytes;
             self.sink
                 .add_digesting(source, batch.entries, batch.digests)?;
         }
-        if self.held_count >= HELD {
+        if self.held_count >= HELD || self.held_bytes >= HELD_BYTES {
             self.flush_all()?;
         }
         Ok(())
@@ -786,6 +795,7 @@ impl Importer<'_> {
             }
         }
         self.held_count = 0;
+        self.held_bytes = 0;
         Ok(())
     }
 
@@ -1255,6 +1265,36 @@ impl Importer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Routes go to the store as they come, a bounded amount at a time:
+    /// held until the export's end, as their count alone once allowed,
+    /// every route of years of runs would be in memory at once.
+    #[test]
+    fn routes_are_written_a_bounded_amount_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("export.zip");
+        let options = generate::Options {
+            days: 800,
+            heart_rate_every_min: 24 * 60,
+            quirks: false,
+            ..generate::Options::default()
+        };
+        let written = generate::write_zip(&path, &options).unwrap();
+        let export = Export::open(&path, archive::ArchiveLimits::default()).unwrap();
+        let mut writes = crate::import::writes::Writes::default();
+        let tally = import(&export, &mut writes).unwrap();
+        let routes = written.samples["workout_route"];
+        assert_eq!(tally.samples["workout_route"], routes);
+        assert_eq!(writes.entries["workout_route"], routes);
+        // The routes' points are megabytes in all, written at most a
+        // batch's worth (and the entry that filled it) at a time.
+        assert!(
+            crate::import::writes::bounded(&writes),
+            "{} bytes in all, {} in one write",
+            writes.total,
+            writes.largest
+        );
+    }
 
     /// A record's digest is its sync identifier: an export imported again
     /// by a later version must give the same one, or its samples would be
