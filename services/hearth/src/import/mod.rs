@@ -67,6 +67,79 @@ fn metadata_bytes(entry: &NewEntry) -> usize {
         .sum()
 }
 
+/// What a reader holds before writing: each source's entries, written
+/// together once there are a batch's worth by count or by metadata bytes,
+/// and everything once too much is held across sources.
+pub(crate) struct Holding {
+    /// Entries per source that make a batch.
+    batch: usize,
+    by_source: HashMap<String, Held>,
+    entries: usize,
+    bytes: usize,
+}
+
+/// One source's entries held, the digests still to take of them, and their
+/// metadata bytes.
+#[derive(Default)]
+struct Held {
+    entries: Vec<NewEntry>,
+    digests: apple_health::SyncDigests,
+    bytes: usize,
+}
+
+impl Holding {
+    /// Holds up to `batch` entries per source (fewer when their metadata
+    /// passes [`BATCH_BYTES`]).
+    pub(crate) fn new(batch: usize) -> Holding {
+        Holding {
+            batch,
+            by_source: HashMap::new(),
+            entries: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Holds `entry` as `source`'s, first giving `digest` the source's
+    /// digests still to take and the entry's place among its entries; writes
+    /// what is due to `sink`.
+    pub(crate) fn hold(
+        &mut self,
+        source: &str,
+        entry: NewEntry,
+        digest: impl FnOnce(&mut apple_health::SyncDigests, usize),
+        sink: &mut dyn Sink,
+    ) -> Result<(), ImportError> {
+        let held = self.by_source.entry_ref(source).or_default();
+        digest(&mut held.digests, held.entries.len());
+        let bytes = metadata_bytes(&entry);
+        held.entries.push(entry);
+        held.bytes += bytes;
+        self.entries += 1;
+        self.bytes += bytes;
+        if held.entries.len() >= self.batch || held.bytes >= BATCH_BYTES {
+            let held = std::mem::take(held);
+            self.entries -= held.entries.len();
+            self.bytes -= held.bytes;
+            sink.add_digesting(source, held.entries, held.digests)?;
+        }
+        if self.entries >= HELD || self.bytes >= HELD_BYTES {
+            self.flush(sink)?;
+        }
+        Ok(())
+    }
+
+    /// Writes every source's entries held.
+    pub(crate) fn flush(&mut self, sink: &mut dyn Sink) -> Result<(), ImportError> {
+        for (source, held) in std::mem::take(&mut self.by_source) {
+            if !held.entries.is_empty() {
+                sink.add_digesting(&source, held.entries, held.digests)?;
+            }
+        }
+        (self.entries, self.bytes) = (0, 0);
+        Ok(())
+    }
+}
+
 /// Where imported samples go: the store's writer, through the import job.
 pub trait Sink {
     /// Stores `entries` as `source`, whenever convenient.

@@ -15,7 +15,7 @@ use std::path::Path;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{metadata_bytes, ImportError, Sink, Tally, BATCH_BYTES, HELD, HELD_BYTES};
+use super::{Holding, ImportError, Sink, Tally};
 use crate::export::ndjson::{self as format, Line};
 use crate::log::event::SourceKey;
 use crate::log::writer::NewEntry;
@@ -25,8 +25,8 @@ use crate::wire::samples as wire;
 /// The longest line read: a sample with a full route and metadata is far
 /// below it.
 const MAX_LINE: usize = 4 << 20;
-/// Entries held per source before they are written together (unless their
-/// metadata passes [`BATCH_BYTES`] first).
+/// Entries held per source before they are written together (fewer when
+/// their metadata is large: see [`Holding`]).
 const BATCH: usize = 2000;
 /// Sources a priority order may list (as `PUT /v1/sources/priority`).
 const MAX_ORDER: usize = 256;
@@ -96,52 +96,6 @@ fn entry(sample: &Value, workouts: &HashMap<String, String>) -> Result<(String, 
         serde_json::from_str(&text).map_err(|e| format!("not a sample: {e}"))?;
     let entry = samples::validate(0, parsed).map_err(|e| format!("{}: {}", e.field, e.message))?;
     Ok((source, entry))
-}
-
-/// Entries held per source until a batch's worth is written together.
-#[derive(Default)]
-struct Held {
-    /// Each source's entries and their metadata bytes.
-    by_source: HashMap<String, (Vec<NewEntry>, usize)>,
-    entries: usize,
-    bytes: usize,
-}
-
-impl Held {
-    fn add(
-        &mut self,
-        source: String,
-        entry: NewEntry,
-        sink: &mut dyn Sink,
-    ) -> Result<(), ImportError> {
-        let bytes = metadata_bytes(&entry);
-        self.entries += 1;
-        self.bytes += bytes;
-        let (batch, batch_bytes) = self.by_source.entry(source.clone()).or_default();
-        batch.push(entry);
-        *batch_bytes += bytes;
-        if batch.len() >= BATCH || *batch_bytes >= BATCH_BYTES {
-            let batch = std::mem::take(batch);
-            self.entries -= batch.len();
-            self.bytes -= std::mem::take(batch_bytes);
-            sink.add(&source, batch)?;
-        }
-        if self.entries >= HELD || self.bytes >= HELD_BYTES {
-            self.flush(sink)?;
-        }
-        Ok(())
-    }
-
-    /// Writes every source's entries.
-    fn flush(&mut self, sink: &mut dyn Sink) -> Result<(), ImportError> {
-        for (source, (batch, _)) in std::mem::take(&mut self.by_source) {
-            if !batch.is_empty() {
-                sink.add(&source, batch)?;
-            }
-        }
-        (self.entries, self.bytes) = (0, 0);
-        Ok(())
-    }
 }
 
 fn priority(value: &Value) -> Result<Vec<SourceKey>, String> {
@@ -233,7 +187,7 @@ pub fn import(path: &Path, sink: &mut dyn Sink) -> Result<Tally, ImportError> {
     let mut lines = Lines::new(file);
     let mut tally = Tally::default();
     let mut workouts: HashMap<String, String> = HashMap::new();
-    let mut held = Held::default();
+    let mut held = Holding::new(BATCH);
     let mut order = Vec::new();
     while let Some(text) = lines.next_line()? {
         let line = format::parse_line(text).map_err(|e| lines.refused(e))?;
@@ -271,7 +225,7 @@ pub fn import(path: &Path, sink: &mut dyn Sink) -> Result<Tally, ImportError> {
                     }
                     continue;
                 }
-                held.add(source, entry, sink)?;
+                held.hold(&source, entry, |_, _| {}, sink)?;
             }
         }
         if tally.records.is_multiple_of(PROGRESS_EVERY) {

@@ -1633,13 +1633,18 @@ mod tests {
             spill
         })
         .unwrap();
+        let chunks = read_back(spilled);
+        assert_eq!(header.chunks as usize, chunks.len());
+        (header, chunks)
+    }
+
+    /// The sealed chunks a spill wrote, read back from its file.
+    fn read_back(spilled: Spilled) -> Vec<Vec<u8>> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
         let chunks = runtime.block_on(spilled.into_stream().collect::<Vec<_>>());
-        let chunks: Vec<Vec<u8>> = chunks.into_iter().map(Result::unwrap).collect();
-        assert_eq!(header.chunks as usize, chunks.len());
-        (header, chunks)
+        chunks.into_iter().map(Result::unwrap).collect()
     }
 
     fn open_all(
@@ -1674,14 +1679,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(header.chunks, 7);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let sealed: Vec<Vec<u8>> = runtime
-            .block_on(spilled.into_stream().collect::<Vec<_>>())
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
+        let sealed = read_back(spilled);
         let opened = open_all(&key, header, &sealed).unwrap_or_else(|_| panic!("opens"));
         assert!(opened.len() == 20 * piece.len() && opened.iter().all(|&b| b == 9));
     }

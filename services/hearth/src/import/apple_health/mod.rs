@@ -31,7 +31,7 @@ pub mod gpx;
 pub mod map;
 pub mod xml;
 
-use super::{metadata_bytes, BATCH_BYTES, HELD, HELD_BYTES};
+use super::Holding;
 pub use super::{ImportError, Sink, Tally};
 
 use std::borrow::Cow;
@@ -54,8 +54,8 @@ use xml::Element;
 /// The prefix of the sources an Apple Health import writes as.
 pub const SOURCE_PREFIX: &str = "apple-health:";
 
-/// Entries held per source before they are written together (unless their
-/// metadata passes [`BATCH_BYTES`] first).
+/// Entries held per source before they are written together (fewer when
+/// their metadata is large: see [`Holding`]).
 const BATCH: usize = 4000;
 const PROGRESS_EVERY: u64 = 2048;
 /// Workouts with routes held before they are written together: a route
@@ -72,9 +72,7 @@ pub fn import(export: &Export, sink: &mut dyn Sink) -> Result<Tally, ImportError
         routes: export.routes()?,
         sink,
         tally: Tally::default(),
-        held: HashMap::new(),
-        held_count: 0,
-        held_bytes: 0,
+        held: Holding::new(BATCH),
         deferred: Deferred::new()?,
         members: HashSet::new(),
         devices: Devices::default(),
@@ -102,7 +100,7 @@ pub fn import(export: &Export, sink: &mut dyn Sink) -> Result<Tally, ImportError
     })?;
     importer.flush_routed()?;
     importer.replay_deferred()?;
-    importer.flush_all()?;
+    importer.held.flush(importer.sink)?;
     let mut tally = importer.tally;
     for (i, &n) in importer.samples_by_type.iter().enumerate() {
         if n > 0 {
@@ -117,10 +115,7 @@ struct Importer<'a> {
     routes: RouteFiles,
     sink: &'a mut dyn Sink,
     tally: Tally,
-    held: HashMap<String, Held>,
-    held_count: usize,
-    /// The metadata bytes of the entries held (see [`HELD_BYTES`]).
-    held_bytes: usize,
+    held: Holding,
     deferred: Deferred,
     /// Digests of the records correlations held.
     members: HashSet<[u8; 16]>,
@@ -365,15 +360,6 @@ impl SyncDigests {
             start = end;
         }
     }
-}
-
-/// Entries held for one source, and the digests still to take of them.
-#[derive(Default)]
-struct Held {
-    entries: Vec<NewEntry>,
-    digests: SyncDigests,
-    /// The metadata bytes of `entries` (see [`BATCH_BYTES`]).
-    bytes: usize,
 }
 
 fn sync_id(d: &[u8; 16], part: Option<usize>) -> String {
@@ -762,41 +748,13 @@ impl Importer<'_> {
             }
             source.clone_into(&mut self.last_source);
         }
-        let batch = self.held.entry_ref(source).or_default();
-        if let Some((el, device)) = record {
-            let entry = batch.entries.len();
-            batch.digests.push(entry, el, device, &mut self.devices);
-        }
-        let bytes = metadata_bytes(&entry);
-        batch.entries.push(entry);
-        batch.bytes += bytes;
-        self.held_count += 1;
-        self.held_bytes += bytes;
-        if batch.entries.len() >= BATCH || batch.bytes >= BATCH_BYTES {
-            let batch = std::mem::take(batch);
-            self.held_count -= batch.entries.len();
-            self.held_bytes -= batch.bytes;
-            self.sink
-                .add_digesting(source, batch.entries, batch.digests)?;
-        }
-        if self.held_count >= HELD || self.held_bytes >= HELD_BYTES {
-            self.flush_all()?;
-        }
-        Ok(())
-    }
-
-    fn flush_all(&mut self) -> Result<(), ImportError> {
-        let sources: Vec<String> = self.held.keys().cloned().collect();
-        for source in sources {
-            let batch = self.held.remove(&source).unwrap_or_default();
-            if !batch.entries.is_empty() {
-                self.sink
-                    .add_digesting(&source, batch.entries, batch.digests)?;
+        let devices = &mut self.devices;
+        let digest = |digests: &mut SyncDigests, at: usize| {
+            if let Some((el, device)) = record {
+                digests.push(at, el, device, devices);
             }
-        }
-        self.held_count = 0;
-        self.held_bytes = 0;
-        Ok(())
+        };
+        self.held.hold(source, entry, digest, &mut *self.sink)
     }
 
     /// A quantity or category record's request sample, and its metadata as
