@@ -816,7 +816,10 @@ fn number(v: &Value, field: &str, signed: bool) -> Result<f64, String> {
         None => return Err(format!("{field}: missing")),
     };
     if !n.is_finite() || n.abs() > MAX_MAGNITUDE {
-        return Err(format!("{field}: {n} is not a plausible reading"));
+        // In exponent form: a huge reading echoed in full is hundreds of digits.
+        return Err(format!(
+            "{field}: {n:e} is not a plausible reading (at most {MAX_MAGNITUDE:e} in size)"
+        ));
     }
     if n < 0.0 && !signed {
         return Err(format!("{field}: must not be negative"));

@@ -183,9 +183,37 @@ pub struct Tally {
     pub sources: BTreeSet<String>,
 }
 
+/// Most identifiers or reasons a tally names apart, and the longest of
+/// them: both come from the file, and a hostile one could bring a new one
+/// per record. Past the first, records are counted under [`OTHERS`].
+const TALLY_KEYS: usize = 256;
+const TALLY_KEY_CHARS: usize = 200;
+/// Where a tally counts records past its first 256 names.
+pub const OTHERS: &str = "(others)";
+
 impl Tally {
+    /// Counts a record left out for `reason`.
     pub(crate) fn skip(&mut self, reason: impl Into<String>) {
-        *self.skipped.entry(reason.into()).or_default() += 1;
+        count_under(&mut self.skipped, reason.into());
+    }
+
+    /// Counts a record of a type Hearth does not have.
+    pub(crate) fn unknown(&mut self, identifier: &str) {
+        count_under(&mut self.unknown, identifier.to_string());
+    }
+}
+
+fn count_under(counts: &mut BTreeMap<String, u64>, mut key: String) {
+    if let Some((cut, _)) = key.char_indices().nth(TALLY_KEY_CHARS) {
+        key.truncate(cut);
+        key.push('…');
+    }
+    if let Some(n) = counts.get_mut(&key) {
+        *n += 1;
+    } else if counts.len() < TALLY_KEYS {
+        counts.insert(key, 1);
+    } else {
+        *counts.entry(OTHERS.to_string()).or_default() += 1;
     }
 }
 

@@ -14,7 +14,7 @@
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{lookup_type, parse_time, SampleError};
+use super::{bounded_quantity, lookup_type, parse_time, SampleError};
 use crate::catalogue::{self, units, Kind, SampleType, TypeIndex};
 use crate::log::writer::{NewEntry, NewSample};
 use crate::view::View;
@@ -163,14 +163,7 @@ fn measure(at: Option<usize>, field: &str, as_type: &str, m: &Measure) -> Result
     let ty = catalogue::get(catalogue::lookup(as_type).expect("catalogue type"));
     let v = units::to_canonical(ty, m.value, &m.unit)
         .map_err(|e| SampleError::invalid(at, field, e.to_string()))?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(SampleError::invalid(
-            at,
-            field,
-            "must be a finite, non-negative value",
-        ));
-    }
-    Ok(v)
+    bounded_quantity(ty, v).map_err(|e| SampleError::invalid(at, field, e))
 }
 
 /// Validates a correlation, workout or route; returns what is stored.
@@ -243,9 +236,8 @@ pub(super) fn validate(
                 seen_types.push(mti);
                 let v = units::to_canonical(mty, m.value, &m.unit)
                     .map_err(|e| SampleError::invalid(at, "members", e.to_string()))?;
-                if !v.is_finite() {
-                    return Err(SampleError::invalid(at, "members", "values must be finite"));
-                }
+                let v =
+                    bounded_quantity(mty, v).map_err(|e| SampleError::invalid(at, "members", e))?;
                 let id = crate::crypto::new_sample_id().into_bytes();
                 ids.push(id);
                 let mut sample = base.sample.clone();

@@ -31,6 +31,30 @@ const MAX_METADATA_KEYS: usize = 64;
 const MAX_DEVICE_FIELD: usize = 128;
 /// Longest `sync_id`, in bytes.
 pub const MAX_SYNC_ID: usize = 128;
+/// Largest magnitude of a quantity in its type's canonical unit: far
+/// beyond any measurement, and small enough that no sum or mean over any
+/// number of samples a store can hold, nor a value read in any unit,
+/// reaches infinity, so one app's write cannot turn the figures every
+/// reader sees into nothing (`null`).
+pub const MAX_QUANTITY: f64 = 1e16;
+
+/// Checks a quantity of `ty` in its canonical unit: finite, within
+/// [`MAX_QUANTITY`], and not below zero for a type whose samples add up
+/// (a negative step count would take from other sources' totals).
+fn bounded_quantity(ty: &SampleType, v: f64) -> Result<f64, String> {
+    if !v.is_finite() || v.abs() > MAX_QUANTITY {
+        // Not naming the value: an import counts refusals by their message.
+        return Err(format!(
+            "{} is at most {MAX_QUANTITY:e} {} in size",
+            ty.id,
+            ty.canonical_unit().unwrap_or_default(),
+        ));
+    }
+    if v < 0.0 && ty.aggregation() == Some(catalogue::Aggregation::Cumulative) {
+        return Err(format!("{} adds up and must not be negative", ty.id));
+    }
+    Ok(v)
+}
 
 /// Why a sample (or a sample query) was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -267,10 +291,7 @@ fn validate_typed(
                 .ok_or_else(|| SampleError::invalid(at, "unit", "a unit is required"))?;
             let canonical = units::to_canonical(ty, v, unit)
                 .map_err(|e| SampleError::invalid(at, "unit", e.to_string()))?;
-            if !canonical.is_finite() {
-                return Err(SampleError::invalid(at, "value", "value must be finite"));
-            }
-            canonical
+            bounded_quantity(ty, canonical).map_err(|e| SampleError::invalid(at, "value", e))?
         }
         Kind::Category { values } => {
             if s.unit.is_some() {

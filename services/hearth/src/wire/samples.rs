@@ -50,7 +50,9 @@ pub struct NewSample<'a> {
     #[serde(borrow)]
     #[schema(value_type = String, example = "2026-01-01T10:01:00+01:00")]
     pub end: Cow<'a, str>,
-    /// Quantity and category types only (required there).
+    /// Quantity and category types only (required there). A quantity is
+    /// at most 1e16 in size in its type's canonical unit, and not negative
+    /// for a type whose samples add up.
     #[serde(default)]
     #[schema(value_type = Option<SampleValue>)]
     pub value: Value,

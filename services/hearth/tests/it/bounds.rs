@@ -1,5 +1,6 @@
 //! Bounded work: devices per source, series per answer, requests in
-//! progress; and answers whose order depends only on what the caller sees.
+//! progress; values no app can use to overflow or undo others' totals; and
+//! answers whose order depends only on what the caller sees.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ both_backends!(
     by_source_answers_are_capped,
     device_order_does_not_depend_on_hidden_devices,
     excess_concurrent_requests_are_overloaded,
+    no_write_overflows_or_undoes_the_totals_others_see,
 );
 
 fn device(name: &str, kind: &str) -> Value {
@@ -368,4 +370,102 @@ async fn excess_concurrent_requests_are_overloaded(backend: Backend) {
             .status(),
         201
     );
+}
+
+/// An app that may write a type cannot make the figures every reader sees
+/// infinite (shown as `null`) or take from other sources' sums: values
+/// beyond 1e16 in the type's canonical unit and negative values of types
+/// that add up are refused, in plain samples, correlation members and
+/// workouts alike, with a short message; the largest value allowed lands.
+async fn no_write_overflows_or_undoes_the_totals_others_see(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let app = TestApp::unlocked(&db).await;
+    assert_eq!(
+        app.write(vec![
+            steps(0, 100.0),
+            sample("heart_rate", 0, 60.0, "count/min")
+        ])
+        .await
+        .status(),
+        201
+    );
+    let reg = app
+        .register_app("spoiler", "https://spoiler.example/cb", false)
+        .await;
+    let token = app
+        .mint(
+            reg["id"].as_str().unwrap(),
+            &[],
+            &[
+                "step_count",
+                "heart_rate",
+                "distance_walking_running",
+                "blood_pressure",
+                "blood_pressure_systolic",
+                "blood_pressure_diastolic",
+                "workout",
+            ],
+        )
+        .await;
+    let as_app = app.as_token(&token);
+    let pressure = |systolic: f64| {
+        let mut s = sample("blood_pressure", 2, 0.0, "mmHg");
+        s.as_object_mut().unwrap().remove("value");
+        s.as_object_mut().unwrap().remove("unit");
+        s["members"] = json!([
+            {"type": "blood_pressure_systolic", "value": systolic, "unit": "mmHg"},
+            {"type": "blood_pressure_diastolic", "value": 80, "unit": "mmHg"},
+        ]);
+        s
+    };
+    let workout = json!({"type": "workout", "start": "2026-01-01T00:00:00Z",
+        "end": "2026-01-01T01:00:00Z", "activity": "running",
+        "energy": {"value": 1e300, "unit": "kcal"}});
+    for (sample, field, says) in [
+        (
+            steps(1, 1.7e308),
+            "value",
+            "step_count is at most 1e16 count in size",
+        ),
+        (steps(2, 1e16 + 2.0), "value", "step_count is at most 1e16"),
+        (
+            steps(3, -5000.0),
+            "value",
+            "step_count adds up and must not be negative",
+        ),
+        // 2e13 km is 2e16 m: the bound holds in the canonical unit.
+        (
+            sample("distance_walking_running", 4, 2e13, "km"),
+            "value",
+            "1e16 m in size",
+        ),
+        (
+            sample("heart_rate", 5, 1.7e308, "count/min"),
+            "value",
+            "heart_rate is at most",
+        ),
+        (
+            pressure(1e300),
+            "members",
+            "blood_pressure_systolic is at most",
+        ),
+        (workout, "energy", "active_energy_burned is at most"),
+    ] {
+        let r = as_app.write(vec![sample.clone()]).await;
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(status, 400, "{sample}: {body}");
+        assert_eq!(body["code"], "invalid_input", "{body}");
+        assert_eq!(body["errors"][0]["field"], field, "{body}");
+        let message = body["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{sample}: {message}");
+        assert!(message.len() < 120, "{message}");
+    }
+    // The bound itself is allowed, and the totals stay numbers.
+    let largest = vec![steps(10, 1e16), steps(11, 1e16)];
+    assert_eq!(as_app.write(largest).await.status(), 201);
+    let totals = app.get_json("/v1/statistics?type=step_count").await;
+    assert_eq!(totals["sum"], json!(2e16 + 100.0), "{totals}");
+    let heart = app.get_json("/v1/statistics?type=heart_rate").await;
+    assert_eq!(heart["avg"], json!(60.0), "{heart}");
 }

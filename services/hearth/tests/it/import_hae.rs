@@ -561,7 +561,14 @@ async fn hostile_values_get_clear_errors(backend: Backend) {
     };
     assert!(message("metrics[0].data[0]").contains("expected a number, got the string `NaN`"));
     assert!(message("metrics[0].data[1]").contains("`Infinity`"));
-    assert!(message("metrics[0].data[2]").contains("not a plausible reading"));
+    let implausible = message("metrics[0].data[2]");
+    assert!(
+        implausible.contains("not a plausible reading"),
+        "{implausible}"
+    );
+    // The reading is echoed as short as it was sent, not as 301 digits.
+    assert!(implausible.contains("1e300"), "{implausible}");
+    assert!(implausible.len() < 100, "{implausible}");
     assert!(message("metrics[0].data[3]").contains("negative"));
     assert!(message("metrics[0].data[4]").contains("is not a date"));
     assert!(message("metrics[0].data[5]").contains("1900"));

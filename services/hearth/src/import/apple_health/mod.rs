@@ -688,11 +688,7 @@ impl Importer<'_> {
         match validated {
             Ok(entry) => Some(entry),
             Err(e) => {
-                *self
-                    .tally
-                    .skipped
-                    .entry(format!("{identifier}: {}", e.message))
-                    .or_default() += 1;
+                self.tally.skip(format!("{identifier}: {}", e.message));
                 None
             }
         }
@@ -764,11 +760,7 @@ impl Importer<'_> {
     fn sample_of<'e>(&mut self, el: &'e Element) -> Option<RecordSample<'e>> {
         let identifier = el.attr("type").unwrap_or("(no type)");
         let Some(ti) = self.types.of(identifier) else {
-            *self
-                .tally
-                .unknown
-                .entry(identifier.to_string())
-                .or_default() += 1;
+            self.tally.unknown(identifier);
             return None;
         };
         let ty = catalogue::get(ti);
@@ -798,11 +790,7 @@ impl Importer<'_> {
                 s.value = Value::String(v.to_string());
             }
             _ => {
-                *self
-                    .tally
-                    .unknown
-                    .entry(identifier.to_string())
-                    .or_default() += 1;
+                self.tally.unknown(identifier);
                 return None;
             }
         }
@@ -871,7 +859,7 @@ impl Importer<'_> {
             .map(catalogue::get)
             .filter(|t| matches!(t.kind, Kind::Correlation { .. }))
         else {
-            *self.tally.unknown.entry(identifier).or_default() += 1;
+            self.tally.unknown(&identifier);
             return Ok(());
         };
         let Some((start, end)) = times(el) else {
@@ -1252,6 +1240,47 @@ mod tests {
             writes.total,
             writes.largest
         );
+    }
+
+    /// What an import leaves out is counted under at most a few hundred
+    /// short names, however many the file makes up: each one comes from
+    /// the file, and the summary is held and sent whole.
+    #[test]
+    fn a_summary_names_a_bounded_number_of_things() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("export.xml");
+        let at = "startDate=\"2024-01-02 08:00:00 +0100\" endDate=\"2024-01-02 08:01:00 +0100\"";
+        let mut xml = String::from("<HealthData>\n");
+        xml += &format!("<Record type=\"HKQuantityTypeIdentifierStepCount\" sourceName=\"s\" unit=\"count\" {at} value=\"-5\"/>\n");
+        for i in 0..5_000 {
+            xml += &format!("<Record type=\"HKQuantityTypeIdentifierMadeUp{i}\" sourceName=\"s\" {at} value=\"1\"/>\n");
+            xml += &format!("<Record type=\"HKCategoryTypeIdentifierSleepAnalysis\" sourceName=\"s\" {at} value=\"HKCategoryValueSleepAnalysisMadeUp{i}\"/>\n");
+        }
+        let long = "X".repeat(100_000);
+        xml += &format!("<Record type=\"{long}\" sourceName=\"s\" {at} value=\"1\"/>\n");
+        xml += "</HealthData>\n";
+        std::fs::write(&path, xml).unwrap();
+        let export = Export::open(&path, archive::ArchiveLimits::default()).unwrap();
+        let mut writes = crate::import::writes::Writes::default();
+        let tally = import(&export, &mut writes).unwrap();
+
+        for counts in [&tally.unknown, &tally.skipped] {
+            assert!(counts.len() <= 257, "{} names", counts.len());
+            assert!(counts.keys().all(|k| k.chars().count() <= 201));
+        }
+        assert_eq!(tally.unknown.values().sum::<u64>(), 5_001);
+        assert_eq!(tally.unknown["HKQuantityTypeIdentifierMadeUp0"], 1);
+        assert_eq!(tally.unknown[crate::import::OTHERS], 5_001 - 256);
+        // Refusals by the store's own checks are counted by their reason.
+        assert_eq!(
+            tally.skipped
+                ["HKQuantityTypeIdentifierStepCount: step_count adds up and must not be negative"],
+            1,
+            "{:?}",
+            tally.skipped
+        );
+        assert_eq!(tally.skipped.values().sum::<u64>(), 5_001);
+        assert!(writes.entries.is_empty());
     }
 
     /// A record's digest is its sync identifier: an export imported again
