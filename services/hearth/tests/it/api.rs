@@ -566,7 +566,7 @@ async fn idle_store_locks_itself(backend: Backend) {
 }
 
 /// A stored value that overflows in the unit asked for was answered as
-/// `"value": null`; it is a clear problem instead. Writes are now held to
+/// `"value": null`; it is a clear problem instead. Writes are held to
 /// `MAX_QUANTITY`, so such a value is one from an older store's log: it
 /// is written here past the request's checks, straight to the writer.
 async fn values_too_large_for_a_unit_are_refused_not_null(backend: Backend) {
