@@ -786,12 +786,8 @@ fn parse_date(text: &str, field: &str) -> Result<Date, String> {
 }
 
 /// At most 40 characters of a value, for messages.
-fn clip(text: &str) -> String {
-    let mut out: String = text.chars().take(40).collect();
-    if out.len() < text.len() {
-        out.push('…');
-    }
-    out
+fn clip(text: &str) -> Cow<'_, str> {
+    super::clip(text, 40)
 }
 
 fn text<'a>(v: &'a Value, field: &str) -> Result<&'a str, String> {

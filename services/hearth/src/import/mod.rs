@@ -12,6 +12,7 @@ pub mod client;
 pub mod health_auto_export;
 pub mod ndjson;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -193,27 +194,33 @@ pub const OTHERS: &str = "(others)";
 
 impl Tally {
     /// Counts a record left out for `reason`.
-    pub(crate) fn skip(&mut self, reason: impl Into<String>) {
-        count_under(&mut self.skipped, reason.into());
+    pub(crate) fn skip(&mut self, reason: impl AsRef<str>) {
+        count_under(&mut self.skipped, reason.as_ref());
     }
 
     /// Counts a record of a type Hearth does not have.
     pub(crate) fn unknown(&mut self, identifier: &str) {
-        count_under(&mut self.unknown, identifier.to_string());
+        count_under(&mut self.unknown, identifier);
     }
 }
 
-fn count_under(counts: &mut BTreeMap<String, u64>, mut key: String) {
-    if let Some((cut, _)) = key.char_indices().nth(TALLY_KEY_CHARS) {
-        key.truncate(cut);
-        key.push('…');
-    }
-    if let Some(n) = counts.get_mut(&key) {
+fn count_under(counts: &mut BTreeMap<String, u64>, key: &str) {
+    let key = clip(key, TALLY_KEY_CHARS);
+    if let Some(n) = counts.get_mut(&*key) {
         *n += 1;
     } else if counts.len() < TALLY_KEYS {
-        counts.insert(key, 1);
+        counts.insert(key.into_owned(), 1);
     } else {
         *counts.entry(OTHERS.to_string()).or_default() += 1;
+    }
+}
+
+/// `text` cut to its first `chars` characters, `…` marking a cut: what a
+/// file or a push says, quoted in a summary or a message.
+pub(crate) fn clip(text: &str, chars: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(chars) {
+        Some((cut, _)) => Cow::Owned(format!("{}…", &text[..cut])),
+        None => Cow::Borrowed(text),
     }
 }
 
